@@ -1,0 +1,292 @@
+"""
+Where the chat room listens: the explicit interface, port fallback, a check
+that the port is really ours, and the port file.
+
+The lesson this module exists for: a server that listened without an
+explicit host "succeeded" on a port another program already held, and its
+users' messages went to that other program.  chatd never shares a port:
+
+1. It binds the explicit --interface, so a taken port is an error
+   (EADDRINUSE), and it moves on to the next candidate from --fallback.
+2. Once bound, it connects to its own address and checks that the connection
+   arrives at its own socket.  If something else answers (possible on
+   platforms and with socket options where the bind does not fail), the
+   candidate counts as taken.
+
+This runs synchronously, before the reactor starts (twistd starts services
+first), so that a server that cannot listen exits at once with a non-zero
+status and one line saying why, instead of running without its room.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import select
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+from twisted.application.service import Service
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.logger import Logger
+
+log = Logger()
+
+PROBE_TIMEOUT_SECONDS = 1.0
+MAX_PORT = 65535
+
+
+class ListenError(Exception):
+    """chatd cannot listen; str() is the one line to show the operator."""
+
+
+class FallbackSpecError(ValueError):
+    """A --fallback value that does not parse; str() says why."""
+
+
+def fallback_ports(spec: str, first_port: int) -> list[int]:
+    """
+    The ports to try after `first_port`, from a --fallback SPEC:
+
+    - a count, `10`: first_port+1 ... first_port+10 (stopping at 65535);
+      `0`: none;
+    - a list of ports and ranges, tried in the order given:
+      `8089-8099,9000` (a single port is written `9000,` or `9000-9000`).
+    """
+    spec = spec.strip()
+    if spec.isdigit():
+        count = int(spec)
+        return list(range(first_port + 1, min(first_port + count, MAX_PORT) + 1))
+    ports: list[int] = []
+    seen: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low_text, dash, high_text = part.partition("-")
+        low = _port_number(low_text, part)
+        high = _port_number(high_text, part) if dash else low
+        if high < low:
+            raise FallbackSpecError(f"range {part} runs backwards")
+        for port in range(low, high + 1):
+            if port not in seen:
+                seen.add(port)
+                ports.append(port)
+    if not ports:
+        raise FallbackSpecError(f"{spec!r} names no ports")
+    return ports
+
+
+def _port_number(text: str, part: str) -> int:
+    text = text.strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PORT:
+        raise FallbackSpecError(f"{part!r} is not a port or a range of ports (1-{MAX_PORT})")
+    return int(text)
+
+
+def format_ports(ports: Sequence[int]) -> str:
+    """`8088-8091, 9000`: every port, runs of consecutive ports as ranges."""
+    runs: list[list[int]] = []
+    for port in ports:
+        if runs and port == runs[-1][1] + 1:
+            runs[-1][1] = port
+        else:
+            runs.append([port, port])
+    return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in runs)
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _SelfCheckingFactory(ServerFactory):
+    """
+    Hands connections to the real factory, except the one connection chatd
+    makes to itself to check that its port is its own: that one is noted and
+    closed, and never reaches the room.
+    """
+
+    noisy = False
+
+    def __init__(self, factory: ServerFactory) -> None:
+        self.factory = factory
+        self.expected: tuple[str, int] | None = None
+        self.arrived = False
+
+    def logPrefix(self) -> str:
+        return "chatd"
+
+    def startFactory(self) -> None:
+        self.factory.doStart()
+
+    def stopFactory(self) -> None:
+        self.factory.doStop()
+
+    def buildProtocol(self, addr: IAddress) -> Protocol | None:
+        if self.expected is not None and (addr.host, addr.port) == self.expected:
+            self.arrived = True
+            return None  # Twisted closes the connection
+        return self.factory.buildProtocol(addr)
+
+
+def _probe_host(interface: str) -> str:
+    address = ipaddress.ip_address(interface)
+    if address.is_unspecified:
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return interface
+
+
+def _is_our_own(listening: IListeningPort, gate: _SelfCheckingFactory, host: str, timeout: float) -> bool:
+    """
+    Connect to `host` at the port `listening` holds; True if the connection
+    arrives at `listening` within `timeout` seconds.
+
+    The reactor may not be running yet, so the check accepts on the listening
+    socket itself (doRead).  A real user who connects in the same instant is
+    handed to the room as usual.
+    """
+    port = listening.getHost().port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = time.monotonic() + timeout
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        try:
+            probe.connect((host, port))
+        except OSError:
+            return False
+        gate.expected, gate.arrived = probe.getsockname()[:2], False
+        try:
+            while not gate.arrived:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                readable, _, _ = select.select([listening.fileno()], [], [], remaining)
+                if readable:
+                    listening.doRead()
+            return True
+        finally:
+            gate.expected = None
+
+
+ListenTCP = Callable[..., IListeningPort]
+
+
+def listen_with_fallback(
+    listen_tcp: ListenTCP,
+    factory: ServerFactory,
+    interface: str,
+    candidates: Sequence[int],
+    what: str = "chat room",
+    probe_timeout: float = PROBE_TIMEOUT_SECONDS,
+) -> IListeningPort:
+    """
+    Listen on the first of `candidates` (ports) that is free on `interface`
+    and really our own, logging each attempt; raise ListenError if none is.
+
+    `listen_tcp` is a reactor's listenTCP.
+    """
+    gate = _SelfCheckingFactory(factory)
+    taken: list[int] = []
+    for index, port in enumerate(candidates):
+        following = candidates[index + 1] if index + 1 < len(candidates) else None
+        onward = f"; trying {following}" if following is not None else ""
+        try:
+            listening = listen_tcp(port, gate, interface=interface)
+        except CannotListenError as failure:
+            code = getattr(failure.socketError, "errno", None)
+            if code == errno.EADDRINUSE:
+                log.info("port {port} on {interface} is in use{onward}", port=port, interface=interface, onward=onward)
+            elif code == errno.EACCES:
+                log.info("port {port} on {interface} is not permitted{onward}", port=port, interface=interface, onward=onward)
+            else:
+                reason = getattr(failure.socketError, "strerror", None) or str(failure.socketError)
+                raise ListenError(f"cannot listen on {format_address(interface, port)}: {reason}") from None
+            taken.append(port)
+            continue
+        if _is_our_own(listening, gate, _probe_host(interface), probe_timeout):
+            bound = listening.getHost().port
+            note = f" ({format_ports(taken)} {'was' if len(taken) == 1 else 'were'} taken)" if taken else ""
+            log.info("{what} listening on {address}{note}", what=what, address=format_address(interface, bound), note=note)
+            return listening
+        listening.stopListening()
+        log.info("port {port} on {interface} is answered by another program{onward}", port=port, interface=interface, onward=onward)
+        taken.append(port)
+    raise ListenError(f"cannot listen on {interface}: every port tried is taken ({format_ports(taken)})")
+
+
+def write_port_file(path: str, port: int) -> None:
+    """Write `port` to `path` atomically: readers see the old file or the whole new one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".chatd-port-")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(f"{port}\n")
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+class FallbackListener(Service):
+    """
+    The chat room's TCP listener as a twistd service: listens with fallback
+    when started (in privilegedStartService, like twisted's TCPServer, so a
+    low port works before privileges are shed) and writes the port file.
+    """
+
+    def __init__(
+        self,
+        listen_tcp: ListenTCP,
+        factory: ServerFactory,
+        interface: str,
+        candidates: Sequence[int],
+        port_file: str | None = None,
+    ) -> None:
+        self._listen_tcp = listen_tcp
+        self._factory = factory
+        self.interface = interface
+        self.candidates = list(candidates)
+        self.port_file = port_file
+        self.listening: IListeningPort | None = None
+
+    @property
+    def port(self) -> int | None:
+        """The port actually bound, once listening."""
+        return None if self.listening is None else self.listening.getHost().port
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
+        super().startService()
+        if self.listening is None:
+            self._listen()
+
+    def _listen(self) -> None:
+        try:
+            self.listening = listen_with_fallback(
+                self._listen_tcp, self._factory, self.interface, self.candidates
+            )
+        except ListenError as failure:
+            log.error("{failure}", failure=str(failure))
+            # Before the reactor runs this ends twistd with status 1 and the
+            # message on stderr; there is no room to serve.
+            raise SystemExit(f"chatd: {failure}") from None
+        if self.port_file:
+            write_port_file(self.port_file, self.listening.getHost().port)
+
+    def stopService(self):  # type: ignore[no-untyped-def]
+        super().stopService()
+        if self.port_file:
+            try:
+                os.unlink(self.port_file)
+            except OSError:
+                pass
+        listening, self.listening = self.listening, None
+        return listening.stopListening() if listening is not None else None

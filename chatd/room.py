@@ -1,0 +1,197 @@
+"""
+Step 6 of the data path: the room.  Who is here, the chat rules, fan-out.
+
+The room never sees a transport: it reaches each connection through
+`IMember` (deliver some lines, disconnect), so it can be tested with fakes and
+later shared across processes.  It is driven by three calls from a
+connection: `arrive`, `handle(command)` and `depart`.
+"""
+
+from __future__ import annotations
+
+from attrs import Factory, define, field
+from twisted.logger import Logger
+from zope.interface import Interface
+
+from chatd import commands, render
+from chatd.render import Acted, Event, Joined, Left, Renamed, Said
+from chatd.text import NicknameError, check_nickname, nickname_key
+from chatd.wire import Outgoing
+
+log = Logger()
+
+
+class IMember(Interface):
+    """A connection as the room sees it."""
+
+    def deliver(outgoing: Outgoing) -> None:
+        """Send these lines to the user.  Must not block."""
+
+    def disconnect(reason: str) -> None:
+        """Close the connection once what was delivered has been sent."""
+
+
+@define
+class Room:
+    """The one chat room of a chatd server."""
+
+    server_name: str
+    # Members who have chosen a nickname, in order of joining.
+    _nick_of: dict[IMember, str] = field(init=False, default=Factory(dict))
+    _member_by_key: dict[str, IMember] = field(init=False, default=Factory(dict))
+
+    # -- queries
+
+    @property
+    def count(self) -> int:
+        """How many users have chosen a nickname."""
+        return len(self._nick_of)
+
+    def nicks(self) -> list[str]:
+        return list(self._nick_of.values())
+
+    def nick_of(self, member: IMember) -> str | None:
+        return self._nick_of.get(member)
+
+    # -- from a connection
+
+    def arrive(self, member: IMember) -> None:
+        """A new connection: greet it and ask for a nickname."""
+        member.deliver(Outgoing((render.welcome(self.server_name, self.count), render.choose_nickname())))
+
+    def handle(self, member: IMember, command: commands.Command) -> None:
+        """Carry out one command from `member`."""
+        nick = self._nick_of.get(member)
+        if nick is None:
+            self._handle_before_joining(member, command)
+        else:
+            self._handle_joined(member, nick, command)
+
+    def depart(self, member: IMember, reason: str) -> None:
+        """The connection is gone (or going); it may never have joined."""
+        nick = self._nick_of.pop(member, None)
+        if nick is None:
+            return
+        del self._member_by_key[nickname_key(nick)]
+        log.info("{nick} left ({reason})", nick=nick, reason=reason)
+        self._broadcast(Left(nick, reason))
+
+    # -- the rules
+
+    def _handle_before_joining(self, member: IMember, command: commands.Command) -> None:
+        match command:
+            case commands.Say(text) | commands.Nick(text):
+                self._join(member, text)
+            case commands.Quit():
+                self._bye(member)
+            case commands.List():
+                self._reply(member, render.user_list(self.nicks()), render.choose_nickname())
+            case commands.Help():
+                self._reply(member, *render.HELP, render.choose_nickname())
+            case commands.Invalid(reason):
+                self._reply(member, render.error(reason), render.choose_nickname())
+            case _:
+                self._reply(member, render.error("choose a nickname first"), render.choose_nickname())
+
+    def _handle_joined(self, member: IMember, nick: str, command: commands.Command) -> None:
+        match command:
+            case commands.Say(text):
+                self._broadcast(Said(nick, text), exclude=member)
+            case commands.Act(text):
+                self._broadcast(Acted(nick, text), exclude=member)
+            case commands.Msg(to_nick, text):
+                self._private(member, nick, to_nick, text)
+            case commands.List():
+                self._reply(member, render.user_list(self.nicks()))
+            case commands.Nick(new_nick):
+                self._rename(member, nick, new_nick)
+            case commands.Quit(reason):
+                self.depart(member, reason)
+                self._bye(member)
+            case commands.Help():
+                self._reply(member, *render.HELP)
+            case commands.Invalid(reason):
+                self._reply(member, render.error(reason))
+            case _:
+                raise TypeError(f"the room does not handle {command!r}")
+
+    def _join(self, member: IMember, wanted: str) -> None:
+        try:
+            nick = self._available_nickname(wanted, member)
+        except NicknameError as refusal:
+            self._reply(member, render.error(str(refusal)), render.choose_nickname())
+            return
+        self._nick_of[member] = nick
+        self._member_by_key[nickname_key(nick)] = member
+        log.info("{nick} joined ({count} online)", nick=nick, count=self.count)
+        self._reply(member, render.hello(nick))
+        self._broadcast(Joined(nick, self.count), exclude=member)
+
+    def _rename(self, member: IMember, old: str, wanted: str) -> None:
+        try:
+            new = self._available_nickname(wanted, member)
+        except NicknameError as refusal:
+            self._reply(member, render.error(str(refusal)))
+            return
+        if new == old:
+            self._reply(member, render.error(f"you are already {old}"))
+            return
+        del self._member_by_key[nickname_key(old)]
+        self._nick_of[member] = new
+        self._member_by_key[nickname_key(new)] = member
+        log.info("{old} is now {new}", old=old, new=new)
+        self._broadcast(Renamed(old, new))
+
+    def _available_nickname(self, wanted: str, member: IMember) -> str:
+        nick = check_nickname(wanted)
+        holder = self._member_by_key.get(nickname_key(nick))
+        if holder is not None and holder is not member:
+            raise NicknameError(f"nickname is taken: {nick}")
+        return nick
+
+    def _private(self, member: IMember, nick: str, to_nick: str, text: str) -> None:
+        recipient = self._member_by_key.get(nickname_key(to_nick))
+        if recipient is None:
+            self._reply(member, render.error(f"no such nick: {to_nick}"))
+            return
+        recipient_nick = self._nick_of[recipient]
+        self._deliver_isolated(recipient, Outgoing.line(render.private_to_recipient(nick, text)))
+        self._reply(member, render.private_to_sender(recipient_nick, text))
+
+    def _bye(self, member: IMember) -> None:
+        self._reply(member, render.bye())
+        member.disconnect("quit")
+
+    # -- fan-out
+
+    def _reply(self, member: IMember, *lines: str) -> None:
+        """Lines for the member whose command is being handled."""
+        member.deliver(Outgoing(lines))
+
+    def _broadcast(self, happened: Event, exclude: IMember | None = None) -> None:
+        """Render `happened` once and deliver it to every member but `exclude`."""
+        outgoing = Outgoing.line(render.event(happened))
+        for member in list(self._nick_of):
+            # A member dropped by a failed delivery earlier in this loop is skipped.
+            if member is not exclude and member in self._nick_of:
+                self._deliver_isolated(member, outgoing)
+
+    def _deliver_isolated(self, member: IMember, outgoing: Outgoing) -> None:
+        """
+        Deliver to a member other than the one whose command is being handled:
+        if that fails, the failure is that member's alone, so it is logged and
+        that member dropped, and the caller goes on with the others.
+        """
+        try:
+            member.deliver(outgoing)
+        except Exception:
+            nick = self._nick_of.get(member)
+            log.failure("delivery to {nick} failed; dropping the connection", nick=nick)
+            self._drop(member)
+
+    def _drop(self, member: IMember) -> None:
+        try:
+            member.disconnect("delivery failed")
+        except Exception:
+            log.failure("disconnecting {nick} failed", nick=self._nick_of.get(member))
+        self.depart(member, "Connection lost")

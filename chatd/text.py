@@ -1,0 +1,123 @@
+"""
+Step 4 of the data path: clean decoded text, and the rules for nicknames and
+charsets.  Pure: no I/O, no Twisted.
+
+Everything a user types passes through `clean` before anyone else sees it, so
+no user can move another user's cursor, recolour their screen, reorder their
+text with bidi overrides, or fake a line that seems to come from someone else.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import unicodedata
+
+MAX_NICK_CHARS = 24
+RESERVED_NICKS = frozenset({"server", "chatd"})
+NICK_PUNCTUATION = "_-[]{}|^"
+
+# Whole escape sequences go, not only their ESC: removing just the ESC of
+# "ESC[31m" would leave "[31m" on everybody's screen.
+#   CSI  ESC [ params intermediates final   (or the 8-bit CSI, U+009B)
+#   OSC, DCS, SOS, PM, APC: ESC ] P X ^ _ ... up to BEL or ST (ESC \), or the line end
+#   any other two- or three-character ESC sequence
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+
+# What is left after escape sequences: C0 controls, DEL, C1 controls, the
+# bidi embedding/override/isolate characters, and the Unicode line and
+# paragraph separators (some terminals start a new line at them).
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def clean(text: str) -> str:
+    """
+    Return `text` with every control character and escape sequence removed
+    and TAB turned into a space.
+    """
+    if text.isprintable():  # the common case: nothing to do
+        return text
+    text = _ESCAPE_SEQUENCE.sub("", text)
+    return _CONTROL.sub("", text.replace("\t", " "))
+
+
+def is_clean(text: str) -> bool:
+    """True if `text` holds nothing that `clean` would remove or change."""
+    return clean(text) == text
+
+
+class NicknameError(ValueError):
+    """A nickname that breaks the rules; str() is the reason a user sees."""
+
+
+def nickname_key(nick: str) -> str:
+    """The form in which two nicknames are compared: case-insensitive."""
+    return nick.casefold()
+
+
+def check_nickname(raw: str) -> str:
+    """
+    Return `raw` as a valid nickname (NFC-normalised), or raise
+    NicknameError with the reason.
+
+    Letters of any script, digits and _-[]{}|^ are allowed, and combining
+    marks after the first character (needed for Devanagari, Thai and others).
+    """
+    nick = unicodedata.normalize("NFC", raw.strip())
+    if not nick:
+        raise NicknameError("nickname is empty")
+    if len(nick) > MAX_NICK_CHARS:
+        raise NicknameError(f"nickname is too long (max {MAX_NICK_CHARS} characters)")
+    for position, char in enumerate(nick):
+        category = unicodedata.category(char)
+        allowed = (
+            category[0] == "L"
+            or category == "Nd"
+            or char in NICK_PUNCTUATION
+            or (category[0] == "M" and position > 0)
+        )
+        if not allowed:
+            shown = char if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}"
+            raise NicknameError(
+                f"nickname may not contain {shown!r}: use letters, digits and {NICK_PUNCTUATION}"
+            )
+    if nick[0] == "-" or unicodedata.category(nick[0]) == "Nd":
+        raise NicknameError("nickname may not start with a digit or -")
+    if nickname_key(nick) in RESERVED_NICKS:
+        raise NicknameError(f"nickname is reserved: {nick}")
+    return nick
+
+
+def lookup_charset(name: str) -> str | None:
+    """
+    Return the canonical name of the text codec `name` if chatd can use it on
+    a telnet line, else None.
+
+    Usable means: a text encoding that writes ASCII as ASCII, so that line
+    ends, telnet commands and command words survive (which rules out UTF-16,
+    UTF-32 and the like).
+    """
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError, TypeError):
+        return None
+    if not getattr(info, "_is_text_encoding", True):
+        return None
+    try:
+        if "Az09 /:\r\n".encode(info.name) != b"Az09 /:\r\n":
+            return None
+    except (UnicodeError, LookupError):
+        return None
+    return info.name
+
+
+def display_width(text: str) -> int:
+    """Columns `text` takes on a terminal: wide East Asian characters take two."""
+    return sum(
+        0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        for char in text
+    )

@@ -1,0 +1,8 @@
+from twisted.application.service import ServiceMaker
+
+chatd = ServiceMaker(
+    "chatd",
+    "chatd.tap",
+    "A LAN chat room reached with telnet or nc.",
+    "chatd",
+)
