@@ -81,10 +81,13 @@ def check_nickname(raw: str) -> str:
             or (category[0] == "M" and position > 0)
         )
         if not allowed:
-            shown = char if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}"
-            raise NicknameError(
-                f"nickname may not contain {shown!r}: use letters, digits and {NICK_PUNCTUATION}"
-            )
+            if char.isspace():
+                shown = "spaces"
+            elif char.isprintable():
+                shown = repr(char)
+            else:
+                shown = f"U+{ord(char):04X}"
+            raise NicknameError(f"nickname may not contain {shown}: use letters, digits and {NICK_PUNCTUATION}")
     if nick[0] == "-" or unicodedata.category(nick[0]) == "Nd":
         raise NicknameError("nickname may not start with a digit or -")
     if nickname_key(nick) in RESERVED_NICKS:

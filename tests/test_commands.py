@@ -1,0 +1,60 @@
+"""Parsing one line into a command (chatd.commands)."""
+
+import pytest
+
+from chatd.commands import Act, Charset, Help, Invalid, List, Msg, Nick, Quit, Say, parse_line
+
+
+@pytest.mark.parametrize(
+    "line, command",
+    [
+        ("hello there", Say("hello there")),
+        ("b:hello", Say("hello")),
+        ("B:hello", Say("hello")),
+        ("//etc/passwd", Say("/etc/passwd")),
+        ("/me waves", Act("waves")),
+        ("/ME waves", Act("waves")),
+        ("/msg bob hi there", Msg("bob", "hi there")),
+        ("c:bob:hi: there", Msg("bob", "hi: there")),
+        ("C:bob:hi", Msg("bob", "hi")),
+        ("/list", List()),
+        ("/who", List()),
+        ("/NAMES", List()),
+        ("l", List()),
+        ("L", List()),
+        ("/nick al", Nick("al")),
+        ("/NICK al", Nick("al")),
+        ("n:al", Nick("al")),
+        ("N:al", Nick("al")),
+        ("/quit", Quit("Quit")),
+        ("/quit gone fishing", Quit("gone fishing")),
+        ("quit", Quit("Quit")),
+        ("Quit", Quit("Quit")),
+        ("byebye", Quit("Quit")),
+        ("/help", Help()),
+        ("help", Help()),
+        ("HELP", Help()),
+        ("/charset", Charset(None)),
+        ("/charset gbk", Charset("gbk")),
+        ("/frobnicate now", Invalid("unknown command /frobnicate (try /help)")),
+        ("/me", Invalid("usage: /me TEXT")),
+        ("/msg bob", Invalid("usage: /msg NICK TEXT")),
+        ("/msg", Invalid("usage: /msg NICK TEXT")),
+        ("c:bob", Invalid("usage: c:NICK:TEXT")),
+        ("c:bob:", Invalid("usage: c:NICK:TEXT")),
+        ("/nick", Invalid("usage: /nick NEWNICK")),
+        ("n:", Invalid("usage: /nick NEWNICK")),
+        ("x:not a prefix", Say("x:not a prefix")),
+        ("quit now", Say("quit now")),
+        ("trailing spaces   ", Say("trailing spaces")),
+    ],
+)
+def test_lines_parse_into_commands(line, command):
+    """Each documented form of each command parses, case-insensitively."""
+    assert parse_line(line) == command
+
+
+@pytest.mark.parametrize("line", ["", "   ", "b:", "b:   "])
+def test_empty_lines_are_ignored(line):
+    """An empty line (or an empty b: message) is no command at all."""
+    assert parse_line(line) is None

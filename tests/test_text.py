@@ -1,0 +1,97 @@
+"""Text cleaning, nickname rules and charset lookup (chatd.text)."""
+
+import unicodedata
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatd.text import check_nickname, clean, display_width, lookup_charset, NicknameError
+
+
+def is_control(char: str) -> bool:
+    return (
+        unicodedata.category(char) == "Cc"
+        or char in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029"
+    )
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("plain text", "plain text"),
+        ("tab\there", "tab here"),
+        ("\x1b[31mred\x1b[0m", "red"),
+        ("\x1b[2J\x1b[Hwiped", "wiped"),
+        ("bell\x07 and nul\x00", "bell and nul"),
+        ("\x1b]0;evil title\x07after", "after"),
+        ("\x9b31mC1 CSI", "C1 CSI"),
+        ("back\x08space\x7f", "backspace"),
+        ("\u202eevil\u202c and \u2067iso\u2069", "evil and iso"),
+        ("line\u2028sep", "linesep"),
+        ("\x1bclone ESC", "lone ESC"),
+        ("张三 says hi", "张三 says hi"),
+        ("emoji 👍🏽 and zwj 👩\u200d💻", "emoji 👍🏽 and zwj 👩\u200d💻"),
+    ],
+)
+def test_clean_removes_controls_and_escape_sequences(raw, expected):
+    """Controls, whole ANSI sequences and bidi overrides are removed; text stays."""
+    assert clean(raw) == expected
+
+
+@given(st.text())
+def test_clean_never_leaves_a_control_character(text):
+    """Whatever text goes in, no control character comes out."""
+    assert not any(is_control(char) for char in clean(text))
+
+
+@pytest.mark.parametrize("nick", ["alice", "张三", "Zoë", "a", "x" * 24, "a1", "[bot]", "_x-y|z^{}", "देवनागरी"])
+def test_valid_nicknames_are_accepted(nick):
+    """Letters of any script, digits and _-[]{}|^ make a nickname."""
+    assert check_nickname(nick) == unicodedata.normalize("NFC", nick)
+
+
+def test_nickname_is_nfc_normalised():
+    """A decomposed é and a composed é are the same nickname."""
+    assert check_nickname("Zoe\u0301") == "Zo\u00e9"
+
+
+@pytest.mark.parametrize(
+    "nick, reason",
+    [
+        ("x" * 25, "nickname is too long (max 24 characters)"),
+        ("1abc", "nickname may not start with a digit or -"),
+        ("-abc", "nickname may not start with a digit or -"),
+        ("al ice", "nickname may not contain spaces: use letters, digits and _-[]{}|^"),
+        ("al@ice", "nickname may not contain '@': use letters, digits and _-[]{}|^"),
+        ("Server", "nickname is reserved: Server"),
+        ("CHATD", "nickname is reserved: CHATD"),
+        ("", "nickname is empty"),
+    ],
+)
+def test_invalid_nicknames_are_refused_with_a_reason(nick, reason):
+    """Each broken rule has its own reason."""
+    with pytest.raises(NicknameError) as refusal:
+        check_nickname(nick)
+    assert str(refusal.value) == reason
+
+
+@pytest.mark.parametrize(
+    "name, canonical",
+    [("utf-8", "utf-8"), ("UTF8", "utf-8"), ("gbk", "gbk"), ("GB18030", "gb18030"),
+     ("big5", "big5"), ("latin-1", "iso8859-1"), ("shift_jis", "shift_jis")],
+)
+def test_usable_charsets_are_found(name, canonical):
+    """Any ASCII-compatible text codec Python knows is usable."""
+    assert lookup_charset(name) == canonical
+
+
+@pytest.mark.parametrize("name", ["klingon", "utf-16", "utf-32", "rot13", "base64", "hex", ""])
+def test_unusable_charsets_are_refused(name):
+    """Unknown codecs, non-text codecs and codecs that do not keep ASCII are refused."""
+    assert lookup_charset(name) is None
+
+
+def test_display_width_counts_wide_characters_twice():
+    """CJK characters take two terminal columns."""
+    assert display_width("ab张三") == 6
