@@ -8,7 +8,7 @@ and DEL erase the last character (a whole character, also a two-byte GBK
 one), for every client.  For a client in character mode that asked the server
 to echo (Windows telnet, PuTTY), the editor also says what to echo back.
 
-`LineEditor.feed` returns what happened, in order, as a list of items:
+`LineEditor.feed` yields what happened, in order:
 
     Echo(text)      show this to the user who is typing (echo mode only)
     Line(text)      a complete line, decoded, not yet cleaned
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import unicodedata
+from collections.abc import Iterator
 
 from attrs import frozen
 
@@ -67,24 +68,24 @@ class LineEditor:
         self.charset = charset
         self._decoder = codecs.getincrementaldecoder(charset)("strict")
 
-    def feed(self, data: bytes) -> list[Item]:
-        items: list[Item] = []
-        echo: list[str] = []
+    def feed(self, data: bytes) -> Iterator[Item]:
+        """
+        What `data` makes happen, item by item.  A generator, so that the
+        caller acts on each line (a /charset, say) before the editor decodes
+        the bytes that follow it.
+        """
         start = 0
         while True:
             end = data.find(b"\n", start)
-            self._take(data[start:] if end < 0 else data[start:end], items, echo)
+            yield from self._take(data[start:] if end < 0 else data[start:end])
             if end < 0:
-                break
-            self._end_line(items, echo)
+                return
+            yield from self._end_line()
             start = end + 1
-        if echo:
-            items.append(Echo("".join(echo)))
-        return items
 
     # -- inside a line
 
-    def _take(self, chunk: bytes, items: list[Item], echo: list[str]) -> None:
+    def _take(self, chunk: bytes) -> Iterator[Item]:
         if not chunk or self._discarding:
             return
         self._line_bytes += len(chunk)
@@ -93,13 +94,15 @@ class LineEditor:
             self._discarding = True
             self.partial = ""
             self._decoder.reset()
-            _flush_echo(items, echo)
-            items.append(LineTooLong())
+            yield LineTooLong()
             return
-        text = self._decode(chunk, items, final=False)
+        text, undecodable = self._decode(chunk, final=False)
+        if undecodable:
+            yield Undecodable()
         if not self.echo and "\b" not in text and "\x7f" not in text:
             self.partial += text  # the common case: a whole line from nc or linemode telnet
             return
+        echo = []
         for char in text:
             if char in ERASE:
                 if self.partial:
@@ -111,38 +114,33 @@ class LineEditor:
                 self.partial += char
                 if self.echo and unicodedata.category(char) != "Cc":
                     echo.append(char)
+        if echo:
+            yield Echo("".join(echo))
 
-    def _end_line(self, items: list[Item], echo: list[str]) -> None:
-        if self.echo:
-            echo.append("\r\n")
-        if self._discarding:
-            self._discarding = False
-            _flush_echo(items, echo)
-        else:
-            line = self.partial + self._decode(b"", items, final=True)
-            _flush_echo(items, echo)
-            items.append(Line(line))
+    def _end_line(self) -> Iterator[Item]:
+        line, undecodable = self._decode(b"", final=True)
+        line = self.partial + line
+        discarded = self._discarding
         self.partial = ""
         self._line_bytes = 0
+        self._discarding = False
         self._decoder.reset()
+        if self.echo:
+            yield Echo("\r\n")
+        if undecodable and not discarded:
+            yield Undecodable()
+        if not discarded:
+            yield Line(line)
 
-    def _decode(self, data: bytes, items: list[Item], final: bool) -> str:
-        """Decode strictly; on bad bytes, decode again with U+FFFD and say so."""
+    def _decode(self, data: bytes, final: bool) -> tuple[str, bool]:
+        """Decode strictly; on bad bytes, decode again with U+FFFD.  Returns (text, had bad bytes)."""
         state = self._decoder.getstate()
         try:
-            return self._decoder.decode(data, final)
+            return self._decoder.decode(data, final), False
         except UnicodeDecodeError:
             self._decoder.setstate(state)
             self._decoder.errors = "replace"
             try:
-                text = self._decoder.decode(data, final)
+                return self._decoder.decode(data, final), True
             finally:
                 self._decoder.errors = "strict"
-            items.append(Undecodable())
-            return text
-
-
-def _flush_echo(items: list[Item], echo: list[str]) -> None:
-    if echo:
-        items.append(Echo("".join(echo)))
-        echo.clear()

@@ -1,0 +1,173 @@
+"""A connection glued to the room, in memory (chatd.protocol)."""
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from zope.interface.verify import verifyObject
+
+from chatd.protocol import ChatFactory, ChatProtocol, Settings
+from chatd.room import IMember, Room
+
+IAC, DO, WILL = b"\xff", b"\xfd", b"\xfb"
+ECHO, SGA = b"\x01", b"\x03"
+
+
+class Client:
+    """One in-memory connection: what it was sent, and a way to type."""
+
+    def __init__(self, factory, port):
+        self.protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data: bytes):
+        self.protocol.dataReceived(data)
+
+    def take(self) -> bytes:
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+
+@pytest.fixture
+def factory():
+    return ChatFactory(Room("lab"), Settings("lab", max_line_bytes=64))
+
+
+def login(factory, nick, port=40000):
+    client = Client(factory, port)
+    client.send(nick.encode() + b"\r\n")
+    client.take()
+    return client
+
+
+def test_protocol_provides_imember(factory):
+    """A connection is an IMember the room can deliver to."""
+    assert verifyObject(IMember, Client(factory, 1).protocol)
+
+
+def test_greeting_and_login_bytes_end_in_crlf(factory):
+    """The exact bytes of the greeting and the hello."""
+    client = Client(factory, 1)
+    assert client.take() == b"*** Welcome to chatd on lab. 0 users online.\r\n*** Choose a nickname:\r\n"
+    client.send(b"alice\n")
+    assert client.take() == b"*** Hello alice! Type /help for commands.\r\n"
+
+
+def test_messages_are_cleaned_before_anyone_sees_them(factory):
+    """Escape sequences and controls never reach another user."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    alice.send(b"\x1b[2J\x1b[31mhi\x07 \xe2\x80\xaeevil\r\n")
+    assert bob.take() == b"<alice> hi evil\r\n"
+
+
+def test_charset_gbk_decodes_input_and_encodes_output_per_user(factory):
+    """After /charset gbk a user types GBK and reads GBK; UTF-8 users read UTF-8."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    alice.send(b"/charset gbk\n")
+    assert alice.take() == b"*** Charset is now gbk\r\n"
+    alice.send("你好\n".encode("gbk"))
+    assert bob.take() == "<alice> 你好\r\n".encode()
+    bob.send("张三\n".encode())
+    assert alice.take() == "<bob> 张三\r\n".encode("gbk")
+
+
+def test_charset_query_and_unknown_charset(factory):
+    """/charset alone shows it; an unknown one is an error."""
+    alice = login(factory, "alice")
+    alice.send(b"/charset\n/charset klingon\n")
+    assert alice.take() == b"*** Charset is utf-8\r\n*** Error: unknown charset: klingon\r\n"
+
+
+def test_charset_works_before_choosing_a_nickname(factory):
+    """A GBK user can pick a Chinese nickname after /charset gbk."""
+    client = Client(factory, 1)
+    client.take()
+    client.send(b"/charset gbk\n" + "张三\n".encode("gbk"))
+    assert client.take().decode("gbk") == "*** Charset is now gbk\r\n*** Hello 张三! Type /help for commands.\r\n"
+
+
+def test_undecodable_input_gets_one_hint_and_nothing_undecoded_reaches_anyone(factory):
+    """Bad bytes become U+FFFD; the sender gets the /charset hint once."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    alice.send(b"caf\xe9\n" + b"na\xefve\n")
+    hint = alice.take()
+    assert hint == (
+        b"*** Your input is not valid utf-8; type /charset NAME to use your terminal's "
+        b"encoding (e.g. /charset gbk, /charset latin-1)\r\n"
+    )
+    assert bob.take().decode() == "<alice> caf\ufffd\r\n<alice> na\ufffdve\r\n"
+
+
+def test_overlong_line_gets_an_error_and_the_connection_stays_usable(factory):
+    """A line over --max-line is dropped whole with one error line."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    alice.send(b"x" * 65 + b"\nafter\n")
+    assert alice.take() == b"*** Error: line too long (max 64 bytes)\r\n"
+    assert bob.take() == b"<alice> after\r\n"
+
+
+def test_output_doubles_iac_bytes(factory):
+    """Byte 0xFF in output is sent as IAC IAC."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    bob.send(b"/charset latin-1\n")
+    bob.take()
+    alice.send("ÿes\n".encode())
+    assert bob.take() == b"<alice> \xff\xffes\r\n"
+
+
+def test_echoing_client_gets_keystrokes_echoed_and_its_partial_line_redrawn(factory):
+    """In echo mode a message arriving mid-typing is printed above the partial line, which is redrawn."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    bob.send(IAC + DO + ECHO + IAC + DO + SGA)
+    assert bob.take() == IAC + WILL + ECHO + IAC + WILL + SGA
+    for key in b"hel":
+        bob.send(bytes([key]))
+    assert bob.take() == b"hel"
+    alice.send(b"hi bob\n")
+    assert bob.take() == b"\r   \r<alice> hi bob\r\nhel"
+    bob.send(b"\x7fp\r\n")
+    assert bob.take() == b"\x08 \x08p\r\n"
+    assert alice.take() == b"<bob> hep\r\n"
+
+
+def test_an_exception_in_one_connection_closes_only_that_connection(factory, monkeypatch):
+    """A bug while handling one user's input is logged; that connection is aborted; others go on."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+
+    def explode(self, data):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(alice.protocol, "applicationDataReceived", explode.__get__(alice.protocol))
+    alice.send(b"boom\n")
+    assert alice.transport.disconnecting
+    bob.send(b"still fine\n")
+    assert alice.take() == b"<bob> still fine\r\n"  # alice is closing, but the room is intact
+
+
+@pytest.mark.parametrize("reason, shown", [(ConnectionDone(), "Quit"), (ConnectionLost(), "Connection lost")])
+def test_closing_cleanly_is_quit_and_a_reset_is_connection_lost(factory, reason, shown):
+    """EOF leaves with Quit; a reset or error with Connection lost."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    bob.protocol.connectionLost(Failure(reason))
+    assert alice.take() == f"*** bob has left ({shown})\r\n".encode()
+
+
+def test_quit_closes_after_bye_and_ignores_what_follows(factory):
+    """After /quit the user gets Bye, the connection closes, later lines are ignored."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    bob.send(b"/quit\nignored\n")
+    assert bob.take() == b"*** Bye!\r\n"
+    assert bob.transport.disconnecting
+    assert alice.take() == b"*** bob has left (Quit)\r\n"

@@ -1,0 +1,249 @@
+"""The room's rules and fan-out, with recording fake members (chatd.room)."""
+
+import pytest
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from chatd.commands import Act, Help, Invalid, List, Msg, Nick, Quit, Say
+from chatd.render import HELP
+from chatd.room import IMember, Room
+
+
+@implementer(IMember)
+class FakeMember:
+    """Records every line delivered and every disconnect, in one events list."""
+
+    def __init__(self, name, events, charset="utf-8"):
+        self.name, self.events, self.charset = name, events, charset
+
+    def deliver(self, outgoing):
+        for line in outgoing.text.split("\r\n")[:-1]:
+            self.events.append((self.name, line))
+
+    def disconnect(self, reason):
+        self.events.append((self.name, f"disconnect: {reason}"))
+
+
+@implementer(IMember)
+class BreakableMember(FakeMember):
+    """A member whose deliveries fail once `broken` is set."""
+
+    broken = False
+
+    def deliver(self, outgoing):
+        if self.broken:
+            raise OSError("socket exploded")
+        super().deliver(outgoing)
+
+
+@pytest.fixture
+def events():
+    return []
+
+
+@pytest.fixture
+def room():
+    return Room("lab")
+
+
+def joined(room, events, *names):
+    members = []
+    for name in names:
+        member = FakeMember(name, events)
+        room.arrive(member)
+        room.handle(member, Say(name))
+        members.append(member)
+    events.clear()
+    return members
+
+
+def test_fake_member_provides_the_interface(events):
+    """The fake used here is a real IMember."""
+    assert verifyObject(IMember, FakeMember("x", events))
+
+
+def test_arrival_greets_and_asks_for_a_nickname(room, events):
+    """Welcome with the count of joined users, then the prompt."""
+    joined(room, events, "alice", "bob")
+    carol = FakeMember("carol", events)
+    room.arrive(carol)
+    assert events == [
+        ("carol", "*** Welcome to chatd on lab. 2 users online."),
+        ("carol", "*** Choose a nickname:"),
+    ]
+
+
+def test_joining_says_hello_and_tells_everyone_else(room, events):
+    """The joiner is greeted by name; the others hear of it with the new count."""
+    (alice,) = joined(room, events, "alice")
+    bob = FakeMember("bob", events)
+    room.arrive(bob)
+    events.clear()
+    room.handle(bob, Say("bob"))
+    assert events == [
+        ("bob", "*** Hello bob! Type /help for commands."),
+        ("alice", "*** bob has joined (2 users online)"),
+    ]
+    assert room.count == 2
+
+
+def test_taken_nickname_is_refused_ignoring_case(room, events):
+    """ALICE is taken when alice is here; the prompt comes again."""
+    joined(room, events, "alice")
+    other = FakeMember("other", events)
+    room.arrive(other)
+    events.clear()
+    room.handle(other, Say("ALICE"))
+    assert events == [("other", "*** Error: nickname is taken: ALICE"), ("other", "*** Choose a nickname:")]
+
+
+def test_invalid_nickname_is_refused_with_the_prompt_again(room, events):
+    """A bad nickname gets one error line and the prompt."""
+    member = FakeMember("x", events)
+    room.arrive(member)
+    events.clear()
+    room.handle(member, Say("9lives"))
+    assert events == [("x", "*** Error: nickname may not start with a digit or -"), ("x", "*** Choose a nickname:")]
+    assert room.count == 0
+
+
+def test_before_joining_only_some_commands_work(room, events):
+    """/nick chooses, /list and /help answer then prompt, /me and /msg are refused."""
+    member = FakeMember("x", events)
+    room.arrive(member)
+    events.clear()
+    room.handle(member, Act("waves"))
+    room.handle(member, Msg("bob", "hi"))
+    room.handle(member, List())
+    room.handle(member, Invalid("unknown command /x (try /help)"))
+    room.handle(member, Nick("zed"))
+    assert events == [
+        ("x", "*** Error: choose a nickname first"),
+        ("x", "*** Choose a nickname:"),
+        ("x", "*** Error: choose a nickname first"),
+        ("x", "*** Choose a nickname:"),
+        ("x", "*** 0 users online: "),
+        ("x", "*** Choose a nickname:"),
+        ("x", "*** Error: unknown command /x (try /help)"),
+        ("x", "*** Choose a nickname:"),
+        ("x", "*** Hello zed! Type /help for commands."),
+    ]
+
+
+def test_public_message_and_action_reach_everyone_but_the_sender(room, events):
+    """Nobody gets their own public message echoed back."""
+    alice, bob, carol = joined(room, events, "alice", "bob", "carol")
+    room.handle(alice, Say("hi all"))
+    room.handle(bob, Act("waves"))
+    assert events == [
+        ("bob", "<alice> hi all"),
+        ("carol", "<alice> hi all"),
+        ("alice", "* bob waves"),
+        ("carol", "* bob waves"),
+    ]
+
+
+def test_private_message_reaches_only_its_recipient(room, events):
+    """The recipient gets *alice*, the sender -> *bob*, nobody else anything."""
+    alice, bob, carol = joined(room, events, "alice", "bob", "carol")
+    room.handle(alice, Msg("BOB", "psst"))
+    assert events == [("bob", "*alice* psst"), ("alice", "-> *bob* psst")]
+
+
+def test_private_message_to_unknown_nick_is_an_error(room, events):
+    """Unknown nick: one error line to the sender."""
+    (alice,) = joined(room, events, "alice")
+    room.handle(alice, Msg("bob", "psst"))
+    assert events == [("alice", "*** Error: no such nick: bob")]
+
+
+def test_list_is_sorted_ignoring_case(room, events):
+    """The user list is sorted case-insensitively."""
+    carol, bob, alice = joined(room, events, "carol", "Bob", "alice")
+    room.handle(alice, List())
+    assert events == [("alice", "*** 3 users online: alice, Bob, carol")]
+
+
+def test_rename_is_told_to_everyone_including_the_user(room, events):
+    """Everyone, the renamer included, sees the rename; the old nick is free again."""
+    alice, bob = joined(room, events, "alice", "bob")
+    room.handle(alice, Nick("al"))
+    assert events == [("alice", "*** alice is now known as al"), ("bob", "*** alice is now known as al")]
+    assert sorted(room.nicks()) == ["al", "bob"]
+    newcomer = FakeMember("new", events)
+    room.arrive(newcomer)
+    room.handle(newcomer, Say("alice"))
+    assert room.nick_of(newcomer) == "alice"
+
+
+def test_rename_refusals(room, events):
+    """Taken, invalid and unchanged nicknames are each one error line; a case change is allowed."""
+    alice, bob = joined(room, events, "alice", "bob")
+    room.handle(alice, Nick("Bob"))
+    room.handle(alice, Nick("a b"))
+    room.handle(alice, Nick("alice"))
+    room.handle(alice, Nick("Alice"))
+    assert events == [
+        ("alice", "*** Error: nickname is taken: Bob"),
+        ("alice", "*** Error: nickname may not contain spaces: use letters, digits and _-[]{}|^"),
+        ("alice", "*** Error: you are already alice"),
+        ("alice", "*** alice is now known as Alice"),
+        ("bob", "*** alice is now known as Alice"),
+    ]
+
+
+def test_quit_says_bye_tells_the_others_and_disconnects(room, events):
+    """The others hear the reason before the quitter gets Bye and is disconnected."""
+    alice, bob = joined(room, events, "alice", "bob")
+    room.handle(alice, Quit("gone fishing"))
+    room.depart(alice, "Quit")  # the connection closing afterwards changes nothing
+    assert events == [
+        ("bob", "*** alice has left (gone fishing)"),
+        ("alice", "*** Bye!"),
+        ("alice", "disconnect: quit"),
+    ]
+    assert room.count == 1
+
+
+def test_quit_before_joining_just_says_bye(room, events):
+    """A connection without a nickname leaves silently for the others."""
+    joined(room, events, "alice")
+    x = FakeMember("x", events)
+    room.arrive(x)
+    events.clear()
+    room.handle(x, Quit())
+    assert events == [("x", "*** Bye!"), ("x", "disconnect: quit")]
+
+
+def test_help_lists_every_command(room, events):
+    """Help is one line per command, after a heading."""
+    (alice,) = joined(room, events, "alice")
+    room.handle(alice, Help())
+    assert [line for _, line in events] == list(HELP)
+    text = "\n".join(HELP)
+    for form in ["b:TEXT", "/me", "/msg", "c:NICK:TEXT", "/list", "/who", "/names", "/nick", "n:NEW",
+                 "/charset", "/quit", "byebye", "/help", "//TEXT"]:
+        assert form in text
+
+
+def test_a_broken_member_is_dropped_and_the_others_still_get_the_message(room, events):
+    """One failing delivery neither stops the fan-out nor hurts the sender."""
+    alice, bob = joined(room, events, "alice", "bob")
+    broken = BreakableMember("broken", events)
+    room.arrive(broken)
+    room.handle(broken, Say("broken"))
+    carol = FakeMember("carol", events)
+    room.arrive(carol)
+    room.handle(carol, Say("carol"))
+    events.clear()
+    broken.broken = True
+    room.handle(alice, Say("hello"))
+    assert events == [
+        ("bob", "<alice> hello"),
+        ("broken", "disconnect: delivery failed"),
+        ("alice", "*** broken has left (Connection lost)"),
+        ("bob", "*** broken has left (Connection lost)"),
+        ("carol", "*** broken has left (Connection lost)"),
+        ("carol", "<alice> hello"),
+    ]
+    assert sorted(room.nicks()) == ["alice", "bob", "carol"]
