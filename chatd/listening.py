@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
+from attrs import frozen
 from twisted.application.service import Service
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IAddress, IListeningPort
@@ -176,17 +177,33 @@ def _is_our_own(listening: IListeningPort, gate: _SelfCheckingFactory, host: str
 ListenTCP = Callable[..., IListeningPort]
 
 
+@frozen
+class Listening:
+    """Where listen_with_fallback ended up, and the candidates it found taken."""
+
+    port: IListeningPort
+    taken: list[int]
+
+    def describe(self, what: str) -> str:
+        """`chat room listening on 0.0.0.0:8089 (8088 was taken)`"""
+        host = self.port.getHost()
+        note = ""
+        if self.taken:
+            note = f" ({format_ports(self.taken)} {'was' if len(self.taken) == 1 else 'were'} taken)"
+        return f"{what} listening on {format_address(host.host, host.port)}{note}"
+
+
 def listen_with_fallback(
     listen_tcp: ListenTCP,
     factory: ServerFactory,
     interface: str,
     candidates: Sequence[int],
-    what: str = "chat room",
     probe_timeout: float = PROBE_TIMEOUT_SECONDS,
-) -> IListeningPort:
+) -> Listening:
     """
     Listen on the first of `candidates` (ports) that is free on `interface`
-    and really our own, logging each attempt; raise ListenError if none is.
+    and really our own, logging each failed attempt; raise ListenError if
+    none is.
 
     `listen_tcp` is a reactor's listenTCP.
     """
@@ -209,10 +226,7 @@ def listen_with_fallback(
             taken.append(port)
             continue
         if _is_our_own(listening, gate, _probe_host(interface), probe_timeout):
-            bound = listening.getHost().port
-            note = f" ({format_ports(taken)} {'was' if len(taken) == 1 else 'were'} taken)" if taken else ""
-            log.info("{what} listening on {address}{note}", what=what, address=format_address(interface, bound), note=note)
-            return listening
+            return Listening(listening, taken)
         listening.stopListening()
         log.info("port {port} on {interface} is answered by another program{onward}", port=port, interface=interface, onward=onward)
         taken.append(port)
@@ -246,7 +260,9 @@ class FallbackListener(Service):
         interface: str,
         candidates: Sequence[int],
         port_file: str | None = None,
+        what: str = "chat room",
     ) -> None:
+        self.what = what
         self._listen_tcp = listen_tcp
         self._factory = factory
         self.interface = interface
@@ -270,16 +286,18 @@ class FallbackListener(Service):
 
     def _listen(self) -> None:
         try:
-            self.listening = listen_with_fallback(
-                self._listen_tcp, self._factory, self.interface, self.candidates
-            )
+            result = listen_with_fallback(self._listen_tcp, self._factory, self.interface, self.candidates)
         except ListenError as failure:
+            # The one line the operator reads.  Before the reactor runs,
+            # SystemExit ends twistd with status 1 (twistd has already turned
+            # stderr into the log, so the line is not repeated there).
             log.error("{failure}", failure=str(failure))
-            # Before the reactor runs this ends twistd with status 1 and the
-            # message on stderr; there is no room to serve.
-            raise SystemExit(f"chatd: {failure}") from None
+            raise SystemExit(1) from None
+        self.listening = result.port
         if self.port_file:
-            write_port_file(self.port_file, self.listening.getHost().port)
+            write_port_file(self.port_file, self.port)
+        # Logged last, so whoever waits for this line finds the port file written.
+        log.info("{line}", line=result.describe(self.what))
 
     def stopService(self):  # type: ignore[no-untyped-def]
         super().stopService()

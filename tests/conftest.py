@@ -1,0 +1,54 @@
+"""Shared fixtures: captured chatd log lines, free loopback ports."""
+
+import socket
+from contextlib import contextmanager
+
+import pytest
+from twisted.logger import formatEvent, globalLogPublisher
+
+
+@pytest.fixture
+def log_lines():
+    """Every log line chatd emits during the test, formatted as an operator sees it."""
+    lines = []
+
+    def observe(event):
+        if event.get("log_namespace", "").startswith("chatd"):
+            lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield lines
+    globalLogPublisher.removeObserver(observe)
+
+
+@contextmanager
+def occupied(host="127.0.0.1", port=0):
+    """A plain socket of 'another program' listening on host:port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as other:
+        other.bind((host, port))
+        other.listen(8)
+        yield other, other.getsockname()[1]
+
+
+def free_port_run(count, host="127.0.0.1"):
+    """The first of `count` consecutive ports that were free a moment ago."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            first = probe.getsockname()[1]
+        if first + count > 65535:
+            continue
+        try:
+            held = []
+            for port in range(first, first + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind((host, port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no run of free ports found")

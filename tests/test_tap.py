@@ -1,0 +1,67 @@
+"""Command-line options and the service tree (chatd.tap)."""
+
+import socket
+
+import pytest
+from twisted.application.service import IServiceCollection
+from twisted.python import usage
+
+from chatd.tap import Options, makeService
+
+
+def parse(*args):
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_defaults():
+    """Every option's documented default."""
+    options = parse()
+    assert options["port"] == 8088
+    assert options["interface"] == "0.0.0.0"
+    assert options["fallback-ports"] == list(range(8089, 8099))
+    assert options["port-file"] is None
+    assert options["name"] == socket.gethostname()
+    assert options["max-line"] == 4096
+    assert options["charset"] == "utf-8"
+
+
+def test_values_are_parsed_and_normalised():
+    """Short forms work, IPv6 is accepted, charsets are canonicalised."""
+    options = parse("-p", "9000", "-i", "::", "--fallback", "9100-9101", "--charset", "GBK", "--name", "lab 1", "--max-line", "64")
+    assert (options["port"], options["interface"], options["fallback-ports"]) == (9000, "::", [9100, 9101])
+    assert (options["charset"], options["name"], options["max-line"]) == ("gbk", "lab 1", 64)
+
+
+def test_port_zero_has_no_fallback():
+    """An ephemeral port cannot be taken, so there is nothing to fall back to."""
+    assert parse("--port", "0")["fallback-ports"] == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--port", "70000"], "--port: '70000' is not a port number (0-65535)"),
+        (["--port", "http"], "--port: 'http' is not a port number (0-65535)"),
+        (["--fallback", "9-3"], "--fallback: range 9-3 runs backwards"),
+        (["--charset", "klingon"], "--charset: unknown charset 'klingon' (try utf-8, gbk, big5, latin-1)"),
+        (["--charset", "utf-16"], "--charset: unknown charset 'utf-16' (try utf-8, gbk, big5, latin-1)"),
+        (["--interface", "localhost"], "--interface: 'localhost' is not an IPv4 or IPv6 address"),
+        (["--max-line", "10"], "--max-line: '10' is not a number of bytes from 64 to 1048576"),
+        (["--name", "\x1b[31m"], "--name: the name is empty"),
+    ],
+)
+def test_bad_values_name_the_option_and_the_problem(args, message):
+    """A bad value is a UsageError whose message names the option."""
+    with pytest.raises(usage.UsageError) as failure:
+        parse(*args)
+    assert str(failure.value) == message
+
+
+def test_make_service_is_a_multiservice_with_the_chat_listener():
+    """The chat room is one named child of a MultiService, so UDP services can join it."""
+    service = makeService(parse("--port", "0", "--interface", "127.0.0.1"))
+    assert IServiceCollection.providedBy(service)
+    chat = service.getServiceNamed("chat")
+    assert (chat.interface, chat.candidates) == ("127.0.0.1", [0])

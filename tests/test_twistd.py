@@ -1,0 +1,326 @@
+"""
+End to end: the real `twistd -n chatd` process, real sockets, every format a
+user meets.  Readiness comes from the server's own log line, never a sleep.
+"""
+
+import socket
+import struct
+import subprocess
+
+import pytest
+
+from chatd.render import HELP
+from chatd_process import TIMEOUT_SECONDS, ChatdProcess, LineClient, environment, twistd_command
+from conftest import free_port_run, occupied
+
+IAC, DO, DONT, WILL = b"\xff", b"\xfd", b"\xfe", b"\xfb"
+WINDOWS_TELNET_HELLO = bytes.fromhex("FFFB1F FFFB20 FFFB18 FFFB27 FFFD01 FFFB03 FFFD03".replace(" ", ""))
+WINDOWS_TELNET_ANSWER = bytes.fromhex("FFFE1F FFFE20 FFFE18 FFFE27 FFFB01 FFFD03 FFFB03".replace(" ", ""))
+
+
+@pytest.fixture
+def chatd(tmp_path):
+    """A running chatd on an ephemeral loopback port; yields (process, port)."""
+    port_file = tmp_path / "port"
+    server = ChatdProcess(
+        "--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab",
+        cwd=tmp_path,
+    )
+    try:
+        line = server.wait_for_log("chat room listening on")
+        port = int(port_file.read_text())
+        assert line.endswith(f"chat room listening on 127.0.0.1:{port}")
+        yield server, port
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def connect(chatd):
+    clients = []
+
+    def connect() -> LineClient:
+        client = LineClient(chatd[1])
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
+
+
+def test_greeting_counts_users_who_have_chosen_a_nickname(connect):
+    """0 users, then 1 user, then 2 users online; the prompt follows."""
+    first = connect()
+    assert first.read_lines(2) == ["*** Welcome to chatd on lab. 0 users online.", "*** Choose a nickname:"]
+    lurker = connect()
+    assert lurker.read_line() == "*** Welcome to chatd on lab. 0 users online."
+    first.send_line("alice")
+    assert first.read_line() == "*** Hello alice! Type /help for commands."
+    assert connect().read_line() == "*** Welcome to chatd on lab. 1 user online."
+    connect().login("bob")
+    assert connect().read_line() == "*** Welcome to chatd on lab. 2 users online."
+
+
+def test_a_whole_conversation(connect):
+    """Join, public, b:, action, private, list, rename, //, errors, quit: exact lines, CR LF ends."""
+    alice = connect().login("alice")
+    bob = connect().login("bob")
+    assert alice.read_raw_line() == b"*** bob has joined (2 users online)\r\n"
+    carol = connect().login("carol")
+    assert alice.read_line() == bob.read_line() == "*** carol has joined (3 users online)"
+
+    alice.send_line("hello everyone")
+    alice.send_line("b:plain text")
+    alice.send_line("/me waves")
+    alice.send_line("//slash at start")
+    for reader in (bob, carol):
+        assert reader.read_lines(4) == ["<alice> hello everyone", "<alice> plain text", "* alice waves", "<alice> /slash at start"]
+
+    alice.send_line("/msg bob just you")
+    alice.send_line("c:CAROL:and you: too")
+    alice.send_line("/msg dave hello?")
+    assert alice.read_lines(3) == ["-> *bob* just you", "-> *carol* and you: too", "*** Error: no such nick: dave"]
+    assert bob.read_line() == "*alice* just you"
+    assert carol.read_line() == "*alice* and you: too"
+
+    for command in ("/list", "/who", "/names", "l"):
+        bob.send_line(command)
+        assert bob.read_line() == "*** 3 users online: alice, bob, carol"
+
+    carol.send_line("/nick Zed")
+    for reader in (alice, bob, carol):
+        assert reader.read_line() == "*** carol is now known as Zed"
+    carol.send_line("n:zed_")
+    for reader in (alice, bob, carol):
+        assert reader.read_line() == "*** Zed is now known as zed_"
+
+    bob.send_line("/frobnicate")
+    bob.send_line("/nick alice")
+    assert bob.read_lines(2) == ["*** Error: unknown command /frobnicate (try /help)", "*** Error: nickname is taken: alice"]
+
+    carol.send_line("/quit off to lunch")
+    assert carol.read_line() == "*** Bye!"
+    assert carol.read_until_closed() == b""
+    assert alice.read_line() == bob.read_line() == "*** zed_ has left (off to lunch)"
+
+    # Nothing else was sent to alice in between: no echo of her own messages.
+    alice.send_line("/list")
+    assert alice.read_line() == "*** 2 users online: alice, bob"
+
+
+def test_command_words_are_case_insensitive_and_empty_lines_ignored(connect):
+    """/NICK, B:, L, Quit and friends work in any case; blank lines do nothing."""
+    alice = connect().login("alice")
+    bob = connect().login("bob")
+    alice.read_line()
+    alice.send("\r\n   \r\n\r\n")
+    alice.send_line("B:shout")
+    alice.send_line("/ME bows")
+    assert bob.read_lines(2) == ["<alice> shout", "* alice bows"]
+    alice.send_line("L")
+    assert alice.read_line() == "*** 2 users online: alice, bob"
+    alice.send_line("/NICK Al")
+    assert alice.read_line() == "*** alice is now known as Al"
+    alice.send_line("HELP")
+    assert alice.read_lines(len(HELP)) == list(HELP)
+    alice.send_line("Quit")
+    assert alice.read_line() == "*** Bye!"
+    assert bob.read_lines(2) == ["*** alice is now known as Al", "*** Al has left (Quit)"]
+
+
+@pytest.mark.parametrize("word", ["quit", "byebye", "/quit", "/QUIT"])
+def test_every_quit_form_says_bye_and_closes(connect, word):
+    """Each quit form: Bye to the user, the default reason Quit to the others."""
+    alice = connect().login("alice")
+    bob = connect().login("bob")
+    alice.read_line()
+    bob.send_line(word)
+    assert bob.read_line() == "*** Bye!"
+    assert bob.read_until_closed() == b""
+    assert alice.read_line() == "*** bob has left (Quit)"
+
+
+def test_help_is_one_line_per_command(connect):
+    """/help and bare help give the same list."""
+    alice = connect().login("alice")
+    alice.send_line("/help")
+    alice.send_line("help")
+    assert alice.read_lines(2 * len(HELP)) == list(HELP) * 2
+
+
+def test_invalid_nicknames_are_refused_and_the_prompt_repeats(connect):
+    """Each refusal is one error line and the prompt again; then a good one joins."""
+    client = connect()
+    client.read_lines(2)
+    for bad, reason in [
+        ("9lives", "nickname may not start with a digit or -"),
+        ("server", "nickname is reserved: server"),
+        ("x" * 25, "nickname is too long (max 24 characters)"),
+        ("a b", "nickname may not contain spaces: use letters, digits and _-[]{}|^"),
+    ]:
+        client.send_line(bad)
+        assert client.read_lines(2) == [f"*** Error: {reason}", "*** Choose a nickname:"]
+    client.send_line("张三")
+    assert client.read_line() == "*** Hello 张三! Type /help for commands."
+
+
+def test_taken_nickname_ignoring_case(connect):
+    """ALICE is taken while alice is online."""
+    connect().login("alice")
+    client = connect()
+    client.read_lines(2)
+    client.send_line("ALICE")
+    assert client.read_lines(2) == ["*** Error: nickname is taken: ALICE", "*** Choose a nickname:"]
+
+
+def test_eof_leaves_with_quit_and_reset_with_connection_lost(connect):
+    """A clean close is Quit; a reset (RST) is Connection lost."""
+    alice = connect().login("alice")
+    bob = connect().login("bob")
+    carol = connect().login("carol")
+    alice.read_lines(2)
+    bob.sock.shutdown(socket.SHUT_WR)
+    assert alice.read_line() == "*** bob has left (Quit)"
+    carol.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    carol.close()
+    assert alice.read_line() == "*** carol has left (Connection lost)"
+
+
+def test_charset_gbk_round_trip(connect):
+    """A GBK user types GBK and reads GBK; a UTF-8 user reads the same text in UTF-8."""
+    alice = connect().login("alice")
+    gbk = connect()
+    gbk.read_lines(2)
+    gbk.send_line("/charset gbk")
+    assert gbk.read_line() == "*** Charset is now gbk"
+    gbk.charset = "gbk"
+    gbk.send_line("张三")
+    assert gbk.read_line() == "*** Hello 张三! Type /help for commands."
+    assert alice.read_line() == "*** 张三 has joined (2 users online)"
+    gbk.send_line("大家好")
+    assert alice.read_line() == "<张三> 大家好"
+    alice.send_line("你好, 张三 ÿ")
+    assert gbk.read_raw_line() == "<alice> 你好, 张三 ?\r\n".encode("gbk")
+    gbk.send_line("/charset")
+    assert gbk.read_line() == "*** Charset is gbk"
+    gbk.send_line("/charset klingon")
+    assert gbk.read_line() == "*** Error: unknown charset: klingon"
+
+
+def test_undecodable_input_gives_one_hint(connect):
+    """GBK bytes on a UTF-8 connection: a one-time hint, and U+FFFD to the others."""
+    alice = connect().login("alice")
+    bob = connect().login("bob")
+    alice.read_line()
+    bob.send(b"caf\xe9\r\n" + b"na\xefve\r\n")
+    assert bob.read_line().startswith("*** Your input is not valid utf-8; type /charset NAME")
+    assert alice.read_lines(2) == ["<bob> caf\ufffd", "<bob> na\ufffdve"]
+    bob.send_line("/list")
+    assert bob.read_line() == "*** 2 users online: alice, bob"  # no second hint
+
+
+def test_injected_escape_sequences_never_reach_others(connect):
+    """Colours, cursor moves, titles, bidi overrides and fake lines are cleaned away."""
+    alice = connect().login("alice")
+    bob = connect().login("bob")
+    alice.read_line()
+    bob.send("\x1b[2J\x1b[H\x1b]0;pwned\x07\x1b[31mred\x1b[0m \u202eevil\r\n".encode())
+    bob.send(b"fake\r<alice> not really\r\n")
+    assert alice.read_lines(3) == ["<bob> red evil", "<bob> fake", "<bob> <alice> not really"]
+
+
+def test_line_of_exactly_max_is_accepted_and_one_more_byte_is_refused(connect):
+    """4096 bytes: delivered. 4097: one error line, the line dropped, the connection fine."""
+    alice = connect().login("alice")
+    bob = connect().login("bob")
+    alice.read_line()
+    bob.send_line("x" * 4096)
+    assert alice.read_line() == "<bob> " + "x" * 4096
+    bob.send_line("y" * 4097)
+    bob.send_line("after")
+    assert bob.read_line() == "*** Error: line too long (max 4096 bytes)"
+    assert alice.read_line() == "<bob> after"
+
+
+def test_windows_telnet_negotiation_and_keystrokes(connect):
+    """Windows telnet's opening is answered; single keystrokes are echoed, edited and assembled."""
+    alice = connect().login("alice")
+    win = connect()
+    win.send(WINDOWS_TELNET_HELLO)
+    assert win.read_lines(2) == ["*** Welcome to chatd on lab. 1 user online.", "*** Choose a nickname:"]
+    assert win.read_exactly(len(WINDOWS_TELNET_ANSWER)) == WINDOWS_TELNET_ANSWER
+    for key in b"bobx\x08\r\n":
+        win.send(bytes([key]))
+    hello = b"*** Hello bob! Type /help for commands.\r\n"
+    assert win.read_until(hello) == b"bobx\x08 \x08\r\n" + hello
+    assert alice.read_line() == "*** bob has joined (2 users online)"
+    for key in b"hi":
+        win.send(bytes([key]))
+    assert win.read_exactly(2) == b"hi"
+    alice.send_line("hello bob")
+    redraw = b"\r  \r<alice> hello bob\r\nhi"
+    assert win.read_exactly(len(redraw)) == redraw
+    win.send(b"!\r\n")
+    assert alice.read_line() == "<bob> hi!"
+
+
+def test_nothing_a_client_sends_crashes_the_server(connect):
+    """A barrage of junk on one connection leaves the others working."""
+    alice = connect().login("alice")
+    junk = connect()
+    junk.send(bytes(range(256)) * 20 + IAC + b"\xfa" + b"\x00" * 5000 + IAC + b"\xf0" + b"\xff\xff\r\x00\r\r\n")
+    junk.send_line("junkie")
+    assert alice.read_line() == "*** junkie has joined (2 users online)"
+    alice.send_line("/list")
+    assert alice.read_line() == "*** 2 users online: alice, junkie"
+
+
+def test_taken_port_falls_back_and_says_so(tmp_path):
+    """With the port held by another program, chatd lands on the next one and logs both lines."""
+    first = free_port_run(2)
+    port_file = tmp_path / "port"
+    with occupied("127.0.0.1", first):
+        server = ChatdProcess("--port", str(first), "--interface", "127.0.0.1", "--port-file", str(port_file), cwd=tmp_path)
+        try:
+            assert server.wait_for_log("is in use").endswith(f"port {first} on 127.0.0.1 is in use; trying {first + 1}")
+            line = server.wait_for_log("chat room listening on")
+            assert line.endswith(f"chat room listening on 127.0.0.1:{first + 1} ({first} was taken)")
+            assert port_file.read_text() == f"{first + 1}\n"
+            LineClient(first + 1).login("alice").close()
+        finally:
+            server.stop()
+
+
+def run_twistd(*args, cwd):
+    return subprocess.run(
+        twistd_command(*args), cwd=cwd, env=environment(), capture_output=True, text=True, timeout=TIMEOUT_SECONDS * 3
+    )
+
+
+def test_every_port_taken_exits_1_with_one_line(tmp_path):
+    """No free candidate: status 1, one line naming the interface and each port, no traceback."""
+    first = free_port_run(3)
+    with occupied("127.0.0.1", first), occupied("127.0.0.1", first + 1), occupied("127.0.0.1", first + 2):
+        result = run_twistd("--port", str(first), "--interface", "127.0.0.1", "--fallback", "2", cwd=tmp_path)
+    assert result.returncode == 1
+    errors = [line for line in result.stdout.splitlines() if "#error]" in line]
+    assert len(errors) == 1
+    assert errors[0].endswith(f"cannot listen on 127.0.0.1: every port tried is taken ({first}-{first + 2})")
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--port", "70000"], "--port: '70000' is not a port number (0-65535)"),
+        (["--fallback", "9-3"], "--fallback: range 9-3 runs backwards"),
+        (["--charset", "klingon"], "--charset: unknown charset 'klingon' (try utf-8, gbk, big5, latin-1)"),
+    ],
+)
+def test_bad_options_stop_twistd_with_a_message_and_no_traceback(tmp_path, args, message):
+    """twistd exits non-zero at once, naming the option and the problem."""
+    result = run_twistd(*args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stdout.rstrip().splitlines()[-1].endswith(message)
+    assert "Traceback" not in result.stdout + result.stderr
