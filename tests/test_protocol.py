@@ -1,6 +1,10 @@
 """A connection glued to the room, in memory (chatd.protocol)."""
 
+import unicodedata
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.testing import StringTransport
@@ -139,7 +143,7 @@ def test_echoing_client_gets_keystrokes_echoed_and_its_partial_line_redrawn(fact
     assert alice.take() == b"<bob> hep\r\n"
 
 
-def test_an_exception_in_one_connection_closes_only_that_connection(factory, monkeypatch):
+def test_an_exception_in_one_connection_closes_only_that_connection(factory, monkeypatch, log_lines):
     """A bug while handling one user's input is logged; that connection is aborted; others go on."""
     alice, bob = login(factory, "alice"), login(factory, "bob")
     alice.take()
@@ -150,6 +154,7 @@ def test_an_exception_in_one_connection_closes_only_that_connection(factory, mon
     monkeypatch.setattr(alice.protocol, "applicationDataReceived", explode.__get__(alice.protocol))
     alice.send(b"boom\n")
     assert alice.transport.disconnecting
+    assert "error handling input from 127.0.0.1:40000; closing" in log_lines
     bob.send(b"still fine\n")
     assert alice.take() == b"<bob> still fine\r\n"  # alice is closing, but the room is intact
 
@@ -171,3 +176,31 @@ def test_quit_closes_after_bye_and_ignores_what_follows(factory):
     assert bob.take() == b"*** Bye!\r\n"
     assert bob.transport.disconnecting
     assert alice.take() == b"*** bob has left (Quit)\r\n"
+
+
+# Bytes a hostile client might send: telnet commands, broken UTF-8, line-end
+# mixtures, escape sequences, and anything else.
+hostile_bytes = st.lists(
+    st.one_of(
+        st.binary(max_size=40),
+        st.sampled_from([b"\xff", b"\xff\xfa", b"\xff\xf0", b"\xff\xfd\x01", b"\r", b"\n", b"\r\x00",
+                         b"\x1b[31m", b"\x1b]0;t\x07", b"\xe2\x80\xae", b"\xc3", b"\x08", b"\x7f"]),
+    ),
+    max_size=30,
+).map(b"".join)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=hostile_bytes)
+def test_any_bytes_from_one_user_never_put_a_control_character_on_anothers_screen(data):
+    """Whatever alice sends, bob receives only clean text lines, and the room still works."""
+    factory = ChatFactory(Room("lab"), Settings("lab", max_line_bytes=64))
+    alice, bob = login(factory, "alice"), login(factory, "bob", port=40001)
+    alice.take()
+    alice.send(data + b"\r\n")
+    received = bob.take().decode("utf-8")
+    assert received.endswith("\r\n") or received == ""
+    for line in received.split("\r\n"):
+        assert not any(unicodedata.category(char) == "Cc" or char in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069" for char in line)
+    bob.send(b"/list\n")
+    assert bob.take().startswith(b"*** ")
