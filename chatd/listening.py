@@ -295,7 +295,7 @@ class FallbackListener(Service):
             raise SystemExit(1) from None
         self.listening = result.port
         if self.port_file:
-            write_port_file(self.port_file, self.port)
+            write_port_file(self.port_file, result.port.getHost().port)
         # Logged last, so whoever waits for this line finds the port file written.
         log.info("{line}", line=result.describe(self.what))
 

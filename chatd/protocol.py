@@ -22,6 +22,7 @@ from zope.interface import implementer
 from chatd import render
 from chatd.commands import Charset, parse_line
 from chatd.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
+from chatd.listening import format_address
 from chatd.room import IMember, Room
 from chatd.telnet import TelnetServer
 from chatd.text import clean, display_width, lookup_charset
@@ -163,6 +164,4 @@ class ChatFactory(Factory):
 
 def _show(address: IAddress) -> str:
     host, port = getattr(address, "host", None), getattr(address, "port", None)
-    if host is None:
-        return str(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(address) if host is None or port is None else format_address(host, port)

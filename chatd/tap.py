@@ -16,7 +16,7 @@ from twisted.application.service import MultiService
 from twisted.python import usage
 
 from chatd.listening import FallbackListener, FallbackSpecError, fallback_ports
-from chatd.protocol import ChatFactory, Settings
+from chatd.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
 from chatd.room import Room
 from chatd.text import clean, lookup_charset
 
@@ -43,7 +43,7 @@ class Options(usage.Options):
          "a list of ports and ranges is tried in the order given (8089-8099,9000); 0 turns fallback off."],
         ["port-file", None, None, "Write the port actually bound to this file, atomically, once listening."],
         ["name", None, None, "The server's display name, shown in the greeting. [default: the host name]"],
-        ["max-line", None, "4096", f"Longest accepted input line in bytes, line end not counted ({MIN_LINE_BYTES}-{MAX_LINE_BYTES})."],
+        ["max-line", None, str(DEFAULT_MAX_LINE_BYTES), f"Longest accepted input line in bytes, line end not counted ({MIN_LINE_BYTES}-{MAX_LINE_BYTES})."],
         ["charset", None, "utf-8", "The encoding new connections start with (utf-8, gbk, big5, latin-1, ...); users change theirs with /charset."],
     ]
 

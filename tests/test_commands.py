@@ -2,7 +2,18 @@
 
 import pytest
 
-from chatd.commands import Act, Charset, Help, Invalid, List, Msg, Nick, Quit, Say, parse_line
+from chatd.commands import (
+    Act,
+    Charset,
+    Help,
+    Invalid,
+    List,
+    Msg,
+    Nick,
+    Quit,
+    Say,
+    parse_line,
+)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import os
 
 import pytest
 import pytest_twisted
+from conftest import free_port_run, occupied
 from twisted.internet import reactor
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import globalLogPublisher
@@ -16,7 +17,6 @@ from chatd.listening import (
     format_ports,
     listen_with_fallback,
 )
-from conftest import free_port_run, occupied
 
 
 class Factory(ServerFactory):

@@ -11,7 +11,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from chatd.protocol import ChatFactory, ChatProtocol, Settings
+from chatd.protocol import ChatFactory, Settings
 from chatd.room import IMember, Room
 
 IAC, DO, WILL = b"\xff", b"\xfd", b"\xfb"

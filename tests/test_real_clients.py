@@ -5,7 +5,6 @@ import subprocess
 
 import pexpect
 import pytest
-
 from chatd_process import TIMEOUT_SECONDS, ChatdProcess, LineClient
 
 

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.text import check_nickname, clean, display_width, lookup_charset, NicknameError
+from chatd.text import (
+    NicknameError,
+    check_nickname,
+    clean,
+    display_width,
+    lookup_charset,
+)
 
 
 def is_control(char: str) -> bool:

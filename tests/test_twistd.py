@@ -8,10 +8,16 @@ import struct
 import subprocess
 
 import pytest
+from chatd_process import (
+    TIMEOUT_SECONDS,
+    ChatdProcess,
+    LineClient,
+    environment,
+    twistd_command,
+)
+from conftest import free_port_run, occupied
 
 from chatd.render import HELP
-from chatd_process import TIMEOUT_SECONDS, ChatdProcess, LineClient, environment, twistd_command
-from conftest import free_port_run, occupied
 
 IAC, DO, DONT, WILL = b"\xff", b"\xfd", b"\xfe", b"\xfb"
 WINDOWS_TELNET_HELLO = bytes.fromhex("FFFB1F FFFB20 FFFB18 FFFB27 FFFD01 FFFB03 FFFD03".replace(" ", ""))
@@ -324,3 +330,17 @@ def test_bad_options_stop_twistd_with_a_message_and_no_traceback(tmp_path, args,
     assert result.returncode != 0
     assert result.stdout.rstrip().splitlines()[-1].endswith(message)
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_help_lists_every_option_with_its_default(tmp_path):
+    """`twistd chatd --help` names each option and shows its default."""
+    result = run_twistd("--help", cwd=tmp_path)
+    text = " ".join(result.stdout.split())
+    for option, default in [
+        ("--port=", "[default: 8088]"), ("--interface=", "[default: 0.0.0.0]"), ("--fallback=", "[default: 10]"),
+        ("--port-file=", None), ("--name=", "[default: the host name]"), ("--max-line=", "[default: 4096]"),
+        ("--charset=", "[default: utf-8]"),
+    ]:
+        assert option in text
+        if default:
+            assert default in text
