@@ -39,6 +39,8 @@ from twisted.conch.telnet import (
 )
 from twisted.logger import Logger
 
+log = Logger()
+
 MAX_SUBNEGOTIATION_BYTES = 4096
 
 _SPECIAL = re.compile(b"[\r\xff]")
@@ -57,8 +59,6 @@ class TelnetServer(Telnet):
     The telnet side of a chat connection.  Subclasses receive application
     bytes in `applicationDataReceived` and hear about echo in `echo_changed`.
     """
-
-    log = Logger()
 
     def __init__(self) -> None:
         super().__init__()
@@ -172,7 +172,7 @@ class TelnetServer(Telnet):
         if len(self._subnegotiation) + len(data) > MAX_SUBNEGOTIATION_BYTES:
             self._subnegotiation_overflowed = True
             self._subnegotiation.clear()
-            self.log.warn(
+            log.warn(
                 "discarding a telnet subnegotiation over {limit} bytes from {peer}",
                 limit=MAX_SUBNEGOTIATION_BYTES,
                 peer=self.transport.getPeer() if self.transport else None,

@@ -46,6 +46,14 @@ def room():
     return Room("lab")
 
 
+def arrived(room, events, name):
+    """A member who has connected but not chosen a nickname; events cleared."""
+    member = FakeMember(name, events)
+    room.arrive(member)
+    events.clear()
+    return member
+
+
 def joined(room, events, *names):
     members = []
     for name in names:
@@ -76,9 +84,7 @@ def test_arrival_greets_and_asks_for_a_nickname(room, events):
 def test_joining_says_hello_and_tells_everyone_else(room, events):
     """The joiner is greeted by name; the others hear of it with the new count."""
     (alice,) = joined(room, events, "alice")
-    bob = FakeMember("bob", events)
-    room.arrive(bob)
-    events.clear()
+    bob = arrived(room, events, "bob")
     room.handle(bob, Say("bob"))
     assert events == [
         ("bob", "*** Hello bob! Type /help for commands."),
@@ -90,18 +96,14 @@ def test_joining_says_hello_and_tells_everyone_else(room, events):
 def test_taken_nickname_is_refused_ignoring_case(room, events):
     """ALICE is taken when alice is here; the prompt comes again."""
     joined(room, events, "alice")
-    other = FakeMember("other", events)
-    room.arrive(other)
-    events.clear()
+    other = arrived(room, events, "other")
     room.handle(other, Say("ALICE"))
     assert events == [("other", "*** Error: nickname is taken: ALICE"), ("other", "*** Choose a nickname:")]
 
 
 def test_invalid_nickname_is_refused_with_the_prompt_again(room, events):
     """A bad nickname gets one error line and the prompt."""
-    member = FakeMember("x", events)
-    room.arrive(member)
-    events.clear()
+    member = arrived(room, events, "x")
     room.handle(member, Say("9lives"))
     assert events == [("x", "*** Error: nickname may not start with a digit or -"), ("x", "*** Choose a nickname:")]
     assert room.count == 0
@@ -109,9 +111,7 @@ def test_invalid_nickname_is_refused_with_the_prompt_again(room, events):
 
 def test_before_joining_only_some_commands_work(room, events):
     """/nick chooses, /list and /help answer then prompt, /me and /msg are refused."""
-    member = FakeMember("x", events)
-    room.arrive(member)
-    events.clear()
+    member = arrived(room, events, "x")
     room.handle(member, Act("waves"))
     room.handle(member, Msg("bob", "hi"))
     room.handle(member, List())
@@ -208,9 +208,7 @@ def test_quit_says_bye_tells_the_others_and_disconnects(room, events):
 def test_quit_before_joining_just_says_bye(room, events):
     """A connection without a nickname leaves silently for the others."""
     joined(room, events, "alice")
-    x = FakeMember("x", events)
-    room.arrive(x)
-    events.clear()
+    x = arrived(room, events, "x")
     room.handle(x, Quit())
     assert events == [("x", "*** Bye!"), ("x", "disconnect: quit")]
 
