@@ -58,10 +58,17 @@ class LineEditor:
     def __init__(self, max_line_bytes: int, charset: str) -> None:
         self.max_line_bytes = max_line_bytes
         self.echo = False
-        self.partial = ""  # what has been typed of the current line
+        # What has been typed of the current line, in pieces: appending to a
+        # list keeps a line that arrives a byte at a time linear in its length.
+        self._pieces: list[str] = []
         self._line_bytes = 0  # bytes received for the current line
         self._discarding = False  # the current line went over the limit
         self.set_charset(charset)
+
+    @property
+    def partial(self) -> str:
+        """What has been typed of the current line."""
+        return "".join(self._pieces)
 
     def set_charset(self, charset: str) -> None:
         """Decode what comes next in `charset` (a name from text.lookup_charset)."""
@@ -92,7 +99,7 @@ class LineEditor:
         if self._line_bytes > self.max_line_bytes:
             # Drop what we hold now, so an endless line never grows memory.
             self._discarding = True
-            self.partial = ""
+            self._pieces.clear()
             self._decoder.reset()
             yield LineTooLong()
             return
@@ -100,18 +107,16 @@ class LineEditor:
         if undecodable:
             yield Undecodable()
         if not self.echo and "\b" not in text and "\x7f" not in text:
-            self.partial += text  # the common case: a whole line from nc or linemode telnet
+            self._pieces.append(text)  # the common case: a whole line from nc or linemode telnet
             return
         echo = []
         for char in text:
             if char in ERASE:
-                if self.partial:
-                    erased = self.partial[-1]
-                    self.partial = self.partial[:-1]
-                    if self.echo and unicodedata.category(erased) != "Cc":
-                        echo.append("\b \b" * display_width(erased))
+                erased = self._erase_last_character()
+                if erased and self.echo and unicodedata.category(erased) != "Cc":
+                    echo.append("\b \b" * display_width(erased))
             else:
-                self.partial += char
+                self._pieces.append(char)
                 if self.echo and unicodedata.category(char) != "Cc":
                     echo.append(char)
         if echo:
@@ -121,7 +126,7 @@ class LineEditor:
         line, undecodable = self._decode(b"", final=True)
         line = self.partial + line
         discarded = self._discarding
-        self.partial = ""
+        self._pieces.clear()
         self._line_bytes = 0
         self._discarding = False
         self._decoder.reset()
@@ -131,6 +136,17 @@ class LineEditor:
             yield Undecodable()
         if not discarded:
             yield Line(line)
+
+    def _erase_last_character(self) -> str:
+        """Remove the last character typed and return it ("" if there is none)."""
+        pieces = self._pieces
+        while pieces and not pieces[-1]:
+            pieces.pop()
+        if not pieces:
+            return ""
+        last = pieces[-1]
+        pieces[-1] = last[:-1]
+        return last[-1]
 
     def _decode(self, data: bytes, final: bool) -> tuple[str, bool]:
         """Decode strictly; on bad bytes, decode again with U+FFFD.  Returns (text, had bad bytes)."""

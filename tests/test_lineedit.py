@@ -101,3 +101,13 @@ def test_charset_can_change_between_lines():
     editor = LineEditor(4096, "utf-8")
     editor.set_charset("gbk")
     assert fed(editor, "你好\n".encode("gbk")) == [Line("你好")]
+
+
+def test_erasing_reaches_back_into_earlier_reads():
+    """BS erases characters that arrived in earlier reads, past empty pieces."""
+    editor = LineEditor(4096, "utf-8")
+    assert fed(editor, b"abc") == []
+    assert fed(editor, b"\b") == []
+    assert fed(editor, b"\b\bxy\b") == []
+    assert editor.partial == "x"
+    assert fed(editor, b"\b\b\bz\n") == [Line("z")]
