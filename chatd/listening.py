@@ -142,39 +142,99 @@ def _probe_host(interface: str) -> str:
     return interface
 
 
-def _is_our_own(listening: IListeningPort, gate: _SelfCheckingFactory, host: str, timeout: float) -> bool:
-    """
-    Connect to `host` at the port `listening` holds; True if the connection
-    arrives at `listening` within `timeout` seconds.
-
-    The reactor may not be running yet, so the check accepts on the listening
-    socket itself (doRead).  A real user who connects in the same instant is
-    handed to the room as usual.
-    """
-    port = listening.getHost().port
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    deadline = time.monotonic() + timeout
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.settimeout(timeout)
-        try:
-            probe.connect((host, port))
-        except OSError:
-            return False
-        gate.expected, gate.arrived = probe.getsockname()[:2], False
-        try:
-            while not gate.arrived:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                readable, _, _ = select.select([listening.fileno()], [], [], remaining)
-                if readable:
-                    listening.doRead()
-            return True
-        finally:
-            gate.expected = None
-
-
 ListenTCP = Callable[..., IListeningPort]
+
+
+class TCPBinding:
+    """How to listen on a TCP port, and to check that a connection to it reaches us."""
+
+    # Prefix in log lines: the chat room's lines read exactly
+    # "port 8088 on 0.0.0.0 is in use; trying 8089".
+    kind = ""
+
+    def __init__(self, listen_tcp: ListenTCP, factory: ServerFactory) -> None:
+        self._listen_tcp = listen_tcp
+        self._gate = _SelfCheckingFactory(factory)
+
+    def listen(self, port: int, interface: str) -> IListeningPort:
+        return self._listen_tcp(port, self._gate, interface=interface)
+
+    def is_own(self, listening: IListeningPort, host: str, timeout: float) -> bool:
+        """
+        Connect to `host` at the port `listening` holds; True if the
+        connection arrives at `listening` within `timeout` seconds.
+
+        The reactor may not be running yet, so the check accepts on the
+        listening socket itself (doRead).  A real user who connects in the
+        same instant is handed to the room as usual.
+        """
+        gate = self._gate
+        deadline = time.monotonic() + timeout
+        with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+            probe.settimeout(timeout)
+            try:
+                probe.connect((host, listening.getHost().port))
+            except OSError:
+                return False
+            gate.expected, gate.arrived = probe.getsockname()[:2], False
+            try:
+                while not gate.arrived:
+                    if not _wait_readable(listening, deadline):
+                        return False
+                    listening.doRead()
+                return True
+            finally:
+                gate.expected = None
+
+
+class UDPBinding:
+    """How to listen on a UDP port, and to check that a datagram sent to it reaches us."""
+
+    kind = "UDP "
+
+    def __init__(self, listen_udp: Callable[[int, str], IListeningPort]) -> None:
+        self._listen_udp = listen_udp
+
+    def listen(self, port: int, interface: str) -> IListeningPort:
+        return self._listen_udp(port, interface)
+
+    def is_own(self, listening: IListeningPort, host: str, timeout: float) -> bool:
+        """
+        Send a random token to `host` at the port `listening` holds; True if
+        it arrives on `listening`'s socket within `timeout` seconds.  The
+        check reads that socket itself, before the reactor runs, so a
+        datagram from someone else in that instant is lost, as UDP may.
+        """
+        token = os.urandom(16)
+        deadline = time.monotonic() + timeout
+        own = listening.socket  # type: ignore[attr-defined]
+        with socket.socket(_family(host), socket.SOCK_DGRAM) as probe:
+            try:
+                probe.sendto(token, (host, listening.getHost().port))
+            except OSError:
+                return False
+            while _wait_readable(listening, deadline):
+                try:
+                    if own.recv(2048) == token:
+                        return True
+                except BlockingIOError:
+                    continue
+        return False
+
+
+Binding = TCPBinding | UDPBinding
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _wait_readable(listening: IListeningPort, deadline: float) -> bool:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    readable, _, _ = select.select([listening.fileno()], [], [], remaining)
+    return bool(readable)
 
 
 @frozen
@@ -194,8 +254,7 @@ class Listening:
 
 
 def listen_with_fallback(
-    listen_tcp: ListenTCP,
-    factory: ServerFactory,
+    binding: Binding,
     interface: str,
     candidates: Sequence[int],
     probe_timeout: float = PROBE_TIMEOUT_SECONDS,
@@ -204,33 +263,30 @@ def listen_with_fallback(
     Listen on the first of `candidates` (ports) that is free on `interface`
     and really our own, logging each failed attempt; raise ListenError if
     none is.
-
-    `listen_tcp` is a reactor's listenTCP.
     """
-    gate = _SelfCheckingFactory(factory)
     taken: list[int] = []
     for index, port in enumerate(candidates):
         following = candidates[index + 1] if index + 1 < len(candidates) else None
         onward = f"; trying {following}" if following is not None else ""
         try:
-            listening = listen_tcp(port, gate, interface=interface)
+            listening = binding.listen(port, interface)
         except CannotListenError as failure:
             code = getattr(failure.socketError, "errno", None)
             if code == errno.EADDRINUSE:
-                log.info("port {port} on {interface} is in use{onward}", port=port, interface=interface, onward=onward)
+                log.info("{kind}port {port} on {interface} is in use{onward}", kind=binding.kind, port=port, interface=interface, onward=onward)
             elif code == errno.EACCES:
-                log.info("port {port} on {interface} is not permitted{onward}", port=port, interface=interface, onward=onward)
+                log.info("{kind}port {port} on {interface} is not permitted{onward}", kind=binding.kind, port=port, interface=interface, onward=onward)
             else:
                 reason = getattr(failure.socketError, "strerror", None) or str(failure.socketError)
                 raise ListenError(f"cannot listen on {format_address(interface, port)}: {reason}") from None
             taken.append(port)
             continue
-        if _is_our_own(listening, gate, _probe_host(interface), probe_timeout):
+        if binding.is_own(listening, _probe_host(interface), probe_timeout):
             return Listening(listening, taken)
         listening.stopListening()
-        log.info("port {port} on {interface} is answered by another program{onward}", port=port, interface=interface, onward=onward)
+        log.info("{kind}port {port} on {interface} is answered by another program{onward}", kind=binding.kind, port=port, interface=interface, onward=onward)
         taken.append(port)
-    raise ListenError(f"cannot listen on {interface}: every port tried is taken ({format_ports(taken)})")
+    raise ListenError(f"cannot listen on {interface}: every {binding.kind}port tried is taken ({format_ports(taken)})")
 
 
 def write_port_file(path: str, port: int) -> None:
@@ -248,23 +304,21 @@ def write_port_file(path: str, port: int) -> None:
 
 class FallbackListener(Service):
     """
-    The chat room's TCP listener as a twistd service: listens with fallback
-    when started (in privilegedStartService, like twisted's TCPServer, so a
-    low port works before privileges are shed) and writes the port file.
+    A TCP or UDP listener as a twistd service: listens with fallback when
+    started (in privilegedStartService, like twisted's TCPServer, so a low
+    port works before privileges are shed) and writes the port file.
     """
 
     def __init__(
         self,
-        listen_tcp: ListenTCP,
-        factory: ServerFactory,
+        binding: Binding,
         interface: str,
         candidates: Sequence[int],
         port_file: str | None = None,
         what: str = "chat room",
     ) -> None:
         self.what = what
-        self._listen_tcp = listen_tcp
-        self._factory = factory
+        self._binding = binding
         self.interface = interface
         self.candidates = list(candidates)
         self.port_file = port_file
@@ -286,7 +340,7 @@ class FallbackListener(Service):
 
     def _listen(self) -> None:
         try:
-            result = listen_with_fallback(self._listen_tcp, self._factory, self.interface, self.candidates)
+            result = listen_with_fallback(self._binding, self.interface, self.candidates)
         except ListenError as failure:
             # The one line the operator reads.  Before the reactor runs,
             # SystemExit ends twistd with status 1 (twistd has already turned

@@ -15,7 +15,7 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.python import usage
 
-from chatd.listening import FallbackListener, FallbackSpecError, fallback_ports
+from chatd.listening import FallbackListener, FallbackSpecError, TCPBinding, fallback_ports
 from chatd.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
 from chatd.room import Room
 from chatd.text import clean, lookup_charset
@@ -115,8 +115,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     factory = ChatFactory(Room(settings.server_name), settings)
     top = MultiService()
     chat = FallbackListener(
-        reactor.listenTCP,
-        factory,
+        TCPBinding(reactor.listenTCP, factory),
         options["interface"],
         [options["port"], *options["fallback-ports"]],
         options["port-file"],

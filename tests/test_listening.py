@@ -15,6 +15,7 @@ from chatd.listening import (
     ListenError,
     fallback_ports,
     format_ports,
+    TCPBinding,
     listen_with_fallback,
 )
 
@@ -65,7 +66,7 @@ def test_format_ports_collapses_runs():
 def test_a_free_port_is_used_as_is(log_lines):
     """No fallback when the first port is free; one log line says where."""
     port = free_port_run(1)
-    result = listen_with_fallback(reactor.listenTCP, Factory(), "127.0.0.1", [port, port + 1])
+    result = listen_with_fallback(TCPBinding(reactor.listenTCP, Factory()), "127.0.0.1", [port, port + 1])
     listening = result.port
     try:
         assert listening.getHost().port == port
@@ -85,7 +86,7 @@ def test_a_taken_port_falls_back_in_order_with_one_line_per_attempt(log_lines, o
     """Two taken candidates are skipped in order, each logged, and the result says which were taken."""
     first = free_port_run(3)
     with occupied(other_host, first), occupied(other_host, first + 1):
-        result = listen_with_fallback(reactor.listenTCP, Factory(), our_interface, [first, first + 1, first + 2])
+        result = listen_with_fallback(TCPBinding(reactor.listenTCP, Factory()), our_interface, [first, first + 1, first + 2])
         listening = result.port
         try:
             assert listening.getHost().port == first + 2
@@ -105,7 +106,7 @@ def test_the_same_port_on_another_interface_is_not_taken(log_lines):
     """Another program on 127.0.0.2:P does not stop chatd using 127.0.0.1:P."""
     port = free_port_run(1)
     with occupied("127.0.0.2", port):
-        listening = listen_with_fallback(reactor.listenTCP, Factory(), "127.0.0.1", [port, port + 1]).port
+        listening = listen_with_fallback(TCPBinding(reactor.listenTCP, Factory()), "127.0.0.1", [port, port + 1]).port
         try:
             assert listening.getHost().port == port
         finally:
@@ -117,7 +118,7 @@ def test_every_candidate_taken_is_one_error_naming_interface_and_ports(log_lines
     first = free_port_run(2)
     with occupied("127.0.0.1", first), occupied("127.0.0.1", first + 1):
         with pytest.raises(ListenError) as failure:
-            listen_with_fallback(reactor.listenTCP, Factory(), "127.0.0.1", [first, first + 1])
+            listen_with_fallback(TCPBinding(reactor.listenTCP, Factory()), "127.0.0.1", [first, first + 1])
     assert str(failure.value) == f"cannot listen on 127.0.0.1: every port tried is taken ({first}-{first + 1})"
     assert log_lines[-1] == f"port {first + 1} on 127.0.0.1 is in use"
 
@@ -125,7 +126,7 @@ def test_every_candidate_taken_is_one_error_naming_interface_and_ports(log_lines
 def test_an_address_not_on_this_machine_fails_at_once():
     """A bind error other than 'in use' is not retried on other ports."""
     with pytest.raises(ListenError) as failure:
-        listen_with_fallback(reactor.listenTCP, Factory(), "192.0.2.1", [8088, 8089])
+        listen_with_fallback(TCPBinding(reactor.listenTCP, Factory()), "192.0.2.1", [8088, 8089])
     assert str(failure.value) == "cannot listen on 192.0.2.1:8088: Cannot assign requested address"
 
 
@@ -150,7 +151,7 @@ def test_a_port_answered_by_another_program_counts_as_taken(log_lines):
         return reactor.listenTCP(port, factory, interface=interface)
 
     with occupied("127.0.0.1", first):
-        listening = listen_with_fallback(deceptive_listen, Factory(), "127.0.0.1", [first, first + 1], probe_timeout=0.3).port
+        listening = listen_with_fallback(TCPBinding(deceptive_listen, Factory()), "127.0.0.1", [first, first + 1], probe_timeout=0.3).port
     try:
         assert listening.getHost().port == first + 1
         assert log_lines[0] == f"port {first} on 127.0.0.1 is answered by another program; trying {first + 1}"
@@ -169,7 +170,7 @@ def test_the_self_check_never_reaches_the_real_factory():
             built.append(addr)
             return Protocol()
 
-    listening = listen_with_fallback(reactor.listenTCP, Recording(), "127.0.0.1", [0]).port
+    listening = listen_with_fallback(TCPBinding(reactor.listenTCP, Recording()), "127.0.0.1", [0]).port
     yield listening.stopListening()
     assert built == []
 
@@ -186,7 +187,7 @@ def test_listener_service_writes_the_port_file_before_saying_it_listens(tmp_path
 
     globalLogPublisher.addObserver(look)
     try:
-        service = FallbackListener(reactor.listenTCP, Factory(), "127.0.0.1", [0], str(port_file))
+        service = FallbackListener(TCPBinding(reactor.listenTCP, Factory()), "127.0.0.1", [0], str(port_file))
         service.startService()
     finally:
         globalLogPublisher.removeObserver(look)
@@ -202,7 +203,7 @@ def test_listener_service_exits_with_one_line_when_nothing_is_free(log_lines):
     """Under twistd, SystemExit(1) ends the process; the log has the one line saying why."""
     first = free_port_run(1)
     with occupied("127.0.0.1", first):
-        service = FallbackListener(reactor.listenTCP, Factory(), "127.0.0.1", [first])
+        service = FallbackListener(TCPBinding(reactor.listenTCP, Factory()), "127.0.0.1", [first])
         with pytest.raises(SystemExit) as exit:
             service.privilegedStartService()
     assert exit.value.code == 1
