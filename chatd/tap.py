@@ -15,10 +15,25 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.python import usage
 
-from chatd.listening import FallbackListener, FallbackSpecError, TCPBinding, fallback_ports
+from chatd.listening import (
+    FallbackListener,
+    FallbackSpecError,
+    TCPBinding,
+    UDPBinding,
+    fallback_ports,
+)
 from chatd.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
 from chatd.room import Room
 from chatd.text import clean, lookup_charset
+from chatd.udp import (
+    AnnouncerProtocol,
+    AnnouncerService,
+    EchoProtocol,
+    Herald,
+    broadcast_setup,
+    listen_udp_with_destinations,
+    multicast_setup,
+)
 
 MIN_LINE_BYTES = 64
 MAX_LINE_BYTES = 1024 * 1024
@@ -45,6 +60,22 @@ class Options(usage.Options):
         ["name", None, None, "The server's display name, shown in the greeting. [default: the host name]"],
         ["max-line", None, str(DEFAULT_MAX_LINE_BYTES), f"Longest accepted input line in bytes, line end not counted ({MIN_LINE_BYTES}-{MAX_LINE_BYTES})."],
         ["charset", None, "utf-8", "The encoding new connections start with (utf-8, gbk, big5, latin-1, ...); users change theirs with /charset."],
+        ["echo-port", None, "41234", "UDP port of the echo service, on --interface; 0 takes any free port."],
+        ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
+        ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
+        ["multicast-group", None, "239.255.88.88", "IPv4 multicast group of the announcements."],
+        ["multicast-port", None, "41236", "UDP port of the multicast announcements."],
+        ["multicast-ttl", None, "1", "Multicast TTL: 1 keeps announcements on the local network."],
+        ["multicast-interface", None, None, "Address of the interface that sends multicast. [default: --interface when concrete, else the system's choice]"],
+        ["broadcast-address", None, "255.255.255.255", "IPv4 address the broadcast announcements go to."],
+        ["broadcast-port", None, "41235", "UDP port of the broadcast announcements."],
+        ["announce-interval", None, "5", "Seconds between announcements (after three at start, 1 s apart)."],
+    ]
+
+    optFlags = [
+        ["no-echo", None, "Do not run the UDP echo service."],
+        ["multicast", None, "Announce the server to the LAN by multicast (puts traffic on the LAN, so off by default)."],
+        ["broadcast", None, "Announce the server to the LAN by broadcast (off by default)."],
     ]
 
     def postOptions(self) -> None:
@@ -54,19 +85,32 @@ class Options(usage.Options):
             ("max-line", _max_line),
             ("charset", _charset),
             ("name", _name),
+            ("echo-port", _port),
+            ("echo-rate", _positive_number),
+            ("multicast-group", _multicast_group),
+            ("multicast-port", _nonzero_port),
+            ("multicast-ttl", _ttl),
+            ("multicast-interface", _optional_ipv4),
+            ("broadcast-address", _ipv4),
+            ("broadcast-port", _nonzero_port),
+            ("announce-interval", _interval),
         ]
         for key, parse in parsers:
             try:
                 self[key] = parse(self[key])
             except ValueError as problem:
                 raise usage.UsageError(f"--{key}: {problem}") from None
-        if self["port"] == 0:
-            self["fallback-ports"] = []  # an ephemeral port cannot be taken
-        else:
-            try:
-                self["fallback-ports"] = fallback_ports(self["fallback"], self["port"])
-            except FallbackSpecError as problem:
-                raise usage.UsageError(f"--fallback: {problem}") from None
+        self["fallback-ports"] = _fallback("fallback", self["fallback"], self["port"])
+        self["echo-fallback-ports"] = _fallback("echo-fallback", self["echo-fallback"], self["echo-port"])
+
+
+def _fallback(key: str, spec: str, port: int) -> list[int]:
+    if port == 0:
+        return []  # an ephemeral port cannot be taken
+    try:
+        return fallback_ports(spec, port)
+    except FallbackSpecError as problem:
+        raise usage.UsageError(f"--{key}: {problem}") from None
 
 
 def _port(text: str) -> int:
@@ -80,6 +124,53 @@ def _interface(text: str) -> str:
         return str(ipaddress.ip_address(text.strip().strip("[]")))
     except ValueError:
         raise ValueError(f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+def _nonzero_port(text: str) -> int:
+    port = _port(text)
+    if port == 0:
+        raise ValueError("0 is not a port others can send to")
+    return port
+
+
+def _ipv4(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text.strip()))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv4 address") from None
+
+
+def _optional_ipv4(text: str | None) -> str | None:
+    return None if text is None else _ipv4(text)
+
+
+def _multicast_group(text: str) -> str:
+    group = _ipv4(text)
+    if not ipaddress.IPv4Address(group).is_multicast:
+        raise ValueError(f"{text!r} is not a multicast address (224.0.0.0-239.255.255.255)")
+    return group
+
+
+def _ttl(text: str) -> int:
+    if not text.strip().isdigit() or int(text) > 255:
+        raise ValueError(f"{text!r} is not a TTL (0-255)")
+    return int(text)
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= 1_000_000:
+        raise ValueError(f"{text!r} is not a positive number")
+    return value
+
+
+def _interval(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 3600:
+        raise ValueError(f"{text!r} is not a number of seconds from 1 to 3600")
+    return int(text)
 
 
 def _max_line(text: str) -> int:
@@ -105,6 +196,11 @@ def _name(text: str | None) -> str:
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
+    """
+    The chat room, then the UDP services, as children of one MultiService.
+    Twisted starts children in order (so the announcers know the chat port)
+    and stops them in reverse (so the last announcement still has it).
+    """
     if reactor is None:
         from twisted.internet import reactor
     settings = Settings(
@@ -112,14 +208,65 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         max_line_bytes=options["max-line"],
         charset=options["charset"],
     )
-    factory = ChatFactory(Room(settings.server_name), settings)
+    room = Room(settings.server_name)
     top = MultiService()
     chat = FallbackListener(
-        TCPBinding(reactor.listenTCP, factory),
+        TCPBinding(reactor.listenTCP, ChatFactory(room, settings)),
         options["interface"],
         [options["port"], *options["fallback-ports"]],
         options["port-file"],
     )
     chat.setName("chat")
     chat.setServiceParent(top)
+
+    if not options["no-echo"]:
+        rate = options["echo-rate"]
+
+        def listen_echo(port: int, interface: str) -> Any:
+            return listen_udp_with_destinations(reactor, port, EchoProtocol(rate, reactor), interface)
+
+        echo = FallbackListener(
+            UDPBinding(listen_echo),
+            options["interface"],
+            [options["echo-port"], *options["echo-fallback-ports"]],
+            what="echo service",
+        )
+        echo.setName("echo")
+        echo.setServiceParent(top)
+
+    if options["multicast"] or options["broadcast"]:
+        herald = Herald(
+            name=options["name"],
+            users=lambda: room.count,
+            chat_port=lambda: chat.port,
+            chat_interface=options["interface"],
+            clock=reactor,
+            interval=options["announce-interval"],
+        )
+    if options["multicast"]:
+        multicast_interface = options["multicast-interface"] or _concrete_ipv4(options["interface"])
+        announcer = AnnouncerService(
+            reactor,
+            AnnouncerProtocol(herald, (options["multicast-group"], options["multicast-port"]), multicast_interface, reactor),
+            options["multicast-port"],
+            multicast_setup(options["multicast-group"], multicast_interface, options["multicast-ttl"]),
+            what="multicast announcer",
+        )
+        announcer.setName("multicast")
+        announcer.setServiceParent(top)
+    if options["broadcast"]:
+        announcer = AnnouncerService(
+            reactor,
+            AnnouncerProtocol(herald, (options["broadcast-address"], options["broadcast-port"]), None, reactor),
+            options["broadcast-port"],
+            broadcast_setup,
+            what="broadcast announcer",
+        )
+        announcer.setName("broadcast")
+        announcer.setServiceParent(top)
     return top
+
+
+def _concrete_ipv4(interface: str) -> str | None:
+    address = ipaddress.ip_address(interface)
+    return interface if address.version == 4 and not address.is_unspecified else None

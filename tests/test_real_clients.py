@@ -11,7 +11,7 @@ from chatd_process import TIMEOUT_SECONDS, ChatdProcess, LineClient
 @pytest.fixture
 def port(tmp_path):
     port_file = tmp_path / "port"
-    server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab", cwd=tmp_path)
+    server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab", "--echo-port", "0", cwd=tmp_path)
     try:
         server.wait_for_log("chat room listening on")
         yield int(port_file.read_text())

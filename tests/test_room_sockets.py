@@ -59,7 +59,7 @@ class ChatClient(LineReceiver):
 @pytest.fixture
 def chat_port():
     options = Options()
-    options.parseOptions(["--port", "0", "--interface", "127.0.0.1", "--name", "lab"])
+    options.parseOptions(["--port", "0", "--interface", "127.0.0.1", "--name", "lab", "--no-echo"])
     service = makeService(options, reactor)
     service.startService()
     yield service.getServiceNamed("chat").port
@@ -141,7 +141,7 @@ def test_a_client_that_vanishes_does_not_hurt_the_others(chat_port):
 def test_ipv6_wildcard_is_dual_stack():
     """`--interface ::` serves IPv6 clients and, where the OS allows, IPv4 ones."""
     options = Options()
-    options.parseOptions(["--port", "0", "--interface", "::"])
+    options.parseOptions(["--port", "0", "--interface", "::", "--no-echo"])
     service = makeService(options, reactor)
     service.startService()
     try:

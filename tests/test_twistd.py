@@ -29,7 +29,7 @@ def chatd(tmp_path):
     """A running chatd on an ephemeral loopback port; yields (process, port)."""
     port_file = tmp_path / "port"
     server = ChatdProcess(
-        "--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab",
+        "--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab", "--echo-port", "0",
         cwd=tmp_path,
     )
     try:
@@ -287,7 +287,7 @@ def test_taken_port_falls_back_and_says_so(tmp_path):
     first = free_port_run(2)
     port_file = tmp_path / "port"
     with occupied("127.0.0.1", first):
-        server = ChatdProcess("--port", str(first), "--interface", "127.0.0.1", "--port-file", str(port_file), cwd=tmp_path)
+        server = ChatdProcess("--port", str(first), "--interface", "127.0.0.1", "--port-file", str(port_file), "--echo-port", "0", cwd=tmp_path)
         try:
             assert server.wait_for_log("is in use").endswith(f"port {first} on 127.0.0.1 is in use; trying {first + 1}")
             line = server.wait_for_log("chat room listening on")
@@ -308,7 +308,7 @@ def test_every_port_taken_exits_1_with_one_line(tmp_path):
     """No free candidate: status 1, one line naming the interface and each port, no traceback."""
     first = free_port_run(3)
     with occupied("127.0.0.1", first), occupied("127.0.0.1", first + 1), occupied("127.0.0.1", first + 2):
-        result = run_twistd("--port", str(first), "--interface", "127.0.0.1", "--fallback", "2", cwd=tmp_path)
+        result = run_twistd("--port", str(first), "--interface", "127.0.0.1", "--fallback", "2", "--echo-port", "0", cwd=tmp_path)
     assert result.returncode == 1
     errors = [line for line in result.stdout.splitlines() if "#error]" in line]
     assert len(errors) == 1

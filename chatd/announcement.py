@@ -1,0 +1,132 @@
+"""
+The UDP announcement format, shared by chatd's announcers and chatd-listen.
+Pure: no I/O.
+
+Every datagram is one UTF-8 JSON object, readable with socat or tcpdump.
+
+An announcement, sent to the multicast group, to the broadcast port, or by
+unicast in answer to a query (always under MAX_ANNOUNCEMENT_BYTES):
+
+    {"service": "chatd", "v": 1, "id": "9f1c2a4be07d3361", "name": "lab",
+     "host": "192.0.2.5", "port": 8089, "users": 3, "uptime": 125,
+     "seq": 26, "ts": 1795000000, "state": "up", "interval": 5}
+
+    id        random, new at each start of a chatd process
+    host      the address to connect to: the chat --interface when it is a
+              concrete address, else the address of the interface it was sent from
+    port      the TCP chat port actually bound (after any fallback)
+    users     users in the room who have chosen a nickname
+    uptime    whole seconds since the server started
+    seq       1 for the instance's first datagram, counting every announcement
+    ts        unix time, whole seconds
+    state     "up", or "stopping" in the last datagram before the server stops
+    interval  seconds between regular announcements, so a listener knows when
+              a silent server is gone (three missed intervals)
+
+A query, which asks every server that hears it to answer at once by unicast:
+
+    {"service": "chatd", "v": 1, "query": true}
+
+padded with spaces to QUERY_BYTES.  A server answers only a query at least
+as long as its answer, so a query can never be used to amplify traffic.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from attrs import evolve, frozen
+
+SERVICE = "chatd"
+VERSION = 1
+MAX_ANNOUNCEMENT_BYTES = 511
+QUERY_BYTES = 512
+MAX_NAME_CHARS = 64
+
+
+class NotAnAnnouncement(ValueError):
+    """A datagram that is not a valid chatd announcement or query."""
+
+
+@frozen
+class Announcement:
+    id: str
+    name: str
+    host: str
+    port: int
+    users: int
+    uptime: int
+    seq: int
+    ts: int
+    state: str = "up"
+    interval: int = 5
+
+    def encode(self) -> bytes:
+        fields: dict[str, Any] = {"service": SERVICE, "v": VERSION}
+        fields.update(
+            id=self.id, name=self.name[:MAX_NAME_CHARS], host=self.host, port=self.port, users=self.users,
+            uptime=self.uptime, seq=self.seq, ts=self.ts, state=self.state, interval=self.interval,
+        )
+        data = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(data) > MAX_ANNOUNCEMENT_BYTES:  # only a name of many 4-byte characters gets here
+            return evolve(self, name=self.name[: len(self.name) // 2]).encode()
+        return data
+
+
+def encode_query() -> bytes:
+    query = json.dumps({"service": SERVICE, "v": VERSION, "query": True}).encode()
+    return query.ljust(QUERY_BYTES)
+
+
+def is_query(data: bytes) -> bool:
+    try:
+        fields = _fields(data)
+    except NotAnAnnouncement:
+        return False
+    return fields.get("query") is True
+
+
+def decode(data: bytes) -> Announcement:
+    """The announcement in `data`, or NotAnAnnouncement saying why not."""
+    fields = _fields(data)
+    try:
+        announcement = Announcement(
+            id=_get(fields, "id", str),
+            name=_get(fields, "name", str),
+            host=_get(fields, "host", str),
+            port=_get(fields, "port", int),
+            users=_get(fields, "users", int),
+            uptime=_get(fields, "uptime", int),
+            seq=_get(fields, "seq", int),
+            ts=_get(fields, "ts", int),
+            state=_get(fields, "state", str),
+            interval=fields.get("interval", 5) if isinstance(fields.get("interval", 5), int) else 5,
+        )
+    except KeyError as missing:
+        raise NotAnAnnouncement(f"missing field {missing}") from None
+    if not 1 <= announcement.port <= 65535:
+        raise NotAnAnnouncement(f"port out of range: {announcement.port}")
+    if announcement.state not in ("up", "stopping"):
+        raise NotAnAnnouncement(f"unknown state: {announcement.state!r}")
+    return announcement
+
+
+def _fields(data: bytes) -> dict[str, Any]:
+    if len(data) > QUERY_BYTES * 4:
+        raise NotAnAnnouncement("too long")
+    try:
+        fields = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise NotAnAnnouncement("not UTF-8 JSON") from None
+    if not isinstance(fields, dict) or fields.get("service") != SERVICE or fields.get("v") != VERSION:
+        raise NotAnAnnouncement("not a chatd v1 datagram")
+    return fields
+
+
+def _get(fields: dict[str, Any], name: str, kind: type) -> Any:
+    value = fields[name]
+    # bool is an int in Python; an announcement never has a boolean number.
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise NotAnAnnouncement(f"field {name} is not {kind.__name__}")
+    return value

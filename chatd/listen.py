@@ -1,0 +1,261 @@
+"""
+chatd-listen: the LAN side of discovery.
+
+    chatd-listen                      list chatd servers as they announce (multicast)
+    chatd-listen --broadcast          the same, from broadcast announcements
+    chatd-listen --json               each announcement as one JSON object per line
+    chatd-listen --discover           ask, print "HOST PORT" of the first answer, exit
+    telnet $(chatd-listen --discover)
+
+What it prints:
+
+    chatd "lab" at 192.0.2.5:8089, 3 users          an announcement
+    chatd "lab" at 192.0.2.5:8089 is gone (stopping) its last one, or after three
+                                                     missed intervals (silent for 15 s)
+    192.0.2.5 8089                                   --discover's answer
+
+On exit it reports on stderr how many datagrams were not chatd announcements.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from attrs import asdict
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import DatagramProtocol
+from twisted.python import usage
+
+from chatd import announcement
+from chatd.announcement import Announcement, NotAnAnnouncement
+from chatd.listening import format_address
+from chatd.text import clean
+
+DEFAULT_GROUP = "239.255.88.88"
+DEFAULT_MULTICAST_PORT = 41236
+DEFAULT_BROADCAST_PORT = 41235
+DEFAULT_DISCOVER_TIMEOUT_SECONDS = 5.0
+MISSED_INTERVALS = 3
+QUERY_REPEAT_SECONDS = 1.0
+
+
+class Options(usage.Options):
+    synopsis = "[--broadcast] [--json] [--discover [--timeout S]] [options]"
+    longdesc = "Listen for chatd servers on the LAN, or find one (--discover)."
+
+    optFlags = [
+        ["broadcast", "b", "Listen for broadcast announcements instead of multicast ones."],
+        ["json", "j", "Print each announcement as one JSON object per line."],
+        ["discover", "d", "Ask for servers, print HOST PORT of the first that answers, and exit (1 if none does)."],
+    ]
+    optParameters = [
+        ["group", "g", DEFAULT_GROUP, "Multicast group to join."],
+        ["port", "p", None, f"UDP port to listen on. [default: {DEFAULT_MULTICAST_PORT}, or {DEFAULT_BROADCAST_PORT} with --broadcast]"],
+        ["interface", "i", None, "Address of the interface to join the group on and to ask from. [default: the system's choice]"],
+        ["broadcast-address", None, "255.255.255.255", "Where --discover --broadcast sends its query."],
+        ["timeout", "t", None, f"Stop after this many seconds (--discover: {DEFAULT_DISCOVER_TIMEOUT_SECONDS:g} s; otherwise never)."],
+        ["count", "n", None, "Stop after this many announcements."],
+    ]
+
+    def postOptions(self) -> None:
+        if self["port"] is None:
+            self["port"] = DEFAULT_BROADCAST_PORT if self["broadcast"] else DEFAULT_MULTICAST_PORT
+        self["port"] = _number("port", self["port"], int, 1, 65535)
+        if self["timeout"] is None and self["discover"]:
+            self["timeout"] = DEFAULT_DISCOVER_TIMEOUT_SECONDS
+        if self["timeout"] is not None:
+            self["timeout"] = _number("timeout", self["timeout"], float, 0.001, 86400)
+        if self["count"] is not None:
+            self["count"] = _number("count", self["count"], int, 1, 10**9)
+
+
+def _number(name: str, text: Any, kind: type, low: float, high: float) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise usage.UsageError(f"--{name}: {text!r} is not a number from {low:g} to {high:g}")
+    return value
+
+
+def describe(found: Announcement) -> str:
+    users = f"{found.users} user{'' if found.users == 1 else 's'}"
+    return f'chatd "{clean(found.name)}" at {format_address(found.host, found.port)}, {users}'
+
+
+class Listener(DatagramProtocol):
+    """Hears announcements, keeps the list of live servers, reports through `say`."""
+
+    noisy = False
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        say: Callable[[str], None],
+        as_json: bool = False,
+        on_announcement: Callable[[Announcement], None] = lambda found: None,
+    ) -> None:
+        self.clock = clock
+        self.say = say
+        self.as_json = as_json
+        self.on_announcement = on_announcement
+        self.servers: dict[str, tuple[Announcement, float]] = {}
+        self.ignored = 0
+
+    def datagramReceived(self, data: bytes, source: tuple[str, int]) -> None:
+        try:
+            found = announcement.decode(data)
+        except NotAnAnnouncement:
+            if not announcement.is_query(data):  # another listener's query is no junk
+                self.ignored += 1
+            return
+        if self.as_json:
+            self.say(json.dumps(asdict(found), ensure_ascii=False))
+        if found.state == "stopping":
+            if self.servers.pop(found.id, None) is not None:
+                self._gone(found, "stopping")
+        else:
+            self.servers[found.id] = (found, self.clock.seconds())
+            if not self.as_json:
+                self.say(describe(found))
+        self.on_announcement(found)
+
+    def forget_silent(self) -> None:
+        """Drop servers that missed three intervals."""
+        now = self.clock.seconds()
+        for key, (found, seen) in list(self.servers.items()):
+            if now - seen > MISSED_INTERVALS * found.interval:
+                del self.servers[key]
+                self._gone(found, f"silent for {now - seen:.0f} s")
+
+    def _gone(self, found: Announcement, why: str) -> None:
+        if not self.as_json:
+            self.say(f'chatd "{clean(found.name)}" at {format_address(found.host, found.port)} is gone ({why})')
+
+
+class _Forward(DatagramProtocol):
+    """A second port for the listener (a protocol serves one port only)."""
+
+    noisy = False
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+
+    def datagramReceived(self, data: bytes, source: tuple[str, int]) -> None:
+        self.listener.datagramReceived(data, source)
+
+
+def _say_to(out: TextIO) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    return say
+
+
+@defer.inlineCallbacks
+def run(reactor: Any, options: Options, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Any:
+    """Listen (and ask, with --discover) until done; return the exit status."""
+    discover = options["discover"]
+    done: defer.Deferred[int] = defer.Deferred()
+    heard = 0
+
+    def finish(status: int, line: str | None = None) -> None:
+        if not done.called:
+            if line is not None:
+                _say_to(out)(line)
+            done.callback(status)
+
+    def on_announcement(found: Announcement) -> None:
+        nonlocal heard
+        heard += 1
+        if discover:
+            if found.state == "up":
+                finish(0, f"{found.host} {found.port}")
+        elif options["count"] is not None and heard >= options["count"]:
+            finish(0)
+
+    say = (lambda line: None) if discover else _say_to(out)
+    listener = Listener(reactor, say, options["json"], on_announcement)
+
+    def report_ignored() -> None:
+        if listener.ignored:
+            err.write(f"chatd-listen: ignored {listener.ignored} datagram(s) that were not chatd announcements\n")
+            err.flush()
+
+    # Also on Ctrl-C, which stops the reactor without finishing `done`.
+    reactor.addSystemEventTrigger("before", "shutdown", report_ignored)
+
+    port = reactor.listenMulticast(options["port"], listener, listenMultiple=True)
+    if not options["broadcast"]:
+        yield port.joinGroup(options["group"], options["interface"] or "")
+    stopping: list[Callable[[], Any]] = [port.stopListening]
+
+    if discover:
+        # Asked from a port of its own: answers come back by unicast, and a
+        # unicast datagram to a port shared with SO_REUSEPORT reaches only
+        # one of the sockets sharing it.
+        asker = reactor.listenMulticast(0, _Forward(listener))
+        if options["broadcast"]:
+            asker.setBroadcastAllowed(True)
+            target = (options["broadcast-address"], options["port"])
+        else:
+            if options["interface"]:
+                yield asker.setOutgoingInterface(options["interface"])
+            target = (options["group"], options["port"])
+        query = announcement.encode_query()
+        asking = task.LoopingCall(_ask, asker, query, target)
+        asking.clock = reactor
+        asking.start(QUERY_REPEAT_SECONDS)
+        stopping[:0] = [asking.stop, asker.stopListening]
+
+    expiry = task.LoopingCall(listener.forget_silent)
+    expiry.clock = reactor
+    expiry.start(1.0, now=False)
+    stopping.insert(0, expiry.stop)
+
+    if options["timeout"] is not None:
+        deadline = reactor.callLater(options["timeout"], finish, 1 if discover else 0)
+        done.addBoth(lambda result: (deadline.active() and deadline.cancel(), result)[1])
+
+    status = yield done
+    if discover and status != 0:
+        err.write(f"chatd-listen: no chatd answered within {options['timeout']:g} s\n")
+    for stop in stopping:
+        yield stop()
+    return status
+
+
+def _ask(asker: Any, query: bytes, target: tuple[str, int]) -> None:
+    try:
+        asker.write(query, target)
+    except OSError:
+        pass  # no route yet (an interface still coming up): the next try may work
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = Options()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as problem:
+        sys.stderr.write(f"chatd-listen: {problem}\n(chatd-listen --help lists the options)\n")
+        raise SystemExit(2) from None
+
+    def react(reactor: Any) -> Any:
+        return run(reactor, options).addCallback(_exit_with)
+
+    task.react(react)
+
+
+def _exit_with(status: int) -> None:
+    if status:
+        raise SystemExit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,428 @@
+"""
+The UDP services beside the chat room: the echo service and the announcers.
+
+Echo replies to each datagram with the bytes it received.  Echo is a classic
+reflection and loop vector, so it never replies to:
+
+- a source port below 1024 (another echo, chargen or daytime service),
+- its own port (another chatd echo, or itself: two echoes never ping-pong),
+- a datagram sent to a broadcast or multicast address (the Fraggle attack;
+  IP_PKTINFO tells the destination),
+- a source over its rate (a token bucket per source address).
+
+Drops are silent on the wire, counted, and logged at most once a minute per
+source.
+
+An announcer sends announcements (see announcement.py) to a multicast group
+or a broadcast address: three at start, 1 s apart, then one per interval,
+and a last "stopping" one when the service stops.  It also answers queries
+that arrive on its port, by unicast, never with more bytes than the query
+had, and at a limited rate per source.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define, field, frozen
+from twisted.application.service import Service
+from twisted.internet import udp
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from chatd import announcement
+from chatd.announcement import Announcement
+
+log = Logger()
+
+# Python < 3.12 has no socket.IP_PKTINFO; 8 is its value on Linux.
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+_ANCILLARY_BYTES = socket.CMSG_SPACE(64)
+_READ_AGAIN = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ECONNREFUSED, errno.EMSGSIZE, errno.ENOBUFS}
+
+DROP_LOG_INTERVAL_SECONDS = 60.0
+MAX_TRACKED_SOURCES = 10_000
+FIRST_ANNOUNCEMENTS = 3
+FIRST_ANNOUNCEMENT_SPACING_SECONDS = 1.0
+QUERY_ANSWERS_PER_SECOND = 1.0
+
+
+# -- where a datagram was sent
+
+
+@frozen
+class Destination:
+    """A datagram's destination address, and (IPv4) the local address it reached."""
+
+    address: str
+    local: str | None = None
+
+    @property
+    def is_unicast_to_us(self) -> bool:
+        address = ipaddress.ip_address(self.address)
+        if getattr(address, "ipv4_mapped", None) is not None:
+            address = address.ipv4_mapped  # type: ignore[union-attr]
+        if address.is_multicast or str(address) == "255.255.255.255":
+            return False
+        # For a subnet broadcast (192.0.2.255), the destination differs from
+        # the local address of the interface it arrived on.
+        return self.local is None or self.local == str(address)
+
+
+def destination_of(ancillary: list[tuple[int, int, bytes]]) -> Destination | None:
+    """The destination from recvmsg's ancillary data (IP_PKTINFO / IPV6_PKTINFO)."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            _, local, address = struct.unpack("I4s4s", data[:12])
+            return Destination(socket.inet_ntoa(address), socket.inet_ntoa(local))
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 16:
+            return Destination(socket.inet_ntop(socket.AF_INET6, data[:16]))
+    return None
+
+
+class DestinationAwarePort(udp.Port):
+    """
+    A UDP port that tells its protocol each datagram's destination address:
+    `protocol.datagram_received(data, source, destination)`.
+    """
+
+    def createInternetSocket(self) -> socket.socket:
+        skt = super().createInternetSocket()
+        if self.addressFamily == socket.AF_INET6:
+            skt.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            try:  # IPv4 datagrams on a dual-stack socket: Linux gives IP_PKTINFO too
+                skt.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            except OSError:
+                pass
+        else:
+            skt.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        return skt
+
+    def doRead(self) -> None:
+        read = 0
+        while read < self.maxThroughput:
+            try:
+                data, ancillary, _, source = self.socket.recvmsg(self.maxPacketSize, _ANCILLARY_BYTES)
+            except OSError as failure:
+                if failure.errno in _READ_AGAIN:
+                    return
+                raise
+            read += len(data)
+            try:
+                self.protocol.datagram_received(data, source[:2], destination_of(ancillary))
+            except Exception:
+                log.failure("error handling a datagram from {source}", source=source[:2])
+
+
+def listen_udp_with_destinations(
+    reactor: Any, port: int, protocol: DatagramProtocol, interface: str
+) -> DestinationAwarePort:
+    """Like reactor.listenUDP, with DestinationAwarePort."""
+    listening = DestinationAwarePort(port, protocol, interface, reactor=reactor)
+    listening.startListening()
+    return listening
+
+
+# -- rate limits and drop accounting
+
+
+@define
+class TokenBucket:
+    rate: float
+    capacity: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@define
+class RateLimiter:
+    """A token bucket per source address: `rate` per second, bursts of `burst`."""
+
+    rate: float
+    burst: float
+    clock: IReactorTime
+    _buckets: dict[str, TokenBucket] = field(factory=dict)
+
+    def allow(self, source: str) -> bool:
+        now = self.clock.seconds()
+        bucket = self._buckets.get(source)
+        if bucket is None:
+            if len(self._buckets) >= MAX_TRACKED_SOURCES:
+                self._forget_idle(now)
+            bucket = self._buckets[source] = TokenBucket(self.rate, self.burst, self.burst, now)
+        return bucket.take(now)
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop buckets that would be full again anyway, so memory stays bounded."""
+        refill = self.burst / self.rate if self.rate else 0
+        for source, bucket in list(self._buckets.items()):
+            if now - bucket.updated >= refill:
+                del self._buckets[source]
+        if len(self._buckets) >= MAX_TRACKED_SOURCES:  # under a flood from many sources
+            self._buckets.clear()
+
+
+@define
+class DropLog:
+    """Counts dropped datagrams per source and reason; logs at most once a minute per source."""
+
+    what: str
+    clock: IReactorTime
+    _counts: dict[str, dict[str, int]] = field(factory=dict)
+    _logged_at: dict[str, float] = field(factory=dict)
+
+    def dropped(self, source: str, reason: str) -> None:
+        counts = self._counts.setdefault(source, {})
+        counts[reason] = counts.get(reason, 0) + 1
+        now = self.clock.seconds()
+        if now - self._logged_at.get(source, -DROP_LOG_INTERVAL_SECONDS) < DROP_LOG_INTERVAL_SECONDS:
+            return
+        if len(self._logged_at) >= MAX_TRACKED_SOURCES:
+            self._logged_at.clear()
+        self._logged_at[source] = now
+        del self._counts[source]
+        reasons = ", ".join(f"{count} {why}" for why, count in sorted(counts.items()))
+        log.info(
+            "{what}: dropped {total} datagram(s) from {source} ({reasons})",
+            what=self.what, total=sum(counts.values()), source=source, reasons=reasons,
+        )
+
+
+# -- echo
+
+
+class EchoProtocol(DatagramProtocol):
+    """The echo service, with the loop and reflection protections above."""
+
+    noisy = False
+
+    def __init__(self, rate: float, clock: IReactorTime) -> None:
+        self._limiter = RateLimiter(rate, 2 * rate, clock)
+        self.drops = DropLog("echo", clock)
+
+    def datagramReceived(self, data: bytes, source: tuple[str, int]) -> None:
+        # Only reached through a plain UDP port, which cannot tell the destination.
+        self.datagram_received(data, source, None)
+
+    def datagram_received(self, data: bytes, source: tuple[str, int], destination: Destination | None) -> None:
+        host, port = source
+        reason = None
+        if port < 1024:
+            reason = "from a privileged port"
+        elif port == self.transport.getHost().port:
+            reason = "from an echo port"
+        elif destination is not None and not destination.is_unicast_to_us:
+            reason = "sent to a broadcast or multicast address"
+        elif not self._limiter.allow(host):
+            reason = "over the rate limit"
+        if reason is not None:
+            self.drops.dropped(host, reason)
+            return
+        self.transport.write(data, source)
+
+
+# -- announcements
+
+
+@define
+class Herald:
+    """
+    What every announcer of one chatd process says: its identity, its
+    numbering, and the room's live state.
+    """
+
+    name: str
+    users: Callable[[], int]
+    chat_port: Callable[[], int | None]
+    chat_interface: str
+    clock: IReactorTime
+    interval: int
+    id: str = field(factory=lambda: os.urandom(8).hex())
+    started: float = field(init=False)
+    _seq: int = field(init=False, default=0)
+
+    def __attrs_post_init__(self) -> None:
+        self.started = self.clock.seconds()
+
+    def announcement(self, host: str, state: str = "up") -> Announcement:
+        self._seq += 1
+        now = self.clock.seconds()
+        return Announcement(
+            id=self.id, name=self.name, host=host, port=self.chat_port() or 0, users=self.users(),
+            uptime=int(now - self.started), seq=self._seq, ts=int(now), state=state, interval=self.interval,
+        )
+
+    def host_towards(self, address: str, fallback: str | None = None) -> str:
+        """
+        The address a listener should connect to: the chat interface when it
+        is concrete, else `fallback` (the multicast interface, when given),
+        else the local address the kernel would send from towards `address`.
+        """
+        if not ipaddress.ip_address(self.chat_interface).is_unspecified:
+            return self.chat_interface
+        if fallback:
+            return fallback
+        return source_address_towards(address)
+
+
+def source_address_towards(address: str) -> str:
+    """The local address the kernel picks to send to `address` (no datagram is sent)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        try:
+            probe.connect((address, 9))
+        except OSError:
+            return "0.0.0.0" if family == socket.AF_INET else "::"
+        return probe.getsockname()[0]
+
+
+class AnnouncerProtocol(DatagramProtocol):
+    """Sends announcements to one destination and answers queries on its port."""
+
+    noisy = False
+
+    def __init__(self, herald: Herald, destination: tuple[str, int], host_fallback: str | None, clock: IReactorTime) -> None:
+        self.herald = herald
+        self.destination = destination
+        self._host_fallback = host_fallback
+        self._answers = RateLimiter(QUERY_ANSWERS_PER_SECOND, 2 * QUERY_ANSWERS_PER_SECOND, clock)
+        self.drops = DropLog("announcer", clock)
+        self._failing = False
+
+    def announce(self, state: str = "up") -> None:
+        host = self.herald.host_towards(self.destination[0], self._host_fallback)
+        self._send(self.herald.announcement(host, state).encode(), self.destination)
+
+    def datagramReceived(self, data: bytes, source: tuple[str, int]) -> None:
+        if not announcement.is_query(data):
+            return  # announcements (ours and others'), and anything else
+        answer = self.herald.announcement(self.herald.host_towards(source[0], self._host_fallback)).encode()
+        if len(answer) > len(data):
+            self.drops.dropped(source[0], "query shorter than the answer")
+        elif not self._answers.allow(source[0]):
+            self.drops.dropped(source[0], "queries over the rate limit")
+        else:
+            self._send(answer, source)
+
+    def _send(self, data: bytes, to: tuple[str, int]) -> None:
+        try:
+            self.transport.write(data, to)
+        except OSError as failure:
+            if not self._failing:  # logged once; retried at the next interval
+                log.warn("cannot send an announcement to {to}: {reason}; will keep trying",
+                         to=f"{to[0]}:{to[1]}", reason=failure.strerror or str(failure))
+            self._failing = True
+        else:
+            if self._failing:
+                log.info("announcements to {to} go out again", to=f"{to[0]}:{to[1]}")
+            self._failing = False
+
+
+class AnnouncerService(Service):
+    """
+    One announcer as a twistd service: listens on its port (shared with
+    listeners and other servers on the same host), sends the first
+    announcements 1 s apart and then one per interval, and a last
+    "stopping" one when stopped.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        protocol: AnnouncerProtocol,
+        listen_port: int,
+        setup: Callable[[Any], None],
+        what: str,
+    ) -> None:
+        self._reactor = reactor
+        self.protocol = protocol
+        self._listen_port = listen_port
+        self._setup = setup
+        self.what = what
+        self.listening: Any = None
+        self._calls: list[Any] = []
+        self._loop = LoopingCall(self._announce)
+        self._loop.clock = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        try:
+            # Shared (SO_REUSEADDR/SO_REUSEPORT) with listeners and other
+            # servers on this host: multicast and broadcast reach them all.
+            self.listening = self._reactor.listenMulticast(self._listen_port, self.protocol, listenMultiple=True)
+        except CannotListenError as failure:
+            log.warn("{what}: cannot listen for queries on UDP port {port} ({reason}); announcing without answering queries",
+                     what=self.what, port=self._listen_port, reason=failure.socketError)
+            self.listening = self._reactor.listenMulticast(0, self.protocol)
+        self._setup(self.listening)
+        host, port = self.protocol.destination
+        log.info("{what} announcing to {host}:{port} every {interval} s",
+                 what=self.what, host=host, port=port, interval=self.protocol.herald.interval)
+        for index in range(FIRST_ANNOUNCEMENTS):
+            self._calls.append(self._reactor.callLater(index * FIRST_ANNOUNCEMENT_SPACING_SECONDS, self._announce))
+        first_regular = (FIRST_ANNOUNCEMENTS - 1) * FIRST_ANNOUNCEMENT_SPACING_SECONDS + self.protocol.herald.interval
+        self._calls.append(self._reactor.callLater(first_regular, self._start_loop))
+
+    def _announce(self) -> None:
+        # A periodic job logs its own failures, so one cannot stop the loop.
+        try:
+            self.protocol.announce()
+        except Exception:
+            log.failure("{what}: announcing failed", what=self.what)
+
+    def _start_loop(self) -> None:
+        self._loop.start(self.protocol.herald.interval, now=True).addErrback(
+            lambda failure: log.failure("announcements stopped", failure)
+        )
+
+    def stopService(self) -> Any:
+        super().stopService()
+        for call in self._calls:
+            if call.active():
+                call.cancel()
+        self._calls.clear()
+        if self._loop.running:
+            self._loop.stop()
+        if self.listening is None:
+            return None
+        self.protocol.announce("stopping")
+        listening, self.listening = self.listening, None
+        return listening.stopListening()
+
+
+def multicast_setup(group: str, interface: str | None, ttl: int) -> Callable[[Any], None]:
+    """Prepare a multicast announcer's port: join the group, pick the interface, TTL, loopback."""
+
+    def setup(listening: Any) -> None:
+        if interface:
+            listening.setOutgoingInterface(interface)
+        listening.setTTL(ttl)
+        listening.setLoopbackMode(1)  # listeners on this host hear it too
+        joined = listening.joinGroup(group, interface or "")
+        joined.addErrback(lambda failure: log.warn(
+            "cannot join multicast group {group}: {reason}; queries sent to it will not be answered",
+            group=group, reason=failure.getErrorMessage()))
+
+    return setup
+
+
+def broadcast_setup(listening: Any) -> None:
+    listening.setBroadcastAllowed(True)
