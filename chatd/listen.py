@@ -14,7 +14,8 @@ What it prints:
                                                      missed intervals (silent for 15 s)
     192.0.2.5 8089                                   --discover's answer
 
-On exit it reports on stderr how many datagrams were not chatd announcements.
+On stderr it says where it listens once it does, and on exit how many
+datagrams were not chatd announcements.
 """
 
 from __future__ import annotations
@@ -192,8 +193,14 @@ def run(reactor: Any, options: Options, out: TextIO = sys.stdout, err: TextIO = 
     reactor.addSystemEventTrigger("before", "shutdown", report_ignored)
 
     port = reactor.listenMulticast(options["port"], listener, listenMultiple=True)
-    if not options["broadcast"]:
+    if options["broadcast"]:
+        where = f"broadcasts to UDP port {options['port']}"
+    else:
         yield port.joinGroup(options["group"], options["interface"] or "")
+        where = f"{options['group']}:{options['port']}" + (f" on {options['interface']}" if options["interface"] else "")
+    # On stderr, so stdout carries only announcements (or HOST PORT).
+    err.write(f"chatd-listen: listening for chatd announcements ({where})\n")
+    err.flush()
     stopping: list[Callable[[], Any]] = [port.stopListening]
 
     if discover:

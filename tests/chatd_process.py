@@ -26,50 +26,96 @@ def environment() -> dict[str, str]:
     return env
 
 
-class ChatdProcess:
-    """`twistd -n chatd ...`, started and stopped by the test."""
+def listen_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "chatd.listen", *args]
 
-    def __init__(self, *args: str, cwd: Path) -> None:
+
+class Process:
+    """A child process the test started, whose output lines it can wait for."""
+
+    def __init__(self, command: list[str], cwd: Path) -> None:
         self.process = subprocess.Popen(
-            twistd_command(*args), cwd=cwd, env=environment(),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            command, cwd=cwd, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        self.log: list[str] = []
-        self._pending = b""
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._seen = {"stdout": 0, "stderr": 0}
+        self._pending = {"stdout": b"", "stderr": b""}
 
-    def wait_for_log(self, text: str, timeout: float = TIMEOUT_SECONDS) -> str:
-        """Read the process's log until a line containing `text` appears; return it."""
+    @property
+    def log(self) -> list[str]:
+        return self.lines["stdout"]
+
+    def wait_for_line(self, text: str, stream: str = "stdout", timeout: float = TIMEOUT_SECONDS) -> str:
+        """
+        The next line on `stream` that contains `text`, reading as needed.
+        Lines before it are passed over (and stay in self.lines).
+        """
         deadline = time.monotonic() + timeout
-        for line in self.log:
-            if text in line:
-                return line
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.process.stdout], [], [], deadline - time.monotonic())
-            if not ready:
-                break
-            chunk = os.read(self.process.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            self._pending += chunk
-            *complete, self._pending = self._pending.split(b"\n")
-            for raw in complete:
-                line = raw.decode(errors="replace")
-                self.log.append(line)
+        while True:
+            lines = self.lines[stream]
+            while self._seen[stream] < len(lines):
+                line = lines[self._seen[stream]]
+                self._seen[stream] += 1
                 if text in line:
                     return line
-        raise AssertionError(f"no log line with {text!r}; log so far:\n" + "\n".join(self.log))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._read(remaining):
+                raise AssertionError(
+                    f"no {stream} line with {text!r}; so far:\n" + "\n".join(self.lines["stdout"] + self.lines["stderr"])
+                )
+
+    def wait_for_log(self, text: str, timeout: float = TIMEOUT_SECONDS) -> str:
+        return self.wait_for_line(text, "stdout", timeout)
+
+    def _read(self, timeout: float) -> bool:
+        """Read what is ready on either pipe; False at end of output or timeout."""
+        pipes = {self.process.stdout: "stdout", self.process.stderr: "stderr"}
+        ready, _, _ = select.select([pipe for pipe in pipes if not pipe.closed], [], [], timeout)
+        got = False
+        for pipe in ready:
+            name = pipes[pipe]
+            chunk = os.read(pipe.fileno(), 65536)
+            if chunk:
+                got = True
+                self._pending[name] += chunk
+                *complete, self._pending[name] = self._pending[name].split(b"\n")
+                self.lines[name] += [raw.decode(errors="replace") for raw in complete]
+        return got
+
+    def finish(self, timeout: float = TIMEOUT_SECONDS) -> int:
+        """Wait for the process to end by itself; return its status, with all output read."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None or self._read(0):
+            if time.monotonic() > deadline:
+                raise AssertionError("process did not finish; output:\n" + "\n".join(self.lines["stdout"] + self.lines["stderr"]))
+            self._read(0.1)
+        while self._read(0):
+            pass
+        self._close()
+        return self.process.returncode
 
     def stop(self) -> None:
-        """Stop the server, which must still be running (it did not die on its own)."""
+        """Stop the process, which must still be running (it did not die on its own)."""
         died = self.process.poll()
         if died is None:
             self.process.terminate()
         try:
             self.process.wait(TIMEOUT_SECONDS)
-            assert died is None, f"chatd had exited with status {died}; log:\n" + "\n".join(self.log)
+            assert died is None, f"process had exited with status {died}; output:\n" + "\n".join(self.lines["stdout"] + self.lines["stderr"])
         finally:
-            self.process.stdout.close()
-            self.process.stderr.close()
+            self._close()
+
+    def _close(self) -> None:
+        for pipe in (self.process.stdout, self.process.stderr):
+            if not pipe.closed:
+                pipe.close()
+
+
+class ChatdProcess(Process):
+    """`twistd -n chatd ...`, started and stopped by the test."""
+
+    def __init__(self, *args: str, cwd: Path) -> None:
+        super().__init__(twistd_command(*args), cwd)
 
 
 class LineClient:

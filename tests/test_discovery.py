@@ -1,0 +1,245 @@
+"""
+Discovery and echo on loopback, with the real twistd process and the real
+chatd-listen: multicast through 127.0.0.1, broadcast to 127.255.255.255,
+nothing through the machine's real interfaces.
+"""
+
+import json
+import socket
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+
+from chatd.announcement import decode, encode_query
+from chatd.tap import Options, makeService
+from chatd_process import ChatdProcess, LineClient, Process, listen_command
+from conftest import free_port_run, occupied
+
+GROUP = "239.255.88.88"
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("0.0.0.0", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def announcing(tmp_path):
+    """chatd on 127.0.0.1 whose chat port was taken (so it fell back), announcing every second."""
+    first = free_port_run(2)
+    multicast_port, broadcast_port = free_udp_port(), free_udp_port()
+    with occupied("127.0.0.1", first):
+        server = ChatdProcess(
+            "--port", str(first), "--interface", "127.0.0.1", "--echo-port", "0", "--name", "lab",
+            "--multicast", "--multicast-interface", "127.0.0.1", "--multicast-port", str(multicast_port),
+            "--broadcast", "--broadcast-address", "127.255.255.255", "--broadcast-port", str(broadcast_port),
+            "--announce-interval", "1",
+            cwd=tmp_path,
+        )
+        try:
+            server.wait_for_log("chat room listening on 127.0.0.1")
+            yield {"server": server, "chat_port": first + 1, "multicast": multicast_port, "broadcast": broadcast_port}
+        finally:
+            if server.process.poll() is None:
+                server.stop()
+
+
+def listen(tmp_path, *args):
+    listener = Process(listen_command(*args), tmp_path)
+    listener.wait_for_line("listening for chatd announcements", "stderr")
+    return listener
+
+
+def next_announcement(listener):
+    return json.loads(listener.wait_for_line("{"))
+
+
+def test_multicast_announces_real_port_live_user_count_and_stopping(announcing, tmp_path):
+    """After a forced fallback the announced port is the real one; users follow joins and leaves; 'stopping' on shutdown."""
+    listener = listen(tmp_path, "--interface", "127.0.0.1", "--port", str(announcing["multicast"]), "--json", "--timeout", "30")
+    try:
+        first = next_announcement(listener)
+        assert (first["port"], first["host"], first["name"], first["users"], first["state"]) == (
+            announcing["chat_port"], "127.0.0.1", "lab", 0, "up")
+        alice = LineClient(announcing["chat_port"]).login("alice")
+        while (seen := next_announcement(listener))["users"] != 1:
+            assert seen["users"] == 0
+        bob = LineClient(announcing["chat_port"]).login("bob")
+        while (seen := next_announcement(listener))["users"] != 2:
+            assert seen["users"] == 1
+        bob.send_line("/quit")
+        while (seen := next_announcement(listener))["users"] != 1:
+            assert seen["users"] == 2
+        alice.close()
+        announcing["server"].stop()
+        while (seen := next_announcement(listener))["state"] != "stopping":
+            pass
+        assert seen["port"] == announcing["chat_port"]
+        assert seen["seq"] > first["seq"]
+    finally:
+        listener.stop()
+
+
+def test_readable_lines_and_gone_on_stopping(announcing, tmp_path):
+    """Without --json: one readable line per announcement, and 'is gone' after the stopping datagram."""
+    listener = listen(tmp_path, "--interface", "127.0.0.1", "--port", str(announcing["multicast"]), "--timeout", "30")
+    try:
+        port = announcing["chat_port"]
+        assert listener.wait_for_line("chatd") == f'chatd "lab" at 127.0.0.1:{port}, 0 users'
+        announcing["server"].stop()
+        assert listener.wait_for_line("is gone") == f'chatd "lab" at 127.0.0.1:{port} is gone (stopping)'
+    finally:
+        listener.stop()
+
+
+def test_broadcast_announcements_reach_a_broadcast_listener(announcing, tmp_path):
+    """--broadcast listens on the broadcast port and hears the same server."""
+    listener = listen(tmp_path, "--broadcast", "--port", str(announcing["broadcast"]), "--json", "--count", "1")
+    assert listener.finish() == 0
+    (line,) = [line for line in listener.lines["stdout"] if line]
+    assert json.loads(line)["port"] == announcing["chat_port"]
+
+
+@pytest.mark.parametrize("mode", ["multicast", "broadcast"])
+def test_discover_prints_host_and_port(announcing, tmp_path, mode):
+    """--discover prints HOST PORT of the server and exits 0, ready for `telnet $(...)`."""
+    args = ["--discover", "--port", str(announcing[mode])]
+    args += ["--broadcast", "--broadcast-address", "127.255.255.255"] if mode == "broadcast" else ["--interface", "127.0.0.1"]
+    listener = Process(listen_command(*args), tmp_path)
+    assert listener.finish() == 0
+    assert listener.lines["stdout"] == [f"127.0.0.1 {announcing['chat_port']}"]
+    host, port = listener.lines["stdout"][0].split()
+    LineClient(int(port), host).login("found").close()
+
+
+def test_a_padded_query_gets_a_unicast_answer_at_once(announcing):
+    """A query to the group is answered by unicast to the querier's own port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as asker:
+        asker.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        asker.bind(("127.0.0.1", 0))
+        asker.settimeout(5)
+        asker.sendto(encode_query(), (GROUP, announcing["multicast"]))
+        answer, source = asker.recvfrom(2048)
+    found = decode(answer)
+    assert (found.port, found.host, found.state) == (announcing["chat_port"], "127.0.0.1", "up")
+    assert len(answer) <= len(encode_query())
+
+
+def test_discover_gives_up_after_its_timeout(tmp_path):
+    """No server: exit 1 and one line on stderr."""
+    listener = Process(listen_command("--discover", "--interface", "127.0.0.1", "--port", str(free_udp_port()), "--timeout", "0.5"), tmp_path)
+    assert listener.finish() == 1
+    assert listener.lines["stdout"] == []
+    assert listener.lines["stderr"][-1] == "chatd-listen: no chatd answered within 0.5 s"
+
+
+def test_listener_ignores_malformed_datagrams_and_reports_how_many(tmp_path):
+    """Junk sent to the group is not printed; the count is reported on exit."""
+    port = free_udp_port()
+    listener = listen(tmp_path, "--interface", "127.0.0.1", "--port", str(port), "--timeout", "1")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        for junk in (b"hello", b"\xff\xfe", b'{"service": "chatd", "v": 1, "port": "x"}'):
+            sender.sendto(junk, (GROUP, port))
+        sender.sendto(encode_query(), (GROUP, port))  # another listener's query is no junk
+    assert listener.finish() == 0
+    assert listener.lines["stdout"] == []
+    assert listener.lines["stderr"][-1] == "chatd-listen: ignored 3 datagram(s) that were not chatd announcements"
+
+
+def test_listen_rejects_bad_options_in_one_line(tmp_path):
+    """A bad option: exit 2, the problem, and where to look."""
+    result = Process(listen_command("--port", "99999"), tmp_path)
+    assert result.finish() == 2
+    assert result.lines["stderr"][0] == "chatd-listen: --port: '99999' is not a number from 1 to 65535"
+
+
+# -- echo over real sockets, in-process
+
+
+@pytest.fixture
+def echo_port():
+    options = Options()
+    options.parseOptions(["--port", "0", "--interface", "0.0.0.0", "--echo-port", "0", "--echo-rate", "5"])
+    service = makeService(options, reactor)
+    service.startService()
+    yield service.getServiceNamed("echo").port
+    pytest_twisted.blockon(defer.maybeDeferred(service.stopService))
+
+
+def udp_client(host="127.0.0.1"):
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    client.bind((host, 0))
+    client.setblocking(False)
+    return client
+
+
+@pytest_twisted.inlineCallbacks
+def test_echo_replies_over_loopback_but_not_to_a_broadcast(echo_port):
+    """A unicast datagram comes back byte for byte; the same sent to 127.255.255.255 gets nothing."""
+    client = udp_client()
+    try:
+        client.sendto(b"to everyone", ("127.255.255.255", echo_port))
+        client.sendto(b"\x00just me\xff", ("127.0.0.1", echo_port))
+        reply = yield receive(client)
+        # Had the broadcast been echoed, its reply would have come first.
+        assert reply == b"\x00just me\xff"
+    finally:
+        client.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_echo_rate_limit_over_loopback(echo_port):
+    """At --echo-rate 5: a burst of 10 comes back, the 11th does not; another source is unaffected."""
+    client, other = udp_client(), udp_client("127.0.0.2")
+    try:
+        for index in range(11):
+            client.sendto(b"%d" % index, ("127.0.0.1", echo_port))
+        other.sendto(b"marker", ("127.0.0.1", echo_port))
+        # The marker was handled after the 11th; loopback delivers at once, so
+        # once its reply is here, a reply to the 11th would be waiting too.
+        assert (yield receive(other)) == b"marker"
+        replies = []
+        for _ in range(10):
+            replies.append((yield receive(client)))
+        assert replies == [b"%d" % index for index in range(10)]
+        with pytest.raises(BlockingIOError):
+            client.recv(100)
+    finally:
+        client.close()
+        other.close()
+
+
+def receive(client, timeout=5.0):
+    """A Deferred for the next datagram on a non-blocking socket, polling the reactor."""
+    received = defer.Deferred()
+    deadline = reactor.seconds() + timeout
+
+    def poll():
+        try:
+            received.callback(client.recv(2048))
+        except BlockingIOError:
+            if reactor.seconds() > deadline:
+                received.errback(TimeoutError("no datagram"))
+            else:
+                reactor.callLater(0.005, poll)
+
+    poll()
+    return received
+
+
+def test_echo_port_falls_back_when_taken(tmp_path):
+    """The echo service follows the chat port's fallback rules, with UDP log lines."""
+    first = free_port_run(2)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.bind(("127.0.0.1", first))
+        server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--echo-port", str(first), cwd=tmp_path)
+        try:
+            assert server.wait_for_log("UDP port").endswith(f"UDP port {first} on 127.0.0.1 is in use; trying {first + 1}")
+            assert server.wait_for_log("echo service listening").endswith(
+                f"echo service listening on 127.0.0.1:{first + 1} ({first} was taken)")
+        finally:
+            server.stop()
