@@ -9,12 +9,12 @@ import socket
 
 import pytest
 import pytest_twisted
+from chatd_process import ChatdProcess, LineClient, Process, listen_command
+from conftest import free_port_run, occupied
 from twisted.internet import defer, reactor
 
 from chatd.announcement import decode, encode_query
 from chatd.tap import Options, makeService
-from chatd_process import ChatdProcess, LineClient, Process, listen_command
-from conftest import free_port_run, occupied
 
 GROUP = "239.255.88.88"
 

@@ -13,9 +13,9 @@ from chatd.listening import (
     FallbackListener,
     FallbackSpecError,
     ListenError,
+    TCPBinding,
     fallback_ports,
     format_ports,
-    TCPBinding,
     listen_with_fallback,
 )
 

@@ -25,6 +25,12 @@ def test_defaults():
     assert options["name"] == socket.gethostname()
     assert options["max-line"] == 4096
     assert options["charset"] == "utf-8"
+    assert (options["no-echo"], options["echo-port"], options["echo-rate"]) == (False, 41234, 100)
+    assert options["echo-fallback-ports"] == list(range(41235, 41245))
+    assert (options["multicast"], options["multicast-group"], options["multicast-port"]) == (False, "239.255.88.88", 41236)
+    assert (options["multicast-ttl"], options["multicast-interface"]) == (1, None)
+    assert (options["broadcast"], options["broadcast-address"], options["broadcast-port"]) == (False, "255.255.255.255", 41235)
+    assert options["announce-interval"] == 5
 
 
 def test_values_are_parsed_and_normalised():
@@ -50,6 +56,15 @@ def test_port_zero_has_no_fallback():
         (["--interface", "localhost"], "--interface: 'localhost' is not an IPv4 or IPv6 address"),
         (["--max-line", "10"], "--max-line: '10' is not a number of bytes from 64 to 1048576"),
         (["--name", "\x1b[31m"], "--name: the name is empty"),
+        (["--echo-port", "-1"], "--echo-port: '-1' is not a port number (0-65535)"),
+        (["--echo-fallback", "5-1"], "--echo-fallback: range 5-1 runs backwards"),
+        (["--echo-rate", "0"], "--echo-rate: '0' is not a positive number"),
+        (["--multicast-group", "10.0.0.1"], "--multicast-group: '10.0.0.1' is not a multicast address (224.0.0.0-239.255.255.255)"),
+        (["--multicast-port", "0"], "--multicast-port: 0 is not a port others can send to"),
+        (["--multicast-ttl", "256"], "--multicast-ttl: '256' is not a TTL (0-255)"),
+        (["--multicast-interface", "eth0"], "--multicast-interface: 'eth0' is not an IPv4 address"),
+        (["--broadcast-address", "::1"], "--broadcast-address: '::1' is not an IPv4 address"),
+        (["--announce-interval", "0"], "--announce-interval: '0' is not a number of seconds from 1 to 3600"),
     ],
 )
 def test_bad_values_name_the_option_and_the_problem(args, message):
@@ -59,9 +74,16 @@ def test_bad_values_name_the_option_and_the_problem(args, message):
     assert str(failure.value) == message
 
 
-def test_make_service_is_a_multiservice_with_the_chat_listener():
-    """The chat room is one named child of a MultiService, so UDP services can join it."""
+def test_make_service_is_a_multiservice_with_the_chat_listener_first():
+    """The chat room is the first child of a MultiService; echo is on by default, announcers are opt-in."""
     service = makeService(parse("--port", "0", "--interface", "127.0.0.1"))
     assert IServiceCollection.providedBy(service)
+    assert [child.name for child in service] == ["chat", "echo"]
     chat = service.getServiceNamed("chat")
     assert (chat.interface, chat.candidates) == ("127.0.0.1", [0])
+
+
+def test_announcers_join_as_siblings_and_echo_can_be_turned_off():
+    """--multicast and --broadcast add announcers after the chat room; --no-echo removes echo."""
+    service = makeService(parse("--port", "0", "--no-echo", "--multicast", "--broadcast"))
+    assert [child.name for child in service] == ["chat", "multicast", "broadcast"]
