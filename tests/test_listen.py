@@ -1,0 +1,37 @@
+"""chatd-listen's bookkeeping, with a fake clock (chatd.listen)."""
+
+from twisted.internet.task import Clock
+
+from chatd.announcement import Announcement
+from chatd.listen import Listener
+
+
+def announcement(**changes):
+    fields = dict(id="abc", name="lab\x1b[31m", host="127.0.0.1", port=8089, users=1, uptime=0, seq=1, ts=0, interval=5)
+    fields.update(changes)
+    return Announcement(**fields).encode()
+
+
+def test_a_server_is_dropped_after_three_missed_intervals():
+    """Silent for more than 3 x interval: one 'gone' line; heard again: listed again."""
+    clock, said = Clock(), []
+    listener = Listener(clock, said.append)
+    listener.datagramReceived(announcement(), ("127.0.0.1", 41236))
+    clock.advance(15)
+    listener.forget_silent()
+    assert list(listener.servers) == ["abc"]
+    clock.advance(1)
+    listener.forget_silent()
+    assert said == ['chatd "lab" at 127.0.0.1:8089, 1 user', 'chatd "lab" at 127.0.0.1:8089 is gone (silent for 16 s)']
+    assert listener.servers == {}
+
+
+def test_stopping_drops_at_once_and_junk_is_counted():
+    """A stopping announcement removes the server; junk is counted, queries are not."""
+    clock, said = Clock(), []
+    listener = Listener(clock, said.append)
+    listener.datagramReceived(announcement(users=2), ("127.0.0.1", 41236))
+    listener.datagramReceived(announcement(state="stopping", seq=2), ("127.0.0.1", 41236))
+    listener.datagramReceived(b"junk", ("127.0.0.1", 41236))
+    assert said == ['chatd "lab" at 127.0.0.1:8089, 2 users', 'chatd "lab" at 127.0.0.1:8089 is gone (stopping)']
+    assert listener.ignored == 1
