@@ -13,7 +13,12 @@ from __future__ import annotations
 
 from attrs import define, field, frozen
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -21,10 +26,11 @@ from zope.interface import implementer
 
 from chatd import render
 from chatd.commands import Charset, parse_line
+from chatd.limits import ConnectionLimits
 from chatd.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
 from chatd.listening import format_address
 from chatd.room import IMember, Room
-from chatd.telnet import TelnetServer
+from chatd.telnet import TelnetServer, wrong_protocol
 from chatd.text import clean, display_width, lookup_charset
 from chatd.wire import Outgoing, encode
 
@@ -40,6 +46,8 @@ class Settings:
     server_name: str
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     charset: str = field(default="utf-8")
+    login_timeout_seconds: float = 60.0
+    idle_timeout_seconds: float = 0.0  # 0: never
 
     @charset.validator
     def _check_charset(self, attribute: object, value: str) -> None:
@@ -47,18 +55,23 @@ class Settings:
             raise ValueError(f"not a canonical usable charset name: {value!r}")
 
 
-@implementer(IMember)
+@implementer(IMember, IHalfCloseableProtocol)
 class ChatProtocol(TelnetServer):
     """One user's connection."""
 
-    def __init__(self, room: Room, settings: Settings, peer: IAddress) -> None:
+    def __init__(self, factory: ChatFactory, peer: IAddress) -> None:
         super().__init__()
-        self._room = room
-        self._settings = settings
+        self.factory = factory
+        self._room = factory.room
+        self._settings = factory.settings
         self.peer = peer
-        self._editor = LineEditor(settings.max_line_bytes, settings.charset)
+        self._editor = LineEditor(self._settings.max_line_bytes, self._settings.charset)
         self._hinted_charset = False
         self._closing = False
+        self._admitted = False
+        self._first_data = True
+        self._login_timer: IDelayedCall | None = None
+        self._idle_timer: IDelayedCall | None = None
 
     @property
     def charset(self) -> str:
@@ -67,10 +80,38 @@ class ChatProtocol(TelnetServer):
     # -- from the transport
 
     def connectionMade(self) -> None:
+        refusal = self.factory.limits.admit(self._host)
+        if refusal is not None:
+            log.info("refused {peer}: {refusal}", peer=_show(self.peer), refusal=refusal)
+            self._tell(render.error(refusal))
+            self.transport.loseConnection()
+            return
+        self._admitted = True
+        # Keepalive finds peers that vanished without a word (a laptop closed, Wi-Fi gone).
+        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
+        if set_keepalive is not None:
+            set_keepalive(True)
         log.info("connection from {peer}", peer=_show(self.peer))
+        self._login_timer = self.factory.clock.callLater(self._settings.login_timeout_seconds, self._login_timed_out)
         self._room.arrive(self)
 
+    @property
+    def _host(self) -> str:
+        return str(getattr(self.peer, "host", self.peer))
+
     def dataReceived(self, data: bytes) -> None:
+        if not self._admitted or self._closing:
+            return
+        if self._first_data:
+            self._first_data = False
+            kind = wrong_protocol(data)
+            if kind is not None:
+                here = self.transport.getHost()
+                self._tell(render.wrong_protocol(kind, here.host, here.port))
+                self.disconnect(f"{kind} client")
+                return
+        if self._idle_timer is not None:
+            self._idle_timer.reset(self._settings.idle_timeout_seconds)
         # Whatever goes wrong with one connection's input stays with that
         # connection: it is logged and this connection closed, the rest go on.
         try:
@@ -79,9 +120,47 @@ class ChatProtocol(TelnetServer):
             log.failure("error handling input from {peer}; closing", peer=_show(self.peer))
             self.transport.abortConnection()
 
+    def readConnectionLost(self) -> None:
+        """
+        The client sent EOF (nc at the end of its input): a last line without
+        a line end still counts, the user leaves with Quit, and what was
+        already queued for them is sent before the connection closes.
+        """
+        if self._editor.partial and not self._closing:
+            self.applicationDataReceived(b"\n")
+        self._room.depart(self, "Quit")
+        self.disconnect("end of input")
+
+    def writeConnectionLost(self) -> None:
+        self.transport.loseConnection()
+
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
-        self._room.depart(self, "Quit" if reason.check(ConnectionDone) else "Connection lost")
+        for timer in (self._login_timer, self._idle_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        if self._admitted:
+            self._admitted = False
+            self.factory.limits.release(self._host)
+            self._room.depart(self, "Quit" if reason.check(ConnectionDone) else "Connection lost")
+
+    # -- timers
+
+    def _login_timed_out(self) -> None:
+        self._tell(render.login_timeout(self._settings.login_timeout_seconds))
+        self.disconnect("login timeout")
+
+    def _idle_timed_out(self) -> None:
+        self._room.depart(self, "Idle timeout")
+        self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
+        self.disconnect("idle timeout")
+
+    def _joined(self) -> None:
+        if self._login_timer is not None and self._login_timer.active():
+            self._login_timer.cancel()
+        self._login_timer = None
+        if self._settings.idle_timeout_seconds > 0:
+            self._idle_timer = self.factory.clock.callLater(self._settings.idle_timeout_seconds, self._idle_timed_out)
 
     # -- from the telnet layer
 
@@ -110,8 +189,10 @@ class ChatProtocol(TelnetServer):
             return
         if isinstance(command, Charset):
             self._set_charset(command.name)
-        else:
-            self._room.handle(self, command)
+            return
+        self._room.handle(self, command)
+        if self._login_timer is not None and self._room.nick_of(self) is not None:
+            self._joined()
 
     def _set_charset(self, name: str | None) -> None:
         if name is None:
@@ -154,12 +235,12 @@ class ChatFactory(Factory):
 
     room: Room
     settings: Settings
+    clock: IReactorTime
+    limits: ConnectionLimits = field(factory=lambda: ConnectionLimits(10_000, 32))
     noisy = False  # no "Starting factory" log lines
 
     def buildProtocol(self, addr: IAddress) -> ChatProtocol:
-        protocol = ChatProtocol(self.room, self.settings, addr)
-        protocol.factory = self
-        return protocol
+        return ChatProtocol(self, addr)
 
 
 def _show(address: IAddress) -> str:

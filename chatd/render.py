@@ -19,6 +19,11 @@ on them.  The transport adds CR LF to each line.
     *** Charset is now gbk                            /charset
     *** Error: REASON                                 every refusal
     *** Your input is not valid utf-8; ...            once, on undecodable input
+    *** Error: server full                            over --max-clients, then closed
+    *** Error: too many connections from your address over --max-per-ip, then closed
+    *** Error: no nickname chosen within 60 s; closing    --login-timeout
+    *** Error: no input for 600 s; closing            --idle-timeout
+    This is chatd, a telnet chat server, not an HTTP server. Connect with: telnet HOST PORT
 """
 
 from __future__ import annotations
@@ -130,6 +135,21 @@ def undecodable_hint(charset: str) -> str:
         f"*** Your input is not valid {charset}; type /charset NAME to use "
         "your terminal's encoding (e.g. /charset gbk, /charset latin-1)"
     )
+
+
+def wrong_protocol(kind: str, host: str, port: int) -> str:
+    return (
+        f"This is chatd, a telnet chat server, not an {kind} server. "
+        f"Connect with: telnet {host} {port}"
+    )
+
+
+def login_timeout(seconds: float) -> str:
+    return error(f"no nickname chosen within {seconds:g} s; closing")
+
+
+def idle_timeout(seconds: float) -> str:
+    return error(f"no input for {seconds:g} s; closing")
 
 
 def line_too_long(max_bytes: int) -> str:

@@ -9,7 +9,10 @@ connection: `arrive`, `handle(command)` and `depart`.
 
 from __future__ import annotations
 
+import math
+
 from attrs import Factory, define, field
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
@@ -19,6 +22,9 @@ from chatd.text import NicknameError, check_nickname, nickname_key
 from chatd.wire import Outgoing
 
 log = Logger()
+
+RENAMES_PER_WINDOW = 3
+RENAME_WINDOW_SECONDS = 60.0
 
 
 class IMember(Interface):
@@ -36,9 +42,12 @@ class Room:
     """The one chat room of a chatd server."""
 
     server_name: str
+    clock: IReactorTime
     # Members who have chosen a nickname, in order of joining.
     _nick_of: dict[IMember, str] = field(init=False, default=Factory(dict))
     _member_by_key: dict[str, IMember] = field(init=False, default=Factory(dict))
+    # When each member last renamed (the most recent RENAMES_PER_WINDOW times).
+    _renamed_at: dict[IMember, list[float]] = field(init=False, default=Factory(dict))
 
     # -- queries
 
@@ -73,6 +82,7 @@ class Room:
         if nick is None:
             return
         del self._member_by_key[nickname_key(nick)]
+        self._renamed_at.pop(member, None)
         log.info("{nick} left ({reason})", nick=nick, reason=reason)
         self._broadcast(Left(nick, reason))
 
@@ -136,6 +146,13 @@ class Room:
         if new == old:
             self._reply(member, render.error(f"you are already {old}"))
             return
+        now = self.clock.seconds()
+        recent = [at for at in self._renamed_at.get(member, ()) if now - at < RENAME_WINDOW_SECONDS]
+        if len(recent) >= RENAMES_PER_WINDOW:
+            wait = math.ceil(recent[0] + RENAME_WINDOW_SECONDS - now)
+            self._reply(member, render.error(f"too many nickname changes, wait {wait} s"))
+            return
+        self._renamed_at[member] = [*recent, now]
         del self._member_by_key[nickname_key(old)]
         self._nick_of[member] = new
         self._member_by_key[nickname_key(new)] = member

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.logger import Logger
 from twisted.python import usage
 
+from chatd.limits import ConnectionLimits, raise_open_files_limit
 from chatd.listening import (
     FallbackListener,
     FallbackSpecError,
@@ -34,6 +36,8 @@ from chatd.udp import (
     listen_udp_with_destinations,
     multicast_setup,
 )
+
+log = Logger()
 
 MIN_LINE_BYTES = 64
 MAX_LINE_BYTES = 1024 * 1024
@@ -60,6 +64,10 @@ class Options(usage.Options):
         ["name", None, None, "The server's display name, shown in the greeting. [default: the host name]"],
         ["max-line", None, str(DEFAULT_MAX_LINE_BYTES), f"Longest accepted input line in bytes, line end not counted ({MIN_LINE_BYTES}-{MAX_LINE_BYTES})."],
         ["charset", None, "utf-8", "The encoding new connections start with (utf-8, gbk, big5, latin-1, ...); users change theirs with /charset."],
+        ["max-clients", None, "10000", "Most chat connections at once; more get '*** Error: server full'."],
+        ["max-per-ip", None, "32", "Most chat connections from one address."],
+        ["login-timeout", None, "60", "Seconds a new connection has to choose a nickname."],
+        ["idle-timeout", None, "0", "Seconds without input before a user is disconnected; 0: never."],
         ["echo-port", None, "41234", "UDP port of the echo service, on --interface; 0 takes any free port."],
         ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
         ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
@@ -85,6 +93,10 @@ class Options(usage.Options):
             ("max-line", _max_line),
             ("charset", _charset),
             ("name", _name),
+            ("max-clients", _count),
+            ("max-per-ip", _count),
+            ("login-timeout", _seconds),
+            ("idle-timeout", _seconds_or_zero),
             ("echo-port", _port),
             ("echo-rate", _positive_number),
             ("multicast-group", _multicast_group),
@@ -173,6 +185,29 @@ def _interval(text: str) -> int:
     return int(text)
 
 
+def _count(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 10_000_000:
+        raise ValueError(f"{text!r} is not a whole number from 1")
+    return int(text)
+
+
+def _seconds_or_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 30 * 24 * 3600:
+        raise ValueError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _seconds_or_zero(text)
+    if value == 0:
+        raise ValueError("0 s leaves no time at all")
+    return value
+
+
 def _max_line(text: str) -> int:
     if not text.strip().isdigit() or not MIN_LINE_BYTES <= int(text) <= MAX_LINE_BYTES:
         raise ValueError(f"{text!r} is not a number of bytes from {MIN_LINE_BYTES} to {MAX_LINE_BYTES}")
@@ -207,11 +242,21 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         server_name=options["name"],
         max_line_bytes=options["max-line"],
         charset=options["charset"],
+        login_timeout_seconds=options["login-timeout"],
+        idle_timeout_seconds=options["idle-timeout"],
     )
-    room = Room(settings.server_name)
+    capacity = raise_open_files_limit()
+    if capacity < options["max-clients"]:
+        log.warn("the open files limit leaves room for {capacity} connections, fewer than --max-clients {max}",
+                 capacity=capacity, max=options["max-clients"])
+    else:
+        log.info("open files limit leaves room for {capacity} connections; --max-clients is {max}",
+                 capacity=capacity, max=options["max-clients"])
+    limits = ConnectionLimits(options["max-clients"], options["max-per-ip"])
+    room = Room(settings.server_name, reactor)
     top = MultiService()
     chat = FallbackListener(
-        TCPBinding(reactor.listenTCP, ChatFactory(room, settings)),
+        TCPBinding(reactor.listenTCP, ChatFactory(room, settings, reactor, limits)),
         options["interface"],
         [options["port"], *options["fallback-ports"]],
         options["port-file"],

@@ -45,6 +45,19 @@ MAX_SUBNEGOTIATION_BYTES = 4096
 
 _SPECIAL = re.compile(b"[\r\xff]")
 
+# The first bytes of a connection from a web browser or a TLS client.
+_HTTP_REQUEST_LINE = re.compile(rb"(?:GET|POST|HEAD|PUT|DELETE|OPTIONS|CONNECT|PATCH|TRACE) \S+ HTTP/\d")
+_TLS_CLIENT_HELLO = re.compile(rb"\x16\x03[\x00-\x04]")
+
+
+def wrong_protocol(first_bytes: bytes) -> str | None:
+    """"HTTP" or "TLS" if a connection's first bytes are that, not telnet; else None."""
+    if _HTTP_REQUEST_LINE.match(first_bytes):
+        return "HTTP"
+    if _TLS_CLIENT_HELLO.match(first_bytes):
+        return "TLS"
+    return None
+
 # Parser states.
 _DATA = "data"
 _CR = "after CR"

@@ -41,6 +41,7 @@ from twisted.logger import Logger
 
 from chatd import announcement
 from chatd.announcement import Announcement
+from chatd.limits import MAX_TRACKED_SOURCES, RateLimiter
 
 log = Logger()
 
@@ -50,7 +51,6 @@ _ANCILLARY_BYTES = socket.CMSG_SPACE(64)
 _READ_AGAIN = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ECONNREFUSED, errno.EMSGSIZE, errno.ENOBUFS}
 
 DROP_LOG_INTERVAL_SECONDS = 60.0
-MAX_TRACKED_SOURCES = 10_000
 FIRST_ANNOUNCEMENTS = 3
 FIRST_ANNOUNCEMENT_SPACING_SECONDS = 1.0
 QUERY_ANSWERS_PER_SECOND = 1.0
@@ -133,50 +133,6 @@ def listen_udp_with_destinations(
 
 
 # -- rate limits and drop accounting
-
-
-@define
-class TokenBucket:
-    rate: float
-    capacity: float
-    tokens: float
-    updated: float
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
-@define
-class RateLimiter:
-    """A token bucket per source address: `rate` per second, bursts of `burst`."""
-
-    rate: float
-    burst: float
-    clock: IReactorTime
-    _buckets: dict[str, TokenBucket] = field(factory=dict)
-
-    def allow(self, source: str) -> bool:
-        now = self.clock.seconds()
-        bucket = self._buckets.get(source)
-        if bucket is None:
-            if len(self._buckets) >= MAX_TRACKED_SOURCES:
-                self._forget_idle(now)
-            bucket = self._buckets[source] = TokenBucket(self.rate, self.burst, self.burst, now)
-        return bucket.take(now)
-
-    def _forget_idle(self, now: float) -> None:
-        """Drop buckets that would be full again anyway, so memory stays bounded."""
-        refill = self.burst / self.rate if self.rate else 0
-        for source, bucket in list(self._buckets.items()):
-            if now - bucket.updated >= refill:
-                del self._buckets[source]
-        if len(self._buckets) >= MAX_TRACKED_SOURCES:  # under a flood from many sources
-            self._buckets.clear()
 
 
 @define

@@ -7,10 +7,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
+from chatd.limits import ConnectionLimits
 from chatd.protocol import ChatFactory, Settings
 from chatd.room import IMember, Room
 
@@ -21,9 +23,9 @@ ECHO, SGA = b"\x01", b"\x03"
 class Client:
     """One in-memory connection: what it was sent, and a way to type."""
 
-    def __init__(self, factory, port):
-        self.protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
-        self.transport = StringTransport()
+    def __init__(self, factory, port, host="127.0.0.1"):
+        self.protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        self.transport = StringTransport(hostAddress=IPv4Address("TCP", "10.0.0.1", 8088))
         self.protocol.makeConnection(self.transport)
 
     def send(self, data: bytes):
@@ -37,11 +39,11 @@ class Client:
 
 @pytest.fixture
 def factory():
-    return ChatFactory(Room("lab"), Settings("lab", max_line_bytes=64))
+    return ChatFactory(Room("lab", Clock()), Settings("lab", max_line_bytes=64), Clock())
 
 
 def login(factory, nick, port=40000):
-    client = Client(factory, port)
+    client = Client(factory, port, host=f"127.0.0.{port % 250 + 1}")
     client.send(nick.encode() + b"\r\n")
     client.take()
     return client
@@ -194,7 +196,7 @@ hostile_bytes = st.lists(
 @given(data=hostile_bytes)
 def test_any_bytes_from_one_user_never_put_a_control_character_on_anothers_screen(data):
     """Whatever alice sends, bob receives only clean text lines, and the room still works."""
-    factory = ChatFactory(Room("lab"), Settings("lab", max_line_bytes=64))
+    factory = ChatFactory(Room("lab", Clock()), Settings("lab", max_line_bytes=64), Clock())
     alice, bob = login(factory, "alice"), login(factory, "bob", port=40001)
     alice.take()
     alice.send(data + b"\r\n")
@@ -204,3 +206,128 @@ def test_any_bytes_from_one_user_never_put_a_control_character_on_anothers_scree
         assert not any(unicodedata.category(char) == "Cc" or char in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069" for char in line)
     bob.send(b"/list\n")
     assert bob.take().startswith(b"*** ")
+
+
+# -- limits
+
+
+class KeepAliveTransport(StringTransport):
+    keepalive = None
+
+    def setTcpKeepAlive(self, enabled):
+        self.keepalive = enabled
+
+
+def limited_factory(clock=None, **settings):
+    clock = clock or Clock()
+    return ChatFactory(Room("lab", clock), Settings("lab", **settings), clock, ConnectionLimits(2, 1))
+
+
+def test_over_max_clients_gets_one_line_and_is_closed():
+    """The third connection to a server of two: 'server full', closed, never greeted."""
+    factory = limited_factory()
+    Client(factory, 1, host="127.0.0.1"), Client(factory, 2, host="127.0.0.2")
+    third = Client(factory, 3, host="127.0.0.3")
+    assert third.take() == b"*** Error: server full\r\n"
+    assert third.transport.disconnecting
+
+
+def test_over_max_per_address_gets_one_line_and_a_freed_slot_is_reused():
+    """A second connection from one address is refused; after the first closes, one is admitted."""
+    factory = limited_factory()
+    first = Client(factory, 1)
+    second = Client(factory, 2)
+    assert second.take() == b"*** Error: too many connections from your address\r\n"
+    assert second.transport.disconnecting
+    second.protocol.connectionLost(Failure(ConnectionDone()))  # a refused connection frees nothing
+    first.protocol.connectionLost(Failure(ConnectionDone()))
+    assert Client(factory, 3).take().startswith(b"*** Welcome")
+
+
+def test_every_connection_gets_tcp_keepalive(factory):
+    """Keepalive is turned on, so dead peers are found."""
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    transport = KeepAliveTransport()
+    protocol.makeConnection(transport)
+    assert transport.keepalive is True
+
+
+def test_login_timeout_closes_a_connection_without_a_nickname():
+    """No nickname within --login-timeout: a notice and the connection closed."""
+    clock = Clock()
+    factory = limited_factory(clock, login_timeout_seconds=60)
+    client = Client(factory, 1)
+    client.take()
+    clock.advance(59)
+    assert not client.transport.disconnecting
+    clock.advance(1)
+    assert client.take() == b"*** Error: no nickname chosen within 60 s; closing\r\n"
+    assert client.transport.disconnecting
+
+
+def test_login_timeout_stops_once_joined():
+    """A user who chose a nickname is not timed out by the login timer."""
+    clock = Clock()
+    factory = limited_factory(clock, login_timeout_seconds=60)
+    client = Client(factory, 1)
+    client.send(b"alice\n")
+    clock.advance(3600)
+    assert not client.transport.disconnecting
+
+
+def test_idle_timeout_disconnects_after_silence_and_input_resets_it():
+    """--idle-timeout: input resets the timer; silence past it leaves with 'Idle timeout'."""
+    clock = Clock()
+    factory = ChatFactory(Room("lab", clock), Settings("lab", idle_timeout_seconds=30), clock)
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.send(b"alice\n")
+    bob.send(b"bob\n")
+    alice.take()
+    clock.advance(29)
+    bob.send(b"still here\n")
+    alice.send(b"/list\n")
+    assert alice.take() == b"<bob> still here\r\n*** 2 users online: alice, bob\r\n"
+    clock.advance(29)
+    alice.send(b"/list\n")
+    alice.take()
+    clock.advance(1.5)  # bob's last input was 30.5 s ago, alice's 1.5 s ago
+    assert alice.take() == b"*** bob has left (Idle timeout)\r\n"
+    assert bob.take().endswith(b"*** Error: no input for 30 s; closing\r\n")
+    assert bob.transport.disconnecting
+
+
+@pytest.mark.parametrize(
+    "first_bytes, kind",
+    [
+        (b"GET / HTTP/1.1\r\nHost: chat\r\n\r\n", "HTTP"),
+        (b"POST /login HTTP/1.0\r\n", "HTTP"),
+        (bytes.fromhex("160301020001") + b"\x00" * 40, "TLS"),
+    ],
+)
+def test_wrong_protocol_gets_a_hint_and_is_closed(factory, first_bytes, kind):
+    """A browser or TLS client gets one plain line with the telnet command, then the connection closes."""
+    client = Client(factory, 1)
+    client.take()
+    client.send(first_bytes)
+    assert client.take() == (
+        f"This is chatd, a telnet chat server, not an {kind} server. Connect with: telnet 10.0.0.1 8088\r\n".encode()
+    )
+    assert client.transport.disconnecting
+
+
+def test_a_nickname_that_starts_like_http_is_just_a_nickname(factory):
+    """Only a real request line is HTTP: 'GET' alone is a nickname."""
+    client = Client(factory, 1)
+    client.take()
+    client.send(b"GET\r\n")
+    assert client.take() == b"*** Hello GET! Type /help for commands.\r\n"
+
+
+def test_half_close_delivers_the_last_line_then_leaves_with_quit(factory):
+    """EOF after an unterminated line: the line is said, the user leaves with Quit, queued output is flushed."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    bob.send(b"last words")
+    bob.protocol.readConnectionLost()
+    assert alice.take() == b"<bob> last words\r\n*** bob has left (Quit)\r\n"
+    assert bob.transport.disconnecting  # loseConnection: what is queued is written first

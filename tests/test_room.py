@@ -1,6 +1,7 @@
 """The room's rules and fan-out, with recording fake members (chatd.room)."""
 
 import pytest
+from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -43,7 +44,7 @@ def events():
 
 @pytest.fixture
 def room():
-    return Room("lab")
+    return Room("lab", Clock())
 
 
 def arrived(room, events, name):
@@ -245,3 +246,24 @@ def test_a_broken_member_is_dropped_and_the_others_still_get_the_message(room, e
         ("carol", "<alice> hello"),
     ]
     assert sorted(room.nicks()) == ["alice", "bob", "carol"]
+
+
+def test_renames_are_limited_to_three_a_minute(events):
+    """A fourth rename within 60 s is refused with the wait; after the window it works again."""
+    clock = Clock()
+    room = Room("lab", clock)
+    alice, bob = joined(room, events, "alice", "bob")
+    for nick in ["a1", "a2", "a3"]:  # at 10, 20 and 30 s
+        clock.advance(10)
+        room.handle(alice, Nick(nick))
+    events.clear()
+    clock.advance(5)  # 35 s: the first of the three leaves the window at 70 s
+    room.handle(alice, Nick("a4"))
+    assert events == [("alice", "*** Error: too many nickname changes, wait 35 s")]
+    events.clear()
+    room.handle(alice, Nick("bob"))  # a refused rename does not count, nor does it tell the wait
+    assert events == [("alice", "*** Error: nickname is taken: bob")]
+    events.clear()
+    clock.advance(35)
+    room.handle(alice, Nick("a4"))
+    assert events == [("alice", "*** a3 is now known as a4"), ("bob", "*** a3 is now known as a4")]

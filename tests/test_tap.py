@@ -31,6 +31,8 @@ def test_defaults():
     assert (options["multicast-ttl"], options["multicast-interface"]) == (1, None)
     assert (options["broadcast"], options["broadcast-address"], options["broadcast-port"]) == (False, "255.255.255.255", 41235)
     assert options["announce-interval"] == 5
+    assert (options["max-clients"], options["max-per-ip"]) == (10000, 32)
+    assert (options["login-timeout"], options["idle-timeout"]) == (60, 0)
 
 
 def test_values_are_parsed_and_normalised():
@@ -64,6 +66,10 @@ def test_port_zero_has_no_fallback():
         (["--multicast-ttl", "256"], "--multicast-ttl: '256' is not a TTL (0-255)"),
         (["--multicast-interface", "eth0"], "--multicast-interface: 'eth0' is not an IPv4 address"),
         (["--broadcast-address", "::1"], "--broadcast-address: '::1' is not an IPv4 address"),
+        (["--max-clients", "0"], "--max-clients: '0' is not a whole number from 1"),
+        (["--max-per-ip", "x"], "--max-per-ip: 'x' is not a whole number from 1"),
+        (["--login-timeout", "0"], "--login-timeout: 0 s leaves no time at all"),
+        (["--idle-timeout", "-5"], "--idle-timeout: '-5' is not a number of seconds (0 or more)"),
         (["--announce-interval", "0"], "--announce-interval: '0' is not a number of seconds from 1 to 3600"),
     ],
 )

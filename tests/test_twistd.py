@@ -344,3 +344,27 @@ def test_help_lists_every_option_with_its_default(tmp_path):
         assert option in text
         if default:
             assert default in text
+
+
+def test_a_half_closed_client_still_gets_what_was_queued_for_it(connect):
+    """Lines then EOF (like nc at the end of its input): the answers still arrive, then the close."""
+    alice = connect().login("alice")
+    bob = connect().login("bob")
+    alice.read_line()
+    bob.send("/list\r\n/help\r\nbye now")
+    bob.sock.shutdown(socket.SHUT_WR)
+    rest = bob.read_until_closed().decode()
+    assert rest.startswith("*** 2 users online: alice, bob\r\n*** Commands:\r\n")
+    assert rest.count("\r\n") == 1 + len(HELP)
+    assert alice.read_lines(2) == ["<bob> bye now", "*** bob has left (Quit)"]
+
+
+def test_a_web_browser_gets_a_hint_not_a_hang(chatd):
+    """An HTTP request gets one plain line saying how to connect, then the connection closes."""
+    _, port = chatd
+    browser = LineClient(port)
+    browser.read_lines(2)
+    browser.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert browser.read_until_closed() == (
+        f"This is chatd, a telnet chat server, not an HTTP server. Connect with: telnet 127.0.0.1 {port}\r\n".encode()
+    )

@@ -7,13 +7,13 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 
 from chatd.announcement import decode, encode_query
+from chatd.limits import RateLimiter
 from chatd.udp import (
     AnnouncerProtocol,
     AnnouncerService,
     Destination,
     EchoProtocol,
     Herald,
-    RateLimiter,
 )
 
 TO_US = Destination("127.0.0.1", "127.0.0.1")
@@ -106,7 +106,7 @@ def test_drops_are_logged_at_most_once_a_minute_per_source(log_lines):
 
 def test_rate_limiter_memory_stays_bounded_under_many_sources(monkeypatch):
     """Idle buckets are forgotten when too many sources are tracked."""
-    monkeypatch.setattr("chatd.udp.MAX_TRACKED_SOURCES", 100)
+    monkeypatch.setattr("chatd.limits.MAX_TRACKED_SOURCES", 100)
     clock = Clock()
     limiter = RateLimiter(10, 20, clock)
     for index in range(1000):
