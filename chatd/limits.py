@@ -11,6 +11,11 @@ from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 
 MAX_TRACKED_SOURCES = 10_000
+# Refilling by elapsed time x rate leaves float dust: 0.9999999999999996 of a
+# token is a token, and a wait shorter than a millisecond is a millisecond
+# (a wait that vanishes when added to the time would reschedule forever).
+TOKEN_EPSILON = 1e-9
+MIN_WAIT_SECONDS = 0.001
 # File descriptors kept for everything that is not a chat connection:
 # listening ports, UDP services, the transcript, log files.
 RESERVED_DESCRIPTORS = 64
@@ -24,12 +29,22 @@ class TokenBucket:
     updated: float
 
     def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        """Use a token if there is one."""
+        self._refill(now)
+        if self.tokens >= 1 - TOKEN_EPSILON:
+            self.tokens = max(0.0, self.tokens - 1)
             return True
         return False
+
+    def seconds_until_token(self, now: float) -> float:
+        self._refill(now)
+        if self.tokens >= 1 - TOKEN_EPSILON:
+            return 0.0
+        return max(MIN_WAIT_SECONDS, (1 - self.tokens) / self.rate)
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
 
 
 @define

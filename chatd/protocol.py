@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from chatd import render
 from chatd.commands import Charset, parse_line
+from chatd.flow import FloodGate, SendQueue
 from chatd.limits import ConnectionLimits
 from chatd.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
 from chatd.listening import format_address
@@ -48,6 +49,10 @@ class Settings:
     charset: str = field(default="utf-8")
     login_timeout_seconds: float = 60.0
     idle_timeout_seconds: float = 0.0  # 0: never
+    rate_lines_per_second: float = 5.0
+    rate_burst_lines: int = 20
+    flood_queue_lines: int = 100
+    send_queue_bytes: int = 1024 * 1024
 
     @charset.validator
     def _check_charset(self, attribute: object, value: str) -> None:
@@ -72,6 +77,8 @@ class ChatProtocol(TelnetServer):
         self._first_data = True
         self._login_timer: IDelayedCall | None = None
         self._idle_timer: IDelayedCall | None = None
+        self._send_queue: SendQueue | None = None
+        self._flood_gate: FloodGate | None = None
 
     @property
     def charset(self) -> str:
@@ -87,6 +94,13 @@ class ChatProtocol(TelnetServer):
             self.transport.loseConnection()
             return
         self._admitted = True
+        settings = self._settings
+        self._send_queue = SendQueue(self.transport, settings.send_queue_bytes, self._send_queue_exceeded)
+        self._flood_gate = FloodGate(
+            self.factory.clock, settings.rate_lines_per_second, settings.rate_burst_lines,
+            settings.flood_queue_lines, self._line_received, self.transport.pauseProducing,
+            self.transport.resumeProducing,
+        )
         # Keepalive finds peers that vanished without a word (a laptop closed, Wi-Fi gone).
         set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
         if set_keepalive is not None:
@@ -128,6 +142,10 @@ class ChatProtocol(TelnetServer):
         """
         if self._editor.partial and not self._closing:
             self.applicationDataReceived(b"\n")
+        assert self._flood_gate is not None
+        self._flood_gate.when_drained(self._end_of_input)
+
+    def _end_of_input(self) -> None:
         self._room.depart(self, "Quit")
         self.disconnect("end of input")
 
@@ -139,6 +157,8 @@ class ChatProtocol(TelnetServer):
         for timer in (self._login_timer, self._idle_timer):
             if timer is not None and timer.active():
                 timer.cancel()
+        if self._flood_gate is not None:
+            self._flood_gate.stop()
         if self._admitted:
             self._admitted = False
             self.factory.limits.release(self._host)
@@ -154,6 +174,13 @@ class ChatProtocol(TelnetServer):
         self._room.depart(self, "Idle timeout")
         self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
         self.disconnect("idle timeout")
+
+    def _send_queue_exceeded(self) -> None:
+        log.info("{peer} fell over {limit} bytes behind; dropping it", peer=_show(self.peer),
+                 limit=self._settings.send_queue_bytes)
+        self._closing = True
+        self._room.depart(self, "Send queue exceeded")
+        self.transport.abortConnection()
 
     def _joined(self) -> None:
         if self._login_timer is not None and self._login_timer.active():
@@ -171,9 +198,10 @@ class ChatProtocol(TelnetServer):
         for item in self._editor.feed(data):
             match item:
                 case Line(text):
-                    self._line_received(text)
+                    assert self._flood_gate is not None
+                    self._flood_gate.line(text)
                 case Echo(text):
-                    self.transport.write(encode(text, self.charset))
+                    self._write(encode(text, self.charset))
                 case LineTooLong():
                     self._tell(render.line_too_long(self._settings.max_line_bytes))
                 case Undecodable():
@@ -214,19 +242,24 @@ class ChatProtocol(TelnetServer):
     def deliver(self, outgoing: Outgoing) -> None:
         data = outgoing.encoded(self.charset)
         partial = self._editor.partial if self.echoing else ""
-        if not partial:
-            self.transport.write(data)
-            return
-        # The user is typing: print the message above their partial line,
-        # then draw the partial line again, so nothing gets garbled.
-        blank = "\r" + " " * display_width(partial) + "\r"
-        self.transport.writeSequence(
-            [encode(blank, self.charset), data, encode(partial, self.charset)]
-        )
+        if partial:
+            # The user is typing: print the message above their partial line,
+            # then draw the partial line again, so nothing gets garbled.
+            blank = "\r" + " " * display_width(partial) + "\r"
+            data = encode(blank, self.charset) + data + encode(partial, self.charset)
+        self._write(data)
 
     def disconnect(self, reason: str) -> None:
         self._closing = True
+        if self._send_queue is not None:
+            self._send_queue.close()  # the transport waits for a registered producer
         self.transport.loseConnection()
+
+    def _write(self, data: bytes) -> None:
+        if self._send_queue is not None:
+            self._send_queue.write(data)
+        else:  # refused before being admitted
+            self.transport.write(data)
 
 
 @define(slots=False)  # Factory keeps state in instance attributes of its own

@@ -68,6 +68,10 @@ class Options(usage.Options):
         ["max-per-ip", None, "32", "Most chat connections from one address."],
         ["login-timeout", None, "60", "Seconds a new connection has to choose a nickname."],
         ["idle-timeout", None, "0", "Seconds without input before a user is disconnected; 0: never."],
+        ["rate", None, "5", "Lines per second a user may send; more wait in the flood queue and are let through at this rate."],
+        ["burst", None, "20", "Lines a user may send at once before --rate applies."],
+        ["flood-queue", None, "100", "Lines waiting per user before chatd stops reading from that user (nothing is dropped)."],
+        ["sendq", None, str(1024 * 1024), "Bytes waiting for a slow reader before it is disconnected (beyond the socket's own buffers)."],
         ["echo-port", None, "41234", "UDP port of the echo service, on --interface; 0 takes any free port."],
         ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
         ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
@@ -97,6 +101,10 @@ class Options(usage.Options):
             ("max-per-ip", _count),
             ("login-timeout", _seconds),
             ("idle-timeout", _seconds_or_zero),
+            ("rate", _positive_number),
+            ("burst", _count),
+            ("flood-queue", _count),
+            ("sendq", _sendq),
             ("echo-port", _port),
             ("echo-rate", _positive_number),
             ("multicast-group", _multicast_group),
@@ -185,6 +193,12 @@ def _interval(text: str) -> int:
     return int(text)
 
 
+def _sendq(text: str) -> int:
+    if not text.strip().isdigit() or not 1024 <= int(text) <= 1024**3:
+        raise ValueError(f"{text!r} is not a number of bytes from 1024 to 1073741824")
+    return int(text)
+
+
 def _count(text: str) -> int:
     if not text.strip().isdigit() or not 1 <= int(text) <= 10_000_000:
         raise ValueError(f"{text!r} is not a whole number from 1")
@@ -244,6 +258,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         charset=options["charset"],
         login_timeout_seconds=options["login-timeout"],
         idle_timeout_seconds=options["idle-timeout"],
+        rate_lines_per_second=options["rate"],
+        rate_burst_lines=options["burst"],
+        flood_queue_lines=options["flood-queue"],
+        send_queue_bytes=options["sendq"],
     )
     capacity = raise_open_files_limit()
     if capacity < options["max-clients"]:

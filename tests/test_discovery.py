@@ -40,6 +40,7 @@ def announcing(tmp_path):
         )
         try:
             server.wait_for_log("chat room listening on 127.0.0.1")
+            server.wait_for_log("broadcast announcer announcing")  # the last service to start
             yield {"server": server, "chat_port": first + 1, "multicast": multicast_port, "broadcast": broadcast_port}
         finally:
             if server.process.poll() is None:

@@ -331,3 +331,43 @@ def test_half_close_delivers_the_last_line_then_leaves_with_quit(factory):
     bob.protocol.readConnectionLost()
     assert alice.take() == b"<bob> last words\r\n*** bob has left (Quit)\r\n"
     assert bob.transport.disconnecting  # loseConnection: what is queued is written first
+
+
+def test_a_flooder_is_slowed_without_losing_a_line_and_reading_pauses():
+    """200 lines at once: the burst passes, the rest at 5 a second, all in order; the socket stops being read while 100 wait."""
+    clock = Clock()
+    factory = ChatFactory(Room("lab", clock), Settings("lab"), clock)
+    alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
+    alice.send(b"alice\n")
+    bob.send(b"bob\n")
+    alice.take()
+    bob.take()
+    alice.send(b"".join(b"msg %d\n" % index for index in range(200)))
+    # The burst is 20 lines, and alice's nickname was one of them.
+    assert bob.take() == b"".join(b"<alice> msg %d\r\n" % index for index in range(19))
+    assert alice.transport.producerState == "paused"
+    clock.pump([0.2] * 81)  # 16 s: 80 more let through, 100 still waiting
+    assert alice.transport.producerState == "paused"
+    clock.pump([0.2] * 20)
+    assert alice.transport.producerState == "producing"
+    clock.pump([0.2] * 100)
+    assert bob.take() == b"".join(b"<alice> msg %d\r\n" % index for index in range(19, 200))
+
+
+def test_a_slow_reader_is_dropped_and_the_sender_is_not_slowed():
+    """bob's transport is full and his queue passes --sendq: he leaves with 'Send queue exceeded'; alice and carol go on."""
+    clock = Clock()
+    factory = ChatFactory(Room("lab", clock), Settings("lab", send_queue_bytes=1024, rate_lines_per_second=1000, rate_burst_lines=1000), clock)
+    alice, bob, carol = (Client(factory, port, f"127.0.0.{port}") for port in (1, 2, 3))
+    for client, nick in ((alice, b"alice"), (bob, b"bob"), (carol, b"carol")):
+        client.send(nick + b"\n")
+    for client in (alice, bob, carol):
+        client.take()
+    bob.protocol._send_queue.pauseProducing()  # as Twisted does when bob's socket buffer is full
+    alice.send(b"x" * 200 + b"\n")
+    alice.send(b"".join(b"%d\n" % index for index in range(200)))
+    assert bob.transport.disconnected  # aborted, not flushed
+    lines = carol.take().split(b"\r\n")
+    assert b"*** bob has left (Send queue exceeded)" in lines
+    assert lines[-2] == b"<alice> 199"
+    assert not alice.transport.disconnecting

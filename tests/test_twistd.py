@@ -368,3 +368,38 @@ def test_a_web_browser_gets_a_hint_not_a_hang(chatd):
     assert browser.read_until_closed() == (
         f"This is chatd, a telnet chat server, not an HTTP server. Connect with: telnet 127.0.0.1 {port}\r\n".encode()
     )
+
+
+def test_a_reader_that_never_reads_is_dropped_and_nobody_else_loses_a_line(tmp_path):
+    """bob never reads: he is dropped with 'Send queue exceeded'; carol gets every line; alice is never slowed."""
+    port_file = tmp_path / "port"
+    server = ChatdProcess(
+        "--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--echo-port", "0",
+        "--sendq", "65536", "--rate", "100000", "--burst", "100000", "--flood-queue", "100000",
+        cwd=tmp_path,
+    )
+    try:
+        server.wait_for_log("chat room listening on")
+        port = int(port_file.read_text())
+        alice = LineClient(port).login("alice")
+        bob = socket.socket()
+        bob.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        bob.connect(("127.0.0.1", port))
+        bob.sendall(b"bob\r\n")
+        carol = LineClient(port).login("carol")
+        assert alice.read_lines(2) == ["*** bob has joined (2 users online)", "*** carol has joined (3 users online)"]
+        payload = "x" * 1000
+        received, left = [], []
+        # 200 x 50 lines of 1 KB: 10 MB, more than the kernel keeps for bob
+        # (its send buffer grows to tcp_wmem's 4 MB) plus --sendq.
+        for batch in range(200):
+            alice.send("".join(f"{batch * 50 + index} {payload}\r\n" for index in range(50)))
+            while len(received) < (batch + 1) * 50:
+                line = carol.read_line()
+                (left if line.startswith("***") else received).append(line)
+        assert received == [f"<alice> {index} {payload}" for index in range(10000)]
+        assert left == ["*** bob has left (Send queue exceeded)"]
+        assert server.wait_for_log("behind; dropping it")
+        bob.close()
+    finally:
+        server.stop()

@@ -1,0 +1,111 @@
+"""Flow control in both directions, with a fake clock (chatd.flow)."""
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from chatd.flow import FloodGate, SendQueue
+
+
+class Events:
+    def __init__(self):
+        self.handled, self.calls = [], []
+
+
+def gate(clock, events, rate=5, burst=20, max_queued=100):
+    return FloodGate(
+        clock, rate, burst, max_queued, events.handled.append,
+        lambda: events.calls.append("pause"), lambda: events.calls.append("resume"),
+    )
+
+
+def test_a_burst_passes_then_lines_wait_and_flow_at_the_rate():
+    """20 lines at once go through; the rest come one every 1/rate s, in order."""
+    clock, events = Clock(), Events()
+    flood = gate(clock, events)
+    for index in range(30):
+        flood.line(f"line {index}")
+    assert events.handled == [f"line {index}" for index in range(20)]
+    clock.advance(0.2)
+    assert events.handled[-1] == "line 20"
+    clock.advance(1.8)
+    assert events.handled == [f"line {index}" for index in range(30)]
+    assert events.calls == []
+
+
+def test_a_full_queue_pauses_reading_and_nothing_is_dropped():
+    """At --flood-queue lines waiting, reading pauses; it resumes when the queue drains; every line arrives once, in order."""
+    clock, events = Clock(), Events()
+    flood = gate(clock, events, max_queued=100)
+    for index in range(150):
+        flood.line(str(index))
+    assert events.calls == ["pause"]
+    assert len(flood.queued) == 130
+    clock.pump([0.2] * 200)
+    assert events.handled == [str(index) for index in range(150)]
+    assert events.calls == ["pause", "resume"]
+
+
+def test_when_drained_waits_for_the_queue():
+    """The end of input is handled after the last queued line."""
+    clock, events = Clock(), Events()
+    flood = gate(clock, events, burst=1)
+    flood.line("a")
+    flood.line("b")
+    flood.when_drained(lambda: events.handled.append("<eof>"))
+    assert events.handled == ["a"]
+    clock.advance(0.2)
+    assert events.handled == ["a", "b", "<eof>"]
+
+
+def test_stop_lets_nothing_more_through():
+    """After the connection is gone, queued lines are dropped with it."""
+    clock, events = Clock(), Events()
+    flood = gate(clock, events, burst=1)
+    flood.line("a")
+    flood.line("b")
+    flood.stop()
+    clock.advance(10)
+    assert events.handled == ["a"]
+
+
+def queue(max_bytes=10):
+    transport, overflows = StringTransport(), []
+    return SendQueue(transport, max_bytes, lambda: overflows.append(True)), transport, overflows
+
+
+def test_send_queue_writes_through_until_the_transport_pauses_it():
+    """While the transport keeps up, writes go straight to it; while paused they wait, then flow in order."""
+    send, transport, overflows = queue()
+    assert transport.producer is send and transport.streaming
+    send.write(b"one ")
+    send.pauseProducing()
+    send.write(b"two ")
+    send.write(b"three")
+    assert transport.value() == b"one "
+    send.resumeProducing()
+    assert transport.value() == b"one two three"
+    assert overflows == []
+
+
+def test_send_queue_overflow_drops_the_queue_and_reports_once():
+    """More than max_bytes waiting: the overflow callback, once; later writes go nowhere."""
+    send, transport, overflows = queue(max_bytes=10)
+    send.pauseProducing()
+    send.write(b"123456")
+    send.write(b"7890")
+    assert overflows == []
+    send.write(b"!")
+    send.write(b"more")
+    send.resumeProducing()
+    assert overflows == [True]
+    assert transport.value() == b""
+
+
+def test_closing_flushes_and_unregisters():
+    """close() hands what waits to the transport and unregisters, so loseConnection can finish."""
+    send, transport, _ = queue()
+    send.pauseProducing()
+    send.write(b"bye")
+    send.close()
+    assert transport.value() == b"bye"
+    assert transport.producer is None
