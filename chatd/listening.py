@@ -28,9 +28,11 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from attrs import frozen
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.internet.protocol import Protocol, ServerFactory
@@ -316,8 +318,10 @@ class FallbackListener(Service):
         candidates: Sequence[int],
         port_file: str | None = None,
         what: str = "chat room",
+        after_stop_listening: Callable[[], Any] | None = None,
     ) -> None:
         self.what = what
+        self._after_stop_listening = after_stop_listening
         self._binding = binding
         self.interface = interface
         self.candidates = list(candidates)
@@ -361,4 +365,9 @@ class FallbackListener(Service):
             except OSError:
                 pass
         listening, self.listening = self.listening, None
-        return listening.stopListening() if listening is not None else None
+        stopped = defer.maybeDeferred(listening.stopListening) if listening is not None else defer.succeed(None)
+        if self._after_stop_listening is not None:
+            # No new connections from here on; then the rest of the shutdown.
+            after = self._after_stop_listening
+            stopped.addCallback(lambda _: after())
+        return stopped

@@ -12,6 +12,7 @@ the connection, not to the room.
 from __future__ import annotations
 
 from attrs import define, field, frozen
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
@@ -94,6 +95,7 @@ class ChatProtocol(TelnetServer):
             self.transport.loseConnection()
             return
         self._admitted = True
+        self.factory.opened(self)
         settings = self._settings
         self._send_queue = SendQueue(self.transport, settings.send_queue_bytes, self._send_queue_exceeded)
         self._flood_gate = FloodGate(
@@ -163,6 +165,7 @@ class ChatProtocol(TelnetServer):
             self._admitted = False
             self.factory.limits.release(self._host)
             self._room.depart(self, "Quit" if reason.check(ConnectionDone) else "Connection lost")
+            self.factory.closed(self)
 
     # -- timers
 
@@ -270,10 +273,45 @@ class ChatFactory(Factory):
     settings: Settings
     clock: IReactorTime
     limits: ConnectionLimits = field(factory=lambda: ConnectionLimits(10_000, 32))
+    connections: set[ChatProtocol] = field(factory=set)
+    _all_closed: Deferred[None] | None = None
     noisy = False  # no "Starting factory" log lines
 
     def buildProtocol(self, addr: IAddress) -> ChatProtocol:
         return ChatProtocol(self, addr)
+
+    def shut_down(self, grace_seconds: float) -> Deferred[None]:
+        """
+        Tell everyone the server is shutting down and close every connection,
+        letting pending output flush for up to `grace_seconds`; the result
+        fires when every connection is closed.
+        """
+        notice = Outgoing.line(render.shutting_down())
+        for connection in list(self.connections):
+            connection.deliver(notice)
+            connection.disconnect("server shutting down")
+        if not self.connections:
+            return succeed(None)
+        self._all_closed = Deferred()
+        deadline = self.clock.callLater(grace_seconds, self._abort_remaining)
+        self._all_closed.addBoth(lambda result: (deadline.active() and deadline.cancel(), result)[1])
+        return self._all_closed
+
+    def _abort_remaining(self) -> None:
+        log.info("{count} connection(s) still flushing after the grace period; closing them", count=len(self.connections))
+        for connection in list(self.connections):
+            connection.transport.abortConnection()
+
+    # -- from ChatProtocol
+
+    def opened(self, connection: ChatProtocol) -> None:
+        self.connections.add(connection)
+
+    def closed(self, connection: ChatProtocol) -> None:
+        self.connections.discard(connection)
+        if not self.connections and self._all_closed is not None:
+            all_closed, self._all_closed = self._all_closed, None
+            all_closed.callback(None)
 
 
 def _show(address: IAddress) -> str:

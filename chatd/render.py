@@ -19,6 +19,7 @@ on them.  The transport adds CR LF to each line.
     *** Charset is now gbk                            /charset
     *** Error: REASON                                 every refusal
     *** Your input is not valid utf-8; ...            once, on undecodable input
+    *** Server shutting down                          to everyone, on SIGTERM or SIGINT
     *** Error: server full                            over --max-clients, then closed
     *** Error: too many connections from your address over --max-per-ip, then closed
     *** Error: no nickname chosen within 60 s; closing    --login-timeout
@@ -142,6 +143,10 @@ def wrong_protocol(kind: str, host: str, port: int) -> str:
         f"This is chatd, a telnet chat server, not an {kind} server. "
         f"Connect with: telnet {host} {port}"
     )
+
+
+def shutting_down() -> str:
+    return "*** Server shutting down"
 
 
 def login_timeout(seconds: float) -> str:

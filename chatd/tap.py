@@ -8,6 +8,7 @@ chat room as its siblings.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -72,6 +73,7 @@ class Options(usage.Options):
         ["burst", None, "20", "Lines a user may send at once before --rate applies."],
         ["flood-queue", None, "100", "Lines waiting per user before chatd stops reading from that user (nothing is dropped)."],
         ["sendq", None, str(1024 * 1024), "Bytes waiting for a slow reader before it is disconnected (beyond the socket's own buffers)."],
+        ["shutdown-grace", None, "5", "Seconds to let pending output flush on shutdown before closing connections."],
         ["echo-port", None, "41234", "UDP port of the echo service, on --interface; 0 takes any free port."],
         ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
         ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
@@ -105,6 +107,7 @@ class Options(usage.Options):
             ("burst", _count),
             ("flood-queue", _count),
             ("sendq", _sendq),
+            ("shutdown-grace", _seconds_or_zero),
             ("echo-port", _port),
             ("echo-rate", _positive_number),
             ("multicast-group", _multicast_group),
@@ -250,8 +253,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     Twisted starts children in order (so the announcers know the chat port)
     and stops them in reverse (so the last announcement still has it).
     """
-    if reactor is None:
+    if reactor is None:  # under twistd
         from twisted.internet import reactor
+
+        _exit_zero_on_signals(reactor)
     settings = Settings(
         server_name=options["name"],
         max_line_bytes=options["max-line"],
@@ -273,11 +278,13 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     limits = ConnectionLimits(options["max-clients"], options["max-per-ip"])
     room = Room(settings.server_name, reactor)
     top = MultiService()
+    factory = ChatFactory(room, settings, reactor, limits)
     chat = FallbackListener(
-        TCPBinding(reactor.listenTCP, ChatFactory(room, settings, reactor, limits)),
+        TCPBinding(reactor.listenTCP, factory),
         options["interface"],
         [options["port"], *options["fallback-ports"]],
         options["port-file"],
+        after_stop_listening=lambda: factory.shut_down(options["shutdown-grace"]),
     )
     chat.setName("chat")
     chat.setServiceParent(top)
@@ -328,6 +335,25 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         announcer.setName("broadcast")
         announcer.setServiceParent(top)
     return top
+
+
+def _exit_zero_on_signals(reactor: Any) -> None:
+    """
+    SIGTERM and SIGINT stop chatd gracefully and end twistd with status 0.
+    (Twisted's own handlers make twistd re-raise the signal at exit, which
+    init systems and scripts read as a crash.)
+    """
+
+    def stop(signum: int, frame: Any) -> None:
+        log.info("received {signal}; shutting down", signal=signal.Signals(signum).name)
+        reactor.callFromThread(reactor.stop)
+
+    def install() -> None:
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    # After startup, so these replace the handlers the reactor installs.
+    reactor.callWhenRunning(install)
 
 
 def _concrete_ipv4(interface: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -94,16 +95,19 @@ class Process:
         self._close()
         return self.process.returncode
 
-    def stop(self) -> None:
-        """Stop the process, which must still be running (it did not die on its own)."""
+    def stop(self, signal_number: int = signal.SIGTERM) -> int:
+        """Stop the process, which must still be running (it did not die on its own); return its status."""
         died = self.process.poll()
         if died is None:
-            self.process.terminate()
+            self.process.send_signal(signal_number)
         try:
-            self.process.wait(TIMEOUT_SECONDS)
+            status = self.process.wait(TIMEOUT_SECONDS)
+            while self._read(0):
+                pass
             assert died is None, f"process had exited with status {died}; output:\n" + "\n".join(self.lines["stdout"] + self.lines["stderr"])
         finally:
             self._close()
+        return status
 
     def _close(self) -> None:
         for pipe in (self.process.stdout, self.process.stderr):

@@ -371,3 +371,24 @@ def test_a_slow_reader_is_dropped_and_the_sender_is_not_slowed():
     assert b"*** bob has left (Send queue exceeded)" in lines
     assert lines[-2] == b"<alice> 199"
     assert not alice.transport.disconnecting
+
+
+def test_shutdown_waits_for_flushing_connections_at_most_the_grace_period():
+    """shut_down: the notice to every connection; a connection still flushing after the grace is aborted; then it is done."""
+    clock = Clock()
+    factory = ChatFactory(Room("lab", clock), Settings("lab"), clock)
+    alice, lurker = login(factory, "alice"), Client(factory, 7, "127.0.0.7")
+    lurker.take()
+    aborted = []
+    lurker.transport.abortConnection = lambda: aborted.append(True)
+    done = factory.shut_down(5)
+    assert alice.take() == lurker.take() == b"*** Server shutting down\r\n"
+    assert alice.transport.disconnecting and lurker.transport.disconnecting
+    alice.protocol.connectionLost(Failure(ConnectionDone()))  # alice's output flushed
+    assert not done.called
+    clock.advance(4.9)
+    assert aborted == []
+    clock.advance(0.1)
+    assert aborted == [True]
+    lurker.protocol.connectionLost(Failure(ConnectionLost()))
+    assert done.called

@@ -3,6 +3,7 @@ End to end: the real `twistd -n chatd` process, real sockets, every format a
 user meets.  Readiness comes from the server's own log line, never a sleep.
 """
 
+import signal
 import socket
 import struct
 import subprocess
@@ -403,3 +404,20 @@ def test_a_reader_that_never_reads_is_dropped_and_nobody_else_loses_a_line(tmp_p
         bob.close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_shutdown_tells_everyone_flushes_and_exits_0(tmp_path, signal_number):
+    """On SIGTERM or SIGINT: everyone (joined or not) gets the notice, connections close, status 0."""
+    port_file = tmp_path / "port"
+    server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--echo-port", "0", cwd=tmp_path)
+    server.wait_for_log("chat room listening on")
+    port = int(port_file.read_text())
+    alice = LineClient(port).login("alice")
+    lurker = LineClient(port)
+    lurker.read_lines(2)
+    assert server.stop(signal_number) == 0
+    assert alice.read_until_closed() == b"*** Server shutting down\r\n"
+    assert lurker.read_until_closed() == b"*** Server shutting down\r\n"
+    assert any(f"received {signal.Signals(signal_number).name}; shutting down" in line for line in server.log)
+    assert not port_file.exists()
