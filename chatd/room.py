@@ -10,6 +10,7 @@ connection: `arrive`, `handle(command)` and `depart`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from attrs import Factory, define, field
 from twisted.internet.interfaces import IReactorTime
@@ -17,6 +18,7 @@ from twisted.logger import Logger
 from zope.interface import Interface
 
 from chatd import commands, render
+from chatd.history import History
 from chatd.render import Acted, Event, Joined, Left, Renamed, Said
 from chatd.text import NicknameError, check_nickname, nickname_key
 from chatd.wire import Outgoing
@@ -43,6 +45,9 @@ class Room:
 
     server_name: str
     clock: IReactorTime
+    history: History = field(factory=lambda: History(0))
+    # Called with (unix time, event) for every public event: the transcript.
+    observers: list[Callable[[float, Event], None]] = field(factory=list)
     # Members who have chosen a nickname, in order of joining.
     _nick_of: dict[IMember, str] = field(init=False, default=Factory(dict))
     _member_by_key: dict[str, IMember] = field(init=False, default=Factory(dict))
@@ -134,7 +139,7 @@ class Room:
         self._nick_of[member] = nick
         self._member_by_key[nickname_key(nick)] = member
         log.info("{nick} joined ({count} online)", nick=nick, count=self.count)
-        self._reply(member, render.hello(nick))
+        self._reply(member, render.hello(nick), *self.history.lines())
         self._broadcast(Joined(nick, self.count), exclude=member)
 
     def _rename(self, member: IMember, old: str, wanted: str) -> None:
@@ -186,12 +191,22 @@ class Room:
         member.deliver(Outgoing(lines))
 
     def _broadcast(self, happened: Event, exclude: IMember | None = None) -> None:
-        """Render `happened` once and deliver it to every member but `exclude`."""
+        """Record `happened`, render it once and deliver it to every member but `exclude`."""
+        self._record(happened)
         outgoing = Outgoing.line(render.event(happened))
         for member in list(self._nick_of):
             # A member dropped by a failed delivery earlier in this loop is skipped.
             if member is not exclude and member in self._nick_of:
                 self._deliver_isolated(member, outgoing)
+
+    def _record(self, happened: Event) -> None:
+        now = self.clock.seconds()
+        self.history.record(now, happened)
+        for observer in self.observers:
+            try:
+                observer(now, happened)
+            except Exception:
+                log.failure("recording {event} failed", event=happened)
 
     def _deliver_isolated(self, member: IMember, outgoing: Outgoing) -> None:
         """

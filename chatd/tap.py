@@ -17,6 +17,7 @@ from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatd.history import History
 from chatd.limits import ConnectionLimits, raise_open_files_limit
 from chatd.listening import (
     FallbackListener,
@@ -28,6 +29,7 @@ from chatd.listening import (
 from chatd.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
 from chatd.room import Room
 from chatd.text import clean, lookup_charset
+from chatd.transcript import Transcript, recent_messages
 from chatd.udp import (
     AnnouncerProtocol,
     AnnouncerService,
@@ -74,6 +76,9 @@ class Options(usage.Options):
         ["flood-queue", None, "100", "Lines waiting per user before chatd stops reading from that user (nothing is dropped)."],
         ["sendq", None, str(1024 * 1024), "Bytes waiting for a slow reader before it is disconnected (beyond the socket's own buffers)."],
         ["shutdown-grace", None, "5", "Seconds to let pending output flush on shutdown before closing connections."],
+        ["transcript", None, None, "Append every public event to this file, one JSON line each (never private messages)."],
+        ["transcript-max-bytes", None, str(10 * 1000 * 1000), "Size at which the transcript rotates (5 old files are kept)."],
+        ["history", None, "20", "Recent messages shown to a user who joins (0: none); kept across restarts with --transcript."],
         ["echo-port", None, "41234", "UDP port of the echo service, on --interface; 0 takes any free port."],
         ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
         ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
@@ -108,6 +113,8 @@ class Options(usage.Options):
             ("flood-queue", _count),
             ("sendq", _sendq),
             ("shutdown-grace", _seconds_or_zero),
+            ("transcript-max-bytes", _transcript_bytes),
+            ("history", _history),
             ("echo-port", _port),
             ("echo-rate", _positive_number),
             ("multicast-group", _multicast_group),
@@ -202,6 +209,18 @@ def _sendq(text: str) -> int:
     return int(text)
 
 
+def _transcript_bytes(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1024:
+        raise ValueError(f"{text!r} is not a number of bytes from 1024")
+    return int(text)
+
+
+def _history(text: str) -> int:
+    if not text.strip().isdigit() or int(text) > 10_000:
+        raise ValueError(f"{text!r} is not a number of messages from 0 to 10000")
+    return int(text)
+
+
 def _count(text: str) -> int:
     if not text.strip().isdigit() or not 1 <= int(text) <= 10_000_000:
         raise ValueError(f"{text!r} is not a whole number from 1")
@@ -276,15 +295,22 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         log.info("open files limit leaves room for {capacity} connections; --max-clients is {max}",
                  capacity=capacity, max=options["max-clients"])
     limits = ConnectionLimits(options["max-clients"], options["max-per-ip"])
-    room = Room(settings.server_name, reactor)
     top = MultiService()
+    transcript = None
+    recent: list[Any] = []
+    if options["transcript"]:
+        recent = recent_messages(options["transcript"], options["history"])
+        transcript = Transcript(options["transcript"], options["transcript-max-bytes"])
+    room = Room(settings.server_name, reactor, History(options["history"], recent))
+    if transcript is not None:
+        room.observers.append(transcript.record)
     factory = ChatFactory(room, settings, reactor, limits)
     chat = FallbackListener(
         TCPBinding(reactor.listenTCP, factory),
         options["interface"],
         [options["port"], *options["fallback-ports"]],
         options["port-file"],
-        after_stop_listening=lambda: factory.shut_down(options["shutdown-grace"]),
+        after_stop_listening=lambda: _shut_down(factory, options["shutdown-grace"], transcript),
     )
     chat.setName("chat")
     chat.setServiceParent(top)
@@ -335,6 +361,14 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         announcer.setName("broadcast")
         announcer.setServiceParent(top)
     return top
+
+
+def _shut_down(factory: ChatFactory, grace: float, transcript: Transcript | None) -> Any:
+    """Close every connection, then the transcript, which records their leaving."""
+    closed = factory.shut_down(grace)
+    if transcript is not None:
+        closed.addBoth(lambda result: (transcript.close(), result)[1])
+    return closed
 
 
 def _exit_zero_on_signals(reactor: Any) -> None:

@@ -1,12 +1,15 @@
 """The room's rules and fan-out, with recording fake members (chatd.room)."""
 
+import time
+
 import pytest
 from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from chatd.commands import Act, Help, Invalid, List, Msg, Nick, Quit, Say
-from chatd.render import HELP
+from chatd.history import History
+from chatd.render import HELP, Acted, Joined, Left, Renamed, Said
 from chatd.room import IMember, Room
 
 
@@ -267,3 +270,37 @@ def test_renames_are_limited_to_three_a_minute(events):
     clock.advance(35)
     room.handle(alice, Nick("a4"))
     assert events == [("alice", "*** a3 is now known as a4"), ("bob", "*** a3 is now known as a4")]
+
+
+def test_a_joining_user_gets_the_recent_messages_after_hello(events):
+    """History comes right after the hello; joins are not part of it."""
+    clock = Clock()
+    room = Room("lab", clock, History(20))
+    (alice,) = joined(room, events, "alice")
+    room.handle(alice, Say("hello"))
+    room.handle(alice, Act("waves"))
+    events.clear()
+    late = arrived(room, events, "late")
+    room.handle(late, Say("late"))
+    stamp = time.strftime("%H:%M", time.localtime(0))
+    assert events[:4] == [
+        ("late", "*** Hello late! Type /help for commands."),
+        ("late", "*** Recent messages:"),
+        ("late", f"[{stamp}] <alice> hello"),
+        ("late", f"[{stamp}] * alice waves"),
+    ]
+    assert events[4] == ("late", "*** End of recent messages")
+
+
+def test_observers_see_every_public_event_and_never_a_private_one(events):
+    """The transcript hears joins, messages, actions, renames and leaves, but no /msg."""
+    recorded = []
+    room = Room("lab", Clock(), observers=[lambda when, event: recorded.append(event)])
+    alice, bob = joined(room, events, "alice", "bob")
+    room.handle(alice, Say("hi"))
+    room.handle(alice, Msg("bob", "secret"))
+    room.handle(bob, Act("waves"))
+    room.handle(alice, Nick("al"))
+    room.handle(bob, Quit("bye"))
+    assert recorded == [Joined("alice", 1), Joined("bob", 2), Said("alice", "hi"), Acted("bob", "waves"), Renamed("alice", "al"), Left("bob", "bye")]
+    assert all("secret" not in repr(event) for event in recorded)

@@ -33,6 +33,9 @@ def test_defaults():
     assert options["announce-interval"] == 5
     assert (options["max-clients"], options["max-per-ip"]) == (10000, 32)
     assert (options["login-timeout"], options["idle-timeout"]) == (60, 0)
+    assert (options["rate"], options["burst"], options["flood-queue"], options["sendq"]) == (5, 20, 100, 1048576)
+    assert (options["transcript"], options["transcript-max-bytes"], options["history"]) == (None, 10_000_000, 20)
+    assert options["shutdown-grace"] == 5
 
 
 def test_values_are_parsed_and_normalised():
@@ -70,6 +73,11 @@ def test_port_zero_has_no_fallback():
         (["--max-per-ip", "x"], "--max-per-ip: 'x' is not a whole number from 1"),
         (["--login-timeout", "0"], "--login-timeout: 0 s leaves no time at all"),
         (["--idle-timeout", "-5"], "--idle-timeout: '-5' is not a number of seconds (0 or more)"),
+        (["--rate", "0"], "--rate: '0' is not a positive number"),
+        (["--sendq", "10"], "--sendq: '10' is not a number of bytes from 1024 to 1073741824"),
+        (["--history", "-1"], "--history: '-1' is not a number of messages from 0 to 10000"),
+        (["--transcript-max-bytes", "5"], "--transcript-max-bytes: '5' is not a number of bytes from 1024"),
+        (["--shutdown-grace", "soon"], "--shutdown-grace: 'soon' is not a number of seconds (0 or more)"),
         (["--announce-interval", "0"], "--announce-interval: '0' is not a number of seconds from 1 to 3600"),
     ],
 )

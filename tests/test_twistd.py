@@ -3,6 +3,7 @@ End to end: the real `twistd -n chatd` process, real sockets, every format a
 user meets.  Readiness comes from the server's own log line, never a sleep.
 """
 
+import json
 import signal
 import socket
 import struct
@@ -421,3 +422,47 @@ def test_shutdown_tells_everyone_flushes_and_exits_0(tmp_path, signal_number):
     assert lurker.read_until_closed() == b"*** Server shutting down\r\n"
     assert any(f"received {signal.Signals(signal_number).name}; shutting down" in line for line in server.log)
     assert not port_file.exists()
+
+
+def test_transcript_survives_kill_9_and_history_survives_a_restart(tmp_path):
+    """Public events are in the transcript as they happen (kill -9 loses none); after a restart, joiners get history."""
+    transcript = tmp_path / "room.jsonl"
+    port_file = tmp_path / "port"
+    args = ("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--echo-port", "0",
+            "--transcript", str(transcript), "--history", "2")
+    server = ChatdProcess(*args, cwd=tmp_path)
+    server.wait_for_log("chat room listening on")
+    alice = LineClient(int(port_file.read_text())).login("alice")
+    bob = LineClient(int(port_file.read_text())).login("bob")
+    alice.read_line()
+    alice.send_line("first")
+    assert bob.read_line() == "<alice> first"
+    alice.send_line("/msg bob a secret")
+    assert alice.read_line() == "-> *bob* a secret"
+    assert bob.read_line() == "*alice* a secret"
+    bob.send_line("/me waves")
+    assert alice.read_line() == "* bob waves"
+    alice.send_line("third")
+    assert bob.read_line() == "<alice> third"
+    server.process.kill()  # no chance to flush or close anything
+    server.process.wait(TIMEOUT_SECONDS)
+    records = [json.loads(line) for line in transcript.read_text().splitlines()]
+    assert [(record["event"], record.get("text")) for record in records] == [
+        ("joined", None), ("joined", None), ("said", "first"), ("acted", "waves"), ("said", "third"),
+    ]
+    assert "secret" not in transcript.read_text()
+
+    port_file.unlink()
+    restarted = ChatdProcess(*args, cwd=tmp_path)
+    try:
+        restarted.wait_for_log("chat room listening on")
+        carol = LineClient(int(port_file.read_text()))
+        carol.read_lines(2)
+        carol.send_line("carol")
+        lines = carol.read_lines(5)
+        assert lines[0] == "*** Hello carol! Type /help for commands."
+        assert lines[1] == "*** Recent messages:"
+        assert lines[2].endswith("] * bob waves") and lines[3].endswith("] <alice> third")
+        assert lines[4] == "*** End of recent messages"
+    finally:
+        restarted.stop()
