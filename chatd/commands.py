@@ -13,12 +13,19 @@ What a user can type (command words are case-insensitive, short forms too):
     /quit [REASON]          Quit       leave; bare `quit` and `byebye` too
     /help, help             Help
     /charset [NAME]         Charset    show or set this connection's encoding
+    /oper PASSWORD          Oper       become an operator
+    /kick NICK [REASON]     Kick       (operators) disconnect a user
+    /ban NICK|ADDR [MIN]    Ban        (operators) ban an address, 0 minutes: until restart
+    /unban ADDRESS          Unban      (operators)
+    /bans                   Bans       (operators) list the bans
     anything else /...      Invalid    with the reason to show
 """
 
 from __future__ import annotations
 
 from attrs import frozen
+
+DEFAULT_BAN_MINUTES = 60
 
 
 @frozen
@@ -63,13 +70,40 @@ class Charset:
 
 
 @frozen
+class Oper:
+    password: str
+
+
+@frozen
+class Kick:
+    nick: str
+    reason: str
+
+
+@frozen
+class Ban:
+    target: str
+    minutes: float
+
+
+@frozen
+class Unban:
+    address: str
+
+
+@frozen
+class Bans:
+    pass
+
+
+@frozen
 class Invalid:
     """A line that looks like a command but is not a usable one."""
 
     reason: str
 
 
-Command = Say | Act | Msg | List | Nick | Quit | Help | Charset | Invalid
+Command = Say | Act | Msg | List | Nick | Quit | Help | Charset | Oper | Kick | Ban | Unban | Bans | Invalid
 
 # Whole lines that are commands by themselves, without a slash.
 _BARE_WORDS: dict[str, Command] = {
@@ -128,7 +162,26 @@ def _parse_slash_command(text: str) -> Command:
         return Help()
     if word == "charset":
         return Charset(argument or None)
+    if word == "oper":
+        return Oper(argument) if argument else Invalid("usage: /oper PASSWORD")
+    if word == "kick":
+        nick, _, reason = argument.partition(" ")
+        return Kick(nick, reason.strip()) if nick else Invalid("usage: /kick NICK [REASON]")
+    if word == "ban":
+        return _ban(argument)
+    if word == "unban":
+        return Unban(argument) if argument and " " not in argument else Invalid("usage: /unban ADDRESS")
+    if word == "bans":
+        return Bans()
     return Invalid(f"unknown command /{word} (try /help)")
+
+
+def _ban(argument: str) -> Command:
+    target, _, minutes = argument.partition(" ")
+    minutes = minutes.strip()
+    if not target or (minutes and not minutes.isdigit()):
+        return Invalid("usage: /ban NICK|ADDRESS [MINUTES] (0: until restart)")
+    return Ban(target, float(minutes) if minutes else DEFAULT_BAN_MINUTES)
 
 
 def _nick(argument: str) -> Command:

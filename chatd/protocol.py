@@ -87,7 +87,17 @@ class ChatProtocol(TelnetServer):
 
     # -- from the transport
 
+    @property
+    def address(self) -> str:
+        return self._host
+
     def connectionMade(self) -> None:
+        moderation = self._room.moderation
+        if moderation is not None and moderation.is_banned(self._host):
+            log.info("refused {peer}: banned", peer=_show(self.peer))
+            self._tell(render.error("you are banned from this server"))
+            self.transport.loseConnection()
+            return
         refusal = self.factory.limits.admit(self._host)
         if refusal is not None:
             log.info("refused {peer}: {refusal}", peer=_show(self.peer), refusal=refusal)

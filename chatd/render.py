@@ -20,6 +20,13 @@ on them.  The transport adds CR LF to each line.
     *** Error: REASON                                 every refusal
     *** Your input is not valid utf-8; ...            once, on undecodable input
     *** Server shutting down                          to everyone, on SIGTERM or SIGINT
+    *** You are now an operator                       /oper with the right password
+    *** You were kicked by alice (REASON)             to a kicked user; the others see
+    *** bob has left (Kicked by alice: REASON)        ... or (Banned by alice)
+    *** Banned 192.0.2.7 for 60 minutes               /ban (or: until restart)
+    *** Unbanned 192.0.2.7                            /unban
+    *** Bans: 192.0.2.7 (until 14:05), ...            /bans (or: *** No bans)
+    *** Error: you are banned from this server        a banned address connecting
     *** Error: server full                            over --max-clients, then closed
     *** Error: too many connections from your address over --max-per-ip, then closed
     *** Error: no nickname chosen within 60 s; closing    --login-timeout
@@ -145,6 +152,31 @@ def wrong_protocol(kind: str, host: str, port: int) -> str:
     )
 
 
+def operator_now() -> str:
+    return "*** You are now an operator"
+
+
+def kicked(by: str, reason: str) -> str:
+    return f"*** You were kicked by {by}" + (f" ({reason})" if reason else "")
+
+
+def kick_reason(by: str, reason: str) -> str:
+    """The reason the others see in `*** bob has left (...)`."""
+    return f"Kicked by {by}" + (f": {reason}" if reason else "")
+
+
+def banned(address: str, minutes: float) -> str:
+    return f"*** Banned {address} " + ("until restart" if minutes == 0 else f"for {minutes:g} minutes")
+
+
+def unbanned(address: str) -> str:
+    return f"*** Unbanned {address}"
+
+
+def bans(shown: list[str]) -> str:
+    return f"*** Bans: {', '.join(shown)}" if shown else "*** No bans"
+
+
 def shutting_down() -> str:
     return "*** Server shutting down"
 
@@ -172,4 +204,8 @@ HELP = (
     "***   /quit [REASON], quit or byebye     leave",
     "***   /help or help                      this list",
     "***   //TEXT                             say a line that starts with /",
+    "***   /oper PASSWORD                     become an operator (if the server has moderation)",
+    "***   /kick NICK [REASON]                operators: disconnect NICK",
+    "***   /ban NICK|ADDRESS [MINUTES]        operators: ban an address (default 60, 0: until restart)",
+    "***   /unban ADDRESS, /bans              operators: lift a ban, list the bans",
 )

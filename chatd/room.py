@@ -9,16 +9,18 @@ connection: `arrive`, `handle(command)` and `depart`.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable
 
 from attrs import Factory, define, field
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 from chatd import commands, render
 from chatd.history import History
+from chatd.moderation import Moderation
 from chatd.render import Acted, Event, Joined, Left, Renamed, Said
 from chatd.text import NicknameError, check_nickname, nickname_key
 from chatd.wire import Outgoing
@@ -31,6 +33,8 @@ RENAME_WINDOW_SECONDS = 60.0
 
 class IMember(Interface):
     """A connection as the room sees it."""
+
+    address = Attribute("The address the connection comes from, as a string (for bans).")
 
     def deliver(outgoing: Outgoing) -> None:
         """Send these lines to the user.  Must not block."""
@@ -48,6 +52,9 @@ class Room:
     history: History = field(factory=lambda: History(0))
     # Called with (unix time, event) for every public event: the transcript.
     observers: list[Callable[[float, Event], None]] = field(factory=list)
+    moderation: Moderation | None = None  # None: no --oper-password-file
+    # Every connection that arrived and has not departed, joined or not.
+    _present: set[IMember] = field(init=False, default=Factory(set))
     # Members who have chosen a nickname, in order of joining.
     _nick_of: dict[IMember, str] = field(init=False, default=Factory(dict))
     _member_by_key: dict[str, IMember] = field(init=False, default=Factory(dict))
@@ -71,6 +78,7 @@ class Room:
 
     def arrive(self, member: IMember) -> None:
         """A new connection: greet it and ask for a nickname."""
+        self._present.add(member)
         member.deliver(Outgoing((render.welcome(self.server_name, self.count), render.choose_nickname())))
 
     def handle(self, member: IMember, command: commands.Command) -> None:
@@ -83,6 +91,9 @@ class Room:
 
     def depart(self, member: IMember, reason: str) -> None:
         """The connection is gone (or going); it may never have joined."""
+        self._present.discard(member)
+        if self.moderation is not None:
+            self.moderation.forget(member)
         nick = self._nick_of.pop(member, None)
         if nick is None:
             return
@@ -127,8 +138,70 @@ class Room:
                 self._reply(member, *render.HELP)
             case commands.Invalid(reason):
                 self._reply(member, render.error(reason))
+            case commands.Oper() | commands.Kick() | commands.Ban() | commands.Unban() | commands.Bans():
+                self._moderate(member, nick, command)
             case _:
                 raise TypeError(f"the room does not handle {command!r}")
+
+    def _moderate(self, member: IMember, nick: str, command: commands.Command) -> None:
+        moderation = self.moderation
+        if moderation is None:
+            self._reply(member, render.error("moderation is off on this server"))
+            return
+        if isinstance(command, commands.Oper):
+            refusal = moderation.try_password(member, member.address, command.password)
+            if refusal is None:
+                log.info("{nick} from {address} is now an operator", nick=nick, address=member.address)
+                self._reply(member, render.operator_now())
+            else:
+                log.warn("failed /oper by {nick} from {address}", nick=nick, address=member.address)
+                self._reply(member, render.error(refusal))
+            return
+        if not moderation.is_operator(member):
+            self._reply(member, render.error("you are not an operator"))
+            return
+        match command:
+            case commands.Kick(target_nick, reason):
+                target = self._member_by_key.get(nickname_key(target_nick))
+                if target is None:
+                    self._reply(member, render.error(f"no such nick: {target_nick}"))
+                    return
+                log.info("{nick} kicked {target}", nick=nick, target=self._nick_of[target])
+                self._remove(target, render.kicked(nick, reason), render.kick_reason(nick, reason))
+            case commands.Ban(target, minutes):
+                self._ban(member, nick, target, minutes, moderation)
+            case commands.Unban(address):
+                if moderation.unban(address):
+                    self._reply(member, render.unbanned(address))
+                else:
+                    self._reply(member, render.error(f"not banned: {address}"))
+            case commands.Bans():
+                self._reply(member, render.bans(moderation.bans()))
+
+    def _ban(self, member: IMember, nick: str, target: str, minutes: float, moderation: Moderation) -> None:
+        holder = self._member_by_key.get(nickname_key(target))
+        if holder is not None:
+            address = holder.address
+        else:
+            try:
+                address = str(ipaddress.ip_address(target))
+            except ValueError:
+                self._reply(member, render.error(f"no such nick or address: {target}"))
+                return
+        if address == member.address:
+            self._reply(member, render.error("that is your own address"))
+            return
+        moderation.ban(address, minutes)
+        log.info("{nick} banned {address} ({minutes:g} minutes)", nick=nick, address=address, minutes=minutes)
+        self._reply(member, render.banned(address, minutes))
+        for present in [present for present in self._present if present.address == address]:
+            self._remove(present, render.error("you are banned from this server"), f"Banned by {nick}")
+
+    def _remove(self, member: IMember, notice: str, reason: str) -> None:
+        """Take `member` out of the room: the others see `reason`; `member` gets `notice` and is disconnected."""
+        self.depart(member, reason)
+        self._deliver_isolated(member, Outgoing.line(notice))
+        member.disconnect(reason)
 
     def _join(self, member: IMember, wanted: str) -> None:
         try:

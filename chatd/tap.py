@@ -26,6 +26,7 @@ from chatd.listening import (
     UDPBinding,
     fallback_ports,
 )
+from chatd.moderation import Moderation
 from chatd.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
 from chatd.room import Room
 from chatd.text import clean, lookup_charset
@@ -79,6 +80,7 @@ class Options(usage.Options):
         ["transcript", None, None, "Append every public event to this file, one JSON line each (never private messages)."],
         ["transcript-max-bytes", None, str(10 * 1000 * 1000), "Size at which the transcript rotates (5 old files are kept)."],
         ["history", None, "20", "Recent messages shown to a user who joins (0: none); kept across restarts with --transcript."],
+        ["oper-password-file", None, None, "File holding the operators' password (/oper); without it, moderation is off."],
         ["echo-port", None, "41234", "UDP port of the echo service, on --interface; 0 takes any free port."],
         ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
         ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
@@ -130,6 +132,10 @@ class Options(usage.Options):
                 self[key] = parse(self[key])
             except ValueError as problem:
                 raise usage.UsageError(f"--{key}: {problem}") from None
+        try:
+            self["oper-password"] = _oper_password(self["oper-password-file"])
+        except ValueError as problem:
+            raise usage.UsageError(f"--oper-password-file: {problem}") from None
         self["fallback-ports"] = _fallback("fallback", self["fallback"], self["port"])
         self["echo-fallback-ports"] = _fallback("echo-fallback", self["echo-fallback"], self["echo-port"])
 
@@ -207,6 +213,20 @@ def _sendq(text: str) -> int:
     if not text.strip().isdigit() or not 1024 <= int(text) <= 1024**3:
         raise ValueError(f"{text!r} is not a number of bytes from 1024 to 1073741824")
     return int(text)
+
+
+def _oper_password(path: str | None) -> str | None:
+    """The password in the file at `path` (its first line), read once at start."""
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            password = file.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as problem:
+        raise ValueError(f"cannot read {path}: {getattr(problem, 'strerror', None) or problem}") from None
+    if not password:
+        raise ValueError(f"{path} holds no password on its first line")
+    return password
 
 
 def _transcript_bytes(text: str) -> int:
@@ -301,7 +321,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if options["transcript"]:
         recent = recent_messages(options["transcript"], options["history"])
         transcript = Transcript(options["transcript"], options["transcript-max-bytes"])
-    room = Room(settings.server_name, reactor, History(options["history"], recent))
+    moderation = None
+    if options["oper-password"] is not None:
+        moderation = Moderation(options["oper-password"], reactor)
+    room = Room(settings.server_name, reactor, History(options["history"], recent), moderation=moderation)
     if transcript is not None:
         room.observers.append(transcript.record)
     factory = ChatFactory(room, settings, reactor, limits)

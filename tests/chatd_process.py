@@ -125,8 +125,11 @@ class ChatdProcess(Process):
 class LineClient:
     """A raw TCP client that reads CR LF lines, as nc would."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self.sock = socket.create_connection((host, port), timeout=TIMEOUT_SECONDS)
+    def __init__(self, port: int, host: str = "127.0.0.1", source: str | None = None) -> None:
+        # Loopback connections come from 127.0.0.1 whatever the destination,
+        # unless the source is chosen: tests that need two addresses choose it.
+        source_address = (source, 0) if source else None
+        self.sock = socket.create_connection((host, port), timeout=TIMEOUT_SECONDS, source_address=source_address)
         self._buffer = b""
         self.charset = "utf-8"
 

@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from chatd.limits import ConnectionLimits
+from chatd.moderation import Moderation
 from chatd.protocol import ChatFactory, Settings
 from chatd.room import IMember, Room
 
@@ -392,3 +393,16 @@ def test_shutdown_waits_for_flushing_connections_at_most_the_grace_period():
     assert aborted == [True]
     lurker.protocol.connectionLost(Failure(ConnectionLost()))
     assert done.called
+
+
+
+def test_a_banned_address_is_refused_at_connect():
+    """A connection from a banned address gets one line and is closed, never greeted."""
+    clock = Clock()
+    moderation = Moderation("pw", clock)
+    moderation.ban("127.0.0.9", 0)
+    factory = ChatFactory(Room("lab", clock, moderation=moderation), Settings("lab"), clock)
+    client = Client(factory, 1, "127.0.0.9")
+    assert client.take() == b"*** Error: you are banned from this server\r\n"
+    assert client.transport.disconnecting
+    assert Client(factory, 2, "127.0.0.8").take().startswith(b"*** Welcome")

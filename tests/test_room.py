@@ -17,8 +17,8 @@ from chatd.room import IMember, Room
 class FakeMember:
     """Records every line delivered and every disconnect, in one events list."""
 
-    def __init__(self, name, events, charset="utf-8"):
-        self.name, self.events, self.charset = name, events, charset
+    def __init__(self, name, events, charset="utf-8", address="127.0.0.1"):
+        self.name, self.events, self.charset, self.address = name, events, charset, address
 
     def deliver(self, outgoing):
         for line in outgoing.text.split("\r\n")[:-1]:

@@ -101,3 +101,19 @@ def test_announcers_join_as_siblings_and_echo_can_be_turned_off():
     """--multicast and --broadcast add announcers after the chat room; --no-echo removes echo."""
     service = makeService(parse("--port", "0", "--no-echo", "--multicast", "--broadcast"))
     assert [child.name for child in service] == ["chat", "multicast", "broadcast"]
+
+
+
+def test_oper_password_comes_from_the_file(tmp_path):
+    """The first line of the file is the password; an empty or missing file is a clear error."""
+    secret = tmp_path / "oper"
+    secret.write_text("s3cret\nignored\n")
+    assert parse("--oper-password-file", str(secret))["oper-password"] == "s3cret"
+    assert parse()["oper-password"] is None
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(usage.UsageError) as failure:
+        parse("--oper-password-file", str(tmp_path / "empty"))
+    assert str(failure.value) == f"--oper-password-file: {tmp_path / 'empty'} holds no password on its first line"
+    with pytest.raises(usage.UsageError) as failure:
+        parse("--oper-password-file", str(tmp_path / "missing"))
+    assert str(failure.value) == f"--oper-password-file: cannot read {tmp_path / 'missing'}: No such file or directory"

@@ -466,3 +466,26 @@ def test_transcript_survives_kill_9_and_history_survives_a_restart(tmp_path):
         assert lines[4] == "*** End of recent messages"
     finally:
         restarted.stop()
+
+
+def test_an_operator_kicks_and_bans_over_real_connections(tmp_path):
+    """--oper-password-file, /oper, /kick, /ban: the banned address cannot come back."""
+    (tmp_path / "oper").write_text("s3cret\n")
+    port_file = tmp_path / "port"
+    server = ChatdProcess("--port", "0", "--port-file", str(port_file), "--echo-port", "0",
+                          "--oper-password-file", str(tmp_path / "oper"), cwd=tmp_path)
+    try:
+        server.wait_for_log("chat room listening on")
+        port = int(port_file.read_text())
+        op = LineClient(port, source="127.0.0.1").login("op")
+        bob = LineClient(port, source="127.0.0.2").login("bob")
+        assert op.read_line() == "*** bob has joined (2 users online)"
+        op.send_line("/oper s3cret")
+        assert op.read_line() == "*** You are now an operator"
+        op.send_line("/ban bob 0")
+        assert op.read_lines(2) == ["*** Banned 127.0.0.2 until restart", "*** bob has left (Banned by op)"]
+        assert bob.read_until_closed() == b"*** Error: you are banned from this server\r\n"
+        again = LineClient(port, source="127.0.0.2")
+        assert again.read_until_closed() == b"*** Error: you are banned from this server\r\n"
+    finally:
+        server.stop()
