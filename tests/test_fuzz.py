@@ -11,10 +11,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from chatd_process import ChatdProcess, LineClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from chatd_process import ChatdProcess, LineClient
 
 # Control characters other than the CR LF that ends each line.
 CONTROL = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
