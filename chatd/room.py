@@ -22,7 +22,7 @@ from chatd import commands, render
 from chatd.history import History
 from chatd.moderation import Moderation
 from chatd.render import Acted, Event, Joined, Left, Renamed, Said
-from chatd.text import NicknameError, check_nickname, nickname_key
+from chatd.text import NicknameError, check_nickname, nickname_key, nickname_skeleton
 from chatd.wire import Outgoing
 
 log = Logger()
@@ -58,6 +58,8 @@ class Room:
     # Members who have chosen a nickname, in order of joining.
     _nick_of: dict[IMember, str] = field(init=False, default=Factory(dict))
     _member_by_key: dict[str, IMember] = field(init=False, default=Factory(dict))
+    # By TR39 skeleton, so no one can take a nickname that looks like another's.
+    _member_by_skeleton: dict[str, IMember] = field(init=False, default=Factory(dict))
     # When each member last renamed (the most recent RENAMES_PER_WINDOW times).
     _renamed_at: dict[IMember, list[float]] = field(init=False, default=Factory(dict))
 
@@ -98,6 +100,7 @@ class Room:
         if nick is None:
             return
         del self._member_by_key[nickname_key(nick)]
+        del self._member_by_skeleton[nickname_skeleton(nick)]
         self._renamed_at.pop(member, None)
         log.info("{nick} left ({reason})", nick=nick, reason=reason)
         self._broadcast(Left(nick, reason))
@@ -211,6 +214,7 @@ class Room:
             return
         self._nick_of[member] = nick
         self._member_by_key[nickname_key(nick)] = member
+        self._member_by_skeleton[nickname_skeleton(nick)] = member
         log.info("{nick} joined ({count} online)", nick=nick, count=self.count)
         self._reply(member, render.hello(nick), *self.history.lines())
         self._broadcast(Joined(nick, self.count), exclude=member)
@@ -232,8 +236,10 @@ class Room:
             return
         self._renamed_at[member] = [*recent, now]
         del self._member_by_key[nickname_key(old)]
+        del self._member_by_skeleton[nickname_skeleton(old)]
         self._nick_of[member] = new
         self._member_by_key[nickname_key(new)] = member
+        self._member_by_skeleton[nickname_skeleton(new)] = member
         log.info("{old} is now {new}", old=old, new=new)
         self._broadcast(Renamed(old, new))
 
@@ -242,6 +248,9 @@ class Room:
         holder = self._member_by_key.get(nickname_key(nick))
         if holder is not None and holder is not member:
             raise NicknameError(f"nickname is taken: {nick}")
+        look_alike = self._member_by_skeleton.get(nickname_skeleton(nick))
+        if look_alike is not None and look_alike is not member:
+            raise NicknameError(f"nickname is taken: {nick} (it looks like {self._nick_of[look_alike]})")
         return nick
 
     def _private(self, member: IMember, nick: str, to_nick: str, text: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
+from importlib import resources
 
 MAX_NICK_CHARS = 24
 RESERVED_NICKS = frozenset({"server", "chatd"})
@@ -57,6 +58,30 @@ class NicknameError(ValueError):
 def nickname_key(nick: str) -> str:
     """The form in which two nicknames are compared: case-insensitive."""
     return nick.casefold()
+
+
+def _load_prototypes() -> dict[int, str]:
+    """Unicode's confusable prototypes (see confusables.tsv and tools/make_confusables.py)."""
+    prototypes = {}
+    with resources.files("chatd").joinpath("confusables.tsv").open(encoding="utf-8") as file:
+        for line in file:
+            if line.startswith("#") or not line.strip():
+                continue
+            source, prototype = line.rstrip("\n").split("\t")
+            prototypes[int(source, 16)] = "".join(chr(int(point, 16)) for point in prototype.split())
+    return prototypes
+
+
+_PROTOTYPES = _load_prototypes()
+
+
+def nickname_skeleton(nick: str) -> str:
+    """
+    The Unicode TR39 skeleton of the casefolded nickname: two nicknames with
+    the same skeleton look alike (Cyrillic "а" and Latin "a", "rn" and "m").
+    """
+    folded = unicodedata.normalize("NFD", nick.casefold())
+    return unicodedata.normalize("NFD", folded.translate(_PROTOTYPES))
 
 
 def check_nickname(raw: str) -> str:

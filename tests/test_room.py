@@ -304,3 +304,21 @@ def test_observers_see_every_public_event_and_never_a_private_one(events):
     room.handle(bob, Quit("bye"))
     assert recorded == [Joined("alice", 1), Joined("bob", 2), Said("alice", "hi"), Acted("bob", "waves"), Renamed("alice", "al"), Left("bob", "bye")]
     assert all("secret" not in repr(event) for event in recorded)
+
+
+
+def test_a_nickname_that_looks_like_an_online_one_is_refused(room, events):
+    """Cyrillic а for Latin a is refused like a taken nickname, at login and in /nick; it is free once alice leaves."""
+    alice, bob = joined(room, events, "alice", "bob")
+    mallory = arrived(room, events, "mallory")
+    room.handle(mallory, Say("\u0430lice"))
+    room.handle(bob, Nick("\u0410LICE"))
+    assert events == [
+        ("mallory", "*** Error: nickname is taken: \u0430lice (it looks like alice)"),
+        ("mallory", "*** Choose a nickname:"),
+        ("bob", "*** Error: nickname is taken: \u0410LICE (it looks like alice)"),
+    ]
+    room.depart(alice, "Quit")
+    events.clear()
+    room.handle(mallory, Say("\u0430lice"))
+    assert events[0] == ("mallory", "*** Hello \u0430lice! Type /help for commands.")

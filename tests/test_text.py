@@ -12,6 +12,7 @@ from chatd.text import (
     clean,
     display_width,
     lookup_charset,
+    nickname_skeleton,
 )
 
 
@@ -101,3 +102,18 @@ def test_unusable_charsets_are_refused(name):
 def test_display_width_counts_wide_characters_twice():
     """CJK characters take two terminal columns."""
     assert display_width("ab张三") == 6
+
+
+@pytest.mark.parametrize(
+    "one, other",
+    [("alice", "\u0430lice"), ("Alice", "\u0410LICE"), ("paypal", "\u0440\u0430yp\u0430l"), ("mary", "rnary"), ("bob", "b\u03bfb")],
+)
+def test_look_alike_nicknames_share_a_skeleton(one, other):
+    """Cyrillic or Greek letters for Latin ones, rn for m: the same TR39 skeleton after casefold."""
+    assert nickname_skeleton(one) == nickname_skeleton(other)
+
+
+@pytest.mark.parametrize("one, other", [("alice", "alicia"), ("张三", "张四"), ("bob", "rob")])
+def test_different_nicknames_have_different_skeletons(one, other):
+    """Names that only share letters stay different."""
+    assert nickname_skeleton(one) != nickname_skeleton(other)

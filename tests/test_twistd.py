@@ -38,6 +38,7 @@ def chatd(tmp_path):
         line = server.wait_for_log("chat room listening on")
         port = int(port_file.read_text())
         assert line.endswith(f"chat room listening on 127.0.0.1:{port}")
+        assert any("open files limit leaves room for" in logged for logged in server.log)
         yield server, port
     finally:
         server.stop()
