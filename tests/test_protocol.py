@@ -213,10 +213,13 @@ def test_any_bytes_from_one_user_never_put_a_control_character_on_anothers_scree
 
 
 class KeepAliveTransport(StringTransport):
-    keepalive = None
+    keepalive = nodelay = None
 
     def setTcpKeepAlive(self, enabled):
         self.keepalive = enabled
+
+    def setTcpNoDelay(self, enabled):
+        self.nodelay = enabled
 
 
 def limited_factory(clock=None, **settings):
@@ -245,12 +248,13 @@ def test_over_max_per_address_gets_one_line_and_a_freed_slot_is_reused():
     assert Client(factory, 3).take().startswith(b"*** Welcome")
 
 
-def test_every_connection_gets_tcp_keepalive(factory):
-    """Keepalive is turned on, so dead peers are found."""
+def test_every_connection_gets_tcp_keepalive_and_no_nagle(factory):
+    """Keepalive is on, so dead peers are found; Nagle is off, so messages are not held back."""
     protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
     transport = KeepAliveTransport()
     protocol.makeConnection(transport)
     assert transport.keepalive is True
+    assert transport.nodelay is True
 
 
 def test_login_timeout_closes_a_connection_without_a_nickname():

@@ -1,0 +1,160 @@
+"""
+The load generator for chat fan-out benchmarks (loopback only, bounded).
+
+N clients log in (first line: nickname, then wait for "*** Hello"); the
+first K of them each send M lines of B bytes, as fast as the server takes
+them or at R lines/s each.  Every client checks that each sender's lines
+arrive exactly once and in order, and samples the delivery latency (each
+line carries its send time, from the system-wide monotonic clock).
+
+The hot loop is written not to be the bottleneck: one non-blocking socket
+per client in a selectors loop, lines parsed a whole read at a time by one
+regular expression, and the generator's own CPU time reported.
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+import selectors
+import socket
+import time
+from dataclasses import dataclass, field
+
+LINE = re.compile(rb"<c(\d+)> m \d+ (\d+) (\d+) ")
+LATENCY_SAMPLE_EVERY = 8
+
+
+@dataclass
+class Client:
+    index: int
+    sock: socket.socket
+    buffer: bytes = b""
+    next_seq: dict[int, int] = field(default_factory=dict)
+    received: int = 0
+    outgoing: bytearray = field(default_factory=bytearray)
+    to_send: int = 0
+    sent: int = 0
+
+
+@dataclass
+class Result:
+    deliveries: int
+    expected: int
+    lost: int
+    duplicated: int
+    reordered: int
+    seconds: float
+    latencies_ms: list[float]
+    generator_cpu_seconds: float
+
+    @property
+    def deliveries_per_second(self) -> float:
+        return self.deliveries / self.seconds if self.seconds else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _connect(port: int, index: int) -> Client:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    return Client(index, sock)
+
+
+def _login(clients: list[Client]) -> None:
+    for client in clients:
+        client.sock.sendall(b"c%d\r\n" % client.index)
+    for client in clients:
+        while b"*** Hello" not in client.buffer:
+            chunk = client.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"client {client.index} closed during login")
+            client.buffer += chunk
+        client.buffer = client.buffer[client.buffer.index(b"*** Hello") :].split(b"\n", 1)[1]
+        client.sock.setblocking(False)
+
+
+def fan_out(
+    port: int,
+    clients: int,
+    senders: int,
+    lines: int,
+    size: int = 64,
+    rate: float | None = None,
+    timeout: float = 120.0,
+) -> Result:
+    """Run one fan-out scenario against a chat server on 127.0.0.1:port."""
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    everyone = [_connect(port, index) for index in range(clients)]
+    _login(everyone)
+    selector = selectors.DefaultSelector()
+    for client in everyone:
+        selector.register(client.sock, selectors.EVENT_READ, client)
+    talkers = everyone[:senders]
+    for client in talkers:
+        client.to_send = lines
+    expected = senders * lines * (clients - 1)
+    latencies: list[float] = []
+    deliveries = lost = duplicated = reordered = 0
+    start = time.monotonic()
+    deadline = start + timeout
+    padding = max(0, size - 40)
+
+    def make_lines(client: Client, count: int) -> None:
+        now = time.monotonic_ns()
+        for _ in range(count):
+            client.outgoing += b"m %d %d %d %s\r\n" % (client.index, client.sent, now, b"x" * padding)
+            client.sent += 1
+
+    while deliveries < expected and time.monotonic() < deadline:
+        now = time.monotonic()
+        for client in talkers:
+            if client.sent < client.to_send and len(client.outgoing) < 65536:
+                due = client.to_send - client.sent if rate is None else min(
+                    client.to_send - client.sent, int((now - start) * rate) + 1 - client.sent)
+                if due > 0:
+                    make_lines(client, min(due, 256))
+            if client.outgoing:
+                try:
+                    written = client.sock.send(client.outgoing)
+                    del client.outgoing[:written]
+                except BlockingIOError:
+                    pass
+        for key, _ in selector.select(timeout=0.001 if rate is not None else 0.01):
+            client = key.data
+            try:
+                chunk = client.sock.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise ConnectionError(f"server closed client {client.index}")
+            data = client.buffer + chunk
+            cut = data.rfind(b"\n") + 1
+            client.buffer = data[cut:]
+            arrived = time.monotonic_ns()
+            for sender_text, seq_text, sent_ns in LINE.findall(data, 0, cut):
+                sender, seq = int(sender_text), int(seq_text)
+                want = client.next_seq.get(sender, 0)
+                if seq == want:
+                    client.next_seq[sender] = seq + 1
+                elif seq > want:
+                    lost += seq - want
+                    client.next_seq[sender] = seq + 1
+                elif seq < want:
+                    duplicated += 1
+                    reordered += 1
+                deliveries += 1
+                if seq % LATENCY_SAMPLE_EVERY == 0:
+                    latencies.append((arrived - int(sent_ns)) / 1e6)
+    seconds = time.monotonic() - start
+    missing = expected - deliveries
+    for client in everyone:
+        client.sock.close()
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    return Result(deliveries, expected, lost + max(0, missing - lost), duplicated, reordered, seconds, latencies, cpu)

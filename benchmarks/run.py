@@ -1,0 +1,157 @@
+"""
+Run the fan-out benchmarks against chatd and the baselines, interleaved, and
+print a table of medians and ratios (chatd / naive Twisted, same run).
+
+    .venv/bin/python benchmarks/run.py                 # full run
+    .venv/bin/python benchmarks/run.py --quick         # a smaller, faster one
+
+Servers: chatd (twistd, flood control and send queue set high enough not to
+throttle the benchmark), the naive Twisted chat, and the Node.js chat when
+`node` is installed.  Everything runs on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from loadgen import fan_out  # noqa: E402
+
+CHATD_UNTHROTTLED = [
+    "--rate", "1000000", "--burst", "1000000", "--flood-queue", "1000000",
+    "--sendq", str(256 * 1024 * 1024), "--max-per-ip", "100000", "--login-timeout", "600", "--echo-port", "0",
+]
+
+SCENARIOS = {
+    "all send": dict(clients=100, senders=100, lines=200, size=64),
+    "20 of 500 send": dict(clients=500, senders=20, lines=200, size=64),
+    "latency": dict(clients=200, senders=10, lines=100, size=64, rate=20.0),
+}
+QUICK = {
+    "all send": dict(clients=30, senders=30, lines=50, size=64),
+    "20 of 500 send": dict(clients=100, senders=10, lines=50, size=64),
+    "latency": dict(clients=50, senders=5, lines=20, size=64, rate=20.0),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_commands(port: int) -> dict[str, list[str]]:
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    commands = {
+        "chatd": [twistd, "-n", "--pidfile=", "chatd", "--port", str(port), "--interface", "127.0.0.1", *CHATD_UNTHROTTLED],
+        "naive twisted": [sys.executable, str(HERE / "naive_twisted_chat.py"), str(port)],
+    }
+    if shutil.which("node"):
+        commands["node"] = ["node", str(HERE / "node_chat.js"), str(port)]
+    return commands
+
+
+def start(command: list[str], port: int) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.05)  # a polled readiness check: these baselines print nothing we wait on
+    process.kill()
+    raise RuntimeError(f"{command[0]} did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(name: str, command: list[str], port: int, scenario: dict) -> dict:
+    process = start(command, port)
+    try:
+        cpu = cpu_seconds(process.pid)
+        result = fan_out(port, **scenario)
+        return {
+            "server": name,
+            "deliveries_per_second": result.deliveries_per_second,
+            "p50_ms": result.percentile(0.5), "p90_ms": result.percentile(0.9),
+            "p99_ms": result.percentile(0.99), "max_ms": result.percentile(1.0),
+            "lost": result.lost, "duplicated": result.duplicated, "reordered": result.reordered,
+            "server_cpu_seconds": cpu_seconds(process.pid) - cpu,
+            "server_rss_mib": rss_mib(process.pid),
+            "generator_cpu_seconds": result.generator_cpu_seconds,
+            "seconds": result.seconds,
+        }
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller scenarios")
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--results", default=str(HERE / "results.json"))
+    args = parser.parse_args()
+    scenarios = QUICK if args.quick else SCENARIOS
+    runs: list[dict] = []
+    for repetition in range(args.repetitions):
+        for scenario_name, scenario in scenarios.items():
+            port = free_port()
+            for server, command in server_commands(port).items():  # interleaved: every server in each round
+                run = measure(server, command, port, scenario)
+                run.update(scenario=scenario_name, repetition=repetition)
+                runs.append(run)
+                print(f"  {scenario_name:>15} {server:>14}: {run['deliveries_per_second'] / 1e6:6.3f} M/s "
+                      f"p99 {run['p99_ms']:7.2f} ms  lost {run['lost']} dup {run['duplicated']} "
+                      f"reord {run['reordered']}  server cpu {run['server_cpu_seconds']:.2f} s, "
+                      f"generator cpu {run['generator_cpu_seconds']:.2f} s", flush=True)
+    Path(args.results).write_text(json.dumps({"scenarios": scenarios, "runs": runs}, indent=1))
+    print_table(scenarios, runs)
+
+
+def print_table(scenarios: dict, runs: list[dict]) -> None:
+    servers = list(dict.fromkeys(run["server"] for run in runs))
+
+    def median(scenario: str, server: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs if run["scenario"] == scenario and run["server"] == server)
+
+    print()
+    print("| scenario | " + " | ".join(servers) + " | chatd / naive twisted |")
+    print("|---|" + "---|" * (len(servers) + 1))
+    for scenario in scenarios:
+        key, unit, scale = ("p99_ms", "ms p99", 1) if scenario == "latency" else ("deliveries_per_second", "M deliveries/s", 1e6)
+        values = [median(scenario, server, key) / scale for server in servers]
+        ratio = values[0] / values[1] if values[1] else float("nan")
+        print(f"| {scenario} ({unit}) | " + " | ".join(f"{value:.3f}" for value in values) + f" | {ratio:.2f}x |")
+    correct = all(run["lost"] == run["duplicated"] == run["reordered"] == 0 for run in runs)
+    print(f"\ncorrectness (every run: no loss, no duplicate, no reordering): {'yes' if correct else 'NO'}")
+    if not correct:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
