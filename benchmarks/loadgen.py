@@ -14,12 +14,14 @@ regular expression, and the generator's own CPU time reported.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import resource
 import selectors
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 LINE = re.compile(rb"<c(\d+)> m \d+ (\d+) (\d+) ")
 LATENCY_SAMPLE_EVERY = 8
@@ -87,18 +89,70 @@ def fan_out(
     size: int = 64,
     rate: float | None = None,
     timeout: float = 120.0,
+    processes: int = 1,
 ) -> Result:
-    """Run one fan-out scenario against a chat server on 127.0.0.1:port."""
+    """
+    Run one fan-out scenario against a chat server on 127.0.0.1:port, with
+    the clients spread over `processes` generator processes (client i in
+    process i % processes), which log in, wait for each other, then start.
+    """
+    if processes <= 1:
+        return _run_clients(port, list(range(clients)), clients, senders, lines, size, rate, timeout, None)
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(processes), context.Queue()
+    workers = [
+        context.Process(
+            target=_worker,
+            args=(results, port, list(range(worker, clients, processes)), clients, senders, lines, size, rate, timeout, barrier),
+        )
+        for worker in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    parts = [results.get(timeout=timeout + 60) for _ in workers]
+    for worker in workers:
+        worker.join(10)
+    return Result(
+        deliveries=sum(part.deliveries for part in parts),
+        expected=sum(part.expected for part in parts),
+        lost=sum(part.lost for part in parts),
+        duplicated=sum(part.duplicated for part in parts),
+        reordered=sum(part.reordered for part in parts),
+        seconds=max(part.seconds for part in parts),
+        latencies_ms=[latency for part in parts for latency in part.latencies_ms],
+        generator_cpu_seconds=sum(part.generator_cpu_seconds for part in parts),
+    )
+
+
+
+def _worker(results: Any, *args: Any) -> None:
+    results.put(_run_clients(*args))
+
+
+def _run_clients(
+    port: int,
+    indices: list[int],
+    clients: int,
+    senders: int,
+    lines: int,
+    size: int,
+    rate: float | None,
+    timeout: float,
+    barrier: Any,
+) -> Result:
+    """The clients with these indices; the first `senders` indices of all clients send."""
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    everyone = [_connect(port, index) for index in range(clients)]
+    everyone = [_connect(port, index) for index in indices]
     _login(everyone)
+    if barrier is not None:
+        barrier.wait()
     selector = selectors.DefaultSelector()
     for client in everyone:
         selector.register(client.sock, selectors.EVENT_READ, client)
-    talkers = everyone[:senders]
+    talkers = [client for client in everyone if client.index < senders]
     for client in talkers:
         client.to_send = lines
-    expected = senders * lines * (clients - 1)
+    expected = sum((senders - (1 if client.index < senders else 0)) * lines for client in everyone)
     latencies: list[float] = []
     deliveries = lost = duplicated = reordered = 0
     start = time.monotonic()

@@ -89,11 +89,11 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def measure(name: str, command: list[str], port: int, scenario: dict) -> dict:
+def measure(name: str, command: list[str], port: int, scenario: dict, processes: int) -> dict:
     process = start(command, port)
     try:
         cpu = cpu_seconds(process.pid)
-        result = fan_out(port, **scenario)
+        result = fan_out(port, processes=processes, **scenario)
         return {
             "server": name,
             "deliveries_per_second": result.deliveries_per_second,
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller scenarios")
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--results", default=str(HERE / "results.json"))
+    parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     args = parser.parse_args()
     scenarios = QUICK if args.quick else SCENARIOS
     runs: list[dict] = []
@@ -122,7 +123,7 @@ def main() -> None:
         for scenario_name, scenario in scenarios.items():
             port = free_port()
             for server, command in server_commands(port).items():  # interleaved: every server in each round
-                run = measure(server, command, port, scenario)
+                run = measure(server, command, port, scenario, args.processes)
                 run.update(scenario=scenario_name, repetition=repetition)
                 runs.append(run)
                 print(f"  {scenario_name:>15} {server:>14}: {run['deliveries_per_second'] / 1e6:6.3f} M/s "

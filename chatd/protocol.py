@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from chatd import render
 from chatd.commands import Charset, parse_line
-from chatd.flow import FloodGate, SendQueue
+from chatd.flow import FloodGate, Flusher, SendQueue
 from chatd.limits import ConnectionLimits
 from chatd.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
 from chatd.listening import format_address
@@ -107,7 +107,9 @@ class ChatProtocol(TelnetServer):
         self._admitted = True
         self.factory.opened(self)
         settings = self._settings
-        self._send_queue = SendQueue(self.transport, settings.send_queue_bytes, self._send_queue_exceeded)
+        self._send_queue = SendQueue(
+            self.transport, settings.send_queue_bytes, self._send_queue_exceeded, self.factory.flusher
+        )
         self._flood_gate = FloodGate(
             self.factory.clock, settings.rate_lines_per_second, settings.rate_burst_lines,
             settings.flood_queue_lines, self._line_received, self.transport.pauseProducing,
@@ -148,6 +150,8 @@ class ChatProtocol(TelnetServer):
         except Exception:
             log.failure("error handling input from {peer}; closing", peer=_show(self.peer))
             self.transport.abortConnection()
+        # Everything this read made for anyone goes out as one write each.
+        self.factory.flusher.flush()
 
     def readConnectionLost(self) -> None:
         """
@@ -287,8 +291,13 @@ class ChatFactory(Factory):
     clock: IReactorTime
     limits: ConnectionLimits = field(factory=lambda: ConnectionLimits(10_000, 32))
     connections: set[ChatProtocol] = field(factory=set)
+    flusher: Flusher = field(default=None)
     _all_closed: Deferred[None] | None = None
     noisy = False  # no "Starting factory" log lines
+
+    def __attrs_post_init__(self) -> None:
+        if self.flusher is None:
+            self.flusher = Flusher(self.clock)
 
     def buildProtocol(self, addr: IAddress) -> ChatProtocol:
         return ChatProtocol(self, addr)

@@ -3,7 +3,7 @@
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from chatd.flow import FloodGate, SendQueue
+from chatd.flow import FloodGate, Flusher, SendQueue
 
 
 class Events:
@@ -70,7 +70,10 @@ def test_stop_lets_nothing_more_through():
 
 def queue(max_bytes=10):
     transport, overflows = StringTransport(), []
-    return SendQueue(transport, max_bytes, lambda: overflows.append(True)), transport, overflows
+    flusher = Flusher(Clock())
+    send = SendQueue(transport, max_bytes, lambda: overflows.append(True), flusher)
+    send.flusher = flusher
+    return send, transport, overflows
 
 
 def test_send_queue_writes_through_until_the_transport_pauses_it():
@@ -78,6 +81,7 @@ def test_send_queue_writes_through_until_the_transport_pauses_it():
     send, transport, overflows = queue()
     assert transport.producer is send and transport.streaming
     send.write(b"one ")
+    send.flusher.flush()
     send.pauseProducing()
     send.write(b"two ")
     send.write(b"three")
@@ -109,3 +113,16 @@ def test_closing_flushes_and_unregisters():
     send.close()
     assert transport.value() == b"bye"
     assert transport.producer is None
+
+
+def test_writes_in_one_turn_reach_the_transport_as_one_write():
+    """Coalescing: many messages written before the flush go out in one transport write, in order."""
+    clock, transport, writes = Clock(), StringTransport(), []
+    original = transport.write
+    transport.write = lambda data: (writes.append(data), original(data))
+    send = SendQueue(transport, 1 << 20, lambda: None, Flusher(clock))
+    for index in range(5):
+        send.write(b"%d " % index)
+    assert writes == []
+    clock.advance(0)  # the turn ends
+    assert writes == [b"0 1 2 3 4 "]

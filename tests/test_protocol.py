@@ -33,6 +33,8 @@ class Client:
         self.protocol.dataReceived(data)
 
     def take(self) -> bytes:
+        """What the client has been sent, once the reactor turn has ended (output is flushed per turn)."""
+        self.protocol.factory.flusher.flush()
         data = self.transport.value()
         self.transport.clear()
         return data
