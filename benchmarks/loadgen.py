@@ -212,3 +212,23 @@ def _run_clients(
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     return Result(deliveries, expected, lost + max(0, missing - lost), duplicated, reordered, seconds, latencies, cpu)
+
+
+def idle_connections(port: int, count: int, rss_kib: Any) -> float:
+    """
+    Log in `count` clients that then stay idle, and return the server's
+    resident memory per connection in KiB (`rss_kib()` reads the server's).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 256)), hard))
+    before = rss_kib()
+    clients: list[Client] = []
+    try:
+        for start in range(0, count, 250):  # connect and log in a batch at a time
+            batch = [_connect(port, index) for index in range(start, min(count, start + 250))]
+            _login(batch)
+            clients += batch
+        return (rss_kib() - before) / count
+    finally:
+        for client in clients:
+            client.sock.close()

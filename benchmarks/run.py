@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from loadgen import fan_out  # noqa: E402
+from loadgen import fan_out, idle_connections  # noqa: E402
 
 CHATD_UNTHROTTLED = [
     "--rate", "1000000", "--burst", "1000000", "--flood-queue", "1000000",
@@ -39,6 +39,9 @@ SCENARIOS = {
     "20 of 500 send": dict(clients=500, senders=20, lines=200, size=64),
     "latency": dict(clients=200, senders=10, lines=100, size=64, rate=20.0),
 }
+IDLE_CONNECTIONS = 5000
+QUICK_IDLE_CONNECTIONS = 500
+
 QUICK = {
     "all send": dict(clients=30, senders=30, lines=50, size=64),
     "20 of 500 send": dict(clients=100, senders=10, lines=50, size=64),
@@ -82,11 +85,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mib(pid: int) -> float:
+def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+            return int(line.split()[1])
+    return 0
+
+
+def rss_mib(pid: int) -> float:
+    return rss_kib(pid) / 1024
+
+
+def measure_idle(name: str, command: list[str], port: int, count: int) -> dict:
+    process = start(command, port)
+    try:
+        per_connection = idle_connections(port, count, lambda: rss_kib(process.pid))
+        return {"server": name, "kib_per_connection": per_connection, "connections": count,
+                "lost": 0, "duplicated": 0, "reordered": 0}
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def measure(name: str, command: list[str], port: int, scenario: dict, processes: int) -> dict:
@@ -130,6 +148,14 @@ def main() -> None:
                       f"p99 {run['p99_ms']:7.2f} ms  lost {run['lost']} dup {run['duplicated']} "
                       f"reord {run['reordered']}  server cpu {run['server_cpu_seconds']:.2f} s, "
                       f"generator cpu {run['generator_cpu_seconds']:.2f} s", flush=True)
+        port = free_port()
+        idle = QUICK_IDLE_CONNECTIONS if args.quick else IDLE_CONNECTIONS
+        for server, command in server_commands(port).items():
+            run = measure_idle(server, command, port, idle)
+            run.update(scenario="idle memory", repetition=repetition)
+            runs.append(run)
+            print(f"  {'idle memory':>15} {server:>14}: {run['kib_per_connection']:.2f} KiB per connection "
+                  f"({idle} logged in)", flush=True)
     Path(args.results).write_text(json.dumps({"scenarios": scenarios, "runs": runs}, indent=1))
     print_table(scenarios, runs)
 
@@ -143,8 +169,13 @@ def print_table(scenarios: dict, runs: list[dict]) -> None:
     print()
     print("| scenario | " + " | ".join(servers) + " | chatd / naive twisted |")
     print("|---|" + "---|" * (len(servers) + 1))
-    for scenario in scenarios:
-        key, unit, scale = ("p99_ms", "ms p99", 1) if scenario == "latency" else ("deliveries_per_second", "M deliveries/s", 1e6)
+    for scenario in [*scenarios, "idle memory"]:
+        if scenario == "latency":
+            key, unit, scale = "p99_ms", "ms p99", 1
+        elif scenario == "idle memory":
+            key, unit, scale = "kib_per_connection", "KiB per idle connection", 1
+        else:
+            key, unit, scale = "deliveries_per_second", "M deliveries/s", 1e6
         values = [median(scenario, server, key) / scale for server in servers]
         ratio = values[0] / values[1] if values[1] else float("nan")
         print(f"| {scenario} ({unit}) | " + " | ".join(f"{value:.3f}" for value in values) + f" | {ratio:.2f}x |")
