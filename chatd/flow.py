@@ -62,6 +62,9 @@ class Flusher:
 class SendQueue:
     """What is on its way to one connection, bounded."""
 
+    __slots__ = ("_transport", "max_bytes", "_overflowed", "_flusher", "_pending", "pending_bytes",
+                 "_scheduled", "_paused", "_closed")
+
     def __init__(self, transport: Any, max_bytes: int, overflowed: Callable[[], None], flusher: Flusher) -> None:
         self._transport = transport
         self.max_bytes = max_bytes
@@ -123,6 +126,9 @@ class SendQueue:
 class FloodGate:
     """Lets a user's lines through at `rate` a second (bursts of `burst`), queueing the rest."""
 
+    __slots__ = ("_clock", "_bucket", "max_queued", "_handle", "_pause_reading", "_resume_reading",
+                 "_queued", "_release", "reading_paused", "_drained")
+
     def __init__(
         self,
         clock: IReactorTime,
@@ -139,13 +145,19 @@ class FloodGate:
         self._handle = handle
         self._pause_reading = pause_reading
         self._resume_reading = resume_reading
-        self.queued: deque[str] = deque()
+        self._queued: deque[str] | None = None  # made when first needed: most users never flood
         self._release: IDelayedCall | None = None
         self.reading_paused = False
         self._drained: Callable[[], None] | None = None
 
+    @property
+    def queued(self) -> deque[str]:
+        if self._queued is None:
+            self._queued = deque()
+        return self._queued
+
     def line(self, text: str) -> None:
-        if not self.queued and self._bucket.take(self._clock.seconds()):
+        if not self._queued and self._bucket.take(self._clock.seconds()):
             self._handle(text)
             return
         self.queued.append(text)
@@ -156,14 +168,14 @@ class FloodGate:
 
     def when_drained(self, then: Callable[[], None]) -> None:
         """Call `then` once every queued line has been let through (at once if none is queued)."""
-        if self.queued:
+        if self._queued:
             self._drained = then
         else:
             then()
 
     def stop(self) -> None:
         """The connection is gone: nothing more is let through."""
-        self.queued.clear()
+        self._queued = None
         self._drained = None
         if self._release is not None and self._release.active():
             self._release.cancel()
@@ -175,12 +187,13 @@ class FloodGate:
     def _let_through(self) -> None:
         self._release = None
         now = self._clock.seconds()
-        while self.queued and self._bucket.take(now):
-            self._handle(self.queued.popleft())
-        if self.reading_paused and len(self.queued) < self.max_queued:
+        queued = self.queued
+        while queued and self._bucket.take(now):
+            self._handle(queued.popleft())
+        if self.reading_paused and len(queued) < self.max_queued:
             self.reading_paused = False
             self._resume_reading()
-        if self.queued:
+        if queued:
             self._schedule()
         elif self._drained is not None:
             drained, self._drained = self._drained, None

@@ -55,6 +55,8 @@ Item = Echo | Line | LineTooLong | Undecodable
 class LineEditor:
     """The line a user is typing, and the rules for ending it."""
 
+    __slots__ = ("max_line_bytes", "echo", "_pieces", "_line_bytes", "_discarding", "charset", "_decoder")
+
     def __init__(self, max_line_bytes: int, charset: str) -> None:
         self.max_line_bytes = max_line_bytes
         self.echo = False

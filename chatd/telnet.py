@@ -73,8 +73,14 @@ class TelnetServer(Telnet):
     bytes in `applicationDataReceived` and hear about echo in `echo_changed`.
     """
 
+    # Twisted's Telnet.__init__ builds two dicts and four bound methods for
+    # every connection; with thousands of idle users that adds up, so the
+    # commands are dispatched from one table for the class instead.
+    negotiationMap: dict[bytes, object] = {}  # no subnegotiation is handled (read-only)
+    _COMMANDS = {WILL: Telnet.telnet_WILL, WONT: Telnet.telnet_WONT, DO: Telnet.telnet_DO, DONT: Telnet.telnet_DONT}
+
     def __init__(self) -> None:
-        super().__init__()
+        self.options: dict[bytes, object] = {}
         self.echoing = False
         self._state = _DATA
         self._verb = b""
@@ -83,6 +89,13 @@ class TelnetServer(Telnet):
 
     def echo_changed(self, echoing: bool) -> None:
         """The client turned server-side echo on or off."""
+
+    def commandReceived(self, command: bytes, argument: bytes | None) -> None:
+        handler = self._COMMANDS.get(command)
+        if handler is None:
+            self.unhandledCommand(command, argument)
+        else:
+            handler(self, argument)
 
     # -- option policy (called by Twisted's negotiation state machine)
 

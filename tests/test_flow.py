@@ -72,16 +72,15 @@ def queue(max_bytes=10):
     transport, overflows = StringTransport(), []
     flusher = Flusher(Clock())
     send = SendQueue(transport, max_bytes, lambda: overflows.append(True), flusher)
-    send.flusher = flusher
-    return send, transport, overflows
+    return send, transport, overflows, flusher
 
 
 def test_send_queue_writes_through_until_the_transport_pauses_it():
     """While the transport keeps up, writes go straight to it; while paused they wait, then flow in order."""
-    send, transport, overflows = queue()
+    send, transport, overflows, flusher = queue()
     assert transport.producer is send and transport.streaming
     send.write(b"one ")
-    send.flusher.flush()
+    flusher.flush()
     send.pauseProducing()
     send.write(b"two ")
     send.write(b"three")
@@ -93,7 +92,7 @@ def test_send_queue_writes_through_until_the_transport_pauses_it():
 
 def test_send_queue_overflow_drops_the_queue_and_reports_once():
     """More than max_bytes waiting: the overflow callback, once; later writes go nowhere."""
-    send, transport, overflows = queue(max_bytes=10)
+    send, transport, overflows, _ = queue(max_bytes=10)
     send.pauseProducing()
     send.write(b"123456")
     send.write(b"7890")
@@ -107,7 +106,7 @@ def test_send_queue_overflow_drops_the_queue_and_reports_once():
 
 def test_closing_flushes_and_unregisters():
     """close() hands what waits to the transport and unregisters, so loseConnection can finish."""
-    send, transport, _ = queue()
+    send, transport, _, _ = queue()
     send.pauseProducing()
     send.write(b"bye")
     send.close()
