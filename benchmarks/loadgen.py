@@ -232,3 +232,29 @@ def idle_connections(port: int, count: int, rss_kib: Any) -> float:
     finally:
         for client in clients:
             client.sock.close()
+
+
+def udp_echo(port: int, seconds: float = 3.0, in_flight: int = 64, size: int = 64) -> float:
+    """Echoes per second from a UDP echo server on 127.0.0.1:port, `in_flight` datagrams outstanding."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.connect(("127.0.0.1", port))
+    sock.settimeout(1.0)
+    payload = b"e" * size
+    for _ in range(in_flight):
+        sock.send(payload)
+    echoes = 0
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            try:
+                sock.recv(2048)
+            except socket.timeout:
+                for _ in range(in_flight):  # a datagram was lost: refill the window
+                    sock.send(payload)
+                continue
+            echoes += 1
+            sock.send(payload)
+    finally:
+        sock.close()
+    return echoes / seconds

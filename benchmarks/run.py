@@ -20,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from loadgen import fan_out, idle_connections  # noqa: E402
+from loadgen import fan_out, idle_connections, udp_echo  # noqa: E402
 
 CHATD_UNTHROTTLED = [
     "--rate", "1000000", "--burst", "1000000", "--flood-queue", "1000000",
@@ -64,6 +65,49 @@ def server_commands(port: int) -> dict[str, list[str]]:
     if shutil.which("node"):
         commands["node"] = ["node", str(HERE / "node_chat.js"), str(port)]
     return commands
+
+
+def echo_commands(port: int, build: Path) -> dict[str, list[str]]:
+    """chatd's echo service (rate limit raised for the benchmark) and, with a C compiler, the C echo."""
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    commands = {
+        "chatd": [twistd, "-n", "--pidfile=", "chatd", "--port", "0", "--interface", "127.0.0.1",
+                  "--echo-port", str(port), "--echo-rate", "1000000"],
+    }
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler:
+        binary = build / "udp_echo"
+        if not binary.exists():
+            subprocess.run([compiler, "-O2", "-o", str(binary), str(HERE / "c" / "udp_echo.c")], check=True)
+        commands["C"] = [str(binary), str(port)]
+    return commands
+
+
+def start_udp(command: list[str], port: int) -> subprocess.Popen:
+    """Start a UDP echo server and wait until it echoes."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.1)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            probe.sendto(b"ping", ("127.0.0.1", port))
+            try:
+                probe.recvfrom(64)
+                return process
+            except OSError:
+                continue  # not listening yet: the probe timed out or was refused
+    process.kill()
+    raise RuntimeError(f"{command[0]} did not echo")
+
+
+def measure_echo(name: str, command: list[str], port: int, seconds: float) -> dict:
+    process = start_udp(command, port)
+    try:
+        return {"server": name, "echoes_per_second": udp_echo(port, seconds), "lost": 0, "duplicated": 0, "reordered": 0}
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def start(command: list[str], port: int) -> subprocess.Popen:
@@ -156,29 +200,42 @@ def main() -> None:
             runs.append(run)
             print(f"  {'idle memory':>15} {server:>14}: {run['kib_per_connection']:.2f} KiB per connection "
                   f"({idle} logged in)", flush=True)
+        port = free_port()
+        build = Path(tempfile.gettempdir()) / "chatd-benchmarks"
+        build.mkdir(exist_ok=True)
+        for server, command in echo_commands(port, build).items():
+            run = measure_echo(server, command, port, 1.0 if args.quick else 3.0)
+            run.update(scenario="udp echo", repetition=repetition)
+            runs.append(run)
+            print(f"  {'udp echo':>15} {server:>14}: {run['echoes_per_second'] / 1e3:.1f} k echoes/s", flush=True)
     Path(args.results).write_text(json.dumps({"scenarios": scenarios, "runs": runs}, indent=1))
     print_table(scenarios, runs)
 
 
 def print_table(scenarios: dict, runs: list[dict]) -> None:
-    servers = list(dict.fromkeys(run["server"] for run in runs))
+    servers = list(dict.fromkeys(run["server"] for run in runs))  # chatd first
 
     def median(scenario: str, server: str, key: str) -> float:
         return statistics.median(run[key] for run in runs if run["scenario"] == scenario and run["server"] == server)
 
     print()
-    print("| scenario | " + " | ".join(servers) + " | chatd / naive twisted |")
+    print("| scenario | " + " | ".join(servers) + " | chatd / baseline |")
     print("|---|" + "---|" * (len(servers) + 1))
-    for scenario in [*scenarios, "idle memory"]:
+    for scenario in [*scenarios, "idle memory", "udp echo"]:
         if scenario == "latency":
             key, unit, scale = "p99_ms", "ms p99", 1
         elif scenario == "idle memory":
             key, unit, scale = "kib_per_connection", "KiB per idle connection", 1
+        elif scenario == "udp echo":
+            key, unit, scale = "echoes_per_second", "k echoes/s", 1e3
         else:
             key, unit, scale = "deliveries_per_second", "M deliveries/s", 1e6
-        values = [median(scenario, server, key) / scale for server in servers]
-        ratio = values[0] / values[1] if values[1] else float("nan")
-        print(f"| {scenario} ({unit}) | " + " | ".join(f"{value:.3f}" for value in values) + f" | {ratio:.2f}x |")
+        present = [server for server in servers if any(r["scenario"] == scenario and r["server"] == server for r in runs)]
+        values = {server: median(scenario, server, key) / scale for server in present}
+        cells = " | ".join(f"{values[server]:.3f}" if server in values else "-" for server in servers)
+        baseline = "C" if scenario == "udp echo" else "naive twisted"
+        ratio = values["chatd"] / values[baseline] if values.get(baseline) else float("nan")
+        print(f"| {scenario} ({unit}) | {cells} | {ratio:.2f}x vs {baseline} |")
     correct = all(run["lost"] == run["duplicated"] == run["reordered"] == 0 for run in runs)
     print(f"\ncorrectness (every run: no loss, no duplicate, no reordering): {'yes' if correct else 'NO'}")
     if not correct:

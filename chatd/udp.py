@@ -68,14 +68,17 @@ class Destination:
 
     @property
     def is_unicast_to_us(self) -> bool:
-        address = ipaddress.ip_address(self.address)
-        if getattr(address, "ipv4_mapped", None) is not None:
-            address = address.ipv4_mapped  # type: ignore[union-attr]
-        if address.is_multicast or str(address) == "255.255.255.255":
+        # String tests rather than ipaddress objects: this runs for every datagram.
+        address = self.address.lower()
+        if address.startswith("::ffff:") and "." in address:
+            address = address[7:]  # an IPv4 datagram on a dual-stack socket
+        if ":" in address:
+            return not address.startswith("ff")  # IPv6 has no broadcast; ff00::/8 is multicast
+        if address == "255.255.255.255" or 224 <= int(address.split(".", 1)[0]) <= 239:
             return False
         # For a subnet broadcast (192.0.2.255), the destination differs from
         # the local address of the interface it arrived on.
-        return self.local is None or self.local == str(address)
+        return self.local is None or self.local == address
 
 
 def destination_of(ancillary: list[tuple[int, int, bytes]]) -> Destination | None:
@@ -172,6 +175,10 @@ class EchoProtocol(DatagramProtocol):
     def __init__(self, rate: float, clock: IReactorTime) -> None:
         self._limiter = RateLimiter(rate, 2 * rate, clock)
         self.drops = DropLog("echo", clock)
+        self._own_port = 0
+
+    def startProtocol(self) -> None:
+        self._own_port = self.transport.getHost().port  # once, not per datagram
 
     def datagramReceived(self, data: bytes, source: tuple[str, int]) -> None:
         # Only reached through a plain UDP port, which cannot tell the destination.
@@ -182,7 +189,7 @@ class EchoProtocol(DatagramProtocol):
         reason = None
         if port < 1024:
             reason = "from a privileged port"
-        elif port == self.transport.getHost().port:
+        elif port == self._own_port:
             reason = "from an echo port"
         elif destination is not None and not destination.is_unicast_to_us:
             reason = "sent to a broadcast or multicast address"
