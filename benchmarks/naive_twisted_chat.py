@@ -31,7 +31,7 @@ class Chat(LineReceiver):
             self.sendLine(b"*** Hello " + line + b"!")
             return
         message = b"<" + self.name + b"> " + line
-        for name, user in self.users.items():
+        for user in self.users.values():
             if user is not self:
                 user.sendLine(message)
 

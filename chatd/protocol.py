@@ -11,6 +11,7 @@ the connection, not to the room.
 
 from __future__ import annotations
 
+import attrs
 from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
@@ -291,13 +292,9 @@ class ChatFactory(Factory):
     clock: IReactorTime
     limits: ConnectionLimits = field(factory=lambda: ConnectionLimits(10_000, 32))
     connections: set[ChatProtocol] = field(factory=set)
-    flusher: Flusher = field(default=None)
+    flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock), takes_self=True))
     _all_closed: Deferred[None] | None = None
     noisy = False  # no "Starting factory" log lines
-
-    def __attrs_post_init__(self) -> None:
-        if self.flusher is None:
-            self.flusher = Flusher(self.clock)
 
     def buildProtocol(self, addr: IAddress) -> ChatProtocol:
         return ChatProtocol(self, addr)

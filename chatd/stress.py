@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -115,9 +116,6 @@ class WellBehaved(ChatClient):
 
 
 class Flooder(ChatClient):
-    def lineReceived(self, line: bytes) -> None:
-        super().lineReceived(line)
-
     def flood(self, reactor: Any) -> None:
         self._burst = b"".join(b"flood %d\r\n" % index for index in range(200))
         self._loop = task.LoopingCall(self._write)
@@ -335,8 +333,6 @@ def main(argv: list[str] | None = None) -> None:
     except usage.UsageError as problem:
         sys.stderr.write(f"chatd.stress: {problem}\n")
         raise SystemExit(2) from None
-
-    import tempfile
 
     def go(reactor: Any) -> Any:
         workdir = Path(tempfile.mkdtemp(prefix="chatd-stress-"))
