@@ -32,6 +32,8 @@ class FakeDatagramTransport:
             raise self.error
         self.written.append((data, addr))
 
+    reply = write  # DestinationAwarePort.reply, which the echo service uses
+
     def getHost(self):
         return IPv4Address("UDP", "0.0.0.0", self.port)
 
