@@ -27,8 +27,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
 
 from loadgen import fan_out, idle_connections, udp_echo  # noqa: E402
+
+from chatd.stress import rss_kib  # noqa: E402
 
 CHATD_UNTHROTTLED = [
     "--rate", "1000000", "--burst", "1000000", "--flood-queue", "1000000",
@@ -83,10 +86,15 @@ def echo_commands(port: int, build: Path) -> dict[str, list[str]]:
     return commands
 
 
+def spawn(command: list[str]) -> subprocess.Popen:
+    """A server process running this checkout's chatd, its output discarded."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def start_udp(command: list[str], port: int) -> subprocess.Popen:
     """Start a UDP echo server and wait until it echoes."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = spawn(command)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.settimeout(0.1)
         deadline = time.monotonic() + 20
@@ -111,8 +119,7 @@ def measure_echo(name: str, command: list[str], port: int, seconds: float) -> di
 
 
 def start(command: list[str], port: int) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = spawn(command)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -127,13 +134,6 @@ def start(command: list[str], port: int) -> subprocess.Popen:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def rss_mib(pid: int) -> float:

@@ -46,11 +46,6 @@ def clean(text: str) -> str:
     return _CONTROL.sub("", text.replace("\t", " "))
 
 
-def is_clean(text: str) -> bool:
-    """True if `text` holds nothing that `clean` would remove or change."""
-    return clean(text) == text
-
-
 class NicknameError(ValueError):
     """A nickname that breaks the rules; str() is the reason a user sees."""
 

@@ -8,12 +8,13 @@ control character, and that the server's memory stays bounded.
 
 import re
 import socket
-from pathlib import Path
 
 import pytest
 from chatd_process import ChatdProcess, LineClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from chatd.stress import rss_kib
 
 # Control characters other than the CR LF that ends each line.
 CONTROL = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
@@ -32,13 +33,6 @@ hostile = st.lists(
     ),
     max_size=40,
 ).map(b"".join)
-
-
-def rss_kib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 @pytest.fixture(scope="module")
@@ -92,5 +86,7 @@ def test_hostile_bytes_never_break_the_server_nor_reach_another_screen(live, dat
 def test_memory_stayed_bounded(live):
     """After every example, the server's resident memory grew by less than 64 MiB."""
     check_screen(live["watcher"])
-    grown = rss_kib(live["pid"]) - live["rss_before"]
+    now = rss_kib(live["pid"])
+    assert now > 0 and live["rss_before"] > 0, "could not read the server's RSS"
+    grown = now - live["rss_before"]
     assert grown < 64 * 1024, f"server RSS grew by {grown} KiB"
