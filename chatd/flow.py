@@ -1,7 +1,7 @@
 """
 Per-connection flow control, in both directions.
 
-Out: `SendQueue`, flushed by a `Flusher` once per reactor turn.  A slow reader (a phone on bad Wi-Fi, a client that never
+Out: `SendQueue`, flushed by a `Flusher` at the end of each reactor turn.  A slow reader (a phone on bad Wi-Fi, a client that never
 reads) must not slow anyone else nor grow memory without bound.  While the
 transport's own buffer is full, Twisted pauses us (we are its streaming
 producer); what is delivered meanwhile waits in our queue, up to a limit.
@@ -17,34 +17,48 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
 
 from chatd.limits import TokenBucket
 
+if TYPE_CHECKING:
+    from chatd.room import Room
+
 
 class Flusher:
     """
-    Hands each connection's output to its transport once per reactor turn.
+    The end of each reactor turn: the room's held public messages are
+    delivered, then each connection's output is handed to its transport.
 
-    Fan-out is the hot path: while one read is handled, a connection may be
-    sent many messages, and one transport write of all of them costs far
-    less than one write each.  No latency is added: Twisted sends on the
-    next poll either way.
+    Fan-out is the hot path: in one turn a connection may be sent many
+    messages from many reads, and one delivery and one transport write of
+    all of them cost far less than one each.  No latency is added: Twisted
+    sends on the next poll either way, and this runs just before it.
     """
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, room: Room | None = None) -> None:
         self._clock = clock
+        self._room = room
         self._dirty: list[SendQueue] = []
         self._call: IDelayedCall | None = None
 
+    def hold_room(self) -> None:
+        """Hold the room's public messages until the end of this turn."""
+        if self._room is not None and not self._room.held:
+            self._room.hold()
+            self._at_end_of_turn()
+
     def schedule(self, queue: SendQueue) -> None:
+        """`queue` has output to hand over at the end of this turn."""
         self._dirty.append(queue)
+        self._at_end_of_turn()
+
+    def _at_end_of_turn(self) -> None:
         if self._call is None:
-            # For output made outside a read (a timer, a shutdown); a read
-            # flushes at its end, before this runs.
+            # Delayed calls due now run right after this turn's reads.
             self._call = self._clock.callLater(0, self.flush)
 
     def flush(self) -> None:
@@ -52,6 +66,8 @@ class Flusher:
             if self._call.active():
                 self._call.cancel()
             self._call = None
+        if self._room is not None and self._room.held:
+            self._room.release()
         while self._dirty:
             dirty, self._dirty = self._dirty, []
             for queue in dirty:

@@ -144,6 +144,9 @@ class ChatProtocol(TelnetServer):
                 return
         if self._idle_timer is not None:
             self._idle_timer.reset(self._settings.idle_timeout_seconds)
+        # What the room makes of this turn's reads reaches each member as one
+        # delivery and one write, at the end of the turn.
+        self.factory.flusher.hold_room()
         # Whatever goes wrong with one connection's input stays with that
         # connection: it is logged and this connection closed, the rest go on.
         try:
@@ -151,8 +154,6 @@ class ChatProtocol(TelnetServer):
         except Exception:
             log.failure("error handling input from {peer}; closing", peer=_show(self.peer))
             self.transport.abortConnection()
-        # Everything this read made for anyone goes out as one write each.
-        self.factory.flusher.flush()
 
     def readConnectionLost(self) -> None:
         """
@@ -244,6 +245,7 @@ class ChatProtocol(TelnetServer):
             self._joined()
 
     def _set_charset(self, name: str | None) -> None:
+        self._room.publish()  # what the room has for this user goes in the charset they had
         if name is None:
             self._tell(render.charset_shown(self.charset))
             return
@@ -256,6 +258,7 @@ class ChatProtocol(TelnetServer):
         self._tell(render.charset_is(charset))
 
     def _tell(self, line: str) -> None:
+        self._room.publish()  # what the room has for this user comes first
         self.deliver(Outgoing.line(line))
 
     # -- IMember, from the room
@@ -292,7 +295,7 @@ class ChatFactory(Factory):
     clock: IReactorTime
     limits: ConnectionLimits = field(factory=lambda: ConnectionLimits(10_000, 32))
     connections: set[ChatProtocol] = field(factory=set)
-    flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock), takes_self=True))
+    flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.room), takes_self=True))
     _all_closed: Deferred[None] | None = None
     noisy = False  # no "Starting factory" log lines
 

@@ -5,6 +5,15 @@ The room never sees a transport: it reaches each connection through
 `IMember` (deliver some lines, disconnect), so it can be tested with fakes and
 later shared across processes.  It is driven by three calls from a
 connection: `arrive`, `handle(command)` and `depart`.
+
+Fan-out is the hot path: one line in, a line out to every member.  While
+the room is held (chatd holds it from the first read of a reactor turn to
+the turn's end), public messages are rendered at once but delivered together
+on `release`: each member gets one `Outgoing` holding all of them, so the
+work per member is per turn, not per message.  Anything else delivered to a
+member (a reply, a private message) and every change of membership first
+delivers what is waiting, so each member sees everything in the order it
+happened.
 """
 
 from __future__ import annotations
@@ -62,6 +71,11 @@ class Room:
     _member_by_skeleton: dict[str, IMember] = field(init=False, default=Factory(dict))
     # When each member last renamed (the most recent RENAMES_PER_WINDOW times).
     _renamed_at: dict[IMember, list[float]] = field(init=False, default=Factory(dict))
+    # Public messages waiting to be delivered, each with the member it is not for.
+    _pending: list[tuple[Outgoing, IMember | None]] = field(init=False, default=Factory(list))
+    held: bool = field(init=False, default=False)
+    # While delivering, a member dropped by a failed delivery leaves after the round.
+    _publishing: bool = field(init=False, default=False)
 
     # -- queries
 
@@ -93,6 +107,7 @@ class Room:
 
     def depart(self, member: IMember, reason: str) -> None:
         """The connection is gone (or going); it may never have joined."""
+        self.publish()
         self._present.discard(member)
         if self.moderation is not None:
             self.moderation.forget(member)
@@ -207,6 +222,7 @@ class Room:
         member.disconnect(reason)
 
     def _join(self, member: IMember, wanted: str) -> None:
+        self.publish()  # what was said before this member joined is not for them
         try:
             nick = self._available_nickname(wanted, member)
         except NicknameError as refusal:
@@ -259,6 +275,7 @@ class Room:
             self._reply(member, render.error(f"no such nick: {to_nick}"))
             return
         recipient_nick = self._nick_of[recipient]
+        self.publish()
         self._deliver_isolated(recipient, Outgoing.line(render.private_to_recipient(nick, text)))
         self._reply(member, render.private_to_sender(recipient_nick, text))
 
@@ -268,18 +285,55 @@ class Room:
 
     # -- fan-out
 
+    def hold(self) -> None:
+        """Keep public messages waiting until `release`."""
+        self.held = True
+
+    def release(self) -> None:
+        """Stop holding, and deliver what waits."""
+        self.held = False
+        self.publish()
+
+    def publish(self) -> None:
+        """Deliver the public messages that are waiting, each member's in one `Outgoing`."""
+        if self._publishing:
+            return  # the loop below gets to what was added meanwhile
+        self._publishing = True
+        try:
+            while self._pending:
+                pending, self._pending = self._pending, []
+                self._fan_out(pending)
+        finally:
+            self._publishing = False
+
     def _reply(self, member: IMember, *lines: str) -> None:
         """Lines for the member whose command is being handled."""
+        self.publish()
         member.deliver(Outgoing(lines))
 
     def _broadcast(self, happened: Event, exclude: IMember | None = None) -> None:
         """Record `happened`, render it once and deliver it to every member but `exclude`."""
         self._record(happened)
-        outgoing = Outgoing.line(render.event(happened))
+        self._pending.append((Outgoing.line(render.event(happened)), exclude))
+        if not self.held:
+            self.publish()
+
+    def _fan_out(self, pending: list[tuple[Outgoing, IMember | None]]) -> None:
+        if len(pending) == 1:
+            everyone, excluded = pending[0][0], {pending[0][1]}
+        else:
+            everyone = Outgoing.joined([outgoing for outgoing, _ in pending])
+            excluded = {exclude for _, exclude in pending}
         for member in list(self._nick_of):
             # A member dropped by a failed delivery earlier in this loop is skipped.
-            if member is not exclude and member in self._nick_of:
-                self._deliver_isolated(member, outgoing)
+            if member not in self._nick_of:
+                continue
+            if member not in excluded:
+                self._deliver_isolated(member, everyone)
+                continue
+            theirs = [outgoing for outgoing, exclude in pending if exclude is not member]
+            if theirs:
+                self._deliver_isolated(member, Outgoing.joined(theirs))
 
     def _record(self, happened: Event) -> None:
         now = self.clock.seconds()

@@ -92,6 +92,15 @@ def test_charset_query_and_unknown_charset(factory):
     assert alice.take() == b"*** Charset is utf-8\r\n*** Error: unknown charset: klingon\r\n"
 
 
+def test_what_the_room_has_for_a_user_comes_before_what_their_connection_says_in_the_same_read(factory):
+    """One read renames, sends too long a line and switches to GBK: the rename notice first, in the old charset."""
+    alice = login(factory, "alice")
+    alice.take()
+    alice.send("/nick 张三\n".encode() + b"x" * 100 + b"\n/charset gbk\n")
+    assert alice.take() == "*** alice is now known as 张三\r\n".encode() + (
+        b"*** Error: line too long (max 64 bytes)\r\n*** Charset is now gbk\r\n")
+
+
 def test_charset_works_before_choosing_a_nickname(factory):
     """A GBK user can pick a Chinese nickname after /charset gbk."""
     client = Client(factory, 1)
@@ -361,6 +370,22 @@ def test_a_flooder_is_slowed_without_losing_a_line_and_reading_pauses():
     assert bob.take() == b"".join(b"<alice> msg %d\r\n" % index for index in range(19, 200))
 
 
+def test_reads_in_one_turn_reach_each_member_in_one_write(factory):
+    """Two users' lines in one reactor turn: each other user gets one write holding both, in order."""
+    alice, bob, carol = login(factory, "alice"), login(factory, "bob"), login(factory, "carol")
+    for client in (alice, bob, carol):
+        client.take()
+    writes = []
+    carol.transport.write = writes.append
+    alice.send(b"one\n")
+    bob.send(b"two\nthree\n")
+    assert writes == []
+    factory.clock.advance(0)  # the end of the turn: the flusher runs as a delayed call due now
+    assert writes == [b"<alice> one\r\n<bob> two\r\n<bob> three\r\n"]
+    assert alice.take() == b"<bob> two\r\n<bob> three\r\n"
+    assert bob.take() == b"<alice> one\r\n"
+
+
 def test_a_slow_reader_is_dropped_and_the_sender_is_not_slowed():
     """bob's transport is full and his queue passes --sendq: he leaves with 'Send queue exceeded'; alice and carol go on."""
     clock = Clock()
@@ -373,10 +398,10 @@ def test_a_slow_reader_is_dropped_and_the_sender_is_not_slowed():
     bob.protocol._send_queue.pauseProducing()  # as Twisted does when bob's socket buffer is full
     alice.send(b"x" * 200 + b"\n")
     alice.send(b"".join(b"%d\n" % index for index in range(200)))
+    lines = carol.take().split(b"\r\n")  # the end of the turn
     assert bob.transport.disconnected  # aborted, not flushed
-    lines = carol.take().split(b"\r\n")
     assert b"*** bob has left (Send queue exceeded)" in lines
-    assert lines[-2] == b"<alice> 199"
+    assert [line for line in lines if line.startswith(b"<alice> ")][1:] == [b"<alice> %d" % index for index in range(200)]
     assert not alice.transport.disconnecting
 
 

@@ -19,8 +19,10 @@ class FakeMember:
 
     def __init__(self, name, events, charset="utf-8", address="127.0.0.1"):
         self.name, self.events, self.charset, self.address = name, events, charset, address
+        self.deliveries = 0
 
     def deliver(self, outgoing):
+        self.deliveries += 1
         for line in outgoing.text.split("\r\n")[:-1]:
             self.events.append((self.name, line))
 
@@ -243,12 +245,88 @@ def test_a_broken_member_is_dropped_and_the_others_still_get_the_message(room, e
     assert events == [
         ("bob", "<alice> hello"),
         ("broken", "disconnect: delivery failed"),
+        ("carol", "<alice> hello"),  # the message is delivered to everyone before anyone hears broken left
         ("alice", "*** broken has left (Connection lost)"),
         ("bob", "*** broken has left (Connection lost)"),
         ("carol", "*** broken has left (Connection lost)"),
-        ("carol", "<alice> hello"),
     ]
     assert sorted(room.nicks()) == ["alice", "bob", "carol"]
+
+
+def test_held_public_messages_are_delivered_together_in_order(room, events):
+    """While held: nothing; on release, one delivery per member, in order, without their own lines."""
+    alice, bob, carol = joined(room, events, "alice", "bob", "carol")
+    before = (alice.deliveries, bob.deliveries, carol.deliveries)
+    room.hold()
+    room.handle(alice, Say("one"))
+    room.handle(bob, Say("two"))
+    room.handle(alice, Act("waves"))
+    assert events == []
+    room.release()
+    assert events == [
+        ("alice", "<bob> two"),
+        ("bob", "<alice> one"),
+        ("bob", "* alice waves"),
+        ("carol", "<alice> one"),
+        ("carol", "<bob> two"),
+        ("carol", "* alice waves"),
+    ]
+    assert (alice.deliveries, bob.deliveries, carol.deliveries) == tuple(count + 1 for count in before)
+
+
+def test_while_held_replies_and_membership_changes_keep_their_order(room, events):
+    """What was said comes before a reply, a private message, a join or a leave that happened after it."""
+    alice, bob = joined(room, events, "alice", "bob")
+    dave = arrived(room, events, "dave")
+    room.hold()
+    room.handle(alice, Say("before dave"))
+    room.handle(dave, Say("dave"))
+    room.handle(bob, List())
+    room.handle(dave, Say("before psst"))
+    room.handle(alice, Msg("bob", "psst"))
+    room.handle(dave, Say("before bob quits"))
+    room.handle(bob, Quit())
+    room.handle(alice, Say("after bob"))
+    room.release()
+    assert events == [
+        ("bob", "<alice> before dave"),
+        ("dave", "*** Hello dave! Type /help for commands."),
+        ("alice", "*** dave has joined (3 users online)"),
+        ("bob", "*** dave has joined (3 users online)"),
+        ("bob", "*** 3 users online: alice, bob, dave"),
+        ("alice", "<dave> before psst"),
+        ("bob", "<dave> before psst"),
+        ("bob", "*alice* psst"),
+        ("alice", "-> *bob* psst"),
+        ("alice", "<dave> before bob quits"),
+        ("bob", "<dave> before bob quits"),
+        ("alice", "*** bob has left (Quit)"),
+        ("dave", "*** bob has left (Quit)"),
+        ("bob", "*** Bye!"),
+        ("bob", "disconnect: quit"),
+        ("dave", "<alice> after bob"),
+    ]
+
+
+def test_a_member_broken_while_held_messages_are_delivered_leaves_after_them(room, events):
+    """A failing delivery of held messages: the others get all of them, then hear the member left."""
+    alice, bob = joined(room, events, "alice", "bob")
+    broken = BreakableMember("broken", events)
+    room.arrive(broken)
+    room.handle(broken, Say("broken"))
+    events.clear()
+    broken.broken = True
+    room.hold()
+    room.handle(alice, Say("one"))
+    room.handle(alice, Say("two"))
+    room.release()
+    assert events == [
+        ("bob", "<alice> one"),
+        ("bob", "<alice> two"),
+        ("broken", "disconnect: delivery failed"),
+        ("alice", "*** broken has left (Connection lost)"),
+        ("bob", "*** broken has left (Connection lost)"),
+    ]
 
 
 def test_renames_are_limited_to_three_a_minute(events):
