@@ -144,9 +144,6 @@ class ChatProtocol(TelnetServer):
                 return
         if self._idle_timer is not None:
             self._idle_timer.reset(self._settings.idle_timeout_seconds)
-        # What the room makes of this turn's reads reaches each member as one
-        # delivery and one write, at the end of the turn.
-        self.factory.flusher.hold_room()
         # Whatever goes wrong with one connection's input stays with that
         # connection: it is logged and this connection closed, the rest go on.
         try:
@@ -167,6 +164,7 @@ class ChatProtocol(TelnetServer):
         self._flood_gate.when_drained(self._end_of_input)
 
     def _end_of_input(self) -> None:
+        self.factory.flusher.hold_room()
         self._room.depart(self, "Quit")
         self.disconnect("end of input")
 
@@ -183,6 +181,7 @@ class ChatProtocol(TelnetServer):
         if self._admitted:
             self._admitted = False
             self.factory.limits.release(self._host)
+            self.factory.flusher.hold_room()  # many leaving in one turn: one delivery each to the rest
             self._room.depart(self, "Quit" if reason.check(ConnectionDone) else "Connection lost")
             self.factory.closed(self)
 
@@ -193,6 +192,7 @@ class ChatProtocol(TelnetServer):
         self.disconnect("login timeout")
 
     def _idle_timed_out(self) -> None:
+        self.factory.flusher.hold_room()
         self._room.depart(self, "Idle timeout")
         self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
         self.disconnect("idle timeout")
@@ -234,6 +234,9 @@ class ChatProtocol(TelnetServer):
     def _line_received(self, text: str) -> None:
         if self._closing:
             return
+        # What the room makes of this turn's lines reaches each member as one
+        # delivery and one write, at the end of the turn.
+        self.factory.flusher.hold_room()
         command = parse_line(clean(text))
         if command is None:
             return
@@ -245,7 +248,7 @@ class ChatProtocol(TelnetServer):
             self._joined()
 
     def _set_charset(self, name: str | None) -> None:
-        self._room.publish()  # what the room has for this user goes in the charset they had
+        self._room.catch_up(self)  # what the room has for this user goes in the charset they had
         if name is None:
             self._tell(render.charset_shown(self.charset))
             return
@@ -258,7 +261,7 @@ class ChatProtocol(TelnetServer):
         self._tell(render.charset_is(charset))
 
     def _tell(self, line: str) -> None:
-        self._room.publish()  # what the room has for this user comes first
+        self._room.catch_up(self)  # what the room has for this user comes first
         self.deliver(Outgoing.line(line))
 
     # -- IMember, from the room

@@ -8,12 +8,13 @@ connection: `arrive`, `handle(command)` and `depart`.
 
 Fan-out is the hot path: one line in, a line out to every member.  While
 the room is held (chatd holds it from the first read of a reactor turn to
-the turn's end), public messages are rendered at once but delivered together
-on `release`: each member gets one `Outgoing` holding all of them, so the
-work per member is per turn, not per message.  Anything else delivered to a
-member (a reply, a private message) and every change of membership first
-delivers what is waiting, so each member sees everything in the order it
-happened.
+the turn's end), public messages are rendered at once but delivered
+together on `release`: each member gets one `Outgoing` holding all of them,
+so the work per member is per turn, not per message.  Anything else
+delivered to a member (a reply, a private message, their departure) first
+catches that member up with what waits for them, and a member who joins
+mid-turn gets only what comes after, so each member sees everything in the
+order it happened, and no one's join or leave costs a delivery to everyone.
 """
 
 from __future__ import annotations
@@ -71,10 +72,12 @@ class Room:
     _member_by_skeleton: dict[str, IMember] = field(init=False, default=Factory(dict))
     # When each member last renamed (the most recent RENAMES_PER_WINDOW times).
     _renamed_at: dict[IMember, list[float]] = field(init=False, default=Factory(dict))
-    # Public messages waiting to be delivered, each with the member it is not for.
+    # Public messages waiting to be delivered, each with the member it is not for (its sender).
     _pending: list[tuple[Outgoing, IMember | None]] = field(init=False, default=Factory(list))
+    # Members whose share of _pending starts later than its start: joined or caught up since.
+    _caught_up: dict[IMember, int] = field(init=False, default=Factory(dict))
     held: bool = field(init=False, default=False)
-    # While delivering, a member dropped by a failed delivery leaves after the round.
+    # While delivering, what a dropped member's leaving adds waits for the next round.
     _publishing: bool = field(init=False, default=False)
 
     # -- queries
@@ -107,7 +110,7 @@ class Room:
 
     def depart(self, member: IMember, reason: str) -> None:
         """The connection is gone (or going); it may never have joined."""
-        self.publish()
+        self.catch_up(member)
         self._present.discard(member)
         if self.moderation is not None:
             self.moderation.forget(member)
@@ -222,13 +225,13 @@ class Room:
         member.disconnect(reason)
 
     def _join(self, member: IMember, wanted: str) -> None:
-        self.publish()  # what was said before this member joined is not for them
         try:
             nick = self._available_nickname(wanted, member)
         except NicknameError as refusal:
             self._reply(member, render.error(str(refusal)), render.choose_nickname())
             return
         self._nick_of[member] = nick
+        self._caught_up[member] = len(self._pending)  # what was said before they joined is not for them
         self._member_by_key[nickname_key(nick)] = member
         self._member_by_skeleton[nickname_skeleton(nick)] = member
         log.info("{nick} joined ({count} online)", nick=nick, count=self.count)
@@ -275,7 +278,7 @@ class Room:
             self._reply(member, render.error(f"no such nick: {to_nick}"))
             return
         recipient_nick = self._nick_of[recipient]
-        self.publish()
+        self.catch_up(recipient)
         self._deliver_isolated(recipient, Outgoing.line(render.private_to_recipient(nick, text)))
         self._reply(member, render.private_to_sender(recipient_nick, text))
 
@@ -301,14 +304,26 @@ class Room:
         self._publishing = True
         try:
             while self._pending:
-                pending, self._pending = self._pending, []
-                self._fan_out(pending)
+                pending, caught_up = self._pending, self._caught_up
+                self._pending, self._caught_up = [], {}
+                self._fan_out(pending, caught_up)
         finally:
             self._publishing = False
 
+    def catch_up(self, member: IMember) -> None:
+        """Deliver to `member` now what waits for them, so what comes next reaches them in order."""
+        if member not in self._nick_of:
+            return
+        start, end = self._caught_up.get(member, 0), len(self._pending)
+        if start < end:
+            self._caught_up[member] = end  # first: a failing delivery drops the member, who is then caught up
+            theirs = [outgoing for outgoing, sender in self._pending[start:] if sender is not member]
+            if theirs:
+                self._deliver_isolated(member, Outgoing.joined(theirs))
+
     def _reply(self, member: IMember, *lines: str) -> None:
         """Lines for the member whose command is being handled."""
-        self.publish()
+        self.catch_up(member)
         member.deliver(Outgoing(lines))
 
     def _broadcast(self, happened: Event, exclude: IMember | None = None) -> None:
@@ -318,20 +333,18 @@ class Room:
         if not self.held:
             self.publish()
 
-    def _fan_out(self, pending: list[tuple[Outgoing, IMember | None]]) -> None:
-        if len(pending) == 1:
-            everyone, excluded = pending[0][0], {pending[0][1]}
-        else:
-            everyone = Outgoing.joined([outgoing for outgoing, _ in pending])
-            excluded = {exclude for _, exclude in pending}
+    def _fan_out(self, pending: list[tuple[Outgoing, IMember | None]], caught_up: dict[IMember, int]) -> None:
+        everyone = Outgoing.joined([outgoing for outgoing, _ in pending])
+        senders = {sender for _, sender in pending}
         for member in list(self._nick_of):
             # A member dropped by a failed delivery earlier in this loop is skipped.
             if member not in self._nick_of:
                 continue
-            if member not in excluded:
+            start = caught_up.get(member, 0)
+            if not start and member not in senders:
                 self._deliver_isolated(member, everyone)
                 continue
-            theirs = [outgoing for outgoing, exclude in pending if exclude is not member]
+            theirs = [outgoing for outgoing, sender in pending[start:] if sender is not member]
             if theirs:
                 self._deliver_isolated(member, Outgoing.joined(theirs))
 
