@@ -147,6 +147,13 @@ def _probe_host(interface: str) -> str:
 ListenTCP = Callable[..., IListeningPort]
 
 
+# Connections the kernel holds for us before we accept them.  Twisted's
+# default, 50, makes a class logging in at once, or thousands of users
+# coming back after a network blip, wait for SYN retries (1 s, 3 s, ...).
+# Linux caps it at net.core.somaxconn (4096 since 5.4).
+LISTEN_BACKLOG = 1024
+
+
 class TCPBinding:
     """How to listen on a TCP port, and to check that a connection to it reaches us."""
 
@@ -159,7 +166,7 @@ class TCPBinding:
         self._gate = _SelfCheckingFactory(factory)
 
     def listen(self, port: int, interface: str) -> IListeningPort:
-        return self._listen_tcp(port, self._gate, interface=interface)
+        return self._listen_tcp(port, self._gate, backlog=LISTEN_BACKLOG, interface=interface)
 
     def is_own(self, listening: IListeningPort, host: str, timeout: float) -> bool:
         """

@@ -44,6 +44,9 @@ def free_port_run(count, host="127.0.0.1"):
             for port in range(first, first + count):
                 s = socket.socket()
                 held.append(s)
+                # As Twisted's listening sockets do: a port whose old
+                # connections are in TIME_WAIT (after a benchmark) is free.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((host, port))
             return first
         except OSError:

@@ -1,6 +1,9 @@
 """Port fallback, the self-check and the port file, on real loopback sockets (chatd.listening)."""
 
 import os
+import socket
+import struct
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -10,6 +13,7 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import globalLogPublisher
 
 from chatd.listening import (
+    LISTEN_BACKLOG,
     FallbackListener,
     FallbackSpecError,
     ListenError,
@@ -22,6 +26,18 @@ from chatd.listening import (
 
 class Factory(ServerFactory):
     protocol = Protocol
+
+
+def test_the_chat_port_queues_a_thousand_connections_before_they_are_accepted():
+    """The listening socket's backlog (Linux reports it in tcp_info) is ours, not Twisted's 50."""
+    listening = TCPBinding(reactor.listenTCP, Factory()).listen(0, "127.0.0.1")
+    try:
+        info = listening.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    finally:
+        listening.stopListening()
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    backlog = struct.unpack_from("I", info, 28)[0]  # tcpi_sacked: a listener's maximum accept queue
+    assert backlog == min(LISTEN_BACKLOG, somaxconn)
 
 
 @pytest.mark.parametrize(
@@ -142,13 +158,13 @@ def test_a_port_answered_by_another_program_counts_as_taken(log_lines):
     first = free_port_run(2)
     decoys = []
 
-    def deceptive_listen(port, factory, interface):
+    def deceptive_listen(port, factory, backlog, interface):
         if port == first:
-            decoy = reactor.listenTCP(0, factory, interface=interface)
+            decoy = reactor.listenTCP(0, factory, backlog=backlog, interface=interface)
             decoys.append(decoy)
             decoy.getHost = lambda: type(decoy.__class__.getHost(decoy))("TCP", interface, first)
             return decoy
-        return reactor.listenTCP(port, factory, interface=interface)
+        return reactor.listenTCP(port, factory, backlog=backlog, interface=interface)
 
     with occupied("127.0.0.1", first):
         listening = listen_with_fallback(TCPBinding(deceptive_listen, Factory()), "127.0.0.1", [first, first + 1], probe_timeout=0.3).port
