@@ -1,5 +1,8 @@
 """
-The load generator for chat fan-out benchmarks (loopback only, bounded).
+The load generators for chat fan-out benchmarks (loopback only, bounded):
+`CLoadGenerator` drives c/loadgen.c, which is fast enough not to be the
+limit; the functions below are the same generator in Python, used where
+there is no C compiler and by the test suite.
 
 N clients log in (first line: nickname, then wait for "*** Hello"); the
 first K of them each send M lines of B bytes, as fast as the server takes
@@ -14,13 +17,17 @@ regular expression, and the generator's own CPU time reported.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import re
 import resource
 import selectors
+import shutil
 import socket
+import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 LINE = re.compile(rb"<c(\d+)> m \d+ (\d+) (\d+) ")
@@ -258,3 +265,74 @@ def udp_echo(port: int, seconds: float = 3.0, in_flight: int = 64, size: int = 6
     finally:
         sock.close()
     return echoes / seconds
+
+
+def compile_c(source: Path, build: Path) -> Path | None:
+    """`source` compiled into the directory `build` with the system's C compiler, or None without one."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    binary = build / source.stem
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        subprocess.run([compiler, "-O2", "-o", str(binary), str(source)], check=True)
+    return binary
+
+
+@dataclass
+class CLoadGenerator:
+    """c/loadgen.c: the same scenarios and checks as the Python generator, in C."""
+
+    binary: Path
+
+    def fan_out(self, port: int, clients: int, senders: int, lines: int, size: int = 64,
+                rate: float | None = None, timeout: float = 120.0, processes: int = 1) -> Result:
+        """Like `fan_out`: client i in process i % processes; all log in, then all start together."""
+        workers = [
+            subprocess.Popen(
+                [str(self.binary), "chat", str(port), str(clients), str(senders), str(lines), str(size),
+                 str(rate or 0), str(timeout), str(worker), str(processes)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for worker in range(processes)
+        ]
+        try:
+            for worker in workers:  # every one logged in
+                if worker.stdout.readline().strip() != "ready":
+                    raise RuntimeError("the C load generator failed to log in")
+            for worker in workers:
+                worker.stdin.write("go\n")
+                worker.stdin.flush()
+            parts = [json.loads(worker.communicate(timeout=timeout + 60)[0]) for worker in workers]
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
+        return Result(
+            deliveries=sum(part["deliveries"] for part in parts),
+            expected=sum(part["expected"] for part in parts),
+            lost=sum(part["lost"] for part in parts),
+            duplicated=sum(part["duplicated"] for part in parts),
+            reordered=sum(part["reordered"] for part in parts),
+            seconds=max(part["seconds"] for part in parts),
+            latencies_ms=[latency for part in parts for latency in part["latencies_ms"]],
+            generator_cpu_seconds=sum(part["generator_cpu_seconds"] for part in parts),
+        )
+
+    def idle_connections(self, port: int, count: int, rss_kib: Any) -> float:
+        """Like `idle_connections`."""
+        before = rss_kib()
+        holder = subprocess.Popen([str(self.binary), "idle", str(port), str(count)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            if holder.stdout.readline().strip() != "ready":
+                raise RuntimeError("the C load generator failed to log in")
+            return (rss_kib() - before) / count
+        finally:
+            holder.stdin.close()  # it lets go of its connections and ends
+            holder.wait(30)
+
+    def udp_echo(self, port: int, seconds: float = 3.0, in_flight: int = 64, size: int = 64) -> float:
+        """Like `udp_echo`."""
+        finished = subprocess.run([str(self.binary), "udp", str(port), str(seconds), str(in_flight), str(size)],
+                                  capture_output=True, text=True, check=True, timeout=seconds + 30)
+        return float(finished.stdout)

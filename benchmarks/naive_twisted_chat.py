@@ -45,6 +45,9 @@ class ChatFactory(protocol.Factory):
 
 
 if __name__ == "__main__":
-    port = reactor.listenTCP(int(sys.argv[1]), ChatFactory(), interface="127.0.0.1")
+    # The one change from the documentation's style: a backlog of 1024 (as
+    # chatd and the C server have), so logging in 10 000 clients does not
+    # wait on SYN retries.  It changes nothing that is measured.
+    port = reactor.listenTCP(int(sys.argv[1]), ChatFactory(), backlog=1024, interface="127.0.0.1")
     print(f"listening on {port.getHost().port}", flush=True)
     reactor.run()

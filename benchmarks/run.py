@@ -1,13 +1,15 @@
 """
 Run the fan-out benchmarks against chatd and the baselines, interleaved, and
-print a table of medians and ratios (chatd / naive Twisted, same run).
+print a table of medians, ratios (same run) and the targets.
 
     .venv/bin/python benchmarks/run.py                 # full run
     .venv/bin/python benchmarks/run.py --quick         # a smaller, faster one
 
 Servers: chatd (twistd, flood control and send queue set high enough not to
-throttle the benchmark), the naive Twisted chat, and the Node.js chat when
-`node` is installed.  Everything runs on 127.0.0.1 and stops by itself.
+throttle the benchmark), the naive Twisted chat, the minimal C chat when
+there is a C compiler, and the Node.js chat when `node` is installed.  The
+load comes from c/loadgen.c (the Python generator without a C compiler, or
+with --python-generator).  Everything runs on 127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
@@ -23,19 +25,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-from loadgen import fan_out, idle_connections, udp_echo  # noqa: E402
+import loadgen as python_generator  # noqa: E402
+from loadgen import CLoadGenerator, compile_c  # noqa: E402
 
 from chatd.stress import rss_kib  # noqa: E402
 
 CHATD_UNTHROTTLED = [
-    "--rate", "1000000", "--burst", "1000000", "--flood-queue", "1000000",
-    "--sendq", str(256 * 1024 * 1024), "--max-per-ip", "100000", "--login-timeout", "600", "--echo-port", "0",
+    "--rate", "1000000", "--burst", "1000000", "--flood-queue", "1000000", "--sendq", str(256 * 1024 * 1024),
+    "--max-per-ip", "100000", "--max-clients", "100000", "--login-timeout", "600", "--echo-port", "0",
 ]
 
 SCENARIOS = {
@@ -43,15 +47,23 @@ SCENARIOS = {
     "20 of 500 send": dict(clients=500, senders=20, lines=200, size=64),
     "latency": dict(clients=200, senders=10, lines=100, size=64, rate=20.0),
 }
-IDLE_CONNECTIONS = 5000
-QUICK_IDLE_CONNECTIONS = 500
+IDLE_CONNECTIONS = 10_000
 
 QUICK = {
     "all send": dict(clients=30, senders=30, lines=50, size=64),
     "20 of 500 send": dict(clients=100, senders=10, lines=50, size=64),
     "latency": dict(clients=50, senders=5, lines=20, size=64, rate=20.0),
 }
+QUICK_IDLE_CONNECTIONS = 500
 
+# The issue's targets: (baseline, comparison, value) for chatd's median.
+TARGETS = {
+    "all send": ("naive twisted", ">=", 4.0),
+    "20 of 500 send": ("naive twisted", ">=", 4.0),
+    "latency": ("C", "<=", 1.5),
+    "idle memory": (None, "<=", 4.0),
+    "udp echo": ("C", ">=", 0.9),
+}
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -59,12 +71,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def server_commands(port: int) -> dict[str, list[str]]:
+def server_commands(port: int, build: Path) -> dict[str, list[str]]:
     twistd = str(Path(sys.executable).with_name("twistd"))
     commands = {
         "chatd": [twistd, "-n", "--pidfile=", "chatd", "--port", str(port), "--interface", "127.0.0.1", *CHATD_UNTHROTTLED],
         "naive twisted": [sys.executable, str(HERE / "naive_twisted_chat.py"), str(port)],
     }
+    c_chat = compile_c(HERE / "c" / "chat_server.c", build)
+    if c_chat:
+        commands["C"] = [str(c_chat), str(port)]
     if shutil.which("node"):
         commands["node"] = ["node", str(HERE / "node_chat.js"), str(port)]
     return commands
@@ -77,12 +92,9 @@ def echo_commands(port: int, build: Path) -> dict[str, list[str]]:
         "chatd": [twistd, "-n", "--pidfile=", "chatd", "--port", "0", "--interface", "127.0.0.1",
                   "--echo-port", str(port), "--echo-rate", "1000000"],
     }
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler:
-        binary = build / "udp_echo"
-        if not binary.exists():
-            subprocess.run([compiler, "-O2", "-o", str(binary), str(HERE / "c" / "udp_echo.c")], check=True)
-        commands["C"] = [str(binary), str(port)]
+    c_echo = compile_c(HERE / "c" / "udp_echo.c", build)
+    if c_echo:
+        commands["C"] = [str(c_echo), str(port)]
     return commands
 
 
@@ -109,10 +121,11 @@ def start_udp(command: list[str], port: int) -> subprocess.Popen:
     raise RuntimeError(f"{command[0]} did not echo")
 
 
-def measure_echo(name: str, command: list[str], port: int, seconds: float) -> dict:
+def measure_echo(generator: Any, name: str, command: list[str], port: int, seconds: float) -> dict:
     process = start_udp(command, port)
     try:
-        return {"server": name, "echoes_per_second": udp_echo(port, seconds), "lost": 0, "duplicated": 0, "reordered": 0}
+        return {"server": name, "echoes_per_second": generator.udp_echo(port, seconds),
+                "lost": 0, "duplicated": 0, "reordered": 0}
     finally:
         process.terminate()
         process.wait(10)
@@ -140,10 +153,10 @@ def rss_mib(pid: int) -> float:
     return rss_kib(pid) / 1024
 
 
-def measure_idle(name: str, command: list[str], port: int, count: int) -> dict:
+def measure_idle(generator: Any, name: str, command: list[str], port: int, count: int) -> dict:
     process = start(command, port)
     try:
-        per_connection = idle_connections(port, count, lambda: rss_kib(process.pid))
+        per_connection = generator.idle_connections(port, count, lambda: rss_kib(process.pid))
         return {"server": name, "kib_per_connection": per_connection, "connections": count,
                 "lost": 0, "duplicated": 0, "reordered": 0}
     finally:
@@ -151,11 +164,11 @@ def measure_idle(name: str, command: list[str], port: int, count: int) -> dict:
         process.wait(10)
 
 
-def measure(name: str, command: list[str], port: int, scenario: dict, processes: int) -> dict:
+def measure(generator: Any, name: str, command: list[str], port: int, scenario: dict, processes: int) -> dict:
     process = start(command, port)
     try:
         cpu = cpu_seconds(process.pid)
-        result = fan_out(port, processes=processes, **scenario)
+        result = generator.fan_out(port, processes=processes, **scenario)
         return {
             "server": name,
             "deliveries_per_second": result.deliveries_per_second,
@@ -177,38 +190,44 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller scenarios")
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--results", default=str(HERE / "results.json"))
-    parser.add_argument("--processes", type=int, default=2, help="load generator processes")
+    parser.add_argument("--processes", type=int, default=1, help="load generator processes")
+    parser.add_argument("--python-generator", action="store_true", help="use the Python load generator")
     args = parser.parse_args()
+    build = Path(tempfile.gettempdir()) / "chatd-benchmarks"
+    build.mkdir(exist_ok=True)
+    c_generator = None if args.python_generator else compile_c(HERE / "c" / "loadgen.c", build)
+    generator: Any = CLoadGenerator(c_generator) if c_generator else python_generator
+    print(f"load generator: {'C' if c_generator else 'Python'}, {args.processes} process(es)", flush=True)
     scenarios = QUICK if args.quick else SCENARIOS
     runs: list[dict] = []
     for repetition in range(args.repetitions):
         for scenario_name, scenario in scenarios.items():
             port = free_port()
-            for server, command in server_commands(port).items():  # interleaved: every server in each round
-                run = measure(server, command, port, scenario, args.processes)
+            for server, command in server_commands(port, build).items():  # interleaved: every server in each round
+                run = measure(generator, server, command, port, scenario, args.processes)
                 run.update(scenario=scenario_name, repetition=repetition)
                 runs.append(run)
                 print(f"  {scenario_name:>15} {server:>14}: {run['deliveries_per_second'] / 1e6:6.3f} M/s "
                       f"p99 {run['p99_ms']:7.2f} ms  lost {run['lost']} dup {run['duplicated']} "
                       f"reord {run['reordered']}  server cpu {run['server_cpu_seconds']:.2f} s, "
-                      f"generator cpu {run['generator_cpu_seconds']:.2f} s", flush=True)
+                      f"generator cpu {run['generator_cpu_seconds']:.2f} s in {run['seconds']:.2f} s", flush=True)
         port = free_port()
         idle = QUICK_IDLE_CONNECTIONS if args.quick else IDLE_CONNECTIONS
-        for server, command in server_commands(port).items():
-            run = measure_idle(server, command, port, idle)
+        for server, command in server_commands(port, build).items():
+            run = measure_idle(generator, server, command, port, idle)
             run.update(scenario="idle memory", repetition=repetition)
             runs.append(run)
             print(f"  {'idle memory':>15} {server:>14}: {run['kib_per_connection']:.2f} KiB per connection "
                   f"({idle} logged in)", flush=True)
         port = free_port()
-        build = Path(tempfile.gettempdir()) / "chatd-benchmarks"
-        build.mkdir(exist_ok=True)
         for server, command in echo_commands(port, build).items():
-            run = measure_echo(server, command, port, 1.0 if args.quick else 3.0)
+            run = measure_echo(generator, server, command, port, 1.0 if args.quick else 3.0)
             run.update(scenario="udp echo", repetition=repetition)
             runs.append(run)
             print(f"  {'udp echo':>15} {server:>14}: {run['echoes_per_second'] / 1e3:.1f} k echoes/s", flush=True)
-    Path(args.results).write_text(json.dumps({"scenarios": scenarios, "runs": runs}, indent=1))
+    Path(args.results).write_text(json.dumps(
+        {"generator": "C" if c_generator else "Python", "processes": args.processes,
+         "scenarios": scenarios, "idle_connections": idle, "runs": runs}, indent=1))
     print_table(scenarios, runs)
 
 
@@ -219,8 +238,8 @@ def print_table(scenarios: dict, runs: list[dict]) -> None:
         return statistics.median(run[key] for run in runs if run["scenario"] == scenario and run["server"] == server)
 
     print()
-    print("| scenario | " + " | ".join(servers) + " | chatd / baseline |")
-    print("|---|" + "---|" * (len(servers) + 1))
+    print("| scenario | " + " | ".join(servers) + " | chatd / naive | chatd / C | target | met |")
+    print("|---|" + "---|" * (len(servers) + 4))
     for scenario in [*scenarios, "idle memory", "udp echo"]:
         if scenario == "latency":
             key, unit, scale = "p99_ms", "ms p99", 1
@@ -233,9 +252,14 @@ def print_table(scenarios: dict, runs: list[dict]) -> None:
         present = [server for server in servers if any(r["scenario"] == scenario and r["server"] == server for r in runs)]
         values = {server: median(scenario, server, key) / scale for server in present}
         cells = " | ".join(f"{values[server]:.3f}" if server in values else "-" for server in servers)
-        baseline = "C" if scenario == "udp echo" else "naive twisted"
-        ratio = values["chatd"] / values[baseline] if values.get(baseline) else float("nan")
-        print(f"| {scenario} ({unit}) | {cells} | {ratio:.2f}x vs {baseline} |")
+        ratios = {baseline: values["chatd"] / values[baseline] if values.get(baseline) else None
+                  for baseline in ("naive twisted", "C")}
+        baseline, comparison, target = TARGETS[scenario]
+        measured = values["chatd"] if baseline is None else ratios[baseline]
+        met = "-" if measured is None else "yes" if (measured >= target if comparison == ">=" else measured <= target) else "NO"
+        goal = f"{comparison} {target:g} KiB" if baseline is None else f"{comparison} {target:g}x {baseline}"
+        shown = " | ".join("-" if ratio is None else f"{ratio:.2f}x" for ratio in ratios.values())
+        print(f"| {scenario} ({unit}) | {cells} | {shown} | {goal} | {met} |")
     correct = all(run["lost"] == run["duplicated"] == run["reordered"] == 0 for run in runs)
     print(f"\ncorrectness (every run: no loss, no duplicate, no reordering): {'yes' if correct else 'NO'}")
     if not correct:

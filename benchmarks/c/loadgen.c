@@ -1,0 +1,323 @@
+/* The benchmarks' C load generator (loopback only, bounded), the same
+ * protocol and checks as loadgen.py, written so that it is not the limit.
+ *
+ *   loadgen chat PORT CLIENTS SENDERS LINES SIZE RATE TIMEOUT FIRST STEP
+ *       Drive the clients FIRST, FIRST+STEP, ... below CLIENTS; clients with
+ *       an index below SENDERS send LINES lines of SIZE bytes each, as fast
+ *       as the server takes them (RATE 0) or at RATE lines/s.  Log in, print
+ *       "ready", wait for a line on stdin, run, print one JSON result line.
+ *   loadgen idle PORT CLIENTS
+ *       Log CLIENTS clients in, print "ready", hold them until stdin closes.
+ *   loadgen udp PORT SECONDS INFLIGHT SIZE
+ *       Keep INFLIGHT datagrams at a UDP echo server; print echoes/s.
+ *
+ * A client logs in by sending "cINDEX" and reading up to "*** Hello".  A
+ * sender's line is "m SENDER SEQ SENT_NS xxx...": every receiver checks that
+ * each sender's SEQ arrives exactly once and in order, and every 8th SEQ is a
+ * latency sample (CLOCK_MONOTONIC, which Python's time.monotonic_ns reads too).
+ * Lines that do not carry "<cN> m " (server notices) are skipped. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_SIZE (1 << 20)
+#define SAMPLE_EVERY 8
+#define LOGIN_BATCH 200
+
+typedef struct {
+    int fd, index;
+    char *partial;           /* an incomplete last line from the previous read */
+    size_t partial_length;
+    uint32_t *next_seq;      /* per sender */
+    char *out;               /* a sender's unsent bytes */
+    size_t out_start, out_end, out_capacity;
+    long sent, to_send;
+} client_t;
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void die(const char *what) { perror(what); exit(2); }
+
+static void raise_fd_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
+static struct sockaddr_in loopback(int port) {
+    struct sockaddr_in address = {0};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return address;
+}
+
+/* Connect and log in clients [0, count) of `clients`, a batch at a time so
+ * the server's accept backlog never overflows. */
+static void log_in(client_t *clients, int count, int port) {
+    struct sockaddr_in address = loopback(port);
+    char *buffer = malloc(65536);
+    for (int start = 0; start < count; start += LOGIN_BATCH) {
+        int end = start + LOGIN_BATCH < count ? start + LOGIN_BATCH : count;
+        for (int i = start; i < end; i++) {
+            client_t *c = &clients[i];
+            c->fd = socket(AF_INET, SOCK_STREAM, 0);
+            if (c->fd < 0) die("socket");
+            if (connect(c->fd, (struct sockaddr *)&address, sizeof address) < 0) die("connect");
+            int one = 1;
+            setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            char nick[32];
+            int length = snprintf(nick, sizeof nick, "c%d\r\n", c->index);
+            if (write(c->fd, nick, length) != length) die("write nickname");
+        }
+        for (int i = start; i < end; i++) {
+            client_t *c = &clients[i];
+            size_t have = 0;
+            char *hello = NULL;
+            while (!(hello && memchr(hello, '\n', buffer + have - hello))) {
+                ssize_t got = read(c->fd, buffer + have, 65535 - have);
+                if (got <= 0) { fprintf(stderr, "client %d: closed during login\n", c->index); exit(2); }
+                have += got;
+                buffer[have] = 0;
+                hello = strstr(buffer, "*** Hello");
+            }
+            char *rest = (char *)memchr(hello, '\n', buffer + have - hello) + 1;
+            c->partial_length = buffer + have - rest;
+            c->partial = malloc(c->partial_length + 1);
+            memcpy(c->partial, rest, c->partial_length);
+        }
+    }
+    free(buffer);
+}
+
+static void wait_for_go(void) {
+    printf("ready\n");
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin)) exit(0);
+}
+
+static int idle(int port, int count) {
+    client_t *clients = calloc(count, sizeof *clients);
+    for (int i = 0; i < count; i++) clients[i].index = i;
+    log_in(clients, count, port);
+    printf("ready\n");
+    fflush(stdout);
+    char line[16];
+    while (fgets(line, sizeof line, stdin)) {}
+    return 0;
+}
+
+static void make_lines(client_t *c, long count, int size) {
+    if (c->out_start > 0) {  /* move the unsent bytes to the front */
+        memmove(c->out, c->out + c->out_start, c->out_end - c->out_start);
+        c->out_end -= c->out_start;
+        c->out_start = 0;
+    }
+    size_t need = c->out_end + (size_t)count * (size + 64);
+    if (need > c->out_capacity) {
+        c->out_capacity = need * 2;
+        c->out = realloc(c->out, c->out_capacity);
+    }
+    int64_t sent_ns = now_ns();
+    for (long i = 0; i < count; i++) {
+        int length = snprintf(c->out + c->out_end, 64, "m %d %ld %lld ", c->index, c->sent, (long long)sent_ns);
+        int padding = size - 2 - length;
+        if (padding < 1) padding = 1;
+        memset(c->out + c->out_end + length, 'x', padding);
+        c->out_end += length + padding;
+        c->out[c->out_end++] = '\r';
+        c->out[c->out_end++] = '\n';
+        c->sent++;
+    }
+}
+
+static long parse_number(const char **cursor, const char *end) {
+    long value = 0;
+    const char *p = *cursor;
+    while (p < end && *p >= '0' && *p <= '9') value = value * 10 + (*p++ - '0');
+    *cursor = p;
+    return value;
+}
+
+typedef struct {
+    long deliveries, lost, duplicated, reordered;
+    double *latencies;
+    size_t latency_count, latency_capacity;
+} tally_t;
+
+/* Check every complete line in [data, end) for client c; return where the incomplete rest begins. */
+static const char *check_lines(client_t *c, const char *data, const char *end, int senders, tally_t *tally) {
+    int64_t arrived = now_ns();
+    for (;;) {
+        const char *newline = memchr(data, '\n', end - data);
+        if (!newline) return data;
+        const char *p = data;
+        data = newline + 1;
+        if (newline - p < 6 || p[0] != '<' || p[1] != 'c') continue;
+        p += 2;
+        long sender = parse_number(&p, newline);
+        if (newline - p < 4 || memcmp(p, "> m ", 4) != 0 || sender >= senders) continue;
+        p += 4;
+        parse_number(&p, newline);  /* the sender again */
+        p++;
+        long seq = parse_number(&p, newline);
+        p++;
+        int64_t sent_ns = parse_number(&p, newline);
+        uint32_t want = c->next_seq[sender];
+        if (seq == want) {
+            c->next_seq[sender] = seq + 1;
+        } else if (seq > want) {
+            tally->lost += seq - want;
+            c->next_seq[sender] = seq + 1;
+        } else {
+            tally->duplicated++;
+            tally->reordered++;
+        }
+        tally->deliveries++;
+        if (seq % SAMPLE_EVERY == 0) {
+            if (tally->latency_count == tally->latency_capacity) {
+                tally->latency_capacity = tally->latency_capacity ? tally->latency_capacity * 2 : 65536;
+                tally->latencies = realloc(tally->latencies, tally->latency_capacity * sizeof(double));
+            }
+            tally->latencies[tally->latency_count++] = (arrived - sent_ns) / 1e6;
+        }
+    }
+}
+
+static double cpu_seconds(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
+
+static int chat(int port, int total, int senders, long lines, int size, double rate, double timeout, int first, int step) {
+    double cpu_before = cpu_seconds();
+    int count = first < total ? (total - first + step - 1) / step : 0;
+    client_t *clients = calloc(count, sizeof *clients);
+    for (int i = 0; i < count; i++) {
+        clients[i].index = first + i * step;
+        clients[i].next_seq = calloc(senders ? senders : 1, sizeof(uint32_t));
+        if (clients[i].index < senders) clients[i].to_send = lines;
+    }
+    log_in(clients, count, port);
+    int epoll = epoll_create1(0);
+    long expected = 0;
+    int talkers = 0;
+    for (int i = 0; i < count; i++) {
+        struct epoll_event event = {.events = EPOLLIN, .data.ptr = &clients[i]};
+        if (epoll_ctl(epoll, EPOLL_CTL_ADD, clients[i].fd, &event) < 0) die("epoll_ctl");
+        int sends = clients[i].index < senders;
+        expected += (long)(senders - sends) * lines;
+        talkers += sends;
+    }
+    client_t **talking = calloc(talkers ? talkers : 1, sizeof *talking);
+    for (int i = 0, t = 0; i < count; i++)
+        if (clients[i].to_send) talking[t++] = &clients[i];
+    tally_t tally = {0};
+    char *buffer = malloc(READ_SIZE);
+    struct epoll_event events[256];
+    wait_for_go();
+    double start = now_seconds(), deadline = start + timeout;
+    while (tally.deliveries < expected && now_seconds() < deadline) {
+        int pending = 0;
+        double now = now_seconds();
+        for (int t = 0; t < talkers; t++) {
+            client_t *c = talking[t];
+            if (c->sent < c->to_send && c->out_end - c->out_start < 65536) {
+                long due = c->to_send - c->sent;
+                if (rate > 0) {
+                    long allowed = (long)((now - start) * rate) + 1 - c->sent;
+                    if (allowed < due) due = allowed;
+                }
+                if (due > 256) due = 256;
+                if (due > 0) make_lines(c, due, size);
+            }
+            if (c->out_end > c->out_start) {
+                ssize_t written = send(c->fd, c->out + c->out_start, c->out_end - c->out_start, MSG_DONTWAIT);
+                if (written > 0) c->out_start += written;
+                else if (written < 0 && errno != EAGAIN) die("send");
+                pending |= c->out_end > c->out_start || (rate == 0 && c->sent < c->to_send);
+            }
+        }
+        int ready = epoll_wait(epoll, events, 256, pending ? 0 : 1);
+        for (int e = 0; e < ready; e++) {
+            client_t *c = events[e].data.ptr;
+            memcpy(buffer, c->partial, c->partial_length);
+            ssize_t got = recv(c->fd, buffer + c->partial_length, READ_SIZE - c->partial_length, MSG_DONTWAIT);
+            if (got < 0 && errno == EAGAIN) continue;
+            if (got <= 0) { fprintf(stderr, "server closed client %d\n", c->index); exit(2); }
+            const char *end = buffer + c->partial_length + got;
+            const char *rest = check_lines(c, buffer, end, senders, &tally);
+            c->partial_length = end - rest;
+            c->partial = realloc(c->partial, c->partial_length + 1);
+            memcpy(c->partial, rest, c->partial_length);
+        }
+    }
+    double seconds = now_seconds() - start;
+    for (int i = 0; i < count; i++) close(clients[i].fd);
+    long missing = expected - tally.deliveries;
+    long lost = tally.lost + (missing > tally.lost ? missing - tally.lost : 0);
+    printf("{\"deliveries\": %ld, \"expected\": %ld, \"lost\": %ld, \"duplicated\": %ld, \"reordered\": %ld, "
+           "\"seconds\": %.6f, \"generator_cpu_seconds\": %.6f, \"latencies_ms\": [",
+           tally.deliveries, expected, lost, tally.duplicated, tally.reordered, seconds, cpu_seconds() - cpu_before);
+    for (size_t i = 0; i < tally.latency_count; i++) printf(i ? ",%.4f" : "%.4f", tally.latencies[i]);
+    printf("]}\n");
+    return 0;
+}
+
+static int udp(int port, double seconds, int in_flight, int size) {
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in address = loopback(port);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&address, sizeof address) < 0) die("udp connect");
+    struct timeval wait = {0, 200000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    char payload[65536], reply[65536];
+    memset(payload, 'e', size);
+    for (int i = 0; i < in_flight; i++) send(fd, payload, size, 0);
+    long echoes = 0;
+    double end = now_seconds() + seconds;
+    while (now_seconds() < end) {
+        if (recv(fd, reply, sizeof reply, 0) < 0) {
+            for (int i = 0; i < in_flight; i++) send(fd, payload, size, 0);  /* lost: refill the window */
+            continue;
+        }
+        echoes++;
+        send(fd, payload, size, 0);
+    }
+    printf("%.1f\n", echoes / seconds);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    raise_fd_limit();
+    if (argc == 11 && strcmp(argv[1], "chat") == 0)
+        return chat(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atoi(argv[6]), atof(argv[7]),
+                    atof(argv[8]), atoi(argv[9]), atoi(argv[10]));
+    if (argc == 4 && strcmp(argv[1], "idle") == 0) return idle(atoi(argv[2]), atoi(argv[3]));
+    if (argc == 6 && strcmp(argv[1], "udp") == 0) return udp(atoi(argv[2]), atof(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    fprintf(stderr, "usage: see the comment at the top of loadgen.c\n");
+    return 2;
+}
