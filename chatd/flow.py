@@ -136,7 +136,39 @@ class SendQueue:
 
     def _hand_over(self) -> None:
         pending, self._pending, self.pending_bytes = self._pending, [], 0
-        self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        rest = send_at_once(self._transport, pending[0] if len(pending) == 1 else b"".join(pending))
+        if rest:
+            self._transport.write(rest)
+
+
+def send_at_once(transport: Any, data: bytes) -> bytes:
+    """
+    Send what the socket takes now, if `transport` has nothing waiting to
+    be sent; return the rest, for `transport.write`.
+
+    Twisted's write buffers the data, asks epoll to watch the socket and
+    sends on the next poll: three system calls and a trip through the poll
+    loop per connection per turn, which is most of fan-out latency.  While
+    its buffer is empty nothing can be overtaken, so one send() does it.
+    The buffer is Twisted's own (FileDescriptor's dataBuffer and
+    _tempDataLen); a transport without them, or without a socket, just gets
+    `write`.  A send that fails leaves the data to `write`, and Twisted
+    meets the same error and closes the connection its usual way.
+    """
+    sock = getattr(transport, "socket", None)
+    if (
+        sock is None
+        or not getattr(transport, "connected", False)
+        or getattr(transport, "dataBuffer", True)
+        or getattr(transport, "_tempDataLen", True)
+        or getattr(transport, "_writeDisconnected", True)
+    ):
+        return data
+    try:
+        sent = sock.send(data)
+    except OSError:  # EAGAIN: the socket buffer is full; anything else: Twisted will see it too
+        return data
+    return data[sent:]
 
 
 class FloodGate:

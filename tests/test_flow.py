@@ -1,7 +1,15 @@
-"""Flow control in both directions, with a fake clock (chatd.flow)."""
+"""Flow control in both directions, with a fake clock, and output on a real socket (chatd.flow)."""
 
+import socket
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.internet.threads import deferToThread
 
 from chatd.flow import FloodGate, Flusher, SendQueue
 
@@ -125,3 +133,39 @@ def test_writes_in_one_turn_reach_the_transport_as_one_write():
     assert writes == []
     clock.advance(0)  # the turn ends
     assert writes == [b"0 1 2 3 4 "]
+
+
+class _Server(Protocol):
+    """Hands its connection, once made, to the test."""
+
+    def connectionMade(self):
+        self.factory.connected.callback(self)
+
+
+@pytest_twisted.inlineCallbacks
+def test_with_nothing_buffered_output_is_sent_at_once_and_otherwise_queues_behind_twisted():
+    """A real TCP transport: an idle one sends in the flush itself; one with data waiting keeps the order."""
+    factory = Factory.forProtocol(_Server)
+    factory.connected = Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    try:
+        server = yield factory.connected
+        flusher = Flusher(reactor)
+        send = SendQueue(server.transport, 1 << 20, lambda: None, flusher)
+        client.setblocking(False)
+        send.write(b"at once ")
+        flusher.flush()
+        assert client.recv(100) == b"at once "  # already here: no reactor turn in between
+        server.transport.write(b"first ")  # waits in Twisted's buffer for the next poll
+        send.write(b"second")
+        flusher.flush()
+        with pytest.raises(BlockingIOError):
+            client.recv(100)  # nothing overtook "first"
+        client.settimeout(10)
+        received = b""
+        while received != b"first second":
+            received += yield deferToThread(client.recv, 100)
+    finally:
+        client.close()
+        yield port.stopListening()
