@@ -35,7 +35,7 @@ from chatd.listening import format_address
 from chatd.room import IMember, Room
 from chatd.telnet import TelnetServer, wrong_protocol
 from chatd.text import clean, display_width, lookup_charset
-from chatd.wire import Outgoing, encode
+from chatd.wire import Outgoing, Share, encode
 
 log = Logger()
 
@@ -266,7 +266,7 @@ class ChatProtocol(TelnetServer):
 
     # -- IMember, from the room
 
-    def deliver(self, outgoing: Outgoing) -> None:
+    def deliver(self, outgoing: Outgoing | Share) -> None:
         data = outgoing.encoded(self.charset)
         partial = self._editor.partial if self.echoing else ""
         if partial:

@@ -33,7 +33,7 @@ from chatd.history import History
 from chatd.moderation import Moderation
 from chatd.render import Acted, Event, Joined, Left, Renamed, Said
 from chatd.text import NicknameError, check_nickname, nickname_key, nickname_skeleton
-from chatd.wire import Outgoing
+from chatd.wire import Batch, Outgoing, Share
 
 log = Logger()
 
@@ -46,7 +46,7 @@ class IMember(Interface):
 
     address = Attribute("The address the connection comes from, as a string (for bans).")
 
-    def deliver(outgoing: Outgoing) -> None:
+    def deliver(outgoing: Outgoing | Share) -> None:
         """Send these lines to the user.  Must not block."""
 
     def disconnect(reason: str) -> None:
@@ -334,19 +334,23 @@ class Room:
             self.publish()
 
     def _fan_out(self, pending: list[tuple[Outgoing, IMember | None]], caught_up: dict[IMember, int]) -> None:
-        everyone = Outgoing.joined([outgoing for outgoing, _ in pending])
-        senders = {sender for _, sender in pending}
+        batch = Batch([outgoing for outgoing, _ in pending])
+        everyone = batch.share([(0, len(batch))])
+        sent_by: dict[IMember, list[int]] = {}
+        for index, (_, sender) in enumerate(pending):
+            if sender is not None:
+                sent_by.setdefault(sender, []).append(index)
         for member in list(self._nick_of):
             # A member dropped by a failed delivery earlier in this loop is skipped.
             if member not in self._nick_of:
                 continue
             start = caught_up.get(member, 0)
-            if not start and member not in senders:
+            if not start and member not in sent_by:
                 self._deliver_isolated(member, everyone)
                 continue
-            theirs = [outgoing for outgoing, sender in pending[start:] if sender is not member]
-            if theirs:
-                self._deliver_isolated(member, Outgoing.joined(theirs))
+            runs = _runs_between(start, sent_by.get(member, []), len(batch))
+            if runs:
+                self._deliver_isolated(member, batch.share(runs))
 
     def _record(self, happened: Event) -> None:
         now = self.clock.seconds()
@@ -357,7 +361,7 @@ class Room:
             except Exception:
                 log.failure("recording {event} failed", event=happened)
 
-    def _deliver_isolated(self, member: IMember, outgoing: Outgoing) -> None:
+    def _deliver_isolated(self, member: IMember, outgoing: Outgoing | Share) -> None:
         """
         Deliver to a member other than the one whose command is being handled:
         if that fails, the failure is that member's alone, so it is logged and
@@ -376,3 +380,15 @@ class Room:
         except Exception:
             log.failure("disconnecting {nick} failed", nick=self._nick_of.get(member))
         self.depart(member, "Connection lost")
+
+
+def _runs_between(start: int, skipped: list[int], end: int) -> list[tuple[int, int]]:
+    """The [from, to) runs of start..end that leave out the (ascending) indices in `skipped`."""
+    runs = []
+    for index in skipped:
+        if index > start:
+            runs.append((start, index))
+        start = max(start, index + 1)
+    if start < end:
+        runs.append((start, end))
+    return runs

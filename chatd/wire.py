@@ -4,12 +4,16 @@ Steps 8-9 of the data path: rendered text -> bytes on the wire.  Pure.
 Fan-out is the hot path: a message goes to every member, so it is rendered
 once into an `Outgoing`, and each member asks it for the bytes in its own
 charset.  The bytes for a charset are made once and shared by every member
-that uses that charset.
+that uses that charset.  A turn's messages go out as a `Batch`: encoded once
+per charset, and each member's `Share` (all of it, or all but their own) is
+cut from those bytes, so no work is done per message per member.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
+from itertools import accumulate
 
 IAC = b"\xff"
 
@@ -54,3 +58,68 @@ class Outgoing:
 
     def __repr__(self) -> str:
         return f"Outgoing({self.text!r})"
+
+
+@lru_cache(maxsize=None)
+def writes_ascii_as_ascii(charset: str) -> bool:
+    """True if `charset` encodes every ASCII character as its own byte (not UTF-7, not HZ)."""
+    ascii_bytes = bytes(range(128))
+    return ascii_bytes.decode("ascii").encode(charset) == ascii_bytes
+
+
+class Batch:
+    """The public messages of one turn, encoded once per charset for every member."""
+
+    __slots__ = ("_texts", "_ascii", "_encoded")
+
+    def __init__(self, messages: list[Outgoing]) -> None:
+        self._texts = [message.text for message in messages]
+        self._ascii: bytes | None = None
+        self._encoded: dict[str, tuple[bytes, list[int]]] = {}
+        joined = "".join(self._texts)
+        if joined.isascii():  # the usual case: the same bytes in every charset that writes ASCII as ASCII
+            self._ascii = joined.encode("ascii")
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def share(self, runs: list[tuple[int, int]]) -> Share:
+        """The messages in these [start, end) runs, as one delivery."""
+        return Share(self, runs)
+
+    def encoded(self, charset: str) -> tuple[bytes, list[int]]:
+        """All the messages in `charset`, and where each one starts in those bytes."""
+        found = self._encoded.get(charset)
+        if found is None:
+            if self._ascii is not None and writes_ascii_as_ascii(charset):
+                found = (self._ascii, [0, *accumulate(map(len, self._texts))])
+            else:
+                parts = [encode(text, charset) for text in self._texts]
+                found = (b"".join(parts), [0, *accumulate(map(len, parts))])
+            self._encoded[charset] = found
+        return found
+
+
+class Share:
+    """Some runs of a `Batch`'s messages, on their way to one or more members; used like an `Outgoing`."""
+
+    __slots__ = ("_batch", "_runs")
+
+    def __init__(self, batch: Batch, runs: list[tuple[int, int]]) -> None:
+        self._batch = batch
+        self._runs = runs
+
+    @property
+    def text(self) -> str:
+        texts = self._batch._texts
+        return "".join(text for start, end in self._runs for text in texts[start:end])
+
+    def encoded(self, charset: str) -> bytes:
+        data, offsets = self._batch.encoded(charset)
+        if len(self._runs) == 1:
+            start, end = self._runs[0]
+            return data[offsets[start] : offsets[end]]  # all of it: the very same bytes object
+        return b"".join([data[offsets[start] : offsets[end]] for start, end in self._runs])
+
+    def __repr__(self) -> str:
+        return f"Share({self.text!r})"
