@@ -28,6 +28,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from attrs import define, field, frozen
@@ -68,27 +69,41 @@ class Destination:
 
     @property
     def is_unicast_to_us(self) -> bool:
-        # String tests rather than ipaddress objects: this runs for every datagram.
-        address = self.address.lower()
-        if address.startswith("::ffff:") and "." in address:
-            address = address[7:]  # an IPv4 datagram on a dual-stack socket
-        if ":" in address:
-            return not address.startswith("ff")  # IPv6 has no broadcast; ff00::/8 is multicast
-        if address == "255.255.255.255" or 224 <= int(address.split(".", 1)[0]) <= 239:
-            return False
-        # For a subnet broadcast (192.0.2.255), the destination differs from
-        # the local address of the interface it arrived on.
-        return self.local is None or self.local == address
+        return _is_unicast_to_us(self.address, self.local)
+
+
+# Cached: this runs for every datagram, and a host has few local addresses.
+@lru_cache(maxsize=1024)
+def _is_unicast_to_us(address: str, local: str | None) -> bool:
+    address = address.lower()
+    if address.startswith("::ffff:") and "." in address:
+        address = address[7:]  # an IPv4 datagram on a dual-stack socket
+    if ":" in address:
+        return not address.startswith("ff")  # IPv6 has no broadcast; ff00::/8 is multicast
+    if address == "255.255.255.255" or 224 <= int(address.split(".", 1)[0]) <= 239:
+        return False
+    # For a subnet broadcast (192.0.2.255), the destination differs from
+    # the local address of the interface it arrived on.
+    return local is None or local == address
 
 
 def destination_of(ancillary: list[tuple[int, int, bytes]]) -> Destination | None:
     """The destination from recvmsg's ancillary data (IP_PKTINFO / IPV6_PKTINFO)."""
     for level, kind, data in ancillary:
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
-            _, local, address = struct.unpack("I4s4s", data[:12])
-            return Destination(socket.inet_ntoa(address), socket.inet_ntoa(local))
-        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 16:
-            return Destination(socket.inet_ntop(socket.AF_INET6, data[:16]))
+        destination = _destination_in(level, kind, data)
+        if destination is not None:
+            return destination
+    return None
+
+
+# Cached, as above: the same few pktinfo records arrive again and again.
+@lru_cache(maxsize=1024)
+def _destination_in(level: int, kind: int, data: bytes) -> Destination | None:
+    if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+        _, local, address = struct.unpack("I4s4s", data[:12])
+        return Destination(socket.inet_ntoa(address), socket.inet_ntoa(local))
+    if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 16:
+        return Destination(socket.inet_ntop(socket.AF_INET6, data[:16]))
     return None
 
 
