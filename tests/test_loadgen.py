@@ -1,25 +1,64 @@
-"""A small run of the benchmark load generator against chatd, as a correctness test (not a timing test)."""
+"""
+Small runs of the benchmark load generators against chatd, as correctness
+tests (not timing tests): the C one the benchmarks use, and the Python one
+they fall back to without a C compiler.
+"""
 
 import sys
 
+import pytest
 from chatd_process import REPO, ChatdProcess
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from loadgen import fan_out  # noqa: E402
+import loadgen  # noqa: E402
 from run import CHATD_UNTHROTTLED  # noqa: E402
 
+from chatd.stress import rss_kib  # noqa: E402
 
-def test_fan_out_delivers_every_line_once_in_order(tmp_path):
-    """12 clients, 4 senders x 30 lines: every receiver gets every other sender's lines exactly once, in order."""
+
+@pytest.fixture
+def chatd_port(tmp_path):
     port_file = tmp_path / "port"
     server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file),
                           *CHATD_UNTHROTTLED, cwd=tmp_path)
     try:
         server.wait_for_log("chat room listening on")
-        result = fan_out(int(port_file.read_text()), clients=12, senders=4, lines=30, size=64, timeout=60)
+        yield int(port_file.read_text()), server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def c_generator(tmp_path_factory):
+    binary = loadgen.compile_c(REPO / "benchmarks" / "c" / "loadgen.c", tmp_path_factory.mktemp("build"))
+    assert binary is not None, "no C compiler: .ci/run installs gcc"
+    return loadgen.CLoadGenerator(binary)
+
+
+@pytest.mark.parametrize("generator", ["python", "c"])
+def test_fan_out_delivers_every_line_once_in_order(chatd_port, generator, request):
+    """12 clients, 4 senders x 30 lines, in 2 processes: every receiver gets every other sender's lines once, in order."""
+    port, _ = chatd_port
+    run = loadgen if generator == "python" else request.getfixturevalue("c_generator")
+    result = run.fan_out(port, clients=12, senders=4, lines=30, size=64, timeout=60, processes=2)
     assert result.expected == 4 * 30 * 11
     assert (result.deliveries, result.lost, result.duplicated, result.reordered) == (result.expected, 0, 0, 0)
-    assert result.latencies_ms
+    assert len(result.latencies_ms) == 4 * 11 * 4  # every 8th line of 30: 0, 8, 16, 24
+
+
+def test_the_c_generator_paces_lines_at_the_rate_asked(chatd_port, c_generator):
+    """At 20 lines/s, 10 lines take at least nine intervals of 50 ms, and all arrive."""
+    port, _ = chatd_port
+    result = c_generator.fan_out(port, clients=3, senders=1, lines=10, size=64, rate=20.0, timeout=60)
+    assert (result.deliveries, result.lost, result.reordered) == (20, 0, 0)
+    assert result.seconds >= 0.45
+
+
+def test_the_c_generator_holds_idle_clients_logged_in(chatd_port, c_generator):
+    """The memory scenario: every client is logged in before the server's memory is read."""
+    port, server = chatd_port
+    readings = []
+    c_generator.idle_connections(port, 50, lambda: readings.append(rss_kib(server.process.pid)) or readings[-1])
+    assert len(readings) == 2
+    assert server.wait_for_log("c49 joined (50 online)")
