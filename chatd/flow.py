@@ -44,6 +44,9 @@ class Flusher:
         self._room = room
         self._dirty: list[SendQueue] = []
         self._call: IDelayedCall | None = None
+        # True while the turn's output goes out: a queue with nothing
+        # waiting then sends what it is given at once (see SendQueue.write).
+        self.flushing = False
 
     def hold_room(self) -> None:
         """Hold the room's public messages until the end of this turn."""
@@ -66,12 +69,16 @@ class Flusher:
             if self._call.active():
                 self._call.cancel()
             self._call = None
-        if self._room is not None and self._room.held:
-            self._room.release()
-        while self._dirty:
-            dirty, self._dirty = self._dirty, []
-            for queue in dirty:
-                queue.flush()
+        self.flushing = True
+        try:
+            if self._room is not None and self._room.held:
+                self._room.release()
+            while self._dirty:
+                dirty, self._dirty = self._dirty, []
+                for queue in dirty:
+                    queue.flush()
+        finally:
+            self.flushing = False
 
 
 @implementer(IPushProducer)
@@ -95,6 +102,9 @@ class SendQueue:
 
     def write(self, data: bytes) -> None:
         if self._closed:
+            return
+        if self._flusher.flushing and not self._pending and not self._paused:
+            self._send(data)  # the turn is ending and nothing waits: no need to queue
             return
         self._pending.append(data)
         self.pending_bytes += len(data)
@@ -136,7 +146,10 @@ class SendQueue:
 
     def _hand_over(self) -> None:
         pending, self._pending, self.pending_bytes = self._pending, [], 0
-        rest = send_at_once(self._transport, pending[0] if len(pending) == 1 else b"".join(pending))
+        self._send(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def _send(self, data: bytes) -> None:
+        rest = send_at_once(self._transport, data)
         if rest:
             self._transport.write(rest)
 

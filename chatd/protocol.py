@@ -267,7 +267,7 @@ class ChatProtocol(TelnetServer):
     # -- IMember, from the room
 
     def deliver(self, outgoing: Outgoing | Share) -> None:
-        data = outgoing.encoded(self.charset)
+        data = outgoing.encoded(self._editor.charset)
         partial = self._editor.partial if self.echoing else ""
         if partial:
             # The user is typing: print the message above their partial line,

@@ -103,11 +103,12 @@ class Batch:
 class Share:
     """Some runs of a `Batch`'s messages, on their way to one or more members; used like an `Outgoing`."""
 
-    __slots__ = ("_batch", "_runs")
+    __slots__ = ("_batch", "_runs", "_encoded")
 
     def __init__(self, batch: Batch, runs: list[tuple[int, int]]) -> None:
         self._batch = batch
         self._runs = runs
+        self._encoded: dict[str, bytes] = {}
 
     @property
     def text(self) -> str:
@@ -115,11 +116,11 @@ class Share:
         return "".join(text for start, end in self._runs for text in texts[start:end])
 
     def encoded(self, charset: str) -> bytes:
-        data, offsets = self._batch.encoded(charset)
-        if len(self._runs) == 1:
-            start, end = self._runs[0]
-            return data[offsets[start] : offsets[end]]  # all of it: the very same bytes object
-        return b"".join([data[offsets[start] : offsets[end]] for start, end in self._runs])
+        found = self._encoded.get(charset)
+        if found is None:
+            data, offsets = self._batch.encoded(charset)
+            found = self._encoded[charset] = b"".join([data[offsets[start] : offsets[end]] for start, end in self._runs])
+        return found
 
     def __repr__(self) -> str:
         return f"Share({self.text!r})"

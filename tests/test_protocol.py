@@ -386,6 +386,15 @@ def test_reads_in_one_turn_reach_each_member_in_one_write(factory):
     assert bob.take() == b"<alice> one\r\n"
 
 
+def test_at_the_end_of_a_turn_what_was_queued_first_goes_first(factory):
+    """alice's reply waits in her queue; bob's message, held by the room, reaches her after it."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    alice.send(b"/list\n")
+    bob.send(b"hi\n")
+    assert alice.take() == b"*** 2 users online: alice, bob\r\n<bob> hi\r\n"
+
+
 def test_a_slow_reader_is_dropped_and_the_sender_is_not_slowed():
     """bob's transport is full and his queue passes --sendq: he leaves with 'Send queue exceeded'; alice and carol go on."""
     clock = Clock()
