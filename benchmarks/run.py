@@ -226,9 +226,32 @@ def main() -> None:
             runs.append(run)
             print(f"  {'udp echo':>15} {server:>14}: {run['echoes_per_second'] / 1e3:.1f} k echoes/s", flush=True)
     Path(args.results).write_text(json.dumps(
-        {"generator": "C" if c_generator else "Python", "processes": args.processes,
+        {"command": " ".join(["benchmarks/run.py", *sys.argv[1:]]), "machine": machine(),
+         "generator": "C" if c_generator else "Python", "processes": args.processes,
          "scenarios": scenarios, "idle_connections": idle, "runs": runs}, indent=1))
     print_table(scenarios, runs)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on, for the results file."""
+    import platform
+
+    import twisted
+
+    def version(command: list[str]) -> str | None:
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return None
+
+    models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+              if line.startswith("model name")]
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
+        "cpu": models[0] if models else platform.machine(),
+        "kernel": platform.release(), "python": platform.python_version(), "twisted": twisted.__version__,
+        "node": version(["node", "--version"]), "cc": version(["cc", "--version"]),
+    }
 
 
 def print_table(scenarios: dict, runs: list[dict]) -> None:
