@@ -311,6 +311,7 @@ class ChatFactory(Factory):
         letting pending output flush for up to `grace_seconds`; the result
         fires when every connection is closed.
         """
+        self.flusher.flush()  # what was said this turn comes before the notice
         notice = Outgoing.line(render.shutting_down())
         for connection in list(self.connections):
             connection.deliver(notice)

@@ -9,8 +9,8 @@ connection: `arrive`, `handle(command)` and `depart`.
 Fan-out is the hot path: one line in, a line out to every member.  While
 the room is held (chatd holds it from the first read of a reactor turn to
 the turn's end), public messages are rendered at once but delivered
-together on `release`: each member gets one `Outgoing` holding all of them,
-so the work per member is per turn, not per message.  Anything else
+together on `release`: each member gets one delivery holding all of them
+(a `wire.Share`), so the work per member is per turn, not per message.  Anything else
 delivered to a member (a reply, a private message, their departure) first
 catches that member up with what waits for them, and a member who joins
 mid-turn gets only what comes after, so each member sees everything in the
@@ -298,7 +298,7 @@ class Room:
         self.publish()
 
     def publish(self) -> None:
-        """Deliver the public messages that are waiting, each member's in one `Outgoing`."""
+        """Deliver the public messages that are waiting, each member's in one delivery."""
         if self._publishing:
             return  # the loop below gets to what was added meanwhile
         self._publishing = True

@@ -70,18 +70,18 @@ def writes_ascii_as_ascii(charset: str) -> bool:
 class Batch:
     """The public messages of one turn, encoded once per charset for every member."""
 
-    __slots__ = ("_texts", "_ascii", "_encoded")
+    __slots__ = ("texts", "_ascii", "_encoded")
 
     def __init__(self, messages: list[Outgoing]) -> None:
-        self._texts = [message.text for message in messages]
+        self.texts = [message.text for message in messages]
         self._ascii: bytes | None = None
         self._encoded: dict[str, tuple[bytes, list[int]]] = {}
-        joined = "".join(self._texts)
+        joined = "".join(self.texts)
         if joined.isascii():  # the usual case: the same bytes in every charset that writes ASCII as ASCII
             self._ascii = joined.encode("ascii")
 
     def __len__(self) -> int:
-        return len(self._texts)
+        return len(self.texts)
 
     def share(self, runs: list[tuple[int, int]]) -> Share:
         """The messages in these [start, end) runs, as one delivery."""
@@ -92,9 +92,9 @@ class Batch:
         found = self._encoded.get(charset)
         if found is None:
             if self._ascii is not None and writes_ascii_as_ascii(charset):
-                found = (self._ascii, [0, *accumulate(map(len, self._texts))])
+                found = (self._ascii, [0, *accumulate(map(len, self.texts))])
             else:
-                parts = [encode(text, charset) for text in self._texts]
+                parts = [encode(text, charset) for text in self.texts]
                 found = (b"".join(parts), [0, *accumulate(map(len, parts))])
             self._encoded[charset] = found
         return found
@@ -112,7 +112,7 @@ class Share:
 
     @property
     def text(self) -> str:
-        texts = self._batch._texts
+        texts = self._batch.texts
         return "".join(text for start, end in self._runs for text in texts[start:end])
 
     def encoded(self, charset: str) -> bytes:

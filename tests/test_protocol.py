@@ -414,6 +414,15 @@ def test_a_slow_reader_is_dropped_and_the_sender_is_not_slowed():
     assert not alice.transport.disconnecting
 
 
+def test_shutdown_delivers_what_was_said_in_the_same_turn_first(factory):
+    """A line held for the end of the turn when the shutdown comes still reaches everyone, before the notice."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    alice.send(b"last words\n")
+    factory.shut_down(5)
+    assert bob.transport.value() == b"<alice> last words\r\n*** Server shutting down\r\n"
+
+
 def test_shutdown_waits_for_flushing_connections_at_most_the_grace_period():
     """shut_down: the notice to every connection; a connection still flushing after the grace is aborted; then it is done."""
     clock = Clock()
