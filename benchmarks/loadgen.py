@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LINE = re.compile(rb"<c(\d+)> m \d+ (\d+) (\d+) ")
+LINE = re.compile(rb"^<c(\d+)> m \d+ (\d+) (\d+) ", re.MULTILINE)  # not history lines: "[12:00] <c1> ..."
 LATENCY_SAMPLE_EVERY = 8
 
 
@@ -84,6 +84,8 @@ def _login(clients: list[Client]) -> None:
             if not chunk:
                 raise ConnectionError(f"client {client.index} closed during login")
             client.buffer += chunk
+            if b"*** Hello" not in client.buffer and b"*** Error" in client.buffer:
+                raise ConnectionError(f"client {client.index} refused during login: {client.buffer!r}")
         client.buffer = client.buffer[client.buffer.index(b"*** Hello") :].split(b"\n", 1)[1]
         client.sock.setblocking(False)
 
@@ -336,3 +338,35 @@ class CLoadGenerator:
         finished = subprocess.run([str(self.binary), "udp", str(port), str(seconds), str(in_flight), str(size)],
                                   capture_output=True, text=True, check=True, timeout=seconds + 30)
         return float(finished.stdout)
+
+
+def main() -> None:
+    """One fan-out run against a chat server already listening on 127.0.0.1."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--clients", type=int, default=100, help="N clients log in")
+    parser.add_argument("--senders", type=int, default=10, help="K of them send")
+    parser.add_argument("--lines", type=int, default=200, help="M lines each")
+    parser.add_argument("--size", type=int, default=64, help="of B bytes")
+    parser.add_argument("--rate", type=float, default=None, help="R lines/s per sender (default: as fast as taken)")
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--python", action="store_true", help="the Python generator, not c/loadgen.c")
+    args = parser.parse_args()
+    binary = None if args.python else compile_c(Path(__file__).parent / "c" / "loadgen.c",
+                                                Path(tempfile.gettempdir()))
+    generator: Any = CLoadGenerator(binary) if binary else None
+    run = generator.fan_out if generator else fan_out
+    result = run(args.port, args.clients, args.senders, args.lines, args.size, args.rate, processes=args.processes)
+    print(f"{result.deliveries} of {result.expected} deliveries in {result.seconds:.2f} s: "
+          f"{result.deliveries_per_second / 1e6:.3f} M/s; latency ms p50 {result.percentile(0.5):.2f} "
+          f"p90 {result.percentile(0.9):.2f} p99 {result.percentile(0.99):.2f} max {result.percentile(1.0):.2f}; "
+          f"lost {result.lost}, duplicated {result.duplicated}, reordered {result.reordered}; "
+          f"generator CPU {result.generator_cpu_seconds:.2f} s ({'Python' if generator is None else 'C'})")
+    raise SystemExit(0 if result.lost == result.duplicated == result.reordered == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -208,7 +208,8 @@ def main() -> None:
                 run.update(scenario=scenario_name, repetition=repetition)
                 runs.append(run)
                 print(f"  {scenario_name:>15} {server:>14}: {run['deliveries_per_second'] / 1e6:6.3f} M/s "
-                      f"p99 {run['p99_ms']:7.2f} ms  lost {run['lost']} dup {run['duplicated']} "
+                      f"latency p50/90/99/max {run['p50_ms']:.1f}/{run['p90_ms']:.1f}/{run['p99_ms']:.1f}/"
+                      f"{run['max_ms']:.1f} ms  lost {run['lost']} dup {run['duplicated']} "
                       f"reord {run['reordered']}  server cpu {run['server_cpu_seconds']:.2f} s, "
                       f"generator cpu {run['generator_cpu_seconds']:.2f} s in {run['seconds']:.2f} s", flush=True)
         port = free_port()

@@ -102,6 +102,10 @@ static void log_in(client_t *clients, int count, int port) {
                 have += got;
                 buffer[have] = 0;
                 hello = strstr(buffer, "*** Hello");
+                if (!hello && strstr(buffer, "*** Error")) {  /* a nickname taken, a full server: say so, do not hang */
+                    fprintf(stderr, "client %d: refused during login: %s\n", c->index, strstr(buffer, "*** Error"));
+                    exit(2);
+                }
             }
             char *rest = (char *)memchr(hello, '\n', buffer + have - hello) + 1;
             c->partial_length = buffer + have - rest;
