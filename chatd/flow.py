@@ -85,11 +85,12 @@ class Flusher:
 class SendQueue:
     """What is on its way to one connection, bounded."""
 
-    __slots__ = ("_transport", "max_bytes", "_overflowed", "_flusher", "_pending", "pending_bytes",
+    __slots__ = ("_transport", "_socket", "max_bytes", "_overflowed", "_flusher", "_pending", "pending_bytes",
                  "_scheduled", "_paused", "_closed")
 
     def __init__(self, transport: Any, max_bytes: int, overflowed: Callable[[], None], flusher: Flusher) -> None:
         self._transport = transport
+        self._socket = _socket_of(transport)
         self.max_bytes = max_bytes
         self._overflowed = overflowed
         self._flusher = flusher
@@ -149,39 +150,41 @@ class SendQueue:
         self._send(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def _send(self, data: bytes) -> None:
-        rest = send_at_once(self._transport, data)
-        if rest:
-            self._transport.write(rest)
+        """
+        Send what the socket takes now, if the transport has nothing waiting
+        to be sent, and give the rest to `transport.write`.
+
+        Twisted's write buffers the data, asks epoll to watch the socket and
+        sends on the next poll: three system calls and a trip through the
+        poll loop per connection per turn, which is most of fan-out latency.
+        While its buffer is empty nothing can be overtaken, so one send()
+        does it.  A send that fails leaves the data to `write`, and Twisted
+        meets the same error and closes the connection its usual way.
+        """
+        transport, sock = self._transport, self._socket
+        if (sock is not None and transport.connected and not transport.dataBuffer
+                and not transport._tempDataLen and not transport._writeDisconnected):
+            try:
+                sent = sock.send(data)
+            except OSError:  # EAGAIN: the socket buffer is full; anything else: Twisted will see it too
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
 
 
-def send_at_once(transport: Any, data: bytes) -> bytes:
+def _socket_of(transport: Any) -> Any:
     """
-    Send what the socket takes now, if `transport` has nothing waiting to
-    be sent; return the rest, for `transport.write`.
-
-    Twisted's write buffers the data, asks epoll to watch the socket and
-    sends on the next poll: three system calls and a trip through the poll
-    loop per connection per turn, which is most of fan-out latency.  While
-    its buffer is empty nothing can be overtaken, so one send() does it.
-    The buffer is Twisted's own (FileDescriptor's dataBuffer and
-    _tempDataLen); a transport without them, or without a socket, just gets
-    `write`.  A send that fails leaves the data to `write`, and Twisted
-    meets the same error and closes the connection its usual way.
+    The socket of a Twisted TCP transport, whose buffer SendQueue._send
+    looks at (FileDescriptor's dataBuffer, _tempDataLen, _writeDisconnected,
+    Twisted's own); None for any other transport, which then just gets
+    `write`.
     """
-    sock = getattr(transport, "socket", None)
-    if (
-        sock is None
-        or not getattr(transport, "connected", False)
-        or getattr(transport, "dataBuffer", True)
-        or getattr(transport, "_tempDataLen", True)
-        or getattr(transport, "_writeDisconnected", True)
-    ):
-        return data
-    try:
-        sent = sock.send(data)
-    except OSError:  # EAGAIN: the socket buffer is full; anything else: Twisted will see it too
-        return data
-    return data[sent:]
+    if all(hasattr(transport, name) for name in ("socket", "connected", "dataBuffer", "_tempDataLen",
+                                                  "_writeDisconnected")):
+        return transport.socket
+    return None
 
 
 class FloodGate:

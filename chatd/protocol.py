@@ -274,7 +274,11 @@ class ChatProtocol(TelnetServer):
             # then draw the partial line again, so nothing gets garbled.
             blank = "\r" + " " * display_width(partial) + "\r"
             data = encode(blank, self.charset) + data + encode(partial, self.charset)
-        self._write(data)
+        queue = self._send_queue
+        if queue is not None:  # the hot path: no call through _write
+            queue.write(data)
+        else:
+            self.transport.write(data)
 
     def disconnect(self, reason: str) -> None:
         self._closing = True

@@ -346,7 +346,10 @@ class Room:
                 continue
             start = caught_up.get(member, 0)
             if not start and member not in sent_by:
-                self._deliver_isolated(member, everyone)
+                try:  # _deliver_isolated, inline: this runs for every member every turn
+                    member.deliver(everyone)
+                except Exception:
+                    self._delivery_failed(member)
                 continue
             runs = _runs_between(start, sent_by.get(member, []), len(batch))
             if runs:
@@ -370,9 +373,12 @@ class Room:
         try:
             member.deliver(outgoing)
         except Exception:
-            nick = self._nick_of.get(member)
-            log.failure("delivery to {nick} failed; dropping the connection", nick=nick)
-            self._drop(member)
+            self._delivery_failed(member)
+
+    def _delivery_failed(self, member: IMember) -> None:
+        """Called from an except block: log the failure, drop the member."""
+        log.failure("delivery to {nick} failed; dropping the connection", nick=self._nick_of.get(member))
+        self._drop(member)
 
     def _drop(self, member: IMember) -> None:
         try:
