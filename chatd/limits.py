@@ -36,6 +36,14 @@ class TokenBucket:
             return True
         return False
 
+    def take_up_to(self, count: int, now: float) -> int:
+        """Use up to `count` tokens; how many there were."""
+        self._refill(now)
+        taken = min(count, int(self.tokens + TOKEN_EPSILON))
+        if taken > 0:
+            self.tokens = max(0.0, self.tokens - taken)
+        return max(taken, 0)
+
     def seconds_until_token(self, now: float) -> float:
         self._refill(now)
         if self.tokens >= 1 - TOKEN_EPSILON:
@@ -57,13 +65,17 @@ class RateLimiter:
     _buckets: dict[str, TokenBucket] = field(factory=dict)
 
     def allow(self, source: str) -> bool:
+        return self.allow_up_to(source, 1) == 1
+
+    def allow_up_to(self, source: str, count: int) -> int:
+        """How many of `count` things from `source`, arriving now, may pass."""
         now = self.clock.seconds()
         bucket = self._buckets.get(source)
         if bucket is None:
             if len(self._buckets) >= MAX_TRACKED_SOURCES:
                 self._forget_idle(now)
             bucket = self._buckets[source] = TokenBucket(self.rate, self.burst, self.burst, now)
-        return bucket.take(now)
+        return bucket.take_up_to(count, now)
 
     def _forget_idle(self, now: float) -> None:
         """Drop buckets that would be full again anyway, so memory stays bounded."""

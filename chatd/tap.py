@@ -342,7 +342,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         rate = options["echo-rate"]
 
         def listen_echo(port: int, interface: str) -> Any:
-            return listen_udp_with_destinations(reactor, port, EchoProtocol(rate, reactor), interface)
+            return listen_udp_with_destinations(reactor, port, EchoProtocol(rate, reactor), interface, batched=True)
 
         echo = FallbackListener(
             UDPBinding(listen_echo),

@@ -92,6 +92,20 @@ def test_echo_rate_limit_allows_a_burst_of_twice_the_rate_then_the_rate():
     assert len(transport.written) == 501
 
 
+def test_a_batch_from_one_source_is_limited_as_if_one_datagram_at_a_time(log_lines):
+    """echoes_allowed for 250 at once at 100/s: 200 pass, the 50 others are dropped and counted."""
+    protocol, _, clock = echo(rate=100)
+    assert protocol.echoes_allowed(("127.0.0.1", 50000), TO_US, 250) == 200
+    assert protocol.echoes_allowed(("127.0.0.1", 50000), TO_US, 5) == 0
+    clock.advance(0.5)
+    assert protocol.echoes_allowed(("127.0.0.1", 50000), TO_US, 80) == 50
+    assert protocol.echoes_allowed(("127.0.0.1", 80), TO_US, 3) == 0
+    assert log_lines == ["echo: dropped 50 datagram(s) from 127.0.0.1 (50 over the rate limit)"]
+    clock.advance(60)
+    protocol.echoes_allowed(("127.0.0.1", 7), TO_US, 1)
+    assert log_lines[1] == "echo: dropped 39 datagram(s) from 127.0.0.1 (4 from a privileged port, 35 over the rate limit)"
+
+
 def test_drops_are_logged_at_most_once_a_minute_per_source(log_lines):
     """The first drop is logged; the rest of the minute's drops are counted into the next line."""
     protocol, transport, clock = echo(rate=1)
