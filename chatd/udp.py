@@ -131,12 +131,14 @@ class DestinationAwarePort(udp.Port):
         read = 0
         while read < self.maxThroughput:
             try:
-                data, ancillary, _, source = self.socket.recvmsg(self.maxPacketSize, _ANCILLARY_BYTES)
+                data, ancillary, flags, source = self.socket.recvmsg(self.maxPacketSize, _ANCILLARY_BYTES)
             except OSError as failure:
                 if failure.errno in _READ_AGAIN:
                     return
                 raise
             read += len(data)
+            if flags & socket.MSG_TRUNC:
+                continue  # over maxPacketSize (8 KiB): not a datagram to answer with half of it
             try:
                 self.protocol.datagram_received(data, source[:2], destination_of(ancillary))
             except Exception:

@@ -193,6 +193,18 @@ def test_echo_replies_over_loopback_but_not_to_a_broadcast(echo_port):
 
 
 @pytest_twisted.inlineCallbacks
+def test_echo_does_not_answer_a_datagram_over_8_kib(echo_port):
+    """9000 bytes get no reply (not a cut one); the next, small datagram does."""
+    client = udp_client()
+    try:
+        client.sendto(b"x" * 9000, ("127.0.0.1", echo_port))
+        client.sendto(b"small", ("127.0.0.1", echo_port))
+        assert (yield receive(client)) == b"small"
+    finally:
+        client.close()
+
+
+@pytest_twisted.inlineCallbacks
 def test_echo_rate_limit_over_loopback(echo_port):
     """At --echo-rate 5: a burst of 10 comes back, the 11th does not; another source is unaffected."""
     client, other = udp_client(), udp_client("127.0.0.2")
