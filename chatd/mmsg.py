@@ -19,6 +19,7 @@ import errno
 import os
 import struct
 import sys
+from typing import Any
 
 MAX_DATAGRAMS = 64
 MAX_DATAGRAM_BYTES = 8192  # as Twisted's UDP port reads; longer ones are cut (MSG_TRUNC) and left out
@@ -45,7 +46,7 @@ class _MMsgHdr(ctypes.Structure):
     _fields_ = [("hdr", _MsgHdr), ("length", ctypes.c_uint)]
 
 
-def _libc_functions() -> tuple[object, object] | None:
+def _libc_functions() -> tuple[Any, Any] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
