@@ -231,6 +231,9 @@ def main() -> None:
          "generator": "C" if c_generator else "Python", "processes": args.processes,
          "scenarios": scenarios, "idle_connections": idle, "runs": runs}, indent=1))
     print_table(scenarios, runs)
+    if args.quick:
+        print("(--quick: scenarios smaller than the ones the targets are set for; it checks the machinery, "
+              "not the speed)")
 
 
 def machine() -> dict[str, Any]:
