@@ -24,7 +24,7 @@ from typing import Any
 MAX_DATAGRAMS = 64
 MAX_DATAGRAM_BYTES = 8192  # as Twisted's UDP port reads; longer ones are cut (MSG_TRUNC) and left out
 NAME_BYTES = 128  # a sockaddr_storage
-CONTROL_BYTES = 64  # room for IP_PKTINFO or IPV6_PKTINFO
+CONTROL_BYTES = 128  # room for IPV6_PKTINFO and IP_PKTINFO both (a dual-stack socket gets both: 72 bytes)
 MSG_DONTWAIT = 0x40
 MSG_TRUNC = 0x20
 

@@ -90,12 +90,19 @@ def _is_unicast_to_us(address: str, local: str | None) -> bool:
 
 
 def destination_of(ancillary: list[tuple[int, int, bytes]]) -> Destination | None:
-    """The destination from recvmsg's ancillary data (IP_PKTINFO / IPV6_PKTINFO)."""
+    """
+    The destination from recvmsg's ancillary data (IP_PKTINFO / IPV6_PKTINFO).
+    A dual-stack socket gets both for an IPv4 datagram; IP_PKTINFO's is
+    preferred, because it also names the local address, which tells a
+    subnet broadcast from a unicast.
+    """
+    found = None
     for level, kind, data in ancillary:
         destination = _destination_in(level, kind, data)
-        if destination is not None:
+        if destination is not None and destination.local is not None:
             return destination
-    return None
+        found = found or destination
+    return found
 
 
 # Cached, as above: the same few pktinfo records arrive again and again.

@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from chatd import mmsg
-from chatd.udp import IP_PKTINFO
+from chatd.udp import IP_PKTINFO, destination_of
 
 pytestmark = pytest.mark.skipif(not mmsg.AVAILABLE, reason="recvmmsg/sendmmsg are Linux's")
 
@@ -84,3 +84,24 @@ def test_a_socket_with_nothing_waiting_gives_an_empty_batch():
     server = server_socket(socket.AF_INET, "127.0.0.1")
     assert mmsg.Datagrams().receive(server.fileno()) == []
     server.close()
+
+
+def test_a_dual_stack_socket_tells_an_ipv4_subnet_broadcast_from_a_unicast():
+    """Bound to ::, an IPv4 datagram comes with IPV6_PKTINFO and IP_PKTINFO; the latter shows a broadcast for what it is."""
+    server = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    server.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    server.bind(("::", 0))
+    server.setblocking(False)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        client.sendto(b"to all", ("127.255.255.255", server.getsockname()[1]))
+        client.sendto(b"to us", ("127.0.0.1", server.getsockname()[1]))
+        datagrams = mmsg.Datagrams()
+        batch = datagrams.receive(server.fileno())
+        seen = [(datagrams.data(index), len(mmsg.parse_ancillary(ancillary)),
+                 destination_of(mmsg.parse_ancillary(ancillary)).is_unicast_to_us)
+                for index, _, ancillary in batch]
+    server.close()
+    assert seen == [(b"to all", 2, False), (b"to us", 2, True)]
