@@ -103,15 +103,16 @@ class Datagrams:
         self._controls_view = memoryview(self._controls).cast("B")
         self._lengths: list[int] = []
         self._namelens: list[int] = []
+        self.groups: dict[tuple[bytes, bytes], list[int]] = {}
         # What each reply slot was last set to, (index, length, namelen): usually unchanged.
         self._slots: list[tuple[int, int, int] | None] = [None] * count
 
-    def receive(self, fd: int) -> list[tuple[int, bytes, bytes]]:
+    def receive(self, fd: int) -> int:
         """
-        The datagrams waiting on `fd` (none if it would block), each as its
-        index here, its source (a raw sockaddr) and its ancillary data (raw
-        cmsgs); their bytes stay here for `data` and `echo`.  Truncated
-        datagrams are left out.
+        Read the datagrams waiting on `fd`; how many (0 if it would block).
+        `groups` then holds their indices here by source (a raw sockaddr)
+        and ancillary data (raw cmsgs), in arrival order; their bytes stay
+        here for `data` and `echo`.  Truncated datagrams are left out.
         """
         assert _FUNCTIONS is not None
         self._received_view[:] = self._fresh
@@ -119,23 +120,27 @@ class Datagrams:
         if count < 0:
             code = ctypes.get_errno()
             if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-                return []
+                return 0
             raise OSError(code, os.strerror(code))
-        received = self._received_view
         # Two copies per batch, then cheap bytes slices per datagram.
         names = self._names_view[: count * NAME_BYTES].tobytes()
         controls = self._controls_view[: count * CONTROL_BYTES].tobytes()
-        unpack, datagrams = _RECEIVED.unpack_from, []
         self._lengths, self._namelens = lengths, namelens = [], []
-        for index in range(count):
-            namelen, controllen, flags, length = unpack(received, index * _ENTRY.size)
+        self.groups = groups = {}
+        entries = _RECEIVED.iter_unpack(self._received_view[: count * _ENTRY.size])
+        for index, (namelen, controllen, flags, length) in enumerate(entries):
             lengths.append(length)
             namelens.append(namelen)
             if flags & MSG_TRUNC:
                 continue
             start, control_start = index * NAME_BYTES, index * CONTROL_BYTES
-            datagrams.append((index, names[start : start + namelen], controls[control_start : control_start + controllen]))
-        return datagrams
+            key = (names[start : start + namelen], controls[control_start : control_start + controllen])
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [index]
+            else:
+                group.append(index)
+        return count
 
     def data(self, index: int) -> bytes:
         """The bytes of received datagram `index`."""

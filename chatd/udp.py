@@ -246,6 +246,10 @@ class EchoProtocol(DatagramProtocol):
         return allowed
 
 
+# At most this many batches of datagrams per read, then the reactor serves others.
+BATCHES_PER_READ = 16
+
+
 class BatchedEchoPort(DestinationAwarePort):
     """
     The echo service's port where recvmmsg/sendmmsg exist (Linux): up to 64
@@ -259,21 +263,18 @@ class BatchedEchoPort(DestinationAwarePort):
         self._datagrams = mmsg.Datagrams()
 
     def doRead(self) -> None:
-        echo = self.protocol
-        for _ in range(BATCHES_PER_READ):  # then let the reactor serve others
+        echo, datagrams = self.protocol, self._datagrams
+        for _ in range(BATCHES_PER_READ):
             try:
-                received = self._datagrams.receive(self.fileno())
+                count = datagrams.receive(self.fileno())
             except OSError as failure:
                 if failure.errno in _READ_AGAIN:
                     return
                 raise
-            if not received:
+            if not count:
                 return
-            groups: dict[tuple[bytes, bytes], list[int]] = {}
-            for index, name, ancillary in received:
-                groups.setdefault((name, ancillary), []).append(index)
             replies: list[int] = []
-            for (name, ancillary), indices in groups.items():
+            for (name, ancillary), indices in datagrams.groups.items():
                 source = _source_in(name)
                 if source is None:
                     continue
@@ -284,16 +285,15 @@ class BatchedEchoPort(DestinationAwarePort):
                     continue
                 replies += indices[:allowed]
             if replies:
+                if len(datagrams.groups) > 1:
+                    replies.sort()  # in the order they came
                 try:
-                    self._datagrams.echo(self.fileno(), sorted(replies))
+                    datagrams.echo(self.fileno(), replies)
                 except OSError as failure:
                     if failure.errno not in _READ_AGAIN:
                         log.warn("cannot echo: {reason}", reason=failure.strerror)
-            if len(received) < mmsg.MAX_DATAGRAMS:
+            if count < mmsg.MAX_DATAGRAMS:
                 return
-
-
-BATCHES_PER_READ = 16
 
 
 @lru_cache(maxsize=1024)

@@ -31,7 +31,8 @@ def test_sources_and_ancillary_data_read_as_socket_recvmsg_reads_them(family, ho
         client.sendto(b"one", batched.getsockname())
         data, ancillary, _, source = reference.recvmsg(2048, socket.CMSG_SPACE(64))
         datagrams = mmsg.Datagrams()
-        [(index, name, raw_ancillary)] = datagrams.receive(batched.fileno())
+        assert datagrams.receive(batched.fileno()) == 1
+        [((name, raw_ancillary), [index])] = datagrams.groups.items()
         assert datagrams.data(index) == data == b"one"
         assert mmsg.parse_sockaddr(name) == source[:2]
         assert mmsg.parse_ancillary(raw_ancillary) == ancillary
@@ -55,10 +56,11 @@ def test_echo_sends_each_datagram_back_to_its_own_source_in_order():
         datagrams = mmsg.Datagrams()
         total = 0
         while total < 150:
-            batch = datagrams.receive(server.fileno())
-            assert batch, "every datagram was waiting"
-            datagrams.echo(server.fileno(), [index for index, _, _ in batch])
-            total += len(batch)
+            count = datagrams.receive(server.fileno())
+            assert count, "every datagram was waiting"
+            assert len(datagrams.groups) == 2  # one per client
+            datagrams.echo(server.fileno(), sorted(index for indices in datagrams.groups.values() for index in indices))
+            total += count
         for which, client in enumerate(clients):
             assert [client.recv(2048) for _ in sent[which]] == sent[which]
     finally:
@@ -74,15 +76,15 @@ def test_a_datagram_too_long_for_its_buffer_is_left_out():
         client.sendto(b"x" * (mmsg.MAX_DATAGRAM_BYTES + 1), server.getsockname())
         client.sendto(b"short", server.getsockname())
         datagrams = mmsg.Datagrams()
-        batch = datagrams.receive(server.fileno())
-        assert [datagrams.data(index) for index, _, _ in batch] == [b"short"]
+        assert datagrams.receive(server.fileno()) == 2
+        assert [datagrams.data(index) for indices in datagrams.groups.values() for index in indices] == [b"short"]
     server.close()
 
 
 def test_a_socket_with_nothing_waiting_gives_an_empty_batch():
     """EAGAIN is an empty batch, not an error."""
     server = server_socket(socket.AF_INET, "127.0.0.1")
-    assert mmsg.Datagrams().receive(server.fileno()) == []
+    assert mmsg.Datagrams().receive(server.fileno()) == 0
     server.close()
 
 
@@ -99,9 +101,9 @@ def test_a_dual_stack_socket_tells_an_ipv4_subnet_broadcast_from_a_unicast():
         client.sendto(b"to all", ("127.255.255.255", server.getsockname()[1]))
         client.sendto(b"to us", ("127.0.0.1", server.getsockname()[1]))
         datagrams = mmsg.Datagrams()
-        batch = datagrams.receive(server.fileno())
+        assert datagrams.receive(server.fileno()) == 2
         seen = [(datagrams.data(index), len(mmsg.parse_ancillary(ancillary)),
                  destination_of(mmsg.parse_ancillary(ancillary)).is_unicast_to_us)
-                for index, _, ancillary in batch]
+                for (_, ancillary), indices in datagrams.groups.items() for index in indices]
     server.close()
     assert seen == [(b"to all", 2, False), (b"to us", 2, True)]
