@@ -158,16 +158,21 @@ class SendQueue:
         sends on the next poll: three system calls and a trip through the
         poll loop per connection per turn, which is most of fan-out latency.
         While its buffer is empty nothing can be overtaken, so one send()
-        does it.  A send that fails leaves the data to `write`, and Twisted
-        meets the same error and closes the connection its usual way.
+        does it.
         """
         transport, sock = self._transport, self._socket
         if (sock is not None and transport.connected and not transport.dataBuffer
                 and not transport._tempDataLen and not transport._writeDisconnected):
             try:
                 sent = sock.send(data)
-            except OSError:  # EAGAIN: the socket buffer is full; anything else: Twisted will see it too
+            except (BlockingIOError, InterruptedError):  # the socket buffer is full: Twisted waits for room
                 sent = 0
+            except OSError:
+                # The peer reset the connection.  This send has taken the
+                # socket's error, so Twisted would next read a plain end of
+                # file and report a clean close: close it as lost ourselves.
+                transport.abortConnection()
+                return
             if sent == len(data):
                 return
             data = data[sent:]

@@ -1,11 +1,13 @@
 """Flow control in both directions, with a fake clock, and output on a real socket (chatd.flow)."""
 
 import socket
+import struct
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -168,4 +170,35 @@ def test_with_nothing_buffered_output_is_sent_at_once_and_otherwise_queues_behin
             received += yield deferToThread(client.recv, 100)
     finally:
         client.close()
+        yield port.stopListening()
+
+
+class _Recorder(Protocol):
+    """Hands its connection to the test, and says how it was lost."""
+
+    def connectionMade(self):
+        self.lost = Deferred()
+        self.factory.connected.callback(self)
+
+    def connectionLost(self, reason):
+        self.lost.callback(reason.value)  # the exception: a Failure would fire the errback
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_peer_that_reset_the_connection_is_lost_not_closed_cleanly():
+    """Sending at once to a reset peer takes the socket's error; the connection is still reported lost, not done."""
+    factory = Factory.forProtocol(_Recorder)
+    factory.connected = Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    try:
+        server = yield factory.connected
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # an RST, at once on loopback
+        flusher = Flusher(reactor)
+        SendQueue(server.transport, 1 << 20, lambda: None, flusher).write(b"too late")
+        flusher.flush()
+        reason = yield server.lost
+        assert isinstance(reason, ConnectionLost) and not isinstance(reason, ConnectionDone)
+    finally:
         yield port.stopListening()
