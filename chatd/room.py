@@ -7,14 +7,15 @@ later shared across processes.  It is driven by three calls from a
 connection: `arrive`, `handle(command)` and `depart`.
 
 Fan-out is the hot path: one line in, a line out to every member.  While
-the room is held (chatd holds it from the first read of a reactor turn to
+the room is held (chatd holds it from the first line of a reactor turn to
 the turn's end), public messages are rendered at once but delivered
 together on `release`: each member gets one delivery holding all of them
-(a `wire.Share`), so the work per member is per turn, not per message.  Anything else
-delivered to a member (a reply, a private message, their departure) first
-catches that member up with what waits for them, and a member who joins
-mid-turn gets only what comes after, so each member sees everything in the
-order it happened, and no one's join or leave costs a delivery to everyone.
+(a `wire.Share`), so the work per member is per turn, not per message.
+Anything else delivered to a member (a reply, a private message, their
+departure) first catches that member up with what waits for them, and a
+member who joins mid-turn gets only what comes after, so each member sees
+everything in the order it happened, and no one's join or leave costs a
+delivery to everyone.
 """
 
 from __future__ import annotations
