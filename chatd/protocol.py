@@ -164,8 +164,7 @@ class ChatProtocol(TelnetServer):
         self._flood_gate.when_drained(self._end_of_input)
 
     def _end_of_input(self) -> None:
-        self.factory.flusher.hold_room()
-        self._room.depart(self, "Quit")
+        self._leave_room("Quit")
         self.disconnect("end of input")
 
     def writeConnectionLost(self) -> None:
@@ -181,9 +180,13 @@ class ChatProtocol(TelnetServer):
         if self._admitted:
             self._admitted = False
             self.factory.limits.release(self._host)
-            self.factory.flusher.hold_room()  # many leaving in one turn: one delivery each to the rest
-            self._room.depart(self, "Quit" if reason.check(ConnectionDone) else "Connection lost")
+            self._leave_room("Quit" if reason.check(ConnectionDone) else "Connection lost")
             self.factory.closed(self)
+
+    def _leave_room(self, reason: str) -> None:
+        # Held like a line: many leaving in one turn reach the rest as one delivery each.
+        self.factory.flusher.hold_room()
+        self._room.depart(self, reason)
 
     # -- timers
 
@@ -192,8 +195,7 @@ class ChatProtocol(TelnetServer):
         self.disconnect("login timeout")
 
     def _idle_timed_out(self) -> None:
-        self.factory.flusher.hold_room()
-        self._room.depart(self, "Idle timeout")
+        self._leave_room("Idle timeout")
         self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
         self.disconnect("idle timeout")
 
@@ -201,7 +203,7 @@ class ChatProtocol(TelnetServer):
         log.info("{peer} fell over {limit} bytes behind; dropping it", peer=_show(self.peer),
                  limit=self._settings.send_queue_bytes)
         self._closing = True
-        self._room.depart(self, "Send queue exceeded")
+        self._leave_room("Send queue exceeded")
         self.transport.abortConnection()
 
     def _joined(self) -> None:
@@ -274,11 +276,7 @@ class ChatProtocol(TelnetServer):
             # then draw the partial line again, so nothing gets garbled.
             blank = "\r" + " " * display_width(partial) + "\r"
             data = encode(blank, self.charset) + data + encode(partial, self.charset)
-        queue = self._send_queue
-        if queue is not None:  # the hot path: no call through _write
-            queue.write(data)
-        else:
-            self.transport.write(data)
+        self._write(data)
 
     def disconnect(self, reason: str) -> None:
         self._closing = True

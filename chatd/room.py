@@ -296,9 +296,9 @@ class Room:
     def release(self) -> None:
         """Stop holding, and deliver what waits."""
         self.held = False
-        self.publish()
+        self._publish()
 
-    def publish(self) -> None:
+    def _publish(self) -> None:
         """Deliver the public messages that are waiting, each member's in one delivery."""
         if self._publishing:
             return  # the loop below gets to what was added meanwhile
@@ -318,9 +318,10 @@ class Room:
         start, end = self._caught_up.get(member, 0), len(self._pending)
         if start < end:
             self._caught_up[member] = end  # first: a failing delivery drops the member, who is then caught up
-            theirs = [outgoing for outgoing, sender in self._pending[start:] if sender is not member]
-            if theirs:
-                self._deliver_isolated(member, Outgoing.joined(theirs))
+            sent = [index for index in range(start, end) if self._pending[index][1] is member]
+            runs = _runs_between(start, sent, end)
+            if runs:
+                self._deliver_isolated(member, Batch([outgoing for outgoing, _ in self._pending]).share(runs))
 
     def _reply(self, member: IMember, *lines: str) -> None:
         """Lines for the member whose command is being handled."""
@@ -332,7 +333,7 @@ class Room:
         self._record(happened)
         self._pending.append((Outgoing.line(render.event(happened)), exclude))
         if not self.held:
-            self.publish()
+            self._publish()
 
     def _fan_out(self, pending: list[tuple[Outgoing, IMember | None]], caught_up: dict[IMember, int]) -> None:
         batch = Batch([outgoing for outgoing, _ in pending])
@@ -347,10 +348,7 @@ class Room:
                 continue
             start = caught_up.get(member, 0)
             if not start and member not in sent_by:
-                try:  # _deliver_isolated, inline: this runs for every member every turn
-                    member.deliver(everyone)
-                except Exception:
-                    self._delivery_failed(member)
+                self._deliver_isolated(member, everyone)
                 continue
             runs = _runs_between(start, sent_by.get(member, []), len(batch))
             if runs:
@@ -374,12 +372,8 @@ class Room:
         try:
             member.deliver(outgoing)
         except Exception:
-            self._delivery_failed(member)
-
-    def _delivery_failed(self, member: IMember) -> None:
-        """Called from an except block: log the failure, drop the member."""
-        log.failure("delivery to {nick} failed; dropping the connection", nick=self._nick_of.get(member))
-        self._drop(member)
+            log.failure("delivery to {nick} failed; dropping the connection", nick=self._nick_of.get(member))
+            self._drop(member)
 
     def _drop(self, member: IMember) -> None:
         try:

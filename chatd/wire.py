@@ -41,15 +41,6 @@ class Outgoing:
     def line(cls, line: str) -> Outgoing:
         return cls((line,))
 
-    @classmethod
-    def joined(cls, parts: list[Outgoing]) -> Outgoing:
-        """All of `parts` in one, in order."""
-        if len(parts) == 1:
-            return parts[0]
-        joined = cls(())
-        joined.text = "".join(part.text for part in parts)
-        return joined
-
     def encoded(self, charset: str) -> bytes:
         data = self._encoded.get(charset)
         if data is None:
