@@ -61,6 +61,20 @@ class Result:
     def deliveries_per_second(self) -> float:
         return self.deliveries / self.seconds if self.seconds else 0.0
 
+    @classmethod
+    def combined(cls, parts: list[Result]) -> Result:
+        """The result of several generator processes that ran together."""
+        return cls(
+            deliveries=sum(part.deliveries for part in parts),
+            expected=sum(part.expected for part in parts),
+            lost=sum(part.lost for part in parts),
+            duplicated=sum(part.duplicated for part in parts),
+            reordered=sum(part.reordered for part in parts),
+            seconds=max(part.seconds for part in parts),
+            latencies_ms=[latency for part in parts for latency in part.latencies_ms],
+            generator_cpu_seconds=sum(part.generator_cpu_seconds for part in parts),
+        )
+
     def percentile(self, fraction: float) -> float:
         if not self.latencies_ms:
             return float("nan")
@@ -121,16 +135,7 @@ def fan_out(
     parts = [results.get(timeout=timeout + 60) for _ in workers]
     for worker in workers:
         worker.join(10)
-    return Result(
-        deliveries=sum(part.deliveries for part in parts),
-        expected=sum(part.expected for part in parts),
-        lost=sum(part.lost for part in parts),
-        duplicated=sum(part.duplicated for part in parts),
-        reordered=sum(part.reordered for part in parts),
-        seconds=max(part.seconds for part in parts),
-        latencies_ms=[latency for part in parts for latency in part.latencies_ms],
-        generator_cpu_seconds=sum(part.generator_cpu_seconds for part in parts),
-    )
+    return Result.combined(parts)
 
 
 
@@ -309,16 +314,7 @@ class CLoadGenerator:
                 if worker.poll() is None:
                     worker.kill()
                     worker.wait()
-        return Result(
-            deliveries=sum(part["deliveries"] for part in parts),
-            expected=sum(part["expected"] for part in parts),
-            lost=sum(part["lost"] for part in parts),
-            duplicated=sum(part["duplicated"] for part in parts),
-            reordered=sum(part["reordered"] for part in parts),
-            seconds=max(part["seconds"] for part in parts),
-            latencies_ms=[latency for part in parts for latency in part["latencies_ms"]],
-            generator_cpu_seconds=sum(part["generator_cpu_seconds"] for part in parts),
-        )
+        return Result.combined([Result(**part) for part in parts])  # the JSON has Result's fields
 
     def idle_connections(self, port: int, count: int, rss_kib: Any) -> float:
         """Like `idle_connections`."""

@@ -6,7 +6,7 @@ import struct
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
@@ -138,21 +138,32 @@ def test_writes_in_one_turn_reach_the_transport_as_one_write():
 
 
 class _Server(Protocol):
-    """Hands its connection, once made, to the test."""
+    """Hands its connection, once made, to the test, and says how it was lost."""
 
     def connectionMade(self):
+        self.lost = Deferred()
         self.factory.connected.callback(self)
+
+    def connectionLost(self, reason):
+        self.lost.callback(reason.value)  # the exception: a Failure would fire the errback
+
+
+@inlineCallbacks
+def one_connection():
+    """A listening port on 127.0.0.1, a plain client socket connected to it, and the server's side."""
+    factory = Factory.forProtocol(_Server)
+    factory.connected = Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    server = yield factory.connected
+    return port, client, server
 
 
 @pytest_twisted.inlineCallbacks
 def test_with_nothing_buffered_output_is_sent_at_once_and_otherwise_queues_behind_twisted():
     """A real TCP transport: an idle one sends in the flush itself; one with data waiting keeps the order."""
-    factory = Factory.forProtocol(_Server)
-    factory.connected = Deferred()
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    port, client, server = yield one_connection()
     try:
-        server = yield factory.connected
         flusher = Flusher(reactor)
         send = SendQueue(server.transport, 1 << 20, lambda: None, flusher)
         client.setblocking(False)
@@ -173,26 +184,11 @@ def test_with_nothing_buffered_output_is_sent_at_once_and_otherwise_queues_behin
         yield port.stopListening()
 
 
-class _Recorder(Protocol):
-    """Hands its connection to the test, and says how it was lost."""
-
-    def connectionMade(self):
-        self.lost = Deferred()
-        self.factory.connected.callback(self)
-
-    def connectionLost(self, reason):
-        self.lost.callback(reason.value)  # the exception: a Failure would fire the errback
-
-
 @pytest_twisted.inlineCallbacks
 def test_a_peer_that_reset_the_connection_is_lost_not_closed_cleanly():
     """Sending at once to a reset peer takes the socket's error; the connection is still reported lost, not done."""
-    factory = Factory.forProtocol(_Recorder)
-    factory.connected = Deferred()
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    port, client, server = yield one_connection()
     try:
-        server = yield factory.connected
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         client.close()  # an RST, at once on loopback
         flusher = Flusher(reactor)
