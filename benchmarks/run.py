@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +123,20 @@ def start_udp(command: list[str], port: int) -> subprocess.Popen:
     raise RuntimeError(f"{command[0]} did not echo")
 
 
-def measure_echo(generator: Any, name: str, command: list[str], port: int, seconds: float) -> dict:
-    process = start_udp(command, port)
+@contextmanager
+def running(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """A started server, stopped (SIGTERM, as an operator would) when the block ends."""
     try:
-        return {"server": name, "echoes_per_second": generator.udp_echo(port, seconds),
-                "lost": 0, "duplicated": 0, "reordered": 0}
+        yield process
     finally:
         process.terminate()
-        process.wait(10)
+        process.wait(30)
+
+
+def measure_echo(generator: Any, name: str, command: list[str], port: int, seconds: float) -> dict:
+    with running(start_udp(command, port)):
+        return {"server": name, "echoes_per_second": generator.udp_echo(port, seconds),
+                "lost": 0, "duplicated": 0, "reordered": 0}
 
 
 def start(command: list[str], port: int) -> subprocess.Popen:
@@ -154,19 +162,14 @@ def rss_mib(pid: int) -> float:
 
 
 def measure_idle(generator: Any, name: str, command: list[str], port: int, count: int) -> dict:
-    process = start(command, port)
-    try:
+    with running(start(command, port)) as process:
         per_connection = generator.idle_connections(port, count, lambda: rss_kib(process.pid))
         return {"server": name, "kib_per_connection": per_connection, "connections": count,
                 "lost": 0, "duplicated": 0, "reordered": 0}
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def measure(generator: Any, name: str, command: list[str], port: int, scenario: dict, processes: int) -> dict:
-    process = start(command, port)
-    try:
+    with running(start(command, port)) as process:
         cpu = cpu_seconds(process.pid)
         result = generator.fan_out(port, processes=processes, **scenario)
         return {
@@ -180,9 +183,6 @@ def measure(generator: Any, name: str, command: list[str], port: int, scenario: 
             "generator_cpu_seconds": result.generator_cpu_seconds,
             "seconds": result.seconds,
         }
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def main() -> None:
