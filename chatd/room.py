@@ -73,8 +73,8 @@ class Room:
     _member_by_skeleton: dict[str, IMember] = field(init=False, default=Factory(dict))
     # When each member last renamed (the most recent RENAMES_PER_WINDOW times).
     _renamed_at: dict[IMember, list[float]] = field(init=False, default=Factory(dict))
-    # Public messages waiting to be delivered, each with the member it is not for (its sender).
-    _pending: list[tuple[Outgoing, IMember | None]] = field(init=False, default=Factory(list))
+    # Public messages waiting to be delivered, rendered, each with the member it is not for (its sender).
+    _pending: list[tuple[str, IMember | None]] = field(init=False, default=Factory(list))
     # Members whose share of _pending starts later than its start: joined or caught up since.
     _caught_up: dict[IMember, int] = field(init=False, default=Factory(dict))
     held: bool = field(init=False, default=False)
@@ -321,7 +321,7 @@ class Room:
             sent = [index for index in range(start, end) if self._pending[index][1] is member]
             runs = _runs_between(start, sent, end)
             if runs:
-                self._deliver_isolated(member, Batch([outgoing for outgoing, _ in self._pending]).share(runs))
+                self._deliver_isolated(member, Batch([line for line, _ in self._pending]).share(runs))
 
     def _reply(self, member: IMember, *lines: str) -> None:
         """Lines for the member whose command is being handled."""
@@ -331,12 +331,12 @@ class Room:
     def _broadcast(self, happened: Event, exclude: IMember | None = None) -> None:
         """Record `happened`, render it once and deliver it to every member but `exclude`."""
         self._record(happened)
-        self._pending.append((Outgoing.line(render.event(happened)), exclude))
+        self._pending.append((render.event(happened), exclude))
         if not self.held:
             self._publish()
 
-    def _fan_out(self, pending: list[tuple[Outgoing, IMember | None]], caught_up: dict[IMember, int]) -> None:
-        batch = Batch([outgoing for outgoing, _ in pending])
+    def _fan_out(self, pending: list[tuple[str, IMember | None]], caught_up: dict[IMember, int]) -> None:
+        batch = Batch([line for line, _ in pending])
         everyone = batch.share([(0, len(batch))])
         sent_by: dict[IMember, list[int]] = {}
         for index, (_, sender) in enumerate(pending):

@@ -59,12 +59,12 @@ def writes_ascii_as_ascii(charset: str) -> bool:
 
 
 class Batch:
-    """The public messages of one turn, encoded once per charset for every member."""
+    """The public messages of one turn (rendered lines), encoded once per charset for every member."""
 
     __slots__ = ("texts", "_ascii", "_encoded")
 
-    def __init__(self, messages: list[Outgoing]) -> None:
-        self.texts = [message.text for message in messages]
+    def __init__(self, lines: list[str]) -> None:
+        self.texts = [line + "\r\n" for line in lines]
         self._ascii: bytes | None = None
         self._encoded: dict[str, tuple[bytes, list[int]]] = {}
         joined = "".join(self.texts)

@@ -42,7 +42,7 @@ def test_outgoing_encodes_once_per_charset_with_crlf_and_iac_doubled():
 
 def test_a_batch_share_is_its_runs_in_each_charset():
     """A share is cut from the batch's bytes: ASCII as is, other text per charset with 0xFF doubled, UTF-7 exactly."""
-    batch = Batch([Outgoing.line(line) for line in ["<a> one", "<b> ÿ张", "<a> a+b", "<c> four"]])
+    batch = Batch(["<a> one", "<b> ÿ张", "<a> a+b", "<c> four"])
     everything = batch.share([(0, 4)])
     assert everything.encoded("utf-8") == "<a> one\r\n<b> ÿ张\r\n<a> a+b\r\n<c> four\r\n".encode()
     assert everything.encoded("utf-8") is everything.encoded("utf-8")  # encoded once, not copied
@@ -50,7 +50,7 @@ def test_a_batch_share_is_its_runs_in_each_charset():
     assert not_a.encoded("iso8859-1") == b"<b> \xff\xff?\r\n<c> four\r\n"
     assert not_a.encoded("gbk") == b"<b> ?\xd5\xc5\r\n<c> four\r\n"
     assert not_a.text == "<b> ÿ张\r\n<c> four\r\n"
-    ascii_only = Batch([Outgoing.line("<a> a+b"), Outgoing.line("<b> ~x")])
+    ascii_only = Batch(["<a> a+b", "<b> ~x"])
     assert not writes_ascii_as_ascii("utf-7") and not writes_ascii_as_ascii("hz")
     assert ascii_only.share([(0, 2)]).encoded("utf-7") == encode("<a> a+b\r\n<b> ~x\r\n", "utf-7")
     assert ascii_only.share([(1, 2)]).encoded("hz") == encode("<b> ~x\r\n", "hz")
@@ -64,7 +64,7 @@ def test_a_batch_share_is_its_runs_in_each_charset():
 )
 def test_a_share_is_exactly_the_messages_it_keeps(lines, skipped, start, charset):
     """For any messages, senders' lines skipped and a late start: the bytes are those messages' own encodings."""
-    batch = Batch([Outgoing.line(line) for line in lines])
+    batch = Batch(lines)
     runs = _runs_between(start, sorted(index for index in skipped if index < len(lines)), len(lines))
     kept = [index for index in range(start, len(lines)) if index not in skipped]
     assert [index for begin, end in runs for index in range(begin, end)] == kept
