@@ -64,29 +64,28 @@ QUERY_ANSWERS_PER_SECOND = 1.0
 
 @frozen
 class Destination:
-    """A datagram's destination address, and (IPv4) the local address it reached."""
+    """
+    A datagram's destination address, and (IPv4) the local address it
+    reached.  The readers keep the few distinct ones they meet (cached
+    below), so whether it is unicast to us is worked out once, when made.
+    """
 
     address: str
     local: str | None = None
+    is_unicast_to_us: bool = field(init=False, eq=False, repr=False)
 
-    @property
-    def is_unicast_to_us(self) -> bool:
-        return _is_unicast_to_us(self.address, self.local)
-
-
-# Cached: this runs for every datagram, and a host has few local addresses.
-@lru_cache(maxsize=1024)
-def _is_unicast_to_us(address: str, local: str | None) -> bool:
-    address = address.lower()
-    if address.startswith("::ffff:") and "." in address:
-        address = address[7:]  # an IPv4 datagram on a dual-stack socket
-    if ":" in address:
-        return not address.startswith("ff")  # IPv6 has no broadcast; ff00::/8 is multicast
-    if address == "255.255.255.255" or 224 <= int(address.split(".", 1)[0]) <= 239:
-        return False
-    # For a subnet broadcast (192.0.2.255), the destination differs from
-    # the local address of the interface it arrived on.
-    return local is None or local == address
+    @is_unicast_to_us.default
+    def _unicast_to_us(self) -> bool:
+        address = self.address.lower()
+        if address.startswith("::ffff:") and "." in address:
+            address = address[7:]  # an IPv4 datagram on a dual-stack socket
+        if ":" in address:
+            return not address.startswith("ff")  # IPv6 has no broadcast; ff00::/8 is multicast
+        if address == "255.255.255.255" or 224 <= int(address.split(".", 1)[0]) <= 239:
+            return False
+        # For a subnet broadcast (192.0.2.255), the destination differs from
+        # the local address of the interface it arrived on.
+        return self.local is None or self.local == address
 
 
 def destination_of(ancillary: list[tuple[int, int, bytes]]) -> Destination | None:
