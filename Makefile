@@ -4,7 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test clean
+# The real client programs the test suite drives, as COMMAND:DEBIAN-PACKAGES
+# (packages joined by commas).  `make test` installs the missing ones.
+TEST_PROGRAMS := telnet:telnet nc:netcat-openbsd plink:putty-tools cc:gcc,libc6-dev
+
+.PHONY: run test test-programs clean
 
 # A stamp per kind of install, so `make test` adds the test extras to a venv
 # that `make run` made, and neither reinstalls when nothing changed.
@@ -20,11 +24,27 @@ $(VENV)/.test-stamp: setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet ".[test]"
 	touch $@
 
+# Debian's programs, installed with apt when missing (as root); otherwise one
+# line naming the packages to install.
+test-programs:
+	@missing=""; \
+	for entry in $(TEST_PROGRAMS); do \
+	    command -v "$${entry%%:*}" >/dev/null 2>&1 || missing="$$missing $$(echo "$${entry#*:}" | tr , ' ')"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" -ne 0 ]; then \
+	        echo "make test: the tests drive real client programs; install them first: sudo apt-get install$$missing" >&2; \
+	        exit 1; \
+	    fi; \
+	    echo "make test: installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	fi
+
 # Runs from the checkout (PYTHONPATH=.), so edits take effect without reinstalling.
 run: $(VENV)/.run-stamp
 	PYTHONPATH=. $(BIN)/twistd --pidfile= -n chatd --port 8088 $(ARGS)
 
-test: $(VENV)/.test-stamp
+test: $(VENV)/.test-stamp test-programs
 	PYTHONPATH=. $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
