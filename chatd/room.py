@@ -33,7 +33,7 @@ from chatd import commands, render
 from chatd.history import History
 from chatd.moderation import Moderation
 from chatd.render import Acted, Event, Joined, Left, Renamed, Said
-from chatd.text import NicknameError, check_nickname, nickname_key, nickname_skeleton
+from chatd.text import NicknameError, check_nickname, nickname_key, nickname_skeletons
 from chatd.wire import Batch, Outgoing, Share
 
 log = Logger()
@@ -69,7 +69,7 @@ class Room:
     # Members who have chosen a nickname, in order of joining.
     _nick_of: dict[IMember, str] = field(init=False, default=Factory(dict))
     _member_by_key: dict[str, IMember] = field(init=False, default=Factory(dict))
-    # By TR39 skeleton, so no one can take a nickname that looks like another's.
+    # By TR39 skeletons, so no one can take a nickname that looks like another's.
     _member_by_skeleton: dict[str, IMember] = field(init=False, default=Factory(dict))
     # When each member last renamed (the most recent RENAMES_PER_WINDOW times).
     _renamed_at: dict[IMember, list[float]] = field(init=False, default=Factory(dict))
@@ -118,8 +118,7 @@ class Room:
         nick = self._nick_of.pop(member, None)
         if nick is None:
             return
-        del self._member_by_key[nickname_key(nick)]
-        del self._member_by_skeleton[nickname_skeleton(nick)]
+        self._unregister(nick)
         self._renamed_at.pop(member, None)
         log.info("{nick} left ({reason})", nick=nick, reason=reason)
         self._broadcast(Left(nick, reason))
@@ -135,7 +134,7 @@ class Room:
             case commands.List():
                 self._reply(member, render.user_list(self.nicks()), render.choose_nickname())
             case commands.Help():
-                self._reply(member, *render.HELP, render.choose_nickname())
+                self._reply(member, *render.help_lines(self.moderation is not None), render.choose_nickname())
             case commands.Invalid(reason):
                 self._reply(member, render.error(reason), render.choose_nickname())
             case _:
@@ -157,7 +156,7 @@ class Room:
                 self.depart(member, reason)
                 self._bye(member)
             case commands.Help():
-                self._reply(member, *render.HELP)
+                self._reply(member, *render.help_lines(self.moderation is not None))
             case commands.Invalid(reason):
                 self._reply(member, render.error(reason))
             case commands.Oper() | commands.Kick() | commands.Ban() | commands.Unban() | commands.Bans():
@@ -231,10 +230,8 @@ class Room:
         except NicknameError as refusal:
             self._reply(member, render.error(str(refusal)), render.choose_nickname())
             return
-        self._nick_of[member] = nick
+        self._register(member, nick)
         self._caught_up[member] = len(self._pending)  # what was said before they joined is not for them
-        self._member_by_key[nickname_key(nick)] = member
-        self._member_by_skeleton[nickname_skeleton(nick)] = member
         log.info("{nick} joined ({count} online)", nick=nick, count=self.count)
         self._reply(member, render.hello(nick), *self.history.lines())
         self._broadcast(Joined(nick, self.count), exclude=member)
@@ -255,11 +252,8 @@ class Room:
             self._reply(member, render.error(f"too many nickname changes, wait {wait} s"))
             return
         self._renamed_at[member] = [*recent, now]
-        del self._member_by_key[nickname_key(old)]
-        del self._member_by_skeleton[nickname_skeleton(old)]
-        self._nick_of[member] = new
-        self._member_by_key[nickname_key(new)] = member
-        self._member_by_skeleton[nickname_skeleton(new)] = member
+        self._unregister(old)
+        self._register(member, new)
         log.info("{old} is now {new}", old=old, new=new)
         self._broadcast(Renamed(old, new))
 
@@ -268,10 +262,23 @@ class Room:
         holder = self._member_by_key.get(nickname_key(nick))
         if holder is not None and holder is not member:
             raise NicknameError(f"nickname is taken: {nick}")
-        look_alike = self._member_by_skeleton.get(nickname_skeleton(nick))
-        if look_alike is not None and look_alike is not member:
-            raise NicknameError(f"nickname is taken: {nick} (it looks like {self._nick_of[look_alike]})")
+        for skeleton in nickname_skeletons(nick):
+            look_alike = self._member_by_skeleton.get(skeleton)
+            if look_alike is not None and look_alike is not member:
+                raise NicknameError(f"nickname is taken: {nick} (it looks like {self._nick_of[look_alike]})")
         return nick
+
+    def _register(self, member: IMember, nick: str) -> None:
+        self._nick_of[member] = nick
+        self._member_by_key[nickname_key(nick)] = member
+        for skeleton in nickname_skeletons(nick):
+            self._member_by_skeleton[skeleton] = member
+
+    def _unregister(self, nick: str) -> None:
+        """Free `nick` and its look-alikes (the member stays in _nick_of for the caller to update)."""
+        del self._member_by_key[nickname_key(nick)]
+        for skeleton in nickname_skeletons(nick):
+            del self._member_by_skeleton[skeleton]
 
     def _private(self, member: IMember, nick: str, to_nick: str, text: str) -> None:
         recipient = self._member_by_key.get(nickname_key(to_nick))

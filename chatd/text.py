@@ -70,13 +70,27 @@ def _load_prototypes() -> dict[int, str]:
 _PROTOTYPES = _load_prototypes()
 
 
-def nickname_skeleton(nick: str) -> str:
+def nickname_skeletons(nick: str) -> frozenset[str]:
     """
-    The Unicode TR39 skeleton of the casefolded nickname: two nicknames with
-    the same skeleton look alike (Cyrillic "а" and Latin "a", "rn" and "m").
+    The forms in which two nicknames that look alike meet: two nicknames
+    look alike when they share one (Cyrillic "а" and Latin "a", "rn" and "m",
+    capital "I" and "l", "0" and "O").
+
+    Unicode's TR39 skeleton maps each character to its prototype, and is
+    defined on the text as typed.  chatd compares nicknames ignoring case, so
+    the skeleton is taken both ways: of the casefolded nickname ("ΑLICE" and
+    "alice"), and of the nickname as typed, casefolded after mapping, so that
+    a capital that looks like another lower-case letter is caught before
+    casefolding hides it ("aIice", whose "I" folds to "i", and "alice").
     """
-    folded = unicodedata.normalize("NFD", nick.casefold())
-    return unicodedata.normalize("NFD", folded.translate(_PROTOTYPES))
+    folded_first = _skeleton(nick.casefold())
+    mapped_first = _skeleton(_skeleton(nick).casefold())
+    return frozenset((folded_first, mapped_first))
+
+
+def _skeleton(text: str) -> str:
+    """The TR39 skeleton: NFD, each character to its prototype, NFD again."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", text).translate(_PROTOTYPES))
 
 
 def check_nickname(raw: str) -> str:
@@ -115,10 +129,14 @@ def check_nickname(raw: str) -> str:
     return nick
 
 
-def lookup_charset(name: str) -> str | None:
+class CharsetError(ValueError):
+    """A charset chatd cannot use; str() is the reason a user sees."""
+
+
+def check_charset(name: str) -> str:
     """
-    Return the canonical name of the text codec `name` if chatd can use it on
-    a telnet line, else None.
+    The canonical name of the text codec `name` if chatd can use it on a
+    telnet line; else CharsetError saying why not.
 
     Usable means: a text encoding that writes ASCII as ASCII, so that line
     ends, telnet commands and command words survive (which rules out UTF-16,
@@ -127,15 +145,26 @@ def lookup_charset(name: str) -> str | None:
     try:
         info = codecs.lookup(name)
     except (LookupError, ValueError, TypeError):
-        return None
+        raise CharsetError(f"unknown charset: {name}") from None
     if not getattr(info, "_is_text_encoding", True):
-        return None
+        raise CharsetError(f"{info.name} is not a text encoding")
     try:
-        if "Az09 /:\r\n".encode(info.name) != b"Az09 /:\r\n":
-            return None
+        keeps_ascii = "Az09 /:\r\n".encode(info.name) == b"Az09 /:\r\n"
     except (UnicodeError, LookupError):
-        return None
+        keeps_ascii = False
+    if not keeps_ascii:
+        raise CharsetError(
+            f"{info.name} cannot be used here: it does not write ASCII as ASCII, so line ends and commands would break"
+        )
     return info.name
+
+
+def lookup_charset(name: str) -> str | None:
+    """The canonical name of `name` if chatd can use it (see check_charset), else None."""
+    try:
+        return check_charset(name)
+    except CharsetError:
+        return None
 
 
 def display_width(text: str) -> int:

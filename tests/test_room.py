@@ -220,7 +220,7 @@ def test_quit_before_joining_just_says_bye(room, events):
 
 
 def test_help_lists_every_command(room, events):
-    """Help is one line per command, after a heading."""
+    """Help is one line per command, after a heading; without moderation, no operator command."""
     (alice,) = joined(room, events, "alice")
     room.handle(alice, Help())
     assert [line for _, line in events] == list(HELP)
@@ -228,6 +228,8 @@ def test_help_lists_every_command(room, events):
     for form in ["b:TEXT", "/me", "/msg", "c:NICK:TEXT", "/list", "/who", "/names", "/nick", "n:NEW",
                  "/charset", "/quit", "byebye", "/help", "//TEXT"]:
         assert form in text
+    for form in ["/oper", "/kick", "/ban", "/unban", "/bans"]:
+        assert form not in text
 
 
 def test_a_broken_member_is_dropped_and_the_others_still_get_the_message(room, events):
@@ -404,3 +406,22 @@ def test_a_nickname_that_looks_like_an_online_one_is_refused(room, events):
     events.clear()
     room.handle(mallory, Say("\u0430lice"))
     assert events[0] == ("mallory", "*** Hello \u0430lice! Type /help for commands.")
+
+
+def test_a_capital_that_looks_like_another_letter_is_refused(room, events):
+    """aIice (capital I) while alice is online: casefolding alone would miss it; renaming back frees it."""
+    alice, bob = joined(room, events, "alice", "bob")
+    room.handle(bob, Nick("aIice"))
+    room.handle(bob, Nick("B0B"))
+    assert events == [
+        ("bob", "*** Error: nickname is taken: aIice (it looks like alice)"),
+        ("alice", "*** bob is now known as B0B"),
+        ("bob", "*** bob is now known as B0B"),
+    ]
+    events.clear()
+    room.handle(alice, Nick("bob"))
+    assert events == [("alice", "*** Error: nickname is taken: bob (it looks like B0B)")]
+    events.clear()
+    room.handle(alice, Nick("al"))
+    room.handle(bob, Nick("aIice"))
+    assert ("alice", "*** B0B is now known as aIice") in events
