@@ -34,7 +34,7 @@ from chatd.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
 from chatd.listening import format_address
 from chatd.room import IMember, Room
 from chatd.telnet import TelnetServer, wrong_protocol
-from chatd.text import clean, display_width, lookup_charset
+from chatd.text import CharsetError, check_charset, clean, display_width, lookup_charset
 from chatd.wire import Outgoing, Share, encode
 
 log = Logger()
@@ -254,9 +254,10 @@ class ChatProtocol(TelnetServer):
         if name is None:
             self._tell(render.charset_shown(self.charset))
             return
-        charset = lookup_charset(name)
-        if charset is None:
-            self._tell(render.error(f"unknown charset: {name}"))
+        try:
+            charset = check_charset(name)
+        except CharsetError as refusal:
+            self._tell(render.error(str(refusal)))
             return
         self._editor.set_charset(charset)
         self._hinted_charset = False

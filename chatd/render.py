@@ -17,6 +17,7 @@ on them.  The transport adds CR LF to each line.
     *** alice has left (REASON)                       to everyone else
     *** Bye!                                          to a user who quits
     *** Charset is now gbk                            /charset
+    *** Commands: ...                                 /help: one line per command (HELP, OPERATOR_HELP)
     *** Error: REASON                                 every refusal
     *** Your input is not valid utf-8; ...            once, on undecodable input
     *** Server shutting down                          to everyone, on SIGTERM or SIGINT
@@ -138,16 +139,22 @@ def charset_shown(charset: str) -> str:
     return f"*** Charset is {charset}"
 
 
+# Charsets to suggest to a user whose input does not decode, most likely first.
+_SUGGESTED_CHARSETS = ("utf-8", "gbk", "latin-1")
+
+
 def undecodable_hint(charset: str) -> str:
+    examples = ", ".join(f"/charset {name}" for name in _SUGGESTED_CHARSETS if name != charset)
     return (
         f"*** Your input is not valid {charset}; type /charset NAME to use "
-        "your terminal's encoding (e.g. /charset gbk, /charset latin-1)"
+        f"your terminal's encoding (e.g. {examples})"
     )
 
 
 def wrong_protocol(kind: str, host: str, port: int) -> str:
+    article = "an" if kind[0] in "AEFHILMNORSX" else "a"  # as the letters are spoken: an HTTP, a TLS
     return (
-        f"This is chatd, a telnet chat server, not an {kind} server. "
+        f"This is chatd, a telnet chat server, not {article} {kind} server. "
         f"Connect with: telnet {host} {port}"
     )
 
@@ -204,8 +211,17 @@ HELP = (
     "***   /quit [REASON], quit or byebye     leave",
     "***   /help or help                      this list",
     "***   //TEXT                             say a line that starts with /",
-    "***   /oper PASSWORD                     become an operator (if the server has moderation)",
+)
+
+# Shown only on a server with moderation (--oper-password-file), where they can work.
+OPERATOR_HELP = (
+    "***   /oper PASSWORD                     become an operator",
     "***   /kick NICK [REASON]                operators: disconnect NICK",
     "***   /ban NICK|ADDRESS [MINUTES]        operators: ban an address (default 60, 0: until restart)",
     "***   /unban ADDRESS, /bans              operators: lift a ban, list the bans",
 )
+
+
+def help_lines(moderation: bool) -> tuple[str, ...]:
+    """/help: every command, the operators' ones only where moderation is on."""
+    return HELP + OPERATOR_HELP if moderation else HELP

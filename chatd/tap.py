@@ -29,7 +29,7 @@ from chatd.listening import (
 from chatd.moderation import Moderation
 from chatd.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
 from chatd.room import Room
-from chatd.text import clean, lookup_charset
+from chatd.text import CharsetError, check_charset, clean
 from chatd.transcript import Transcript, recent_messages
 from chatd.udp import (
     AnnouncerProtocol,
@@ -271,10 +271,10 @@ def _max_line(text: str) -> int:
 
 
 def _charset(text: str) -> str:
-    charset = lookup_charset(text)
-    if charset is None:
-        raise ValueError(f"unknown charset {text!r} (try utf-8, gbk, big5, latin-1)")
-    return charset
+    try:
+        return check_charset(text)
+    except CharsetError as refusal:
+        raise ValueError(f"{refusal} (try utf-8, gbk, big5, latin-1)") from None
 
 
 def _name(text: str | None) -> str:

@@ -4,8 +4,9 @@ import pytest
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from chatd.commands import Ban, Bans, Invalid, Kick, Oper, Say, Unban, parse_line
+from chatd.commands import Ban, Bans, Help, Invalid, Kick, Oper, Say, Unban, parse_line
 from chatd.moderation import Moderation
+from chatd.render import HELP, OPERATOR_HELP
 from chatd.room import IMember, Room
 
 
@@ -51,6 +52,15 @@ def setup():
 def test_moderation_commands_parse(line, command):
     """Each moderation command and its usage error."""
     assert parse_line(line) == command
+
+
+def test_help_lists_the_operator_commands_where_moderation_is_on(setup):
+    """With --oper-password-file, /help adds /oper, /kick, /ban, /unban and /bans after the others."""
+    room, members, events, clock = setup
+    room.handle(members["carol"], Help())
+    assert [line for _, line in events] == [*HELP, *OPERATOR_HELP]
+    assert [form for form in ["/oper", "/kick", "/ban", "/unban", "/bans"] if form in "\n".join(OPERATOR_HELP)] == [
+        "/oper", "/kick", "/ban", "/unban", "/bans"]
 
 
 def test_without_a_password_file_moderation_is_off(events=None):

@@ -86,10 +86,14 @@ def test_charset_gbk_decodes_input_and_encodes_output_per_user(factory):
 
 
 def test_charset_query_and_unknown_charset(factory):
-    """/charset alone shows it; an unknown one is an error."""
+    """/charset alone shows it; an unknown one is an error; an unusable one says why."""
     alice = login(factory, "alice")
-    alice.send(b"/charset\n/charset klingon\n")
-    assert alice.take() == b"*** Charset is utf-8\r\n*** Error: unknown charset: klingon\r\n"
+    alice.send(b"/charset\n/charset klingon\n/charset UTF-16\n/charset rot13\n")
+    assert alice.take() == (
+        b"*** Charset is utf-8\r\n*** Error: unknown charset: klingon\r\n"
+        b"*** Error: utf-16 cannot be used here: it does not write ASCII as ASCII, so line ends and commands would break\r\n"
+        b"*** Error: rot-13 is not a text encoding\r\n"
+    )
 
 
 def test_what_the_room_has_for_a_user_comes_before_what_their_connection_says_in_the_same_read(factory):
@@ -120,6 +124,18 @@ def test_undecodable_input_gets_one_hint_and_nothing_undecoded_reaches_anyone(fa
         b"encoding (e.g. /charset gbk, /charset latin-1)\r\n"
     )
     assert bob.take().decode() == "<alice> caf\ufffd\r\n<alice> na\ufffdve\r\n"
+
+
+def test_the_undecodable_hint_suggests_other_charsets_than_the_one_in_use(factory):
+    """A GBK user whose terminal sends UTF-8 is pointed to /charset utf-8, not to gbk again."""
+    alice = login(factory, "alice")
+    alice.send(b"/charset gbk\n")
+    alice.take()
+    alice.send("caf\u00e9 \u2603\n".encode())
+    assert alice.take() == (
+        b"*** Your input is not valid gbk; type /charset NAME to use your terminal's "
+        b"encoding (e.g. /charset utf-8, /charset latin-1)\r\n"
+    )
 
 
 def test_overlong_line_gets_an_error_and_the_connection_stays_usable(factory):
@@ -315,9 +331,9 @@ def test_idle_timeout_disconnects_after_silence_and_input_resets_it():
 @pytest.mark.parametrize(
     "first_bytes, kind",
     [
-        (b"GET / HTTP/1.1\r\nHost: chat\r\n\r\n", "HTTP"),
-        (b"POST /login HTTP/1.0\r\n", "HTTP"),
-        (bytes.fromhex("160301020001") + b"\x00" * 40, "TLS"),
+        (b"GET / HTTP/1.1\r\nHost: chat\r\n\r\n", "an HTTP"),
+        (b"POST /login HTTP/1.0\r\n", "an HTTP"),
+        (bytes.fromhex("160301020001") + b"\x00" * 40, "a TLS"),
     ],
 )
 def test_wrong_protocol_gets_a_hint_and_is_closed(factory, first_bytes, kind):
@@ -326,7 +342,7 @@ def test_wrong_protocol_gets_a_hint_and_is_closed(factory, first_bytes, kind):
     client.take()
     client.send(first_bytes)
     assert client.take() == (
-        f"This is chatd, a telnet chat server, not an {kind} server. Connect with: telnet 10.0.0.1 8088\r\n".encode()
+        f"This is chatd, a telnet chat server, not {kind} server. Connect with: telnet 10.0.0.1 8088\r\n".encode()
     )
     assert client.transport.disconnecting
 

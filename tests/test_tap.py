@@ -56,8 +56,9 @@ def test_port_zero_has_no_fallback():
         (["--port", "70000"], "--port: '70000' is not a port number (0-65535)"),
         (["--port", "http"], "--port: 'http' is not a port number (0-65535)"),
         (["--fallback", "9-3"], "--fallback: range 9-3 runs backwards"),
-        (["--charset", "klingon"], "--charset: unknown charset 'klingon' (try utf-8, gbk, big5, latin-1)"),
-        (["--charset", "utf-16"], "--charset: unknown charset 'utf-16' (try utf-8, gbk, big5, latin-1)"),
+        (["--charset", "klingon"], "--charset: unknown charset: klingon (try utf-8, gbk, big5, latin-1)"),
+        (["--charset", "utf-16"], "--charset: utf-16 cannot be used here: it does not write ASCII as ASCII, "
+                                  "so line ends and commands would break (try utf-8, gbk, big5, latin-1)"),
         (["--interface", "localhost"], "--interface: 'localhost' is not an IPv4 or IPv6 address"),
         (["--max-line", "10"], "--max-line: '10' is not a number of bytes from 64 to 1048576"),
         (["--name", "\x1b[31m"], "--name: the name is empty"),
