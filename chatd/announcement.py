@@ -18,7 +18,8 @@ unicast in answer to a query (always under MAX_ANNOUNCEMENT_BYTES):
     users     users in the room who have chosen a nickname
     uptime    whole seconds since the server started
     seq       1 for the instance's first datagram, counting every announcement
-    ts        unix time, whole seconds
+    ts        unix time: chatd sends whole seconds; a listener accepts any
+              JSON number (another implementation may send a fraction)
     state     "up", or "stopping" in the last datagram before the server stops
     interval  seconds between regular announcements, so a listener knows when
               a silent server is gone (three missed intervals)
@@ -58,16 +59,21 @@ class Announcement:
     users: int
     uptime: int
     seq: int
-    ts: int
+    ts: float
     state: str = "up"
     interval: int = 5
 
+    def fields(self) -> dict[str, Any]:
+        """The whole JSON object, `service` and `v` first."""
+        return {
+            "service": SERVICE, "v": VERSION, "id": self.id, "name": self.name, "host": self.host, "port": self.port,
+            "users": self.users, "uptime": self.uptime, "seq": self.seq, "ts": self.ts, "state": self.state,
+            "interval": self.interval,
+        }
+
     def encode(self) -> bytes:
-        fields: dict[str, Any] = {"service": SERVICE, "v": VERSION}
-        fields.update(
-            id=self.id, name=self.name[:MAX_NAME_CHARS], host=self.host, port=self.port, users=self.users,
-            uptime=self.uptime, seq=self.seq, ts=self.ts, state=self.state, interval=self.interval,
-        )
+        fields = self.fields()
+        fields["name"] = self.name[:MAX_NAME_CHARS]
         data = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
         if len(data) > MAX_ANNOUNCEMENT_BYTES:  # only a name of many 4-byte characters gets here
             return evolve(self, name=self.name[: len(self.name) // 2]).encode()
@@ -99,7 +105,7 @@ def decode(data: bytes) -> Announcement:
             users=_get(fields, "users", int),
             uptime=_get(fields, "uptime", int),
             seq=_get(fields, "seq", int),
-            ts=_get(fields, "ts", int),
+            ts=_get(fields, "ts", (int, float)),
             state=_get(fields, "state", str),
             interval=fields.get("interval", 5) if isinstance(fields.get("interval", 5), int) else 5,
         )
@@ -124,9 +130,9 @@ def _fields(data: bytes) -> dict[str, Any]:
     return fields
 
 
-def _get(fields: dict[str, Any], name: str, kind: type) -> Any:
+def _get(fields: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = fields[name]
     # bool is an int in Python; an announcement never has a boolean number.
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise NotAnAnnouncement(f"field {name} is not {kind.__name__}")
+        raise NotAnAnnouncement(f"field {name} is not {'a number' if isinstance(kind, tuple) else kind.__name__}")
     return value

@@ -25,7 +25,6 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from attrs import asdict
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
@@ -116,7 +115,7 @@ class Listener(DatagramProtocol):
                 self.ignored += 1
             return
         if self.as_json:
-            self.say(json.dumps(asdict(found), ensure_ascii=False))
+            self.say(json.dumps(found.fields(), ensure_ascii=False))
         if found.state == "stopping":
             if self.servers.pop(found.id, None) is not None:
                 self._gone(found, "stopping")

@@ -1,5 +1,7 @@
 """chatd-listen's bookkeeping, with a fake clock (chatd.listen)."""
 
+import json
+
 from twisted.internet.task import Clock
 
 from chatd.announcement import Announcement
@@ -35,3 +37,24 @@ def test_stopping_drops_at_once_and_junk_is_counted():
     listener.datagramReceived(b"junk", ("127.0.0.1", 41236))
     assert said == ['chatd "lab" at 127.0.0.1:8089, 2 users', 'chatd "lab" at 127.0.0.1:8089 is gone (stopping)']
     assert listener.ignored == 1
+
+
+def test_json_prints_the_whole_announcement():
+    """--json: each announcement's whole object, service and v included."""
+    clock, said = Clock(), []
+    listener = Listener(clock, said.append, as_json=True)
+    listener.datagramReceived(announcement(name="lab"), ("127.0.0.1", 41236))
+    assert [json.loads(line) for line in said] == [{
+        "service": "chatd", "v": 1, "id": "abc", "name": "lab", "host": "127.0.0.1", "port": 8089, "users": 1,
+        "uptime": 0, "seq": 1, "ts": 0, "state": "up", "interval": 5,
+    }]
+
+
+def test_a_fractional_timestamp_is_accepted():
+    """Another implementation may send unix time with a fraction: still a chatd v1 announcement."""
+    clock, said = Clock(), []
+    listener = Listener(clock, said.append, as_json=True)
+    data = json.dumps({**json.loads(announcement()), "ts": 1795000000.25}).encode()
+    listener.datagramReceived(data, ("127.0.0.1", 41236))
+    assert listener.ignored == 0
+    assert json.loads(said[0])["ts"] == 1795000000.25
