@@ -41,6 +41,10 @@ from attrs import evolve, frozen
 
 SERVICE = "chatd"
 VERSION = 1
+# Where announcements go unless told otherwise (chatd's announcers and chatd-listen).
+DEFAULT_GROUP = "239.255.88.88"
+DEFAULT_MULTICAST_PORT = 41236
+DEFAULT_BROADCAST_PORT = 41235
 MAX_ANNOUNCEMENT_BYTES = 511
 QUERY_BYTES = 512
 MAX_NAME_CHARS = 64

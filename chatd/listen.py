@@ -26,18 +26,22 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from twisted.internet import defer, task
+from twisted.internet.error import CannotListenError, MulticastJoinError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python import usage
 
 from chatd import announcement
-from chatd.announcement import Announcement, NotAnAnnouncement
+from chatd.announcement import (
+    DEFAULT_BROADCAST_PORT,
+    DEFAULT_GROUP,
+    DEFAULT_MULTICAST_PORT,
+    Announcement,
+    NotAnAnnouncement,
+)
 from chatd.listening import format_address
 from chatd.text import clean
 
-DEFAULT_GROUP = "239.255.88.88"
-DEFAULT_MULTICAST_PORT = 41236
-DEFAULT_BROADCAST_PORT = 41235
 DEFAULT_DISCOVER_TIMEOUT_SECONDS = 5.0
 MISSED_INTERVALS = 3
 QUERY_REPEAT_SECONDS = 1.0
@@ -191,11 +195,24 @@ def run(reactor: Any, options: Options, out: TextIO = sys.stdout, err: TextIO = 
     # Also on Ctrl-C, which stops the reactor without finishing `done`.
     reactor.addSystemEventTrigger("before", "shutdown", report_ignored)
 
-    port = reactor.listenMulticast(options["port"], listener, listenMultiple=True)
+    try:
+        port = reactor.listenMulticast(options["port"], listener, listenMultiple=True)
+    except CannotListenError as failure:
+        reason = getattr(failure.socketError, "strerror", None) or str(failure.socketError)
+        err.write(f"chatd-listen: cannot listen on UDP port {options['port']}: {reason} "
+                  "(another program holds it without sharing it)\n")
+        return 1
     if options["broadcast"]:
         where = f"broadcasts to UDP port {options['port']}"
     else:
-        yield port.joinGroup(options["group"], options["interface"] or "")
+        try:
+            yield port.joinGroup(options["group"], options["interface"] or "")
+        except MulticastJoinError as failure:
+            err.write(f"chatd-listen: cannot join the multicast group {options['group']}"
+                      + (f" on {options['interface']}" if options["interface"] else "")
+                      + f": {failure.args[-1] if failure.args else failure}\n")
+            yield port.stopListening()
+            return 1
         where = f"{options['group']}:{options['port']}" + (f" on {options['interface']}" if options["interface"] else "")
     # On stderr, so stdout carries only announcements (or HOST PORT).
     err.write(f"chatd-listen: listening for chatd announcements ({where})\n")

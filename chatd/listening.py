@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import itertools
 import os
 import select
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from attrs import frozen
@@ -52,19 +53,24 @@ class FallbackSpecError(ValueError):
     """A --fallback value that does not parse; str() says why."""
 
 
-def fallback_ports(spec: str, first_port: int) -> list[int]:
+def fallback_ports(spec: str, first_port: int, avoid: Collection[int] = ()) -> list[int]:
     """
     The ports to try after `first_port`, from a --fallback SPEC:
 
-    - a count, `10`: first_port+1 ... first_port+10 (stopping at 65535);
+    - a count, `10`: the next 10 ports after first_port (stopping at 65535);
       `0`: none;
     - a list of ports and ranges, tried in the order given:
       `8089-8099,9000` (a single port is written `9000,` or `9000-9000`).
+
+    `first_port` itself, and the ports in `avoid` (those chatd uses for
+    something else), are never among them: a count steps over them.
     """
     spec = spec.strip()
+    skipped = {first_port, *avoid}
     if spec.isdigit():
         count = int(spec)
-        return list(range(first_port + 1, min(first_port + count, MAX_PORT) + 1))
+        following = (port for port in range(first_port + 1, MAX_PORT + 1) if port not in skipped)
+        return list(itertools.islice(following, count))
     ports: list[int] = []
     seen: set[int] = set()
     for part in spec.split(","):
@@ -82,7 +88,7 @@ def fallback_ports(spec: str, first_port: int) -> list[int]:
                 ports.append(port)
     if not ports:
         raise FallbackSpecError(f"{spec!r} names no ports")
-    return ports
+    return [port for port in ports if port not in skipped]
 
 
 def _port_number(text: str, part: str) -> int:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import ipaddress
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatd.announcement import DEFAULT_BROADCAST_PORT, DEFAULT_GROUP, DEFAULT_MULTICAST_PORT
 from chatd.history import History
 from chatd.limits import ConnectionLimits, raise_open_files_limit
 from chatd.listening import (
@@ -43,6 +44,7 @@ from chatd.udp import (
 
 log = Logger()
 
+DEFAULT_ECHO_PORT = 41234
 MIN_LINE_BYTES = 64
 MAX_LINE_BYTES = 1024 * 1024
 MAX_NAME_CHARS = 64
@@ -81,15 +83,15 @@ class Options(usage.Options):
         ["transcript-max-bytes", None, str(10 * 1000 * 1000), "Size at which the transcript rotates (5 old files are kept)."],
         ["history", None, "20", "Recent messages shown to a user who joins (0: none); kept across restarts with --transcript."],
         ["oper-password-file", None, None, "File holding the operators' password (/oper); without it, moderation is off."],
-        ["echo-port", None, "41234", "UDP port of the echo service, on --interface; 0 takes any free port."],
+        ["echo-port", None, str(DEFAULT_ECHO_PORT), "UDP port of the echo service, on --interface; 0 takes any free port."],
         ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
         ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
-        ["multicast-group", None, "239.255.88.88", "IPv4 multicast group of the announcements."],
-        ["multicast-port", None, "41236", "UDP port of the multicast announcements."],
+        ["multicast-group", None, DEFAULT_GROUP, "IPv4 multicast group of the announcements."],
+        ["multicast-port", None, str(DEFAULT_MULTICAST_PORT), "UDP port of the multicast announcements."],
         ["multicast-ttl", None, "1", "Multicast TTL: 1 keeps announcements on the local network."],
         ["multicast-interface", None, None, "Address of the interface that sends multicast. [default: --interface when concrete, else the system's choice]"],
         ["broadcast-address", None, "255.255.255.255", "IPv4 address the broadcast announcements go to."],
-        ["broadcast-port", None, "41235", "UDP port of the broadcast announcements."],
+        ["broadcast-port", None, str(DEFAULT_BROADCAST_PORT), "UDP port of the broadcast announcements."],
         ["announce-interval", None, "5", "Seconds between announcements (after three at start, 1 s apart)."],
     ]
 
@@ -137,14 +139,22 @@ class Options(usage.Options):
         except ValueError as problem:
             raise usage.UsageError(f"--oper-password-file: {problem}") from None
         self["fallback-ports"] = _fallback("fallback", self["fallback"], self["port"])
-        self["echo-fallback-ports"] = _fallback("echo-fallback", self["echo-fallback"], self["echo-port"])
+        # The echo never takes a port of the announcements, by default or as
+        # given, so a second chatd on this host cannot walk onto them.
+        announcement_ports = sorted({DEFAULT_BROADCAST_PORT, DEFAULT_MULTICAST_PORT,
+                                     self["broadcast-port"], self["multicast-port"]})
+        if self["echo-port"] in announcement_ports:
+            raise usage.UsageError(f"--echo-port: {self['echo-port']} is a port of the announcements "
+                                   f"({', '.join(map(str, announcement_ports))}); choose another")
+        self["echo-fallback-ports"] = _fallback("echo-fallback", self["echo-fallback"], self["echo-port"],
+                                                avoid=announcement_ports)
 
 
-def _fallback(key: str, spec: str, port: int) -> list[int]:
+def _fallback(key: str, spec: str, port: int, avoid: Collection[int] = ()) -> list[int]:
     if port == 0:
         return []  # an ephemeral port cannot be taken
     try:
-        return fallback_ports(spec, port)
+        return fallback_ports(spec, port, avoid)
     except FallbackSpecError as problem:
         raise usage.UsageError(f"--{key}: {problem}") from None
 

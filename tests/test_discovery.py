@@ -256,3 +256,30 @@ def test_echo_port_falls_back_when_taken(tmp_path):
                 f"echo service listening on 127.0.0.1:{first + 1} ({first} was taken)")
         finally:
             server.stop()
+
+
+@pytest.mark.parametrize("mode", [[], ["--broadcast"]])
+def test_listen_on_a_port_held_without_sharing_says_so_in_one_line(tmp_path, mode):
+    """A port another program holds without SO_REUSEPORT (an echo, say): one line on stderr, status 1, no traceback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("0.0.0.0", 0))
+        port = holder.getsockname()[1]
+        listener = Process(listen_command(*mode, "--port", str(port), "--timeout", "5"), tmp_path)
+        assert listener.finish() == 1
+    assert listener.lines["stderr"] == [
+        f"chatd-listen: cannot listen on UDP port {port}: Address already in use (another program holds it without sharing it)"]
+    assert listener.lines["stdout"] == []
+
+
+def test_two_servers_on_one_host_leave_the_announcement_ports_free(tmp_path):
+    """A second chatd whose echo port is taken falls back past the broadcast and multicast ports, so listeners still start."""
+    chat, echo = free_port_run(2), free_port_run(5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first_echo:
+        first_echo.bind(("127.0.0.1", echo))
+        server = ChatdProcess("--port", str(chat), "--interface", "127.0.0.1", "--fallback", "0", "--echo-port", str(echo),
+                              "--broadcast-port", str(echo + 1), "--multicast-port", str(echo + 2), cwd=tmp_path)
+        try:
+            line = server.wait_for_log("echo service listening on")
+            assert line.endswith(f"echo service listening on 127.0.0.1:{echo + 3} ({echo} was taken)")
+        finally:
+            server.stop()

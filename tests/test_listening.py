@@ -50,11 +50,19 @@ def test_the_chat_port_queues_a_thousand_connections_before_they_are_accepted():
         ("9000,", 8088, [9000]),
         ("9000-9000", 8088, [9000]),
         ("9000, 8089-8090, 9000", 8088, [9000, 8089, 8090]),
+        ("9000,", 9000, []),
+        ("8999-9001", 9000, [8999, 9001]),
     ],
 )
 def test_fallback_spec_is_a_count_or_ports_and_ranges_in_order(spec, port, expected):
-    """A count tries the next N ports; a list is tried in the order given, without repeats."""
+    """A count tries the next N ports; a list is tried in the order given, without repeats or the first port."""
     assert fallback_ports(spec, port) == expected
+
+
+def test_fallback_steps_over_the_ports_to_avoid():
+    """The ports chatd uses for something else are never tried; a count still gives that many ports."""
+    assert fallback_ports("4", 41234, avoid={41235, 41236}) == [41237, 41238, 41239, 41240]
+    assert fallback_ports("41235-41238", 41234, avoid={41235, 41236}) == [41237, 41238]
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def test_defaults():
     assert options["max-line"] == 4096
     assert options["charset"] == "utf-8"
     assert (options["no-echo"], options["echo-port"], options["echo-rate"]) == (False, 41234, 100)
-    assert options["echo-fallback-ports"] == list(range(41235, 41245))
+    assert options["echo-fallback-ports"] == list(range(41237, 41247))  # never the announcement ports
     assert (options["multicast"], options["multicast-group"], options["multicast-port"]) == (False, "239.255.88.88", 41236)
     assert (options["multicast-ttl"], options["multicast-interface"]) == (1, None)
     assert (options["broadcast"], options["broadcast-address"], options["broadcast-port"]) == (False, "255.255.255.255", 41235)
@@ -43,6 +43,15 @@ def test_values_are_parsed_and_normalised():
     options = parse("-p", "9000", "-i", "::", "--fallback", "9100-9101", "--charset", "GBK", "--name", "lab 1", "--max-line", "64")
     assert (options["port"], options["interface"], options["fallback-ports"]) == (9000, "::", [9100, 9101])
     assert (options["charset"], options["name"], options["max-line"]) == ("gbk", "lab 1", 64)
+
+
+def test_the_echo_never_falls_back_onto_an_announcement_port():
+    """Neither the default announcement ports nor the ones given are echo candidates, nor the echo port."""
+    options = parse("--echo-port", "41000", "--echo-fallback", "41000-41002,41235-41237", "--multicast-port", "41001")
+    assert options["echo-fallback-ports"] == [41002, 41237]
+    with pytest.raises(usage.UsageError) as refused:
+        parse("--echo-port", "41236")
+    assert str(refused.value) == "--echo-port: 41236 is a port of the announcements (41235, 41236); choose another"
 
 
 def test_port_zero_has_no_fallback():
