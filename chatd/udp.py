@@ -409,6 +409,11 @@ class AnnouncerService(Service):
     listeners and other servers on the same host), sends the first
     announcements 1 s apart and then one per interval, and a last
     "stopping" one when stopped.
+
+    It listens on the address it announces to (the multicast group, or the
+    broadcast address), not on every address: that is all a query needs,
+    so the query responder answers only what was sent to the group or as a
+    broadcast, never a datagram sent straight to one of the host's addresses.
     """
 
     def __init__(
@@ -421,6 +426,7 @@ class AnnouncerService(Service):
     ) -> None:
         self._reactor = reactor
         self.protocol = protocol
+        self._listen_address = protocol.destination[0]
         self._listen_port = listen_port
         self._setup = setup
         self.what = what
@@ -434,11 +440,12 @@ class AnnouncerService(Service):
         try:
             # Shared (SO_REUSEADDR/SO_REUSEPORT) with listeners and other
             # servers on this host: multicast and broadcast reach them all.
-            self.listening = self._reactor.listenMulticast(self._listen_port, self.protocol, listenMultiple=True)
+            self.listening = self._reactor.listenMulticast(
+                self._listen_port, self.protocol, interface=self._listen_address, listenMultiple=True)
         except CannotListenError as failure:
             log.warn("{what}: cannot listen for queries on UDP port {port} ({reason}); announcing without answering queries",
                      what=self.what, port=self._listen_port, reason=failure.socketError)
-            self.listening = self._reactor.listenMulticast(0, self.protocol)
+            self.listening = self._reactor.listenMulticast(0, self.protocol, interface=self._listen_address)
         self._setup(self.listening)
         host, port = self.protocol.destination
         log.info("{what} announcing to {host}:{port} every {interval} s",

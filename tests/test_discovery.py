@@ -6,6 +6,7 @@ nothing through the machine's real interfaces.
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -126,6 +127,22 @@ def test_a_padded_query_gets_a_unicast_answer_at_once(announcing):
     found = decode(answer)
     assert (found.port, found.host, found.state) == (announcing["chat_port"], "127.0.0.1", "up")
     assert len(answer) <= len(encode_query())
+
+
+def udp_sockets_on(port):
+    """The local addresses of this host's IPv4 UDP sockets bound to `port` (from /proc/net/udp)."""
+    found = []
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        address, bound_port = line.split()[1].split(":")
+        if int(bound_port, 16) == port:
+            found.append(socket.inet_ntoa(int(address, 16).to_bytes(4, "little")))
+    return found
+
+
+def test_announcers_listen_on_the_group_and_the_broadcast_address_only(announcing):
+    """The query sockets are bound to the group and to the broadcast address, not to every address of the host."""
+    assert udp_sockets_on(announcing["multicast"]) == [GROUP]
+    assert udp_sockets_on(announcing["broadcast"]) == ["127.255.255.255"]
 
 
 def test_discover_gives_up_after_its_timeout(tmp_path):

@@ -228,7 +228,7 @@ class FakeReactor(Clock):
         super().__init__()
         self.ports = []
 
-    def listenMulticast(self, port, protocol, listenMultiple=False):
+    def listenMulticast(self, port, protocol, interface="", listenMultiple=False):
         self.ports.append(FakeMulticastPort(protocol))
         return self.ports[-1]
 
