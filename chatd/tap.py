@@ -305,7 +305,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if reactor is None:  # under twistd
         from twisted.internet import reactor
 
-        _exit_zero_on_signals(reactor)
+        twistd_options = options.parent
+        _exit_zero_on_signals(reactor, foreground=bool(twistd_options and twistd_options.get("nodaemon")))
     settings = Settings(
         server_name=options["name"],
         max_line_bytes=options["max-line"],
@@ -404,20 +405,24 @@ def _shut_down(factory: ChatFactory, grace: float, transcript: Transcript | None
     return closed
 
 
-def _exit_zero_on_signals(reactor: Any) -> None:
+def _exit_zero_on_signals(reactor: Any, foreground: bool) -> None:
     """
     SIGTERM and SIGINT stop chatd gracefully and end twistd with status 0.
     (Twisted's own handlers make twistd re-raise the signal at exit, which
-    init systems and scripts read as a crash.)
+    init systems and scripts read as a crash.)  In the foreground
+    (twistd -n, make run), so does SIGHUP: the terminal running chatd was
+    closed.  A daemon has no terminal to lose, so there SIGHUP is left as
+    twistd leaves it.
     """
+    signals = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGHUP] if foreground else [])
 
     def stop(signum: int, frame: Any) -> None:
         log.info("received {signal}; shutting down", signal=signal.Signals(signum).name)
         reactor.callFromThread(reactor.stop)
 
     def install() -> None:
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        for signum in signals:
+            signal.signal(signum, stop)
 
     # After startup, so these replace the handlers the reactor installs.
     reactor.callWhenRunning(install)

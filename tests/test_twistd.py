@@ -408,9 +408,9 @@ def test_a_reader_that_never_reads_is_dropped_and_nobody_else_loses_a_line(tmp_p
         server.stop()
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_shutdown_tells_everyone_flushes_and_exits_0(tmp_path, signal_number):
-    """On SIGTERM or SIGINT: everyone (joined or not) gets the notice, connections close, status 0."""
+    """On SIGTERM, SIGINT or (in the foreground) SIGHUP: everyone, joined or not, gets the notice; connections close; status 0."""
     port_file = tmp_path / "port"
     server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--echo-port", "0", cwd=tmp_path)
     server.wait_for_log("chat room listening on")
