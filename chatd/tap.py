@@ -138,6 +138,10 @@ class Options(usage.Options):
             self["oper-password"] = _oper_password(self["oper-password-file"])
         except ValueError as problem:
             raise usage.UsageError(f"--oper-password-file: {problem}") from None
+        try:
+            _check_transcript(self["transcript"])
+        except ValueError as problem:
+            raise usage.UsageError(f"--transcript: {problem}") from None
         self["fallback-ports"] = _fallback("fallback", self["fallback"], self["port"])
         # The echo never takes a port of the announcements, by default or as
         # given, so a second chatd on this host cannot walk onto them.
@@ -237,6 +241,17 @@ def _oper_password(path: str | None) -> str | None:
     if not password:
         raise ValueError(f"{path} holds no password on its first line")
     return password
+
+
+def _check_transcript(path: str | None) -> None:
+    """The transcript can be appended to (opened, and closed again, at start)."""
+    if path is None:
+        return
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as problem:
+        raise ValueError(f"cannot open {path}: {problem.strerror or problem}") from None
 
 
 def _transcript_bytes(text: str) -> int:

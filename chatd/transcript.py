@@ -53,6 +53,7 @@ class Transcript:
     """Appends public events to a size-rotated file."""
 
     def __init__(self, path: str, max_bytes: int) -> None:
+        _end_torn_line(path)
         self._file = LogFile.fromFullPath(path, rotateLength=max_bytes, maxRotatedFiles=KEPT_FILES)
 
     def record(self, when: float, event: Event) -> None:
@@ -64,6 +65,23 @@ class Transcript:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _end_torn_line(path: str) -> None:
+    """
+    A last line without its newline (a power cut or a full disk mid-write)
+    gets one, so the next event starts a line of its own instead of being
+    glued to the fragment, where no reader could decode it.
+    """
+    try:
+        with open(path, "rb+") as file:
+            if file.seek(0, os.SEEK_END) == 0:
+                return
+            file.seek(-1, os.SEEK_END)
+            if file.read(1) != b"\n":
+                file.write(b"\n")
+    except FileNotFoundError:
+        pass
 
 
 def recent_messages(path: str, count: int) -> list[tuple[float, Event]]:

@@ -82,3 +82,16 @@ def test_recent_messages_span_rotated_files_and_skip_a_torn_last_line(tmp_path):
     recent = recent_messages(str(path), 12)
     assert [event.text.split()[0] for _, event in recent] == [f"m{index}" for index in range(18, 30)]
     assert recent_messages(str(tmp_path / "missing.jsonl"), 5) == []
+
+
+def test_an_event_after_a_torn_last_line_starts_a_line_of_its_own(tmp_path):
+    """A transcript cut mid-line (power cut): the next event is still a JSON line, and history finds it."""
+    path = tmp_path / "room.jsonl"
+    path.write_text(encode(NOON, Said("alice", "whole")) + '{"ts": "2026-11-18T11:0')
+    transcript = Transcript(str(path), 10_000)
+    transcript.record(NOON + 60, Said("bob", "after the cut"))
+    transcript.close()
+    lines = path.read_text().splitlines()
+    assert lines[1] == '{"ts": "2026-11-18T11:0'
+    assert decode(lines[2]) == (NOON + 60, Said("bob", "after the cut"))
+    assert [event for _, event in recent_messages(str(path), 5)] == [Said("alice", "whole"), Said("bob", "after the cut")]

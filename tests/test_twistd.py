@@ -325,6 +325,8 @@ def test_every_port_taken_exits_1_with_one_line(tmp_path):
         (["--port", "70000"], "--port: '70000' is not a port number (0-65535)"),
         (["--fallback", "9-3"], "--fallback: range 9-3 runs backwards"),
         (["--charset", "klingon"], "--charset: unknown charset: klingon (try utf-8, gbk, big5, latin-1)"),
+        (["--transcript", "missing/room.jsonl"], "--transcript: cannot open missing/room.jsonl: No such file or directory"),
+        (["--transcript", "."], "--transcript: cannot open .: Is a directory"),
     ],
 )
 def test_bad_options_stop_twistd_with_a_message_and_no_traceback(tmp_path, args, message):
