@@ -225,6 +225,11 @@ class FloodGate:
             self._queued = deque()
         return self._queued
 
+    @property
+    def waiting(self) -> int:
+        """How many lines wait to be let through."""
+        return len(self._queued) if self._queued else 0
+
     def line(self, text: str) -> None:
         if not self._queued and self._bucket.take(self._clock.seconds()):
             self._handle(text)

@@ -75,6 +75,7 @@ class ChatProtocol(TelnetServer):
         self._editor = LineEditor(self._settings.max_line_bytes, self._settings.charset)
         self._hinted_charset = False
         self._closing = False
+        self._lost = False  # the transport is closed
         self._admitted = False
         self._first_data = True
         self._login_timer: IDelayedCall | None = None
@@ -142,8 +143,7 @@ class ChatProtocol(TelnetServer):
                 self._tell(render.wrong_protocol(kind, here.host, here.port))
                 self.disconnect(f"{kind} client")
                 return
-        if self._idle_timer is not None:
-            self._idle_timer.reset(self._settings.idle_timeout_seconds)
+        self._reset_idle_timer()
         # Whatever goes wrong with one connection's input stays with that
         # connection: it is logged and this connection closed, the rest go on.
         try:
@@ -171,16 +171,32 @@ class ChatProtocol(TelnetServer):
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure) -> None:
+        """
+        The connection is closed, cleanly or not.  Lines the user sent
+        before it went that still wait in the flood queue are still said,
+        at the usual rate, as after an EOF: what was sent was said.  Until
+        then the user counts against the connection limits, so a reset
+        cannot be used to pile up queued lines.
+        """
         super().connectionLost(reason)
+        self._lost = True
         for timer in (self._login_timer, self._idle_timer):
             if timer is not None and timer.active():
                 timer.cancel()
+        leaving = "Quit" if reason.check(ConnectionDone) else "Connection lost"
+        if self._flood_gate is None or self._closing:
+            self._gone(leaving)
+        else:
+            self._flood_gate.when_drained(lambda: self._gone(leaving))
+
+    def _gone(self, reason: str) -> None:
+        """The connection is closed and nothing it sent is left to say: it leaves the room and the counts."""
         if self._flood_gate is not None:
             self._flood_gate.stop()
         if self._admitted:
             self._admitted = False
             self.factory.limits.release(self._host)
-            self._leave_room("Quit" if reason.check(ConnectionDone) else "Connection lost")
+            self._leave_room(reason)
             self.factory.closed(self)
 
     def _leave_room(self, reason: str) -> None:
@@ -195,9 +211,23 @@ class ChatProtocol(TelnetServer):
         self.disconnect("login timeout")
 
     def _idle_timed_out(self) -> None:
+        assert self._flood_gate is not None
+        if self._flood_gate.waiting:  # lines still being let through: not idle
+            self._reset_idle_timer()
+            return
         self._leave_room("Idle timeout")
         self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
         self.disconnect("idle timeout")
+
+    def _reset_idle_timer(self) -> None:
+        """Start the idle timeout over (when there is one: joined, with --idle-timeout)."""
+        timer = self._idle_timer
+        if timer is None or self._lost:
+            return
+        if timer.active():
+            timer.reset(self._settings.idle_timeout_seconds)
+        else:  # it has just fired
+            self._idle_timer = self.factory.clock.callLater(self._settings.idle_timeout_seconds, self._idle_timed_out)
 
     def _send_queue_exceeded(self) -> None:
         log.info("{peer} fell over {limit} bytes behind; dropping it", peer=_show(self.peer),
@@ -236,6 +266,7 @@ class ChatProtocol(TelnetServer):
     def _line_received(self, text: str) -> None:
         if self._closing:
             return
+        self._reset_idle_timer()  # a line let through from the flood queue is activity too
         # What the room makes of this turn's lines reaches each member as one
         # delivery and one write, at the end of the turn.
         self.factory.flusher.hold_room()
@@ -284,6 +315,8 @@ class ChatProtocol(TelnetServer):
         if self._send_queue is not None:
             self._send_queue.close()  # the transport waits for a registered producer
         self.transport.loseConnection()
+        if self._lost:  # closed already, and was still saying its queued lines: no more
+            self._gone("Connection lost")
 
     def _write(self, data: bytes) -> None:
         if self._send_queue is not None:

@@ -471,3 +471,63 @@ def test_a_banned_address_is_refused_at_connect():
     assert client.take() == b"*** Error: you are banned from this server\r\n"
     assert client.transport.disconnecting
     assert Client(factory, 2, "127.0.0.8").take().startswith(b"*** Welcome")
+
+
+def test_a_paste_still_being_let_through_is_not_idle_and_nothing_is_dropped():
+    """--idle-timeout 2 with --rate 5 --burst 5: 30 pasted lines all arrive; idle counts from the last one let through."""
+    clock = Clock()
+    settings = Settings("lab", idle_timeout_seconds=2, rate_lines_per_second=5, rate_burst_lines=5)
+    factory = ChatFactory(Room("lab", clock), settings, clock)
+    alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
+    alice.send(b"alice\n")
+    bob.send(b"bob\n")
+    clock.advance(1)  # the tokens the nicknames took come back
+    alice.take()
+    bob.send(b"".join(b"line %d\n" % index for index in range(30)))
+    for tenth in range(60):  # 6 s: the burst, then 25 lines at 5 a second
+        if tenth % 10 == 0:
+            alice.send(b"\n")  # an empty line: alice is not idle, and says nothing
+        clock.advance(0.1)
+    assert alice.take() == b"".join(b"<bob> line %d\r\n" % index for index in range(30))
+    assert not bob.transport.disconnecting
+    alice.send(b"\n")
+    clock.advance(1.9)  # about 2 s after the last line was let through: idle now
+    assert alice.take() == b"*** bob has left (Idle timeout)\r\n"
+
+
+def test_lines_waiting_when_the_connection_resets_are_still_said_then_the_user_leaves():
+    """A reset with lines in the flood queue: they are said at the rate, then 'Connection lost'; the slot is held till then."""
+    clock = Clock()
+    settings = Settings("lab", rate_lines_per_second=5, rate_burst_lines=2)
+    limits = ConnectionLimits(10, 1)
+    factory = ChatFactory(Room("lab", clock), settings, clock, limits)
+    alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
+    alice.send(b"alice\n")
+    bob.send(b"bob\n")
+    clock.advance(1)
+    alice.take()
+    bob.send(b"one\ntwo\nthree\nfour\n")
+    bob.protocol.connectionLost(Failure(ConnectionLost()))
+    assert alice.take() == b"<bob> one\r\n<bob> two\r\n"
+    refused = Client(factory, 3, "127.0.0.2")
+    assert refused.take() == b"*** Error: too many connections from your address\r\n"
+    clock.pump([0.2] * 3)
+    assert alice.take() == b"<bob> three\r\n<bob> four\r\n*** bob has left (Connection lost)\r\n"
+    assert Client(factory, 4, "127.0.0.2").take().startswith(b"*** Welcome")
+
+
+def test_a_reset_user_still_saying_queued_lines_is_closed_at_shutdown():
+    """Shutdown does not wait for a closed connection's queued lines: it leaves at once."""
+    clock = Clock()
+    factory = ChatFactory(Room("lab", clock), Settings("lab", rate_burst_lines=1), clock)
+    alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
+    alice.send(b"alice\n")
+    bob.send(b"bob\n")
+    clock.advance(1)
+    bob.send(b"one\ntwo\nthree\n")
+    bob.protocol.connectionLost(Failure(ConnectionLost()))
+    alice.take()
+    done = factory.shut_down(5)
+    assert factory.connections == {alice.protocol}
+    alice.protocol.connectionLost(Failure(ConnectionDone()))
+    assert done.called
