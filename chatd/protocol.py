@@ -34,7 +34,7 @@ from chatd.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
 from chatd.listening import format_address
 from chatd.room import IMember, Room
 from chatd.telnet import TelnetServer, wrong_protocol
-from chatd.text import CharsetError, check_charset, clean, display_width, lookup_charset
+from chatd.text import CharsetError, check_charset, clean, lookup_charset
 from chatd.wire import Outgoing, Share, encode
 
 log = Logger()
@@ -248,6 +248,9 @@ class ChatProtocol(TelnetServer):
     def echo_changed(self, echoing: bool) -> None:
         self._editor.echo = echoing
 
+    def window_size_changed(self, columns: int, rows: int) -> None:
+        self._editor.columns = columns
+
     def applicationDataReceived(self, data: bytes) -> None:
         for item in self._editor.feed(data):
             match item:
@@ -306,8 +309,8 @@ class ChatProtocol(TelnetServer):
         if partial:
             # The user is typing: print the message above their partial line,
             # then draw the partial line again, so nothing gets garbled.
-            blank = "\r" + " " * display_width(partial) + "\r"
-            data = encode(blank, self.charset) + data + encode(partial, self.charset)
+            clear = self._editor.clear_partial()
+            data = encode(clear, self.charset) + data + encode(partial, self.charset)
         self._write(data)
 
     def disconnect(self, reason: str) -> None:

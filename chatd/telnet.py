@@ -3,12 +3,26 @@ Step 2 of the data path: bytes from the socket -> application bytes.
 
 `TelnetServer` is `twisted.conch.telnet.Telnet` with two things of our own:
 
-- The policy: which options a client may turn on.  The server initiates no
-  negotiation, so `nc` users never see a telnet byte.  A client that asks the
-  server to ECHO (Windows telnet and PuTTY do, then send each keystroke on its
-  own) gets it, and with it server-side line editing; SGA is accepted both
-  ways; every other option is refused.  Answers follow Twisted's RFC 1143
-  state machine, which never answers in a loop.
+- The policy: which options are used.  The server starts no negotiation, so
+  `nc` users never see a telnet byte.  A client that negotiates anything has
+  shown that it speaks telnet, and is then offered the rest of what makes
+  chat work well (once, after the read that showed it):
+
+    ECHO and SGA (server side)  character mode: the server echoes and edits
+                                the line, and redraws it when a message
+                                arrives, so messages never land inside what
+                                the user is typing.  Windows telnet and PuTTY
+                                ask for this themselves.
+    BINARY, both ways (RFC 856) an 8-bit path.  Linux telnet compares input
+                                bytes with its escape character (Ctrl-], 0x1D)
+                                without the high bit unless BINARY is on, so
+                                the byte 0x9D in the UTF-8 of 李, Н or Ν would
+                                drop the user into `telnet>`.
+    NAWS, when offered          the window's width, so a redraw clears every
+                                row a long partial line wrapped onto.
+
+  Every other option is refused.  Answers follow Twisted's RFC 1143 state
+  machine, which never answers in a loop.
 
 - The byte parser (`dataReceived`).  Twisted's parser raises on an unknown
   byte after IAC (losing the rest of that read), drops the connection when a
@@ -30,6 +44,8 @@ from twisted.conch.telnet import (
     EC,
     ECHO,
     IAC,
+    NAWS,
+    NegotiationError,
     SB,
     SE,
     SGA,
@@ -38,8 +54,11 @@ from twisted.conch.telnet import (
     Telnet,
 )
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 log = Logger()
+
+BINARY = b"\x00"  # RFC 856 (twisted.conch.telnet names the other options, not this one)
 
 MAX_SUBNEGOTIATION_BYTES = 4096
 
@@ -57,6 +76,11 @@ def wrong_protocol(first_bytes: bytes) -> str | None:
     if _TLS_CLIENT_HELLO.match(first_bytes):
         return "TLS"
     return None
+
+# Whether the offers to a client that speaks telnet were made.
+_NOT_YET = "not yet"
+_DUE = "due"
+_MADE = "made"
 
 # Parser states.
 _DATA = "data"
@@ -76,7 +100,6 @@ class TelnetServer(Telnet):
     # Twisted's Telnet.__init__ builds two dicts and four bound methods for
     # every connection; with thousands of idle users that adds up, so the
     # commands are dispatched from one table for the class instead.
-    negotiationMap: dict[bytes, object] = {}  # no subnegotiation is handled (read-only)
     _COMMANDS = {WILL: Telnet.telnet_WILL, WONT: Telnet.telnet_WONT, DO: Telnet.telnet_DO, DONT: Telnet.telnet_DONT}
 
     def __init__(self) -> None:
@@ -86,9 +109,13 @@ class TelnetServer(Telnet):
         self._verb = b""
         self._subnegotiation = bytearray()
         self._subnegotiation_overflowed = False
+        self._offers = _NOT_YET
 
     def echo_changed(self, echoing: bool) -> None:
         """The client turned server-side echo on or off."""
+
+    def window_size_changed(self, columns: int, rows: int) -> None:
+        """The client said how big its window is (NAWS)."""
 
     def commandReceived(self, command: bytes, argument: bytes | None) -> None:
         handler = self._COMMANDS.get(command)
@@ -96,6 +123,8 @@ class TelnetServer(Telnet):
             self.unhandledCommand(command, argument)
         else:
             handler(self, argument)
+            if self._offers is _NOT_YET:
+                self._offers = _DUE
 
     # -- option policy (called by Twisted's negotiation state machine)
 
@@ -104,7 +133,7 @@ class TelnetServer(Telnet):
             self.echoing = True
             self.echo_changed(True)
             return True
-        return option == SGA
+        return option in (SGA, BINARY)
 
     def disableLocal(self, option: bytes) -> None:
         if option == ECHO:
@@ -112,10 +141,29 @@ class TelnetServer(Telnet):
             self.echo_changed(False)
 
     def enableRemote(self, option: bytes) -> bool:
-        return option == SGA
+        return option in (SGA, BINARY, NAWS)
 
     def disableRemote(self, option: bytes) -> None:
         pass
+
+    def _make_offers(self) -> None:
+        """Offer a client that speaks telnet what it has not settled yet (see the module docstring)."""
+        self._offers = _MADE
+
+        def ignore(failure: Failure) -> None:
+            """An offer fails at once for an option already settled or being settled, later if refused: fine."""
+
+        self.will(ECHO).addErrback(ignore)
+        self.will(SGA).addErrback(ignore)
+        # The client's side of BINARY first: that is what Linux telnet's
+        # escape check depends on.  Twisted settles one direction of an
+        # option at a time, so ours follows the client's answer.
+        def offer_ours(answer: object) -> None:
+            if isinstance(answer, Failure) and not answer.check(NegotiationError):
+                return  # no answer: the connection went
+            self.will(BINARY).addErrback(ignore)
+
+        self.do(BINARY).addBoth(offer_ours)
 
     # -- the parser
 
@@ -185,6 +233,8 @@ class TelnetServer(Telnet):
                     self._collect_subnegotiation(byte)
                     self._state = _SB
         self._pass_up(app)
+        if self._offers is _DUE:
+            self._make_offers()
 
     def _pass_up(self, app: list[bytes]) -> None:
         if app:
@@ -207,7 +257,12 @@ class TelnetServer(Telnet):
         self._subnegotiation += data
 
     def _end_subnegotiation(self) -> None:
-        if self._subnegotiation and not self._subnegotiation_overflowed:
-            # Twisted's negotiate() takes a list of one-byte strings.
-            self.negotiate([bytes((b,)) for b in self._subnegotiation])
+        data = bytes(self._subnegotiation)
         self._subnegotiation.clear()
+        if self._subnegotiation_overflowed:
+            return
+        # NAWS: width and height, two bytes each; 0 means unknown.
+        if data[:1] == NAWS and len(data) == 5 and self.getOptionState(NAWS).him.state == "yes":
+            columns, rows = int.from_bytes(data[1:3], "big"), int.from_bytes(data[3:5], "big")
+            if columns:
+                self.window_size_changed(columns, rows)

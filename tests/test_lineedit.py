@@ -1,8 +1,11 @@
 """Line assembly, limits, decoding and editing (chatd.lineedit)."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatd.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
+from chatd.text import clean
 
 
 def fed(editor, data):
@@ -54,8 +57,8 @@ def test_echo_mode_echoes_keystrokes_and_erases_by_display_width():
     assert fed(editor, b"h") == [Echo("h")]
     assert fed(editor, "张".encode()) == [Echo("张")]
     assert fed(editor, b"\x7f") == [Echo("\b \b\b \b")]
-    assert fed(editor, b"\x1b") == []  # controls are kept for the cleaner, not echoed
-    assert fed(editor, b"i\n") == [Echo("i"), Echo("\r\n"), Line("h\x1bi")]
+    assert fed(editor, b"\x01\x1b") == []  # a control character is dropped, ESC starts a sequence
+    assert fed(editor, b"[Di\n") == [Echo("i"), Echo("\r\n"), Line("hi")]
 
 
 def test_a_line_of_exactly_the_limit_is_accepted():
@@ -111,3 +114,89 @@ def test_erasing_reaches_back_into_earlier_reads():
     assert fed(editor, b"\b\bxy\b") == []
     assert editor.partial == "x"
     assert fed(editor, b"\b\b\bz\n") == [Line("z")]
+
+
+@both_ways
+@pytest.mark.parametrize(
+    "keys, echoed, line",
+    [
+        (b"abc\x1b[D\x1b[DX\n", "abcX", "abcX"),  # arrow keys (ANSI)
+        (b"ab\x1bOA\x1bOBc\n", "abc", "abc"),  # arrow keys (application mode)
+        (b"a\x1b[15~\x1b[1;5Cb\n", "ab", "ab"),  # F5, Ctrl-Right
+        (b"tab\there\n", "tab here", "tab here"),  # TAB is a space, as the others see it
+        (b"hello\x15bye\n", "hello" + "\b \b" * 5 + "bye", "bye"),  # Ctrl-U
+        (b"one two  \x17three\n", "one two  " + "\b \b" * 5 + "three", "one three"),  # Ctrl-W
+        ("说 你好\x17们\n".encode(), "说 你好" + "\b \b" * 4 + "们", "说 们"),  # Ctrl-W over wide characters
+        (b"\x15\x17\x7fok\n", "ok", "ok"),  # erasing nothing echoes nothing
+    ],
+)
+def test_character_mode_editing_shows_the_typist_what_the_others_get(keys, echoed, line, byte_by_byte):
+    """Arrow and function keys are dropped whole, Ctrl-U and Ctrl-W erase; the echo matches the line sent."""
+    editor = LineEditor(4096, "utf-8")
+    editor.echo = True
+    items = feed_all(editor, keys, byte_by_byte)
+    assert "".join(item.text for item in items if isinstance(item, Echo)) == echoed + "\r\n"
+    assert lines(items) == [line]
+
+
+def test_without_echo_the_erase_keys_and_escape_sequences_work_too():
+    """A raw client that sends each key without asking for echo (PuTTY raw) gets the same editing."""
+    editor = LineEditor(4096, "utf-8")
+    assert fed(editor, b"hello\x15one two\x17\x1b[Dthree\n") == [Line("one three")]
+
+
+def test_erasing_a_line_that_wrapped_clears_every_row_it_used():
+    """On a 10-column terminal, 25 typed columns take three rows: an erase goes back up two rows and redraws."""
+    editor = LineEditor(4096, "utf-8")
+    editor.echo = True
+    editor.columns = 10
+    assert fed(editor, b"x" * 25) == [Echo("x" * 25)]
+    assert editor.clear_partial() == "\r\x1b[2A\x1b[J"
+    assert fed(editor, b"\x7f") == [Echo("\r\x1b[2A\x1b[J" + "x" * 24)]
+    assert fed(editor, b"\x15") == [Echo("\r\x1b[2A\x1b[J")]
+    assert fed(editor, b"0123456789") == [Echo("0123456789")]
+    assert editor.clear_partial() == "\r\x1b[J"  # a full row: the cursor waits on its last column
+
+
+def test_in_echo_mode_an_overlong_line_is_dropped_at_once_and_the_next_keys_start_a_new_line():
+    """The error comes on a fresh row, and what is typed next is echoed and sent as usual."""
+    editor = LineEditor(64, "utf-8")
+    editor.echo = True
+    assert fed(editor, b"q" * 60) == [Echo("q" * 60)]
+    assert fed(editor, b"q" * 10) == [Echo("\r\n"), LineTooLong()]
+    assert fed(editor, b"abc") == [Echo("abc")]
+    assert fed(editor, b"\n") == [Echo("\r\n"), Line("abc")]
+
+
+@both_ways
+@pytest.mark.parametrize("echo", [False, True], ids=["line-mode", "echo-mode"])
+@pytest.mark.parametrize(
+    "typed, line",
+    [
+        ("\x1b[2J\x1b[H\x1b]0;pwned\x07\x1b[31mred\x1b[0m \u202eevil", "red evil"),  # clear, home, title, colour
+        ("a\x1b]0;title\x1b\\b\x1bP1$r\x1b\\c", "abc"),  # OSC and DCS ended by ST
+        ("x\x9b31my\x9d0;t\x9cz", "xyz"),  # 8-bit CSI and OSC
+        ("a\x1b(Bb\x1b#8c", "abc"),  # charset designation, DEC test
+        ("a\x1b]0;unterminated", "a"),  # a control string runs to the line end
+        ("a\x1b\u00e9b", "a\u00e9b"),  # ESC before a non-ASCII letter: only the ESC goes
+    ],
+)
+def test_escape_sequences_go_whole_as_text_clean_removes_them(typed, line, echo, byte_by_byte):
+    """Every sequence text.clean removes is dropped whole by the editor too, so none is left half as text."""
+    editor = LineEditor(4096, "utf-8")
+    editor.echo = echo
+    items = feed_all(editor, typed.encode() + b"\n", byte_by_byte)
+    assert [clean(text) for text in lines(items)] == [line]
+    if echo:
+        assert "".join(item.text for item in items if isinstance(item, Echo)) == line + "\r\n"
+
+
+@given(st.text(alphabet=st.sampled_from("ab 张\t\x1b[]O0;P\\\x07\x9b\x9c\x9d\x01\u202e(#~m"), max_size=40))
+def test_in_echo_mode_the_typist_sees_exactly_the_line_the_others_get(typed):
+    """Any keys but erase keys: what is echoed is the line, and text.clean has nothing left to remove from it."""
+    editor = LineEditor(4096, "utf-8")
+    editor.echo = True
+    items = fed(editor, typed.encode() + b"\n")
+    (line,) = lines(items)
+    assert "".join(item.text for item in items if isinstance(item, Echo)) == line + "\r\n"
+    assert clean(line) == line

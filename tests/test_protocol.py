@@ -17,8 +17,8 @@ from chatd.moderation import Moderation
 from chatd.protocol import ChatFactory, Settings
 from chatd.room import IMember, Room
 
-IAC, DO, WILL = b"\xff", b"\xfd", b"\xfb"
-ECHO, SGA = b"\x01", b"\x03"
+IAC, DO, WILL, SB, SE = b"\xff", b"\xfd", b"\xfb", b"\xfa", b"\xf0"
+BINARY, ECHO, SGA, NAWS = b"\x00", b"\x01", b"\x03", b"\x1f"
 
 
 class Client:
@@ -162,15 +162,61 @@ def test_echoing_client_gets_keystrokes_echoed_and_its_partial_line_redrawn(fact
     alice, bob = login(factory, "alice"), login(factory, "bob")
     alice.take()
     bob.send(IAC + DO + ECHO + IAC + DO + SGA)
-    assert bob.take() == IAC + WILL + ECHO + IAC + WILL + SGA
+    assert bob.take() == IAC + WILL + ECHO + IAC + WILL + SGA + IAC + DO + BINARY
     for key in b"hel":
         bob.send(bytes([key]))
     assert bob.take() == b"hel"
     alice.send(b"hi bob\n")
-    assert bob.take() == b"\r   \r<alice> hi bob\r\nhel"
+    assert bob.take() == b"\r\x1b[J<alice> hi bob\r\nhel"
     bob.send(b"\x7fp\r\n")
     assert bob.take() == b"\x08 \x08p\r\n"
     assert alice.take() == b"<bob> hep\r\n"
+
+
+def echoing_client(factory, nick, port):
+    """A character-mode client (as PuTTY): asks for echo, sends each key on its own."""
+    client = login(factory, nick, port)
+    client.send(IAC + DO + ECHO + IAC + WILL + NAWS)
+    client.take()
+    return client
+
+
+def type_keys(client, keys):
+    for key in keys:
+        client.send(bytes([key]))
+
+
+def test_a_message_arriving_over_a_wrapped_partial_line_clears_every_row_of_it(factory):
+    """With a 20-column window (NAWS), 45 typed columns span three rows: the redraw goes up two rows first."""
+    alice, bob = login(factory, "alice"), echoing_client(factory, "bob", 40001)
+    bob.send(IAC + SB + NAWS + b"\x00\x14\x00\x18" + IAC + SE)
+    type_keys(bob, b"x" * 45)
+    assert bob.take() == b"x" * 45
+    alice.send(b"hi\n")
+    assert bob.take() == b"\r\x1b[2A\x1b[J<alice> hi\r\n" + b"x" * 45
+
+
+def test_in_character_mode_what_the_typist_sees_is_what_the_others_get(factory):
+    """Arrow keys are neither echoed nor sent; Ctrl-W and Ctrl-U erase on screen and in the line alike."""
+    alice, bob = login(factory, "alice"), echoing_client(factory, "bob", 40001)
+    alice.take()
+    type_keys(bob, b"abc\x1b[D\x1b[DX one\x17two\r\n")
+    assert bob.take() == b"abcX one" + b"\b \b" * 3 + b"two\r\n"
+    assert alice.take() == b"<bob> abcX two\r\n"
+    type_keys(bob, b"oops\x15fine\r\n")
+    assert bob.take() == b"oops" + b"\b \b" * 4 + b"fine\r\n"
+    assert alice.take() == b"<bob> fine\r\n"
+
+
+def test_in_character_mode_an_overlong_line_error_starts_a_fresh_row_and_typing_goes_on(factory):
+    """The error is not glued to the typed text; keys typed after it are echoed and make the next line."""
+    alice, bob = login(factory, "alice"), echoing_client(factory, "bob", 40001)
+    alice.take()
+    type_keys(bob, b"q" * 65)
+    assert bob.take() == b"q" * 64 + b"\r\n*** Error: line too long (max 64 bytes)\r\n"
+    type_keys(bob, b"ok\r\n")
+    assert bob.take() == b"ok\r\n"
+    assert alice.take() == b"<bob> ok\r\n"
 
 
 def test_an_exception_in_one_connection_closes_only_that_connection(factory, monkeypatch, log_lines):

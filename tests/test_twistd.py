@@ -23,7 +23,7 @@ from chatd.render import HELP
 
 IAC, DO, DONT, WILL = b"\xff", b"\xfd", b"\xfe", b"\xfb"
 WINDOWS_TELNET_HELLO = bytes.fromhex("FFFB1F FFFB20 FFFB18 FFFB27 FFFD01 FFFB03 FFFD03".replace(" ", ""))
-WINDOWS_TELNET_ANSWER = bytes.fromhex("FFFE1F FFFE20 FFFE18 FFFE27 FFFB01 FFFD03 FFFB03".replace(" ", ""))
+WINDOWS_TELNET_ANSWER = bytes.fromhex("FFFD1F FFFE20 FFFE18 FFFE27 FFFB01 FFFD03 FFFB03 FFFD00".replace(" ", ""))
 
 
 @pytest.fixture
@@ -268,7 +268,7 @@ def test_windows_telnet_negotiation_and_keystrokes(connect):
         win.send(bytes([key]))
     assert win.read_exactly(2) == b"hi"
     alice.send_line("hello bob")
-    redraw = b"\r  \r<alice> hello bob\r\nhi"
+    redraw = b"\r\x1b[J<alice> hello bob\r\nhi"
     assert win.read_exactly(len(redraw)) == redraw
     win.send(b"!\r\n")
     assert alice.read_line() == "<bob> hi!"
