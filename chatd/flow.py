@@ -15,6 +15,9 @@ stops reading its socket, and TCP itself slows the flooder down.
 
 from __future__ import annotations
 
+import fcntl
+import struct
+import termios
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -177,6 +180,20 @@ class SendQueue:
                 return
             data = data[sent:]
         transport.write(data)
+
+
+def unacknowledged_bytes(transport: Any) -> int:
+    """
+    Bytes sent on a TCP transport's socket that the peer has not yet
+    acknowledged (Linux's TIOCOUTQ); 0 where that cannot be known.
+    """
+    sock = _socket_of(transport)
+    if sock is None or not hasattr(termios, "TIOCOUTQ"):
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except (OSError, ValueError):
+        return 0
 
 
 def _socket_of(transport: Any) -> Any:

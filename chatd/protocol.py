@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from chatd import render
 from chatd.commands import Charset, parse_line
-from chatd.flow import FloodGate, Flusher, SendQueue
+from chatd.flow import FloodGate, Flusher, SendQueue, unacknowledged_bytes
 from chatd.limits import ConnectionLimits
 from chatd.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
 from chatd.listening import format_address
@@ -40,6 +40,11 @@ from chatd.wire import Outgoing, Share, encode
 log = Logger()
 
 DEFAULT_MAX_LINE_BYTES = 4096
+# After chatd's FIN: how long a client has to close by itself before the
+# connection is reset, and how long to wait for a slow client to acknowledge
+# what it was sent before resetting anyway.
+RESET_AFTER_FIN_SECONDS = 0.5
+MAX_UNACKNOWLEDGED_WAIT_SECONDS = 10.0
 
 
 @frozen
@@ -76,6 +81,9 @@ class ChatProtocol(TelnetServer):
         self._hinted_charset = False
         self._closing = False
         self._lost = False  # the transport is closed
+        self._read_closed = False  # the client sent EOF
+        self._write_closed = False  # chatd sent everything and its FIN
+        self._reset_timer: IDelayedCall | None = None
         self._admitted = False
         self._first_data = True
         self._login_timer: IDelayedCall | None = None
@@ -98,13 +106,13 @@ class ChatProtocol(TelnetServer):
         if moderation is not None and moderation.is_banned(self._host):
             log.info("refused {peer}: banned", peer=_show(self.peer))
             self._tell(render.error("you are banned from this server"))
-            self.transport.loseConnection()
+            self.disconnect("banned")
             return
         refusal = self.factory.limits.admit(self._host)
         if refusal is not None:
             log.info("refused {peer}: {refusal}", peer=_show(self.peer), refusal=refusal)
             self._tell(render.error(refusal))
-            self.transport.loseConnection()
+            self.disconnect(refusal)
             return
         self._admitted = True
         self.factory.opened(self)
@@ -158,9 +166,12 @@ class ChatProtocol(TelnetServer):
         a line end still counts, the user leaves with Quit, and what was
         already queued for them is sent before the connection closes.
         """
+        self._read_closed = True
         if self._editor.partial and not self._closing:
             self.applicationDataReceived(b"\n")
-        assert self._flood_gate is not None
+        if self._flood_gate is None:  # refused before being admitted
+            self.transport.loseConnection()
+            return
         self._flood_gate.when_drained(self._end_of_input)
 
     def _end_of_input(self) -> None:
@@ -168,7 +179,26 @@ class ChatProtocol(TelnetServer):
         self.disconnect("end of input")
 
     def writeConnectionLost(self) -> None:
-        self.transport.loseConnection()
+        """
+        Everything for the client was sent, and chatd's FIN after it (see
+        disconnect).  A client that closes when the server does (telnet)
+        closes now.  Others wait for their own input to end first (nc and
+        plink -raw stay open until the user presses Enter or Ctrl-D), so once
+        the client has acknowledged all it was sent, the connection is reset,
+        which ends them.
+        """
+        self._write_closed = True
+        if self._read_closed:
+            self.transport.loseConnection()
+            return
+        self._reset_timer = self.factory.clock.callLater(RESET_AFTER_FIN_SECONDS, self._reset_once_delivered)
+
+    def _reset_once_delivered(self, waited: float = RESET_AFTER_FIN_SECONDS) -> None:
+        if unacknowledged_bytes(self.transport) and waited < MAX_UNACKNOWLEDGED_WAIT_SECONDS:
+            self._reset_timer = self.factory.clock.callLater(
+                RESET_AFTER_FIN_SECONDS, self._reset_once_delivered, waited + RESET_AFTER_FIN_SECONDS)
+            return
+        self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure) -> None:
         """
@@ -180,7 +210,7 @@ class ChatProtocol(TelnetServer):
         """
         super().connectionLost(reason)
         self._lost = True
-        for timer in (self._login_timer, self._idle_timer):
+        for timer in (self._login_timer, self._idle_timer, self._reset_timer):
             if timer is not None and timer.active():
                 timer.cancel()
         leaving = "Quit" if reason.check(ConnectionDone) else "Connection lost"
@@ -314,10 +344,19 @@ class ChatProtocol(TelnetServer):
         self._write(data)
 
     def disconnect(self, reason: str) -> None:
+        """
+        Close once everything delivered has been sent: chatd closes its side
+        first (a FIN after the last byte) and the rest follows in
+        writeConnectionLost.  A transport that cannot half-close just closes.
+        """
         self._closing = True
         if self._send_queue is not None:
             self._send_queue.close()  # the transport waits for a registered producer
-        self.transport.loseConnection()
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is None or self._read_closed or self._write_closed:
+            self.transport.loseConnection()
+        else:
+            half_close()
         if self._lost:  # closed already, and was still saying its queued lines: no more
             self._gone("Connection lost")
 
