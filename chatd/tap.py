@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import signal
 import socket
+import sys
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -100,6 +101,19 @@ class Options(usage.Options):
         ["multicast", None, "Announce the server to the LAN by multicast (puts traffic on the LAN, so off by default)."],
         ["broadcast", None, "Announce the server to the LAN by broadcast (off by default)."],
     ]
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Under twistd, a bad option is one line on stderr and exit status 2
+        (twistd itself would print its whole usage text first).
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as problem:
+            if self.parent is None:  # not under twistd (tests, other callers): theirs to report
+                raise
+            sys.stderr.write(f"chatd: {problem} (twistd chatd --help lists the options)\n")
+            raise SystemExit(2) from None
 
     def postOptions(self) -> None:
         parsers: list[tuple[str, Callable[[Any], Any]]] = [

@@ -327,14 +327,15 @@ def test_every_port_taken_exits_1_with_one_line(tmp_path):
         (["--charset", "klingon"], "--charset: unknown charset: klingon (try utf-8, gbk, big5, latin-1)"),
         (["--transcript", "missing/room.jsonl"], "--transcript: cannot open missing/room.jsonl: No such file or directory"),
         (["--transcript", "."], "--transcript: cannot open .: Is a directory"),
+        (["--bogus"], "option --bogus not recognized"),
     ],
 )
-def test_bad_options_stop_twistd_with_a_message_and_no_traceback(tmp_path, args, message):
-    """twistd exits non-zero at once, naming the option and the problem."""
+def test_bad_options_stop_twistd_with_one_line_and_no_traceback(tmp_path, args, message):
+    """twistd exits with status 2 at once and one line on stderr naming the option and the problem; no usage text."""
     result = run_twistd(*args, cwd=tmp_path)
-    assert result.returncode != 0
-    assert result.stdout.rstrip().splitlines()[-1].endswith(message)
-    assert "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 2
+    assert result.stderr == f"chatd: {message} (twistd chatd --help lists the options)\n"
+    assert result.stdout == ""
 
 
 def test_help_lists_every_option_with_its_default(tmp_path):
