@@ -5,7 +5,7 @@ chatd-listen: the LAN side of discovery.
     chatd-listen --broadcast          the same, from broadcast announcements
     chatd-listen --json               each announcement as one JSON object per line
     chatd-listen --discover           ask, print "HOST PORT" of the first answer, exit
-    telnet $(chatd-listen --discover)
+    telnet -E $(chatd-listen --discover)
 
 What it prints:
 
