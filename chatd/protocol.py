@@ -175,7 +175,7 @@ class ChatProtocol(TelnetServer):
         self._flood_gate.when_drained(self._end_of_input)
 
     def _end_of_input(self) -> None:
-        self._leave_room("Quit")
+        self.leave_room("Quit")
         self.disconnect("end of input")
 
     def writeConnectionLost(self) -> None:
@@ -226,10 +226,10 @@ class ChatProtocol(TelnetServer):
         if self._admitted:
             self._admitted = False
             self.factory.limits.release(self._host)
-            self._leave_room(reason)
+            self.leave_room(reason)
             self.factory.closed(self)
 
-    def _leave_room(self, reason: str) -> None:
+    def leave_room(self, reason: str) -> None:
         # Held like a line: many leaving in one turn reach the rest as one delivery each.
         self.factory.flusher.hold_room()
         self._room.depart(self, reason)
@@ -245,7 +245,7 @@ class ChatProtocol(TelnetServer):
         if self._flood_gate.waiting:  # lines still being let through: not idle
             self._reset_idle_timer()
             return
-        self._leave_room("Idle timeout")
+        self.leave_room("Idle timeout")
         self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
         self.disconnect("idle timeout")
 
@@ -263,7 +263,7 @@ class ChatProtocol(TelnetServer):
         log.info("{peer} fell over {limit} bytes behind; dropping it", peer=_show(self.peer),
                  limit=self._settings.send_queue_bytes)
         self._closing = True
-        self._leave_room("Send queue exceeded")
+        self.leave_room("Send queue exceeded")
         self.transport.abortConnection()
 
     def _joined(self) -> None:
@@ -391,14 +391,25 @@ class ChatFactory(Factory):
         """
         self.flusher.flush()  # what was said this turn comes before the notice
         notice = Outgoing.line(render.shutting_down())
-        for connection in list(self.connections):
+        closing = list(self.connections)
+        for connection in closing:
             connection.deliver(notice)
             connection.disconnect("server shutting down")
+        # Everyone leaves for that reason, as the log and the transcript say;
+        # the lines that would tell the others go nowhere, as all are closing.
+        for connection in closing:
+            connection.leave_room("Server shutting down")
         if not self.connections:
             return succeed(None)
         self._all_closed = Deferred()
         deadline = self.clock.callLater(grace_seconds, self._abort_remaining)
-        self._all_closed.addBoth(lambda result: (deadline.active() and deadline.cancel(), result)[1])
+
+        def stop_the_deadline(result: object) -> object:
+            if deadline.active():
+                deadline.cancel()
+            return result
+
+        self._all_closed.addBoth(stop_the_deadline)
         return self._all_closed
 
     def _abort_remaining(self) -> None:

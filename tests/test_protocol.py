@@ -15,6 +15,7 @@ from zope.interface.verify import verifyObject
 from chatd.limits import ConnectionLimits
 from chatd.moderation import Moderation
 from chatd.protocol import ChatFactory, Settings
+from chatd.render import Left
 from chatd.room import IMember, Room
 
 IAC, DO, WILL, SB, SE = b"\xff", b"\xfd", b"\xfb", b"\xfa", b"\xf0"
@@ -483,6 +484,22 @@ def test_shutdown_delivers_what_was_said_in_the_same_turn_first(factory):
     alice.send(b"last words\n")
     factory.shut_down(5)
     assert bob.transport.value() == b"<alice> last words\r\n*** Server shutting down\r\n"
+
+
+def test_at_shutdown_everyone_leaves_for_that_reason_and_is_told_nothing_more(factory):
+    """The room (and so the log and transcript) hears 'Server shutting down'; each user gets only the notice."""
+    recorded = []
+    factory.room.observers.append(lambda when, event: recorded.append(event))
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    bob.take()
+    recorded.clear()
+    factory.shut_down(5)
+    everyone_left = {Left("alice", "Server shutting down"), Left("bob", "Server shutting down")}
+    assert len(recorded) == 2 and set(recorded) == everyone_left
+    assert alice.take() == bob.take() == b"*** Server shutting down\r\n"
+    alice.protocol.connectionLost(Failure(ConnectionLost()))  # closing after that adds no second leave
+    assert len(recorded) == 2
 
 
 def test_shutdown_waits_for_flushing_connections_at_most_the_grace_period():
