@@ -39,7 +39,7 @@ from chatd.announcement import (
     Announcement,
     NotAnAnnouncement,
 )
-from chatd.listening import format_address
+from chatd.listening import format_address, ipv4_address, multicast_group
 from chatd.text import clean
 
 DEFAULT_DISCOVER_TIMEOUT_SECONDS = 5.0
@@ -66,6 +66,12 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
+        for name, parse in (("group", multicast_group), ("interface", ipv4_address), ("broadcast-address", ipv4_address)):
+            if self[name] is not None:
+                try:
+                    self[name] = parse(self[name])
+                except ValueError as problem:
+                    raise usage.UsageError(f"--{name}: {problem}") from None
         if self["port"] is None:
             self["port"] = DEFAULT_BROADCAST_PORT if self["broadcast"] else DEFAULT_MULTICAST_PORT
         self["port"] = _number("port", self["port"], int, 1, 65535)
@@ -266,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as problem:
-        sys.stderr.write(f"chatd-listen: {problem}\n(chatd-listen --help lists the options)\n")
+        sys.stderr.write(f"chatd-listen: {problem} (chatd-listen --help lists the options)\n")
         raise SystemExit(2) from None
 
     def react(reactor: Any) -> Any:

@@ -98,6 +98,22 @@ def _port_number(text: str, part: str) -> int:
     return int(text)
 
 
+def ipv4_address(text: str) -> str:
+    """`text` as an IPv4 address (an option's value), or ValueError saying why not."""
+    try:
+        return str(ipaddress.IPv4Address(text.strip()))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv4 address") from None
+
+
+def multicast_group(text: str) -> str:
+    """`text` as an IPv4 multicast group (an option's value), or ValueError saying why not."""
+    group = ipv4_address(text)
+    if not ipaddress.IPv4Address(group).is_multicast:
+        raise ValueError(f"{text!r} is not a multicast address (224.0.0.0-239.255.255.255)")
+    return group
+
+
 def format_ports(ports: Sequence[int]) -> str:
     """`8088-8091, 9000`: every port, runs of consecutive ports as ranges."""
     runs: list[list[int]] = []

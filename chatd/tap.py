@@ -27,6 +27,8 @@ from chatd.listening import (
     TCPBinding,
     UDPBinding,
     fallback_ports,
+    ipv4_address,
+    multicast_group,
 )
 from chatd.moderation import Moderation
 from chatd.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
@@ -135,11 +137,11 @@ class Options(usage.Options):
             ("history", _history),
             ("echo-port", _port),
             ("echo-rate", _positive_number),
-            ("multicast-group", _multicast_group),
+            ("multicast-group", multicast_group),
             ("multicast-port", _nonzero_port),
             ("multicast-ttl", _ttl),
             ("multicast-interface", _optional_ipv4),
-            ("broadcast-address", _ipv4),
+            ("broadcast-address", ipv4_address),
             ("broadcast-port", _nonzero_port),
             ("announce-interval", _interval),
         ]
@@ -197,22 +199,8 @@ def _nonzero_port(text: str) -> int:
     return port
 
 
-def _ipv4(text: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(text.strip()))
-    except ValueError:
-        raise ValueError(f"{text!r} is not an IPv4 address") from None
-
-
 def _optional_ipv4(text: str | None) -> str | None:
-    return None if text is None else _ipv4(text)
-
-
-def _multicast_group(text: str) -> str:
-    group = _ipv4(text)
-    if not ipaddress.IPv4Address(group).is_multicast:
-        raise ValueError(f"{text!r} is not a multicast address (224.0.0.0-239.255.255.255)")
-    return group
+    return None if text is None else ipv4_address(text)
 
 
 def _ttl(text: str) -> int:
