@@ -27,7 +27,6 @@ an erase or a redraw clears every row a long partial line wrapped onto.
 from __future__ import annotations
 
 import codecs
-import re
 from collections.abc import Callable, Iterator
 
 from attrs import frozen
@@ -38,9 +37,6 @@ ERASE_CHARACTER = ("\b", "\x7f")  # BS, DEL
 ERASE_LINE = "\x15"  # Ctrl-U
 ERASE_WORD = "\x17"  # Ctrl-W
 DEFAULT_COLUMNS = 80
-
-# What sends a chunk of text down the slow path, character by character.
-_EDITING = re.compile("[\b\x7f\x15\x17\x1b\x90\x98\x9b\x9d\x9e\x9f]")
 
 # Where in an escape sequence the editor is (the grammar text.clean removes,
 # so that no part of a sequence is left as text): after ESC (and any
@@ -149,8 +145,10 @@ class LineEditor:
         text, undecodable = self._decode(chunk, final=False)
         if undecodable:
             yield Undecodable()
-        if not self.echo and not self._escape and not _EDITING.search(text):
-            self._pieces.append(text)  # the common case: a whole line from nc or linemode telnet
+        if not self.echo and not self._escape and text.isprintable():
+            # The common case, a whole line from nc or line-mode telnet: no
+            # key to apply (every erase key and escape is a control character).
+            self._pieces.append(text)
             self._width = None
             return
         echo = self._edit(text)
