@@ -155,14 +155,14 @@ class TelnetServer(Telnet):
 
         self.will(ECHO).addErrback(ignore)
         self.will(SGA).addErrback(ignore)
-        # The client's side of BINARY first: that is what Linux telnet's
-        # escape check depends on.  Twisted settles one direction of an
-        # option at a time, so ours follows the client's answer.
         def offer_ours(answer: object) -> None:
             if isinstance(answer, Failure) and not answer.check(NegotiationError):
                 return  # no answer: the connection went
             self.will(BINARY).addErrback(ignore)
 
+        # The client's side of BINARY first: that is what Linux telnet's
+        # escape check depends on.  Twisted settles one direction of an
+        # option at a time, so ours follows the client's answer.
         self.do(BINARY).addBoth(offer_ours)
 
     # -- the parser
