@@ -163,7 +163,7 @@ class Options(usage.Options):
         # given, so a second chatd on this host cannot walk onto them.
         announcement_ports = sorted({DEFAULT_BROADCAST_PORT, DEFAULT_MULTICAST_PORT,
                                      self["broadcast-port"], self["multicast-port"]})
-        if self["echo-port"] in announcement_ports:
+        if self["echo-port"] in announcement_ports and not self["no-echo"]:
             raise usage.UsageError(f"--echo-port: {self['echo-port']} is a port of the announcements "
                                    f"({', '.join(map(str, announcement_ports))}); choose another")
         self["echo-fallback-ports"] = _fallback("echo-fallback", self["echo-fallback"], self["echo-port"],

@@ -52,6 +52,7 @@ def test_the_echo_never_falls_back_onto_an_announcement_port():
     with pytest.raises(usage.UsageError) as refused:
         parse("--echo-port", "41236")
     assert str(refused.value) == "--echo-port: 41236 is a port of the announcements (41235, 41236); choose another"
+    assert parse("--echo-port", "41236", "--no-echo")["no-echo"]  # no echo, no clash
 
 
 def test_port_zero_has_no_fallback():
