@@ -28,7 +28,7 @@ def environment() -> dict[str, str]:
 
 
 def listen_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "chatd.listen", *args]
+    return [sys.executable, "-m", "chatd.lan.listen", *args]
 
 
 class Process:

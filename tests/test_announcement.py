@@ -1,10 +1,10 @@
-"""The UDP announcement format (chatd.announcement)."""
+"""The UDP announcement format (chatd.lan.announcement)."""
 
 import json
 
 import pytest
 
-from chatd.announcement import (
+from chatd.lan.announcement import (
     MAX_ANNOUNCEMENT_BYTES,
     QUERY_BYTES,
     Announcement,

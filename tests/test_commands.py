@@ -1,8 +1,8 @@
-"""Parsing one line into a command (chatd.commands)."""
+"""Parsing one line into a command (chatd.telnet.parse)."""
 
 import pytest
 
-from chatd.commands import (
+from chatd.telnet.parse import (
     Act,
     Charset,
     Help,

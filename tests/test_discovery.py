@@ -14,8 +14,8 @@ from chatd_process import ChatdProcess, LineClient, Process, listen_command
 from conftest import free_port_run, occupied
 from twisted.internet import defer, reactor
 
-from chatd.announcement import decode, encode_query
-from chatd.tap import Options, makeService
+from chatd.lan.announcement import decode, encode_query
+from chatd.service.tap import Options, makeService
 
 GROUP = "239.255.88.88"
 

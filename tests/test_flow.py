@@ -1,4 +1,4 @@
-"""Flow control in both directions, with a fake clock, and output on a real socket (chatd.flow)."""
+"""Flow control in both directions, with a fake clock, and output on a real socket (chatd.service.flow)."""
 
 import socket
 import struct
@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
 
-from chatd.flow import FloodGate, Flusher, SendQueue
+from chatd.service.flow import FloodGate, Flusher, SendQueue
 
 
 class Events:

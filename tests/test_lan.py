@@ -62,7 +62,7 @@ def test_discover_and_chat_across_a_lan(lan, tmp_path, mode):
         chatd.wait_for_log("chat room listening on 0.0.0.0:8088")
         chatd.wait_for_log("broadcast announcer announcing")
         args = ["--discover", "--timeout", "10"] + (["--broadcast"] if mode == "broadcast" else [])
-        discover = Process(in_namespace(client_ns, [sys.executable, "-m", "chatd.listen", *args]), tmp_path)
+        discover = Process(in_namespace(client_ns, [sys.executable, "-m", "chatd.lan.listen", *args]), tmp_path)
         assert discover.finish(timeout=20) == 0, discover.lines
         assert discover.lines["stdout"] == [f"{SERVER_ADDRESS} 8088"]
 

@@ -1,11 +1,11 @@
-"""Line assembly, limits, decoding and editing (chatd.lineedit)."""
+"""Line assembly, limits, decoding and editing (chatd.telnet.lineedit)."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
-from chatd.text import clean
+from chatd.telnet.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
+from chatd.core.text import clean
 
 
 def fed(editor, data):

@@ -1,11 +1,11 @@
-"""chatd-listen's bookkeeping, with a fake clock (chatd.listen)."""
+"""chatd-listen's bookkeeping, with a fake clock (chatd.lan.listen)."""
 
 import json
 
 from twisted.internet.task import Clock
 
-from chatd.announcement import Announcement
-from chatd.listen import Listener
+from chatd.lan.announcement import Announcement
+from chatd.lan.listen import Listener
 
 
 def announcement(**changes):

@@ -1,4 +1,4 @@
-"""Port fallback, the self-check and the port file, on real loopback sockets (chatd.listening)."""
+"""Port fallback, the self-check and the port file, on real loopback sockets (chatd.service.listening)."""
 
 import os
 import socket
@@ -12,7 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import globalLogPublisher
 
-from chatd.listening import (
+from chatd.service.listening import (
     LISTEN_BACKLOG,
     FallbackListener,
     FallbackSpecError,

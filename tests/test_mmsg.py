@@ -1,11 +1,11 @@
-"""Many datagrams per system call (chatd.mmsg), on real loopback sockets, against what socket.recvmsg says."""
+"""Many datagrams per system call (chatd.lan.mmsg), on real loopback sockets, against what socket.recvmsg says."""
 
 import socket
 
 import pytest
 
-from chatd import mmsg
-from chatd.udp import IP_PKTINFO, destination_of
+from chatd.lan import mmsg
+from chatd.lan.udp import IP_PKTINFO, destination_of
 
 pytestmark = pytest.mark.skipif(not mmsg.AVAILABLE, reason="recvmmsg/sendmmsg are Linux's")
 

@@ -1,13 +1,13 @@
-"""Operators, kicks, bans and slowed password guesses (chatd.moderation, through the room)."""
+"""Operators, kicks, bans and slowed password guesses (chatd.core.moderation, through the room)."""
 
 import pytest
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from chatd.commands import Ban, Bans, Help, Invalid, Kick, Oper, Say, Unban, parse_line
-from chatd.moderation import Moderation
-from chatd.render import HELP, OPERATOR_HELP
-from chatd.room import IMember, Room
+from chatd.telnet.parse import Ban, Bans, Help, Invalid, Kick, Oper, Say, Unban, parse_line
+from chatd.core.moderation import Moderation
+from chatd.telnet.render import HELP, OPERATOR_HELP
+from chatd.core.room import IMember, Room
 
 
 @implementer(IMember)

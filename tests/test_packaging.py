@@ -29,10 +29,10 @@ def test_wheel_carries_the_plugin_and_twistd_runs_chatd_from_it(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "twisted/plugins/chatd_plugin.py" in names
     assert "twisted/__init__.py" not in names and "twisted/plugins/__init__.py" not in names
-    assert "chatd/tap.py" in names
-    assert "chatd/confusables.tsv" in names
+    assert "chatd/service/tap.py" in names
+    assert "chatd/core/confusables.tsv" in names
     (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
-    assert "chatd-listen = chatd.listen:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "chatd-listen = chatd.lan.listen:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     site = tmp_path / "site"
     subprocess.run(

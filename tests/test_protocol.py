@@ -1,4 +1,4 @@
-"""A connection glued to the room, in memory (chatd.protocol)."""
+"""A connection glued to the room, in memory (chatd.telnet.protocol)."""
 
 import unicodedata
 
@@ -12,11 +12,11 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from chatd.limits import ConnectionLimits
-from chatd.moderation import Moderation
-from chatd.protocol import ChatFactory, Settings
-from chatd.render import Left
-from chatd.room import IMember, Room
+from chatd.service.limits import ConnectionLimits
+from chatd.core.moderation import Moderation
+from chatd.telnet.protocol import ChatFactory, Settings
+from chatd.telnet.render import Left
+from chatd.core.room import IMember, Room
 
 IAC, DO, WILL, SB, SE = b"\xff", b"\xfd", b"\xfb", b"\xfa", b"\xf0"
 BINARY, ECHO, SGA, NAWS = b"\x00", b"\x01", b"\x03", b"\x1f"

@@ -1,12 +1,12 @@
-"""The exact lines users see (chatd.render, chatd.wire)."""
+"""The exact lines users see (chatd.telnet.render, chatd.core.wire)."""
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd import render
-from chatd.render import Acted, Joined, Left, Renamed, Said
-from chatd.room import _runs_between
-from chatd.wire import Batch, Outgoing, encode, writes_ascii_as_ascii
+from chatd.telnet import render
+from chatd.telnet.render import Acted, Joined, Left, Renamed, Said
+from chatd.core.room import _runs_between
+from chatd.core.wire import Batch, Outgoing, encode, writes_ascii_as_ascii
 
 
 def test_event_lines():

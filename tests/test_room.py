@@ -1,4 +1,4 @@
-"""The room's rules and fan-out, with recording fake members (chatd.room)."""
+"""The room's rules and fan-out, with recording fake members (chatd.core.room)."""
 
 import time
 
@@ -7,10 +7,10 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from chatd.commands import Act, Help, Invalid, List, Msg, Nick, Quit, Say
-from chatd.history import History
-from chatd.render import HELP, Acted, Joined, Left, Renamed, Said
-from chatd.room import IMember, Room
+from chatd.telnet.parse import Act, Help, Invalid, List, Msg, Nick, Quit, Say
+from chatd.core.history import History
+from chatd.telnet.render import HELP, Acted, Joined, Left, Renamed, Said
+from chatd.core.room import IMember, Room
 
 
 @implementer(IMember)

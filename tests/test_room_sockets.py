@@ -14,7 +14,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.protocols.basic import LineReceiver
 
-from chatd.tap import Options, makeService
+from chatd.service.tap import Options, makeService
 
 
 class ChatClient(LineReceiver):

@@ -1,4 +1,4 @@
-"""Command-line options and the service tree (chatd.tap)."""
+"""Command-line options and the service tree (chatd.service.tap)."""
 
 import socket
 
@@ -6,7 +6,7 @@ import pytest
 from twisted.application.service import IServiceCollection
 from twisted.python import usage
 
-from chatd.tap import Options, makeService
+from chatd.service.tap import Options, makeService
 
 
 def parse(*args):

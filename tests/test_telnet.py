@@ -1,11 +1,11 @@
-"""The telnet layer: IAC handling, negotiation answers, line ends (chatd.telnet)."""
+"""The telnet layer: IAC handling, negotiation answers, line ends (chatd.telnet.negotiation)."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 
-from chatd.telnet import MAX_SUBNEGOTIATION_BYTES, TelnetServer
+from chatd.telnet.negotiation import MAX_SUBNEGOTIATION_BYTES, TelnetServer
 
 IAC, DO, DONT, WILL, WONT, SB, SE = b"\xff", b"\xfd", b"\xfe", b"\xfb", b"\xfc", b"\xfa", b"\xf0"
 BINARY, ECHO, SGA, NAWS, TTYPE, TSPEED, NEW_ENVIRON, LINEMODE = (

@@ -1,4 +1,4 @@
-"""Text cleaning, nickname rules and charset lookup (chatd.text)."""
+"""Text cleaning, nickname rules and charset lookup (chatd.core.text)."""
 
 import unicodedata
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.text import (
+from chatd.core.text import (
     NicknameError,
     check_nickname,
     clean,

@@ -1,11 +1,11 @@
-"""The transcript and recent history (chatd.transcript, chatd.history)."""
+"""The transcript and recent history (chatd.service.transcript, chatd.core.history)."""
 
 import json
 import time
 
-from chatd.history import History
-from chatd.render import Acted, Joined, Left, Renamed, Said
-from chatd.transcript import Transcript, decode, encode, recent_messages
+from chatd.core.history import History
+from chatd.telnet.render import Acted, Joined, Left, Renamed, Said
+from chatd.service.transcript import Transcript, decode, encode, recent_messages
 
 NOON = 1795000000.0  # 2026-11-18T11:06:40Z
 

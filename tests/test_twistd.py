@@ -19,7 +19,7 @@ from chatd_process import (
 )
 from conftest import free_port_run, occupied
 
-from chatd.render import HELP
+from chatd.telnet.render import HELP
 
 IAC, DO, DONT, WILL = b"\xff", b"\xfd", b"\xfe", b"\xfb"
 WINDOWS_TELNET_HELLO = bytes.fromhex("FFFB1F FFFB20 FFFB18 FFFB27 FFFD01 FFFB03 FFFD03".replace(" ", ""))

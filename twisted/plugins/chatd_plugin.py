@@ -2,7 +2,7 @@ from twisted.application.service import ServiceMaker
 
 chatd = ServiceMaker(
     "chatd",
-    "chatd.tap",
+    "chatd.service.tap",
     "A LAN chat room reached with telnet or nc.",
     "chatd",
 )

@@ -31,16 +31,16 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python import usage
 
-from chatd import announcement
-from chatd.announcement import (
+from chatd.lan import announcement
+from chatd.lan.announcement import (
     DEFAULT_BROADCAST_PORT,
     DEFAULT_GROUP,
     DEFAULT_MULTICAST_PORT,
     Announcement,
     NotAnAnnouncement,
 )
-from chatd.listening import format_address, ipv4_address, multicast_group
-from chatd.text import clean
+from chatd.service.listening import format_address, ipv4_address, multicast_group
+from chatd.core.text import clean
 
 DEFAULT_DISCOVER_TIMEOUT_SECONDS = 5.0
 MISSED_INTERVALS = 3

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 
 from attrs import frozen
 
-from chatd.text import clean, display_width
+from chatd.core.text import clean, display_width
 
 ERASE_CHARACTER = ("\b", "\x7f")  # BS, DEL
 ERASE_LINE = "\x15"  # Ctrl-U

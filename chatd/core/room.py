@@ -29,12 +29,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
-from chatd import commands, render
-from chatd.history import History
-from chatd.moderation import Moderation
-from chatd.render import Acted, Event, Joined, Left, Renamed, Said
-from chatd.text import NicknameError, check_nickname, nickname_key, nickname_skeletons
-from chatd.wire import Batch, Outgoing, Share
+from chatd.telnet import parse as commands
+from chatd.telnet import render
+from chatd.core.history import History
+from chatd.core.moderation import Moderation
+from chatd.telnet.render import Acted, Event, Joined, Left, Renamed, Said
+from chatd.core.text import NicknameError, check_nickname, nickname_key, nickname_skeletons
+from chatd.core.wire import Batch, Outgoing, Share
 
 log = Logger()
 

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
 
-from chatd.limits import TokenBucket
+from chatd.service.limits import TokenBucket
 
 if TYPE_CHECKING:
-    from chatd.room import Room
+    from chatd.core.room import Room
 
 
 class Flusher:

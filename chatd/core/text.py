@@ -58,7 +58,7 @@ def nickname_key(nick: str) -> str:
 def _load_prototypes() -> dict[int, str]:
     """Unicode's confusable prototypes (see confusables.tsv and tools/make_confusables.py)."""
     prototypes = {}
-    with resources.files("chatd").joinpath("confusables.tsv").open(encoding="utf-8") as file:
+    with resources.files("chatd.core").joinpath("confusables.tsv").open(encoding="utf-8") as file:
         for line in file:
             if line.startswith("#") or not line.strip():
                 continue

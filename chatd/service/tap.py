@@ -18,10 +18,10 @@ from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from chatd.announcement import DEFAULT_BROADCAST_PORT, DEFAULT_GROUP, DEFAULT_MULTICAST_PORT
-from chatd.history import History
-from chatd.limits import ConnectionLimits, raise_open_files_limit
-from chatd.listening import (
+from chatd.lan.announcement import DEFAULT_BROADCAST_PORT, DEFAULT_GROUP, DEFAULT_MULTICAST_PORT
+from chatd.core.history import History
+from chatd.service.limits import ConnectionLimits, raise_open_files_limit
+from chatd.service.listening import (
     FallbackListener,
     FallbackSpecError,
     TCPBinding,
@@ -30,12 +30,12 @@ from chatd.listening import (
     ipv4_address,
     multicast_group,
 )
-from chatd.moderation import Moderation
-from chatd.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
-from chatd.room import Room
-from chatd.text import CharsetError, check_charset, clean
-from chatd.transcript import Transcript, recent_messages
-from chatd.udp import (
+from chatd.core.moderation import Moderation
+from chatd.telnet.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
+from chatd.core.room import Room
+from chatd.core.text import CharsetError, check_charset, clean
+from chatd.service.transcript import Transcript, recent_messages
+from chatd.lan.udp import (
     AnnouncerProtocol,
     AnnouncerService,
     EchoProtocol,

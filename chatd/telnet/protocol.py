@@ -26,16 +26,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd import render
-from chatd.commands import Charset, parse_line
-from chatd.flow import FloodGate, Flusher, SendQueue, unacknowledged_bytes
-from chatd.limits import ConnectionLimits
-from chatd.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
-from chatd.listening import format_address
-from chatd.room import IMember, Room
-from chatd.telnet import TelnetServer, wrong_protocol
-from chatd.text import CharsetError, check_charset, clean, lookup_charset
-from chatd.wire import Outgoing, Share, encode
+from chatd.telnet import render
+from chatd.telnet.parse import Charset, parse_line
+from chatd.service.flow import FloodGate, Flusher, SendQueue, unacknowledged_bytes
+from chatd.service.limits import ConnectionLimits
+from chatd.telnet.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
+from chatd.service.listening import format_address
+from chatd.core.room import IMember, Room
+from chatd.telnet.negotiation import TelnetServer, wrong_protocol
+from chatd.core.text import CharsetError, check_charset, clean, lookup_charset
+from chatd.core.wire import Outgoing, Share, encode
 
 log = Logger()
 

@@ -24,7 +24,7 @@ from attrs import asdict
 from twisted.logger import Logger
 from twisted.python.logfile import LogFile
 
-from chatd.render import Acted, Event, Joined, Left, Renamed, Said
+from chatd.telnet.render import Acted, Event, Joined, Left, Renamed, Said
 
 log = Logger()
 

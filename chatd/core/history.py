@@ -16,8 +16,8 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from chatd import render
-from chatd.render import Acted, Event, Said
+from chatd.telnet import render
+from chatd.telnet.render import Acted, Event, Said
 
 
 class History:

@@ -42,9 +42,10 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from chatd import announcement, mmsg
-from chatd.announcement import Announcement
-from chatd.limits import MAX_TRACKED_SOURCES, RateLimiter
+from chatd.lan import announcement
+from chatd.lan import mmsg
+from chatd.lan.announcement import Announcement
+from chatd.service.limits import MAX_TRACKED_SOURCES, RateLimiter
 
 log = Logger()
 
