@@ -15,15 +15,23 @@ from chatd.lan.announcement import (
 )
 
 LAB = Announcement(id="9f1c2a4be07d3361", name="lab", host="192.0.2.5", port=8089, users=3,
-                   uptime=125, seq=26, ts=1795000000, state="up", interval=5)
+                   uptime=125, seq=26, ts=1795000000, state="up", interval=5, channels=2)
 
 
 def test_announcement_is_one_json_object_with_every_field():
     """The documented fields, in one compact UTF-8 JSON object."""
     assert json.loads(LAB.encode()) == {
         "service": "chatd", "v": 1, "id": "9f1c2a4be07d3361", "name": "lab", "host": "192.0.2.5",
-        "port": 8089, "users": 3, "uptime": 125, "seq": 26, "ts": 1795000000, "state": "up", "interval": 5,
+        "port": 8089, "users": 3, "channels": 2, "uptime": 125, "seq": 26, "ts": 1795000000, "state": "up",
+        "interval": 5,
     }
+
+
+def test_an_announcement_without_channels_is_from_a_server_with_one():
+    """A chatd from before channels sends no "channels": a listener reads 1."""
+    fields = json.loads(LAB.encode())
+    del fields["channels"]
+    assert decode(json.dumps(fields).encode()).channels == 1
 
 
 def test_decode_reverses_encode():

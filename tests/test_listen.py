@@ -45,7 +45,7 @@ def test_json_prints_the_whole_announcement():
     listener = Listener(clock, said.append, as_json=True)
     listener.datagramReceived(announcement(name="lab"), ("127.0.0.1", 41236))
     assert [json.loads(line) for line in said] == [{
-        "service": "chatd", "v": 1, "id": "abc", "name": "lab", "host": "127.0.0.1", "port": 8089, "users": 1,
+        "service": "chatd", "v": 1, "id": "abc", "name": "lab", "host": "127.0.0.1", "port": 8089, "users": 1, "channels": 1,
         "uptime": 0, "seq": 1, "ts": 0, "state": "up", "interval": 5,
     }]
 

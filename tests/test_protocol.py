@@ -1,4 +1,4 @@
-"""A connection glued to the room, in memory (chatd.telnet.protocol)."""
+"""A telnet connection as a session of the chat server, in memory (chatd.telnet.protocol)."""
 
 import unicodedata
 
@@ -15,8 +15,9 @@ from zope.interface.verify import verifyObject
 from chatd.service.limits import ConnectionLimits
 from chatd.core.moderation import Moderation
 from chatd.telnet.protocol import ChatFactory, Settings
-from chatd.telnet.render import Left
-from chatd.core.room import IMember, Room
+from chatd.core.events import Left
+from chatd.core.server import ChatServer
+from chatd.core.session import ISession
 
 IAC, DO, WILL, SB, SE = b"\xff", b"\xfd", b"\xfb", b"\xfa", b"\xf0"
 BINARY, ECHO, SGA, NAWS = b"\x00", b"\x01", b"\x03", b"\x1f"
@@ -43,7 +44,7 @@ class Client:
 
 @pytest.fixture
 def factory():
-    return ChatFactory(Room("lab", Clock()), Settings("lab", max_line_bytes=64), Clock())
+    return ChatFactory(ChatServer("lab", Clock()), Settings("lab", max_line_bytes=64), Clock())
 
 
 def login(factory, nick, port=40000):
@@ -54,8 +55,8 @@ def login(factory, nick, port=40000):
 
 
 def test_protocol_provides_imember(factory):
-    """A connection is an IMember the room can deliver to."""
-    assert verifyObject(IMember, Client(factory, 1).protocol)
+    """A connection is an ISession the chat server can deliver to."""
+    assert verifyObject(ISession, Client(factory, 1).protocol)
 
 
 def test_greeting_and_login_bytes_end_in_crlf(factory):
@@ -271,7 +272,7 @@ hostile_bytes = st.lists(
 @given(data=hostile_bytes)
 def test_any_bytes_from_one_user_never_put_a_control_character_on_anothers_screen(data):
     """Whatever alice sends, bob receives only clean text lines, and the room still works."""
-    factory = ChatFactory(Room("lab", Clock()), Settings("lab", max_line_bytes=64), Clock())
+    factory = ChatFactory(ChatServer("lab", Clock()), Settings("lab", max_line_bytes=64), Clock())
     alice, bob = login(factory, "alice"), login(factory, "bob", port=40001)
     alice.take()
     alice.send(data + b"\r\n")
@@ -298,7 +299,7 @@ class KeepAliveTransport(StringTransport):
 
 def limited_factory(clock=None, **settings):
     clock = clock or Clock()
-    return ChatFactory(Room("lab", clock), Settings("lab", **settings), clock, ConnectionLimits(2, 1))
+    return ChatFactory(ChatServer("lab", clock), Settings("lab", **settings), clock, ConnectionLimits(2, 1))
 
 
 def test_over_max_clients_gets_one_line_and_is_closed():
@@ -357,7 +358,7 @@ def test_login_timeout_stops_once_joined():
 def test_idle_timeout_disconnects_after_silence_and_input_resets_it():
     """--idle-timeout: input resets the timer; silence past it leaves with 'Idle timeout'."""
     clock = Clock()
-    factory = ChatFactory(Room("lab", clock), Settings("lab", idle_timeout_seconds=30), clock)
+    factory = ChatFactory(ChatServer("lab", clock), Settings("lab", idle_timeout_seconds=30), clock)
     alice, bob = Client(factory, 1), Client(factory, 2)
     alice.send(b"alice\n")
     bob.send(b"bob\n")
@@ -415,7 +416,7 @@ def test_half_close_delivers_the_last_line_then_leaves_with_quit(factory):
 def test_a_flooder_is_slowed_without_losing_a_line_and_reading_pauses():
     """200 lines at once: the burst passes, the rest at 5 a second, all in order; the socket stops being read while 100 wait."""
     clock = Clock()
-    factory = ChatFactory(Room("lab", clock), Settings("lab"), clock)
+    factory = ChatFactory(ChatServer("lab", clock), Settings("lab"), clock)
     alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
     alice.send(b"alice\n")
     bob.send(b"bob\n")
@@ -461,7 +462,7 @@ def test_at_the_end_of_a_turn_what_was_queued_first_goes_first(factory):
 def test_a_slow_reader_is_dropped_and_the_sender_is_not_slowed():
     """bob's transport is full and his queue passes --sendq: he leaves with 'Send queue exceeded'; alice and carol go on."""
     clock = Clock()
-    factory = ChatFactory(Room("lab", clock), Settings("lab", send_queue_bytes=1024, rate_lines_per_second=1000, rate_burst_lines=1000), clock)
+    factory = ChatFactory(ChatServer("lab", clock), Settings("lab", send_queue_bytes=1024, rate_lines_per_second=1000, rate_burst_lines=1000), clock)
     alice, bob, carol = (Client(factory, port, f"127.0.0.{port}") for port in (1, 2, 3))
     for client, nick in ((alice, b"alice"), (bob, b"bob"), (carol, b"carol")):
         client.send(nick + b"\n")
@@ -489,7 +490,7 @@ def test_shutdown_delivers_what_was_said_in_the_same_turn_first(factory):
 def test_at_shutdown_everyone_leaves_for_that_reason_and_is_told_nothing_more(factory):
     """The room (and so the log and transcript) hears 'Server shutting down'; each user gets only the notice."""
     recorded = []
-    factory.room.observers.append(lambda when, event: recorded.append(event))
+    factory.server.observers.append(recorded.append)
     alice, bob = login(factory, "alice"), login(factory, "bob")
     alice.take()
     bob.take()
@@ -505,7 +506,7 @@ def test_at_shutdown_everyone_leaves_for_that_reason_and_is_told_nothing_more(fa
 def test_shutdown_waits_for_flushing_connections_at_most_the_grace_period():
     """shut_down: the notice to every connection; a connection still flushing after the grace is aborted; then it is done."""
     clock = Clock()
-    factory = ChatFactory(Room("lab", clock), Settings("lab"), clock)
+    factory = ChatFactory(ChatServer("lab", clock), Settings("lab"), clock)
     alice, lurker = login(factory, "alice"), Client(factory, 7, "127.0.0.7")
     lurker.take()
     aborted = []
@@ -529,7 +530,7 @@ def test_a_banned_address_is_refused_at_connect():
     clock = Clock()
     moderation = Moderation("pw", clock)
     moderation.ban("127.0.0.9", 0)
-    factory = ChatFactory(Room("lab", clock, moderation=moderation), Settings("lab"), clock)
+    factory = ChatFactory(ChatServer("lab", clock, moderation=moderation), Settings("lab"), clock)
     client = Client(factory, 1, "127.0.0.9")
     assert client.take() == b"*** Error: you are banned from this server\r\n"
     assert client.transport.disconnecting
@@ -540,7 +541,7 @@ def test_a_paste_still_being_let_through_is_not_idle_and_nothing_is_dropped():
     """--idle-timeout 2 with --rate 5 --burst 5: 30 pasted lines all arrive; idle counts from the last one let through."""
     clock = Clock()
     settings = Settings("lab", idle_timeout_seconds=2, rate_lines_per_second=5, rate_burst_lines=5)
-    factory = ChatFactory(Room("lab", clock), settings, clock)
+    factory = ChatFactory(ChatServer("lab", clock), settings, clock)
     alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
     alice.send(b"alice\n")
     bob.send(b"bob\n")
@@ -563,7 +564,7 @@ def test_lines_waiting_when_the_connection_resets_are_still_said_then_the_user_l
     clock = Clock()
     settings = Settings("lab", rate_lines_per_second=5, rate_burst_lines=2)
     limits = ConnectionLimits(10, 1)
-    factory = ChatFactory(Room("lab", clock), settings, clock, limits)
+    factory = ChatFactory(ChatServer("lab", clock), settings, clock, limits)
     alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
     alice.send(b"alice\n")
     bob.send(b"bob\n")
@@ -582,7 +583,7 @@ def test_lines_waiting_when_the_connection_resets_are_still_said_then_the_user_l
 def test_a_reset_user_still_saying_queued_lines_is_closed_at_shutdown():
     """Shutdown does not wait for a closed connection's queued lines: it leaves at once."""
     clock = Clock()
-    factory = ChatFactory(Room("lab", clock), Settings("lab", rate_burst_lines=1), clock)
+    factory = ChatFactory(ChatServer("lab", clock), Settings("lab", rate_burst_lines=1), clock)
     alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
     alice.send(b"alice\n")
     bob.send(b"bob\n")

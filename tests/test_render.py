@@ -1,22 +1,41 @@
-"""The exact lines users see (chatd.telnet.render, chatd.core.wire)."""
+"""The exact lines telnet users see (chatd.telnet.render), and their bytes (chatd.telnet.dialect, chatd.core.batch)."""
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chatd.core.batch import Batch, Share, from_index, without
+from chatd.core.events import Acted, Crowd, Joined, Left, Parted, Renamed, Said, TopicChanged
 from chatd.telnet import render
-from chatd.telnet.render import Acted, Joined, Left, Renamed, Said
-from chatd.core.room import _runs_between
-from chatd.core.wire import Batch, Outgoing, encode, writes_ascii_as_ascii
+from chatd.telnet.dialect import Outgoing, TelnetDialect, encode, writes_ascii_as_ascii
 
 
-def test_event_lines():
-    """Each room event has its documented format."""
-    assert render.event(Said("alice", "hi")) == "<alice> hi"
-    assert render.event(Acted("alice", "waves")) == "* alice waves"
-    assert render.event(Joined("alice", 3)) == "*** alice has joined (3 users online)"
-    assert render.event(Joined("alice", 1)) == "*** alice has joined (1 user online)"
-    assert render.event(Renamed("alice", "al")) == "*** alice is now known as al"
-    assert render.event(Left("alice", "Quit")) == "*** alice has left (Quit)"
+def test_event_lines_in_the_current_channel():
+    """Each event has its documented format; in the default channel, joins count users online."""
+    def line(event):
+        return render.event(event, "#lobby", "#lobby")
+    assert line(Said("#lobby", "alice", "hi")) == "<alice> hi"
+    assert line(Acted("#lobby", "alice", "waves")) == "* alice waves"
+    assert line(Joined("#lobby", "alice", 3)) == "*** alice has joined (3 users online)"
+    assert line(Joined("#lobby", "alice", 1)) == "*** alice has joined (1 user online)"
+    assert line(Renamed("alice", "al")) == "*** alice is now known as al"
+    assert line(Left("alice", "Quit")) == "*** alice has left (Quit)"
+
+
+def test_event_lines_of_other_channels_carry_the_channel():
+    """Lines of a channel that is not the member's current one start with [#channel]."""
+    def line(event, current="#lab"):
+        return render.event(event, current, "#lobby")
+    assert line(Said("#lab", "bob", "hi")) == "<bob> hi"
+    assert line(Said("#lab", "bob", "hi"), "#lobby") == "[#lab] <bob> hi"
+    assert line(Acted("#lab", "bob", "waves"), None) == "[#lab] * bob waves"
+    assert line(Joined("#lab", "carol", 4)) == "*** carol has joined (4 users)"
+    assert line(Joined("#lab", "carol", 4), "#lobby") == "[#lab] *** carol has joined (4 users)"
+    assert line(Joined("#lobby", "carol", 4)) == "[#lobby] *** carol has joined (4 users online)"
+    assert line(Parted("#lab", "alice", "lunch", 2)) == "*** alice has left #lab (lunch)"
+    assert line(Parted("#lab", "alice", "", 2), "#lobby") == "*** alice has left #lab"
+    assert line(TopicChanged("#lab", "alice", "solder")) == "*** alice set the topic of #lab: solder"
+    assert line(TopicChanged("#lab", "alice", "")) == "*** alice cleared the topic of #lab"
+    assert line(Crowd("#lobby", 12, 3, 214)) == "*** 12 joined, 3 left #lobby (214 users)"
 
 
 def test_welcome_counts_users_in_words():
@@ -40,20 +59,26 @@ def test_outgoing_encodes_once_per_charset_with_crlf_and_iac_doubled():
     assert outgoing.encoded("gbk") is outgoing.encoded("gbk")
 
 
+def said(texts):
+    return [Said("#lobby", "x", text) for text in texts]
+
+
 def test_a_batch_share_is_its_runs_in_each_charset():
     """A share is cut from the batch's bytes: ASCII as is, other text per charset with 0xFF doubled, UTF-7 exactly."""
-    batch = Batch(["<a> one", "<b> ÿ张", "<a> a+b", "<c> four"])
-    everything = batch.share([(0, 4)])
-    assert everything.encoded("utf-8") == "<a> one\r\n<b> ÿ张\r\n<a> a+b\r\n<c> four\r\n".encode()
-    assert everything.encoded("utf-8") is everything.encoded("utf-8")  # encoded once, not copied
-    not_a = batch.share([(1, 2), (3, 4)])
-    assert not_a.encoded("iso8859-1") == b"<b> \xff\xff?\r\n<c> four\r\n"
-    assert not_a.encoded("gbk") == b"<b> ?\xd5\xc5\r\n<c> four\r\n"
-    assert not_a.text == "<b> ÿ张\r\n<c> four\r\n"
-    ascii_only = Batch(["<a> a+b", "<b> ~x"])
+    batch = Batch(said(["one", "ÿ张", "a+b", "four"]))
+    utf8, latin1, gbk = TelnetDialect("utf-8"), TelnetDialect("iso8859-1"), TelnetDialect("gbk")
+    everything = Share(batch, [(0, 4)], "#lobby")
+    assert everything.encoded(utf8) == "<x> one\r\n<x> ÿ张\r\n<x> a+b\r\n<x> four\r\n".encode()
+    assert everything.encoded(utf8) is batch.encoded(utf8, "#lobby")[0]  # the batch's own bytes, not a copy
+    not_a = Share(batch, [(1, 2), (3, 4)], "#lobby")
+    assert not_a.encoded(latin1) == b"<x> \xff\xff?\r\n<x> four\r\n"
+    assert not_a.encoded(gbk) == b"<x> ?\xd5\xc5\r\n<x> four\r\n"
+    elsewhere = Share(batch, [(0, 1)], "#lab")
+    assert elsewhere.encoded(utf8) == b"[#lobby] <x> one\r\n"
+    ascii_only = Batch(said(["a+b", "~x"]))
     assert not writes_ascii_as_ascii("utf-7") and not writes_ascii_as_ascii("hz")
-    assert ascii_only.share([(0, 2)]).encoded("utf-7") == encode("<a> a+b\r\n<b> ~x\r\n", "utf-7")
-    assert ascii_only.share([(1, 2)]).encoded("hz") == encode("<b> ~x\r\n", "hz")
+    assert Share(ascii_only, [(0, 2)], "#lobby").encoded(TelnetDialect("utf-7")) == encode("<x> a+b\r\n<x> ~x\r\n", "utf-7")
+    assert Share(ascii_only, [(1, 2)], "#lobby").encoded(TelnetDialect("hz")) == encode("<x> ~x\r\n", "hz")
 
 
 @given(
@@ -62,11 +87,12 @@ def test_a_batch_share_is_its_runs_in_each_charset():
     st.integers(0, 8),
     st.sampled_from(["utf-8", "iso8859-1", "gbk", "utf-7", "hz", "ascii"]),
 )
-def test_a_share_is_exactly_the_messages_it_keeps(lines, skipped, start, charset):
+def test_a_share_is_exactly_the_messages_it_keeps(texts, skipped, start, charset):
     """For any messages, senders' lines skipped and a late start: the bytes are those messages' own encodings."""
-    batch = Batch(lines)
-    runs = _runs_between(start, sorted(index for index in skipped if index < len(lines)), len(lines))
-    kept = [index for index in range(start, len(lines)) if index not in skipped]
+    batch = Batch(said(texts))
+    runs = without(from_index([(0, len(texts))], start), sorted(index for index in skipped if index < len(texts)))
+    kept = [index for index in range(start, len(texts)) if index not in skipped]
     assert [index for begin, end in runs for index in range(begin, end)] == kept
     if runs:
-        assert batch.share(runs).encoded(charset) == b"".join(encode(lines[index] + "\r\n", charset) for index in kept)
+        assert Share(batch, runs, "#lobby").encoded(TelnetDialect(charset)) == b"".join(
+            encode(f"<x> {texts[index]}\r\n", charset) for index in kept)

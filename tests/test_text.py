@@ -1,4 +1,4 @@
-"""Text cleaning, nickname rules and charset lookup (chatd.core.text)."""
+"""Text cleaning (chatd.core.text), nickname and channel name rules (chatd.core.nicknames), charsets and widths."""
 
 import unicodedata
 
@@ -6,14 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.core.text import (
+from chatd.core.nicknames import (
+    ChannelNameError,
     NicknameError,
+    Registry,
+    check_channel_name,
     check_nickname,
-    clean,
-    display_width,
-    lookup_charset,
-    nickname_skeletons,
+    skeletons,
 )
+from chatd.core.text import clean
+from chatd.telnet.charset import lookup_charset
+from chatd.telnet.lineedit import display_width
 
 
 def is_control(char: str) -> bool:
@@ -122,11 +125,43 @@ def test_display_width_counts_wide_characters_twice():
 )
 def test_look_alike_nicknames_share_a_skeleton(one, other):
     """The classic look-alike pairs, in either case: the two share a TR39 skeleton."""
-    assert nickname_skeletons(one) & nickname_skeletons(other)
-    assert nickname_skeletons(other) & nickname_skeletons(one.upper())
+    assert skeletons(one) & skeletons(other)
+    assert skeletons(other) & skeletons(one.upper())
 
 
 @pytest.mark.parametrize("one, other", [("alice", "alicia"), ("张三", "张四"), ("bob", "rob"), ("anna", "anne"), ("ivan", "iwan")])
 def test_different_nicknames_have_different_skeletons(one, other):
     """Names that only share letters stay different."""
-    assert not nickname_skeletons(one) & nickname_skeletons(other)
+    assert not skeletons(one) & skeletons(other)
+
+
+@pytest.mark.parametrize("raw, name", [("lab", "#lab"), ("#lab", "#lab"), ("#Лаборатория", "#Лаборатория"),
+                                       ("#a.b-c_1", "#a.b-c_1"), ("#" + "x" * 32, "#" + "x" * 32), ("#实验室", "#实验室")])
+def test_valid_channel_names_get_their_hash(raw, name):
+    """# then letters of any script, digits and -_. ; the # is added when missing."""
+    assert check_channel_name(raw) == name
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("#", "channel name is empty"),
+    ("#" + "x" * 33, "channel name is too long (max 32 characters after #)"),
+    ("#a b", "channel name may not contain spaces: use # then letters, digits and -_."),
+    ("#a,b", "channel name may not contain ',': use # then letters, digits and -_."),
+    ("##lab", "channel name may not contain '#': use # then letters, digits and -_."),
+])
+def test_invalid_channel_names_are_refused_with_a_reason(raw, reason):
+    with pytest.raises(ChannelNameError) as refused:
+        check_channel_name(raw)
+    assert str(refused.value) == reason
+
+
+def test_registry_refuses_the_same_name_in_another_case_and_a_look_alike():
+    """A held name clashes with itself in any case, and with names that look like it; the holder may keep it."""
+    registry, alice = Registry(), object()
+    registry.claim("#Lab", alice)
+    assert registry.clash("#lab", object()) == "#lab"
+    assert registry.clash("#1ab", object()) == "#Lab"  # 1 looks like l
+    assert registry.clash("#lab", alice) is None
+    assert registry.holder("#LAB") is alice
+    registry.release("#Lab")
+    assert registry.clash("#1ab", object()) is None and registry.holder("#lab") is None

@@ -3,57 +3,59 @@
 import json
 import time
 
+from chatd.core.events import Acted, Crowd, Joined, Left, Parted, Renamed, Said, TopicChanged, from_json, to_json
 from chatd.core.history import History
-from chatd.telnet.render import Acted, Joined, Left, Renamed, Said
-from chatd.service.transcript import Transcript, decode, encode, recent_messages
+from chatd.service.transcript import Transcript, recent_messages
 
 NOON = 1795000000.0  # 2026-11-18T11:06:40Z
 
 
-def hhmm(when):
-    return time.strftime("%H:%M", time.localtime(when))
-
-
-def test_history_shows_only_messages_and_actions_with_their_time():
+def test_history_keeps_only_messages_and_actions():
     """Joins, leaves and renames are not history; the last `size` messages are, oldest first."""
     history = History(2)
-    history.record(NOON, Said("alice", "one"))
-    history.record(NOON + 60, Joined("bob", 2))
-    history.record(NOON + 120, Acted("bob", "waves"))
-    history.record(NOON + 180, Said("alice", "three"))
-    history.record(NOON + 200, Renamed("alice", "al"))
-    assert history.lines() == [
-        "*** Recent messages:",
-        f"[{hhmm(NOON + 120)}] * bob waves",
-        f"[{hhmm(NOON + 180)}] <alice> three",
-        "*** End of recent messages",
-    ]
-
-
-def test_no_history_sends_nothing():
-    """Without messages (or with --history 0) a joining user gets no history lines at all."""
-    assert History(20).lines() == []
+    history.record(Said("#lobby", "alice", "one", at=NOON))
+    history.record(Joined("#lobby", "bob", 2, at=NOON + 60))
+    history.record(Acted("#lobby", "bob", "waves", at=NOON + 120))
+    history.record(Said("#lobby", "alice", "three", at=NOON + 180))
+    history.record(Renamed("alice", "al", at=NOON + 200))
+    assert history.recent() == (Acted("#lobby", "bob", "waves", at=NOON + 120), Said("#lobby", "alice", "three", at=NOON + 180))
     zero = History(0)
-    zero.record(NOON, Said("alice", "hi"))
-    assert zero.lines() == []
+    zero.record(Said("#lobby", "alice", "hi"))
+    assert zero.recent() == ()
+
+
+EVENTS = [
+    Joined("#lobby", "alice", 3, at=NOON), Said("#lab", "alice", "héllo", at=NOON), Acted("#lobby", "bob", "waves", at=NOON),
+    Parted("#lab", "bob", "lunch", 2, at=NOON), TopicChanged("#lab", "al", "solder", at=NOON),
+    Crowd("#lobby", 12, 3, 214, at=NOON), Renamed("alice", "al", at=NOON), Left("bob", "Quit", at=NOON),
+]
 
 
 def test_every_public_event_round_trips_through_a_json_line():
-    """One JSON object per line with a UTC timestamp, and back."""
-    for event in (Joined("alice", 3), Said("alice", "héllo"), Acted("bob", "waves"), Renamed("alice", "al"), Left("bob", "Quit")):
-        line = encode(NOON, event)
-        assert line.endswith("\n") and line.count("\n") == 1
-        assert json.loads(line)["ts"] == "2026-11-18T11:06:40Z"
-        assert decode(line) == (NOON, event)
-    assert decode('{"ts": "2026-11-18T08:26:40Z", "event": "said", "nick": "al') is None
+    """One JSON object per line with a UTC timestamp and its channel (none for left and renamed), and back."""
+    for event in EVENTS:
+        line = to_json(event)
+        assert "\n" not in line
+        fields = json.loads(line)
+        assert fields["ts"] == "2026-11-18T11:06:40Z"
+        assert ("channel" in fields) == (not isinstance(event, (Renamed, Left)))
+        assert from_json(line, "#lobby") == event
+    assert json.loads(to_json(Said("#lab", "al", "hi", at=NOON)))["channel"] == "#lab"
+    assert from_json('{"ts": "2026-11-18T08:26:40Z", "event": "said", "nick": "al', "#lobby") is None
+
+
+def test_lines_from_before_channels_are_the_default_channels():
+    """A transcript written by chatd before channels: its messages were said in the default channel."""
+    old = '{"ts": "2026-11-18T11:06:40Z", "event": "said", "nick": "alice", "text": "hi"}'
+    assert from_json(old, "#hall") == Said("#hall", "alice", "hi", at=NOON)
 
 
 def test_each_line_is_on_disk_as_soon_as_it_is_written(tmp_path):
     """Flushed per line: another reader sees it before the transcript is closed."""
     path = tmp_path / "room.jsonl"
     transcript = Transcript(str(path), 10_000_000)
-    transcript.record(NOON, Said("alice", "hi"))
-    assert path.read_text() == encode(NOON, Said("alice", "hi"))
+    transcript.record(Said("#lobby", "alice", "hi", at=NOON))
+    assert path.read_text() == to_json(Said("#lobby", "alice", "hi", at=NOON)) + "\n"
     transcript.close()
 
 
@@ -62,7 +64,7 @@ def test_rotation_by_size_keeps_five_old_files(tmp_path):
     path = tmp_path / "room.jsonl"
     transcript = Transcript(str(path), 1024)
     for index in range(400):
-        transcript.record(NOON + index, Said("alice", f"message {index:04d} " + "x" * 40))
+        transcript.record(Said("#lobby", "alice", f"message {index:04d} " + "x" * 40, at=NOON + index))
     transcript.close()
     names = sorted(child.name for child in tmp_path.iterdir())
     assert names == ["room.jsonl", "room.jsonl.1", "room.jsonl.2", "room.jsonl.3", "room.jsonl.4", "room.jsonl.5"]
@@ -70,28 +72,33 @@ def test_rotation_by_size_keeps_five_old_files(tmp_path):
 
 
 def test_recent_messages_span_rotated_files_and_skip_a_torn_last_line(tmp_path):
-    """History after a restart: the last N messages across files, a half-written line ignored."""
+    """History after a restart: the last N messages of each channel across files, a half-written line ignored."""
     path = tmp_path / "room.jsonl"
     transcript = Transcript(str(path), 1024)
     for index in range(30):
-        transcript.record(NOON + index, Said("alice", f"m{index} " + "y" * 60))
-        transcript.record(NOON + index, Joined("bob", 2))
+        transcript.record(Said("#lobby", "alice", f"m{index} " + "y" * 60, at=NOON + index))
+        transcript.record(Joined("#lobby", "bob", 2, at=NOON + index))
+        if index % 10 == 0:
+            transcript.record(Said("#Lab", "bob", f"lab{index}", at=NOON + index))
     transcript.close()
     with open(path, "a") as file:
         file.write('{"ts": "2026-11-18T08:27:00Z", "event": "said", "ni')  # kill -9 mid-line
-    recent = recent_messages(str(path), 12)
-    assert [event.text.split()[0] for _, event in recent] == [f"m{index}" for index in range(18, 30)]
-    assert recent_messages(str(tmp_path / "missing.jsonl"), 5) == []
+    recent = recent_messages(str(path), 12, "#lobby", 100)
+    assert [event.text.split()[0] for event in recent["#lobby"]] == [f"m{index}" for index in range(18, 30)]
+    assert [event.text for event in recent["#lab"]] == ["lab10", "lab20"]  # lab0 rotated away; found by key
+    assert recent_messages(str(path), 12, "#lobby", 1).keys() == {"#lobby"}  # the channel spoken in last
+    assert recent_messages(str(tmp_path / "missing.jsonl"), 5, "#lobby", 100) == {}
 
 
 def test_an_event_after_a_torn_last_line_starts_a_line_of_its_own(tmp_path):
     """A transcript cut mid-line (power cut): the next event is still a JSON line, and history finds it."""
     path = tmp_path / "room.jsonl"
-    path.write_text(encode(NOON, Said("alice", "whole")) + '{"ts": "2026-11-18T11:0')
+    whole, after = Said("#lobby", "alice", "whole", at=NOON), Said("#lobby", "bob", "after the cut", at=NOON + 60)
+    path.write_text(to_json(whole) + "\n" + '{"ts": "2026-11-18T11:0')
     transcript = Transcript(str(path), 10_000)
-    transcript.record(NOON + 60, Said("bob", "after the cut"))
+    transcript.record(after)
     transcript.close()
     lines = path.read_text().splitlines()
     assert lines[1] == '{"ts": "2026-11-18T11:0'
-    assert decode(lines[2]) == (NOON + 60, Said("bob", "after the cut"))
-    assert [event for _, event in recent_messages(str(path), 5)] == [Said("alice", "whole"), Said("bob", "after the cut")]
+    assert from_json(lines[2], "#lobby") == after
+    assert recent_messages(str(path), 5, "#lobby", 100) == {"#lobby": [whole, after]}

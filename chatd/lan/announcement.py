@@ -8,14 +8,16 @@ An announcement, sent to the multicast group, to the broadcast port, or by
 unicast in answer to a query (always under MAX_ANNOUNCEMENT_BYTES):
 
     {"service": "chatd", "v": 1, "id": "9f1c2a4be07d3361", "name": "lab",
-     "host": "192.0.2.5", "port": 8089, "users": 3, "uptime": 125,
+     "host": "192.0.2.5", "port": 8089, "users": 3, "channels": 2, "uptime": 125,
      "seq": 26, "ts": 1795000000, "state": "up", "interval": 5}
 
     id        random, new at each start of a chatd process
     host      the address to connect to: the chat --interface when it is a
               concrete address, else the address of the interface it was sent from
     port      the TCP chat port actually bound (after any fallback)
-    users     users in the room who have chosen a nickname
+    users     users online (who have chosen a nickname)
+    channels  channels on the server (at least its default one; a listener
+              takes 1 when it is absent)
     uptime    whole seconds since the server started
     seq       1 for the instance's first datagram, counting every announcement
     ts        unix time: chatd sends whole seconds; a listener accepts any
@@ -66,12 +68,13 @@ class Announcement:
     ts: float
     state: str = "up"
     interval: int = 5
+    channels: int = 1
 
     def fields(self) -> dict[str, Any]:
         """The whole JSON object, `service` and `v` first."""
         return {
             "service": SERVICE, "v": VERSION, "id": self.id, "name": self.name, "host": self.host, "port": self.port,
-            "users": self.users, "uptime": self.uptime, "seq": self.seq, "ts": self.ts, "state": self.state,
+            "users": self.users, "channels": self.channels, "uptime": self.uptime, "seq": self.seq, "ts": self.ts, "state": self.state,
             "interval": self.interval,
         }
 
@@ -111,7 +114,8 @@ def decode(data: bytes) -> Announcement:
             seq=_get(fields, "seq", int),
             ts=_get(fields, "ts", (int, float)),
             state=_get(fields, "state", str),
-            interval=fields.get("interval", 5) if isinstance(fields.get("interval", 5), int) else 5,
+            interval=_optional_int(fields, "interval", 5),
+            channels=_optional_int(fields, "channels", 1),
         )
     except KeyError as missing:
         raise NotAnAnnouncement(f"missing field {missing}") from None
@@ -140,3 +144,8 @@ def _get(fields: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> An
     if not isinstance(value, kind) or isinstance(value, bool):
         raise NotAnAnnouncement(f"field {name} is not {'a number' if isinstance(kind, tuple) else kind.__name__}")
     return value
+
+
+def _optional_int(fields: dict[str, Any], name: str, default: int) -> int:
+    value = fields.get(name, default)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default

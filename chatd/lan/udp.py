@@ -313,7 +313,7 @@ def _destination_in_ancillary(ancillary: bytes) -> Destination | None:
 class Herald:
     """
     What every announcer of one chatd process says: its identity, its
-    numbering, and the room's live state.
+    numbering, and the chat's live state.
     """
 
     name: str
@@ -322,6 +322,7 @@ class Herald:
     chat_interface: str
     clock: IReactorTime
     interval: int
+    channels: Callable[[], int] = lambda: 1
     id: str = field(factory=lambda: os.urandom(8).hex())
     started: float = field(init=False)
     _seq: int = field(init=False, default=0)
@@ -334,6 +335,7 @@ class Herald:
         now = self.clock.seconds()
         return Announcement(
             id=self.id, name=self.name, host=host, port=self.chat_port() or 0, users=self.users(),
+            channels=self.channels(),
             uptime=int(now - self.started), seq=self._seq, ts=int(now), state=state, interval=self.interval,
         )
 

@@ -28,12 +28,12 @@ from zope.interface import implementer
 from chatd.service.limits import TokenBucket
 
 if TYPE_CHECKING:
-    from chatd.core.room import Room
+    from chatd.core.server import ChatServer
 
 
 class Flusher:
     """
-    The end of each reactor turn: the room's held public messages are
+    The end of each reactor turn: the chat server's held events are
     delivered, then each connection's output is handed to its transport.
 
     Fan-out is the hot path: in one turn a connection may be sent many
@@ -42,19 +42,19 @@ class Flusher:
     sends on the next poll either way, and this runs just before it.
     """
 
-    def __init__(self, clock: IReactorTime, room: Room | None = None) -> None:
+    def __init__(self, clock: IReactorTime, server: ChatServer | None = None) -> None:
         self._clock = clock
-        self._room = room
+        self._server = server
         self._dirty: list[SendQueue] = []
         self._call: IDelayedCall | None = None
         # True while the turn's output goes out: a queue with nothing
         # waiting then sends what it is given at once (see SendQueue.write).
         self.flushing = False
 
-    def hold_room(self) -> None:
-        """Hold the room's public messages until the end of this turn."""
-        if self._room is not None and not self._room.held:
-            self._room.hold()
+    def hold_turn(self) -> None:
+        """Hold the chat server's events until the end of this turn."""
+        if self._server is not None and not self._server.held:
+            self._server.hold()
             self._at_end_of_turn()
 
     def schedule(self, queue: SendQueue) -> None:
@@ -74,8 +74,8 @@ class Flusher:
             self._call = None
         self.flushing = True
         try:
-            if self._room is not None and self._room.held:
-                self._room.release()
+            if self._server is not None and self._server.held:
+                self._server.release()
             while self._dirty:
                 dirty, self._dirty = self._dirty, []
                 for queue in dirty:

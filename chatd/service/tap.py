@@ -19,7 +19,6 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from chatd.lan.announcement import DEFAULT_BROADCAST_PORT, DEFAULT_GROUP, DEFAULT_MULTICAST_PORT
-from chatd.core.history import History
 from chatd.service.limits import ConnectionLimits, raise_open_files_limit
 from chatd.service.listening import (
     FallbackListener,
@@ -32,8 +31,10 @@ from chatd.service.listening import (
 )
 from chatd.core.moderation import Moderation
 from chatd.telnet.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
-from chatd.core.room import Room
-from chatd.core.text import CharsetError, check_charset, clean
+from chatd.core.nicknames import ChannelNameError, check_channel_name
+from chatd.core.server import DEFAULT_CHANNEL, DEFAULT_MAX_CHANNELS, DEFAULT_QUIET_JOINS, ChatServer
+from chatd.core.text import clean
+from chatd.telnet.charset import CharsetError, check_charset
 from chatd.service.transcript import Transcript, recent_messages
 from chatd.lan.udp import (
     AnnouncerProtocol,
@@ -86,6 +87,10 @@ class Options(usage.Options):
         ["transcript-max-bytes", None, str(10 * 1000 * 1000), "Size at which the transcript rotates (5 old files are kept)."],
         ["history", None, "20", "Recent messages shown to a user who joins (0: none); kept across restarts with --transcript."],
         ["oper-password-file", None, None, "File holding the operators' password (/oper); without it, moderation is off."],
+        ["default-channel", None, DEFAULT_CHANNEL, "The channel every user is in once they choose a nickname."],
+        ["max-channels", None, str(DEFAULT_MAX_CHANNELS), "Most channels on the server at once; users create them with /join."],
+        ["quiet-joins", None, str(DEFAULT_QUIET_JOINS), "Above this many members a channel stops announcing each join and "
+         "leave and sums them up every few seconds instead."],
         ["echo-port", None, str(DEFAULT_ECHO_PORT), "UDP port of the echo service, on --interface; 0 takes any free port."],
         ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
         ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
@@ -135,6 +140,9 @@ class Options(usage.Options):
             ("shutdown-grace", _seconds_or_zero),
             ("transcript-max-bytes", _transcript_bytes),
             ("history", _history),
+            ("default-channel", _channel_name),
+            ("max-channels", _count),
+            ("quiet-joins", _count_or_zero),
             ("echo-port", _port),
             ("echo-rate", _positive_number),
             ("multicast-group", multicast_group),
@@ -268,6 +276,19 @@ def _history(text: str) -> int:
     return int(text)
 
 
+def _count_or_zero(text: str) -> int:
+    if not text.strip().isdigit() or int(text) > 10_000_000:
+        raise ValueError(f"{text!r} is not a whole number from 0")
+    return int(text)
+
+
+def _channel_name(text: str) -> str:
+    try:
+        return check_channel_name(text)
+    except ChannelNameError as refusal:
+        raise ValueError(str(refusal)) from None
+
+
 def _count(text: str) -> int:
     if not text.strip().isdigit() or not 1 <= int(text) <= 10_000_000:
         raise ValueError(f"{text!r} is not a whole number from 1")
@@ -345,17 +366,21 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     limits = ConnectionLimits(options["max-clients"], options["max-per-ip"])
     top = MultiService()
     transcript = None
-    recent: list[Any] = []
+    recent: dict[str, Any] = {}
     if options["transcript"]:
-        recent = recent_messages(options["transcript"], options["history"])
+        recent = recent_messages(options["transcript"], options["history"], options["default-channel"],
+                                 options["max-channels"])
         transcript = Transcript(options["transcript"], options["transcript-max-bytes"])
     moderation = None
     if options["oper-password"] is not None:
         moderation = Moderation(options["oper-password"], reactor)
-    room = Room(settings.server_name, reactor, History(options["history"], recent), moderation=moderation)
+    server = ChatServer(
+        settings.server_name, reactor, default_channel=options["default-channel"], history_size=options["history"],
+        recent=recent, moderation=moderation, max_channels=options["max-channels"], quiet_joins=options["quiet-joins"],
+    )
     if transcript is not None:
-        room.observers.append(transcript.record)
-    factory = ChatFactory(room, settings, reactor, limits)
+        server.observers.append(transcript.record)
+    factory = ChatFactory(server, settings, reactor, limits)
     chat = FallbackListener(
         TCPBinding(reactor.listenTCP, factory),
         options["interface"],
@@ -384,7 +409,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if options["multicast"] or options["broadcast"]:
         herald = Herald(
             name=options["name"],
-            users=lambda: room.count,
+            users=lambda: server.count,
+            channels=lambda: server.channel_count,
             chat_port=lambda: chat.port,
             chat_interface=options["interface"],
             clock=reactor,
@@ -416,6 +442,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
 
 def _shut_down(factory: ChatFactory, grace: float, transcript: Transcript | None) -> Any:
     """Close every connection, then the transcript, which records their leaving."""
+    factory.server.stop()
     closed = factory.shut_down(grace)
     if transcript is not None:
         closed.addBoth(lambda result: (transcript.close(), result)[1])

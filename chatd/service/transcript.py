@@ -1,52 +1,39 @@
 """
---transcript: every public event in the room as one JSON line, for the
-record and for history that survives a restart.
+--transcript: every public event as one JSON line (chatd.core.events'
+codec), for the record and for history that survives a restart.
 
-    {"ts": "2026-11-21T14:02:03Z", "event": "joined", "nick": "alice", "count": 3}
-    {"ts": "2026-11-21T14:02:09Z", "event": "said", "nick": "alice", "text": "hi"}
-    {"ts": "2026-11-21T14:02:15Z", "event": "acted", "nick": "bob", "text": "waves"}
+    {"ts": "2026-11-21T14:02:03Z", "event": "joined", "channel": "#lobby", "nick": "alice", "count": 3}
+    {"ts": "2026-11-21T14:02:09Z", "event": "said", "channel": "#lobby", "nick": "alice", "text": "hi"}
+    {"ts": "2026-11-21T14:02:15Z", "event": "acted", "channel": "#lab", "nick": "bob", "text": "waves"}
+    {"ts": "2026-11-21T14:02:20Z", "event": "parted", "channel": "#lab", "nick": "bob", "reason": "", "count": 1}
+    {"ts": "2026-11-21T14:02:30Z", "event": "topic", "channel": "#lab", "nick": "bob", "topic": "soldering"}
     {"ts": "2026-11-21T14:03:00Z", "event": "renamed", "old": "alice", "new": "al"}
     {"ts": "2026-11-21T14:04:00Z", "event": "left", "nick": "bob", "reason": "Quit"}
 
+`left` (the chat) and `renamed` concern a user in every channel, so they
+carry no channel.  In a channel above --quiet-joins, the transcript still
+has every join and leave (the members see "crowd" summaries instead).
 Private messages are never written.  Each line is flushed as it is written,
-so a crash (even kill -9) loses nothing already written.  The file rotates by
-size with twisted.python.logfile: PATH.1 is the newest old file, and at most
-five old files are kept.
+so a crash (even kill -9) loses nothing already written.  The file rotates
+by size with twisted.python.logfile: PATH.1 is the newest old file, and at
+most five old files are kept.  Lines written before channels existed (no
+"channel") are read as the default channel's.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from datetime import datetime, timezone
+from collections import deque
 
-from attrs import asdict
 from twisted.logger import Logger
 from twisted.python.logfile import LogFile
 
-from chatd.telnet.render import Acted, Event, Joined, Left, Renamed, Said
+from chatd.core.events import MESSAGES, Event, from_json, to_json
+from chatd.core.nicknames import name_key
 
 log = Logger()
 
 KEPT_FILES = 5
-_KINDS: dict[str, type] = {"joined": Joined, "said": Said, "acted": Acted, "renamed": Renamed, "left": Left}
-_NAMES = {kind: name for name, kind in _KINDS.items()}
-
-
-def encode(when: float, event: Event) -> str:
-    stamp = datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return json.dumps({"ts": stamp, "event": _NAMES[type(event)], **asdict(event)}, ensure_ascii=False) + "\n"
-
-
-def decode(line: str) -> tuple[float, Event] | None:
-    """The (time, event) of one transcript line, or None for a line that is not one (a torn last line)."""
-    try:
-        fields = json.loads(line)
-        kind = _KINDS[fields.pop("event")]
-        when = datetime.strptime(fields.pop("ts"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-        return when, kind(**fields)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
 
 
 class Transcript:
@@ -56,11 +43,11 @@ class Transcript:
         _end_torn_line(path)
         self._file = LogFile.fromFullPath(path, rotateLength=max_bytes, maxRotatedFiles=KEPT_FILES)
 
-    def record(self, when: float, event: Event) -> None:
+    def record(self, event: Event) -> None:
         try:
-            self._file.write(encode(when, event))
+            self._file.write(to_json(event) + "\n")
             self._file.flush()
-        except OSError as failure:  # a full disk must not take the room down
+        except OSError as failure:  # a full disk must not take the chat down
             log.error("cannot write the transcript: {reason}", reason=failure)
 
     def close(self) -> None:
@@ -84,16 +71,26 @@ def _end_torn_line(path: str) -> None:
         pass
 
 
-def recent_messages(path: str, count: int) -> list[tuple[float, Event]]:
+def recent_messages(path: str, count: int, default_channel: str, max_channels: int) -> dict[str, list[Event]]:
     """
-    The last `count` messages and actions in the transcript at `path`,
-    oldest first, reading the rotated files only as far back as needed.
+    The last `count` messages and actions of each channel (by key) in the
+    transcript at `path` and its rotated files, oldest first; at most
+    `max_channels` channels, those spoken in most recently.
     """
-    found: list[tuple[float, Event]] = []
-    for name in [path] + [f"{path}.{index}" for index in range(1, KEPT_FILES + 1)]:
-        if count <= len(found) or not os.path.exists(name):
+    if not count:
+        return {}
+    found: dict[str, deque[Event]] = {}
+    for name in [f"{path}.{index}" for index in range(KEPT_FILES, 0, -1)] + [path]:  # oldest file first
+        if not os.path.exists(name):
             continue
         with open(name, encoding="utf-8", errors="replace") as file:
-            decoded = (decode(line) for line in file)
-            found = [item for item in decoded if item is not None and isinstance(item[1], (Said, Acted))] + found
-    return found[-count:] if count else []
+            for line in file:
+                event = from_json(line, default_channel)
+                if isinstance(event, MESSAGES):
+                    key = name_key(event.channel)
+                    kept = found.pop(key, None) or deque(maxlen=count)
+                    kept.append(event)
+                    found[key] = kept  # now the most recently spoken in
+                    if len(found) > max_channels:
+                        del found[next(iter(found))]
+    return {key: list(kept) for key, kept in found.items()}

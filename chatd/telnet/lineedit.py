@@ -27,11 +27,12 @@ an erase or a redraw clears every row a long partial line wrapped onto.
 from __future__ import annotations
 
 import codecs
+import unicodedata
 from collections.abc import Callable, Iterator
 
 from attrs import frozen
 
-from chatd.core.text import clean, display_width
+from chatd.core.text import clean
 
 ERASE_CHARACTER = ("\b", "\x7f")  # BS, DEL
 ERASE_LINE = "\x15"  # Ctrl-U
@@ -315,3 +316,11 @@ def _clear(width: int, columns: int) -> str:
     """
     rows_above = (width - 1) // columns if width > 0 else 0
     return "\r" + (f"\x1b[{rows_above}A" if rows_above else "") + "\x1b[J"
+
+
+def display_width(text: str) -> int:
+    """Columns `text` takes on a terminal: wide East Asian characters take two."""
+    return sum(
+        0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        for char in text
+    )

@@ -1,62 +1,61 @@
 """
-Step 5 of the data path: one clean line of text -> one command.  Pure.
+The telnet front door's syntax: one clean line of text -> one command.  Pure.
 
 What a user can type (command words are case-insensitive, short forms too):
 
-    TEXT, b:TEXT            Say        public message
-    //TEXT                  Say        public message "/TEXT"
+    TEXT, b:TEXT            Say        to the current channel
+    //TEXT                  Say        the line "/TEXT"
     /me TEXT                Act        action
     /msg NICK TEXT          Msg        private message
     c:NICK:TEXT             Msg
-    /list /who /names l     List       who is online
-    /nick NEW, n:NEW        Nick       rename (or, before joining, choose)
+    /msg #CHANNEL TEXT      Say        to a channel you are in, without switching to it
+    /join NAME              Join       join (or create) #NAME and talk there
+    /part [NAME] [REASON]   Part       leave #NAME (the current channel when NAME is left out)
+    /topic [TEXT | -]       Topic      show, set or (-) clear the current channel's topic
+    /channels, /rooms       Channels   the channels there are
+    /list /who /names l     Names      who is online; /list NAME: who is in #NAME
+    /nick NEW, n:NEW        Nick       rename (or, before logging in, choose)
     /quit [REASON]          Quit       leave; bare `quit` and `byebye` too
-    /help, help             Help
-    /charset [NAME]         Charset    show or set this connection's encoding
+    /help, help             Help       (this front door's own)
+    /charset [NAME]         Charset    (this front door's own) show or set this connection's encoding
     /oper PASSWORD          Oper       become an operator
     /kick NICK [REASON]     Kick       (operators) disconnect a user
     /ban NICK|ADDR [MIN]    Ban        (operators) ban an address, 0 minutes: until restart
     /unban ADDRESS          Unban      (operators)
     /bans                   Bans       (operators) list the bans
-    anything else /...      Invalid    with the reason to show
+    anything else /...      Invalid    (this front door's own) with the reason to show
+
+Everything but Help, Charset and Invalid is a protocol-neutral command of
+chatd.core.commands.
 """
 
 from __future__ import annotations
 
 from attrs import frozen
 
+from chatd.core.commands import (
+    Act,
+    Ban,
+    Bans,
+    Channels,
+    Command,
+    Join,
+    Kick,
+    Msg,
+    Names,
+    Nick,
+    Oper,
+    Part,
+    Quit,
+    Say,
+    Topic,
+    Unban,
+)
+
 DEFAULT_BAN_MINUTES = 60
 
-
-@frozen
-class Say:
-    text: str
-
-
-@frozen
-class Act:
-    text: str
-
-
-@frozen
-class Msg:
-    nick: str
-    text: str
-
-
-@frozen
-class List:
-    pass
-
-
-@frozen
-class Nick:
-    nick: str
-
-
-@frozen
-class Quit:
-    reason: str = "Quit"
+# The shorthands of today's users: `List()` is everyone online.
+List = Names
 
 
 @frozen
@@ -70,51 +69,24 @@ class Charset:
 
 
 @frozen
-class Oper:
-    password: str
-
-
-@frozen
-class Kick:
-    nick: str
-    reason: str
-
-
-@frozen
-class Ban:
-    target: str
-    minutes: float
-
-
-@frozen
-class Unban:
-    address: str
-
-
-@frozen
-class Bans:
-    pass
-
-
-@frozen
 class Invalid:
     """A line that looks like a command but is not a usable one."""
 
     reason: str
 
 
-Command = Say | Act | Msg | List | Nick | Quit | Help | Charset | Oper | Kick | Ban | Unban | Bans | Invalid
+LineCommand = Command | Help | Charset | Invalid
 
 # Whole lines that are commands by themselves, without a slash.
-_BARE_WORDS: dict[str, Command] = {
-    "l": List(),
+_BARE_WORDS: dict[str, LineCommand] = {
+    "l": Names(),
     "quit": Quit(),
     "byebye": Quit(),
     "help": Help(),
 }
 
 
-def parse_line(line: str) -> Command | None:
+def parse_line(line: str) -> LineCommand | None:
     """
     Return the command `line` asks for, or None for an empty line.
 
@@ -143,7 +115,7 @@ def parse_line(line: str) -> Command | None:
     return Say(line)
 
 
-def _parse_slash_command(text: str) -> Command:
+def _parse_slash_command(text: str) -> LineCommand:
     word, _, argument = text.partition(" ")
     argument = argument.strip()
     word = word.casefold()
@@ -151,9 +123,22 @@ def _parse_slash_command(text: str) -> Command:
         return Act(argument) if argument else Invalid("usage: /me TEXT")
     if word == "msg":
         nick, _, message = argument.partition(" ")
+        if nick.startswith("#"):
+            message = message.strip()
+            return Say(message, nick) if message else Invalid("usage: /msg #CHANNEL TEXT")
         return _msg(nick, message, usage="/msg NICK TEXT")
     if word in ("list", "who", "names"):
-        return List()
+        return Names(argument.split()[0]) if argument else Names()
+    if word == "join":
+        channel = argument.split()[0] if argument else ""
+        return Join(channel) if channel else Invalid("usage: /join NAME")
+    if word == "part":
+        channel, _, reason = argument.partition(" ")
+        return Part(channel or None, reason.strip())
+    if word == "topic":
+        return Topic(None, "" if argument == "-" else argument or None)
+    if word in ("channels", "rooms"):
+        return Channels()
     if word == "nick":
         return _nick(argument)
     if word == "quit":
@@ -176,7 +161,7 @@ def _parse_slash_command(text: str) -> Command:
     return Invalid(f"unknown command /{word} (try /help)")
 
 
-def _ban(argument: str) -> Command:
+def _ban(argument: str) -> LineCommand:
     target, _, minutes = argument.partition(" ")
     minutes = minutes.strip()
     if not target or (minutes and not minutes.isdigit()):
@@ -184,12 +169,12 @@ def _ban(argument: str) -> Command:
     return Ban(target, float(minutes) if minutes else DEFAULT_BAN_MINUTES)
 
 
-def _nick(argument: str) -> Command:
+def _nick(argument: str) -> LineCommand:
     argument = argument.strip()
     return Nick(argument) if argument else Invalid("usage: /nick NEWNICK")
 
 
-def _msg(nick: str, text: str, usage: str) -> Command:
+def _msg(nick: str, text: str, usage: str) -> LineCommand:
     nick, text = nick.strip(), text.strip()
     if not nick or not text:
         return Invalid(f"usage: {usage}")

@@ -1,15 +1,19 @@
 """
-The glue between a TCP connection and the room, and nothing else.
+The telnet front door: a TCP connection as a session of the chat server.
 
-    bytes -> TelnetServer (telnet.py) -> LineEditor (lineedit.py) -> clean (text.py)
-          -> parse_line (commands.py) -> Room.handle (room.py)
-    Room -> deliver(Outgoing) -> bytes in this connection's charset (wire.py) -> socket
+    bytes -> TelnetServer (negotiation.py) -> LineEditor (lineedit.py) -> clean (core/text.py)
+          -> parse_line (parse.py) -> ChatServer.handle (core/server.py)
+    ChatServer -> deliver(Share) / send(replies) -> lines (render.py)
+          -> bytes in this connection's charset (dialect.py) -> socket
 
-The only command handled here is /charset, because the charset belongs to
-the connection, not to the room.
+This front door owns its login dialogue (a greeting, then any line is the
+nickname wanted), its syntax and every string it shows; /charset and /help
+are answered here, because they belong to the connection, not the chat.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import attrs
 from attrs import define, field, frozen
@@ -26,16 +30,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chatd.core import commands
+from chatd.core.server import ChatServer
+from chatd.core.session import ISession
 from chatd.telnet import render
-from chatd.telnet.parse import Charset, parse_line
+from chatd.telnet.charset import CharsetError, check_charset, lookup_charset
+from chatd.telnet.dialect import Outgoing, TelnetDialect, encode
+from chatd.telnet.parse import Charset, Help, Invalid, LineCommand, parse_line
+from chatd.core.batch import Share
 from chatd.service.flow import FloodGate, Flusher, SendQueue, unacknowledged_bytes
 from chatd.service.limits import ConnectionLimits
 from chatd.telnet.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
 from chatd.service.listening import format_address
-from chatd.core.room import IMember, Room
 from chatd.telnet.negotiation import TelnetServer, wrong_protocol
-from chatd.core.text import CharsetError, check_charset, clean, lookup_charset
-from chatd.core.wire import Outgoing, Share, encode
+from chatd.core.text import clean
 
 log = Logger()
 
@@ -67,17 +75,18 @@ class Settings:
             raise ValueError(f"not a canonical usable charset name: {value!r}")
 
 
-@implementer(IMember, IHalfCloseableProtocol)
+@implementer(ISession, IHalfCloseableProtocol)
 class ChatProtocol(TelnetServer):
     """One user's connection."""
 
     def __init__(self, factory: ChatFactory, peer: IAddress) -> None:
         super().__init__()
         self.factory = factory
-        self._room = factory.room
+        self._server = factory.server
         self._settings = factory.settings
         self.peer = peer
         self._editor = LineEditor(self._settings.max_line_bytes, self._settings.charset)
+        self.dialect = TelnetDialect(self._settings.charset, self._server.default_channel)
         self._hinted_charset = False
         self._closing = False
         self._lost = False  # the transport is closed
@@ -102,7 +111,7 @@ class ChatProtocol(TelnetServer):
         return self._host
 
     def connectionMade(self) -> None:
-        moderation = self._room.moderation
+        moderation = self._server.moderation
         if moderation is not None and moderation.is_banned(self._host):
             log.info("refused {peer}: banned", peer=_show(self.peer))
             self._tell(render.error("you are banned from this server"))
@@ -134,7 +143,7 @@ class ChatProtocol(TelnetServer):
                 set_option(True)
         log.info("connection from {peer}", peer=_show(self.peer))
         self._login_timer = self.factory.clock.callLater(self._settings.login_timeout_seconds, self._login_timed_out)
-        self._room.arrive(self)
+        greet(self._server, self)
 
     @property
     def _host(self) -> str:
@@ -175,7 +184,7 @@ class ChatProtocol(TelnetServer):
         self._flood_gate.when_drained(self._end_of_input)
 
     def _end_of_input(self) -> None:
-        self.leave_room("Quit")
+        self.leave_chat("Quit")
         self.disconnect("end of input")
 
     def writeConnectionLost(self) -> None:
@@ -220,19 +229,19 @@ class ChatProtocol(TelnetServer):
             self._flood_gate.when_drained(lambda: self._gone(leaving))
 
     def _gone(self, reason: str) -> None:
-        """The connection is closed and nothing it sent is left to say: it leaves the room and the counts."""
+        """The connection is closed and nothing it sent is left to say: it leaves the chat and the counts."""
         if self._flood_gate is not None:
             self._flood_gate.stop()
         if self._admitted:
             self._admitted = False
             self.factory.limits.release(self._host)
-            self.leave_room(reason)
+            self.leave_chat(reason)
             self.factory.closed(self)
 
-    def leave_room(self, reason: str) -> None:
+    def leave_chat(self, reason: str) -> None:
         # Held like a line: many leaving in one turn reach the rest as one delivery each.
-        self.factory.flusher.hold_room()
-        self._room.depart(self, reason)
+        self.factory.flusher.hold_turn()
+        self._server.depart(self, reason)
 
     # -- timers
 
@@ -245,7 +254,7 @@ class ChatProtocol(TelnetServer):
         if self._flood_gate.waiting:  # lines still being let through: not idle
             self._reset_idle_timer()
             return
-        self.leave_room("Idle timeout")
+        self.leave_chat("Idle timeout")
         self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
         self.disconnect("idle timeout")
 
@@ -263,7 +272,7 @@ class ChatProtocol(TelnetServer):
         log.info("{peer} fell over {limit} bytes behind; dropping it", peer=_show(self.peer),
                  limit=self._settings.send_queue_bytes)
         self._closing = True
-        self.leave_room("Send queue exceeded")
+        self.leave_chat("Send queue exceeded")
         self.transport.abortConnection()
 
     def _joined(self) -> None:
@@ -300,21 +309,21 @@ class ChatProtocol(TelnetServer):
         if self._closing:
             return
         self._reset_idle_timer()  # a line let through from the flood queue is activity too
-        # What the room makes of this turn's lines reaches each member as one
+        # What the chat makes of this turn's lines reaches each member as one
         # delivery and one write, at the end of the turn.
-        self.factory.flusher.hold_room()
+        self.factory.flusher.hold_turn()
         command = parse_line(clean(text))
         if command is None:
             return
         if isinstance(command, Charset):
             self._set_charset(command.name)
             return
-        self._room.handle(self, command)
-        if self._login_timer is not None and self._room.nick_of(self) is not None:
+        carry_out(self._server, self, command)
+        if self._login_timer is not None and self._server.nick_of(self) is not None:
             self._joined()
 
     def _set_charset(self, name: str | None) -> None:
-        self._room.catch_up(self)  # what the room has for this user goes in the charset they had
+        self._server.catch_up(self)  # what the chat has for this user goes in the charset they had
         if name is None:
             self._tell(render.charset_shown(self.charset))
             return
@@ -324,17 +333,24 @@ class ChatProtocol(TelnetServer):
             self._tell(render.error(str(refusal)))
             return
         self._editor.set_charset(charset)
+        self.dialect = TelnetDialect(charset, self._server.default_channel)
         self._hinted_charset = False
         self._tell(render.charset_is(charset))
 
     def _tell(self, line: str) -> None:
-        self._room.catch_up(self)  # what the room has for this user comes first
-        self.deliver(Outgoing.line(line))
+        self._server.tell(self, line)
 
-    # -- IMember, from the room
+    # -- ISession, from the chat server
 
-    def deliver(self, outgoing: Outgoing | Share) -> None:
-        data = outgoing.encoded(self._editor.charset)
+    def deliver(self, share: Share) -> None:
+        self._write_above_input(share.encoded(self.dialect))
+
+    def send(self, replies: Iterable[object]) -> None:
+        lobby = self._server.default_channel
+        self._write_above_input(Outgoing([line for reply in replies for line in render.reply_lines(reply, lobby)])
+                                .encoded(self.charset))
+
+    def _write_above_input(self, data: bytes) -> None:
         partial = self._editor.partial if self.echoing else ""
         if partial:
             # The user is typing: print the message above their partial line,
@@ -367,16 +383,52 @@ class ChatProtocol(TelnetServer):
             self.transport.write(data)
 
 
+def greet(server: ChatServer, session: ISession) -> None:
+    """The login dialogue's start: a new session is welcomed and asked for a nickname."""
+    server.arrive(session)
+    server.tell(session, render.welcome(server.name, server.count), render.choose_nickname())
+
+
+def carry_out(server: ChatServer, session: ISession, command: LineCommand) -> None:
+    """
+    One line's command, as this front door means it.  Until a nickname is
+    chosen, a line is the nickname wanted, and every answer ends with the
+    prompt for one.
+    """
+    logged_in = server.nick_of(session) is not None
+    prompt = () if logged_in else (render.choose_nickname(),)
+    match command:
+        case Help():
+            server.tell(session, *render.help_lines(server.moderation is not None), *prompt)
+        case Invalid(reason):
+            server.tell(session, render.error(reason), *prompt)
+        case Charset():
+            raise TypeError("/charset belongs to the connection")
+        case _ if logged_in:
+            server.handle(session, command)
+        case commands.Say(text, None) | commands.Nick(text):
+            server.handle(session, commands.LogIn(text))
+            if server.nick_of(session) is None:
+                server.tell(session, *prompt)
+        case commands.Names(None):
+            server.handle(session, command)
+            server.tell(session, *prompt)
+        case commands.Quit():
+            server.handle(session, command)
+        case _:
+            server.tell(session, render.error("choose a nickname first"), *prompt)
+
+
 @define(slots=False)  # Factory keeps state in instance attributes of its own
 class ChatFactory(Factory):
-    """Builds a ChatProtocol for each connection to the room."""
+    """Builds a ChatProtocol for each telnet connection to the chat."""
 
-    room: Room
+    server: ChatServer
     settings: Settings
     clock: IReactorTime
     limits: ConnectionLimits = field(factory=lambda: ConnectionLimits(10_000, 32))
     connections: set[ChatProtocol] = field(factory=set)
-    flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.room), takes_self=True))
+    flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server), takes_self=True))
     _all_closed: Deferred[None] | None = None
     noisy = False  # no "Starting factory" log lines
 
@@ -390,15 +442,14 @@ class ChatFactory(Factory):
         fires when every connection is closed.
         """
         self.flusher.flush()  # what was said this turn comes before the notice
-        notice = Outgoing.line(render.shutting_down())
         closing = list(self.connections)
         for connection in closing:
-            connection.deliver(notice)
+            self.server.tell(connection, render.shutting_down())
             connection.disconnect("server shutting down")
         # Everyone leaves for that reason, as the log and the transcript say;
         # the lines that would tell the others go nowhere, as all are closing.
         for connection in closing:
-            connection.leave_room("Server shutting down")
+            connection.leave_chat("Server shutting down")
         if not self.connections:
             return succeed(None)
         self._all_closed = Deferred()

@@ -1,5 +1,5 @@
 """
-Step 7 of the data path: every line a user can see, as text.  Pure.
+The telnet front door's every line, as text.  Pure.
 
 The exact formats are part of the product: users' scripts and the tests rely
 on them.  The transport adds CR LF to each line.
@@ -7,7 +7,18 @@ on them.  The transport adds CR LF to each line.
     *** Welcome to chatd on NAME. 2 users online.     on connect
     *** Choose a nickname:                            on connect, after a refusal
     *** Hello alice! Type /help for commands.         to a user who joined
-    *** alice has joined (3 users online)             to everyone else
+    *** alice has joined (3 users online)             to everyone else (in the default channel)
+    *** alice has joined (3 users)                    ... in any other channel
+    [#lab] <bob> hi                                   a line from a channel that is not your current one
+    *** alice has left #lab (REASON)                  /part
+    *** 12 joined, 3 left #lobby (214 users)          joins and leaves of a big channel (--quiet-joins)
+    *** alice set the topic of #lab: TEXT             /topic TEXT (or: cleared the topic of #lab)
+    *** You joined #lab (3 users)                     /join, then the topic and recent messages
+    *** Now talking in #lab                           /join of a channel you are in
+    *** You left #lab; now talking in #lobby          /part (or: you are in no channel now)
+    *** 3 channels: #lobby (12), #lab (3)             /channels, then a line per topic: *** #lab: TOPIC
+    *** 3 users in #lab: alice, bob, carol            /list #lab
+    *** Topic of #lab: TEXT                           /topic (or: *** #lab has no topic)
     <alice> TEXT                                      public message
     * alice TEXT                                      action (/me)
     *alice* TEXT                                      private message, to bob
@@ -37,65 +48,46 @@ on them.  The transport adds CR LF to each line.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
-from attrs import frozen
+from chatd.core import replies
+from chatd.core.events import Acted, Crowd, Event, Joined, Left, Parted, Renamed, Said, TopicChanged
 
-# Events: what happened in the room, past tense.  The room sends them to
-# members; later the transcript and the bus will record them as they are.
-
-
-@frozen
-class Joined:
-    nick: str
-    count: int
-
-
-@frozen
-class Said:
-    nick: str
-    text: str
-
-
-@frozen
-class Acted:
-    nick: str
-    text: str
-
-
-@frozen
-class Renamed:
-    old: str
-    new: str
-
-
-@frozen
-class Left:
-    nick: str
-    reason: str
-
-
-Event = Joined | Said | Acted | Renamed | Left
-
-
-def event(happened: Event) -> str:
-    """The line everyone in the room sees for an event."""
+def event(happened: Event, current: str | None = None, lobby: str = "#lobby") -> str:
+    """
+    The line a member sees for an event: as it is for events of their
+    `current` channel, with the channel in front for their other channels.
+    In the default channel (`lobby`) a join counts users online.
+    """
     match happened:
-        case Said(nick, text):
-            return f"<{nick}> {text}"
-        case Acted(nick, text):
-            return f"* {nick} {text}"
-        case Joined(nick, count):
-            return f"*** {nick} has joined ({users_online(count)})"
+        case Said(channel, nick, text):
+            line = f"<{nick}> {text}"
+        case Acted(channel, nick, text):
+            line = f"* {nick} {text}"
+        case Joined(channel, nick, count):
+            line = f"*** {nick} has joined ({users_online(count) if channel == lobby else users(count)})"
+        case Parted(channel, nick, reason):
+            return f"*** {nick} has left {channel}" + (f" ({reason})" if reason else "")
+        case TopicChanged(channel, nick, topic):
+            return f"*** {nick} set the topic of {channel}: {topic}" if topic else f"*** {nick} cleared the topic of {channel}"
+        case Crowd(channel, joined, left, count):
+            return f"*** {joined} joined, {left} left {channel} ({users(count)})"
         case Renamed(old, new):
             return f"*** {old} is now known as {new}"
         case Left(nick, reason):
             return f"*** {nick} has left ({reason})"
-    raise TypeError(f"not an event: {happened!r}")
+        case _:
+            raise TypeError(f"not an event: {happened!r}")
+    return line if channel == current else f"[{channel}] {line}"
+
+
+def users(count: int) -> str:
+    return f"{count} user{'' if count == 1 else 's'}"
 
 
 def users_online(count: int) -> str:
-    return f"{count} user{'' if count == 1 else 's'} online"
+    return f"{users(count)} online"
 
 
 def welcome(server_name: str, count: int) -> str:
@@ -167,11 +159,6 @@ def kicked(by: str, reason: str) -> str:
     return f"*** You were kicked by {by}" + (f" ({reason})" if reason else "")
 
 
-def kick_reason(by: str, reason: str) -> str:
-    """The reason the others see in `*** bob has left (...)`."""
-    return f"Kicked by {by}" + (f": {reason}" if reason else "")
-
-
 def banned(address: str, minutes: float) -> str:
     return f"*** Banned {address} " + ("until restart" if minutes == 0 else f"for {minutes:g} minutes")
 
@@ -202,10 +189,15 @@ def line_too_long(max_bytes: int) -> str:
 
 HELP = (
     "*** Commands:",
-    "***   TEXT or b:TEXT                     say TEXT to everyone",
+    "***   TEXT or b:TEXT                     say TEXT in your current channel",
     "***   /me TEXT                           act: everyone sees * yournick TEXT",
     "***   /msg NICK TEXT or c:NICK:TEXT      private message to NICK",
-    "***   /list, /who, /names or l           who is online",
+    "***   /join NAME                         join (or create) #NAME and talk there",
+    "***   /msg #NAME TEXT                    say TEXT in #NAME, one of your channels",
+    "***   /part [NAME] [REASON]              leave #NAME (or your current channel)",
+    "***   /channels or /rooms                the channels there are",
+    "***   /topic [TEXT]                      show or set the channel's topic (/topic - clears it)",
+    "***   /list, /who, /names or l           who is online (/list NAME: who is in #NAME)",
     "***   /nick NEW or n:NEW                 change your nickname",
     "***   /charset [NAME]                    show or set your encoding (utf-8, gbk, big5, latin-1, ...)",
     "***   /quit [REASON], quit or byebye     leave",
@@ -225,3 +217,71 @@ OPERATOR_HELP = (
 def help_lines(moderation: bool) -> tuple[str, ...]:
     """/help: every command, the operators' ones only where moderation is on."""
     return HELP + OPERATOR_HELP if moderation else HELP
+
+
+def history_lines(recent: tuple[Event, ...], current: str | None, lobby: str) -> list[str]:
+    """
+    A channel's recent messages, for a user who joins it; nothing at all
+    when there are none.  Times are the server's local time.
+
+        *** Recent messages:
+        [14:02] <alice> hi
+        *** End of recent messages
+    """
+    if not recent:
+        return []
+    shown = [f"[{time.strftime('%H:%M', time.localtime(item.at))}] {event(item, current, lobby)}" for item in recent]
+    return ["*** Recent messages:", *shown, "*** End of recent messages"]
+
+
+def channel_list(channels: tuple[replies.ChannelInfo, ...]) -> list[str]:
+    listed = ", ".join(f"{info.name} ({info.count})" for info in channels)
+    count = len(channels)
+    return [f"*** {count} channel{'' if count == 1 else 's'}: {listed}",
+            *(f"*** {info.name}: {info.topic}" for info in channels if info.topic)]
+
+
+def reply_lines(reply: object, lobby: str) -> list[str]:
+    """The lines of one of the core's replies."""
+    match reply:
+        case replies.LoggedIn(nick, channel, recent):
+            return [hello(nick), *history_lines(recent, channel, lobby)]
+        case replies.ChannelJoined(channel, count, topic, recent):
+            return [f"*** You joined {channel} ({users(count)})",
+                    *([f"*** Topic of {channel}: {topic}"] if topic else []),
+                    *history_lines(recent, channel, lobby)]
+        case replies.NowTalkingIn(channel):
+            return [f"*** Now talking in {channel}"]
+        case replies.ChannelParted(channel, current):
+            return [f"*** You left {channel}; " + (f"now talking in {current}" if current is not None
+                                                   else "you are in no channel now (/join one)")]
+        case replies.UserList(nicks):
+            return [user_list(nicks)]
+        case replies.ChannelMembers(channel, nicks):
+            ordered = sorted(nicks, key=lambda nick: (nick.casefold(), nick))
+            return [f"*** {users(len(ordered))} in {channel}: {', '.join(ordered)}"]
+        case replies.ChannelList(channels):
+            return channel_list(channels)
+        case replies.TopicShown(channel, topic):
+            return [f"*** Topic of {channel}: {topic}" if topic else f"*** {channel} has no topic"]
+        case replies.PrivateSent(to, text):
+            return [private_to_sender(to, text)]
+        case replies.PrivateReceived(sender, text):
+            return [private_to_recipient(sender, text)]
+        case replies.Bye():
+            return [bye()]
+        case replies.OperatorNow():
+            return [operator_now()]
+        case replies.KickedOut(by, reason):
+            return [kicked(by, reason)]
+        case replies.BanAdded(address, minutes):
+            return [banned(address, minutes)]
+        case replies.BanLifted(address):
+            return [unbanned(address)]
+        case replies.BanList(shown):
+            return [bans(list(shown))]
+        case replies.Error(reason):
+            return [error(reason)]
+        case str():  # a line of the telnet front door's own
+            return [reply]
+    raise TypeError(f"not a reply: {reply!r}")

@@ -1,4 +1,8 @@
-"""The room's rules and fan-out, with recording fake members (chatd.core.room)."""
+"""
+The chat as telnet users see it: the core (chatd.core.server) behind the
+telnet front door's login dialogue, syntax and lines (chatd.telnet), with
+recording fake sessions and no sockets.
+"""
 
 import time
 
@@ -7,39 +11,50 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from chatd.core.events import Acted, Joined, Left, Renamed, Said
+from chatd.core.server import ChatServer
+from chatd.core.session import ISession
+from chatd.telnet import render
+from chatd.telnet.dialect import TelnetDialect
 from chatd.telnet.parse import Act, Help, Invalid, List, Msg, Nick, Quit, Say
-from chatd.core.history import History
-from chatd.telnet.render import HELP, Acted, Joined, Left, Renamed, Said
-from chatd.core.room import IMember, Room
+from chatd.telnet.protocol import carry_out, greet
+from chatd.telnet.render import HELP
 
 
-@implementer(IMember)
+@implementer(ISession)
 class FakeMember:
-    """Records every line delivered and every disconnect, in one events list."""
+    """Records every line sent and every disconnect, in one events list, as a telnet user would see them."""
 
     def __init__(self, name, events, charset="utf-8", address="127.0.0.1"):
-        self.name, self.events, self.charset, self.address = name, events, charset, address
+        self.name, self.events, self.address = name, events, address
+        self.dialect = TelnetDialect(charset)
         self.deliveries = 0
 
-    def deliver(self, outgoing):
+    def deliver(self, share):
+        self._record(share.encoded(self.dialect).decode(self.dialect.charset))
+
+    def send(self, replies):
+        self._record("".join(line + "\r\n" for reply in replies for line in render.reply_lines(reply, "#lobby")))
+
+    def _record(self, text):
         self.deliveries += 1
-        for line in outgoing.text.split("\r\n")[:-1]:
+        for line in text.split("\r\n")[:-1]:
             self.events.append((self.name, line))
 
     def disconnect(self, reason):
         self.events.append((self.name, f"disconnect: {reason}"))
 
 
-@implementer(IMember)
+@implementer(ISession)
 class BreakableMember(FakeMember):
     """A member whose deliveries fail once `broken` is set."""
 
     broken = False
 
-    def deliver(self, outgoing):
+    def deliver(self, share):
         if self.broken:
             raise OSError("socket exploded")
-        super().deliver(outgoing)
+        super().deliver(share)
 
 
 @pytest.fixture
@@ -49,13 +64,17 @@ def events():
 
 @pytest.fixture
 def room():
-    return Room("lab", Clock())
+    return ChatServer("lab", Clock())
+
+
+def handle(room, member, command):
+    carry_out(room, member, command)
 
 
 def arrived(room, events, name):
     """A member who has connected but not chosen a nickname; events cleared."""
     member = FakeMember(name, events)
-    room.arrive(member)
+    greet(room, member)
     events.clear()
     return member
 
@@ -64,23 +83,23 @@ def joined(room, events, *names):
     members = []
     for name in names:
         member = FakeMember(name, events)
-        room.arrive(member)
-        room.handle(member, Say(name))
+        greet(room, member)
+        handle(room, member, Say(name))
         members.append(member)
     events.clear()
     return members
 
 
 def test_fake_member_provides_the_interface(events):
-    """The fake used here is a real IMember."""
-    assert verifyObject(IMember, FakeMember("x", events))
+    """The fake used here is a real ISession."""
+    assert verifyObject(ISession, FakeMember("x", events))
 
 
 def test_arrival_greets_and_asks_for_a_nickname(room, events):
     """Welcome with the count of joined users, then the prompt."""
     joined(room, events, "alice", "bob")
     carol = FakeMember("carol", events)
-    room.arrive(carol)
+    greet(room, carol)
     assert events == [
         ("carol", "*** Welcome to chatd on lab. 2 users online."),
         ("carol", "*** Choose a nickname:"),
@@ -91,7 +110,7 @@ def test_joining_says_hello_and_tells_everyone_else(room, events):
     """The joiner is greeted by name; the others hear of it with the new count."""
     (alice,) = joined(room, events, "alice")
     bob = arrived(room, events, "bob")
-    room.handle(bob, Say("bob"))
+    handle(room, bob, Say("bob"))
     assert events == [
         ("bob", "*** Hello bob! Type /help for commands."),
         ("alice", "*** bob has joined (2 users online)"),
@@ -103,14 +122,14 @@ def test_taken_nickname_is_refused_ignoring_case(room, events):
     """ALICE is taken when alice is here; the prompt comes again."""
     joined(room, events, "alice")
     other = arrived(room, events, "other")
-    room.handle(other, Say("ALICE"))
+    handle(room, other, Say("ALICE"))
     assert events == [("other", "*** Error: nickname is taken: ALICE"), ("other", "*** Choose a nickname:")]
 
 
 def test_invalid_nickname_is_refused_with_the_prompt_again(room, events):
     """A bad nickname gets one error line and the prompt."""
     member = arrived(room, events, "x")
-    room.handle(member, Say("9lives"))
+    handle(room, member, Say("9lives"))
     assert events == [("x", "*** Error: nickname may not start with a digit or -"), ("x", "*** Choose a nickname:")]
     assert room.count == 0
 
@@ -118,11 +137,11 @@ def test_invalid_nickname_is_refused_with_the_prompt_again(room, events):
 def test_before_joining_only_some_commands_work(room, events):
     """/nick chooses, /list and /help answer then prompt, /me and /msg are refused."""
     member = arrived(room, events, "x")
-    room.handle(member, Act("waves"))
-    room.handle(member, Msg("bob", "hi"))
-    room.handle(member, List())
-    room.handle(member, Invalid("unknown command /x (try /help)"))
-    room.handle(member, Nick("zed"))
+    handle(room, member, Act("waves"))
+    handle(room, member, Msg("bob", "hi"))
+    handle(room, member, List())
+    handle(room, member, Invalid("unknown command /x (try /help)"))
+    handle(room, member, Nick("zed"))
     assert events == [
         ("x", "*** Error: choose a nickname first"),
         ("x", "*** Choose a nickname:"),
@@ -139,8 +158,8 @@ def test_before_joining_only_some_commands_work(room, events):
 def test_public_message_and_action_reach_everyone_but_the_sender(room, events):
     """Nobody gets their own public message echoed back."""
     alice, bob, carol = joined(room, events, "alice", "bob", "carol")
-    room.handle(alice, Say("hi all"))
-    room.handle(bob, Act("waves"))
+    handle(room, alice, Say("hi all"))
+    handle(room, bob, Act("waves"))
     assert events == [
         ("bob", "<alice> hi all"),
         ("carol", "<alice> hi all"),
@@ -152,43 +171,43 @@ def test_public_message_and_action_reach_everyone_but_the_sender(room, events):
 def test_private_message_reaches_only_its_recipient(room, events):
     """The recipient gets *alice*, the sender -> *bob*, nobody else anything."""
     alice, bob, carol = joined(room, events, "alice", "bob", "carol")
-    room.handle(alice, Msg("BOB", "psst"))
+    handle(room, alice, Msg("BOB", "psst"))
     assert events == [("bob", "*alice* psst"), ("alice", "-> *bob* psst")]
 
 
 def test_private_message_to_unknown_nick_is_an_error(room, events):
     """Unknown nick: one error line to the sender."""
     (alice,) = joined(room, events, "alice")
-    room.handle(alice, Msg("bob", "psst"))
+    handle(room, alice, Msg("bob", "psst"))
     assert events == [("alice", "*** Error: no such nick: bob")]
 
 
 def test_list_is_sorted_ignoring_case(room, events):
     """The user list is sorted case-insensitively."""
     carol, bob, alice = joined(room, events, "carol", "Bob", "alice")
-    room.handle(alice, List())
+    handle(room, alice, List())
     assert events == [("alice", "*** 3 users online: alice, Bob, carol")]
 
 
 def test_rename_is_told_to_everyone_including_the_user(room, events):
     """Everyone, the renamer included, sees the rename; the old nick is free again."""
     alice, bob = joined(room, events, "alice", "bob")
-    room.handle(alice, Nick("al"))
+    handle(room, alice, Nick("al"))
     assert events == [("alice", "*** alice is now known as al"), ("bob", "*** alice is now known as al")]
     assert sorted(room.nicks()) == ["al", "bob"]
     newcomer = FakeMember("new", events)
-    room.arrive(newcomer)
-    room.handle(newcomer, Say("alice"))
+    greet(room, newcomer)
+    handle(room, newcomer, Say("alice"))
     assert room.nick_of(newcomer) == "alice"
 
 
 def test_rename_refusals(room, events):
     """Taken, invalid and unchanged nicknames are each one error line; a case change is allowed."""
     alice, bob = joined(room, events, "alice", "bob")
-    room.handle(alice, Nick("Bob"))
-    room.handle(alice, Nick("a b"))
-    room.handle(alice, Nick("alice"))
-    room.handle(alice, Nick("Alice"))
+    handle(room, alice, Nick("Bob"))
+    handle(room, alice, Nick("a b"))
+    handle(room, alice, Nick("alice"))
+    handle(room, alice, Nick("Alice"))
     assert events == [
         ("alice", "*** Error: nickname is taken: Bob"),
         ("alice", "*** Error: nickname may not contain spaces: use letters, digits and _-[]{}|^"),
@@ -201,7 +220,7 @@ def test_rename_refusals(room, events):
 def test_quit_says_bye_tells_the_others_and_disconnects(room, events):
     """The others hear the reason before the quitter gets Bye and is disconnected."""
     alice, bob = joined(room, events, "alice", "bob")
-    room.handle(alice, Quit("gone fishing"))
+    handle(room, alice, Quit("gone fishing"))
     room.depart(alice, "Quit")  # the connection closing afterwards changes nothing
     assert events == [
         ("bob", "*** alice has left (gone fishing)"),
@@ -215,14 +234,14 @@ def test_quit_before_joining_just_says_bye(room, events):
     """A connection without a nickname leaves silently for the others."""
     joined(room, events, "alice")
     x = arrived(room, events, "x")
-    room.handle(x, Quit())
+    handle(room, x, Quit())
     assert events == [("x", "*** Bye!"), ("x", "disconnect: quit")]
 
 
 def test_help_lists_every_command(room, events):
     """Help is one line per command, after a heading; without moderation, no operator command."""
     (alice,) = joined(room, events, "alice")
-    room.handle(alice, Help())
+    handle(room, alice, Help())
     assert [line for _, line in events] == list(HELP)
     text = "\n".join(HELP)
     for form in ["b:TEXT", "/me", "/msg", "c:NICK:TEXT", "/list", "/who", "/names", "/nick", "n:NEW",
@@ -236,14 +255,14 @@ def test_a_broken_member_is_dropped_and_the_others_still_get_the_message(room, e
     """One failing delivery neither stops the fan-out nor hurts the sender."""
     alice, bob = joined(room, events, "alice", "bob")
     broken = BreakableMember("broken", events)
-    room.arrive(broken)
-    room.handle(broken, Say("broken"))
+    greet(room, broken)
+    handle(room, broken, Say("broken"))
     carol = FakeMember("carol", events)
-    room.arrive(carol)
-    room.handle(carol, Say("carol"))
+    greet(room, carol)
+    handle(room, carol, Say("carol"))
     events.clear()
     broken.broken = True
-    room.handle(alice, Say("hello"))
+    handle(room, alice, Say("hello"))
     assert events == [
         ("bob", "<alice> hello"),
         ("broken", "disconnect: delivery failed"),
@@ -260,9 +279,9 @@ def test_held_public_messages_are_delivered_together_in_order(room, events):
     alice, bob, carol = joined(room, events, "alice", "bob", "carol")
     before = (alice.deliveries, bob.deliveries, carol.deliveries)
     room.hold()
-    room.handle(alice, Say("one"))
-    room.handle(bob, Say("two"))
-    room.handle(alice, Act("waves"))
+    handle(room, alice, Say("one"))
+    handle(room, bob, Say("two"))
+    handle(room, alice, Act("waves"))
     assert events == []
     room.release()
     assert events == [
@@ -281,14 +300,14 @@ def test_while_held_replies_and_membership_changes_keep_their_order(room, events
     alice, bob = joined(room, events, "alice", "bob")
     dave = arrived(room, events, "dave")
     room.hold()
-    room.handle(alice, Say("before dave"))
-    room.handle(dave, Say("dave"))
-    room.handle(bob, List())
-    room.handle(dave, Say("before psst"))
-    room.handle(alice, Msg("bob", "psst"))
-    room.handle(dave, Say("before bob quits"))
-    room.handle(bob, Quit())
-    room.handle(alice, Say("after bob"))
+    handle(room, alice, Say("before dave"))
+    handle(room, dave, Say("dave"))
+    handle(room, bob, List())
+    handle(room, dave, Say("before psst"))
+    handle(room, alice, Msg("bob", "psst"))
+    handle(room, dave, Say("before bob quits"))
+    handle(room, bob, Quit())
+    handle(room, alice, Say("after bob"))
     seen_by = {name: [line for who, line in events if who == name] for name in ("alice", "bob", "dave")}
     assert seen_by == {  # what was delivered before the release
         "alice": ["*** dave has joined (3 users online)", "<dave> before psst", "-> *bob* psst"],
@@ -318,13 +337,13 @@ def test_a_member_broken_while_held_messages_are_delivered_leaves_after_them(roo
     """A failing delivery of held messages: the others get all of them, then hear the member left."""
     alice, bob = joined(room, events, "alice", "bob")
     broken = BreakableMember("broken", events)
-    room.arrive(broken)
-    room.handle(broken, Say("broken"))
+    greet(room, broken)
+    handle(room, broken, Say("broken"))
     events.clear()
     broken.broken = True
     room.hold()
-    room.handle(alice, Say("one"))
-    room.handle(alice, Say("two"))
+    handle(room, alice, Say("one"))
+    handle(room, alice, Say("two"))
     room.release()
     assert events == [
         ("bob", "<alice> one"),
@@ -338,34 +357,34 @@ def test_a_member_broken_while_held_messages_are_delivered_leaves_after_them(roo
 def test_renames_are_limited_to_three_a_minute(events):
     """A fourth rename within 60 s is refused with the wait; after the window it works again."""
     clock = Clock()
-    room = Room("lab", clock)
+    room = ChatServer("lab", clock)
     alice, bob = joined(room, events, "alice", "bob")
     for nick in ["a1", "a2", "a3"]:  # at 10, 20 and 30 s
         clock.advance(10)
-        room.handle(alice, Nick(nick))
+        handle(room, alice, Nick(nick))
     events.clear()
     clock.advance(5)  # 35 s: the first of the three leaves the window at 70 s
-    room.handle(alice, Nick("a4"))
+    handle(room, alice, Nick("a4"))
     assert events == [("alice", "*** Error: too many nickname changes, wait 35 s")]
     events.clear()
-    room.handle(alice, Nick("bob"))  # a refused rename does not count, nor does it tell the wait
+    handle(room, alice, Nick("bob"))  # a refused rename does not count, nor does it tell the wait
     assert events == [("alice", "*** Error: nickname is taken: bob")]
     events.clear()
     clock.advance(35)
-    room.handle(alice, Nick("a4"))
+    handle(room, alice, Nick("a4"))
     assert events == [("alice", "*** a3 is now known as a4"), ("bob", "*** a3 is now known as a4")]
 
 
 def test_a_joining_user_gets_the_recent_messages_after_hello(events):
     """History comes right after the hello; joins are not part of it."""
     clock = Clock()
-    room = Room("lab", clock, History(20))
+    room = ChatServer("lab", clock, history_size=20)
     (alice,) = joined(room, events, "alice")
-    room.handle(alice, Say("hello"))
-    room.handle(alice, Act("waves"))
+    handle(room, alice, Say("hello"))
+    handle(room, alice, Act("waves"))
     events.clear()
     late = arrived(room, events, "late")
-    room.handle(late, Say("late"))
+    handle(room, late, Say("late"))
     stamp = time.strftime("%H:%M", time.localtime(0))
     assert events[:4] == [
         ("late", "*** Hello late! Type /help for commands."),
@@ -379,14 +398,15 @@ def test_a_joining_user_gets_the_recent_messages_after_hello(events):
 def test_observers_see_every_public_event_and_never_a_private_one(events):
     """The transcript hears joins, messages, actions, renames and leaves, but no /msg."""
     recorded = []
-    room = Room("lab", Clock(), observers=[lambda when, event: recorded.append(event)])
+    room = ChatServer("lab", Clock(), observers=[recorded.append])
     alice, bob = joined(room, events, "alice", "bob")
-    room.handle(alice, Say("hi"))
-    room.handle(alice, Msg("bob", "secret"))
-    room.handle(bob, Act("waves"))
-    room.handle(alice, Nick("al"))
-    room.handle(bob, Quit("bye"))
-    assert recorded == [Joined("alice", 1), Joined("bob", 2), Said("alice", "hi"), Acted("bob", "waves"), Renamed("alice", "al"), Left("bob", "bye")]
+    handle(room, alice, Say("hi"))
+    handle(room, alice, Msg("bob", "secret"))
+    handle(room, bob, Act("waves"))
+    handle(room, alice, Nick("al"))
+    handle(room, bob, Quit("bye"))
+    assert recorded == [Joined("#lobby", "alice", 1), Joined("#lobby", "bob", 2), Said("#lobby", "alice", "hi"),
+                        Acted("#lobby", "bob", "waves"), Renamed("alice", "al"), Left("bob", "bye")]
     assert all("secret" not in repr(event) for event in recorded)
 
 
@@ -395,8 +415,8 @@ def test_a_nickname_that_looks_like_an_online_one_is_refused(room, events):
     """Cyrillic а for Latin a is refused like a taken nickname, at login and in /nick; it is free once alice leaves."""
     alice, bob = joined(room, events, "alice", "bob")
     mallory = arrived(room, events, "mallory")
-    room.handle(mallory, Say("\u0430lice"))
-    room.handle(bob, Nick("\u0410LICE"))
+    handle(room, mallory, Say("\u0430lice"))
+    handle(room, bob, Nick("\u0410LICE"))
     assert events == [
         ("mallory", "*** Error: nickname is taken: \u0430lice (it looks like alice)"),
         ("mallory", "*** Choose a nickname:"),
@@ -404,24 +424,24 @@ def test_a_nickname_that_looks_like_an_online_one_is_refused(room, events):
     ]
     room.depart(alice, "Quit")
     events.clear()
-    room.handle(mallory, Say("\u0430lice"))
+    handle(room, mallory, Say("\u0430lice"))
     assert events[0] == ("mallory", "*** Hello \u0430lice! Type /help for commands.")
 
 
 def test_a_capital_that_looks_like_another_letter_is_refused(room, events):
     """aIice (capital I) while alice is online: casefolding alone would miss it; renaming back frees it."""
     alice, bob = joined(room, events, "alice", "bob")
-    room.handle(bob, Nick("aIice"))
-    room.handle(bob, Nick("B0B"))
+    handle(room, bob, Nick("aIice"))
+    handle(room, bob, Nick("B0B"))
     assert events == [
         ("bob", "*** Error: nickname is taken: aIice (it looks like alice)"),
         ("alice", "*** bob is now known as B0B"),
         ("bob", "*** bob is now known as B0B"),
     ]
     events.clear()
-    room.handle(alice, Nick("bob"))
+    handle(room, alice, Nick("bob"))
     assert events == [("alice", "*** Error: nickname is taken: bob (it looks like B0B)")]
     events.clear()
-    room.handle(alice, Nick("al"))
-    room.handle(bob, Nick("aIice"))
+    handle(room, alice, Nick("al"))
+    handle(room, bob, Nick("aIice"))
     assert ("alice", "*** B0B is now known as aIice") in events

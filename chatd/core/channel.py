@@ -1,0 +1,40 @@
+"""
+A channel: its members, its topic and its recent history.  Pure.
+
+The server (chatd.core.server) decides who may join and what is announced;
+a channel only keeps its state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from attrs import Factory, define, field
+
+from chatd.core.history import History
+from chatd.core.nicknames import name_key
+
+if TYPE_CHECKING:
+    from chatd.core.server import Member
+    from chatd.core.session import ISession
+
+
+@define(eq=False)
+class Channel:
+    name: str  # as first created: "#Lab"
+    history: History
+    # In the order they joined.
+    members: dict[ISession, Member] = field(factory=dict)
+    topic: str = ""
+    # Joins and leaves not announced one by one (see --quiet-joins), since
+    # the last summary.
+    quiet_joins: int = 0
+    quiet_leaves: int = 0
+    key: str = field(init=False, default=Factory(lambda self: name_key(self.name), takes_self=True))
+
+    @property
+    def count(self) -> int:
+        return len(self.members)
+
+    def nicks(self) -> list[str]:
+        return [member.nick for member in self.members.values()]

@@ -1,0 +1,153 @@
+"""
+Events: what happened in the chat, past tense, as values.  Pure.
+
+The core makes them and fans them out; each front door renders them in its
+own dialect; the transcript (and later the bus) stores them with the one
+JSON codec below.  A channel event carries its channel; `Left` and
+`Renamed` concern a user wherever they are, so they carry none.
+
+Every event carries the unix time it happened (`at`) and the node it
+happened on (`origin`, "" for this process), so that stored events say
+when, and a cluster can tell its own events from other nodes'.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from attrs import asdict, field, frozen
+
+
+@frozen
+class Said:
+    channel: str
+    nick: str
+    text: str
+    at: float = field(default=0.0, kw_only=True)
+    origin: str = field(default="", kw_only=True)
+
+
+@frozen
+class Acted:
+    channel: str
+    nick: str
+    text: str
+    at: float = field(default=0.0, kw_only=True)
+    origin: str = field(default="", kw_only=True)
+
+
+@frozen
+class Joined:
+    channel: str
+    nick: str
+    count: int  # members of the channel, the joiner included
+    at: float = field(default=0.0, kw_only=True)
+    origin: str = field(default="", kw_only=True)
+
+
+@frozen
+class Parted:
+    """`nick` left one channel and stays online."""
+
+    channel: str
+    nick: str
+    reason: str
+    count: int  # members left in the channel
+    at: float = field(default=0.0, kw_only=True)
+    origin: str = field(default="", kw_only=True)
+
+
+@frozen
+class TopicChanged:
+    channel: str
+    nick: str
+    topic: str  # "": cleared
+    at: float = field(default=0.0, kw_only=True)
+    origin: str = field(default="", kw_only=True)
+
+
+@frozen
+class Crowd:
+    """
+    In a channel too big to announce each join and leave (--quiet-joins):
+    how many joined and left since the last such summary.
+    """
+
+    channel: str
+    joined: int
+    left: int
+    count: int
+    at: float = field(default=0.0, kw_only=True)
+    origin: str = field(default="", kw_only=True)
+
+
+@frozen
+class Renamed:
+    old: str
+    new: str
+    at: float = field(default=0.0, kw_only=True)
+    origin: str = field(default="", kw_only=True)
+
+
+@frozen
+class Left:
+    """`nick` left the chat (quit, lost, kicked, banned ...), and so every channel."""
+
+    nick: str
+    reason: str
+    at: float = field(default=0.0, kw_only=True)
+    origin: str = field(default="", kw_only=True)
+
+
+Event = Said | Acted | Joined | Parted | TopicChanged | Crowd | Renamed | Left
+ChannelEvent = Said | Acted | Joined | Parted | TopicChanged | Crowd
+
+# Messages and actions: what history keeps and a joiner is shown.
+MESSAGES = (Said, Acted)
+
+# -- the JSON codec: one object per event, one line each
+
+_KINDS: dict[str, type[Any]] = {
+    "said": Said, "acted": Acted, "joined": Joined, "parted": Parted, "topic": TopicChanged,
+    "crowd": Crowd, "renamed": Renamed, "left": Left,
+}
+_NAMES = {kind: name for name, kind in _KINDS.items()}
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def to_json(event: Event) -> str:
+    """
+    One JSON object (no newline), e.g.
+    {"ts": "2026-11-21T14:02:09Z", "event": "said", "channel": "#lobby", "nick": "alice", "text": "hi"}
+    """
+    fields = asdict(event)
+    when, origin = fields.pop("at"), fields.pop("origin")
+    stamp = datetime.fromtimestamp(when, timezone.utc).strftime(_TIME_FORMAT)
+    record = {"ts": stamp, "event": _NAMES[type(event)], **fields}
+    if origin:
+        record["origin"] = origin
+    return json.dumps(record, ensure_ascii=False)
+
+
+def from_json(line: str, default_channel: str) -> Event | None:
+    """
+    The event of one JSON line, or None for a line that is not one (a torn
+    last line, another program's).  A channel event from before channels
+    existed (no "channel") happened in `default_channel`.
+    """
+    try:
+        fields = json.loads(line)
+        kind = _KINDS[fields.pop("event")]
+        stamp = fields.pop("ts")
+        try:
+            when = float(stamp)
+        except (TypeError, ValueError):
+            when = datetime.strptime(stamp, _TIME_FORMAT).replace(tzinfo=timezone.utc).timestamp()
+        if kind in (Said, Acted, Joined, Parted, TopicChanged, Crowd):
+            fields.setdefault("channel", default_channel)
+        event: Event = kind(**fields, at=when)
+        return event
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

@@ -1,0 +1,187 @@
+"""
+The rules for nicknames and channel names: what is valid, when two are the
+same (ignoring case), and when two look alike (Unicode TR39 confusables),
+so that no one can pass for someone else, or one channel for another.
+Pure: no I/O, no Twisted.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from importlib import resources
+
+MAX_NICK_CHARS = 24
+RESERVED_NICKS = frozenset({"server", "chatd"})
+NICK_PUNCTUATION = "_-[]{}|^"
+MAX_CHANNEL_CHARS = 32  # after the "#"
+CHANNEL_PUNCTUATION = "-_."
+
+
+class NicknameError(ValueError):
+    """A nickname that breaks the rules; str() is the reason a user sees."""
+
+
+def name_key(nick: str) -> str:
+    """The form in which two nicknames, or two channel names, are compared: case-insensitive."""
+    return nick.casefold()
+
+
+def _load_prototypes() -> dict[int, str]:
+    """Unicode's confusable prototypes (see confusables.tsv and tools/make_confusables.py)."""
+    prototypes = {}
+    with resources.files("chatd.core").joinpath("confusables.tsv").open(encoding="utf-8") as file:
+        for line in file:
+            if line.startswith("#") or not line.strip():
+                continue
+            source, prototype = line.rstrip("\n").split("\t")
+            prototypes[int(source, 16)] = "".join(chr(int(point, 16)) for point in prototype.split())
+    return prototypes
+
+
+_PROTOTYPES = _load_prototypes()
+
+
+def skeletons(nick: str) -> frozenset[str]:
+    """
+    The forms in which two nicknames that look alike meet: two nicknames
+    look alike when they share one (Cyrillic "а" and Latin "a", "rn" and "m",
+    capital "I" and "l", "0" and "O").
+
+    Unicode's TR39 skeleton maps each character to its prototype, and is
+    defined on the text as typed.  chatd compares nicknames ignoring case, so
+    the skeleton is taken both ways: of the casefolded nickname ("ΑLICE" and
+    "alice"), and of the nickname as typed, casefolded after mapping, so that
+    a capital that looks like another lower-case letter is caught before
+    casefolding hides it ("aIice", whose "I" folds to "i", and "alice").
+    """
+    folded_first = _skeleton(nick.casefold())
+    mapped_first = _skeleton(_skeleton(nick).casefold())
+    return frozenset((folded_first, mapped_first))
+
+
+def _skeleton(text: str) -> str:
+    """The TR39 skeleton: NFD, each character to its prototype, NFD again."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", text).translate(_PROTOTYPES))
+
+
+def check_nickname(raw: str) -> str:
+    """
+    Return `raw` as a valid nickname (NFC-normalised), or raise
+    NicknameError with the reason.
+
+    Letters of any script, digits and _-[]{}|^ are allowed, and combining
+    marks after the first character (needed for Devanagari, Thai and others).
+    """
+    nick = unicodedata.normalize("NFC", raw.strip())
+    if not nick:
+        raise NicknameError("nickname is empty")
+    if len(nick) > MAX_NICK_CHARS:
+        raise NicknameError(f"nickname is too long (max {MAX_NICK_CHARS} characters)")
+    for position, char in enumerate(nick):
+        category = unicodedata.category(char)
+        allowed = (
+            category[0] == "L"
+            or category == "Nd"
+            or char in NICK_PUNCTUATION
+            or (category[0] == "M" and position > 0)
+        )
+        if not allowed:
+            if char.isspace():
+                shown = "spaces"
+            elif char.isprintable():
+                shown = repr(char)
+            else:
+                shown = f"U+{ord(char):04X}"
+            raise NicknameError(f"nickname may not contain {shown}: use letters, digits and {NICK_PUNCTUATION}")
+    if nick[0] == "-" or unicodedata.category(nick[0]) == "Nd":
+        raise NicknameError("nickname may not start with a digit or -")
+    if name_key(nick) in RESERVED_NICKS:
+        raise NicknameError(f"nickname is reserved: {nick}")
+    return nick
+
+
+
+
+class ChannelNameError(ValueError):
+    """A channel name that breaks the rules; str() is the reason a user sees."""
+
+
+def check_channel_name(raw: str) -> str:
+    """
+    `raw` as a channel name: "#" (added when missing), then 1 to 32
+    letters of any script, digits and -_. (NFC-normalised); else
+    ChannelNameError with the reason.
+    """
+    name = unicodedata.normalize("NFC", raw.strip())
+    bare = name[1:] if name.startswith("#") else name
+    if not bare:
+        raise ChannelNameError("channel name is empty")
+    if len(bare) > MAX_CHANNEL_CHARS:
+        raise ChannelNameError(f"channel name is too long (max {MAX_CHANNEL_CHARS} characters after #)")
+    for position, char in enumerate(bare):
+        category = unicodedata.category(char)
+        if not (category[0] == "L" or category == "Nd" or char in CHANNEL_PUNCTUATION
+                or (category[0] == "M" and position > 0)):
+            shown = "spaces" if char.isspace() else repr(char) if char.isprintable() else f"U+{ord(char):04X}"
+            raise ChannelNameError(
+                f"channel name may not contain {shown}: use # then letters, digits and {CHANNEL_PUNCTUATION}")
+    return "#" + bare
+
+
+class Registry:
+    """
+    Who holds which name: by key (case-insensitive) and by every TR39
+    skeleton, so a name that looks like a held one is refused as taken.
+    Serves nicknames (held by sessions) and channel names (held by channels).
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, object] = {}
+        self._by_skeleton: dict[str, tuple[object, str]] = {}
+
+    def holder(self, name: str) -> object | None:
+        return self._by_key.get(name_key(name))
+
+    def clash(self, name: str, claimant: object) -> str | None:
+        """
+        None if `claimant` may hold `name`; else the held name it clashes
+        with: the same name, or one that looks like it.
+        """
+        holder = self._by_key.get(name_key(name))
+        if holder is not None and holder is not claimant:
+            return name
+        for skeleton in skeletons(name):
+            found = self._by_skeleton.get(skeleton)
+            if found is not None and found[0] is not claimant:
+                return found[1]
+        return None
+
+    def claim(self, name: str, holder: object) -> None:
+        self._by_key[name_key(name)] = holder
+        for skeleton in skeletons(name):
+            self._by_skeleton[skeleton] = (holder, name)
+
+    def release(self, name: str) -> None:
+        del self._by_key[name_key(name)]
+        for skeleton in skeletons(name):
+            del self._by_skeleton[skeleton]
+
+
+class RenameWindow:
+    """At most `count` renames per `seconds`, per user."""
+
+    def __init__(self, count: int = 3, seconds: float = 60.0) -> None:
+        self.count, self.seconds = count, seconds
+        self._renamed_at: dict[object, list[float]] = {}
+
+    def wait(self, who: object, now: float) -> float:
+        """Seconds `who` must wait before renaming again; 0: may rename now."""
+        recent = [at for at in self._renamed_at.get(who, ()) if now - at < self.seconds]
+        self._renamed_at[who] = recent
+        return 0.0 if len(recent) < self.count else recent[0] + self.seconds - now
+
+    def renamed(self, who: object, now: float) -> None:
+        self._renamed_at.setdefault(who, []).append(now)
+
+    def forget(self, who: object) -> None:
+        self._renamed_at.pop(who, None)

@@ -1,0 +1,138 @@
+"""
+Replies: what the core answers one session, as values.  Pure.
+
+Each front door renders them its own way (a `*** ...` line on telnet, a
+numeric on IRC, a JSON object on the web).  `Error.code` names the kind of
+refusal for front doors that have a code of their own for it (IRC's
+numerics); `Error.reason` is the sentence a person reads.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from chatd.core.events import Event
+
+
+@frozen
+class LoggedIn:
+    """The session has its nickname and is in `channel` (the default one)."""
+
+    nick: str
+    channel: str
+    history: tuple[Event, ...] = ()
+
+
+@frozen
+class ChannelJoined:
+    channel: str
+    count: int
+    topic: str
+    history: tuple[Event, ...] = ()
+
+
+@frozen
+class NowTalkingIn:
+    """A /join of a channel the user is in: it is now their current one."""
+
+    channel: str
+
+
+@frozen
+class ChannelParted:
+    channel: str
+    current: str | None  # the user's current channel now; None: in no channel
+
+
+@frozen
+class UserList:
+    """Everyone online."""
+
+    nicks: tuple[str, ...]
+
+
+@frozen
+class ChannelMembers:
+    channel: str
+    nicks: tuple[str, ...]
+
+
+@frozen
+class ChannelInfo:
+    name: str
+    count: int
+    topic: str
+
+
+@frozen
+class ChannelList:
+    channels: tuple[ChannelInfo, ...]
+
+
+@frozen
+class TopicShown:
+    channel: str
+    topic: str  # "": none set
+
+
+@frozen
+class PrivateSent:
+    """To the sender of a private message."""
+
+    to: str
+    text: str
+
+
+@frozen
+class PrivateReceived:
+    """To the recipient of a private message."""
+
+    sender: str
+    text: str
+
+
+@frozen
+class Bye:
+    pass
+
+
+@frozen
+class OperatorNow:
+    pass
+
+
+@frozen
+class KickedOut:
+    """To a user an operator kicked, before the connection closes."""
+
+    by: str
+    reason: str
+
+
+@frozen
+class BanAdded:
+    address: str
+    minutes: float  # 0: until restart
+
+
+@frozen
+class BanLifted:
+    address: str
+
+
+@frozen
+class BanList:
+    bans: tuple[str, ...]  # "ADDRESS (until HH:MM)" or "ADDRESS (until restart)"
+
+
+@frozen
+class Error:
+    reason: str
+    code: str = "refused"
+
+
+Reply = (
+    LoggedIn | ChannelJoined | NowTalkingIn | ChannelParted | UserList | ChannelMembers | ChannelList
+    | TopicShown | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
+    | BanList | Error
+)

@@ -1,0 +1,667 @@
+"""
+The chat server: one object that owns the channels, the sessions, the
+nicknames, moderation and the turn.  Protocol-neutral: it reaches users
+only through `ISession`, speaks `commands` in and `events` and `replies`
+out, and never sees a transport, a wire format or a charset.
+
+A front door drives it with `arrive(session)`, `handle(session, command)`
+and `depart(session, reason)`, and may `tell` a session replies of its own.
+
+Fan-out is the hot path.  While the server is held (chatd holds it from the
+first read of a reactor turn to the turn's end), events wait; on `release`
+they go out together: the turn's events form one `Batch`, each dialect in
+use encodes it once, and each member gets one `Share` (the events of their
+channels, minus what they said themselves) in one delivery.  Members who
+see the same channels from the same current channel get the same share
+object.
+
+Order is the server's job: before anything else reaches a member (a reply,
+a private message, a change of their channels, their departure), the
+server first delivers what waits for them (`catch_up`), and a member who
+joins a channel mid-turn gets only what comes after, so each member sees
+everything in the order it happened.  No front door has to think about it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+
+from attrs import define, field
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from chatd.core import commands, replies
+from chatd.core.batch import Batch, Runs, Share, from_index, without
+from chatd.core.bus import IBus, LocalBus
+from chatd.core.channel import Channel
+from chatd.core.events import MESSAGES, Acted, Crowd, Event, Joined, Left, Parted, Renamed, Said, TopicChanged
+from chatd.core.history import History
+from chatd.core.moderation import Moderation
+from chatd.core.nicknames import (
+    ChannelNameError,
+    NicknameError,
+    Registry,
+    RenameWindow,
+    check_channel_name,
+    check_nickname,
+    name_key,
+)
+from chatd.core.session import ISession
+
+log = Logger()
+
+DEFAULT_CHANNEL = "#lobby"
+DEFAULT_MAX_CHANNELS = 1000
+MAX_CHANNELS_PER_USER = 20
+# Above this many members a channel summarises joins and leaves instead of
+# announcing each (see README, "Big channels").
+DEFAULT_QUIET_JOINS = 50
+CROWD_SUMMARY_SECONDS = 5.0
+
+# Who an event is for: the members of one channel (its key), or of any of
+# several (a user's leaving or renaming reaches everyone who shares a
+# channel with them).
+Audience = str | frozenset[str]
+
+
+@define(eq=False)
+class Member:
+    """A session that has chosen a nickname, as the server keeps it."""
+
+    session: ISession
+    nick: str
+    # By key, in the order joined (the most recent last).
+    channels: dict[str, Channel] = field(factory=dict)
+    current: Channel | None = None
+    # The channels and the current one, as one hashable value: members with
+    # the same view get the same share of a turn.
+    view: tuple[frozenset[str], str | None] = (frozenset(), None)
+
+    def update_view(self) -> None:
+        self.view = (frozenset(self.channels), None if self.current is None else self.current.name)
+
+
+@define(eq=False)
+class ChatServer:
+    name: str
+    clock: IReactorTime
+    default_channel: str = DEFAULT_CHANNEL
+    history_size: int = 0
+    # Recent messages of each channel (by key), from before a restart.
+    recent: Mapping[str, Iterable[Event]] = field(factory=dict)
+    moderation: Moderation | None = None  # None: no --oper-password-file
+    max_channels: int = DEFAULT_MAX_CHANNELS
+    quiet_joins: int = DEFAULT_QUIET_JOINS
+    bus: IBus = field(factory=LocalBus)
+    # Called with every event: the transcript.
+    observers: list[Callable[[Event], None]] = field(factory=list)
+
+    # Every session that arrived and has not departed, logged in or not.
+    _present: set[ISession] = field(init=False, factory=set)
+    # Sessions that have chosen a nickname, in the order they did.
+    _members: dict[ISession, Member] = field(init=False, factory=dict)
+    _nicknames: Registry = field(init=False, factory=Registry)
+    _renames: RenameWindow = field(init=False, factory=RenameWindow)
+    _channels: dict[str, Channel] = field(init=False, factory=dict)
+    _channel_names: Registry = field(init=False, factory=Registry)
+    # The history of channels that emptied (and of those in the transcript),
+    # for when they are created again; the most recent max_channels kept.
+    _dormant: OrderedDict[str, tuple[Event, ...]] = field(init=False, factory=OrderedDict)
+    # Events waiting to be delivered: (event, audience, the member it is not for).
+    _pending: list[tuple[Event, Audience, ISession | None]] = field(init=False, factory=list)
+    # Members whose share of _pending starts later than its start: caught up or joined since.
+    _caught_up: dict[ISession, int] = field(init=False, factory=dict)
+    held: bool = field(init=False, default=False)
+    _publishing: bool = field(init=False, default=False)
+    _crowd_call: IDelayedCall | None = field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        for key, events in self.recent.items():
+            self._dormant[key] = tuple(events)
+        self.default_channel = check_channel_name(self.default_channel)
+        self._create_channel(self.default_channel)
+
+    # -- queries
+
+    @property
+    def count(self) -> int:
+        """How many users have chosen a nickname."""
+        return len(self._members)
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    def nicks(self) -> list[str]:
+        return [member.nick for member in self._members.values()]
+
+    def nick_of(self, session: ISession) -> str | None:
+        member = self._members.get(session)
+        return None if member is None else member.nick
+
+    def current_channel(self, session: ISession) -> str | None:
+        member = self._members.get(session)
+        return None if member is None or member.current is None else member.current.name
+
+    def channel(self, name: str) -> Channel | None:
+        return self._channels.get(name_key(name))
+
+    # -- from a front door
+
+    def arrive(self, session: ISession) -> None:
+        """A new session, not logged in yet."""
+        self._present.add(session)
+
+    def handle(self, session: ISession, command: commands.Command) -> None:
+        """Carry out one command from `session`."""
+        member = self._members.get(session)
+        if member is None:
+            self._handle_before_login(session, command)
+        else:
+            self._handle(member, command)
+
+    def tell(self, session: ISession, *answers: object) -> None:
+        """Send `session` replies (the core's or a front door's own), after what waits for it."""
+        self.catch_up(session)
+        session.send(answers)
+
+    def depart(self, session: ISession, reason: str) -> None:
+        """The session is gone (or going); it may never have logged in."""
+        self.catch_up(session)
+        self._present.discard(session)
+        if self.moderation is not None:
+            self.moderation.forget(session)
+        member = self._members.pop(session, None)
+        if member is None:
+            return
+        self._nicknames.release(member.nick)
+        self._renames.forget(session)
+        log.info("{nick} left ({reason})", nick=member.nick, reason=reason)
+        told: set[str] = set()
+        for channel in member.channels.values():
+            if self._leave_channel(member, channel):
+                told.add(channel.key)
+        self._broadcast(Left(member.nick, reason, at=self.clock.seconds()), frozenset(told))
+
+    # -- the rules
+
+    def _handle_before_login(self, session: ISession, command: commands.Command) -> None:
+        match command:
+            case commands.LogIn(nick) | commands.Nick(nick):
+                self._log_in(session, nick)
+            case commands.Quit():
+                self._bye(session)
+            case commands.Names(None):
+                self.tell(session, replies.UserList(tuple(self.nicks())))
+            case commands.Channels():
+                self.tell(session, self._channel_list())
+            case _:
+                self.tell(session, replies.Error("choose a nickname first", "not-logged-in"))
+
+    def _handle(self, member: Member, command: commands.Command) -> None:
+        session = member.session
+        match command:
+            case commands.Say(text, channel):
+                target = self._target(member, channel)
+                if target is not None:
+                    self._broadcast(Said(target.name, member.nick, text, at=self.clock.seconds()), target.key, session)
+            case commands.Act(text, channel):
+                target = self._target(member, channel)
+                if target is not None:
+                    self._broadcast(Acted(target.name, member.nick, text, at=self.clock.seconds()), target.key, session)
+            case commands.Msg(to_nick, text):
+                self._private(member, to_nick, text)
+            case commands.Join(channel):
+                self._join(member, channel)
+            case commands.Part(channel, reason):
+                self._part(member, channel, reason)
+            case commands.Topic(channel, text):
+                self._topic(member, channel, text)
+            case commands.Channels():
+                self.tell(session, self._channel_list())
+            case commands.Names(None):
+                self.tell(session, replies.UserList(tuple(self.nicks())))
+            case commands.Names(name):
+                self._names(member, name)
+            case commands.Nick(nick) | commands.LogIn(nick):
+                self._rename(member, nick)
+            case commands.Quit(reason):
+                self.depart(session, reason)
+                self._bye(session)
+            case commands.Oper() | commands.Kick() | commands.Ban() | commands.Unban() | commands.Bans():
+                self._moderate(member, command)
+            case _:
+                raise TypeError(f"the server does not handle {command!r}")
+
+    def _log_in(self, session: ISession, wanted: str) -> None:
+        nick = self._available_nickname(session, wanted)
+        if nick is None:
+            return
+        member = self._members[session] = Member(session, nick)
+        self._nicknames.claim(nick, session)
+        lobby = self._channels[name_key(self.default_channel)]
+        self._caught_up[session] = len(self._pending)  # what was said before they came is not for them
+        self._add_member(member, lobby)
+        log.info("{nick} joined ({count} online)", nick=nick, count=self.count)
+        self.tell(session, replies.LoggedIn(nick, lobby.name, lobby.history.recent()))
+        self._announce_join(member, lobby)
+
+    def _target(self, member: Member, name: str | None) -> Channel | None:
+        """The channel a message goes to: the named one (which the member must be in), or their current one."""
+        if name is None:
+            if member.current is None:
+                self.tell(member.session, replies.Error("you are in no channel; /join a channel first", "no-channel"))
+            return member.current
+        channel = self._channels.get(name_key(name))
+        if channel is None or member.session not in channel.members:
+            shown = name if name.startswith("#") else f"#{name}"
+            self.tell(member.session, replies.Error(f"you are not in {shown}", "not-in-channel"))
+            return None
+        return channel
+
+    def _join(self, member: Member, wanted: str) -> None:
+        session = member.session
+        try:
+            name = check_channel_name(wanted)
+        except ChannelNameError as refusal:
+            self.tell(session, replies.Error(str(refusal), "bad-channel-name"))
+            return
+        channel = self._channels.get(name_key(name))
+        if channel is not None and session in channel.members:
+            self.catch_up(session)  # what waits for them reads as from where they were
+            member.current = channel
+            member.update_view()
+            self.tell(session, replies.NowTalkingIn(channel.name))
+            return
+        if len(member.channels) >= MAX_CHANNELS_PER_USER:
+            self.tell(session, replies.Error(
+                f"you are in {MAX_CHANNELS_PER_USER} channels, the most one user may be in; /part one first",
+                "too-many-joined"))
+            return
+        if channel is None:
+            clash = self._channel_names.clash(name, None)
+            if clash is not None:
+                self.tell(session, replies.Error(f"channel name is taken: {name} (it looks like {clash})",
+                                                 "channel-taken"))
+                return
+            if len(self._channels) >= self.max_channels:
+                self.tell(session, replies.Error(
+                    f"this server has {self.max_channels} channels, its most; join one of them", "too-many-channels"))
+                return
+            channel = self._create_channel(name)
+        self.catch_up(session)
+        self._add_member(member, channel)
+        log.info("{nick} joined {channel} ({count} users)", nick=member.nick, channel=channel.name,
+                 count=channel.count)
+        self.tell(session, replies.ChannelJoined(channel.name, channel.count, channel.topic, channel.history.recent()))
+        self._announce_join(member, channel)
+
+    def _part(self, member: Member, name: str | None, reason: str) -> None:
+        channel = self._target(member, name)
+        if channel is None:
+            return
+        session = member.session
+        self.catch_up(session)
+        del member.channels[channel.key]
+        if member.current is channel:
+            member.current = next(reversed(member.channels.values()), None)
+        member.update_view()
+        log.info("{nick} left {channel} ({reason})", nick=member.nick, channel=channel.name, reason=reason or "-")
+        self.tell(session, replies.ChannelParted(channel.name, None if member.current is None else member.current.name))
+        count = channel.count - 1
+        if self._leave_channel(member, channel):
+            self._broadcast(Parted(channel.name, member.nick, reason, count, at=self.clock.seconds()), channel.key)
+
+    def _topic(self, member: Member, name: str | None, text: str | None) -> None:
+        channel = self._target(member, name)
+        if channel is None:
+            return
+        if text is None or (not text and not channel.topic):
+            self.tell(member.session, replies.TopicShown(channel.name, channel.topic))
+            return
+        channel.topic = text
+        log.info("{nick} set the topic of {channel}", nick=member.nick, channel=channel.name)
+        self._broadcast(TopicChanged(channel.name, member.nick, text, at=self.clock.seconds()), channel.key)
+
+    def _names(self, member: Member, name: str) -> None:
+        channel = self._channels.get(name_key(name if name.startswith("#") else f"#{name}"))
+        if channel is None:
+            self.tell(member.session, replies.Error(f"no such channel: {name}", "no-such-channel"))
+            return
+        self.tell(member.session, replies.ChannelMembers(channel.name, tuple(channel.nicks())))
+
+    def _channel_list(self) -> replies.ChannelList:
+        return replies.ChannelList(tuple(
+            replies.ChannelInfo(channel.name, channel.count, channel.topic) for channel in self._channels.values()))
+
+    def _rename(self, member: Member, wanted: str) -> None:
+        session, old = member.session, member.nick
+        new = self._available_nickname(session, wanted)
+        if new is None:
+            return
+        if new == old:
+            self.tell(session, replies.Error(f"you are already {old}", "same-nickname"))
+            return
+        now = self.clock.seconds()
+        wait = self._renames.wait(session, now)
+        if wait:
+            self.tell(session, replies.Error(f"too many nickname changes, wait {math.ceil(wait)} s", "rename-too-soon"))
+            return
+        self._renames.renamed(session, now)
+        self._nicknames.release(old)
+        self._nicknames.claim(new, session)
+        member.nick = new
+        log.info("{old} is now {new}", old=old, new=new)
+        renamed = Renamed(old, new, at=now)
+        if member.channels:
+            self._broadcast(renamed, member.view[0])
+        else:  # in no channel: only they hear of it
+            self._record(renamed, None)
+            self.catch_up(session)
+            self._deliver_isolated(member, Share(Batch([renamed]), [(0, 1)], None))
+
+    def _available_nickname(self, session: ISession, wanted: str) -> str | None:
+        """`wanted` as a valid nickname no one else holds or resembles; else None, and `session` is told why."""
+        try:
+            nick = check_nickname(wanted)
+        except NicknameError as refusal:
+            self.tell(session, replies.Error(str(refusal), "bad-nickname"))
+            return None
+        clash = self._nicknames.clash(nick, session)
+        if clash is None:
+            return nick
+        looks_like = "" if name_key(clash) == name_key(nick) else f" (it looks like {clash})"
+        self.tell(session, replies.Error(f"nickname is taken: {nick}{looks_like}", "nickname-taken"))
+        return None
+
+    def _private(self, member: Member, to_nick: str, text: str) -> None:
+        holder = self._nicknames.holder(to_nick)
+        recipient = self._members.get(holder) if holder is not None else None  # type: ignore[call-overload]
+        if recipient is None:
+            self.tell(member.session, replies.Error(f"no such nick: {to_nick}", "no-such-nick"))
+            return
+        self.catch_up(recipient.session)
+        self._send_isolated(recipient, replies.PrivateReceived(member.nick, text))
+        self.tell(member.session, replies.PrivateSent(recipient.nick, text))
+
+    def _bye(self, session: ISession) -> None:
+        self.tell(session, replies.Bye())
+        session.disconnect("quit")
+
+    # -- channels
+
+    def _create_channel(self, name: str) -> Channel:
+        key = name_key(name)
+        recent = self._dormant.pop(key, ())
+        channel = self._channels[key] = Channel(name, History(self.history_size, recent))
+        self._channel_names.claim(name, channel)
+        return channel
+
+    def _add_member(self, member: Member, channel: Channel) -> None:
+        channel.members[member.session] = member
+        member.channels[channel.key] = channel
+        member.current = channel
+        member.update_view()
+
+    def _announce_join(self, member: Member, channel: Channel) -> None:
+        if channel.count > self.quiet_joins:
+            channel.quiet_joins += 1
+            self._summarise_later()
+            self._record(Joined(channel.name, member.nick, channel.count, at=self.clock.seconds()), channel)
+        else:
+            self._broadcast(Joined(channel.name, member.nick, channel.count, at=self.clock.seconds()),
+                            channel.key, member.session)
+
+    def _leave_channel(self, member: Member, channel: Channel) -> bool:
+        """
+        Take `member` out of `channel` (the member keeps its own record);
+        True if the channel's members are to be told one by one.
+        """
+        loud = channel.count <= self.quiet_joins
+        del channel.members[member.session]
+        if not loud:
+            channel.quiet_leaves += 1
+            self._summarise_later()
+        if not channel.members and channel.name != self.default_channel:
+            del self._channels[channel.key]
+            self._channel_names.release(channel.name)
+            self._dormant[channel.key] = channel.history.recent()
+            while len(self._dormant) > self.max_channels:
+                self._dormant.popitem(last=False)
+            return False
+        return loud
+
+    def _summarise_later(self) -> None:
+        if self._crowd_call is None:
+            self._crowd_call = self.clock.callLater(CROWD_SUMMARY_SECONDS, self._summarise)
+
+    def _summarise(self) -> None:
+        """One line per busy channel for the joins and leaves not announced one by one."""
+        self._crowd_call = None
+        for channel in list(self._channels.values()):
+            if channel.quiet_joins or channel.quiet_leaves:
+                joined, left = channel.quiet_joins, channel.quiet_leaves
+                channel.quiet_joins = channel.quiet_leaves = 0
+                self._broadcast(Crowd(channel.name, joined, left, channel.count, at=self.clock.seconds()), channel.key)
+
+    def stop(self) -> None:
+        """The server is shutting down: no summary is left waiting."""
+        if self._crowd_call is not None and self._crowd_call.active():
+            self._crowd_call.cancel()
+        self._crowd_call = None
+
+    # -- moderation
+
+    def _moderate(self, member: Member, command: commands.Command) -> None:
+        session, nick = member.session, member.nick
+        moderation = self.moderation
+        if moderation is None:
+            self.tell(session, replies.Error("moderation is off on this server", "no-moderation"))
+            return
+        if isinstance(command, commands.Oper):
+            refusal = moderation.try_password(session, session.address, command.password)
+            if refusal is None:
+                log.info("{nick} from {address} is now an operator", nick=nick, address=session.address)
+                self.tell(session, replies.OperatorNow())
+            else:
+                log.warn("failed /oper by {nick} from {address}", nick=nick, address=session.address)
+                self.tell(session, replies.Error(refusal, "wrong-password"))
+            return
+        if not moderation.is_operator(session):
+            self.tell(session, replies.Error("you are not an operator", "not-operator"))
+            return
+        match command:
+            case commands.Kick(target_nick, reason):
+                holder = self._nicknames.holder(target_nick)
+                target = self._members.get(holder) if holder is not None else None  # type: ignore[call-overload]
+                if target is None:
+                    self.tell(session, replies.Error(f"no such nick: {target_nick}", "no-such-nick"))
+                    return
+                log.info("{nick} kicked {target}", nick=nick, target=target.nick)
+                left_reason = f"Kicked by {nick}" + (f": {reason}" if reason else "")
+                self._remove(target.session, replies.KickedOut(nick, reason), left_reason)
+            case commands.Ban(target, minutes):
+                self._ban(member, target, minutes, moderation)
+            case commands.Unban(address):
+                if moderation.unban(address):
+                    self.tell(session, replies.BanLifted(address))
+                else:
+                    self.tell(session, replies.Error(f"not banned: {address}", "not-banned"))
+            case commands.Bans():
+                self.tell(session, replies.BanList(tuple(moderation.bans())))
+
+    def _ban(self, member: Member, target: str, minutes: float, moderation: Moderation) -> None:
+        session = member.session
+        holder = self._nicknames.holder(target)
+        if holder is not None:
+            address = self._members[holder].session.address  # type: ignore[index]
+        else:
+            try:
+                address = str(ipaddress.ip_address(target))
+            except ValueError:
+                self.tell(session, replies.Error(f"no such nick or address: {target}", "no-such-nick"))
+                return
+        if address == session.address:
+            self.tell(session, replies.Error("that is your own address", "own-address"))
+            return
+        moderation.ban(address, minutes)
+        log.info("{nick} banned {address} ({minutes:g} minutes)", nick=member.nick, address=address, minutes=minutes)
+        self.tell(session, replies.BanAdded(address, minutes))
+        for present in [present for present in self._present if present.address == address]:
+            self._remove(present, replies.Error("you are banned from this server", "banned"),
+                         f"Banned by {member.nick}")
+
+    def _remove(self, session: ISession, notice: object, reason: str) -> None:
+        """Take `session` out: the others see `reason`; it gets `notice` and is disconnected."""
+        self.depart(session, reason)
+        try:
+            session.send((notice,))
+            session.disconnect(reason)
+        except Exception:
+            log.failure("removing a session failed")
+
+    # -- fan-out
+
+    def hold(self) -> None:
+        """Keep events waiting until `release`."""
+        self.held = True
+
+    def release(self) -> None:
+        """Stop holding, and deliver what waits."""
+        self.held = False
+        self._publish()
+
+    def catch_up(self, session: ISession) -> None:
+        """Deliver to `session` now what waits for it, so what comes next reaches it in order."""
+        member = self._members.get(session)
+        if member is None:
+            return
+        pending = self._pending
+        start, end = self._caught_up.get(session, 0), len(pending)
+        if start < end:
+            self._caught_up[session] = end  # first: a failing delivery drops the member, who is then caught up
+            own = [index for index in range(start, end) if pending[index][2] is session]
+            runs = without(from_index(_runs_for(pending, member.view[0], start), start), own)
+            if runs:
+                self._deliver_isolated(member, Share(Batch([event for event, _, _ in pending]), runs, member.view[1]))
+
+    def _broadcast(self, event: Event, audience: Audience, exclude: ISession | None = None) -> None:
+        """Record `event` and deliver it to the members of `audience` but `exclude`."""
+        channel = self._channels.get(audience) if isinstance(audience, str) else None
+        self._record(event, channel)
+        if not audience:
+            return
+        self._pending.append((event, audience, exclude))
+        if not self.held:
+            self._publish()
+
+    def _publish(self) -> None:
+        """Deliver the events that wait, each member's in one delivery, then hand them to the bus."""
+        if self._publishing:
+            return  # the loop below gets to what was added meanwhile
+        self._publishing = True
+        try:
+            while self._pending:
+                pending, caught_up = self._pending, self._caught_up
+                self._pending, self._caught_up = [], {}
+                self._fan_out(pending, caught_up)
+                self.bus.publish([event for event, _, _ in pending])
+        finally:
+            self._publishing = False
+
+    def _fan_out(self, pending: list[tuple[Event, Audience, ISession | None]], caught_up: dict[ISession, int]) -> None:
+        batch = Batch([event for event, _, _ in pending])
+        touched: set[str] = set()
+        sent_by: dict[ISession, list[int]] = {}
+        for index, (_, audience, sender) in enumerate(pending):
+            if isinstance(audience, str):
+                touched.add(audience)
+            else:
+                touched.update(audience)
+            if sender is not None:
+                sent_by.setdefault(sender, []).append(index)
+        recipients: list[Member] = []
+        for key in touched:
+            channel = self._channels.get(key)
+            if channel is not None:
+                recipients.extend(channel.members.values())
+        if len(touched) > 1:  # a member of several of them gets one share
+            recipients = list({id(member): member for member in recipients}.values())
+        runs_by_view: dict[frozenset[str], Runs] = {}
+        shares: dict[tuple[frozenset[str], str | None], Share] = {}
+        members = self._members
+        for member in recipients:
+            session = member.session
+            # A member dropped by a failed delivery earlier in this loop is skipped.
+            if members.get(session) is not member:
+                continue
+            view = member.view
+            runs = runs_by_view.get(view[0])
+            if runs is None:
+                runs = runs_by_view[view[0]] = _runs_for(pending, view[0], 0)
+            start = caught_up.get(session, 0)
+            own = sent_by.get(session)
+            if not start and own is None:
+                share = shares.get(view)
+                if share is None:
+                    share = shares[view] = Share(batch, runs, view[1])
+            else:
+                own_runs = without(from_index(runs, start), own or [])
+                share = Share(batch, own_runs, view[1])
+            if share.runs:
+                self._deliver_isolated(member, share)
+
+    def _record(self, event: Event, channel: Channel | None) -> None:
+        if channel is not None and isinstance(event, MESSAGES):
+            channel.history.record(event)
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception:
+                log.failure("recording {event} failed", event=event)
+
+    def _deliver_isolated(self, member: Member, share: Share) -> None:
+        """
+        Deliver to a member other than the one whose command is being
+        handled: if that fails, the failure is that member's alone, so it is
+        logged and that member dropped, and the caller goes on.
+        """
+        try:
+            member.session.deliver(share)
+        except Exception:
+            log.failure("delivery to {nick} failed; dropping the connection", nick=member.nick)
+            self._drop(member.session)
+
+    def _send_isolated(self, member: Member, reply: object) -> None:
+        try:
+            member.session.send((reply,))
+        except Exception:
+            log.failure("delivery to {nick} failed; dropping the connection", nick=member.nick)
+            self._drop(member.session)
+
+    def _drop(self, session: ISession) -> None:
+        try:
+            session.disconnect("delivery failed")
+        except Exception:
+            log.failure("disconnecting a session failed")
+        self.depart(session, "Connection lost")
+
+
+def _runs_for(pending: list[tuple[Event, Audience, ISession | None]], channels: frozenset[str], start: int) -> Runs:
+    """The [from, to) runs of pending[start:] whose audience includes a member of `channels`."""
+    runs: Runs = []
+    run_start = -1
+    for index in range(start, len(pending)):
+        audience = pending[index][1]
+        if audience in channels if isinstance(audience, str) else not audience.isdisjoint(channels):
+            if run_start < 0:
+                run_start = index
+        elif run_start >= 0:
+            runs.append((run_start, index))
+            run_start = -1
+    if run_start >= 0:
+        runs.append((run_start, len(pending)))
+    return runs

@@ -1,0 +1,27 @@
+"""
+A session: one user on any front door, as the core sees it.
+
+The core reaches connections only through this interface, so it runs the
+same for telnet, IRC and web users, and is tested with recording fakes.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class ISession(Interface):
+    address = Attribute("The address the user comes from, as a string (for bans).")
+    dialect = Attribute(
+        "A hashable value that encodes events for this session (see chatd.core.batch.IDialect); "
+        "sessions with equal dialects share the same bytes."
+    )
+
+    def deliver(share: object) -> None:
+        """Send this share of a turn's events (a chatd.core.batch.Share).  Must not block."""
+
+    def send(replies: object) -> None:
+        """Send these replies (a sequence of chatd.core.replies values, or the front door's own).  Must not block."""
+
+    def disconnect(reason: str) -> None:
+        """Close once what was delivered has been sent."""
