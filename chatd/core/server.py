@@ -147,7 +147,8 @@ class ChatServer:
         return None if member is None or member.current is None else member.current.name
 
     def channel(self, name: str) -> Channel | None:
-        return self._channels.get(name_key(name))
+        """The channel called `name` ("#" optional, any case), if there is one."""
+        return self._channels.get(name_key(name if name.startswith("#") else f"#{name}"))
 
     # -- from a front door
 
@@ -255,7 +256,7 @@ class ChatServer:
             if member.current is None:
                 self.tell(member.session, replies.Error("you are in no channel; /join a channel first", "no-channel"))
             return member.current
-        channel = self._channels.get(name_key(name))
+        channel = self.channel(name)
         if channel is None or member.session not in channel.members:
             shown = name if name.startswith("#") else f"#{name}"
             self.tell(member.session, replies.Error(f"you are not in {shown}", "not-in-channel"))
@@ -271,7 +272,8 @@ class ChatServer:
             return
         channel = self._channels.get(name_key(name))
         if channel is not None and session in channel.members:
-            self.catch_up(session)  # what waits for them reads as from where they were
+            if not self._caught_up_with(member):  # what waits for them reads as from where they were
+                return
             member.current = channel
             member.update_view()
             self.tell(session, replies.NowTalkingIn(channel.name))
@@ -291,8 +293,10 @@ class ChatServer:
                 self.tell(session, replies.Error(
                     f"this server has {self.max_channels} channels, its most; join one of them", "too-many-channels"))
                 return
+        if not self._caught_up_with(member):
+            return
+        if channel is None:
             channel = self._create_channel(name)
-        self.catch_up(session)
         self._add_member(member, channel)
         log.info("{nick} joined {channel} ({count} users)", nick=member.nick, channel=channel.name,
                  count=channel.count)
@@ -304,7 +308,8 @@ class ChatServer:
         if channel is None:
             return
         session = member.session
-        self.catch_up(session)
+        if not self._caught_up_with(member):
+            return
         del member.channels[channel.key]
         if member.current is channel:
             member.current = next(reversed(member.channels.values()), None)
@@ -327,7 +332,7 @@ class ChatServer:
         self._broadcast(TopicChanged(channel.name, member.nick, text, at=self.clock.seconds()), channel.key)
 
     def _names(self, member: Member, name: str) -> None:
-        channel = self._channels.get(name_key(name if name.startswith("#") else f"#{name}"))
+        channel = self.channel(name)
         if channel is None:
             self.tell(member.session, replies.Error(f"no such channel: {name}", "no-such-channel"))
             return
@@ -360,8 +365,8 @@ class ChatServer:
             self._broadcast(renamed, member.view[0])
         else:  # in no channel: only they hear of it
             self._record(renamed, None)
-            self.catch_up(session)
-            self._deliver_isolated(member, Share(Batch([renamed]), [(0, 1)], None))
+            if self._caught_up_with(member):
+                self._deliver_isolated(member, Share(Batch([renamed]), [(0, 1)], None))
 
     def _available_nickname(self, session: ISession, wanted: str) -> str | None:
         """`wanted` as a valid nickname no one else holds or resembles; else None, and `session` is told why."""
@@ -383,8 +388,8 @@ class ChatServer:
         if recipient is None:
             self.tell(member.session, replies.Error(f"no such nick: {to_nick}", "no-such-nick"))
             return
-        self.catch_up(recipient.session)
-        self._send_isolated(recipient, replies.PrivateReceived(member.nick, text))
+        if self._caught_up_with(recipient):
+            self._send_isolated(recipient, replies.PrivateReceived(member.nick, text))
         self.tell(member.session, replies.PrivateSent(recipient.nick, text))
 
     def _bye(self, session: ISession) -> None:
@@ -547,6 +552,11 @@ class ChatServer:
             runs = without(from_index(_runs_for(pending, member.view[0], start), start), own)
             if runs:
                 self._deliver_isolated(member, Share(Batch([event for event, _, _ in pending]), runs, member.view[1]))
+
+    def _caught_up_with(self, member: Member) -> bool:
+        """Catch `member` up; False if that failed and the member is gone."""
+        self.catch_up(member.session)
+        return self._members.get(member.session) is member
 
     def _broadcast(self, event: Event, audience: Audience, exclude: ISession | None = None) -> None:
         """Record `event` and deliver it to the members of `audience` but `exclude`."""

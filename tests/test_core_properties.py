@@ -1,0 +1,131 @@
+"""
+A hypothesis state machine over the core: random logins, joins, parts,
+messages, renames, quits and broken connections across several channels,
+inside and outside held turns.  Whatever happens, every member of a channel
+gets each of its messages exactly once, in order, and nothing from a
+channel they were not in when it was said.
+"""
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
+from twisted.internet.task import Clock
+from zope.interface import implementer
+
+from chatd.core import commands as c
+from chatd.core.events import Said
+from chatd.core.server import ChatServer
+from chatd.core.session import ISession
+
+CHANNELS = ["#lobby", "#a", "#b", "#c"]
+
+
+@implementer(ISession)
+class Session:
+    dialect = "fake"
+    address = "127.0.0.1"
+
+    def __init__(self, name):
+        self.name = name
+        self.said_to_me: list[str] = []
+        self.broken = False  # its next delivery fails, and it is dropped
+        self.dropped = False
+
+    def deliver(self, share):
+        if self.broken:
+            self.dropped = True
+            raise OSError("connection broke")
+        self.said_to_me += [event.text for event in share.events if isinstance(event, Said)]
+
+    def send(self, replies):
+        pass  # replies: not what this test is about (a reply to one's own command fails in the front door)
+
+    def disconnect(self, reason):
+        pass
+
+
+class Chat(RuleBasedStateMachine):
+    sessions = Bundle("sessions")
+
+    def __init__(self):
+        super().__init__()
+        self.clock = Clock()
+        self.server = ChatServer("lab", self.clock, quiet_joins=3)
+        self.expected: dict[Session, list[str]] = {}
+        self.count = 0
+
+    @rule(target=sessions)
+    def log_in(self):
+        self.count += 1
+        session = Session(f"u{self.count}")
+        self.server.arrive(session)
+        self.server.handle(session, c.LogIn(session.name))
+        self.expected[session] = []
+        return session
+
+    @rule(session=sessions, channel=st.sampled_from(CHANNELS))
+    def join(self, session, channel):
+        self.server.handle(session, c.Join(channel))
+
+    @rule(session=sessions, channel=st.sampled_from([None, *CHANNELS]))
+    def part(self, session, channel):
+        self.server.handle(session, c.Part(channel))
+
+    @rule(session=sessions, channel=st.sampled_from([None, *CHANNELS]))
+    def say(self, session, channel):
+        self.count += 1
+        text = f"m{self.count}"
+        name = self.server.current_channel(session) if channel is None else channel
+        target = None if name is None else self.server.channel(name)
+        if target is not None and session in target.members and self.server.nick_of(session) is not None:
+            for member in target.members:
+                if member is not session:
+                    self.expected[member].append(text)
+        self.server.handle(session, c.Say(text, channel))
+
+    @rule(session=sessions)
+    def rename(self, session):
+        self.count += 1
+        self.clock.advance(30)  # stay inside the rename limit
+        self.server.handle(session, c.Nick(f"r{self.count}"))
+
+    @rule(session=consumes(sessions))
+    def quit(self, session):
+        self.server.handle(session, c.Quit())
+
+    @rule(session=consumes(sessions))
+    def connection_lost(self, session):
+        self.server.depart(session, "Connection lost")
+
+    @rule(session=sessions)
+    def connection_breaks(self, session):
+        session.broken = True
+
+    @precondition(lambda self: not self.server.held)
+    @rule()
+    def hold(self):
+        self.server.hold()
+
+    @precondition(lambda self: self.server.held)
+    @rule()
+    def release(self):
+        self.server.release()
+
+    @rule()
+    def time_passes(self):
+        self.clock.advance(5)  # crowd summaries, if any
+
+    @invariant()
+    def each_got_their_channels_messages_once_in_order(self):
+        if self.server.held:
+            return
+        for session, expected in self.expected.items():
+            if session.dropped:
+                # Its last delivery failed: what it got is what came before.
+                assert session.said_to_me == expected[:len(session.said_to_me)]
+            else:
+                assert session.said_to_me == expected, session.name
+
+
+Chat.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+test_chat_delivers_each_message_exactly_once_in_order = Chat.TestCase
