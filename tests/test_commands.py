@@ -2,6 +2,7 @@
 
 import pytest
 
+from chatd.core.commands import Channels, Join, Names, Part, Topic
 from chatd.telnet.parse import (
     Act,
     Charset,
@@ -58,6 +59,21 @@ from chatd.telnet.parse import (
         ("x:not a prefix", Say("x:not a prefix")),
         ("quit now", Say("quit now")),
         ("trailing spaces   ", Say("trailing spaces")),
+        ("/join lab", Join("lab")),
+        ("/JOIN #Lab", Join("#Lab")),
+        ("/join", Invalid("usage: /join NAME")),
+        ("/part", Part(None, "")),
+        ("/part lab", Part("lab", "")),
+        ("/part #lab off to eat", Part("#lab", "off to eat")),
+        ("/msg #lab hi there", Say("hi there", "#lab")),
+        ("/msg #lab", Invalid("usage: /msg #CHANNEL TEXT")),
+        ("/topic", Topic(None, None)),
+        ("/topic Soldering at 18:00", Topic(None, "Soldering at 18:00")),
+        ("/topic -", Topic(None, "")),
+        ("/channels", Channels()),
+        ("/ROOMS", Channels()),
+        ("/list lab", Names("lab")),
+        ("/who #lab", Names("#lab")),
     ],
 )
 def test_lines_parse_into_commands(line, command):

@@ -130,8 +130,7 @@ def _parse_slash_command(text: str) -> LineCommand:
     if word in ("list", "who", "names"):
         return Names(argument.split()[0]) if argument else Names()
     if word == "join":
-        channel = argument.split()[0] if argument else ""
-        return Join(channel) if channel else Invalid("usage: /join NAME")
+        return Join(argument) if argument else Invalid("usage: /join NAME")
     if word == "part":
         channel, _, reason = argument.partition(" ")
         return Part(channel or None, reason.strip())
