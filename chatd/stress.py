@@ -67,6 +67,7 @@ def source_address(index: int) -> str:
 class ChatClient(LineReceiver):
     delimiter = b"\r\n"
     MAX_LENGTH = 1 << 20
+    transport: Any  # a TCP transport, once connected
 
     def __init__(self, nick: str) -> None:
         self.nick = nick
@@ -140,6 +141,8 @@ class SlowReader(ChatClient):
 
 class OneShot(protocol.Protocol):
     """A resetter or a half-closer: one connection's worth of misbehaviour."""
+
+    transport: Any  # a TCP transport, once connected
 
     def __init__(self, nick: str, half_close: bool) -> None:
         self.nick = nick
@@ -225,7 +228,10 @@ def run(reactor: Any, clients: int, seconds: int, workdir: Path) -> Any:
             nick = {"well-behaved": "wb", "flooder": "flood", "slow reader": "slow"}[kind] + str(index)
             client = {"well-behaved": WellBehaved, "flooder": Flooder, "slow reader": SlowReader}[kind](nick)
             yield connectProtocol(endpoint(index), client)
-            (well_behaved if kind == "well-behaved" else others).append(client)
+            if isinstance(client, WellBehaved):
+                well_behaved.append(client)
+            else:
+                others.append(client)
             index += 1
     yield defer.gatherResults([client.joined for client in well_behaved + others])
 
@@ -271,12 +277,13 @@ def run(reactor: Any, clients: int, seconds: int, workdir: Path) -> Any:
     names = {client.nick for client in well_behaved}
     for client in well_behaved:
         client.expect_done_from = names - {client.nick}
-        client.all_done = defer.Deferred()
+        all_done: defer.Deferred[None] = defer.Deferred()
+        client.all_done = all_done
         if client.expect_done_from <= client.done_from:
-            client.all_done.callback(None)
+            all_done.callback(None)
     for client in well_behaved:
         client.sendLine(f"{client.nick} done".encode())
-    drained = defer.gatherResults([client.all_done for client in well_behaved])
+    drained = defer.gatherResults([client.all_done for client in well_behaved if client.all_done is not None])
     drained.addTimeout(DRAIN_TIMEOUT_SECONDS, reactor)
     drained_in_time = True
     try:

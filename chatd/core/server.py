@@ -225,7 +225,7 @@ class ChatServer:
                 self.tell(session, self._channel_list())
             case commands.Names(None):
                 self.tell(session, replies.UserList(tuple(self.nicks())))
-            case commands.Names(name):
+            case commands.Names(str(name)):
                 self._names(member, name)
             case commands.Nick(nick) | commands.LogIn(nick):
                 self._rename(member, nick)

@@ -7,7 +7,11 @@ same for telnet, IRC and web users, and is tested with recording fakes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from zope.interface import Attribute, Interface
+
+from chatd.core.batch import Share
 
 
 class ISession(Interface):
@@ -17,10 +21,10 @@ class ISession(Interface):
         "sessions with equal dialects share the same bytes."
     )
 
-    def deliver(share: object) -> None:
-        """Send this share of a turn's events (a chatd.core.batch.Share).  Must not block."""
+    def deliver(share: Share) -> None:
+        """Send this share of a turn's events.  Must not block."""
 
-    def send(replies: object) -> None:
+    def send(replies: Sequence[object]) -> None:
         """Send these replies (a sequence of chatd.core.replies values, or the front door's own).  Must not block."""
 
     def disconnect(reason: str) -> None:

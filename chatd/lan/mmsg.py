@@ -116,7 +116,7 @@ class Datagrams:
         """
         assert _FUNCTIONS is not None
         self._received_view[:] = self._fresh
-        count = _FUNCTIONS[0](fd, ctypes.addressof(self._received), MAX_DATAGRAMS, MSG_DONTWAIT, None)
+        count: int = _FUNCTIONS[0](fd, ctypes.addressof(self._received), MAX_DATAGRAMS, MSG_DONTWAIT, None)
         if count < 0:
             code = ctypes.get_errno()
             if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
@@ -126,7 +126,8 @@ class Datagrams:
         names = self._names_view[: count * NAME_BYTES].tobytes()
         controls = self._controls_view[: count * CONTROL_BYTES].tobytes()
         self._lengths, self._namelens = lengths, namelens = [], []
-        self.groups = groups = {}
+        groups: dict[tuple[bytes, bytes], list[int]] = {}
+        self.groups = groups
         entries = _RECEIVED.iter_unpack(self._received_view[: count * _ENTRY.size])
         for index, (namelen, controllen, flags, length) in enumerate(entries):
             lengths.append(length)

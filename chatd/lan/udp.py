@@ -210,6 +210,7 @@ class EchoProtocol(DatagramProtocol):
     """The echo service, with the loop and reflection protections above."""
 
     noisy = False
+    transport: Any  # a DestinationAwarePort: it also has reply()
 
     def __init__(self, rate: float, clock: IReactorTime) -> None:
         self._limiter = RateLimiter(rate, 2 * rate, clock)
@@ -361,11 +362,13 @@ def source_address_towards(address: str) -> str:
             probe.connect((address, 9))
         except OSError:
             return "0.0.0.0" if family == socket.AF_INET else "::"
-        return probe.getsockname()[0]
+        return str(probe.getsockname()[0])
 
 
 class AnnouncerProtocol(DatagramProtocol):
     """Sends announcements to one destination and answers queries on its port."""
+
+    transport: Any  # a UDP port, once started
 
     noisy = False
 

@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTim
 from zope.interface import implementer
 
 from chatd.service.limits import TokenBucket
+from chatd.service.twisted_private import nothing_buffered, socket_of
 
 if TYPE_CHECKING:
     from chatd.core.server import ChatServer
@@ -93,7 +94,7 @@ class SendQueue:
 
     def __init__(self, transport: Any, max_bytes: int, overflowed: Callable[[], None], flusher: Flusher) -> None:
         self._transport = transport
-        self._socket = _socket_of(transport)
+        self._socket = socket_of(transport)
         self.max_bytes = max_bytes
         self._overflowed = overflowed
         self._flusher = flusher
@@ -164,8 +165,7 @@ class SendQueue:
         does it.
         """
         transport, sock = self._transport, self._socket
-        if (sock is not None and transport.connected and not transport.dataBuffer
-                and not transport._tempDataLen and not transport._writeDisconnected):
+        if sock is not None and nothing_buffered(transport):
             try:
                 sent = sock.send(data)
             except (BlockingIOError, InterruptedError):  # the socket buffer is full: Twisted waits for room
@@ -187,26 +187,13 @@ def unacknowledged_bytes(transport: Any) -> int:
     Bytes sent on a TCP transport's socket that the peer has not yet
     acknowledged (Linux's TIOCOUTQ); 0 where that cannot be known.
     """
-    sock = _socket_of(transport)
+    sock = socket_of(transport)
     if sock is None or not hasattr(termios, "TIOCOUTQ"):
         return 0
     try:
         return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
     except (OSError, ValueError):
         return 0
-
-
-def _socket_of(transport: Any) -> Any:
-    """
-    The socket of a Twisted TCP transport, whose buffer SendQueue._send
-    looks at (FileDescriptor's dataBuffer, _tempDataLen, _writeDisconnected,
-    Twisted's own); None for any other transport, which then just gets
-    `write`.
-    """
-    if all(hasattr(transport, name) for name in ("socket", "connected", "dataBuffer", "_tempDataLen",
-                                                  "_writeDisconnected")):
-        return transport.socket
-    return None
 
 
 class FloodGate:

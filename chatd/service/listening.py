@@ -36,8 +36,11 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IAddress, IListeningPort
-from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.protocol import Factory, Protocol, ServerFactory
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.logger import Logger
+
+from chatd.service.twisted_private import accept_now, listening_socket
 
 log = Logger()
 
@@ -129,7 +132,7 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class _SelfCheckingFactory(ServerFactory):
+class _SelfCheckingFactory(ServerFactory[Protocol]):
     """
     Hands connections to the real factory, except the one connection chatd
     makes to itself to check that its port is its own: that one is noted and
@@ -138,7 +141,7 @@ class _SelfCheckingFactory(ServerFactory):
 
     noisy = False
 
-    def __init__(self, factory: ServerFactory) -> None:
+    def __init__(self, factory: Factory[Any]) -> None:
         self.factory = factory
         self.expected: tuple[str, int] | None = None
         self.arrived = False
@@ -152,8 +155,8 @@ class _SelfCheckingFactory(ServerFactory):
     def stopFactory(self) -> None:
         self.factory.doStop()
 
-    def buildProtocol(self, addr: IAddress) -> Protocol | None:
-        if self.expected is not None and (addr.host, addr.port) == self.expected:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        if self.expected is not None and addr is not None and host_and_port(addr) == self.expected:
             self.arrived = True
             return None  # Twisted closes the connection
         return self.factory.buildProtocol(addr)
@@ -183,7 +186,7 @@ class TCPBinding:
     # "port 8088 on 0.0.0.0 is in use; trying 8089".
     kind = ""
 
-    def __init__(self, listen_tcp: ListenTCP, factory: ServerFactory) -> None:
+    def __init__(self, listen_tcp: ListenTCP, factory: Factory[Any]) -> None:
         self._listen_tcp = listen_tcp
         self._gate = _SelfCheckingFactory(factory)
 
@@ -204,7 +207,7 @@ class TCPBinding:
         with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
             probe.settimeout(timeout)
             try:
-                probe.connect((host, listening.getHost().port))
+                probe.connect((host, port_of(listening)))
             except OSError:
                 return False
             gate.expected, gate.arrived = probe.getsockname()[:2], False
@@ -212,7 +215,7 @@ class TCPBinding:
                 while not gate.arrived:
                     if not _wait_readable(listening, deadline):
                         return False
-                    listening.doRead()
+                    accept_now(listening)
                 return True
             finally:
                 gate.expected = None
@@ -238,10 +241,10 @@ class UDPBinding:
         """
         token = os.urandom(16)
         deadline = time.monotonic() + timeout
-        own = listening.socket  # type: ignore[attr-defined]
+        own = listening_socket(listening)
         with socket.socket(_family(host), socket.SOCK_DGRAM) as probe:
             try:
-                probe.sendto(token, (host, listening.getHost().port))
+                probe.sendto(token, (host, port_of(listening)))
             except OSError:
                 return False
             while _wait_readable(listening, deadline):
@@ -256,6 +259,17 @@ class UDPBinding:
 Binding = TCPBinding | UDPBinding
 
 
+def host_and_port(address: IAddress) -> tuple[str, int]:
+    """The host and port of an IP address (what TCP and UDP ports and transports give)."""
+    if not isinstance(address, (IPv4Address, IPv6Address)):
+        raise TypeError(f"not an IP address: {address!r}")
+    return address.host, address.port
+
+
+def port_of(listening: IListeningPort) -> int:
+    return host_and_port(listening.getHost())[1]
+
+
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
@@ -264,7 +278,7 @@ def _wait_readable(listening: IListeningPort, deadline: float) -> bool:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return False
-    readable, _, _ = select.select([listening.fileno()], [], [], remaining)
+    readable, _, _ = select.select([listening_socket(listening)], [], [], remaining)
     return bool(readable)
 
 
@@ -277,11 +291,11 @@ class Listening:
 
     def describe(self, what: str) -> str:
         """`chat room listening on 0.0.0.0:8089 (8088 was taken)`"""
-        host = self.port.getHost()
+        host, port = host_and_port(self.port.getHost())
         note = ""
         if self.taken:
             note = f" ({format_ports(self.taken)} {'was' if len(self.taken) == 1 else 'were'} taken)"
-        return f"{what} listening on {format_address(host.host, host.port)}{note}"
+        return f"{what} listening on {format_address(host, port)}{note}"
 
 
 def listen_with_fallback(
@@ -360,7 +374,7 @@ class FallbackListener(Service):
     @property
     def port(self) -> int | None:
         """The port actually bound, once listening."""
-        return None if self.listening is None else self.listening.getHost().port
+        return None if self.listening is None else port_of(self.listening)
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -382,7 +396,7 @@ class FallbackListener(Service):
             raise SystemExit(1) from None
         self.listening = result.port
         if self.port_file:
-            write_port_file(self.port_file, result.port.getHost().port)
+            write_port_file(self.port_file, port_of(result.port))
         # Logged last, so whoever waits for this line finds the port file written.
         log.info("{line}", line=result.describe(self.what))
 

@@ -445,7 +445,12 @@ def _shut_down(factory: ChatFactory, grace: float, transcript: Transcript | None
     factory.server.stop()
     closed = factory.shut_down(grace)
     if transcript is not None:
-        closed.addBoth(lambda result: (transcript.close(), result)[1])
+
+        def close_transcript(result: object) -> object:
+            transcript.close()
+            return result
+
+        closed.addBoth(close_transcript)
     return closed
 
 

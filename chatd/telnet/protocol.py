@@ -13,7 +13,8 @@ are answered here, because they belong to the connection, not the chat.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 from attrs import define, field, frozen
@@ -25,7 +26,7 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IReactorTime,
 )
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -78,6 +79,9 @@ class Settings:
 @implementer(ISession, IHalfCloseableProtocol)
 class ChatProtocol(TelnetServer):
     """One user's connection."""
+
+    # A TCP transport: ITCPTransport, and an IPushProducer (pause and resume reading).
+    transport: Any
 
     def __init__(self, factory: ChatFactory, peer: IAddress) -> None:
         super().__init__()
@@ -209,7 +213,7 @@ class ChatProtocol(TelnetServer):
             return
         self.transport.abortConnection()
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
         The connection is closed, cleanly or not.  Lines the user sent
         before it went that still wait in the flood queue are still said,
@@ -345,7 +349,7 @@ class ChatProtocol(TelnetServer):
     def deliver(self, share: Share) -> None:
         self._write_above_input(share.encoded(self.dialect))
 
-    def send(self, replies: Iterable[object]) -> None:
+    def send(self, replies: Sequence[object]) -> None:
         lobby = self._server.default_channel
         self._write_above_input(Outgoing([line for reply in replies for line in render.reply_lines(reply, lobby)])
                                 .encoded(self.charset))
@@ -420,7 +424,7 @@ def carry_out(server: ChatServer, session: ISession, command: LineCommand) -> No
 
 
 @define(slots=False)  # Factory keeps state in instance attributes of its own
-class ChatFactory(Factory):
+class ChatFactory(Factory[ChatProtocol]):
     """Builds a ChatProtocol for each telnet connection to the chat."""
 
     server: ChatServer
@@ -432,7 +436,8 @@ class ChatFactory(Factory):
     _all_closed: Deferred[None] | None = None
     noisy = False  # no "Starting factory" log lines
 
-    def buildProtocol(self, addr: IAddress) -> ChatProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
+        assert addr is not None  # Twisted's TCP ports always pass the peer's address
         return ChatProtocol(self, addr)
 
     def shut_down(self, grace_seconds: float) -> Deferred[None]:

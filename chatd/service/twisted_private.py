@@ -1,0 +1,63 @@
+"""
+Every place chatd reaches into Twisted's private state, and why.  Nothing
+else in chatd touches an underscore name or an attribute outside Twisted's
+interfaces; tests/test_twisted_private.py fails as soon as the installed
+Twisted changes what these rely on.
+
+1. The direct send (chatd.service.flow.SendQueue): at the end of a turn, a
+   TCP transport whose own buffer is empty is written to with one send()
+   on its socket, instead of write() (which buffers, asks epoll to watch
+   the socket and sends on the next poll: three system calls and a trip
+   through the poll loop per connection per turn).  Reads
+   `twisted.internet.abstract.FileDescriptor`'s `dataBuffer`,
+   `_tempDataLen` and `_writeDisconnected`, and the TCP transport's
+   `socket` and `connected`.
+
+2. The listening self-check (chatd.service.listening): right after
+   binding, before the reactor runs, chatd connects to its own port (or
+   sends itself a datagram) and accepts (reads) on the listening socket
+   itself, to prove no other program shares the port.  Calls the TCP
+   port's `doRead` and reads the ports' `socket` and `fileno()`.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.internet.interfaces import IListeningPort
+
+_BUFFER_STATE = ("socket", "connected", "dataBuffer", "_tempDataLen", "_writeDisconnected")
+
+
+def socket_of(transport: Any) -> socket.socket | None:
+    """
+    The socket of a Twisted TCP transport whose buffer state chatd can
+    read (see nothing_buffered); None for any other transport (a test's,
+    TLS), which then just gets `write`.
+    """
+    if all(hasattr(transport, name) for name in _BUFFER_STATE):
+        sock: socket.socket = transport.socket
+        return sock
+    return None
+
+
+def nothing_buffered(transport: Any) -> bool:
+    """
+    True while the TCP transport (one socket_of accepts) is connected, has
+    nothing waiting to be sent and has not been told to close its writing
+    side: a send() on its socket then overtakes nothing.
+    """
+    return bool(transport.connected and not transport.dataBuffer and not transport._tempDataLen
+                and not transport._writeDisconnected)
+
+
+def listening_socket(port: IListeningPort) -> socket.socket:
+    """The socket of a listening TCP or UDP port."""
+    sock: socket.socket = port.socket  # type: ignore[attr-defined]
+    return sock
+
+
+def accept_now(port: IListeningPort) -> None:
+    """Accept (TCP) what waits on a listening port, as the reactor would when it is readable."""
+    port.doRead()  # type: ignore[attr-defined]
