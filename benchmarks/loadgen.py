@@ -6,7 +6,11 @@ there is no C compiler and by the test suite.
 
 N clients log in (first line: nickname, then wait for "*** Hello"); the
 first K of them each send M lines of B bytes, as fast as the server takes
-them or at R lines/s each.  Every client checks that each sender's lines
+them or at R lines/s each.  With C channels, client i is in channel i % C
+and counts only the lines of senders in its own channel; `join` says the
+server has channels (each client then sends "/join #chK" and waits for
+"*** You joined"); without, the server sends every line to everyone and the
+clients skip the other channels' lines.  Every client checks that each sender's lines
 arrive exactly once and in order, and samples the delivery latency (each
 line carries its send time, from the system-wide monotonic clock).
 
@@ -104,6 +108,42 @@ def _login(clients: list[Client]) -> None:
         client.sock.setblocking(False)
 
 
+def _join_channels(clients: list[Client], channels: int) -> None:
+    for client in clients:
+        client.sock.setblocking(True)
+        client.sock.sendall(b"/join #ch%d\r\n" % (client.index % channels))
+    for client in clients:
+        while b"*** You joined" not in client.buffer:
+            if b"*** Error" in client.buffer:
+                raise ConnectionError(f"client {client.index} refused a channel: {client.buffer!r}")
+            chunk = client.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"client {client.index} closed while joining")
+            client.buffer += chunk
+        client.buffer = client.buffer[client.buffer.index(b"*** You joined"):]
+        while b"\n" not in client.buffer:
+            client.buffer += client.sock.recv(65536)
+        client.buffer = client.buffer.split(b"\n", 1)[1]
+        client.sock.setblocking(False)
+
+
+def log_in_seconds(port: int, count: int) -> float:
+    """Seconds to connect and log in `count` clients (a batch at a time), who then leave."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 256)), hard))
+    clients: list[Client] = []
+    start = time.monotonic()
+    try:
+        for first in range(0, count, 250):
+            batch = [_connect(port, index) for index in range(first, min(count, first + 250))]
+            _login(batch)
+            clients += batch
+        return time.monotonic() - start
+    finally:
+        for client in clients:
+            client.sock.close()
+
+
 def fan_out(
     port: int,
     clients: int,
@@ -113,6 +153,8 @@ def fan_out(
     rate: float | None = None,
     timeout: float = 120.0,
     processes: int = 1,
+    channels: int = 0,
+    join: bool = False,
 ) -> Result:
     """
     Run one fan-out scenario against a chat server on 127.0.0.1:port, with
@@ -120,13 +162,15 @@ def fan_out(
     process i % processes), which log in, wait for each other, then start.
     """
     if processes <= 1:
-        return _run_clients(port, list(range(clients)), clients, senders, lines, size, rate, timeout, None)
+        return _run_clients(port, list(range(clients)), clients, senders, lines, size, rate, timeout, None,
+                            channels, join)
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(processes), context.Queue()
     workers = [
         context.Process(
             target=_worker,
-            args=(results, port, list(range(worker, clients, processes)), clients, senders, lines, size, rate, timeout, barrier),
+            args=(results, port, list(range(worker, clients, processes)), clients, senders, lines, size, rate, timeout, barrier,
+                  channels, join),
         )
         for worker in range(processes)
     ]
@@ -153,11 +197,15 @@ def _run_clients(
     rate: float | None,
     timeout: float,
     barrier: Any,
+    channels: int = 0,
+    join: bool = False,
 ) -> Result:
     """The clients with these indices; the first `senders` indices of all clients send."""
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     everyone = [_connect(port, index) for index in indices]
     _login(everyone)
+    if channels and join:
+        _join_channels(everyone, channels)
     if barrier is not None:
         barrier.wait()
     selector = selectors.DefaultSelector()
@@ -166,7 +214,11 @@ def _run_clients(
     talkers = [client for client in everyone if client.index < senders]
     for client in talkers:
         client.to_send = lines
-    expected = sum((senders - (1 if client.index < senders else 0)) * lines for client in everyone)
+    def same_channel(sender: int, receiver: int) -> bool:
+        return not channels or sender % channels == receiver % channels
+
+    expected = sum(lines for client in everyone for sender in range(senders)
+                   if sender != client.index and same_channel(sender, client.index))
     latencies: list[float] = []
     deliveries = lost = duplicated = reordered = 0
     start = time.monotonic()
@@ -207,6 +259,8 @@ def _run_clients(
             arrived = time.monotonic_ns()
             for sender_text, seq_text, sent_ns in LINE.findall(data, 0, cut):
                 sender, seq = int(sender_text), int(seq_text)
+                if not same_channel(sender, client.index):
+                    continue  # another channel's line, from a server without channels
                 want = client.next_seq.get(sender, 0)
                 if seq == want:
                     client.next_seq[sender] = seq + 1
@@ -292,12 +346,13 @@ class CLoadGenerator:
     binary: Path
 
     def fan_out(self, port: int, clients: int, senders: int, lines: int, size: int = 64,
-                rate: float | None = None, timeout: float = 120.0, processes: int = 1) -> Result:
+                rate: float | None = None, timeout: float = 120.0, processes: int = 1, channels: int = 0,
+                join: bool = False) -> Result:
         """Like `fan_out`: client i in process i % processes; all log in, then all start together."""
         workers = [
             subprocess.Popen(
                 [str(self.binary), "chat", str(port), str(clients), str(senders), str(lines), str(size),
-                 str(rate or 0), str(timeout), str(worker), str(processes)],
+                 str(rate or 0), str(timeout), str(worker), str(processes), str(channels), str(int(join))],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             for worker in range(processes)
         ]
@@ -327,6 +382,19 @@ class CLoadGenerator:
             return (rss_kib() - before) / count
         finally:
             holder.stdin.close()  # it lets go of its connections and ends
+            holder.wait(30)
+
+    def log_in_seconds(self, port: int, count: int) -> float:
+        """Like `log_in_seconds`."""
+        start = time.monotonic()
+        holder = subprocess.Popen([str(self.binary), "idle", str(port), str(count)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            if holder.stdout.readline().strip() != "ready":
+                raise RuntimeError("the C load generator failed to log in")
+            return time.monotonic() - start
+        finally:
+            holder.stdin.close()
             holder.wait(30)
 
     def udp_echo(self, port: int, seconds: float = 3.0, in_flight: int = 64, size: int = 64) -> float:

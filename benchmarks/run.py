@@ -6,8 +6,10 @@ print a table of medians, ratios (same run) and the targets.
     .venv/bin/python benchmarks/run.py --quick         # a smaller, faster one
 
 Servers: chatd (twistd, flood control and send queue set high enough not to
-throttle the benchmark), the naive Twisted chat, the minimal C chat when
-there is a C compiler, and the Node.js chat when `node` is installed.  The
+throttle the benchmark), chatd as it was before the channels work (built
+from --before, a git revision, in a temporary directory), the naive Twisted
+chat, the minimal C chat when there is a C compiler, and the Node.js chat
+when `node` is installed.  The
 load comes from c/loadgen.c (the Python generator without a C compiler, or
 with --python-generator).  Everything runs on 127.0.0.1 and stops by itself.
 """
@@ -44,27 +46,44 @@ CHATD_UNTHROTTLED = [
     "--max-per-ip", "100000", "--max-clients", "100000", "--login-timeout", "600", "--echo-port", "0",
 ]
 
+# The last commit before channels and the protocol-neutral core: the
+# "chatd before" column.
+BEFORE = "963cd8b"
+
 SCENARIOS = {
     "all send": dict(clients=100, senders=100, lines=200, size=64),
     "20 of 500 send": dict(clients=500, senders=20, lines=200, size=64),
     "latency": dict(clients=200, senders=10, lines=100, size=64, rate=20.0),
+    # Client i in channel #ch(i % 10), two senders in each.  Servers without
+    # channels send every line to everyone; the clients count their own
+    # channel's lines only, so the same deliveries are compared.
+    "10 channels of 50": dict(clients=500, senders=20, lines=200, size=64, channels=10),
 }
-IDLE_CONNECTIONS = 10_000
+IDLE_CONNECTIONS = 10_000  # also the "log in 10000" run
+LOGIN_STORM = 5_000
 
 QUICK = {
     "all send": dict(clients=30, senders=30, lines=50, size=64),
     "20 of 500 send": dict(clients=100, senders=10, lines=50, size=64),
     "latency": dict(clients=50, senders=5, lines=20, size=64, rate=20.0),
+    "10 channels of 50": dict(clients=100, senders=10, lines=50, size=64, channels=5),
 }
 QUICK_IDLE_CONNECTIONS = 500
+QUICK_LOGIN_STORM = 250
 
-# The issue's targets: (baseline, comparison, value) for chatd's median.
-TARGETS = {
-    "all send": ("naive twisted", ">=", 4.0),
-    "20 of 500 send": ("naive twisted", ">=", 4.0),
-    "latency": ("C", "<=", 1.5),
-    "idle memory": (None, "<=", 4.0),
-    "udp echo": ("C", ">=", 0.9),
+# Servers whose clients join channels (the others are one room).
+WITH_CHANNELS = {"chatd"}
+
+# The issues' targets: (baseline, comparison, value) for chatd's median.
+TARGETS: dict[str, list[tuple[str | None, str, float]]] = {
+    "all send": [("naive twisted", ">=", 4.0), ("chatd before", ">=", 0.9)],
+    "20 of 500 send": [("naive twisted", ">=", 4.0), ("chatd before", ">=", 0.9)],
+    "latency": [("C", "<=", 1.5), ("chatd before", "<=", 1.1)],
+    "10 channels of 50": [],
+    "idle memory": [(None, "<=", 4.0)],
+    "log in 5000": [("naive twisted", "<=", 2.0)],
+    "log in 10000": [("naive twisted", "<=", 2.0)],
+    "udp echo": [("C", ">=", 0.9)],
 }
 
 def free_port() -> int:
@@ -73,17 +92,42 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def server_commands(port: int, build: Path) -> dict[str, list[str]]:
+def build_before(revision: str, build: Path) -> Path:
+    """
+    chatd at `revision`, extracted into `build`, its twistd plugin renamed
+    (file and name) `chatd-before` so that it never meets this checkout's.
+    """
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{revision}^{{commit}}"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    target = build / f"chatd-before-{commit[:12]}"
+    if not target.exists():
+        partial = build / f"partial-{commit[:12]}"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "chatd", "twisted"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(partial)], input=archive, check=True)
+        plugins = partial / "twisted" / "plugins"
+        plugin = plugins / "chatd_plugin.py"
+        (plugins / "chatd_before_plugin.py").write_text(plugin.read_text().replace('"chatd",\n)', '"chatd-before",\n)'))
+        plugin.unlink()
+        partial.rename(target)
+    return target
+
+
+def server_commands(port: int, build: Path, before: Path | None = None) -> dict[str, tuple[list[str], Path]]:
+    """Each server's command and the directory its Python code comes from."""
     twistd = str(Path(sys.executable).with_name("twistd"))
-    commands = {
-        "chatd": [twistd, "-n", "--pidfile=", "chatd", "--port", str(port), "--interface", "127.0.0.1", *CHATD_UNTHROTTLED],
-        "naive twisted": [sys.executable, str(HERE / "naive_twisted_chat.py"), str(port)],
-    }
+    chatd_args = ["--port", str(port), "--interface", "127.0.0.1", *CHATD_UNTHROTTLED]
+    commands = {"chatd": ([twistd, "-n", "--pidfile=", "chatd", *chatd_args], REPO)}
+    if before is not None:
+        commands["chatd before"] = ([twistd, "-n", "--pidfile=", "chatd-before", *chatd_args], before)
+    commands["naive twisted"] = ([sys.executable, str(HERE / "naive_twisted_chat.py"), str(port)], REPO)
     c_chat = compile_c(HERE / "c" / "chat_server.c", build)
     if c_chat:
-        commands["C"] = [str(c_chat), str(port)]
+        commands["C"] = ([str(c_chat), str(port)], REPO)
     if shutil.which("node"):
-        commands["node"] = ["node", str(HERE / "node_chat.js"), str(port)]
+        commands["node"] = (["node", str(HERE / "node_chat.js"), str(port)], REPO)
     return commands
 
 
@@ -100,10 +144,10 @@ def echo_commands(port: int, build: Path) -> dict[str, list[str]]:
     return commands
 
 
-def spawn(command: list[str]) -> subprocess.Popen:
-    """A server process running this checkout's chatd, its output discarded."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def spawn(command: list[str], code: Path = REPO) -> subprocess.Popen:
+    """A server process running the chatd in `code` (this checkout by default), its output discarded."""
+    env = dict(os.environ, PYTHONPATH=str(code) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(command, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def start_udp(command: list[str], port: int) -> subprocess.Popen:
@@ -139,8 +183,8 @@ def measure_echo(generator: Any, name: str, command: list[str], port: int, secon
                 "lost": 0, "duplicated": 0, "reordered": 0}
 
 
-def start(command: list[str], port: int) -> subprocess.Popen:
-    process = spawn(command)
+def start(command: list[str], port: int, code: Path = REPO) -> subprocess.Popen:
+    process = spawn(command, code)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -161,16 +205,27 @@ def rss_mib(pid: int) -> float:
     return rss_kib(pid) / 1024
 
 
-def measure_idle(generator: Any, name: str, command: list[str], port: int, count: int) -> dict:
-    with running(start(command, port)) as process:
+def measure_idle(generator: Any, name: str, command: list[str], code: Path, port: int, count: int) -> dict:
+    """Memory per idle connection, and the time the `count` logins took."""
+    with running(start(command, port, code)) as process:
+        began = time.monotonic()
         per_connection = generator.idle_connections(port, count, lambda: rss_kib(process.pid))
         return {"server": name, "kib_per_connection": per_connection, "connections": count,
+                "login_seconds": time.monotonic() - began, "lost": 0, "duplicated": 0, "reordered": 0}
+
+
+def measure_logins(generator: Any, name: str, command: list[str], code: Path, port: int, count: int) -> dict:
+    with running(start(command, port, code)):
+        return {"server": name, "login_seconds": generator.log_in_seconds(port, count), "connections": count,
                 "lost": 0, "duplicated": 0, "reordered": 0}
 
 
-def measure(generator: Any, name: str, command: list[str], port: int, scenario: dict, processes: int) -> dict:
-    with running(start(command, port)) as process:
+def measure(generator: Any, name: str, command: list[str], code: Path, port: int, scenario: dict,
+            processes: int) -> dict:
+    with running(start(command, port, code)) as process:
         cpu = cpu_seconds(process.pid)
+        if "channels" in scenario:
+            scenario = dict(scenario, join=name in WITH_CHANNELS)
         result = generator.fan_out(port, processes=processes, **scenario)
         return {
             "server": name,
@@ -192,9 +247,12 @@ def main() -> None:
     parser.add_argument("--results", default=str(HERE / "results.json"))
     parser.add_argument("--processes", type=int, default=1, help="load generator processes")
     parser.add_argument("--python-generator", action="store_true", help="use the Python load generator")
+    parser.add_argument("--before", default=BEFORE,
+                        help=f"git revision of the 'chatd before' column (default {BEFORE}); '' leaves it out")
     args = parser.parse_args()
     build = Path(tempfile.gettempdir()) / "chatd-benchmarks"
     build.mkdir(exist_ok=True)
+    before = build_before(args.before, build) if args.before else None
     c_generator = None if args.python_generator else compile_c(HERE / "c" / "loadgen.c", build)
     generator: Any = CLoadGenerator(c_generator) if c_generator else python_generator
     print(f"load generator: {'C' if c_generator else 'Python'}, {args.processes} process(es)", flush=True)
@@ -203,8 +261,8 @@ def main() -> None:
     for repetition in range(args.repetitions):
         for scenario_name, scenario in scenarios.items():
             port = free_port()
-            for server, command in server_commands(port, build).items():  # interleaved: every server in each round
-                run = measure(generator, server, command, port, scenario, args.processes)
+            for server, (command, code) in server_commands(port, build, before).items():  # interleaved
+                run = measure(generator, server, command, code, port, scenario, args.processes)
                 run.update(scenario=scenario_name, repetition=repetition)
                 runs.append(run)
                 print(f"  {scenario_name:>15} {server:>14}: {run['deliveries_per_second'] / 1e6:6.3f} M/s "
@@ -213,13 +271,21 @@ def main() -> None:
                       f"reord {run['reordered']}  server cpu {run['server_cpu_seconds']:.2f} s, "
                       f"generator cpu {run['generator_cpu_seconds']:.2f} s in {run['seconds']:.2f} s", flush=True)
         port = free_port()
+        storm = QUICK_LOGIN_STORM if args.quick else LOGIN_STORM
+        for server, (command, code) in server_commands(port, build, before).items():
+            run = measure_logins(generator, server, command, code, port, storm)
+            run.update(scenario=f"log in {LOGIN_STORM}", repetition=repetition)
+            runs.append(run)
+            print(f"  {'log in ' + str(storm):>15} {server:>14}: {run['login_seconds']:.2f} s", flush=True)
+        port = free_port()
         idle = QUICK_IDLE_CONNECTIONS if args.quick else IDLE_CONNECTIONS
-        for server, command in server_commands(port, build).items():
-            run = measure_idle(generator, server, command, port, idle)
+        for server, (command, code) in server_commands(port, build, before).items():
+            run = measure_idle(generator, server, command, code, port, idle)
             run.update(scenario="idle memory", repetition=repetition)
             runs.append(run)
+            runs.append({**run, "scenario": f"log in {IDLE_CONNECTIONS}"})
             print(f"  {'idle memory':>15} {server:>14}: {run['kib_per_connection']:.2f} KiB per connection "
-                  f"({idle} logged in)", flush=True)
+                  f"({idle} logged in, in {run['login_seconds']:.2f} s)", flush=True)
         port = free_port()
         for server, command in echo_commands(port, build).items():
             run = measure_echo(generator, server, command, port, 1.0 if args.quick else 3.0)
@@ -265,13 +331,16 @@ def print_table(scenarios: dict, runs: list[dict]) -> None:
         return statistics.median(run[key] for run in runs if run["scenario"] == scenario and run["server"] == server)
 
     print()
-    print("| scenario | " + " | ".join(servers) + " | chatd / naive | chatd / C | target | met |")
-    print("|---|" + "---|" * (len(servers) + 4))
-    for scenario in [*scenarios, "idle memory", "udp echo"]:
+    baselines = ("chatd before", "naive twisted", "C")
+    print("| scenario | " + " | ".join(servers) + " | chatd / before | chatd / naive | chatd / C | targets | met |")
+    print("|---|" + "---|" * (len(servers) + 5))
+    for scenario in [*scenarios, "idle memory", f"log in {LOGIN_STORM}", f"log in {IDLE_CONNECTIONS}", "udp echo"]:
         if scenario == "latency":
             key, unit, scale = "p99_ms", "ms p99", 1
         elif scenario == "idle memory":
             key, unit, scale = "kib_per_connection", "KiB per idle connection", 1
+        elif scenario.startswith("log in"):
+            key, unit, scale = "login_seconds", "s", 1
         elif scenario == "udp echo":
             key, unit, scale = "echoes_per_second", "k echoes/s", 1e3
         else:
@@ -280,13 +349,16 @@ def print_table(scenarios: dict, runs: list[dict]) -> None:
         values = {server: median(scenario, server, key) / scale for server in present}
         cells = " | ".join(f"{values[server]:.3f}" if server in values else "-" for server in servers)
         ratios = {baseline: values["chatd"] / values[baseline] if values.get(baseline) else None
-                  for baseline in ("naive twisted", "C")}
-        baseline, comparison, target = TARGETS[scenario]
-        measured = values["chatd"] if baseline is None else ratios[baseline]
-        met = "-" if measured is None else "yes" if (measured >= target if comparison == ">=" else measured <= target) else "NO"
-        goal = f"{comparison} {target:g} KiB" if baseline is None else f"{comparison} {target:g}x {baseline}"
+                  for baseline in baselines}
+        goals, verdicts = [], []
+        for baseline, comparison, target in TARGETS[scenario]:
+            measured = values["chatd"] if baseline is None else ratios[baseline]
+            verdicts.append("-" if measured is None else "yes" if (
+                measured >= target if comparison == ">=" else measured <= target) else "NO")
+            goals.append(f"{comparison} {target:g} KiB" if baseline is None else f"{comparison} {target:g}x {baseline}")
         shown = " | ".join("-" if ratio is None else f"{ratio:.2f}x" for ratio in ratios.values())
-        print(f"| {scenario} ({unit}) | {cells} | {shown} | {goal} | {met} |")
+        print(f"| {scenario} ({unit}) | {cells} | {shown} | {'; '.join(goals) or '-'} | "
+              f"{', '.join(verdicts) or '-'} |")
     correct = all(run["lost"] == run["duplicated"] == run["reordered"] == 0 for run in runs)
     print(f"\ncorrectness (every run: no loss, no duplicate, no reordering): {'yes' if correct else 'NO'}")
     if not correct:

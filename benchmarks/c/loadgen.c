@@ -6,6 +6,12 @@
  *       an index below SENDERS send LINES lines of SIZE bytes each, as fast
  *       as the server takes them (RATE 0) or at RATE lines/s.  Log in, print
  *       "ready", wait for a line on stdin, run, print one JSON result line.
+ *   loadgen chat ... CHANNELS JOIN
+ *       The same in CHANNELS channels: client i is in channel i % CHANNELS and
+ *       counts only the lines of senders in its own channel.  With JOIN 1 each
+ *       client first sends "/join #chK" and waits for "*** You joined" (a
+ *       server with channels); with JOIN 0 the server is one room, every
+ *       client gets every line and skips the other channels' (the baselines).
  *   loadgen idle PORT CLIENTS
  *       Log CLIENTS clients in, print "ready", hold them until stdin closes.
  *   loadgen udp PORT SECONDS INFLIGHT SIZE
@@ -116,6 +122,40 @@ static void log_in(client_t *clients, int count, int port) {
     free(buffer);
 }
 
+/* Each client joins its channel, #ch(index % channels), and reads up to "*** You joined". */
+static void join_channels(client_t *clients, int count, int channels) {
+    size_t size = 1 << 20;
+    char *buffer = malloc(size);
+    for (int i = 0; i < count; i++) {
+        char line[64];
+        int length = snprintf(line, sizeof line, "/join #ch%d\r\n", clients[i].index % channels);
+        if (write(clients[i].fd, line, length) != length) die("write join");
+    }
+    for (int i = 0; i < count; i++) {
+        client_t *c = &clients[i];
+        size_t have = c->partial_length;
+        memcpy(buffer, c->partial, have);
+        buffer[have] = 0;
+        char *joined = strstr(buffer, "*** You joined");
+        while (!(joined && memchr(joined, '\n', buffer + have - joined))) {
+            ssize_t got = read(c->fd, buffer + have, size - 1 - have);
+            if (got <= 0) { fprintf(stderr, "client %d: closed while joining\n", c->index); exit(2); }
+            have += got;
+            buffer[have] = 0;
+            joined = strstr(buffer, "*** You joined");
+            if (!joined && strstr(buffer, "*** Error")) {
+                fprintf(stderr, "client %d: refused a channel: %s\n", c->index, strstr(buffer, "*** Error"));
+                exit(2);
+            }
+        }
+        char *rest = (char *)memchr(joined, '\n', buffer + have - joined) + 1;
+        c->partial_length = buffer + have - rest;
+        c->partial = realloc(c->partial, c->partial_length + 1);
+        memcpy(c->partial, rest, c->partial_length);
+    }
+    free(buffer);
+}
+
 static void wait_for_go(void) {
     printf("ready\n");
     fflush(stdout);
@@ -173,7 +213,8 @@ typedef struct {
 } tally_t;
 
 /* Check every complete line in [data, end) for client c; return where the incomplete rest begins. */
-static const char *check_lines(client_t *c, const char *data, const char *end, int senders, tally_t *tally) {
+static const char *check_lines(client_t *c, const char *data, const char *end, int senders, int channels,
+                               tally_t *tally) {
     int64_t arrived = now_ns();
     for (;;) {
         const char *newline = memchr(data, '\n', end - data);
@@ -184,6 +225,7 @@ static const char *check_lines(client_t *c, const char *data, const char *end, i
         p += 2;
         long sender = parse_number(&p, newline);
         if (newline - p < 4 || memcmp(p, "> m ", 4) != 0 || sender >= senders) continue;
+        if (channels && sender % channels != c->index % channels) continue;  /* another channel's */
         p += 4;
         parse_number(&p, newline);  /* the sender again */
         p++;
@@ -217,7 +259,8 @@ static double cpu_seconds(void) {
     return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
 }
 
-static int chat(int port, int total, int senders, long lines, int size, double rate, double timeout, int first, int step) {
+static int chat(int port, int total, int senders, long lines, int size, double rate, double timeout, int first, int step,
+                int channels, int join) {
     double cpu_before = cpu_seconds();
     int count = first < total ? (total - first + step - 1) / step : 0;
     client_t *clients = calloc(count, sizeof *clients);
@@ -227,6 +270,7 @@ static int chat(int port, int total, int senders, long lines, int size, double r
         if (clients[i].index < senders) clients[i].to_send = lines;
     }
     log_in(clients, count, port);
+    if (channels && join) join_channels(clients, count, channels);
     int epoll = epoll_create1(0);
     long expected = 0;
     int talkers = 0;
@@ -234,7 +278,8 @@ static int chat(int port, int total, int senders, long lines, int size, double r
         struct epoll_event event = {.events = EPOLLIN, .data.ptr = &clients[i]};
         if (epoll_ctl(epoll, EPOLL_CTL_ADD, clients[i].fd, &event) < 0) die("epoll_ctl");
         int sends = clients[i].index < senders;
-        expected += (long)(senders - sends) * lines;
+        for (int s = 0; s < senders; s++)
+            if (s != clients[i].index && (!channels || s % channels == clients[i].index % channels)) expected += lines;
         talkers += sends;
     }
     client_t **talking = calloc(talkers ? talkers : 1, sizeof *talking);
@@ -274,7 +319,7 @@ static int chat(int port, int total, int senders, long lines, int size, double r
             if (got < 0 && errno == EAGAIN) continue;
             if (got <= 0) { fprintf(stderr, "server closed client %d\n", c->index); exit(2); }
             const char *end = buffer + c->partial_length + got;
-            const char *rest = check_lines(c, buffer, end, senders, &tally);
+            const char *rest = check_lines(c, buffer, end, senders, channels, &tally);
             c->partial_length = end - rest;
             c->partial = realloc(c->partial, c->partial_length + 1);
             memcpy(c->partial, rest, c->partial_length);
@@ -317,9 +362,10 @@ static int udp(int port, double seconds, int in_flight, int size) {
 
 int main(int argc, char **argv) {
     raise_fd_limit();
-    if (argc == 11 && strcmp(argv[1], "chat") == 0)
+    if ((argc == 11 || argc == 13) && strcmp(argv[1], "chat") == 0)
         return chat(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atoi(argv[6]), atof(argv[7]),
-                    atof(argv[8]), atoi(argv[9]), atoi(argv[10]));
+                    atof(argv[8]), atoi(argv[9]), atoi(argv[10]), argc == 13 ? atoi(argv[11]) : 0,
+                    argc == 13 ? atoi(argv[12]) : 0);
     if (argc == 4 && strcmp(argv[1], "idle") == 0) return idle(atoi(argv[2]), atoi(argv[3]));
     if (argc == 6 && strcmp(argv[1], "udp") == 0) return udp(atoi(argv[2]), atof(argv[3]), atoi(argv[4]), atoi(argv[5]));
     fprintf(stderr, "usage: see the comment at the top of loadgen.c\n");
