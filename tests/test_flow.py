@@ -185,6 +185,35 @@ def test_with_nothing_buffered_output_is_sent_at_once_and_otherwise_queues_behin
 
 
 @pytest_twisted.inlineCallbacks
+def test_parts_go_out_in_one_scatter_gather_send_and_otherwise_in_order_behind_twisted():
+    """A share's views into the turn's buffer reach the peer whole and in order, sent at once or queued."""
+    port, client, server = yield one_connection()
+    try:
+        flusher = Flusher(reactor)
+        send = SendQueue(server.transport, 1 << 20, lambda: None, flusher)
+        client.setblocking(False)
+        turn = memoryview(b"<a> one\r\n<b> two\r\n<c> three\r\n")
+        flusher.flushing = True  # the end of a turn, as Flusher.flush sets it
+        send.write_parts([turn[0:9], turn[18:]])  # all but b's line
+        flusher.flushing = False
+        assert client.recv(100) == b"<a> one\r\n<c> three\r\n"  # already here: sent in the flush itself
+        send.write_parts([turn[9:18], turn[0:9]])  # mid-turn: queued, joined, sent at the flush
+        flusher.flush()
+        assert client.recv(100) == b"<b> two\r\n<a> one\r\n"
+        server.transport.write(b"first ")  # waits in Twisted's buffer for the next poll
+        flusher.flushing = True
+        send.write_parts([turn[0:4], turn[18:22]])
+        flusher.flushing = False
+        client.settimeout(10)
+        received = b""
+        while received != b"first <a> <c> ":
+            received += yield deferToThread(client.recv, 100)
+    finally:
+        client.close()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_peer_that_reset_the_connection_is_lost_not_closed_cleanly():
     """Sending at once to a reset peer takes the socket's error; the connection is still reported lost, not done."""
     port, client, server = yield one_connection()

@@ -96,3 +96,20 @@ def test_a_share_is_exactly_the_messages_it_keeps(texts, skipped, start, charset
     if runs:
         assert Share(batch, runs, "#lobby").encoded(TelnetDialect(charset)) == b"".join(
             encode(f"<x> {texts[index]}\r\n", charset) for index in kept)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.integers(1, 5)), max_size=4),
+    st.sets(st.integers(0, 40)),
+    st.integers(0, 40),
+)
+def test_cutting_runs_keeps_exactly_the_events_left(runs, skipped, first):
+    """without() and from_index() on any ascending runs leave exactly the indices they should."""
+    ordered, position = [], 0
+    for gap, length in runs:  # ascending, disjoint runs
+        ordered.append((position + gap, position + gap + length))
+        position += gap + length
+    kept = [index for start, end in ordered for index in range(start, end) if index >= first and index not in skipped]
+    cut = without(from_index(ordered, first), sorted(skipped))
+    assert [index for start, end in cut for index in range(start, end)] == kept
+    assert all(start < end for start, end in cut)

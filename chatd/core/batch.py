@@ -5,14 +5,18 @@ Fan-out is the hot path: in one turn many events go to many members.  A
 `Batch` holds the turn's events; a dialect (telnet in some charset, IRC,
 JSON) encodes all of them once into one buffer, and each member's `Share`
 (the events meant for them) is cut from that buffer.  Members whose shares
-are the same get the same `Share` object, so its bytes are joined once for
-all of them; a member whose share is every event gets the buffer itself.
+are the same get the same `Share` object.  A share's `parts` are views into
+the one buffer, not copies, so a connection can hand them to the kernel as
+they are (scatter-gather); a member whose share is every event gets the
+buffer itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Protocol
+from typing import Protocol, Union
+
+Buffer = Union[bytes, memoryview]
 
 from chatd.core.events import Event
 
@@ -28,8 +32,8 @@ class IDialect(Protocol, Hashable):
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
         """All `events` as one buffer, and where each starts in it (with the end last)."""
 
-    def frame(self, parts: list[bytes]) -> bytes:
-        """The bytes of one delivery holding these encoded events (usually just joined)."""
+    def frame(self, parts: list[Buffer]) -> list[Buffer]:
+        """One delivery holding these encoded events, in order: usually the parts themselves."""
 
 
 class Batch:
@@ -39,44 +43,54 @@ class Batch:
 
     def __init__(self, events: list[Event]) -> None:
         self.events = events
-        self._encoded: dict[tuple[IDialect, str | None], tuple[bytes, list[int]]] = {}
+        self._encoded: dict[tuple[IDialect, str | None], tuple[bytes, list[int], memoryview]] = {}
 
     def __len__(self) -> int:
         return len(self.events)
 
-    def encoded(self, dialect: IDialect, current: str | None) -> tuple[bytes, list[int]]:
-        key = (dialect, current if dialect.uses_current else None)
-        found = self._encoded.get(key)
+    def encoded(self, dialect: IDialect, current: str | None) -> tuple[bytes, list[int], memoryview]:
+        """Every event in `dialect` as seen from `current`: the bytes, where each event starts, and a view of them."""
+        if not dialect.uses_current:
+            current = None
+        found = self._encoded.get((dialect, current))
         if found is None:
-            found = self._encoded[key] = dialect.encode_events(self.events, key[1])
+            data, offsets = dialect.encode_events(self.events, current)
+            found = self._encoded[dialect, current] = (data, offsets, memoryview(data))
         return found
 
 
 class Share:
     """Some runs of a `Batch`'s events as seen from one current channel: one delivery to one or more members."""
 
-    __slots__ = ("batch", "runs", "current", "_encoded")
+    __slots__ = ("batch", "runs", "current", "_parts")
 
     def __init__(self, batch: Batch, runs: Runs, current: str | None) -> None:
         self.batch = batch
         self.runs = runs
         self.current = current
-        self._encoded: dict[IDialect, bytes] = {}
+        self._parts: dict[IDialect, list[Buffer]] = {}
 
     @property
     def events(self) -> list[Event]:
         return [event for start, end in self.runs for event in self.batch.events[start:end]]
 
-    def encoded(self, dialect: IDialect) -> bytes:
-        found = self._encoded.get(dialect)
+    def parts(self, dialect: IDialect) -> list[Buffer]:
+        """This share in `dialect`: views into the batch's bytes, to be sent one after another."""
+        found = self._parts.get(dialect)
         if found is None:
-            data, offsets = self.batch.encoded(dialect, self.current)
-            if self.runs == [(0, len(self.batch))]:  # every event: the buffer itself
-                parts = [data]
+            data, offsets, view = self.batch.encoded(dialect, self.current)
+            runs = self.runs
+            if len(runs) == 1 and runs[0][0] == 0 and runs[0][1] == len(offsets) - 1:  # every event: the buffer itself
+                cut: list[Buffer] = [data]
             else:
-                parts = [data[offsets[start]:offsets[end]] for start, end in self.runs]
-            found = self._encoded[dialect] = dialect.frame(parts)
+                cut = [view[offsets[start]:offsets[end]] for start, end in runs]
+            found = self._parts[dialect] = dialect.frame(cut)
         return found
+
+    def encoded(self, dialect: IDialect) -> bytes:
+        """This share in `dialect`, as one bytes object (a copy, unless it is the whole batch)."""
+        parts = self.parts(dialect)
+        return parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
 
     def __repr__(self) -> str:
         return f"Share({self.events!r})"
@@ -85,14 +99,26 @@ class Share:
 class PlainFrames:
     """For dialects whose delivery is just the events' bytes one after another (telnet, IRC)."""
 
-    def frame(self, parts: list[bytes]) -> bytes:
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+    def frame(self, parts: list[Buffer]) -> list[Buffer]:
+        return parts
 
 
 def without(runs: Runs, skipped: list[int]) -> Runs:
     """`runs` with the (ascending) event indices in `skipped` left out."""
     if not skipped:
         return runs
+    if len(runs) == 1:  # the usual case: the whole turn, less what the member said
+        start, end = runs[0]
+        cut: Runs = []
+        for index in skipped:
+            if index >= end:
+                break
+            if index > start:
+                cut.append((start, index))
+            start = max(start, index + 1)
+        if start < end:
+            cut.append((start, end))
+        return cut
     result: Runs = []
     position = 0
     for start, end in runs:

@@ -117,6 +117,7 @@ class ChatServer:
     held: bool = field(init=False, default=False)
     _publishing: bool = field(init=False, default=False)
     _crowd_call: IDelayedCall | None = field(init=False, default=None)
+    _drops: int = field(init=False, default=0)  # sessions dropped for a failed delivery, ever
 
     def __attrs_post_init__(self) -> None:
         for key, events in self.recent.items():
@@ -204,15 +205,12 @@ class ChatServer:
 
     def _handle(self, member: Member, command: commands.Command) -> None:
         session = member.session
+        if type(command) is commands.Say:  # most lines: the hot path skips the match's walk through its cases
+            self._speak(member, Said, command.text, command.channel)
+            return
         match command:
-            case commands.Say(text, channel):
-                target = self._target(member, channel)
-                if target is not None:
-                    self._broadcast(Said(target.name, member.nick, text, at=self.clock.seconds()), target.key, session)
             case commands.Act(text, channel):
-                target = self._target(member, channel)
-                if target is not None:
-                    self._broadcast(Acted(target.name, member.nick, text, at=self.clock.seconds()), target.key, session)
+                self._speak(member, Acted, text, channel)
             case commands.Msg(to_nick, text):
                 self._private(member, to_nick, text)
             case commands.Join(channel):
@@ -236,6 +234,12 @@ class ChatServer:
                 self._moderate(member, command)
             case _:
                 raise TypeError(f"the server does not handle {command!r}")
+
+    def _speak(self, member: Member, kind: type[Said] | type[Acted], text: str, channel: str | None) -> None:
+        target = self._target(member, channel)
+        if target is not None:
+            self._broadcast(kind(target.name, member.nick, text, at=self.clock.seconds()), target.key, member.session,
+                            target)
 
     def _log_in(self, session: ISession, wanted: str) -> None:
         nick = self._available_nickname(session, wanted)
@@ -558,9 +562,9 @@ class ChatServer:
         self.catch_up(member.session)
         return self._members.get(member.session) is member
 
-    def _broadcast(self, event: Event, audience: Audience, exclude: ISession | None = None) -> None:
-        """Record `event` and deliver it to the members of `audience` but `exclude`."""
-        channel = self._channels.get(audience) if isinstance(audience, str) else None
+    def _broadcast(self, event: Event, audience: Audience, exclude: ISession | None = None,
+                   channel: Channel | None = None) -> None:
+        """Record `event` (in `channel`'s history, if given) and deliver it to the members of `audience` but `exclude`."""
         self._record(event, channel)
         if not audience:
             return
@@ -600,32 +604,27 @@ class ChatServer:
                 recipients.extend(channel.members.values())
         if len(touched) > 1:  # a member of several of them gets one share
             recipients = list({id(member): member for member in recipients}.values())
-        runs_by_view: dict[frozenset[str], Runs] = {}
+        # One share per view, for every member with that view who neither
+        # sent any of these events nor joined or caught up during the turn.
         shares: dict[tuple[frozenset[str], str | None], Share] = {}
-        members = self._members
+        members, drops = self._members, self._drops
         for member in recipients:
             session = member.session
             # A member dropped by a failed delivery earlier in this loop is skipped.
-            if members.get(session) is not member:
+            if self._drops != drops and members.get(session) is not member:
                 continue
             view = member.view
-            runs = runs_by_view.get(view[0])
-            if runs is None:
-                runs = runs_by_view[view[0]] = _runs_for(pending, view[0], 0)
-            start = caught_up.get(session, 0)
-            own = sent_by.get(session)
-            if not start and own is None:
-                share = shares.get(view)
-                if share is None:
-                    share = shares[view] = Share(batch, runs, view[1])
-            else:
-                own_runs = without(from_index(runs, start), own or [])
-                share = Share(batch, own_runs, view[1])
+            share = shares.get(view)
+            if share is None:
+                share = shares[view] = Share(batch, _runs_for(pending, view[0], 0), view[1])
+            if session in sent_by or (caught_up and session in caught_up):
+                runs = without(from_index(share.runs, caught_up.get(session, 0)), sent_by.get(session, []))
+                share = Share(batch, runs, view[1])
             if share.runs:
                 self._deliver_isolated(member, share)
 
     def _record(self, event: Event, channel: Channel | None) -> None:
-        if channel is not None and isinstance(event, MESSAGES):
+        if channel is not None:
             channel.history.record(event)
         for observer in self.observers:
             try:
@@ -653,6 +652,7 @@ class ChatServer:
             self._drop(member.session)
 
     def _drop(self, session: ISession) -> None:
+        self._drops += 1
         try:
             session.disconnect("delivery failed")
         except Exception:

@@ -19,14 +19,19 @@ import fcntl
 import struct
 import termios
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
 
+from chatd.core.batch import Buffer
 from chatd.service.limits import TokenBucket
-from chatd.service.twisted_private import nothing_buffered, socket_of
+from chatd.service.twisted_private import send_now, socket_of
+
+# More buffers than this in one send are joined first (the kernel takes at
+# most IOV_MAX, 1024 on Linux, in one sendmsg).
+MAX_PARTS_PER_SEND = 64
 
 if TYPE_CHECKING:
     from chatd.core.server import ChatServer
@@ -109,7 +114,7 @@ class SendQueue:
         if self._closed:
             return
         if self._flusher.flushing and not self._pending and not self._paused:
-            self._send(data)  # the turn is ending and nothing waits: no need to queue
+            self._send((data,))  # the turn is ending and nothing waits: no need to queue
             return
         self._pending.append(data)
         self.pending_bytes += len(data)
@@ -121,6 +126,18 @@ class SendQueue:
         elif not self._scheduled:
             self._scheduled = True
             self._flusher.schedule(self)
+
+    def write_parts(self, parts: list[Buffer]) -> None:
+        """
+        Write these buffers one after another.  At the end of a turn with
+        nothing waiting, they go to the socket as they are, in one
+        scatter-gather send: a share of a turn's events is views into the
+        turn's one buffer, and is not copied for each member.
+        """
+        if self._flusher.flushing and not self._pending and not self._paused and not self._closed:
+            self._send(parts)
+        else:
+            self.write(b"".join(parts))
 
     def flush(self) -> None:
         """Hand what is pending to the transport (unless it asked us to wait)."""
@@ -151,9 +168,9 @@ class SendQueue:
 
     def _hand_over(self) -> None:
         pending, self._pending, self.pending_bytes = self._pending, [], 0
-        self._send(pending[0] if len(pending) == 1 else b"".join(pending))
+        self._send(pending)
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, parts: Sequence[Buffer]) -> None:
         """
         Send what the socket takes now, if the transport has nothing waiting
         to be sent, and give the rest to `transport.write`.
@@ -162,24 +179,18 @@ class SendQueue:
         sends on the next poll: three system calls and a trip through the
         poll loop per connection per turn, which is most of fan-out latency.
         While its buffer is empty nothing can be overtaken, so one send()
-        does it.
+        (or sendmsg() of several buffers) does it.
         """
-        transport, sock = self._transport, self._socket
-        if sock is not None and nothing_buffered(transport):
-            try:
-                sent = sock.send(data)
-            except (BlockingIOError, InterruptedError):  # the socket buffer is full: Twisted waits for room
-                sent = 0
-            except OSError:
-                # The peer reset the connection.  This send has taken the
-                # socket's error, so Twisted would next read a plain end of
-                # file and report a clean close: close it as lost ourselves.
-                transport.abortConnection()
-                return
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
+        if len(parts) > MAX_PARTS_PER_SEND:
+            parts = [b"".join(parts)]
+        sent = 0 if self._socket is None else send_now(self._transport, self._socket, parts)
+        if sent is None:  # the peer had reset the connection: it is being closed
+            return
+        if len(parts) == 1:
+            if sent < len(parts[0]):
+                self._transport.write(bytes(parts[0][sent:]))
+        elif sent < sum(map(len, parts)):
+            self._transport.write(b"".join(parts)[sent:])
 
 
 def unacknowledged_bytes(transport: Any) -> int:

@@ -6,9 +6,9 @@ Twisted changes what these rely on.
 
 1. The direct send (chatd.service.flow.SendQueue): at the end of a turn, a
    TCP transport whose own buffer is empty is written to with one send()
-   on its socket, instead of write() (which buffers, asks epoll to watch
-   the socket and sends on the next poll: three system calls and a trip
-   through the poll loop per connection per turn).  Reads
+   (or sendmsg()) on its socket, instead of write() (which buffers, asks
+   epoll to watch the socket and sends on the next poll: three system
+   calls and a trip through the poll loop per connection per turn).  Reads
    `twisted.internet.abstract.FileDescriptor`'s `dataBuffer`,
    `_tempDataLen` and `_writeDisconnected`, and the TCP transport's
    `socket` and `connected`.
@@ -23,10 +23,12 @@ Twisted changes what these rely on.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Union
 
 from twisted.internet.interfaces import IListeningPort
 
+Buffer = Union[bytes, memoryview]
 _BUFFER_STATE = ("socket", "connected", "dataBuffer", "_tempDataLen", "_writeDisconnected")
 
 
@@ -50,6 +52,27 @@ def nothing_buffered(transport: Any) -> bool:
     """
     return bool(transport.connected and not transport.dataBuffer and not transport._tempDataLen
                 and not transport._writeDisconnected)
+
+
+def send_now(transport: Any, sock: socket.socket, parts: Sequence[Buffer]) -> int | None:
+    """
+    If nothing waits in the TCP transport's own buffer (see
+    nothing_buffered), send `parts` one after another on its socket now, in
+    one system call; return how many bytes the socket took (0 when it was
+    full, or when the transport's buffer was not empty).  None: the peer
+    had reset the connection, and it is aborted.  (That send took the
+    socket's error, so Twisted would next read a plain end of file and
+    report a clean close.)
+    """
+    if not nothing_buffered(transport):
+        return 0
+    try:
+        return sock.send(parts[0]) if len(parts) == 1 else sock.sendmsg(parts)
+    except (BlockingIOError, InterruptedError):  # the socket's buffer is full: Twisted waits for room
+        return 0
+    except OSError:
+        transport.abortConnection()
+        return None
 
 
 def listening_socket(port: IListeningPort) -> socket.socket:

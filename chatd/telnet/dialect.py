@@ -10,7 +10,7 @@ once per dialect in use (see chatd.core.batch), and replies once per
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from itertools import accumulate
 
 from attrs import frozen
@@ -39,13 +39,23 @@ def writes_ascii_as_ascii(charset: str) -> bool:
     return ascii_bytes.decode("ascii").encode(charset) == ascii_bytes
 
 
-@frozen
+@frozen(eq=False)  # compared and hashed by identity: see of()
 class TelnetDialect(PlainFrames):
     charset: str
     lobby: str = "#lobby"
 
     # Lines of other channels than the member's current one carry the channel.
     uses_current = True
+
+    @staticmethod
+    @cache
+    def of(charset: str, lobby: str) -> TelnetDialect:
+        """
+        The one dialect for this charset and default channel, which every
+        session that uses them shares: fan-out looks a dialect up for every
+        delivery, and identity is the cheapest hash and comparison there is.
+        """
+        return TelnetDialect(charset, lobby)
 
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
         texts = [render.event(event, current, self.lobby) + "\r\n" for event in events]

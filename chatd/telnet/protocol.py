@@ -90,7 +90,7 @@ class ChatProtocol(TelnetServer):
         self._settings = factory.settings
         self.peer = peer
         self._editor = LineEditor(self._settings.max_line_bytes, self._settings.charset)
-        self.dialect = TelnetDialect(self._settings.charset, self._server.default_channel)
+        self.dialect = TelnetDialect.of(self._settings.charset, self._server.default_channel)
         self._hinted_charset = False
         self._closing = False
         self._lost = False  # the transport is closed
@@ -100,6 +100,7 @@ class ChatProtocol(TelnetServer):
         self._admitted = False
         self._first_data = True
         self._login_timer: IDelayedCall | None = None
+        self.logged_in = False  # has chosen a nickname
         self._idle_timer: IDelayedCall | None = None
         self._send_queue: SendQueue | None = None
         self._flood_gate: FloodGate | None = None
@@ -279,7 +280,8 @@ class ChatProtocol(TelnetServer):
         self.leave_chat("Send queue exceeded")
         self.transport.abortConnection()
 
-    def _joined(self) -> None:
+    def _logged_in(self) -> None:
+        self.logged_in = True
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self._login_timer = None
@@ -322,9 +324,12 @@ class ChatProtocol(TelnetServer):
         if isinstance(command, Charset):
             self._set_charset(command.name)
             return
+        if self.logged_in and not isinstance(command, _FRONT_DOOR_COMMANDS):
+            self._server.handle(self, command)  # the usual line, the short way
+            return
         carry_out(self._server, self, command)
-        if self._login_timer is not None and self._server.nick_of(self) is not None:
-            self._joined()
+        if not self.logged_in and self._server.nick_of(self) is not None:
+            self._logged_in()
 
     def _set_charset(self, name: str | None) -> None:
         self._server.catch_up(self)  # what the chat has for this user goes in the charset they had
@@ -337,7 +342,7 @@ class ChatProtocol(TelnetServer):
             self._tell(render.error(str(refusal)))
             return
         self._editor.set_charset(charset)
-        self.dialect = TelnetDialect(charset, self._server.default_channel)
+        self.dialect = TelnetDialect.of(charset, self._server.default_channel)
         self._hinted_charset = False
         self._tell(render.charset_is(charset))
 
@@ -347,7 +352,12 @@ class ChatProtocol(TelnetServer):
     # -- ISession, from the chat server
 
     def deliver(self, share: Share) -> None:
-        self._write_above_input(share.encoded(self.dialect))
+        if self.echoing and self._editor.partial:
+            self._write_above_input(share.encoded(self.dialect))
+        elif self._send_queue is not None:
+            self._send_queue.write_parts(share.parts(self.dialect))
+        else:
+            self._write(share.encoded(self.dialect))
 
     def send(self, replies: Sequence[object]) -> None:
         lobby = self._server.default_channel
@@ -385,6 +395,10 @@ class ChatProtocol(TelnetServer):
             self._send_queue.write(data)
         else:  # refused before being admitted
             self.transport.write(data)
+
+
+# The commands this front door answers itself.
+_FRONT_DOOR_COMMANDS = (Help, Invalid, Charset)
 
 
 def greet(server: ChatServer, session: ISession) -> None:
