@@ -35,7 +35,11 @@ class Client:
         self.protocol.dataReceived(data)
 
     def take(self) -> bytes:
-        """What the client has been sent, once the reactor turn has ended (output is flushed per turn)."""
+        """
+        What the client has been sent, once this reactor turn and the next
+        have ended (output is flushed per turn; the greeting waits a turn).
+        """
+        self.protocol.factory.flusher.flush()
         self.protocol.factory.flusher.flush()
         data = self.transport.value()
         self.transport.clear()

@@ -60,6 +60,9 @@ MAX_CHANNELS_PER_USER = 20
 # announcing each (see README, "Big channels").
 DEFAULT_QUIET_JOINS = 50
 CROWD_SUMMARY_SECONDS = 5.0
+# Logins logged one line each per summary period; past that, the period's
+# summary counts the rest (a login storm of thousands is a few lines).
+LOGIN_LINES_PER_PERIOD = 50
 
 # Who an event is for: the members of one channel (its key), or of any of
 # several (a user's leaving or renaming reaches everyone who shares a
@@ -118,6 +121,9 @@ class ChatServer:
     _publishing: bool = field(init=False, default=False)
     _crowd_call: IDelayedCall | None = field(init=False, default=None)
     _drops: int = field(init=False, default=0)  # sessions dropped for a failed delivery, ever
+    # Logins this summary period, logged one by one and not.
+    _logins_logged: int = field(init=False, default=0)
+    _logins_unlogged: int = field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         for key, events in self.recent.items():
@@ -250,7 +256,13 @@ class ChatServer:
         lobby = self._channels[name_key(self.default_channel)]
         self._caught_up[session] = len(self._pending)  # what was said before they came is not for them
         self._add_member(member, lobby)
-        log.info("{nick} joined ({count} online)", nick=nick, count=self.count)
+        if self._logins_logged < LOGIN_LINES_PER_PERIOD:
+            self._logins_logged += 1
+            log.info("{nick} joined ({count} online) from {address}", nick=nick, count=self.count,
+                     address=session.address)
+        else:
+            self._logins_unlogged += 1
+        self._summarise_later()
         self.tell(session, replies.LoggedIn(nick, lobby.name, lobby.history.recent()))
         self._announce_join(member, lobby)
 
@@ -448,8 +460,11 @@ class ChatServer:
             self._crowd_call = self.clock.callLater(CROWD_SUMMARY_SECONDS, self._summarise)
 
     def _summarise(self) -> None:
-        """One line per busy channel for the joins and leaves not announced one by one."""
+        """One line per busy channel for the joins and leaves not announced one by one; the same for the log."""
         self._crowd_call = None
+        if self._logins_unlogged:
+            log.info("{count} more users joined ({online} online)", count=self._logins_unlogged, online=self.count)
+        self._logins_logged = self._logins_unlogged = 0
         for channel in list(self._channels.values()):
             if channel.quiet_joins or channel.quiet_leaves:
                 joined, left = channel.quiet_joins, channel.quiet_leaves

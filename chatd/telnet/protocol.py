@@ -146,9 +146,13 @@ class ChatProtocol(TelnetServer):
             set_option = getattr(self.transport, option, None)
             if set_option is not None:
                 set_option(True)
-        log.info("connection from {peer}", peer=_show(self.peer))
+        # No log line yet: one when a nickname is chosen (the server's), or
+        # one when the connection closes without (see _gone).  A login storm
+        # of thousands is then thousands of lines, not twice as many.
         self._login_timer = self.factory.clock.callLater(self._settings.login_timeout_seconds, self._login_timed_out)
-        greet(self._server, self)
+        self._server.arrive(self)
+        assert self._send_queue is not None
+        self._send_queue.write_next_turn(Outgoing(greeting(self._server)).encoded(self.charset))
 
     @property
     def _host(self) -> str:
@@ -239,6 +243,8 @@ class ChatProtocol(TelnetServer):
             self._flood_gate.stop()
         if self._admitted:
             self._admitted = False
+            if not self.logged_in:
+                log.info("{peer} left before choosing a nickname ({reason})", peer=_show(self.peer), reason=reason)
             self.factory.limits.release(self._host)
             self.leave_chat(reason)
             self.factory.closed(self)
@@ -401,10 +407,15 @@ class ChatProtocol(TelnetServer):
 _FRONT_DOOR_COMMANDS = (Help, Invalid, Charset)
 
 
+def greeting(server: ChatServer) -> tuple[str, str]:
+    """The login dialogue's start: a welcome, and the question."""
+    return render.welcome(server.name, server.count), render.choose_nickname()
+
+
 def greet(server: ChatServer, session: ISession) -> None:
-    """The login dialogue's start: a new session is welcomed and asked for a nickname."""
+    """A new session is welcomed and asked for a nickname (ChatProtocol does the same, a turn later)."""
     server.arrive(session)
-    server.tell(session, render.welcome(server.name, server.count), render.choose_nickname())
+    server.tell(session, *greeting(server))
 
 
 def carry_out(server: ChatServer, session: ISession, command: LineCommand) -> None:

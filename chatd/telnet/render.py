@@ -243,6 +243,8 @@ def channel_list(channels: tuple[replies.ChannelInfo, ...]) -> list[str]:
 
 def reply_lines(reply: object, lobby: str) -> list[str]:
     """The lines of one of the core's replies."""
+    if isinstance(reply, str):  # a line of the telnet front door's own (the greeting, the prompt): the most common
+        return [reply]
     match reply:
         case replies.LoggedIn(nick, channel, recent):
             return [hello(nick), *history_lines(recent, channel, lobby)]
@@ -282,6 +284,4 @@ def reply_lines(reply: object, lobby: str) -> list[str]:
             return [bans(list(shown))]
         case replies.Error(reason):
             return [error(reason)]
-        case str():  # a line of the telnet front door's own
-            return [reply]
     raise TypeError(f"not a reply: {reply!r}")
