@@ -84,6 +84,24 @@ def test_multicast_announces_real_port_live_user_count_and_stopping(announcing, 
         listener.stop()
 
 
+def test_multicast_announces_the_live_channel_count(announcing, tmp_path):
+    """"channels" counts the default channel, then follows a channel's creation and its vanishing."""
+    listener = listen(tmp_path, "--interface", "127.0.0.1", "--port", str(announcing["multicast"]), "--json", "--timeout", "30")
+    try:
+        assert next_announcement(listener)["channels"] == 1
+        alice = LineClient(announcing["chat_port"]).login("alice")
+        alice.send_line("/join lab")
+        assert alice.read_line() == "*** You joined #lab (1 user)"
+        while (seen := next_announcement(listener))["channels"] != 2:
+            assert seen["channels"] == 1
+        alice.send_line("/part")
+        while (seen := next_announcement(listener))["channels"] != 1:
+            assert seen["channels"] == 2
+        alice.close()
+    finally:
+        listener.stop()
+
+
 def test_readable_lines_and_gone_on_stopping(announcing, tmp_path):
     """Without --json: one readable line per announcement, and 'is gone' after the stopping datagram."""
     listener = listen(tmp_path, "--interface", "127.0.0.1", "--port", str(announcing["multicast"]), "--timeout", "30")

@@ -150,6 +150,16 @@ def herald(clock, users=lambda: 2, chat_port=lambda: 8089, interface="127.0.0.1"
     return Herald(name="lab", users=users, chat_port=chat_port, chat_interface=interface, clock=clock, interval=5, id="abc")
 
 
+def test_announcements_count_users_and_channels_live():
+    """users and channels are read from the server at each announcement."""
+    counts = {"users": 2, "channels": 1}
+    told = Herald(name="lab", users=lambda: counts["users"], chat_port=lambda: 8089, chat_interface="127.0.0.1",
+                  clock=Clock(), interval=5, channels=lambda: counts["channels"], id="abc")
+    assert (told.announcement("127.0.0.1").users, told.announcement("127.0.0.1").channels) == (2, 1)
+    counts.update(users=7, channels=3)
+    assert (told.announcement("127.0.0.1").users, told.announcement("127.0.0.1").channels) == (7, 3)
+
+
 def announcer(clock, **herald_args):
     protocol = AnnouncerProtocol(herald(clock, **herald_args), ("239.255.88.88", 41236), None, clock)
     transport = FakeDatagramTransport(41236)

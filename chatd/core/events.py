@@ -21,55 +21,53 @@ from attrs import asdict, field, frozen
 
 
 @frozen
-class Said:
-    channel: str
-    nick: str
-    text: str
+class _Happened:
+    """What every event carries besides its own fields: when, and on which node ("": this one)."""
+
     at: float = field(default=0.0, kw_only=True)
     origin: str = field(default="", kw_only=True)
 
 
 @frozen
-class Acted:
+class Said(_Happened):
     channel: str
     nick: str
     text: str
-    at: float = field(default=0.0, kw_only=True)
-    origin: str = field(default="", kw_only=True)
 
 
 @frozen
-class Joined:
+class Acted(_Happened):
+    channel: str
+    nick: str
+    text: str
+
+
+@frozen
+class Joined(_Happened):
     channel: str
     nick: str
     count: int  # members of the channel, the joiner included
-    at: float = field(default=0.0, kw_only=True)
-    origin: str = field(default="", kw_only=True)
 
 
 @frozen
-class Parted:
+class Parted(_Happened):
     """`nick` left one channel and stays online."""
 
     channel: str
     nick: str
     reason: str
     count: int  # members left in the channel
-    at: float = field(default=0.0, kw_only=True)
-    origin: str = field(default="", kw_only=True)
 
 
 @frozen
-class TopicChanged:
+class TopicChanged(_Happened):
     channel: str
     nick: str
     topic: str  # "": cleared
-    at: float = field(default=0.0, kw_only=True)
-    origin: str = field(default="", kw_only=True)
 
 
 @frozen
-class Crowd:
+class Crowd(_Happened):
     """
     In a channel too big to announce each join and leave (--quiet-joins):
     how many joined and left since the last such summary.
@@ -79,26 +77,20 @@ class Crowd:
     joined: int
     left: int
     count: int
-    at: float = field(default=0.0, kw_only=True)
-    origin: str = field(default="", kw_only=True)
 
 
 @frozen
-class Renamed:
+class Renamed(_Happened):
     old: str
     new: str
-    at: float = field(default=0.0, kw_only=True)
-    origin: str = field(default="", kw_only=True)
 
 
 @frozen
-class Left:
+class Left(_Happened):
     """`nick` left the chat (quit, lost, kicked, banned ...), and so every channel."""
 
     nick: str
     reason: str
-    at: float = field(default=0.0, kw_only=True)
-    origin: str = field(default="", kw_only=True)
 
 
 Event = Said | Acted | Joined | Parted | TopicChanged | Crowd | Renamed | Left

@@ -8,7 +8,9 @@ Pure: no I/O, no Twisted.
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 from importlib import resources
+from typing import Generic, TypeVar
 
 MAX_NICK_CHARS = 24
 RESERVED_NICKS = frozenset({"server", "chatd"})
@@ -41,6 +43,7 @@ def _load_prototypes() -> dict[int, str]:
 _PROTOTYPES = _load_prototypes()
 
 
+@lru_cache(maxsize=4096)  # each name is checked, then claimed, then released: three lookups, one computation
 def skeletons(nick: str) -> frozenset[str]:
     """
     The forms in which two nicknames that look alike meet: two nicknames
@@ -77,22 +80,9 @@ def check_nickname(raw: str) -> str:
         raise NicknameError("nickname is empty")
     if len(nick) > MAX_NICK_CHARS:
         raise NicknameError(f"nickname is too long (max {MAX_NICK_CHARS} characters)")
-    for position, char in enumerate(nick):
-        category = unicodedata.category(char)
-        allowed = (
-            category[0] == "L"
-            or category == "Nd"
-            or char in NICK_PUNCTUATION
-            or (category[0] == "M" and position > 0)
-        )
-        if not allowed:
-            if char.isspace():
-                shown = "spaces"
-            elif char.isprintable():
-                shown = repr(char)
-            else:
-                shown = f"U+{ord(char):04X}"
-            raise NicknameError(f"nickname may not contain {shown}: use letters, digits and {NICK_PUNCTUATION}")
+    refused = _disallowed_character(nick, NICK_PUNCTUATION)
+    if refused is not None:
+        raise NicknameError(f"nickname may not contain {refused}: use letters, digits and {NICK_PUNCTUATION}")
     if nick[0] == "-" or unicodedata.category(nick[0]) == "Nd":
         raise NicknameError("nickname may not start with a digit or -")
     if name_key(nick) in RESERVED_NICKS:
@@ -100,6 +90,19 @@ def check_nickname(raw: str) -> str:
     return nick
 
 
+def _disallowed_character(name: str, punctuation: str) -> str | None:
+    """
+    The first character of `name` that is not a letter of any script, a
+    digit, one of `punctuation` or a combining mark after the first
+    character (needed for Devanagari, Thai and others), as a user should
+    read it; None when all are allowed.
+    """
+    for position, char in enumerate(name):
+        category = unicodedata.category(char)
+        if not (category[0] == "L" or category == "Nd" or char in punctuation
+                or (category[0] == "M" and position > 0)):
+            return "spaces" if char.isspace() else repr(char) if char.isprintable() else f"U+{ord(char):04X}"
+    return None
 
 
 class ChannelNameError(ValueError):
@@ -118,17 +121,17 @@ def check_channel_name(raw: str) -> str:
         raise ChannelNameError("channel name is empty")
     if len(bare) > MAX_CHANNEL_CHARS:
         raise ChannelNameError(f"channel name is too long (max {MAX_CHANNEL_CHARS} characters after #)")
-    for position, char in enumerate(bare):
-        category = unicodedata.category(char)
-        if not (category[0] == "L" or category == "Nd" or char in CHANNEL_PUNCTUATION
-                or (category[0] == "M" and position > 0)):
-            shown = "spaces" if char.isspace() else repr(char) if char.isprintable() else f"U+{ord(char):04X}"
-            raise ChannelNameError(
-                f"channel name may not contain {shown}: use # then letters, digits and {CHANNEL_PUNCTUATION}")
+    refused = _disallowed_character(bare, CHANNEL_PUNCTUATION)
+    if refused is not None:
+        raise ChannelNameError(
+            f"channel name may not contain {refused}: use # then letters, digits and {CHANNEL_PUNCTUATION}")
     return "#" + bare
 
 
-class Registry:
+Holder = TypeVar("Holder")
+
+
+class Registry(Generic[Holder]):
     """
     Who holds which name: by key (case-insensitive) and by every TR39
     skeleton, so a name that looks like a held one is refused as taken.
@@ -136,13 +139,13 @@ class Registry:
     """
 
     def __init__(self) -> None:
-        self._by_key: dict[str, object] = {}
-        self._by_skeleton: dict[str, tuple[object, str]] = {}
+        self._by_key: dict[str, Holder] = {}
+        self._by_skeleton: dict[str, tuple[Holder, str]] = {}
 
-    def holder(self, name: str) -> object | None:
+    def holder(self, name: str) -> Holder | None:
         return self._by_key.get(name_key(name))
 
-    def clash(self, name: str, claimant: object) -> str | None:
+    def clash(self, name: str, claimant: Holder | None) -> str | None:
         """
         None if `claimant` may hold `name`; else the held name it clashes
         with: the same name, or one that looks like it.
@@ -156,7 +159,7 @@ class Registry:
                 return found[1]
         return None
 
-    def claim(self, name: str, holder: object) -> None:
+    def claim(self, name: str, holder: Holder) -> None:
         self._by_key[name_key(name)] = holder
         for skeleton in skeletons(name):
             self._by_skeleton[skeleton] = (holder, name)

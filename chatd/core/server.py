@@ -37,7 +37,7 @@ from chatd.core import commands, replies
 from chatd.core.batch import Batch, Runs, Share, from_index, without
 from chatd.core.bus import IBus, LocalBus
 from chatd.core.channel import Channel
-from chatd.core.events import MESSAGES, Acted, Crowd, Event, Joined, Left, Parted, Renamed, Said, TopicChanged
+from chatd.core.events import Acted, Crowd, Event, Joined, Left, Parted, Renamed, Said, TopicChanged
 from chatd.core.history import History
 from chatd.core.moderation import Moderation
 from chatd.core.nicknames import (
@@ -106,10 +106,10 @@ class ChatServer:
     _present: set[ISession] = field(init=False, factory=set)
     # Sessions that have chosen a nickname, in the order they did.
     _members: dict[ISession, Member] = field(init=False, factory=dict)
-    _nicknames: Registry = field(init=False, factory=Registry)
+    _nicknames: Registry[ISession] = field(init=False, factory=Registry)
     _renames: RenameWindow = field(init=False, factory=RenameWindow)
     _channels: dict[str, Channel] = field(init=False, factory=dict)
-    _channel_names: Registry = field(init=False, factory=Registry)
+    _channel_names: Registry[Channel] = field(init=False, factory=Registry)
     # The history of channels that emptied (and of those in the transcript),
     # for when they are created again; the most recent max_channels kept.
     _dormant: OrderedDict[str, tuple[Event, ...]] = field(init=False, factory=OrderedDict)
@@ -400,7 +400,7 @@ class ChatServer:
 
     def _private(self, member: Member, to_nick: str, text: str) -> None:
         holder = self._nicknames.holder(to_nick)
-        recipient = self._members.get(holder) if holder is not None else None  # type: ignore[call-overload]
+        recipient = self._members.get(holder) if holder is not None else None
         if recipient is None:
             self.tell(member.session, replies.Error(f"no such nick: {to_nick}", "no-such-nick"))
             return
@@ -500,7 +500,7 @@ class ChatServer:
         match command:
             case commands.Kick(target_nick, reason):
                 holder = self._nicknames.holder(target_nick)
-                target = self._members.get(holder) if holder is not None else None  # type: ignore[call-overload]
+                target = self._members.get(holder) if holder is not None else None
                 if target is None:
                     self.tell(session, replies.Error(f"no such nick: {target_nick}", "no-such-nick"))
                     return
@@ -521,7 +521,7 @@ class ChatServer:
         session = member.session
         holder = self._nicknames.holder(target)
         if holder is not None:
-            address = self._members[holder].session.address  # type: ignore[index]
+            address = holder.address
         else:
             try:
                 address = str(ipaddress.ip_address(target))
