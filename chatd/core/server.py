@@ -314,7 +314,7 @@ class ChatServer:
         if channel is None:
             channel = self._create_channel(name)
         self._add_member(member, channel)
-        log.info("{nick} joined {channel} ({count} users)", nick=member.nick, channel=channel.name,
+        log.info("{nick} joined {channel} ({count} in it)", nick=member.nick, channel=channel.name,
                  count=channel.count)
         self.tell(session, replies.ChannelJoined(channel.name, channel.count, channel.topic, channel.history.recent()))
         self._announce_join(member, channel)
@@ -330,7 +330,8 @@ class ChatServer:
         if member.current is channel:
             member.current = next(reversed(member.channels.values()), None)
         member.update_view()
-        log.info("{nick} left {channel} ({reason})", nick=member.nick, channel=channel.name, reason=reason or "-")
+        log.info("{nick} left {channel}{reason}", nick=member.nick, channel=channel.name,
+                 reason=f" ({reason})" if reason else "")
         self.tell(session, replies.ChannelParted(channel.name, None if member.current is None else member.current.name))
         count = channel.count - 1
         if self._leave_channel(member, channel):
