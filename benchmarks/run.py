@@ -57,7 +57,7 @@ SCENARIOS = {
     # Client i in channel #ch(i % 10), two senders in each.  Servers without
     # channels send every line to everyone; the clients count their own
     # channel's lines only, so the same deliveries are compared.
-    "10 channels of 50": dict(clients=500, senders=20, lines=200, size=64, channels=10),
+    "10 channels of 50": dict(clients=500, senders=20, lines=1000, size=64, channels=10),
 }
 IDLE_CONNECTIONS = 10_000  # also the "log in 10000" run
 LOGIN_STORM = 5_000

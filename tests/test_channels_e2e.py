@@ -114,6 +114,25 @@ def test_topics_channel_lists_and_members(chat):
     assert alice.read_line() == "*** bob cleared the topic of #lab"
 
 
+def test_a_join_in_another_of_your_channels_carries_its_name_and_joining_again_switches(chat):
+    """alice talks in #lobby and is in #lab: carol joining #lab reads [#lab] ...; /join #lab again makes it current."""
+    alice, carol = chat("alice"), chat("carol")
+    alice.read_line()  # carol joined
+    alice.send_line("/join lab")
+    alice.read_line()
+    alice.send_line("/join #lobby")
+    assert alice.read_line() == "*** Now talking in #lobby"
+    carol.send_line("/join lab")
+    assert carol.read_line() == "*** You joined #lab (2 users)"
+    assert alice.read_line() == "[#lab] *** carol has joined (2 users)"
+    carol.send_line("/me waves")
+    assert alice.read_line() == "[#lab] * carol waves"
+    alice.send_line("/JOIN LAB")
+    assert alice.read_line() == "*** Now talking in #lab"
+    carol.send_line("hi")
+    assert alice.read_line() == "<carol> hi"
+
+
 def test_channel_refusals_are_one_clear_line(chat):
     alice = chat("alice")
     for line, answer in [
