@@ -7,6 +7,7 @@ chat room as its siblings.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import signal
 import socket
@@ -345,6 +346,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
 
         twistd_options = options.parent
         _exit_zero_on_signals(reactor, foreground=bool(twistd_options and twistd_options.get("nodaemon")))
+        _tune_garbage_collection(reactor)
     settings = Settings(
         server_name=options["name"],
         max_line_bytes=options["max-line"],
@@ -452,6 +454,22 @@ def _shut_down(factory: ChatFactory, grace: float, transcript: Transcript | None
 
         closed.addBoth(close_transcript)
     return closed
+
+
+def _tune_garbage_collection(reactor: Any) -> None:
+    """
+    A chat server holds many long-lived objects (a few dozen per
+    connection), and Python's cyclic garbage collector, as it comes, runs a
+    young collection every 700 allocations and rescans the whole heap each
+    time it grows by a quarter: in a storm of 5 000 logins that was about a
+    quarter of chatd's time.  chatd makes few reference cycles (its garbage
+    goes with reference counting), so: a young collection every 50 000
+    allocations, and once running, everything loaded at start (Twisted,
+    chatd's modules) moved out of the collector's sight with gc.freeze(), so
+    that full collections scan only what the chat itself holds.
+    """
+    gc.set_threshold(50_000, 20, 10)
+    reactor.callWhenRunning(gc.freeze)
 
 
 def _exit_zero_on_signals(reactor: Any, foreground: bool) -> None:
