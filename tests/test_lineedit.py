@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.telnet.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
 from chatd.core.text import clean
+from chatd.telnet.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
 
 
 def fed(editor, data):

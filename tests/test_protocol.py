@@ -12,12 +12,12 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from chatd.service.limits import ConnectionLimits
-from chatd.core.moderation import Moderation
-from chatd.telnet.protocol import ChatFactory, Settings
 from chatd.core.events import Left
+from chatd.core.moderation import Moderation
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
+from chatd.service.limits import ConnectionLimits
+from chatd.telnet.protocol import ChatFactory, Settings
 
 IAC, DO, WILL, SB, SE = b"\xff", b"\xfd", b"\xfb", b"\xfa", b"\xf0"
 BINARY, ECHO, SGA, NAWS = b"\x00", b"\x01", b"\x03", b"\x1f"

@@ -569,7 +569,7 @@ class ChatServer:
         if start < end:
             self._caught_up[session] = end  # first: a failing delivery drops the member, who is then caught up
             own = [index for index in range(start, end) if pending[index][2] is session]
-            runs = without(from_index(_runs_for(pending, member.view[0], start), start), own)
+            runs = without(_runs_for(pending, member.view[0], start), own)
             if runs:
                 self._deliver_isolated(member, Share(Batch([event for event, _, _ in pending]), runs, member.view[1]))
 

@@ -39,8 +39,8 @@ from chatd.lan.announcement import (
     Announcement,
     NotAnAnnouncement,
 )
-from chatd.service.listening import format_address, ipv4_address, multicast_group
 from chatd.core.text import clean
+from chatd.service.listening import format_address, ipv4_address, multicast_group
 
 DEFAULT_DISCOVER_TIMEOUT_SECONDS = 5.0
 MISSED_INTERVALS = 3

@@ -19,7 +19,20 @@ from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatd.core.moderation import Moderation
+from chatd.core.nicknames import ChannelNameError, check_channel_name
+from chatd.core.server import DEFAULT_CHANNEL, DEFAULT_MAX_CHANNELS, DEFAULT_QUIET_JOINS, ChatServer
+from chatd.core.text import clean
 from chatd.lan.announcement import DEFAULT_BROADCAST_PORT, DEFAULT_GROUP, DEFAULT_MULTICAST_PORT
+from chatd.lan.udp import (
+    AnnouncerProtocol,
+    AnnouncerService,
+    EchoProtocol,
+    Herald,
+    broadcast_setup,
+    listen_udp_with_destinations,
+    multicast_setup,
+)
 from chatd.service.limits import ConnectionLimits, raise_open_files_limit
 from chatd.service.listening import (
     FallbackListener,
@@ -30,22 +43,9 @@ from chatd.service.listening import (
     ipv4_address,
     multicast_group,
 )
-from chatd.core.moderation import Moderation
-from chatd.telnet.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
-from chatd.core.nicknames import ChannelNameError, check_channel_name
-from chatd.core.server import DEFAULT_CHANNEL, DEFAULT_MAX_CHANNELS, DEFAULT_QUIET_JOINS, ChatServer
-from chatd.core.text import clean
-from chatd.telnet.charset import CharsetError, check_charset
 from chatd.service.transcript import Transcript, recent_messages
-from chatd.lan.udp import (
-    AnnouncerProtocol,
-    AnnouncerService,
-    EchoProtocol,
-    Herald,
-    broadcast_setup,
-    listen_udp_with_destinations,
-    multicast_setup,
-)
+from chatd.telnet.charset import CharsetError, check_charset
+from chatd.telnet.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
 
 log = Logger()
 
@@ -463,12 +463,13 @@ def _tune_garbage_collection(reactor: Any) -> None:
     young collection every 700 allocations and rescans the whole heap each
     time it grows by a quarter: in a storm of 5 000 logins that was about a
     quarter of chatd's time.  chatd makes few reference cycles (its garbage
-    goes with reference counting), so: a young collection every 50 000
+    goes with reference counting), so: a young collection every 10 000
     allocations, and once running, everything loaded at start (Twisted,
     chatd's modules) moved out of the collector's sight with gc.freeze(), so
-    that full collections scan only what the chat itself holds.
+    that full collections scan only what the chat itself holds.  (At 50 000
+    the young collections grew long enough to show in the latency tail.)
     """
-    gc.set_threshold(50_000, 20, 10)
+    gc.set_threshold(10_000, 20, 10)
     reactor.callWhenRunning(gc.freeze)
 
 

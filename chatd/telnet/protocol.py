@@ -32,19 +32,19 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.core import commands
+from chatd.core.batch import Share
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
+from chatd.core.text import clean
+from chatd.service.flow import FloodGate, Flusher, SendQueue, unacknowledged_bytes
+from chatd.service.limits import ConnectionLimits
+from chatd.service.listening import format_address
 from chatd.telnet import render
 from chatd.telnet.charset import CharsetError, check_charset, lookup_charset
 from chatd.telnet.dialect import Outgoing, TelnetDialect, encode
-from chatd.telnet.parse import Charset, Help, Invalid, LineCommand, parse_line
-from chatd.core.batch import Share
-from chatd.service.flow import FloodGate, Flusher, SendQueue, unacknowledged_bytes
-from chatd.service.limits import ConnectionLimits
 from chatd.telnet.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
-from chatd.service.listening import format_address
 from chatd.telnet.negotiation import TelnetServer, wrong_protocol
-from chatd.core.text import clean
+from chatd.telnet.parse import Charset, Help, Invalid, LineCommand, parse_line
 
 log = Logger()
 
@@ -131,7 +131,7 @@ class ChatProtocol(TelnetServer):
         self._admitted = True
         self.factory.opened(self)
         settings = self._settings
-        self._send_queue = SendQueue(
+        send_queue = self._send_queue = SendQueue(
             self.transport, settings.send_queue_bytes, self._send_queue_exceeded, self.factory.flusher
         )
         self._flood_gate = FloodGate(
@@ -151,8 +151,7 @@ class ChatProtocol(TelnetServer):
         # of thousands is then thousands of lines, not twice as many.
         self._login_timer = self.factory.clock.callLater(self._settings.login_timeout_seconds, self._login_timed_out)
         self._server.arrive(self)
-        assert self._send_queue is not None
-        self._send_queue.write_next_turn(Outgoing(greeting(self._server)).encoded(self.charset))
+        send_queue.write_next_turn(Outgoing(greeting(self._server)).encoded(self.charset))
 
     @property
     def _host(self) -> str:
