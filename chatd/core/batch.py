@@ -45,9 +45,6 @@ class Batch:
         self.events = events
         self._encoded: dict[tuple[IDialect, str | None], tuple[bytes, list[int], memoryview]] = {}
 
-    def __len__(self) -> int:
-        return len(self.events)
-
     def encoded(self, dialect: IDialect, current: str | None) -> tuple[bytes, list[int], memoryview]:
         """Every event in `dialect` as seen from `current`: the bytes, where each event starts, and a view of them."""
         if not dialect.uses_current:

@@ -1,5 +1,5 @@
 """
-The UDP services beside the chat room: the echo service and the announcers.
+The UDP services beside the chat: the echo service and the announcers.
 
 Echo replies to each datagram with the bytes it received.  Echo is a classic
 reflection and loop vector, so it never replies to:

@@ -136,7 +136,7 @@ class _SelfCheckingFactory(ServerFactory[Protocol]):
     """
     Hands connections to the real factory, except the one connection chatd
     makes to itself to check that its port is its own: that one is noted and
-    closed, and never reaches the room.
+    closed, and never reaches the chat.
     """
 
     noisy = False
@@ -200,7 +200,7 @@ class TCPBinding:
 
         The reactor may not be running yet, so the check accepts on the
         listening socket itself (doRead).  A real user who connects in the
-        same instant is handed to the room as usual.
+        same instant is handed to the chat as usual.
         """
         gate = self._gate
         deadline = time.monotonic() + timeout

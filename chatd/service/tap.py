@@ -2,7 +2,7 @@
 `twistd chatd`: the command-line options, and the service they describe.
 
 makeService returns a MultiService, so the UDP services can later join the
-chat room as its siblings.
+chat server as its siblings.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ MAX_NAME_CHARS = 64
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
-        "A chat room that people reach with `telnet HOST PORT` or `nc HOST PORT`. "
+        "A chat server that people reach with `telnet HOST PORT` or `nc HOST PORT`, with channels. "
         "chatd binds the interface you give it and never shares a port with another "
         "program: when its port is taken it falls back to the next one it may use."
     )
@@ -337,7 +337,7 @@ def _name(text: str | None) -> str:
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
     """
-    The chat room, then the UDP services, as children of one MultiService.
+    The chat, then the UDP services, as children of one MultiService.
     Twisted starts children in order (so the announcers know the chat port)
     and stops them in reverse (so the last announcement still has it).
     """

@@ -76,10 +76,6 @@ class Outgoing:
         self.text = "".join(line + "\r\n" for line in lines)
         self._encoded: dict[str, bytes] = {}
 
-    @classmethod
-    def line(cls, line: str) -> Outgoing:
-        return cls((line,))
-
     def encoded(self, charset: str) -> bytes:
         data = self._encoded.get(charset)
         if data is None:
