@@ -14,7 +14,7 @@ from zope.interface.verify import verifyObject
 from chatd.core import commands as c
 from chatd.core import replies as r
 from chatd.core.events import Acted, Crowd, Joined, Left, Parted, Renamed, Said, TopicChanged
-from chatd.core.server import CROWD_SUMMARY_SECONDS, MAX_CHANNELS_PER_USER, ChatServer
+from chatd.core.server import CROWD_SUMMARY_SECONDS, LOGIN_LINES_PER_PERIOD, MAX_CHANNELS_PER_USER, ChatServer
 from chatd.core.session import ISession
 
 CORE = pathlib.Path(__file__).parent.parent / "chatd" / "core"
@@ -289,6 +289,22 @@ def test_big_channels_sum_up_joins_and_leaves(log):
     log.clear()
     clock.advance(CROWD_SUMMARY_SECONDS)
     assert log == []  # nothing new: no summary
+
+
+def test_a_login_storm_is_logged_one_line_each_then_counted(log, log_lines):
+    """The first LOGIN_LINES_PER_PERIOD logins of a period get a line each; the rest one line, at the period's end or at stop."""
+    clock = Clock()
+    server = ChatServer("lab", clock)
+    online(server, log, *[f"u{index}" for index in range(LOGIN_LINES_PER_PERIOD + 3)])
+    joined = [line for line in log_lines if " joined (" in line]
+    assert len(joined) == LOGIN_LINES_PER_PERIOD and joined[-1].startswith(f"u{LOGIN_LINES_PER_PERIOD - 1} joined")
+    clock.advance(CROWD_SUMMARY_SECONDS)
+    assert log_lines[-1] == f"3 more users joined ({LOGIN_LINES_PER_PERIOD + 3} online)"
+    online(server, log, "late")  # a new period: logged on its own
+    assert log_lines[-1] == f"late joined ({LOGIN_LINES_PER_PERIOD + 4} online) from 127.0.0.1"
+    online(server, log, *[f"v{index}" for index in range(LOGIN_LINES_PER_PERIOD)])
+    server.stop()  # shutting down: the count is not lost
+    assert log_lines[-1] == f"1 more user joined ({2 * LOGIN_LINES_PER_PERIOD + 4} online)"
 
 
 def test_history_is_per_channel(log):

@@ -463,20 +463,26 @@ class ChatServer:
     def _summarise(self) -> None:
         """One line per busy channel for the joins and leaves not announced one by one; the same for the log."""
         self._crowd_call = None
-        if self._logins_unlogged:
-            log.info("{count} more users joined ({online} online)", count=self._logins_unlogged, online=self.count)
-        self._logins_logged = self._logins_unlogged = 0
+        self._log_uncounted_logins()
         for channel in list(self._channels.values()):
             if channel.quiet_joins or channel.quiet_leaves:
                 joined, left = channel.quiet_joins, channel.quiet_leaves
                 channel.quiet_joins = channel.quiet_leaves = 0
                 self._broadcast(Crowd(channel.name, joined, left, channel.count, at=self.clock.seconds()), channel.key)
 
+    def _log_uncounted_logins(self) -> None:
+        if self._logins_unlogged:
+            count = self._logins_unlogged
+            log.info("{more} joined ({online} online)", more=f"{count} more user{'' if count == 1 else 's'}",
+                     online=self.count)
+        self._logins_logged = self._logins_unlogged = 0
+
     def stop(self) -> None:
-        """The server is shutting down: no summary is left waiting."""
+        """The server is shutting down: no summary is left waiting, and the log counts every login."""
         if self._crowd_call is not None and self._crowd_call.active():
             self._crowd_call.cancel()
         self._crowd_call = None
+        self._log_uncounted_logins()
 
     # -- moderation
 
