@@ -30,6 +30,8 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,23 +127,6 @@ def _join_channels(clients: list[Client], channels: int) -> None:
             client.buffer += client.sock.recv(65536)
         client.buffer = client.buffer.split(b"\n", 1)[1]
         client.sock.setblocking(False)
-
-
-def log_in_seconds(port: int, count: int) -> float:
-    """Seconds to connect and log in `count` clients (a batch at a time), who then leave."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 256)), hard))
-    clients: list[Client] = []
-    start = time.monotonic()
-    try:
-        for first in range(0, count, 250):
-            batch = [_connect(port, index) for index in range(first, min(count, first + 250))]
-            _login(batch)
-            clients += batch
-        return time.monotonic() - start
-    finally:
-        for client in clients:
-            client.sock.close()
 
 
 def fan_out(
@@ -282,24 +267,38 @@ def _run_clients(
     return Result(deliveries, expected, lost + max(0, missing - lost), duplicated, reordered, seconds, latencies, cpu)
 
 
+@contextmanager
+def _logged_in(port: int, count: int) -> Iterator[None]:
+    """`count` clients connected and logged in, a batch at a time, for the block; then they leave."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 256)), hard))
+    clients: list[Client] = []
+    try:
+        for start in range(0, count, 250):
+            batch = [_connect(port, index) for index in range(start, min(count, start + 250))]
+            _login(batch)
+            clients += batch
+        yield
+    finally:
+        for client in clients:
+            client.sock.close()
+
+
 def idle_connections(port: int, count: int, rss_kib: Any) -> float:
     """
     Log in `count` clients that then stay idle, and return the server's
     resident memory per connection in KiB (`rss_kib()` reads the server's).
     """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 256)), hard))
     before = rss_kib()
-    clients: list[Client] = []
-    try:
-        for start in range(0, count, 250):  # connect and log in a batch at a time
-            batch = [_connect(port, index) for index in range(start, min(count, start + 250))]
-            _login(batch)
-            clients += batch
+    with _logged_in(port, count):
         return (rss_kib() - before) / count
-    finally:
-        for client in clients:
-            client.sock.close()
+
+
+def log_in_seconds(port: int, count: int) -> float:
+    """Seconds to connect and log in `count` clients, who then leave."""
+    start = time.monotonic()
+    with _logged_in(port, count):
+        return time.monotonic() - start
 
 
 def udp_echo(port: int, seconds: float = 3.0, in_flight: int = 64, size: int = 64) -> float:
@@ -371,31 +370,30 @@ class CLoadGenerator:
                     worker.wait()
         return Result.combined([Result(**part) for part in parts])  # the JSON has Result's fields
 
-    def idle_connections(self, port: int, count: int, rss_kib: Any) -> float:
-        """Like `idle_connections`."""
-        before = rss_kib()
+    @contextmanager
+    def _logged_in(self, port: int, count: int) -> Iterator[None]:
+        """Like `_logged_in`: c/loadgen.c holds the clients until its stdin closes."""
         holder = subprocess.Popen([str(self.binary), "idle", str(port), str(count)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             if holder.stdout.readline().strip() != "ready":
                 raise RuntimeError("the C load generator failed to log in")
-            return (rss_kib() - before) / count
+            yield
         finally:
             holder.stdin.close()  # it lets go of its connections and ends
             holder.wait(30)
 
+    def idle_connections(self, port: int, count: int, rss_kib: Any) -> float:
+        """Like `idle_connections`."""
+        before = rss_kib()
+        with self._logged_in(port, count):
+            return (rss_kib() - before) / count
+
     def log_in_seconds(self, port: int, count: int) -> float:
         """Like `log_in_seconds`."""
         start = time.monotonic()
-        holder = subprocess.Popen([str(self.binary), "idle", str(port), str(count)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            if holder.stdout.readline().strip() != "ready":
-                raise RuntimeError("the C load generator failed to log in")
+        with self._logged_in(port, count):
             return time.monotonic() - start
-        finally:
-            holder.stdin.close()
-            holder.wait(30)
 
     def udp_echo(self, port: int, seconds: float = 3.0, in_flight: int = 64, size: int = 64) -> float:
         """Like `udp_echo`."""

@@ -11,12 +11,13 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from chatd.core.commands import Names
 from chatd.core.events import Acted, Joined, Left, Renamed, Said
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.telnet import render
 from chatd.telnet.dialect import TelnetDialect
-from chatd.telnet.parse import Act, Help, Invalid, List, Msg, Nick, Quit, Say
+from chatd.telnet.parse import Act, Help, Invalid, Msg, Nick, Quit, Say
 from chatd.telnet.protocol import carry_out, greet
 from chatd.telnet.render import HELP
 
@@ -139,7 +140,7 @@ def test_before_joining_only_some_commands_work(room, events):
     member = arrived(room, events, "x")
     handle(room, member, Act("waves"))
     handle(room, member, Msg("bob", "hi"))
-    handle(room, member, List())
+    handle(room, member, Names())
     handle(room, member, Invalid("unknown command /x (try /help)"))
     handle(room, member, Nick("zed"))
     assert events == [
@@ -185,7 +186,7 @@ def test_private_message_to_unknown_nick_is_an_error(room, events):
 def test_list_is_sorted_ignoring_case(room, events):
     """The user list is sorted case-insensitively."""
     carol, bob, alice = joined(room, events, "carol", "Bob", "alice")
-    handle(room, alice, List())
+    handle(room, alice, Names())
     assert events == [("alice", "*** 3 users online: alice, Bob, carol")]
 
 
@@ -302,7 +303,7 @@ def test_while_held_replies_and_membership_changes_keep_their_order(room, events
     room.hold()
     handle(room, alice, Say("before dave"))
     handle(room, dave, Say("dave"))
-    handle(room, bob, List())
+    handle(room, bob, Names())
     handle(room, dave, Say("before psst"))
     handle(room, alice, Msg("bob", "psst"))
     handle(room, dave, Say("before bob quits"))

@@ -94,7 +94,6 @@ class Left(_Happened):
 
 
 Event = Said | Acted | Joined | Parted | TopicChanged | Crowd | Renamed | Left
-ChannelEvent = Said | Acted | Joined | Parted | TopicChanged | Crowd
 
 # Messages and actions: what history keeps and a joiner is shown.
 MESSAGES = (Said, Acted)

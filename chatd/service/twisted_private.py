@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 from twisted.internet.interfaces import IListeningPort
 
-Buffer = Union[bytes, memoryview]
+from chatd.core.batch import Buffer
+
 _BUFFER_STATE = ("socket", "connected", "dataBuffer", "_tempDataLen", "_writeDisconnected")
 
 

@@ -54,9 +54,6 @@ from chatd.core.commands import (
 
 DEFAULT_BAN_MINUTES = 60
 
-# The shorthands of today's users: `List()` is everyone online.
-List = Names
-
 
 @frozen
 class Help:
