@@ -282,9 +282,9 @@ def test_big_channels_sum_up_joins_and_leaves(log):
     log.clear()
     clock.advance(CROWD_SUMMARY_SECONDS)
     assert log == [
-        ("alice", "events", [Crowd("#lobby", 2, 1, 3, at=CROWD_SUMMARY_SECONDS)]),
-        ("bob", "events", [Crowd("#lobby", 2, 1, 3, at=CROWD_SUMMARY_SECONDS)]),
-        ("carol", "events", [Crowd("#lobby", 2, 1, 3, at=CROWD_SUMMARY_SECONDS)]),
+        ("alice", "events", [Crowd("#lobby", 2, 1, 3, ("carol",), ("dave",), at=CROWD_SUMMARY_SECONDS)]),
+        ("bob", "events", [Crowd("#lobby", 2, 1, 3, ("carol",), ("dave",), at=CROWD_SUMMARY_SECONDS)]),
+        ("carol", "events", [Crowd("#lobby", 2, 1, 3, ("carol",), ("dave",), at=CROWD_SUMMARY_SECONDS)]),
     ]
     log.clear()
     clock.advance(CROWD_SUMMARY_SECONDS)

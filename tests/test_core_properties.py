@@ -3,7 +3,9 @@ A hypothesis state machine over the core: random logins, joins, parts,
 messages, renames, quits and broken connections across several channels,
 inside and outside held turns.  Whatever happens, every member of a channel
 gets each of its messages exactly once, in order, and nothing from a
-channel they were not in when it was said.
+channel they were not in when it was said; and a member list kept from the
+events, as the web page keeps it, matches the channel's once its joins and
+leaves are summed up (in channels above --quiet-joins too).
 """
 
 from hypothesis import settings
@@ -13,7 +15,8 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from chatd.core import commands as c
-from chatd.core.events import Said
+from chatd.core import replies as r
+from chatd.core.events import Crowd, Joined, Left, Parted, Renamed, Said
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 
@@ -25,20 +28,46 @@ class Session:
     dialect = "fake"
     address = "127.0.0.1"
 
-    def __init__(self, name):
+    def __init__(self, name, server):
         self.name = name
+        self.server = server
         self.said_to_me: list[str] = []
         self.broken = False  # its next delivery fails, and it is dropped
         self.dropped = False
+        # Channel name -> the members it shows, as a page would keep them:
+        # the list asked for on joining (here: read then), then the events.
+        self.lists: dict[str, set[str]] = {}
 
     def deliver(self, share):
         if self.broken:
             self.dropped = True
             raise OSError("connection broke")
         self.said_to_me += [event.text for event in share.events if isinstance(event, Said)]
+        for event in share.events:
+            match event:
+                case Joined(channel, nick):
+                    self.lists[channel].add(nick)
+                case Parted(channel, nick):
+                    self.lists[channel].discard(nick)
+                case Crowd(channel, joiners=joiners, leavers=leavers):
+                    self.lists[channel] = (self.lists[channel] | set(joiners)) - set(leavers)
+                case Left(nick):
+                    for members in self.lists.values():
+                        members.discard(nick)
+                case Renamed(old, new):
+                    for members in self.lists.values():
+                        if old in members:
+                            members.remove(old)
+                            members.add(new)
 
     def send(self, replies):
-        pass  # replies: not what this test is about (a reply to one's own command fails in the front door)
+        # A reply to one's own command does not fail (that is the front door's business).
+        for reply in replies:
+            match reply:
+                case r.LoggedIn(_, channel) | r.ChannelJoined(channel):
+                    self.lists[channel] = set(self.server.channel(channel).nicks())
+                case r.ChannelParted(channel):
+                    del self.lists[channel]
 
     def disconnect(self, reason):
         pass
@@ -57,7 +86,7 @@ class Chat(RuleBasedStateMachine):
     @rule(target=sessions)
     def log_in(self):
         self.count += 1
-        session = Session(f"u{self.count}")
+        session = Session(f"u{self.count}", self.server)
         self.server.arrive(session)
         self.server.handle(session, c.LogIn(session.name))
         self.expected[session] = []
@@ -114,6 +143,17 @@ class Chat(RuleBasedStateMachine):
     @rule()
     def time_passes(self):
         self.clock.advance(5)  # crowd summaries, if any
+
+    @precondition(lambda self: not self.server.held)
+    @rule()
+    def member_lists_agree_once_summed_up(self):
+        self.clock.advance(5)
+        for session in self.expected:
+            nick = self.server.nick_of(session)
+            if session.dropped or nick is None:
+                continue
+            for name, shown in session.lists.items():
+                assert shown == set(self.server.channel(name).nicks()), (session.name, name)
 
     @invariant()
     def each_got_their_channels_messages_once_in_order(self):

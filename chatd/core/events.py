@@ -70,13 +70,17 @@ class TopicChanged(_Happened):
 class Crowd(_Happened):
     """
     In a channel too big to announce each join and leave (--quiet-joins):
-    how many joined and left since the last such summary.
+    how many joined and left since the last such summary, and who is in it
+    now and who is not, of those who came or went (`joiners`, `leavers`),
+    so that a front door that shows member lists keeps them right.
     """
 
     channel: str
     joined: int
     left: int
     count: int
+    joiners: tuple[str, ...] = ()
+    leavers: tuple[str, ...] = ()
 
 
 @frozen
@@ -138,6 +142,9 @@ def from_json(line: str, default_channel: str) -> Event | None:
             when = datetime.strptime(stamp, _TIME_FORMAT).replace(tzinfo=timezone.utc).timestamp()
         if kind in (Said, Acted, Joined, Parted, TopicChanged, Crowd):
             fields.setdefault("channel", default_channel)
+        if kind is Crowd:
+            for name in ("joiners", "leavers"):
+                fields[name] = tuple(fields.get(name, ()))
         event: Event = kind(**fields, at=when)
         return event
     except (ValueError, KeyError, TypeError, AttributeError):

@@ -431,6 +431,7 @@ class ChatServer:
     def _announce_join(self, member: Member, channel: Channel) -> None:
         if channel.count > self.quiet_joins:
             channel.quiet_joins += 1
+            channel.turnover[member.session] = member.nick
             self._summarise_later()
             self._record(Joined(channel.name, member.nick, channel.count, at=self.clock.seconds()), channel)
         else:
@@ -446,6 +447,7 @@ class ChatServer:
         del channel.members[member.session]
         if not loud:
             channel.quiet_leaves += 1
+            channel.turnover[member.session] = member.nick
             self._summarise_later()
         if not channel.members and channel.name != self.default_channel:
             del self._channels[channel.key]
@@ -467,8 +469,14 @@ class ChatServer:
         for channel in list(self._channels.values()):
             if channel.quiet_joins or channel.quiet_leaves:
                 joined, left = channel.quiet_joins, channel.quiet_leaves
+                # Who is in now (by their nickname now), and who is gone (by the one they left with).
+                members = channel.members
+                joiners = tuple(members[session].nick for session in channel.turnover if session in members)
+                leavers = tuple(nick for session, nick in channel.turnover.items() if session not in members)
                 channel.quiet_joins = channel.quiet_leaves = 0
-                self._broadcast(Crowd(channel.name, joined, left, channel.count, at=self.clock.seconds()), channel.key)
+                channel.turnover = {}
+                self._broadcast(Crowd(channel.name, joined, left, channel.count, joiners, leavers,
+                                      at=self.clock.seconds()), channel.key)
 
     def _log_uncounted_logins(self) -> None:
         if self._logins_unlogged:
