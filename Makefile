@@ -6,7 +6,8 @@ ARGS   ?=
 
 # The real client programs the test suite drives, as COMMAND:DEBIAN-PACKAGES
 # (packages joined by commas).  `make test` installs the missing ones.
-TEST_PROGRAMS := telnet:telnet nc:netcat-openbsd plink:putty-tools cc:gcc,libc6-dev
+TEST_PROGRAMS := telnet:telnet nc:netcat-openbsd plink:putty-tools cc:gcc,libc6-dev \
+                 chromium:chromium chromedriver:chromium-driver
 
 .PHONY: run test test-programs clean
 

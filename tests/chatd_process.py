@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -11,12 +12,18 @@ import sys
 import time
 from pathlib import Path
 
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection, Request, TextMessage
+
 REPO = Path(__file__).resolve().parent.parent
 TWISTD = Path(sys.executable).with_name("twistd")
 TIMEOUT_SECONDS = 10
 
 
 def twistd_command(*chatd_args: str) -> list[str]:
+    """twistd running chatd; its web page on a free port unless the test says otherwise (8080 may be taken)."""
+    if not any(arg.startswith(("--web-port", "--no-web")) for arg in chatd_args):
+        chatd_args = (*chatd_args, "--web-port", "0")
     return [str(TWISTD), "-n", "--pidfile=", "chatd", *chatd_args]
 
 
@@ -180,6 +187,101 @@ class LineClient:
         self.read_lines(2)
         self.send_line(nick)
         assert self.read_line() == f"*** Hello {nick}! Type /help for commands."
+        return self
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class WebClient:
+    """
+    A WebSocket client of chatd's web port (a browser's side of the chat
+    page), on a blocking socket, with wsproto: the WebSocket library under
+    twisted.web.websocket, used here from the client's end.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", origin: str | None = None, path: str = "/chat") -> None:
+        self.sock = socket.create_connection((host, port), timeout=TIMEOUT_SECONDS)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        headers = [] if origin is None else [("Origin", origin)]
+        self.sock.sendall(self.ws.send(Request(host=f"{host}:{port}", target=path, extra_headers=headers)))
+        self._events: list[object] = []
+        self._text = ""
+        self.closed_with: int | None = None  # the server's close code, once it closed
+        self.rejected: int | None = None  # the HTTP status, if the handshake was refused
+        self._handshake()
+
+    def _handshake(self) -> None:
+        while True:
+            events = self._more_events()
+            for index, event in enumerate(events):
+                if isinstance(event, AcceptConnection):
+                    self._events.extend(events[index + 1:])  # the first messages may come with the handshake
+                    return
+                if isinstance(event, RejectConnection):
+                    self.rejected = event.status_code
+                    return
+
+    def _more_events(self) -> list[object]:
+        chunk = self.sock.recv(65536)
+        self.ws.receive_data(chunk or None)
+        return list(self.ws.events())
+
+    def send_json(self, message: object) -> None:
+        self.send_text(json.dumps(message))
+
+    def send_text(self, text: str) -> None:
+        self.sock.sendall(self.ws.send(TextMessage(text)))
+
+    def send_bytes(self, data: bytes) -> None:
+        self.sock.sendall(self.ws.send(BytesMessage(data)))
+
+    def receive(self) -> dict:
+        """The next message from the server, as JSON (answering pings on the way)."""
+        while True:
+            while self._events:
+                event = self._events.pop(0)
+                if isinstance(event, TextMessage):
+                    self._text += event.data
+                    if event.message_finished:
+                        text, self._text = self._text, ""
+                        return json.loads(text)
+                elif isinstance(event, Ping):
+                    self.sock.sendall(self.ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    self.closed_with = event.code
+                    raise AssertionError(f"closed by the server with {event.code}")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError("connection closed without a WebSocket close")
+            self.ws.receive_data(chunk)
+            self._events.extend(self.ws.events())
+
+    def receive_until(self, kind: str) -> dict:
+        """The next message of type `kind`, passing over others."""
+        while True:
+            message = self.receive()
+            if message["type"] == kind:
+                return message
+
+    def events(self) -> list[dict]:
+        """The events of the next "events" message."""
+        return self.receive_until("events")["events"]
+
+    def wait_closed(self) -> int:
+        """Read until the server closes; its close code."""
+        try:
+            while True:
+                self.receive()
+        except AssertionError:
+            pass
+        assert self.closed_with is not None
+        return self.closed_with
+
+    def login(self, nick: str) -> WebClient:
+        assert self.receive()["type"] == "welcome"
+        self.send_json({"type": "login", "nick": nick})
+        assert self.receive_until("logged-in")["nick"] == nick
         return self
 
     def close(self) -> None:

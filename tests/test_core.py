@@ -291,6 +291,32 @@ def test_big_channels_sum_up_joins_and_leaves(log):
     assert log == []  # nothing new: no summary
 
 
+def test_a_big_channels_summary_names_who_came_and_who_went(log):
+    """One who leaves a big channel, renames and comes back is a leaver by the old name and a joiner by the new."""
+    clock = Clock()
+    server = ChatServer("lab", clock, quiet_joins=2)
+    alice, bob, carol = online(server, log, "alice", "bob", "carol")
+    clock.advance(CROWD_SUMMARY_SECONDS)  # carol's join summed up
+    server.handle(carol, c.Join("#side"))
+    server.handle(carol, c.Part("#lobby"))
+    clock.advance(60)  # past the rename limit, and the summary of carol's leaving
+    log.clear()
+    server.handle(carol, c.Nick("caro"))
+    server.handle(carol, c.Join("#lobby"))
+    clock.advance(CROWD_SUMMARY_SECONDS)
+    summaries = [events for name, kind, events in log if name == "alice" and kind == "events"]
+    assert summaries == [[Crowd("#lobby", 1, 0, 3, ("caro",), (), at=65 + CROWD_SUMMARY_SECONDS)]]
+    server.handle(carol, c.Part("#lobby"))
+    server.handle(carol, c.Nick("carla"))
+    server.handle(bob, c.Nick("caro"))  # bob takes the name carol left by
+    clock.advance(60)
+    server.handle(carol, c.Join("#lobby"))
+    log.clear()
+    clock.advance(CROWD_SUMMARY_SECONDS)
+    crowd = [events for name, kind, events in log if name == "alice" and kind == "events"][0][0]
+    assert (crowd.joiners, crowd.leavers) == (("carla",), ())
+
+
 def test_a_login_storm_is_logged_one_line_each_then_counted(log, log_lines):
     """The first LOGIN_LINES_PER_PERIOD logins of a period get a line each; the rest one line, at the period's end or at stop."""
     clock = Clock()

@@ -17,7 +17,8 @@ from chatd.core.moderation import Moderation
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.service.limits import ConnectionLimits
-from chatd.telnet.protocol import ChatFactory, Settings
+from chatd.service.sessions import Settings
+from chatd.telnet.protocol import ChatFactory
 
 IAC, DO, WILL, SB, SE = b"\xff", b"\xfd", b"\xfb", b"\xfa", b"\xf0"
 BINARY, ECHO, SGA, NAWS = b"\x00", b"\x01", b"\x03", b"\x1f"
@@ -596,6 +597,6 @@ def test_a_reset_user_still_saying_queued_lines_is_closed_at_shutdown():
     bob.protocol.connectionLost(Failure(ConnectionLost()))
     alice.take()
     done = factory.shut_down(5)
-    assert factory.connections == {alice.protocol}
+    assert list(factory.connections) == [alice.protocol]
     alice.protocol.connectionLost(Failure(ConnectionDone()))
     assert done.called

@@ -100,18 +100,29 @@ def test_bad_values_name_the_option_and_the_problem(args, message):
 
 
 def test_make_service_is_a_multiservice_with_the_chat_listener_first():
-    """The chat room is the first child of a MultiService; echo is on by default, announcers are opt-in."""
+    """The chat room is the first child of a MultiService; the web page and echo are on by default, announcers are opt-in."""
     service = makeService(parse("--port", "0", "--interface", "127.0.0.1"))
     assert IServiceCollection.providedBy(service)
-    assert [child.name for child in service] == ["chat", "echo"]
+    assert [child.name for child in service] == ["chat", "web", "echo"]
     chat = service.getServiceNamed("chat")
     assert (chat.interface, chat.candidates) == ("127.0.0.1", [0])
+    web = service.getServiceNamed("web")
+    assert (web.interface, web.candidates) == ("127.0.0.1", list(range(8080, 8091)))
 
 
-def test_announcers_join_as_siblings_and_echo_can_be_turned_off():
-    """--multicast and --broadcast add announcers after the chat room; --no-echo removes echo."""
-    service = makeService(parse("--port", "0", "--no-echo", "--multicast", "--broadcast"))
+def test_announcers_join_as_siblings_and_echo_and_the_web_can_be_turned_off():
+    """--multicast and --broadcast add announcers after the chat room; --no-echo and --no-web remove those."""
+    service = makeService(parse("--port", "0", "--no-echo", "--no-web", "--multicast", "--broadcast"))
     assert [child.name for child in service] == ["chat", "multicast", "broadcast"]
+
+
+def test_web_origins_must_be_origins():
+    assert parse("--web-origin", "http://lab.example:8080, https://b.example/")["web-origin"] == [
+        "http://lab.example:8080", "https://b.example"]
+    assert parse("--web-origin", "*")["web-origin"] == ["*"]
+    with pytest.raises(usage.UsageError) as failure:
+        parse("--web-origin", "lab.example")
+    assert str(failure.value) == "--web-origin: 'lab.example' is not an origin like http://lab.example:8080 (or *)"
 
 
 

@@ -27,11 +27,11 @@ class Channel:
     members: dict[ISession, Member] = field(factory=dict)
     topic: str = ""
     # Joins and leaves not announced one by one (see --quiet-joins), since
-    # the last summary, and the nickname each session that came or went had
-    # when it did.
+    # the last summary, and the nicknames each session that came or went
+    # had when it did.
     quiet_joins: int = 0
     quiet_leaves: int = 0
-    turnover: dict[ISession, str] = field(factory=dict)
+    turnover: dict[ISession, set[str]] = field(factory=dict)
     key: str = field(init=False, default=Factory(lambda self: name_key(self.name), takes_self=True))
 
     @property

@@ -70,9 +70,10 @@ class TopicChanged(_Happened):
 class Crowd(_Happened):
     """
     In a channel too big to announce each join and leave (--quiet-joins):
-    how many joined and left since the last such summary, and who is in it
-    now and who is not, of those who came or went (`joiners`, `leavers`),
-    so that a front door that shows member lists keeps them right.
+    how many joined and left since the last such summary; and, so that a
+    front door that shows member lists keeps them right, the nicknames of
+    those who came and are in (`joiners`) and of those gone (`leavers`:
+    every name they came or went by that no member has now).
     """
 
     channel: str

@@ -121,6 +121,9 @@ class ChatServer:
     _publishing: bool = field(init=False, default=False)
     _crowd_call: IDelayedCall | None = field(init=False, default=None)
     _drops: int = field(init=False, default=0)  # sessions dropped for a failed delivery, ever
+    # Counts for /metrics: messages said (public and private), and deliveries of a turn's share to a member.
+    messages: int = field(init=False, default=0)
+    deliveries: int = field(init=False, default=0)
     # Logins this summary period, logged one by one and not.
     _logins_logged: int = field(init=False, default=0)
     _logins_unlogged: int = field(init=False, default=0)
@@ -244,6 +247,7 @@ class ChatServer:
     def _speak(self, member: Member, kind: type[Said] | type[Acted], text: str, channel: str | None) -> None:
         target = self._target(member, channel)
         if target is not None:
+            self.messages += 1
             self._broadcast(kind(target.name, member.nick, text, at=self.clock.seconds()), target.key, member.session,
                             target)
 
@@ -405,6 +409,7 @@ class ChatServer:
         if recipient is None:
             self.tell(member.session, replies.Error(f"no such nick: {to_nick}", "no-such-nick"))
             return
+        self.messages += 1
         if self._caught_up_with(recipient):
             self._send_isolated(recipient, replies.PrivateReceived(member.nick, text))
         self.tell(member.session, replies.PrivateSent(recipient.nick, text))
@@ -431,7 +436,7 @@ class ChatServer:
     def _announce_join(self, member: Member, channel: Channel) -> None:
         if channel.count > self.quiet_joins:
             channel.quiet_joins += 1
-            channel.turnover[member.session] = member.nick
+            channel.turnover.setdefault(member.session, set()).add(member.nick)
             self._summarise_later()
             self._record(Joined(channel.name, member.nick, channel.count, at=self.clock.seconds()), channel)
         else:
@@ -447,7 +452,7 @@ class ChatServer:
         del channel.members[member.session]
         if not loud:
             channel.quiet_leaves += 1
-            channel.turnover[member.session] = member.nick
+            channel.turnover.setdefault(member.session, set()).add(member.nick)
             self._summarise_later()
         if not channel.members and channel.name != self.default_channel:
             del self._channels[channel.key]
@@ -469,10 +474,12 @@ class ChatServer:
         for channel in list(self._channels.values()):
             if channel.quiet_joins or channel.quiet_leaves:
                 joined, left = channel.quiet_joins, channel.quiet_leaves
-                # Who is in now (by their nickname now), and who is gone (by the one they left with).
+                # Of those who came or went: who is in now (by their nickname
+                # now), and every name they came or went by that no member has now.
                 members = channel.members
                 joiners = tuple(members[session].nick for session in channel.turnover if session in members)
-                leavers = tuple(nick for session, nick in channel.turnover.items() if session not in members)
+                present = set(channel.nicks())
+                leavers = tuple(sorted({nick for nicks in channel.turnover.values() for nick in nicks} - present))
                 channel.quiet_joins = channel.quiet_leaves = 0
                 channel.turnover = {}
                 self._broadcast(Crowd(channel.name, joined, left, channel.count, joiners, leavers,
@@ -668,6 +675,7 @@ class ChatServer:
         handled: if that fails, the failure is that member's alone, so it is
         logged and that member dropped, and the caller goes on.
         """
+        self.deliveries += 1
         try:
             member.session.deliver(share)
         except Exception:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import fcntl
 import struct
 import termios
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from attrs import define
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
 
@@ -37,6 +39,14 @@ if TYPE_CHECKING:
     from chatd.core.server import ChatServer
 
 
+@define
+class FlowCounts:
+    """What flow control did, over every connection of every front door (for /metrics)."""
+
+    flood_delayed_lines: int = 0  # lines that waited in a flood queue
+    send_queue_drops: int = 0  # connections dropped for falling too far behind
+
+
 class Flusher:
     """
     The end of each reactor turn: the chat server's held events are
@@ -48,9 +58,12 @@ class Flusher:
     sends on the next poll either way, and this runs just before it.
     """
 
-    def __init__(self, clock: IReactorTime, server: ChatServer | None = None) -> None:
+    def __init__(self, clock: IReactorTime, server: ChatServer | None = None,
+                 fan_out_seconds: Callable[[float], None] | None = None) -> None:
         self._clock = clock
         self._server = server
+        # Told how long each turn's fan-out took (/metrics).
+        self._fan_out_seconds = fan_out_seconds
         self._dirty: list[SendQueue] = []
         self._next_turn: list[SendQueue] = []
         self._call: IDelayedCall | None = None
@@ -87,7 +100,12 @@ class Flusher:
         self.flushing = True
         try:
             if self._server is not None and self._server.held:
-                self._server.release()
+                if self._fan_out_seconds is None:
+                    self._server.release()
+                else:
+                    started = time.perf_counter()
+                    self._server.release()
+                    self._fan_out_seconds(time.perf_counter() - started)
             while self._dirty:
                 dirty, self._dirty = self._dirty, []
                 for queue in dirty:
@@ -103,11 +121,19 @@ class Flusher:
 class SendQueue:
     """What is on its way to one connection, bounded."""
 
-    __slots__ = ("_transport", "_socket", "max_bytes", "_overflowed", "_flusher", "_pending", "pending_bytes",
-                 "_scheduled", "_paused", "_closed")
+    __slots__ = ("_transport", "_consumer", "_socket", "max_bytes", "_overflowed", "_flusher", "_pending",
+                 "pending_bytes", "_scheduled", "_paused", "_closed")
 
-    def __init__(self, transport: Any, max_bytes: int, overflowed: Callable[[], None], flusher: Flusher) -> None:
+    def __init__(self, transport: Any, max_bytes: int, overflowed: Callable[[], None], flusher: Flusher,
+                 consumer: Any = None) -> None:
+        """
+        Write to `transport`, whose buffer tells us to pause and resume
+        through `consumer` (where we register as its producer): the
+        transport itself, unless something already is its producer (a web
+        request's HTTP channel, which passes pauses on).
+        """
         self._transport = transport
+        self._consumer = transport if consumer is None else consumer
         self._socket = socket_of(transport)
         self.max_bytes = max_bytes
         self._overflowed = overflowed
@@ -117,7 +143,7 @@ class SendQueue:
         self._scheduled = False
         self._paused = False
         self._closed = False
-        transport.registerProducer(self, True)
+        self._consumer.registerProducer(self, True)
 
     def write(self, data: bytes) -> None:
         if self._closed:
@@ -178,7 +204,7 @@ class SendQueue:
             self._closed = True
             if self._pending:
                 self._hand_over()
-            self._transport.unregisterProducer()
+            self._consumer.unregisterProducer()
 
     # -- IPushProducer, from the transport
 
@@ -238,7 +264,7 @@ class FloodGate:
     """Lets a user's lines through at `rate` a second (bursts of `burst`), queueing the rest."""
 
     __slots__ = ("_clock", "_bucket", "max_queued", "_handle", "_pause_reading", "_resume_reading",
-                 "_queued", "_release", "reading_paused", "_drained")
+                 "_queued", "_release", "reading_paused", "_drained", "_counts")
 
     def __init__(
         self,
@@ -249,8 +275,10 @@ class FloodGate:
         handle: Callable[[str], None],
         pause_reading: Callable[[], None],
         resume_reading: Callable[[], None],
+        counts: FlowCounts | None = None,
     ) -> None:
         self._clock = clock
+        self._counts = FlowCounts() if counts is None else counts
         self._bucket = TokenBucket(rate, burst, burst, clock.seconds())
         self.max_queued = max_queued
         self._handle = handle
@@ -276,6 +304,7 @@ class FloodGate:
         if not self._queued and self._bucket.take(self._clock.seconds()):
             self._handle(text)
             return
+        self._counts.flood_delayed_lines += 1
         self.queued.append(text)
         if len(self.queued) >= self.max_queued and not self.reading_paused:
             self.reading_paused = True

@@ -120,6 +120,20 @@ class ConnectionLimits:
         return self._total
 
 
+@define
+class Slot:
+    """An admitted connection's place in its ConnectionLimits, given back once, whoever gives it back first."""
+
+    limits: ConnectionLimits
+    address: str
+    held: bool = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.limits.release(self.address)
+
+
 def raise_open_files_limit() -> int:
     """
     Raise this process's soft limit on open files as far as the hard limit

@@ -132,6 +132,12 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def describe_peer(address: IAddress) -> str:
+    """A connection's peer for the log: 192.0.2.7:50312, [2001:db8::7]:50312."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    return str(address) if host is None or port is None else format_address(host, port)
+
+
 class _SelfCheckingFactory(ServerFactory[Protocol]):
     """
     Hands connections to the real factory, except the one connection chatd
@@ -362,9 +368,11 @@ class FallbackListener(Service):
         port_file: str | None = None,
         what: str = "chat room",
         after_stop_listening: Callable[[], Any] | None = None,
+        after_listening: Callable[[int], None] | None = None,
     ) -> None:
         self.what = what
         self._after_stop_listening = after_stop_listening
+        self._after_listening = after_listening
         self._binding = binding
         self.interface = interface
         self.candidates = list(candidates)
@@ -399,6 +407,8 @@ class FallbackListener(Service):
             write_port_file(self.port_file, port_of(result.port))
         # Logged last, so whoever waits for this line finds the port file written.
         log.info("{line}", line=result.describe(self.what))
+        if self._after_listening is not None:
+            self._after_listening(port_of(result.port))
 
     def stopService(self):  # type: ignore[no-untyped-def]
         super().stopService()

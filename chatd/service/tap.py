@@ -12,10 +12,11 @@ import ipaddress
 import signal
 import socket
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sized
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import DeferredList
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -33,23 +34,30 @@ from chatd.lan.udp import (
     listen_udp_with_destinations,
     multicast_setup,
 )
+from chatd.service.flow import FlowCounts, Flusher
 from chatd.service.limits import ConnectionLimits, raise_open_files_limit
+from chatd.service.metrics import chat_metrics
 from chatd.service.listening import (
     FallbackListener,
     FallbackSpecError,
     TCPBinding,
     UDPBinding,
     fallback_ports,
+    format_address,
     ipv4_address,
     multicast_group,
 )
 from chatd.service.transcript import Transcript, recent_messages
 from chatd.telnet.charset import CharsetError, check_charset
-from chatd.telnet.protocol import DEFAULT_MAX_LINE_BYTES, ChatFactory, Settings
+from chatd.service.sessions import DEFAULT_MAX_LINE_BYTES, Settings
+from chatd.telnet.protocol import ChatFactory
+from chatd.web.protocol import WebSessions
+from chatd.web.site import web_site
 
 log = Logger()
 
 DEFAULT_ECHO_PORT = 41234
+DEFAULT_WEB_PORT = 8080
 MIN_LINE_BYTES = 64
 MAX_LINE_BYTES = 1024 * 1024
 MAX_NAME_CHARS = 64
@@ -92,6 +100,11 @@ class Options(usage.Options):
         ["max-channels", None, str(DEFAULT_MAX_CHANNELS), "Most channels on the server at once; users create them with /join."],
         ["quiet-joins", None, str(DEFAULT_QUIET_JOINS), "Above this many members a channel stops announcing each join and "
          "leave and sums them up every few seconds instead."],
+        ["web-port", None, str(DEFAULT_WEB_PORT), "TCP port of the web page (chat in a browser), /metrics and /healthz; "
+         "0 takes any free port."],
+        ["web-fallback", None, "10", "Where the web page goes when its port is taken (as --fallback)."],
+        ["web-origin", None, None, "Other origins whose pages may open the chat's WebSocket, comma-separated "
+         "(http://lab.example:8080); * allows any. [default: only the page's own]"],
         ["echo-port", None, str(DEFAULT_ECHO_PORT), "UDP port of the echo service, on --interface; 0 takes any free port."],
         ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
         ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
@@ -105,6 +118,7 @@ class Options(usage.Options):
     ]
 
     optFlags = [
+        ["no-web", None, "Do not serve the web page (nor /metrics and /healthz)."],
         ["no-echo", None, "Do not run the UDP echo service."],
         ["multicast", None, "Announce the server to the LAN by multicast (puts traffic on the LAN, so off by default)."],
         ["broadcast", None, "Announce the server to the LAN by broadcast (off by default)."],
@@ -144,6 +158,8 @@ class Options(usage.Options):
             ("default-channel", _channel_name),
             ("max-channels", _count),
             ("quiet-joins", _count_or_zero),
+            ("web-port", _port),
+            ("web-origin", _origins),
             ("echo-port", _port),
             ("echo-rate", _positive_number),
             ("multicast-group", multicast_group),
@@ -168,6 +184,7 @@ class Options(usage.Options):
         except ValueError as problem:
             raise usage.UsageError(f"--transcript: {problem}") from None
         self["fallback-ports"] = _fallback("fallback", self["fallback"], self["port"])
+        self["web-fallback-ports"] = _fallback("web-fallback", self["web-fallback"], self["web-port"])
         # The echo never takes a port of the announcements, by default or as
         # given, so a second chatd on this host cannot walk onto them.
         announcement_ports = sorted({DEFAULT_BROADCAST_PORT, DEFAULT_MULTICAST_PORT,
@@ -199,6 +216,18 @@ def _interface(text: str) -> str:
         return str(ipaddress.ip_address(text.strip().strip("[]")))
     except ValueError:
         raise ValueError(f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+def _origins(text: str | None) -> list[str]:
+    """--web-origin: scheme://host[:port] of each page allowed to open the chat, or *."""
+    if text is None:
+        return []
+    origins = [origin.strip().rstrip("/") for origin in text.split(",") if origin.strip()]
+    for origin in origins:
+        scheme, separator, host = origin.partition("://")
+        if origin != "*" and (scheme.lower() not in ("http", "https") or not separator or not host or "/" in host):
+            raise ValueError(f"{origin!r} is not an origin like http://lab.example:8080 (or *)")
+    return origins
 
 
 def _nonzero_port(text: str) -> int:
@@ -382,16 +411,40 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     )
     if transcript is not None:
         server.observers.append(transcript.record)
-    factory = ChatFactory(server, settings, reactor, limits)
+    # One turn, one set of counts and one set of limits for every front door.
+    counts = FlowCounts()
+    doors: dict[str, Sized] = {}
+    registry, fan_out = chat_metrics(server, doors, counts)
+    flusher = Flusher(reactor, server, fan_out.observe)
+    factory = ChatFactory(server, settings, reactor, limits, flusher, counts)
+    doors["telnet"] = factory.connections
+    web_sessions = None
+    if not options["no-web"]:
+        web_sessions = WebSessions(server, settings, reactor, flusher, counts)
+        doors["web"] = web_sessions.connections
+    shutting: list[Any] = [factory, *([web_sessions] if web_sessions is not None else [])]
     chat = FallbackListener(
         TCPBinding(reactor.listenTCP, factory),
         options["interface"],
         [options["port"], *options["fallback-ports"]],
         options["port-file"],
-        after_stop_listening=lambda: _shut_down(factory, options["shutdown-grace"], transcript),
+        after_stop_listening=lambda: _shut_down(server, shutting, options["shutdown-grace"], transcript),
     )
     chat.setName("chat")
     chat.setServiceParent(top)
+
+    if web_sessions is not None:
+        site = web_site(web_sessions, registry, limits, moderation, options["web-origin"])
+        web = FallbackListener(
+            TCPBinding(reactor.listenTCP, site),
+            options["interface"],
+            [options["web-port"], *options["web-fallback-ports"]],
+            what="web page",
+            after_listening=lambda port: log.info("open http://{host}/ in a browser to chat",
+                                                  host=_web_host(options["interface"], port)),
+        )
+        web.setName("web")
+        web.setServiceParent(top)
 
     if not options["no-echo"]:
         rate = options["echo-rate"]
@@ -442,10 +495,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     return top
 
 
-def _shut_down(factory: ChatFactory, grace: float, transcript: Transcript | None) -> Any:
-    """Close every connection, then the transcript, which records their leaving."""
-    factory.server.stop()
-    closed = factory.shut_down(grace)
+def _shut_down(server: ChatServer, doors: list[Any], grace: float, transcript: Transcript | None) -> Any:
+    """Close every connection of every front door, then the transcript, which records their leaving."""
+    server.stop()
+    closed = DeferredList([door.shut_down(grace) for door in doors])
     if transcript is not None:
 
         def close_transcript(result: object) -> object:
@@ -494,6 +547,12 @@ def _exit_zero_on_signals(reactor: Any, foreground: bool) -> None:
 
     # After startup, so these replace the handlers the reactor installs.
     reactor.callWhenRunning(install)
+
+
+def _web_host(interface: str, port: int) -> str:
+    """HOST:PORT of the page's address, as others on the LAN would type it: this host's name when listening on all."""
+    host = socket.gethostname() if ipaddress.ip_address(interface).is_unspecified else interface
+    return format_address(host, port)
 
 
 def _concrete_ipv4(interface: str) -> str | None:

@@ -18,12 +18,25 @@ Twisted changes what these rely on.
    sends itself a datagram) and accepts (reads) on the listening socket
    itself, to prove no other program shares the port.  Calls the TCP
    port's `doRead` and reads the ports' `socket` and `fileno()`.
+
+3. The web's WebSocket (chatd.web.protocol), on twisted.web.websocket:
+   - A turn's share is one text frame whose bytes every member with that
+     share gets (chatd.web.dialect), written with the direct send above to
+     the TCP transport under the WebSocket: the `transport` of Twisted's
+     `_WebSocketWireProtocol`.
+   - A bound on an incoming message: Twisted gathers a message's
+     fragments in the wire protocol's `_textBuffer` and `_bytesBuffer`
+     without limit.  chatd checks their size after each read, which it
+     sees by pointing the HTTP channel's `dataReceived` (which Twisted
+     pointed at the wire protocol's on the upgrade, in
+     `HTTPChannel._protocolUpgradeForWebsockets`) at a function that reads
+     and then checks.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.interfaces import IListeningPort
@@ -85,3 +98,24 @@ def listening_socket(port: IListeningPort) -> socket.socket:
 def accept_now(port: IListeningPort) -> None:
     """Accept (TCP) what waits on a listening port, as the reactor would when it is readable."""
     port.doRead()  # type: ignore[attr-defined]
+
+
+def tcp_transport_of(websocket: Any) -> Any:
+    """The TCP transport a twisted.web.websocket connection runs on."""
+    return websocket.transport
+
+
+def partial_message_size(websocket: Any) -> int:
+    """How much of a message the WebSocket holds while its last fragments are still to come (characters or bytes)."""
+    return len(websocket._textBuffer.data) + len(websocket._bytesBuffer.data)
+
+
+def after_each_read(channel: Any, check: Callable[[], None]) -> None:
+    """Call `check` after each read of the HTTP channel upgraded to a WebSocket (which handles the read first)."""
+    receive = channel.dataReceived
+
+    def received(data: bytes) -> None:
+        receive(data)
+        check()
+
+    channel.dataReceived = received

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from attrs import define, field, frozen
-from twisted.internet.defer import Deferred, succeed
+from attrs import define, field
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
@@ -36,11 +36,12 @@ from chatd.core.batch import Share
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.core.text import clean
-from chatd.service.flow import FloodGate, Flusher, SendQueue, unacknowledged_bytes
+from chatd.service.flow import FloodGate, FlowCounts, Flusher, SendQueue, unacknowledged_bytes
 from chatd.service.limits import ConnectionLimits
-from chatd.service.listening import format_address
+from chatd.service.listening import describe_peer
+from chatd.service.sessions import Connections, Settings
 from chatd.telnet import render
-from chatd.telnet.charset import CharsetError, check_charset, lookup_charset
+from chatd.telnet.charset import CharsetError, check_charset
 from chatd.telnet.dialect import Outgoing, TelnetDialect, encode
 from chatd.telnet.lineedit import Echo, Line, LineEditor, LineTooLong, Undecodable
 from chatd.telnet.negotiation import TelnetServer, wrong_protocol
@@ -48,32 +49,11 @@ from chatd.telnet.parse import Charset, Help, Invalid, LineCommand, parse_line
 
 log = Logger()
 
-DEFAULT_MAX_LINE_BYTES = 4096
 # After chatd's FIN: how long a client has to close by itself before the
 # connection is reset, and how long to wait for a slow client to acknowledge
 # what it was sent before resetting anyway.
 RESET_AFTER_FIN_SECONDS = 0.5
 MAX_UNACKNOWLEDGED_WAIT_SECONDS = 10.0
-
-
-@frozen
-class Settings:
-    """What every connection of a server shares."""
-
-    server_name: str
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    charset: str = field(default="utf-8")
-    login_timeout_seconds: float = 60.0
-    idle_timeout_seconds: float = 0.0  # 0: never
-    rate_lines_per_second: float = 5.0
-    rate_burst_lines: int = 20
-    flood_queue_lines: int = 100
-    send_queue_bytes: int = 1024 * 1024
-
-    @charset.validator
-    def _check_charset(self, attribute: object, value: str) -> None:
-        if lookup_charset(value) != value:
-            raise ValueError(f"not a canonical usable charset name: {value!r}")
 
 
 @implementer(ISession, IHalfCloseableProtocol)
@@ -118,13 +98,13 @@ class ChatProtocol(TelnetServer):
     def connectionMade(self) -> None:
         moderation = self._server.moderation
         if moderation is not None and moderation.is_banned(self._host):
-            log.info("refused {peer}: banned", peer=_show(self.peer))
+            log.info("refused {peer}: banned", peer=describe_peer(self.peer))
             self._tell(render.error("you are banned from this server"))
             self.disconnect("banned")
             return
         refusal = self.factory.limits.admit(self._host)
         if refusal is not None:
-            log.info("refused {peer}: {refusal}", peer=_show(self.peer), refusal=refusal)
+            log.info("refused {peer}: {refusal}", peer=describe_peer(self.peer), refusal=refusal)
             self._tell(render.error(refusal))
             self.disconnect(refusal)
             return
@@ -137,7 +117,7 @@ class ChatProtocol(TelnetServer):
         self._flood_gate = FloodGate(
             self.factory.clock, settings.rate_lines_per_second, settings.rate_burst_lines,
             settings.flood_queue_lines, self._line_received, self.transport.pauseProducing,
-            self.transport.resumeProducing,
+            self.transport.resumeProducing, self.factory.counts,
         )
         # Keepalive finds peers that vanished without a word (a laptop closed,
         # Wi-Fi gone). No Nagle: chat writes are whole messages, and Nagle's
@@ -174,7 +154,7 @@ class ChatProtocol(TelnetServer):
         try:
             super().dataReceived(data)
         except Exception:
-            log.failure("error handling input from {peer}; closing", peer=_show(self.peer))
+            log.failure("error handling input from {peer}; closing", peer=describe_peer(self.peer))
             self.transport.abortConnection()
 
     def readConnectionLost(self) -> None:
@@ -243,7 +223,7 @@ class ChatProtocol(TelnetServer):
         if self._admitted:
             self._admitted = False
             if not self.logged_in:
-                log.info("{peer} left before choosing a nickname ({reason})", peer=_show(self.peer), reason=reason)
+                log.info("{peer} left before choosing a nickname ({reason})", peer=describe_peer(self.peer), reason=reason)
             self.factory.limits.release(self._host)
             self.leave_chat(reason)
             self.factory.closed(self)
@@ -279,7 +259,8 @@ class ChatProtocol(TelnetServer):
             self._idle_timer = self.factory.clock.callLater(self._settings.idle_timeout_seconds, self._idle_timed_out)
 
     def _send_queue_exceeded(self) -> None:
-        log.info("{peer} fell over {limit} bytes behind; dropping it", peer=_show(self.peer),
+        self.factory.counts.send_queue_drops += 1
+        log.info("{peer} fell over {limit} bytes behind; dropping it", peer=describe_peer(self.peer),
                  limit=self._settings.send_queue_bytes)
         self._closing = True
         self.leave_chat("Send queue exceeded")
@@ -378,6 +359,12 @@ class ChatProtocol(TelnetServer):
             data = encode(clear, self.charset) + data + encode(partial, self.charset)
         self._write(data)
 
+    def shutting_down(self) -> None:
+        self._tell(render.shutting_down())
+
+    def abort(self) -> None:
+        self.transport.abortConnection()
+
     def disconnect(self, reason: str) -> None:
         """
         Close once everything delivered has been sent: chatd closes its side
@@ -455,9 +442,9 @@ class ChatFactory(Factory[ChatProtocol]):
     settings: Settings
     clock: IReactorTime
     limits: ConnectionLimits = field(factory=lambda: ConnectionLimits(10_000, 32))
-    connections: set[ChatProtocol] = field(factory=set)
     flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server), takes_self=True))
-    _all_closed: Deferred[None] | None = None
+    counts: FlowCounts = field(factory=FlowCounts)
+    connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
     noisy = False  # no "Starting factory" log lines
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
@@ -465,50 +452,14 @@ class ChatFactory(Factory[ChatProtocol]):
         return ChatProtocol(self, addr)
 
     def shut_down(self, grace_seconds: float) -> Deferred[None]:
-        """
-        Tell everyone the server is shutting down and close every connection,
-        letting pending output flush for up to `grace_seconds`; the result
-        fires when every connection is closed.
-        """
-        self.flusher.flush()  # what was said this turn comes before the notice
-        closing = list(self.connections)
-        for connection in closing:
-            self.server.tell(connection, render.shutting_down())
-            connection.disconnect("server shutting down")
-        # Everyone leaves for that reason, as the log and the transcript say;
-        # the lines that would tell the others go nowhere, as all are closing.
-        for connection in closing:
-            connection.leave_chat("Server shutting down")
-        if not self.connections:
-            return succeed(None)
-        self._all_closed = Deferred()
-        deadline = self.clock.callLater(grace_seconds, self._abort_remaining)
-
-        def stop_the_deadline(result: object) -> object:
-            if deadline.active():
-                deadline.cancel()
-            return result
-
-        self._all_closed.addBoth(stop_the_deadline)
-        return self._all_closed
-
-    def _abort_remaining(self) -> None:
-        log.info("{count} connection(s) still flushing after the grace period; closing them", count=len(self.connections))
-        for connection in list(self.connections):
-            connection.transport.abortConnection()
+        """Tell everyone the server is shutting down and close every connection (see Connections.shut_down)."""
+        return self.connections.shut_down(self.flusher, grace_seconds)
 
     # -- from ChatProtocol
 
     def opened(self, connection: ChatProtocol) -> None:
-        self.connections.add(connection)
+        self.connections.opened(connection)
 
     def closed(self, connection: ChatProtocol) -> None:
-        self.connections.discard(connection)
-        if not self.connections and self._all_closed is not None:
-            all_closed, self._all_closed = self._all_closed, None
-            all_closed.callback(None)
+        self.connections.closed(connection)
 
-
-def _show(address: IAddress) -> str:
-    host, port = getattr(address, "host", None), getattr(address, "port", None)
-    return str(address) if host is None or port is None else format_address(host, port)

@@ -1,0 +1,63 @@
+"""
+`GET /metrics` on the web port: the chat's numbers in Prometheus's text
+format, through prometheus_client.  They are read when scraped, from counts
+that the chat keeps anyway (an integer added to per delivery), so fan-out
+pays nothing for them but one timing per turn.
+
+    chatd_connections{door="telnet"|"web"}   open connections (web: WebSockets)
+    chatd_users                               users who have chosen a nickname
+    chatd_channels                            channels
+    chatd_messages_total                      messages said, public and private
+    chatd_deliveries_total                    a turn's events delivered to one user
+    chatd_flood_delayed_lines_total           lines (web: messages) that waited in a flood queue
+    chatd_send_queue_drops_total              connections dropped for falling --sendq behind
+    chatd_fan_out_seconds                     time to deliver one turn's events (a histogram)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sized
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from chatd.core.server import ChatServer
+from chatd.service.flow import FlowCounts
+
+# Fan-out of one turn: tens of microseconds for a few users, milliseconds for thousands.
+FAN_OUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class ChatCollector(Collector):
+    """The chat's counts and gauges, read at each scrape."""
+
+    def __init__(self, server: ChatServer, doors: Mapping[str, Sized], counts: FlowCounts) -> None:
+        self._server = server
+        self._doors = doors
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        server, counts = self._server, self._counts
+        connections = GaugeMetricFamily("chatd_connections", "Open connections, by front door.", labels=["door"])
+        for door, open_connections in self._doors.items():
+            connections.add_metric([door], len(open_connections))
+        yield connections
+        yield GaugeMetricFamily("chatd_users", "Users who have chosen a nickname.", value=server.count)
+        yield GaugeMetricFamily("chatd_channels", "Channels.", value=server.channel_count)
+        yield CounterMetricFamily("chatd_messages", "Messages said, public and private.", value=server.messages)
+        yield CounterMetricFamily("chatd_deliveries", "Deliveries of a turn's events to one user.",
+                                  value=server.deliveries)
+        yield CounterMetricFamily("chatd_flood_delayed_lines", "Lines that waited in a flood queue (--rate, --burst).",
+                                  value=counts.flood_delayed_lines)
+        yield CounterMetricFamily("chatd_send_queue_drops", "Connections dropped for falling --sendq bytes behind.",
+                                  value=counts.send_queue_drops)
+
+
+def chat_metrics(server: ChatServer, doors: Mapping[str, Sized], counts: FlowCounts) -> tuple[CollectorRegistry, Histogram]:
+    """A registry of the chat's metrics (its own, not prometheus_client's global one), and the fan-out histogram."""
+    registry = CollectorRegistry()
+    registry.register(ChatCollector(server, doors, counts))
+    fan_out = Histogram("chatd_fan_out_seconds", "Time to deliver one turn's events to every member.",
+                        buckets=FAN_OUT_BUCKETS, registry=registry)
+    return registry, fan_out

@@ -1,0 +1,151 @@
+"""
+A message from the browser -> a command for the chat.  Pure.
+
+The web front door's syntax: one JSON object per WebSocket message, with a
+"type" (the whole protocol is in chatd.web.protocol).  The page turns what
+its user types (`/join #lab`, `/me waves`) into these messages itself.
+Every text a user wrote is cleaned (chatd.core.text.clean) as it is on
+every front door.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from attrs import frozen
+
+from chatd.core import commands
+from chatd.core.commands import Command
+from chatd.core.text import clean
+
+DEFAULT_BAN_MINUTES = 60.0
+
+
+@frozen
+class Invalid:
+    """A message the server understood but cannot carry out as it is: the user is told; nothing closes."""
+
+    reason: str
+    code: str = "bad-request"
+
+
+@frozen
+class Unreadable:
+    """Not JSON, not an object, or of no known type: the user is told and the connection closes."""
+
+    reason: str
+
+
+@frozen
+class TooLong:
+    """A text over --max-line bytes (the same limit as a telnet line)."""
+
+
+Parsed = Command | Invalid | Unreadable | TooLong | None  # None: nothing to do (an empty message)
+
+
+def parse_message(data: str, max_text_bytes: int) -> Parsed:
+    try:
+        fields = json.loads(data)
+    except ValueError:
+        return Unreadable("not JSON")
+    if not isinstance(fields, dict):
+        return Unreadable("not a JSON object")
+    kind = fields.get("type")
+    parse = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if parse is None:
+        return Unreadable(f"unknown message type: {kind!r}"[:200])
+    try:
+        return parse(_Fields(fields, max_text_bytes))
+    except _TooLong:
+        return TooLong()
+    except _Missing as missing:
+        return Invalid(f"{kind}: {missing}")
+
+
+class _Missing(Exception):
+    pass
+
+
+class _TooLong(Exception):
+    pass
+
+
+class _Fields:
+    """A message's fields, each read as what it must be."""
+
+    def __init__(self, fields: dict[str, Any], max_text_bytes: int) -> None:
+        self._fields = fields
+        self._max_text_bytes = max_text_bytes
+
+    def text(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise _Missing(f'"{name}" is missing')
+        return value
+
+    def optional(self, name: str) -> str | None:
+        value = self._fields.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise _Missing(f'"{name}" is not a string')
+        encoded = value.encode("utf-8", "replace")  # a lone surrogate (from a \\ud800 escape) is no text
+        if len(encoded) > self._max_text_bytes:
+            raise _TooLong()
+        return clean(encoded.decode("utf-8"))
+
+    def number(self, name: str, default: float) -> float:
+        value = self._fields.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10_000_000:
+            raise _Missing(f'"{name}" is not a number of minutes')
+        return float(value)
+
+
+def _say(fields: _Fields) -> Command | None:
+    text = fields.text("text")
+    return commands.Say(text, fields.optional("channel")) if text.strip() else None
+
+
+def _act(fields: _Fields) -> Command | None:
+    text = fields.text("text")
+    return commands.Act(text, fields.optional("channel")) if text.strip() else None
+
+
+def _msg(fields: _Fields) -> Command | None:
+    to, text = fields.text("to"), fields.text("text")
+    return commands.Msg(to.strip(), text) if text.strip() else None
+
+
+def _part(fields: _Fields) -> Command:
+    return commands.Part(fields.optional("channel"), (fields.optional("reason") or "").strip())
+
+
+def _quit(fields: _Fields) -> Command:
+    return commands.Quit((fields.optional("reason") or "").strip() or "Quit")
+
+
+def _kick(fields: _Fields) -> Command:
+    return commands.Kick(fields.text("nick").strip(), (fields.optional("reason") or "").strip())
+
+
+_PARSERS: dict[str, Callable[[_Fields], Command | None]] = {
+    "login": lambda fields: commands.LogIn(fields.text("nick").strip()),
+    "nick": lambda fields: commands.Nick(fields.text("nick").strip()),
+    "say": _say,
+    "act": _act,
+    "msg": _msg,
+    "join": lambda fields: commands.Join(fields.text("channel").strip()),
+    "part": _part,
+    "topic": lambda fields: commands.Topic(fields.optional("channel"), fields.optional("topic")),
+    "names": lambda fields: commands.Names(fields.optional("channel")),
+    "channels": lambda fields: commands.Channels(),
+    "quit": _quit,
+    "oper": lambda fields: commands.Oper(fields.text("password")),
+    "kick": _kick,
+    "ban": lambda fields: commands.Ban(fields.text("target").strip(), fields.number("minutes", DEFAULT_BAN_MINUTES)),
+    "unban": lambda fields: commands.Unban(fields.text("address").strip()),
+    "bans": lambda fields: commands.Bans(),
+}

@@ -1,0 +1,112 @@
+"""
+The web front door's every message to the browser, as JSON.  Pure.
+
+Each message is one JSON object with a "type" (see chatd.web.protocol for
+the whole protocol).  The page shows what it gets as text, never as HTML.
+The sentences a person reads (errors) are here, as the telnet door's are
+in chatd.telnet.render.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chatd.core import replies
+from chatd.core.events import Event, to_json
+from chatd.web.dialect import utf8
+
+
+def message(kind: str, **fields: Any) -> bytes:
+    """One message: {"type": KIND, FIELD: VALUE, ...} as UTF-8."""
+    return utf8(json.dumps({"type": kind, **fields}, ensure_ascii=False, separators=(",", ":")))
+
+
+def _events(recent: tuple[Event, ...]) -> list[Any]:
+    return [json.loads(to_json(event)) for event in recent]
+
+
+def welcome(server_name: str, count: int) -> bytes:
+    return message("welcome", server=server_name, users=count)
+
+
+def error(reason: str, code: str = "refused") -> bytes:
+    return message("error", reason=reason, code=code)
+
+
+def line_too_long(max_bytes: int) -> bytes:
+    return error(f"line too long (max {max_bytes} bytes)", "line-too-long")
+
+
+def closing(reason: str, code: str) -> bytes:
+    """The server is about to close this connection, and why."""
+    return message("closing", reason=reason, code=code)
+
+
+def shutting_down() -> bytes:
+    return closing("server shutting down", "shutting-down")
+
+
+def login_timeout(seconds: float) -> bytes:
+    return closing(f"no nickname chosen within {seconds:g} s", "login-timeout")
+
+
+def idle_timeout(seconds: float) -> bytes:
+    return closing(f"no input for {seconds:g} s", "idle-timeout")
+
+
+def ping_timeout() -> bytes:
+    return closing("no answer to pings", "ping-timeout")
+
+
+def refused(reason: str) -> bytes:
+    """Not admitted (banned, server full ...): the connection closes."""
+    return closing(reason, "refused")
+
+
+def bad_message(reason: str) -> bytes:
+    """A message the server cannot read: the connection closes."""
+    return closing(reason, "bad-message")
+
+
+def reply(answer: object) -> bytes:
+    """One of the core's replies (or a message of this door's own, already bytes)."""
+    if isinstance(answer, bytes):
+        return answer
+    match answer:
+        case replies.LoggedIn(nick, channel, recent):
+            return message("logged-in", nick=nick, channel=channel, history=_events(recent))
+        case replies.ChannelJoined(channel, count, topic, recent):
+            return message("channel-joined", channel=channel, count=count, topic=topic, history=_events(recent))
+        case replies.NowTalkingIn(channel):
+            return message("now-talking-in", channel=channel)
+        case replies.ChannelParted(channel, current):
+            return message("channel-parted", channel=channel, current=current)
+        case replies.UserList(nicks):
+            return message("users", nicks=list(nicks))
+        case replies.ChannelMembers(channel, nicks):
+            return message("members", channel=channel, nicks=list(nicks))
+        case replies.ChannelList(channels):
+            return message("channels", channels=[{"name": info.name, "count": info.count, "topic": info.topic}
+                                                 for info in channels])
+        case replies.TopicShown(channel, topic):
+            return message("topic", channel=channel, topic=topic)
+        case replies.PrivateSent(to, text):
+            return message("private-sent", to=to, text=text)
+        case replies.PrivateReceived(sender, text):
+            return message("private", sender=sender, text=text)
+        case replies.Bye():
+            return message("bye")
+        case replies.OperatorNow():
+            return message("operator")
+        case replies.KickedOut(by, reason):
+            return message("kicked", by=by, reason=reason)
+        case replies.BanAdded(address, minutes):
+            return message("ban-added", address=address, minutes=minutes)
+        case replies.BanLifted(address):
+            return message("ban-lifted", address=address)
+        case replies.BanList(shown):
+            return message("bans", bans=list(shown))
+        case replies.Error(reason, code):
+            return error(reason, code)
+    raise TypeError(f"not a reply: {answer!r}")

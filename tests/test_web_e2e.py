@@ -1,0 +1,150 @@
+"""
+End to end: the web front door of the real `twistd -n chatd`, with a
+WebSocket client (tests/chatd_process.py's WebClient) and telnet-style
+clients in the same channels.  Readiness comes from the server's log and
+from the messages themselves, never a sleep.
+"""
+
+import json
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+from chatd_process import ChatdProcess, LineClient, WebClient
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def start(tmp_path, *args):
+    port_file = tmp_path / "port"
+    server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab",
+                          "--no-echo", *args, cwd=tmp_path)
+    server.wait_for_log("chat room listening on")
+    web_line = server.wait_for_log("web page listening on")
+    return server, int(port_file.read_text()), int(re.search(r":(\d+)", web_line.split(" on ")[-1]).group(1))
+
+
+@pytest.fixture
+def chat(tmp_path):
+    server, port, web_port = start(tmp_path)
+    clients = []
+
+    class Chat:
+        process = server
+        web = web_port
+
+        @staticmethod
+        def telnet(nick):
+            client = LineClient(port).login(nick)
+            clients.append(client)
+            return client
+
+        @staticmethod
+        def browser(nick=None, **options):
+            client = WebClient(web_port, **options)
+            clients.append(client)
+            return client.login(nick) if nick else client
+
+    yield Chat
+    for client in clients:
+        client.close()
+    server.stop()
+
+
+def said(events):
+    return [(event["channel"], event["nick"], event["text"]) for event in events if event["event"] == "said"]
+
+
+def test_web_and_telnet_users_talk_both_ways_in_two_channels(chat):
+    alice = chat.browser("alice")
+    bob = chat.telnet("bob")
+    assert alice.events()[0] | {"ts": None} == {"ts": None, "event": "joined", "channel": "#lobby", "nick": "bob",
+                                                "count": 2}
+    alice.send_json({"type": "say", "text": "hello from the web"})
+    assert bob.read_line() == "<alice> hello from the web"
+    bob.send_line("hi from telnet, Алиса")
+    assert said(alice.events()) == [("#lobby", "bob", "hi from telnet, Алиса")]
+
+    alice.send_json({"type": "join", "channel": "lab"})
+    joined = alice.receive_until("channel-joined")
+    assert (joined["channel"], joined["count"], joined["topic"]) == ("#lab", 1, "")
+    bob.send_line("/join #lab")
+    assert bob.read_line() == "*** You joined #lab (2 users)"
+    assert [(event["event"], event["nick"]) for event in alice.events()] == [("joined", "bob")]
+    alice.send_json({"type": "say", "text": "in the lab", "channel": "#lab"})
+    assert bob.read_line() == "<alice> in the lab"
+    alice.send_json({"type": "act", "text": "waves", "channel": "#lobby"})
+    assert bob.read_line() == "[#lobby] * alice waves"
+    bob.send_line("/msg #lobby back in the lobby")
+    assert said(alice.events()) == [("#lobby", "bob", "back in the lobby")]
+    bob.send_line("lab talk")
+    assert said(alice.events()) == [("#lab", "bob", "lab talk")]
+
+
+def test_private_messages_and_names_reach_across_front_doors(chat):
+    alice = chat.browser("alice")
+    bob = chat.telnet("bob")
+    bob.send_line("/msg alice psst")
+    assert bob.read_line() == "-> *alice* psst"
+    assert alice.receive_until("private") == {"type": "private", "sender": "bob", "text": "psst"}
+    alice.send_json({"type": "msg", "to": "bob", "text": "<b>hi</b>"})
+    assert alice.receive_until("private-sent") == {"type": "private-sent", "to": "bob", "text": "<b>hi</b>"}
+    assert bob.read_line() == "*alice* <b>hi</b>"
+    alice.send_json({"type": "names", "channel": "#lobby"})
+    assert sorted(alice.receive_until("members")["nicks"]) == ["alice", "bob"]
+
+
+def test_a_nickname_taken_on_one_front_door_is_taken_on_the_other(chat):
+    chat.telnet("alice")
+    web = chat.browser()
+    assert web.receive()["type"] == "welcome"
+    web.send_json({"type": "login", "nick": "ALICE"})
+    assert web.receive() == {"type": "error", "reason": "nickname is taken: ALICE", "code": "nickname-taken"}
+    web.send_json({"type": "login", "nick": "aIice"})  # a look-alike
+    assert web.receive()["code"] == "nickname-taken"
+
+
+def test_bad_json_gets_an_error_and_a_close_and_nobody_else_notices(chat):
+    alice = chat.browser("alice")
+    bob = chat.telnet("bob")
+    mallory = chat.browser("mallory")
+    bob.read_line()  # mallory joined
+    mallory.send_text("{not json")
+    assert mallory.receive() == {"type": "closing", "reason": "not JSON", "code": "bad-message"}
+    assert mallory.wait_closed() == 1003
+    assert bob.read_line() == "*** mallory has left (Quit)"
+    alice.send_json({"type": "say", "text": "still here"})
+    assert bob.read_line() == "<alice> still here"
+
+
+def test_a_page_of_another_site_may_not_open_the_chat(chat):
+    refused = WebClient(chat.web, origin="http://evil.example")
+    assert refused.rejected == 403
+    same = WebClient(chat.web, origin=f"http://127.0.0.1:{chat.web}")
+    assert same.rejected is None and same.receive()["type"] == "welcome"
+    refused.close()
+    same.close()
+
+
+def test_the_page_health_and_metrics_are_served(chat):
+    page = urllib.request.urlopen(f"http://127.0.0.1:{chat.web}/", timeout=10)
+    assert page.status == 200 and b'<script src="/chat.js" defer>' in page.read()
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert urllib.request.urlopen(f"http://127.0.0.1:{chat.web}/healthz", timeout=10).read() == b"ok\n"
+    alice = chat.browser("alice")
+    chat.telnet("bob").send_line("one message")
+    alice.events()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{chat.web}/metrics", timeout=10).read().decode()
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(text) for sample in family.samples}
+    assert samples[("chatd_connections", (("door", "telnet"),))] == 1
+    assert samples[("chatd_connections", (("door", "web"),))] == 1
+    assert samples[("chatd_users", ())] == 2
+    assert samples[("chatd_channels", ())] == 1
+    assert samples[("chatd_messages_total", ())] == 1
+    assert samples[("chatd_deliveries_total", ())] >= 2  # bob's join to alice, the message to alice
+    assert samples[("chatd_fan_out_seconds_count", ())] >= 1
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"http://127.0.0.1:{chat.web}/nothing", timeout=10)
+    assert missing.value.code == 404
