@@ -81,3 +81,25 @@ def read_until_end_or(client, expected):
             return received + chunk
         received += chunk
     raise AssertionError(f"only {received!r} in 10 s")
+
+
+def test_a_websocket_shows_its_tcp_transport_its_partial_message_and_each_read():
+    """On twisted.web's real Site and HTTP channel (in memory): what chatd.web.protocol relies on."""
+    from test_web import Browser, make_site
+    from twisted.internet.task import Clock
+    from wsproto.events import TextMessage
+
+    from chatd.service.twisted_private import after_each_read, partial_message_size, tcp_transport_of
+
+    clock = Clock()
+    site, sessions = make_site(clock)
+    browser = Browser(site, clock)
+    [session] = list(sessions.connections)
+    websocket = session._websocket
+    assert tcp_transport_of(websocket) is browser.transport
+    reads = []
+    after_each_read(browser.protocol, lambda: reads.append(partial_message_size(websocket)))
+    browser.send_raw(browser.ws.send(TextMessage("x" * 100, message_finished=False)))
+    assert reads == [100]  # the first fragment waits in Twisted's buffer, and the check saw it
+    browser.send_raw(browser.ws.send(TextMessage('{"type": "names"}')))
+    assert reads[-1] == 0
