@@ -137,25 +137,6 @@ def test_writes_in_one_turn_reach_the_transport_as_one_write():
     assert writes == [b"0 1 2 3 4 "]
 
 
-def test_what_is_written_for_the_next_turn_goes_out_with_that_turns_output():
-    """The greeting waits one turn: an answer written in the next turn (a client that typed ahead) joins it in one write."""
-    transport, writes = StringTransport(), []
-    original = transport.write
-    transport.write = lambda data: (writes.append(data), original(data))
-    flusher = Flusher(Clock())  # its turns are ended by hand below: Clock.advance would run the next turn's too
-    send = SendQueue(transport, 1 << 20, lambda: None, flusher)
-    send.write_next_turn(b"welcome ")
-    flusher.flush()  # this turn ends: nothing yet
-    assert writes == []
-    send.write(b"hello")  # the next turn's read
-    flusher.flush()
-    assert writes == [b"welcome hello"]
-    send.write_next_turn(b"alone")  # nothing follows: it still goes, a turn later
-    flusher.flush()
-    flusher.flush()
-    assert writes == [b"welcome hello", b"alone"]
-
-
 class _Server(Protocol):
     """Hands its connection, once made, to the test, and says how it was lost."""
 

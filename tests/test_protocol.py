@@ -18,7 +18,7 @@ from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.service.limits import ConnectionLimits
 from chatd.service.sessions import Settings
-from chatd.telnet.protocol import ChatFactory
+from chatd.telnet.protocol import GREETING_WAIT_SECONDS, ChatFactory
 
 IAC, DO, WILL, SB, SE = b"\xff", b"\xfd", b"\xfb", b"\xfa", b"\xf0"
 BINARY, ECHO, SGA, NAWS = b"\x00", b"\x01", b"\x03", b"\x1f"
@@ -27,20 +27,18 @@ BINARY, ECHO, SGA, NAWS = b"\x00", b"\x01", b"\x03", b"\x1f"
 class Client:
     """One in-memory connection: what it was sent, and a way to type."""
 
-    def __init__(self, factory, port, host="127.0.0.1"):
+    def __init__(self, factory, port, host="127.0.0.1", wait_for_greeting=True):
         self.protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
         self.transport = StringTransport(hostAddress=IPv4Address("TCP", "10.0.0.1", 8088))
         self.protocol.makeConnection(self.transport)
+        if wait_for_greeting:  # as a telnet user does; a client that types ahead does not
+            factory.clock.advance(GREETING_WAIT_SECONDS)
 
     def send(self, data: bytes):
         self.protocol.dataReceived(data)
 
     def take(self) -> bytes:
-        """
-        What the client has been sent, once this reactor turn and the next
-        have ended (output is flushed per turn; the greeting waits a turn).
-        """
-        self.protocol.factory.flusher.flush()
+        """What the client has been sent, once this reactor turn has ended (output is flushed per turn)."""
         self.protocol.factory.flusher.flush()
         data = self.transport.value()
         self.transport.clear()
@@ -381,23 +379,74 @@ def test_idle_timeout_disconnects_after_silence_and_input_resets_it():
     assert bob.transport.disconnecting
 
 
-@pytest.mark.parametrize(
-    "first_bytes, kind",
-    [
-        (b"GET / HTTP/1.1\r\nHost: chat\r\n\r\n", "an HTTP"),
-        (b"POST /login HTTP/1.0\r\n", "an HTTP"),
-        (bytes.fromhex("160301020001") + b"\x00" * 40, "a TLS"),
-    ],
-)
-def test_wrong_protocol_gets_a_hint_and_is_closed(factory, first_bytes, kind):
-    """A browser or TLS client gets one plain line with the telnet command, then the connection closes."""
+@pytest.mark.parametrize("first_bytes", [b"GET / HTTP/1.1\r\nHost: chat\r\n\r\n", b"POST /login HTTP/1.0\r\n"])
+def test_a_browser_after_the_greeting_gets_a_hint_and_is_closed(factory, first_bytes):
+    """Too late to be served the page (the greeting is out): one plain line with the telnet command, then closed."""
     client = Client(factory, 1)
     client.take()
     client.send(first_bytes)
     assert client.take() == (
-        f"This is chatd, a telnet chat server, not {kind} server. Connect with: telnet 10.0.0.1 8088\r\n".encode()
+        b"This is chatd, a telnet chat server, not an HTTP server. Connect with: telnet 10.0.0.1 8088\r\n"
     )
     assert client.transport.disconnecting
+
+
+@pytest.mark.parametrize("wait_for_greeting", [True, False])
+def test_a_tls_client_is_closed_with_a_log_line(factory, log_lines, wait_for_greeting):
+    client = Client(factory, 1, wait_for_greeting=wait_for_greeting)
+    client.take()
+    client.send(bytes.fromhex("160301020001") + b"\x00" * 40)
+    client.take()
+    assert client.transport.disconnecting
+    assert "127.0.0.1:1 spoke TLS, which chatd does not; closing" in log_lines
+    factory.clock.advance(GREETING_WAIT_SECONDS)
+    assert client.take() == b""  # and no greeting follows
+
+
+def test_the_greeting_comes_after_a_moment_of_silence(factory):
+    client = Client(factory, 1, wait_for_greeting=False)
+    assert client.take() == b""
+    factory.clock.advance(GREETING_WAIT_SECONDS)
+    assert client.take() == b"*** Welcome to chatd on lab. 0 users online.\r\n*** Choose a nickname:\r\n"
+
+
+def test_a_client_that_types_ahead_gets_the_greeting_and_its_answer_in_one_write(factory):
+    client = Client(factory, 1, wait_for_greeting=False)
+    writes = []
+    write = client.transport.write
+    client.transport.write = lambda data: (writes.append(data), write(data))
+    client.send(b"alice\r\nhi\r\n")
+    client.take()
+    assert writes == [b"*** Welcome to chatd on lab. 0 users online.\r\n*** Choose a nickname:\r\n"
+                      b"*** Hello alice! Type /help for commands.\r\n"]
+
+
+def test_a_browser_before_the_greeting_is_served_the_web_page(log_lines):
+    """`http://HOST:8088/`: the same page as the web port, on this connection, which keeps its place in the limits."""
+    from test_web import make_site
+
+    clock = Clock()
+    limits = ConnectionLimits(10, 2)
+    factory = ChatFactory(ChatServer("lab", clock), Settings("lab"), clock, limits)
+    factory.web, _ = make_site(clock, limits=limits)
+    browser = Client(factory, 1, wait_for_greeting=False)
+    browser.send(b"GET /healthz HTTP/1.1\r\nHost: 10.0.0.1:8088\r\n\r\n")  # (the page is sent by a producer the reactor runs)
+    clock.advance(GREETING_WAIT_SECONDS)
+    served = browser.transport.value()
+    assert served.startswith(b"HTTP/1.1 200 OK\r\n") and served.endswith(b"\r\n\r\nok\n")
+    assert b"Welcome to chatd" not in served
+    assert limits.total == 1 and len(factory.connections) == 0
+    assert not any("left before choosing a nickname" in line for line in log_lines)
+    browser.transport.protocol.connectionLost(Failure(ConnectionDone()))
+    assert limits.total == 0
+
+
+def test_a_browser_before_the_greeting_without_the_web_page_gets_the_hint(factory):
+    browser = Client(factory, 1, wait_for_greeting=False)
+    browser.send(b"GET / HTTP/1.1\r\nHost: 10.0.0.1:8088\r\n\r\n")
+    assert browser.take() == (
+        b"This is chatd, a telnet chat server, not an HTTP server. Connect with: telnet 10.0.0.1 8088\r\n"
+    )
 
 
 def test_a_nickname_that_starts_like_http_is_just_a_nickname(factory):

@@ -148,3 +148,26 @@ def test_the_page_health_and_metrics_are_served(chat):
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"http://127.0.0.1:{chat.web}/nothing", timeout=10)
     assert missing.value.code == 404
+
+
+def test_the_chat_port_serves_a_browser_the_page_and_the_chat(tmp_path):
+    """`http://HOST:8088/` works: a client that speaks HTTP before the greeting is the web page's."""
+    server, port, _ = start(tmp_path)
+    try:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+        assert page.status == 200 and b'<script src="/chat.js" defer>' in page.read()
+        alice = WebClient(port, origin=f"http://127.0.0.1:{port}").login("alice")  # the page's WebSocket, same port
+        bob = LineClient(port).login("bob")
+        assert alice.events()[0]["event"] == "joined"
+        bob.send_line("hi, web")
+        assert said(alice.events()) == [("#lobby", "bob", "hi, web")]
+        typed_ahead = LineClient(port)
+        typed_ahead.send(b"carol\r\nhello\r\n")
+        assert typed_ahead.read_lines(3) == ["*** Welcome to chatd on lab. 2 users online.", "*** Choose a nickname:",
+                                             "*** Hello carol! Type /help for commands."]
+        tls = LineClient(port)
+        tls.send(bytes.fromhex("16030100c4010000c00303") + b"\x00" * 32)
+        assert tls.read_until_closed() == b""
+        server.wait_for_log("spoke TLS, which chatd does not; closing")
+    finally:
+        server.stop()

@@ -65,7 +65,6 @@ class Flusher:
         # Told how long each turn's fan-out took (/metrics).
         self._fan_out_seconds = fan_out_seconds
         self._dirty: list[SendQueue] = []
-        self._next_turn: list[SendQueue] = []
         self._call: IDelayedCall | None = None
         # True while the turn's output goes out: a queue with nothing
         # waiting then sends what it is given at once (see SendQueue.write).
@@ -81,11 +80,6 @@ class Flusher:
         """`queue` has output to hand over at the end of this turn."""
         self._dirty.append(queue)
         self._at_end_of_turn()
-
-    def schedule_next_turn(self, queue: SendQueue) -> None:
-        """`queue` has output to hand over at the end of the next turn, not this one."""
-        self._next_turn.append(queue)
-        self._at_end_of_turn()  # where it is moved on to the next
 
     def _at_end_of_turn(self) -> None:
         if self._call is None:
@@ -112,9 +106,6 @@ class Flusher:
                     queue.flush()
         finally:
             self.flushing = False
-        later, self._next_turn = self._next_turn, []
-        for queue in later:  # scheduled now, while the reactor runs its calls: for the next turn
-            self.schedule(queue)
 
 
 @implementer(IPushProducer)
@@ -161,24 +152,6 @@ class SendQueue:
         elif not self._scheduled:
             self._scheduled = True
             self._flusher.schedule(self)
-
-    def write_next_turn(self, data: bytes) -> None:
-        """
-        Write `data` at the end of the next reactor turn, not this one, so
-        that what that turn adds goes out in the same send.  For the
-        greeting: a client that types ahead (a script, nc with its input
-        ready) gets the greeting and the answer to its first line together,
-        one send instead of two, which is what a login storm is made of;
-        anyone else gets the greeting one turn later, a matter of
-        microseconds.
-        """
-        if self._closed:
-            return
-        self._pending.append(data)
-        self.pending_bytes += len(data)
-        if not self._scheduled:
-            self._scheduled = True
-            self._flusher.schedule_next_turn(self)
 
     def write_parts(self, parts: list[Buffer]) -> None:
         """

@@ -435,6 +435,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
 
     if web_sessions is not None:
         site = web_site(web_sessions, registry, limits, moderation, options["web-origin"])
+        factory.web = site  # a browser at the chat port gets the same page
         web = FallbackListener(
             TCPBinding(reactor.listenTCP, site),
             options["interface"],

@@ -31,6 +31,12 @@ Twisted changes what these rely on.
      pointed at the wire protocol's on the upgrade, in
      `HTTPChannel._protocolUpgradeForWebsockets`) at a function that reads
      and then checks.
+
+4. A browser at the chat port (chatd.telnet.protocol): a connection whose
+   first bytes, before the greeting, are an HTTP request is handed to the
+   web page's HTTP server by pointing the TCP transport's `protocol` at it
+   (Twisted's tcp.Connection delivers reads and the close to whatever that
+   attribute holds).
 """
 
 from __future__ import annotations
@@ -119,3 +125,10 @@ def after_each_read(channel: Any, check: Callable[[], None]) -> None:
         check()
 
     channel.dataReceived = received
+
+
+def hand_over(transport: Any, protocol: Any, first_bytes: bytes) -> None:
+    """From now on `protocol` is the TCP connection's: it is connected, and gets `first_bytes` as its first read."""
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    protocol.dataReceived(first_bytes)

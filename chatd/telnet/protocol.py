@@ -24,6 +24,7 @@ from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
+    IProtocolFactory,
     IReactorTime,
 )
 from twisted.internet.protocol import Factory, connectionDone
@@ -40,6 +41,7 @@ from chatd.service.flow import FloodGate, FlowCounts, Flusher, SendQueue, unackn
 from chatd.service.limits import ConnectionLimits
 from chatd.service.listening import describe_peer
 from chatd.service.sessions import Connections, Settings
+from chatd.service.twisted_private import hand_over
 from chatd.telnet import render
 from chatd.telnet.charset import CharsetError, check_charset
 from chatd.telnet.dialect import Outgoing, TelnetDialect, encode
@@ -54,6 +56,14 @@ log = Logger()
 # what it was sent before resetting anyway.
 RESET_AFTER_FIN_SECONDS = 0.5
 MAX_UNACKNOWLEDGED_WAIT_SECONDS = 10.0
+# How long a new connection waits for the greeting.  A client that speaks
+# first within it is not a telnet user waiting to be greeted: a browser or
+# curl sends its request together with the last packet of the TCP handshake
+# (within microseconds here, a few milliseconds across a LAN's Wi-Fi), so
+# it is served as HTTP; an IRC client's first line is served as IRC.  50 ms
+# is ten times a LAN's round trip and half of the 100 ms at which a delay
+# starts to be noticed: nobody waiting at a telnet prompt sees it.
+GREETING_WAIT_SECONDS = 0.05
 
 
 @implementer(ISession, IHalfCloseableProtocol)
@@ -79,6 +89,7 @@ class ChatProtocol(TelnetServer):
         self._reset_timer: IDelayedCall | None = None
         self._admitted = False
         self._first_data = True
+        self._greeting: IDelayedCall | None = None  # until the greeting is sent
         self._login_timer: IDelayedCall | None = None
         self.logged_in = False  # has chosen a nickname
         self._idle_timer: IDelayedCall | None = None
@@ -131,7 +142,14 @@ class ChatProtocol(TelnetServer):
         # of thousands is then thousands of lines, not twice as many.
         self._login_timer = self.factory.clock.callLater(self._settings.login_timeout_seconds, self._login_timed_out)
         self._server.arrive(self)
-        send_queue.write_next_turn(Outgoing(greeting(self._server)).encoded(self.charset))
+        self._greeting = self.factory.clock.callLater(GREETING_WAIT_SECONDS, self._greet)
+
+    def _greet(self) -> None:
+        """The welcome and the prompt for a nickname, at the end of this turn."""
+        if self._greeting is not None and self._greeting.active():
+            self._greeting.cancel()
+        self._greeting = None
+        self._write(Outgoing(greeting(self._server)).encoded(self.charset))
 
     @property
     def _host(self) -> str:
@@ -142,11 +160,7 @@ class ChatProtocol(TelnetServer):
             return
         if self._first_data:
             self._first_data = False
-            kind = wrong_protocol(data)
-            if kind is not None:
-                here = self.transport.getHost()
-                self._tell(render.wrong_protocol(kind, here.host, here.port))
-                self.disconnect(f"{kind} client")
+            if not self._first_words(data):
                 return
         self._reset_idle_timer()
         # Whatever goes wrong with one connection's input stays with that
@@ -156,6 +170,51 @@ class ChatProtocol(TelnetServer):
         except Exception:
             log.failure("error handling input from {peer}; closing", peer=describe_peer(self.peer))
             self.transport.abortConnection()
+
+    def _first_words(self, data: bytes) -> bool:
+        """
+        A connection's first bytes: False if they show it is not a telnet
+        user's, and it was handed on or closed.  A browser that speaks before
+        the greeting (`http://HOST:8088/`) is served the web page, as on the
+        web port.  A TLS client is closed (chatd speaks no TLS yet).  Any other
+        client that types ahead (`printf 'alice\nhi\n' | nc HOST 8088`) is
+        greeted at once, and its first answer goes out with the greeting.
+        """
+        kind = wrong_protocol(data)
+        waiting = self._greeting is not None and self._greeting.active()
+        if waiting:
+            assert self._greeting is not None
+            self._greeting.cancel()
+        if kind == "TLS":
+            log.info("{peer} spoke TLS, which chatd does not; closing", peer=describe_peer(self.peer))
+            self.disconnect("TLS client")
+            return False
+        if kind == "HTTP" and waiting and self.factory.web is not None:
+            self._become_web(data)
+            return False
+        if kind is not None:
+            here = self.transport.getHost()
+            self._tell(render.wrong_protocol(kind, here.host, here.port))
+            self.disconnect(f"{kind} client")
+            return False
+        if waiting:
+            self._greet()
+        return True
+
+    def _become_web(self, data: bytes) -> None:
+        """
+        Hand this connection, and its place in the connection limits, to the
+        web page's HTTP server: it was a browser (or curl) all along.
+        """
+        self._closing = True
+        self._gone("web")
+        for timer in (self._login_timer, self._idle_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        assert self._send_queue is not None
+        self._send_queue.close()  # no longer the transport's producer
+        assert self.factory.web is not None
+        hand_over(self.transport, self.factory.web.buildProtocol(self.peer), data)
 
     def readConnectionLost(self) -> None:
         """
@@ -207,7 +266,7 @@ class ChatProtocol(TelnetServer):
         """
         super().connectionLost(reason)
         self._lost = True
-        for timer in (self._login_timer, self._idle_timer, self._reset_timer):
+        for timer in (self._greeting, self._login_timer, self._idle_timer, self._reset_timer):
             if timer is not None and timer.active():
                 timer.cancel()
         leaving = "Quit" if reason.check(ConnectionDone) else "Connection lost"
@@ -222,7 +281,7 @@ class ChatProtocol(TelnetServer):
             self._flood_gate.stop()
         if self._admitted:
             self._admitted = False
-            if not self.logged_in:
+            if not self.logged_in and reason != "web":
                 log.info("{peer} left before choosing a nickname ({reason})", peer=describe_peer(self.peer), reason=reason)
             self.factory.limits.release(self._host)
             self.leave_chat(reason)
@@ -372,6 +431,8 @@ class ChatProtocol(TelnetServer):
         writeConnectionLost.  A transport that cannot half-close just closes.
         """
         self._closing = True
+        if self._greeting is not None and self._greeting.active():
+            self._greeting.cancel()  # not greeted yet (refused, or shut down at once): no greeting after the farewell
         if self._send_queue is not None:
             self._send_queue.close()  # the transport waits for a registered producer
         half_close = getattr(self.transport, "loseWriteConnection", None)
@@ -445,6 +506,8 @@ class ChatFactory(Factory[ChatProtocol]):
     flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server), takes_self=True))
     counts: FlowCounts = field(factory=FlowCounts)
     connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
+    # The web page's HTTP server, for a browser at the chat port (None: --no-web).
+    web: IProtocolFactory | None = None
     noisy = False  # no "Starting factory" log lines
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
