@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from attrs import evolve
 
 from chatd.lan.announcement import (
     MAX_ANNOUNCEMENT_BYTES,
@@ -15,7 +16,7 @@ from chatd.lan.announcement import (
 )
 
 LAB = Announcement(id="9f1c2a4be07d3361", name="lab", host="192.0.2.5", port=8089, users=3,
-                   uptime=125, seq=26, ts=1795000000, state="up", interval=5, channels=2)
+                   uptime=125, seq=26, ts=1795000000, state="up", interval=5, channels=2, web=8080)
 
 
 def test_announcement_is_one_json_object_with_every_field():
@@ -23,8 +24,14 @@ def test_announcement_is_one_json_object_with_every_field():
     assert json.loads(LAB.encode()) == {
         "service": "chatd", "v": 1, "id": "9f1c2a4be07d3361", "name": "lab", "host": "192.0.2.5",
         "port": 8089, "users": 3, "channels": 2, "uptime": 125, "seq": 26, "ts": 1795000000, "state": "up",
-        "interval": 5,
+        "interval": 5, "web": 8080,
     }
+
+
+def test_a_server_without_its_web_page_announces_no_web_port():
+    fields = json.loads(evolve(LAB, web=None).encode())
+    assert "web" not in fields
+    assert decode(json.dumps(fields).encode()).web is None
 
 
 def test_an_announcement_without_channels_is_from_a_server_with_one():
@@ -70,6 +77,8 @@ def test_query_is_padded_and_recognised():
         json.dumps({**json.loads(LAB.encode()), "port": "8089"}).encode(),
         json.dumps({**json.loads(LAB.encode()), "port": True}).encode(),
         json.dumps({**json.loads(LAB.encode()), "port": 0}).encode(),
+        json.dumps({**json.loads(LAB.encode()), "web": 70000}).encode(),
+        json.dumps({**json.loads(LAB.encode()), "web": "8080"}).encode(),
         json.dumps({**json.loads(LAB.encode()), "state": "dancing"}).encode(),
         json.dumps({k: v for k, v in json.loads(LAB.encode()).items() if k != "host"}).encode(),
         b" " * 5000,

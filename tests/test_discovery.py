@@ -41,8 +41,10 @@ def announcing(tmp_path):
         )
         try:
             server.wait_for_log("chat room listening on 127.0.0.1")
+            web_port = int(server.wait_for_log("web page listening on 127.0.0.1:").rsplit(":", 1)[1])
             server.wait_for_log("broadcast announcer announcing")  # the last service to start
-            yield {"server": server, "chat_port": first + 1, "multicast": multicast_port, "broadcast": broadcast_port}
+            yield {"server": server, "chat_port": first + 1, "web_port": web_port, "multicast": multicast_port,
+                   "broadcast": broadcast_port}
         finally:
             if server.process.poll() is None:
                 server.stop()
@@ -63,8 +65,8 @@ def test_multicast_announces_real_port_live_user_count_and_stopping(announcing, 
     listener = listen(tmp_path, "--interface", "127.0.0.1", "--port", str(announcing["multicast"]), "--json", "--timeout", "30")
     try:
         first = next_announcement(listener)
-        assert (first["port"], first["host"], first["name"], first["users"], first["state"]) == (
-            announcing["chat_port"], "127.0.0.1", "lab", 0, "up")
+        assert (first["port"], first["host"], first["name"], first["users"], first["state"], first["web"]) == (
+            announcing["chat_port"], "127.0.0.1", "lab", 0, "up", announcing["web_port"])
         alice = LineClient(announcing["chat_port"]).login("alice")
         while (seen := next_announcement(listener))["users"] != 1:
             assert seen["users"] == 0
@@ -107,7 +109,8 @@ def test_readable_lines_and_gone_on_stopping(announcing, tmp_path):
     listener = listen(tmp_path, "--interface", "127.0.0.1", "--port", str(announcing["multicast"]), "--timeout", "30")
     try:
         port = announcing["chat_port"]
-        assert listener.wait_for_line("chatd") == f'chatd "lab" at 127.0.0.1:{port}, 0 users'
+        assert listener.wait_for_line("chatd") == (
+            f'chatd "lab" at 127.0.0.1:{port}, 0 users, web page http://127.0.0.1:{announcing["web_port"]}/')
         announcing["server"].stop()
         assert listener.wait_for_line("is gone") == f'chatd "lab" at 127.0.0.1:{port} is gone (stopping)'
     finally:

@@ -9,7 +9,7 @@ unicast in answer to a query (always under MAX_ANNOUNCEMENT_BYTES):
 
     {"service": "chatd", "v": 1, "id": "9f1c2a4be07d3361", "name": "lab",
      "host": "192.0.2.5", "port": 8089, "users": 3, "channels": 2, "uptime": 125,
-     "seq": 26, "ts": 1795000000, "state": "up", "interval": 5}
+     "seq": 26, "ts": 1795000000, "state": "up", "interval": 5, "web": 8080}
 
     id        random, new at each start of a chatd process
     host      the address to connect to: the chat --interface when it is a
@@ -25,6 +25,8 @@ unicast in answer to a query (always under MAX_ANNOUNCEMENT_BYTES):
     state     "up", or "stopping" in the last datagram before the server stops
     interval  seconds between regular announcements, so a listener knows when
               a silent server is gone (three missed intervals)
+    web       the TCP port of the web page (http://HOST:WEB/), after any
+              fallback; absent when the server runs without it (--no-web)
 
 A query, which asks every server that hears it to answer at once by unicast:
 
@@ -69,14 +71,18 @@ class Announcement:
     state: str = "up"
     interval: int = 5
     channels: int = 1
+    web: int | None = None
 
     def fields(self) -> dict[str, Any]:
         """The whole JSON object, `service` and `v` first."""
-        return {
+        fields = {
             "service": SERVICE, "v": VERSION, "id": self.id, "name": self.name, "host": self.host, "port": self.port,
             "users": self.users, "channels": self.channels, "uptime": self.uptime, "seq": self.seq, "ts": self.ts, "state": self.state,
             "interval": self.interval,
         }
+        if self.web is not None:
+            fields["web"] = self.web
+        return fields
 
     def encode(self) -> bytes:
         fields = self.fields()
@@ -116,11 +122,13 @@ def decode(data: bytes) -> Announcement:
             state=_get(fields, "state", str),
             interval=_optional_int(fields, "interval", 5),
             channels=_optional_int(fields, "channels", 1),
+            web=_get(fields, "web", int) if "web" in fields else None,
         )
     except KeyError as missing:
         raise NotAnAnnouncement(f"missing field {missing}") from None
-    if not 1 <= announcement.port <= 65535:
-        raise NotAnAnnouncement(f"port out of range: {announcement.port}")
+    for name, port in (("port", announcement.port), ("web", announcement.web)):
+        if port is not None and not 1 <= port <= 65535:
+            raise NotAnAnnouncement(f"{name} out of range: {port}")
     if announcement.state not in ("up", "stopping"):
         raise NotAnAnnouncement(f"unknown state: {announcement.state!r}")
     return announcement

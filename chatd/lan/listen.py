@@ -9,7 +9,8 @@ chatd-listen: the LAN side of discovery.
 
 What it prints:
 
-    chatd "lab" at 192.0.2.5:8089, 3 users          an announcement
+    chatd "lab" at 192.0.2.5:8089, 3 users          an announcement (of a server without its web page)
+    chatd "lab" at 192.0.2.5:8089, 3 users, web page http://192.0.2.5:8080/
     chatd "lab" at 192.0.2.5:8089 is gone (stopping) its last one, or after three
                                                      missed intervals (silent for 15 s)
     192.0.2.5 8089                                   --discover's answer
@@ -95,7 +96,8 @@ def _number(name: str, text: Any, kind: type, low: float, high: float) -> Any:
 
 def describe(found: Announcement) -> str:
     users = f"{found.users} user{'' if found.users == 1 else 's'}"
-    return f'chatd "{clean(found.name)}" at {format_address(found.host, found.port)}, {users}'
+    web = "" if found.web is None else f", web page http://{format_address(found.host, found.web)}/"
+    return f'chatd "{clean(found.name)}" at {format_address(found.host, found.port)}, {users}{web}'
 
 
 class Listener(DatagramProtocol):

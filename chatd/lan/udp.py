@@ -324,6 +324,7 @@ class Herald:
     clock: IReactorTime
     interval: int
     channels: Callable[[], int] = lambda: 1
+    web_port: Callable[[], int | None] = lambda: None  # None: no web page
     id: str = field(factory=lambda: os.urandom(8).hex())
     started: float = field(init=False)
     _seq: int = field(init=False, default=0)
@@ -336,7 +337,7 @@ class Herald:
         now = self.clock.seconds()
         return Announcement(
             id=self.id, name=self.name, host=host, port=self.chat_port() or 0, users=self.users(),
-            channels=self.channels(),
+            channels=self.channels(), web=self.web_port(),
             uptime=int(now - self.started), seq=self._seq, ts=int(now), state=state, interval=self.interval,
         )
 

@@ -433,6 +433,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     chat.setName("chat")
     chat.setServiceParent(top)
 
+    web: FallbackListener | None = None
     if web_sessions is not None:
         site = web_site(web_sessions, registry, limits, moderation, options["web-origin"])
         factory.web = site  # a browser at the chat port gets the same page
@@ -467,6 +468,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             name=options["name"],
             users=lambda: server.count,
             channels=lambda: server.channel_count,
+            web_port=lambda: None if web is None else web.port,
             chat_port=lambda: chat.port,
             chat_interface=options["interface"],
             clock=reactor,
