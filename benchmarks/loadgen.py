@@ -1,8 +1,9 @@
 """
 The load generators for chat fan-out benchmarks (loopback only, bounded):
 `CLoadGenerator` drives c/loadgen.c, which is fast enough not to be the
-limit; the functions below are the same generator in Python, used where
-there is no C compiler and by the test suite.
+limit, and also speaks chatd's WebSocket; the functions below are the same
+generator (telnet only) in Python, used where there is no C compiler and by
+the test suite.
 
 N clients log in (first line: nickname, then wait for "*** Hello"); the
 first K of them each send M lines of B bytes, as fast as the server takes
@@ -30,7 +31,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -346,12 +347,20 @@ class CLoadGenerator:
 
     def fan_out(self, port: int, clients: int, senders: int, lines: int, size: int = 64,
                 rate: float | None = None, timeout: float = 120.0, processes: int = 1, channels: int = 0,
-                join: bool = False) -> Result:
-        """Like `fan_out`: client i in process i % processes; all log in, then all start together."""
+                join: bool = False, web: bool = False, ready: Callable[[], None] | None = None) -> Result:
+        """
+        Like `fan_out`: client i in process i % processes; all log in, then
+        all start together (`ready` is called just before).  With `web`, over
+        chatd's WebSocket (`port` is its web port; one channel), which only
+        this generator speaks.
+        """
+        if web and channels:
+            raise ValueError("the web clients are all in one channel")
         workers = [
             subprocess.Popen(
                 [str(self.binary), "chat", str(port), str(clients), str(senders), str(lines), str(size),
-                 str(rate or 0), str(timeout), str(worker), str(processes), str(channels), str(int(join))],
+                 str(rate or 0), str(timeout), str(worker), str(processes), str(channels), str(int(join)),
+                 *(["web"] if web else [])],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             for worker in range(processes)
         ]
@@ -359,6 +368,8 @@ class CLoadGenerator:
             for worker in workers:  # every one logged in
                 if worker.stdout.readline().strip() != "ready":
                     raise RuntimeError("the C load generator failed to log in")
+            if ready is not None:
+                ready()
             for worker in workers:
                 worker.stdin.write("go\n")
                 worker.stdin.flush()

@@ -59,6 +59,19 @@ SCENARIOS = {
     # channel's lines only, so the same deliveries are compared.
     "10 channels of 50": dict(clients=500, senders=20, lines=1000, size=64, channels=10),
 }
+# The web front door beside telnet, on chatd alone: the same clients in one
+# channel, once over WebSocket and once over telnet, each on a fresh chatd,
+# in the same run (c/loadgen.c speaks both).
+WEB_SCENARIOS = {
+    "web: 20 of 500 send": dict(clients=500, senders=20, lines=200, size=64),
+    "web: latency": dict(clients=200, senders=10, lines=100, size=64, rate=20.0),
+}
+QUICK_WEB = {
+    "web: 20 of 500 send": dict(clients=100, senders=10, lines=50, size=64),
+    "web: latency": dict(clients=50, senders=5, lines=20, size=64, rate=20.0),
+}
+# Target: web fan-out costs at most twice telnet's per delivery (server CPU time).
+WEB_TARGET = 2.0
 IDLE_CONNECTIONS = 10_000  # also the "log in 10000" run
 LOGIN_STORM = 5_000
 
@@ -240,6 +253,57 @@ def measure(generator: Any, name: str, command: list[str], code: Path, port: int
         }
 
 
+def measure_door(generator: Any, door: str, scenario: dict, processes: int) -> dict:
+    """One fan-out scenario against a fresh chatd, its clients on the web door or the telnet one."""
+    port, web_port = free_port(), free_port()
+    command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", "chatd", "--port", str(port),
+               "--interface", "127.0.0.1", "--web-port", str(web_port), *CHATD_UNTHROTTLED]
+    with running(start(command, port)) as process:
+        logged_in: list[float] = []  # the server's CPU time once every client is in: the count starts there
+        result = generator.fan_out(web_port if door == "web" else port, processes=processes, web=door == "web",
+                                   ready=lambda: logged_in.append(cpu_seconds(process.pid)), **scenario)
+        cpu = cpu_seconds(process.pid) - logged_in[0]
+        return {
+            "server": f"chatd {door}",
+            "deliveries_per_second": result.deliveries_per_second,
+            "server_cpu_us_per_delivery": cpu / result.deliveries * 1e6 if result.deliveries else float("nan"),
+            "p50_ms": result.percentile(0.5), "p99_ms": result.percentile(0.99), "max_ms": result.percentile(1.0),
+            "lost": result.lost, "duplicated": result.duplicated, "reordered": result.reordered,
+            "server_cpu_seconds": cpu, "seconds": result.seconds,
+        }
+
+
+def print_web_table(scenarios: dict, runs: list[dict]) -> None:
+    """
+    Web beside telnet.  The target is on the server's CPU time per delivery
+    (the cost of fan-out, what the issue asks about), counted from when every
+    client is logged in; deliveries/s also depend on how fast the load
+    generator reads each kind of client.
+    """
+    def median(scenario: str, door: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs if run["scenario"] == scenario
+                                 and run["server"] == f"chatd {door}")
+
+    print()
+    print("| scenario | web / telnet M deliveries/s | web / telnet server CPU us per delivery | web CPU per delivery "
+          "/ telnet's | web / telnet p50 ms | web / telnet p99 ms | target | met |")
+    print("|---|---|---|---|---|---|---|---|")
+    for scenario in scenarios:
+        if not any(run["scenario"] == scenario for run in runs):
+            continue
+        rates, costs, p50, p99 = ({door: median(scenario, door, key) for door in ("web", "telnet")} for key in (
+            "deliveries_per_second", "server_cpu_us_per_delivery", "p50_ms", "p99_ms"))
+        ratio = costs["web"] / costs["telnet"]
+        print(f"| {scenario} | {rates['web'] / 1e6:.3f} / {rates['telnet'] / 1e6:.3f} | "
+              f"{costs['web']:.3f} / {costs['telnet']:.3f} | {ratio:.2f}x | {p50['web']:.2f} / {p50['telnet']:.2f} | "
+              f"{p99['web']:.2f} / {p99['telnet']:.2f} | <= {WEB_TARGET:g}x | {'yes' if ratio <= WEB_TARGET else 'NO'} |")
+    checked = [run for run in runs if run["scenario"] in scenarios]
+    correct = all(run["lost"] == run["duplicated"] == run["reordered"] == 0 for run in checked)
+    print(f"\ncorrectness of the web runs (no loss, no duplicate, no reordering): {'yes' if correct else 'NO'}")
+    if not correct:
+        raise SystemExit(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller scenarios")
@@ -247,6 +311,7 @@ def main() -> None:
     parser.add_argument("--results", default=str(HERE / "results.json"))
     parser.add_argument("--processes", type=int, default=1, help="load generator processes")
     parser.add_argument("--python-generator", action="store_true", help="use the Python load generator")
+    parser.add_argument("--web-only", action="store_true", help="only the web scenarios (web beside telnet)")
     parser.add_argument("--before", default=BEFORE,
                         help=f"git revision of the 'chatd before' column (default {BEFORE}); '' leaves it out")
     args = parser.parse_args()
@@ -257,9 +322,10 @@ def main() -> None:
     generator: Any = CLoadGenerator(c_generator) if c_generator else python_generator
     print(f"load generator: {'C' if c_generator else 'Python'}, {args.processes} process(es)", flush=True)
     scenarios = QUICK if args.quick else SCENARIOS
+    idle = QUICK_IDLE_CONNECTIONS if args.quick else IDLE_CONNECTIONS
     runs: list[dict] = []
     for repetition in range(args.repetitions):
-        for scenario_name, scenario in scenarios.items():
+        for scenario_name, scenario in ({} if args.web_only else scenarios).items():
             port = free_port()
             for server, (command, code) in server_commands(port, build, before).items():  # interleaved
                 run = measure(generator, server, command, code, port, scenario, args.processes)
@@ -270,6 +336,22 @@ def main() -> None:
                       f"{run['max_ms']:.1f} ms  lost {run['lost']} dup {run['duplicated']} "
                       f"reord {run['reordered']}  server cpu {run['server_cpu_seconds']:.2f} s, "
                       f"generator cpu {run['generator_cpu_seconds']:.2f} s in {run['seconds']:.2f} s", flush=True)
+        web_scenarios = QUICK_WEB if args.quick else WEB_SCENARIOS
+        for scenario_name, scenario in web_scenarios.items():
+            if not c_generator:
+                print(f"  {scenario_name}: left out (the web clients need c/loadgen.c, and so a C compiler)")
+                continue
+            for door in ("web", "telnet"):  # interleaved
+                run = measure_door(generator, door, scenario, args.processes)
+                run.update(scenario=scenario_name, repetition=repetition)
+                runs.append(run)
+                print(f"  {scenario_name:>20} {run['server']:>12}: {run['deliveries_per_second'] / 1e6:6.3f} M/s, "
+                      f"server {run['server_cpu_us_per_delivery']:.3f} us CPU per delivery, "
+                      f"latency p50/99/max {run['p50_ms']:.1f}/{run['p99_ms']:.1f}/{run['max_ms']:.1f} ms  "
+                      f"lost {run['lost']} dup {run['duplicated']} reord {run['reordered']}  "
+                      f"server cpu {run['server_cpu_seconds']:.2f} s in {run['seconds']:.2f} s", flush=True)
+        if args.web_only:
+            continue
         port = free_port()
         storm = QUICK_LOGIN_STORM if args.quick else LOGIN_STORM
         for server, (command, code) in server_commands(port, build, before).items():
@@ -278,7 +360,6 @@ def main() -> None:
             runs.append(run)
             print(f"  {'log in ' + str(storm):>15} {server:>14}: {run['login_seconds']:.2f} s", flush=True)
         port = free_port()
-        idle = QUICK_IDLE_CONNECTIONS if args.quick else IDLE_CONNECTIONS
         for server, (command, code) in server_commands(port, build, before).items():
             run = measure_idle(generator, server, command, code, port, idle)
             run.update(scenario="idle memory", repetition=repetition)
@@ -296,7 +377,9 @@ def main() -> None:
         {"command": " ".join(["benchmarks/run.py", *sys.argv[1:]]), "machine": machine(),
          "generator": "C" if c_generator else "Python", "processes": args.processes,
          "scenarios": scenarios, "idle_connections": idle, "runs": runs}, indent=1))
-    print_table(scenarios, runs)
+    if not args.web_only:
+        print_table(scenarios, [run for run in runs if not run["scenario"].startswith("web: ")])
+    print_web_table(QUICK_WEB if args.quick else WEB_SCENARIOS, runs)
     if args.quick:
         print("(--quick: scenarios smaller than the ones the targets are set for; it checks the machinery, "
               "not the speed)")

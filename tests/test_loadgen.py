@@ -24,6 +24,7 @@ def chatd_port(tmp_path):
                           *CHATD_UNTHROTTLED, cwd=tmp_path)
     try:
         server.wait_for_log("chat room listening on")
+        server.web_port = int(server.wait_for_log("web page listening on").rsplit(":", 1)[1])
         yield int(port_file.read_text()), server
     finally:
         server.stop()
@@ -65,3 +66,16 @@ def test_the_c_generator_holds_idle_clients_logged_in(chatd_port, c_generator):
     c_generator.idle_connections(port, 50, lambda: readings.append(rss_kib(server.process.pid)) or readings[-1])
     assert len(readings) == 2
     assert server.wait_for_log("c49 joined (50 online)")
+
+
+def test_the_c_generator_checks_every_line_over_websocket_too(chatd_port, c_generator):
+    """12 web clients, 4 senders x 30 lines, in 2 processes; then the same again, with the first run's history."""
+    _, server = chatd_port
+    for attempt in ("first", "again"):
+        result = c_generator.fan_out(server.web_port, clients=12, senders=4, lines=30, size=64, timeout=60,
+                                     processes=2, web=True)
+        assert result.expected == 4 * 30 * 11
+        assert (result.deliveries, result.lost, result.duplicated, result.reordered) == (result.expected, 0, 0, 0), attempt
+        assert len(result.latencies_ms) == 4 * 11 * 4
+        for _ in range(12):
+            server.wait_for_log(" left (")

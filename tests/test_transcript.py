@@ -3,6 +3,10 @@
 import json
 import time
 
+from attrs import asdict
+from hypothesis import given
+from hypothesis import strategies as st
+
 from chatd.core.events import Acted, Crowd, Joined, Left, Parted, Renamed, Said, TopicChanged, from_json, to_json
 from chatd.core.history import History
 from chatd.service.transcript import Transcript, recent_messages
@@ -42,6 +46,18 @@ def test_every_public_event_round_trips_through_a_json_line():
         assert from_json(line, "#lobby") == event
     assert json.loads(to_json(Said("#lab", "al", "hi", at=NOON)))["channel"] == "#lab"
     assert from_json('{"ts": "2026-11-18T08:26:40Z", "event": "said", "nick": "al', "#lobby") is None
+
+
+@given(st.text(), st.text(max_size=8), st.integers(0, 10**6), st.text(max_size=4))
+def test_a_line_is_json_dumps_of_the_fields(text, nick, count, origin):
+    """The hand-built line is exactly what json.dumps makes of the fields (ensure_ascii=False), for any text."""
+    for event in (Said("#lab", nick, text, at=NOON, origin=origin), Crowd("#lab", count, 0, count, (nick, text), (),
+                                                                           at=NOON + 0.9)):
+        fields = {"ts": "2026-11-18T11:06:40Z", "event": "said" if isinstance(event, Said) else "crowd",
+                  **{name: value for name, value in asdict(event).items() if name not in ("at", "origin")}}
+        if event.origin:
+            fields["origin"] = event.origin
+        assert to_json(event) == json.dumps(fields, ensure_ascii=False)
 
 
 def test_lines_from_before_channels_are_the_default_channels():

@@ -12,6 +12,12 @@
  *       client first sends "/join #chK" and waits for "*** You joined" (a
  *       server with channels); with JOIN 0 the server is one room, every
  *       client gets every line and skips the other channels' (the baselines).
+ *   loadgen chat ... CHANNELS JOIN web
+ *       The same over chatd's WebSocket (PORT is its web port), in one channel
+ *       (CHANNELS 0): a client opens /chat, sends {"type": "login", ...}, and
+ *       reads up to its "logged-in" message; a line is a "say" message; what
+ *       arrives is parsed frame by frame, and each "said" event's text is
+ *       checked as a telnet line is.
  *   loadgen idle PORT CLIENTS
  *       Log CLIENTS clients in, print "ready", hold them until stdin closes.
  *   loadgen udp PORT SECONDS INFLIGHT SIZE
@@ -40,10 +46,13 @@
 #define SAMPLE_EVERY 8
 #define LOGIN_BATCH 200
 
+/* Over chatd's WebSocket (web mode) rather than telnet lines. */
+static int web;
+
 typedef struct {
     int fd, index;
-    char *partial;           /* an incomplete last line from the previous read */
-    size_t partial_length;
+    char *partial;           /* an incomplete last line (or frame) from the previous read */
+    size_t partial_length, partial_capacity;
     uint32_t *next_seq;      /* per sender */
     char *out;               /* a sender's unsent bytes */
     size_t out_start, out_end, out_capacity;
@@ -80,6 +89,101 @@ static struct sockaddr_in loopback(int port) {
     return address;
 }
 
+/* A client's WebSocket frame holding `payload` (RFC 6455, 5.2): FIN and the
+ * text opcode, the length, and a mask key of zeros (a client must mask; XOR
+ * with zeros leaves the payload as it is).  Returns the frame's length. */
+static size_t web_frame(char *out, const char *payload, size_t length) {
+    size_t header = 0;
+    out[header++] = (char)0x81;
+    if (length < 126) {
+        out[header++] = (char)(0x80 | length);
+    } else {
+        out[header++] = (char)(0x80 | 126);
+        out[header++] = (char)(length >> 8);
+        out[header++] = (char)(length & 0xff);
+    }
+    memset(out + header, 0, 4);
+    header += 4;
+    memcpy(out + header, payload, length);
+    return header + length;
+}
+
+/* The length of the server's (unmasked) frame at p, header included; 0 if it is not all in [p, end). */
+static size_t whole_frame(const char *p, const char *end, size_t *header) {
+    const unsigned char *u = (const unsigned char *)p;
+    if (end - p < 2) return 0;
+    size_t length = u[1] & 0x7f, size = 2;
+    if (length == 126) {
+        if (end - p < 4) return 0;
+        length = (size_t)u[2] << 8 | u[3];
+        size = 4;
+    } else if (length == 127) {
+        if (end - p < 10) return 0;
+        length = 0;
+        for (int i = 2; i < 10; i++) length = length << 8 | u[i];
+        size = 10;
+    }
+    *header = size;
+    return (size_t)(end - p) >= size + length ? size + length : 0;
+}
+
+static void send_message(int fd, const char *payload) {
+    char frame[512];
+    size_t length = web_frame(frame, payload, strlen(payload));
+    if (write(fd, frame, length) != (ssize_t)length) die("write message");
+}
+
+/* Read frames until one whose payload holds `wanted`; what follows it is kept as the client's partial input. */
+static void read_until_message(client_t *c, char *buffer, size_t size, size_t have, const char *wanted, const char *doing) {
+    for (;;) {
+        const char *p = buffer, *end = buffer + have;
+        size_t header, length;
+        while ((length = whole_frame(p, end, &header))) {
+            int found = memmem(p + header, length - header, wanted, strlen(wanted)) != NULL;
+            if (!found && memmem(p + header, length - header, "\"type\":\"error\"", strlen("\"type\":\"error\""))) {
+                fprintf(stderr, "client %d: refused %s: %.*s\n", c->index, doing, (int)(length - header), p + header);
+                exit(2);
+            }
+            p += length;
+            if (found) {
+                c->partial_length = end - p;
+                c->partial = realloc(c->partial, c->partial_length + 1);
+                memcpy(c->partial, p, c->partial_length);
+                c->partial_capacity = c->partial_length + 1;
+                return;
+            }
+        }
+        memmove(buffer, p, end - p);
+        have = end - p;
+        ssize_t got = read(c->fd, buffer + have, size - have);
+        if (got <= 0) { fprintf(stderr, "client %d: closed %s\n", c->index, doing); exit(2); }
+        have += got;
+    }
+}
+
+/* Open chatd's WebSocket and log in: the handshake, then the login message, up to "logged-in". */
+static void web_log_in(client_t *c, char *buffer, size_t size) {
+    size_t have = 0;
+    char *end_of_headers = NULL;
+    while (!end_of_headers) {
+        ssize_t got = read(c->fd, buffer + have, size - 1 - have);
+        if (got <= 0) { fprintf(stderr, "client %d: closed during the handshake\n", c->index); exit(2); }
+        have += got;
+        buffer[have] = 0;
+        end_of_headers = strstr(buffer, "\r\n\r\n");
+    }
+    if (strncmp(buffer, "HTTP/1.1 101", 12) != 0) {
+        fprintf(stderr, "client %d: WebSocket refused: %.40s\n", c->index, buffer);
+        exit(2);
+    }
+    char login[64];
+    snprintf(login, sizeof login, "{\"type\":\"login\",\"nick\":\"c%d\"}", c->index);
+    send_message(c->fd, login);
+    size_t rest = buffer + have - (end_of_headers + 4);
+    memmove(buffer, end_of_headers + 4, rest);
+    read_until_message(c, buffer, size, rest, "\"type\":\"logged-in\"", "during login");
+}
+
 /* Connect and log in clients [0, count) of `clients`, a batch at a time so
  * the server's accept backlog never overflows. */
 static void log_in(client_t *clients, int count, int port) {
@@ -94,12 +198,20 @@ static void log_in(client_t *clients, int count, int port) {
             if (connect(c->fd, (struct sockaddr *)&address, sizeof address) < 0) die("connect");
             int one = 1;
             setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            char nick[32];
-            int length = snprintf(nick, sizeof nick, "c%d\r\n", c->index);
-            if (write(c->fd, nick, length) != length) die("write nickname");
+            char first[256];
+            int length = web ? snprintf(first, sizeof first,
+                                        "GET /chat HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                                        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                        "Sec-WebSocket-Version: 13\r\n\r\n", port)
+                             : snprintf(first, sizeof first, "c%d\r\n", c->index);
+            if (write(c->fd, first, length) != length) die("write nickname");
         }
         for (int i = start; i < end; i++) {
             client_t *c = &clients[i];
+            if (web) {
+                web_log_in(c, buffer, 65536);
+                continue;
+            }
             size_t have = 0;
             char *hello = NULL;
             while (!(hello && memchr(hello, '\n', buffer + have - hello))) {
@@ -117,6 +229,7 @@ static void log_in(client_t *clients, int count, int port) {
             c->partial_length = buffer + have - rest;
             c->partial = malloc(c->partial_length + 1);
             memcpy(c->partial, rest, c->partial_length);
+            c->partial_capacity = c->partial_length + 1;
         }
     }
     free(buffer);
@@ -152,6 +265,7 @@ static void join_channels(client_t *clients, int count, int channels) {
         c->partial_length = buffer + have - rest;
         c->partial = realloc(c->partial, c->partial_length + 1);
         memcpy(c->partial, rest, c->partial_length);
+        c->partial_capacity = c->partial_length + 1;
     }
     free(buffer);
 }
@@ -186,6 +300,20 @@ static void make_lines(client_t *c, long count, int size) {
         c->out = realloc(c->out, c->out_capacity);
     }
     int64_t sent_ns = now_ns();
+    if (web) {  /* each line a "say" message in its frame */
+        char text[512];
+        for (long i = 0; i < count; i++) {
+            int length = snprintf(text, 64, "{\"type\":\"say\",\"text\":\"m %d %ld %lld ", c->index, c->sent,
+                                  (long long)sent_ns);
+            int padding = size - 2 - (length - 22);
+            if (padding < 1) padding = 1;
+            memset(text + length, 'x', padding);
+            memcpy(text + length + padding, "\"}", 2);
+            c->out_end += web_frame(c->out + c->out_end, text, length + padding + 2);
+            c->sent++;
+        }
+        return;
+    }
     for (long i = 0; i < count; i++) {
         int length = snprintf(c->out + c->out_end, 64, "m %d %ld %lld ", c->index, c->sent, (long long)sent_ns);
         int padding = size - 2 - length;
@@ -212,6 +340,8 @@ typedef struct {
     size_t latency_count, latency_capacity;
 } tally_t;
 
+static void check_one(client_t *c, long sender, long seq, int64_t sent_ns, int64_t arrived, tally_t *tally);
+
 /* Check every complete line in [data, end) for client c; return where the incomplete rest begins. */
 static const char *check_lines(client_t *c, const char *data, const char *end, int senders, int channels,
                                tally_t *tally) {
@@ -231,25 +361,49 @@ static const char *check_lines(client_t *c, const char *data, const char *end, i
         p++;
         long seq = parse_number(&p, newline);
         p++;
-        int64_t sent_ns = parse_number(&p, newline);
-        uint32_t want = c->next_seq[sender];
-        if (seq == want) {
-            c->next_seq[sender] = seq + 1;
-        } else if (seq > want) {
-            tally->lost += seq - want;
-            c->next_seq[sender] = seq + 1;
-        } else {
-            tally->duplicated++;
-            tally->reordered++;
+        check_one(c, sender, seq, parse_number(&p, newline), arrived, tally);
+    }
+}
+
+/* Check every complete frame in [data, end): each "said" event's text "m SENDER SEQ SENT_NS ...". */
+static const char *check_frames(client_t *c, const char *data, const char *end, int senders, tally_t *tally) {
+    static const char said[] = "\",\"m ";
+    int64_t arrived = now_ns();
+    size_t header, length;
+    while ((length = whole_frame(data, end, &header))) {
+        const char *p = data + header, *frame_end = data + length;
+        data = frame_end;
+        while ((p = memmem(p, frame_end - p, said, sizeof said - 1))) {
+            p += sizeof said - 1;
+            long sender = parse_number(&p, frame_end);
+            if (sender >= senders) continue;
+            p++;
+            long seq = parse_number(&p, frame_end);
+            p++;
+            check_one(c, sender, seq, parse_number(&p, frame_end), arrived, tally);
         }
-        tally->deliveries++;
-        if (seq % SAMPLE_EVERY == 0) {
-            if (tally->latency_count == tally->latency_capacity) {
-                tally->latency_capacity = tally->latency_capacity ? tally->latency_capacity * 2 : 65536;
-                tally->latencies = realloc(tally->latencies, tally->latency_capacity * sizeof(double));
-            }
-            tally->latencies[tally->latency_count++] = (arrived - sent_ns) / 1e6;
+    }
+    return data;
+}
+
+static void check_one(client_t *c, long sender, long seq, int64_t sent_ns, int64_t arrived, tally_t *tally) {
+    uint32_t want = c->next_seq[sender];
+    if (seq == want) {
+        c->next_seq[sender] = seq + 1;
+    } else if (seq > want) {
+        tally->lost += seq - want;
+        c->next_seq[sender] = seq + 1;
+    } else {
+        tally->duplicated++;
+        tally->reordered++;
+    }
+    tally->deliveries++;
+    if (seq % SAMPLE_EVERY == 0) {
+        if (tally->latency_count == tally->latency_capacity) {
+            tally->latency_capacity = tally->latency_capacity ? tally->latency_capacity * 2 : 65536;
+            tally->latencies = realloc(tally->latencies, tally->latency_capacity * sizeof(double));
         }
+        tally->latencies[tally->latency_count++] = (arrived - sent_ns) / 1e6;
     }
 }
 
@@ -286,7 +440,6 @@ static int chat(int port, int total, int senders, long lines, int size, double r
     for (int i = 0, t = 0; i < count; i++)
         if (clients[i].to_send) talking[t++] = &clients[i];
     tally_t tally = {0};
-    char *buffer = malloc(READ_SIZE);
     struct epoll_event events[256];
     wait_for_go();
     double start = now_seconds(), deadline = start + timeout;
@@ -314,15 +467,22 @@ static int chat(int port, int total, int senders, long lines, int size, double r
         int ready = epoll_wait(epoll, events, 256, pending ? 0 : 1);
         for (int e = 0; e < ready; e++) {
             client_t *c = events[e].data.ptr;
-            memcpy(buffer, c->partial, c->partial_length);
-            ssize_t got = recv(c->fd, buffer + c->partial_length, READ_SIZE - c->partial_length, MSG_DONTWAIT);
+            /* Read onto what is left of the last read, in the client's own
+             * buffer: a web frame can span many reads, and copying it
+             * again at each one would make its reading quadratic. */
+            if (c->partial_capacity - c->partial_length < READ_SIZE / 4) {
+                c->partial_capacity = c->partial_length + READ_SIZE;
+                c->partial = realloc(c->partial, c->partial_capacity);
+            }
+            ssize_t got = recv(c->fd, c->partial + c->partial_length, c->partial_capacity - c->partial_length,
+                               MSG_DONTWAIT);
             if (got < 0 && errno == EAGAIN) continue;
             if (got <= 0) { fprintf(stderr, "server closed client %d\n", c->index); exit(2); }
-            const char *end = buffer + c->partial_length + got;
-            const char *rest = check_lines(c, buffer, end, senders, channels, &tally);
+            const char *end = c->partial + c->partial_length + got;
+            const char *rest = web ? check_frames(c, c->partial, end, senders, &tally)
+                                   : check_lines(c, c->partial, end, senders, channels, &tally);
             c->partial_length = end - rest;
-            c->partial = realloc(c->partial, c->partial_length + 1);
-            memcpy(c->partial, rest, c->partial_length);
+            memmove(c->partial, rest, c->partial_length);
         }
     }
     double seconds = now_seconds() - start;
@@ -362,6 +522,10 @@ static int udp(int port, double seconds, int in_flight, int size) {
 
 int main(int argc, char **argv) {
     raise_fd_limit();
+    if (argc == 14 && strcmp(argv[1], "chat") == 0 && strcmp(argv[13], "web") == 0) {
+        web = 1;
+        argc = 13;
+    }
     if ((argc == 11 || argc == 13) && strcmp(argv[1], "chat") == 0)
         return chat(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atoi(argv[6]), atof(argv[7]),
                     atof(argv[8]), atoi(argv[9]), atoi(argv[10]), argc == 13 ? atoi(argv[11]) : 0,

@@ -2,14 +2,15 @@
 Events -> WebSocket frames of JSON.  Pure.
 
 A web session's dialect.  Fan-out encodes a turn's events once per dialect
-in use (see chatd.core.batch): here each event is its JSON object (the
-transcript's codec, chatd.core.events.to_json), and a member's share of the
-turn becomes one WebSocket text frame,
+in use (see chatd.core.batch): here each event is its JSON array
+(chatd.web.render.event), and a member's share of the turn becomes one
+WebSocket text frame,
 
     {"type": "events", "events": [EVENT, EVENT, ...]}
 
 whose bytes are the same for every member with that share, so they are
-framed once and sent as they are (a server's frames are not masked).  The
+framed once, in one buffer, and sent as they are (a server's frames are
+not masked).  The
 frame is RFC 6455's (section 5.2): FIN and the text opcode, the payload
 length in 7, 16 or 64 bits, then the payload.  Messages from the browser,
 pings, pongs and the close handshake are wsproto's, through
@@ -24,7 +25,9 @@ from collections.abc import Sequence
 from itertools import accumulate
 
 from chatd.core.batch import Buffer
-from chatd.core.events import Event, to_json
+from chatd.core.events import Event
+from chatd.web.render import event as render_event
+from chatd.web.render import utf8
 
 _FIN_TEXT = 0x81  # FIN, opcode 1 (text)
 _EVENTS_START = b'{"type":"events","events":['
@@ -45,11 +48,6 @@ def text_frame(payload: bytes) -> bytes:
     return frame_header(len(payload)) + payload
 
 
-def utf8(text: str) -> bytes:
-    """`text` as UTF-8; a lone surrogate (which no valid text holds) becomes "?"."""
-    return text.encode("utf-8", "replace")
-
-
 class JsonDialect:
     """The web's one dialect: UTF-8 JSON, the same from every current channel."""
 
@@ -58,13 +56,16 @@ class JsonDialect:
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
         # Each event with the comma that separates it from the one before;
         # `frame` drops the first one's.
-        parts = [utf8("," + to_json(event)) for event in events]
+        parts = [utf8("," + render_event(event)) for event in events]
         return b"".join(parts), [0, *accumulate(map(len, parts))]
 
     def frame(self, parts: list[Buffer]) -> list[Buffer]:
+        # One buffer, made once for every member this share goes to: a
+        # member's send then copies nothing (a list of parts would be joined
+        # for each member whose socket cannot take it all at once).
         first = memoryview(parts[0])[1:]  # without its comma
         length = len(_EVENTS_START) + len(first) + sum(map(len, parts[1:])) + len(_EVENTS_END)
-        return [frame_header(length) + _EVENTS_START, first, *parts[1:], _EVENTS_END]
+        return [b"".join([frame_header(length), _EVENTS_START, first, *parts[1:], _EVENTS_END])]
 
     def __repr__(self) -> str:
         return "JSON"

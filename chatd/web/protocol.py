@@ -50,11 +50,22 @@ To the browser:
     {"type": "error", "reason": TEXT, "code": CODE}            a refusal; nothing closes
     {"type": "closing", "reason": TEXT, "code": CODE}          the server closes the connection next
 
-An EVENT is an object exactly as in the transcript (README, "Transcript"),
-e.g. {"ts": "2026-12-02T14:02:09Z", "event": "said", "channel": "#lab",
-"nick": "alice", "text": "hi"}; its "event" is said, acted, joined,
-parted, topic, crowd (with "joiners" and "leavers": in a channel above
---quiet-joins, who came and who went since the last one), renamed or left.
+An EVENT is an array: its kind, its unix time in seconds, then the fields
+the transcript has for it (README, "Transcript"), in this order:
+
+    ["said", TS, CHANNEL, NICK, TEXT]          a message
+    ["acted", TS, CHANNEL, NICK, TEXT]         an action (/me)
+    ["joined", TS, CHANNEL, NICK, COUNT]       COUNT: members now
+    ["parted", TS, CHANNEL, NICK, REASON, COUNT]
+    ["topic", TS, CHANNEL, NICK, TOPIC]        "" when cleared
+    ["crowd", TS, CHANNEL, JOINED, LEFT, COUNT, [NICK ...], [NICK ...]]
+        in a channel above --quiet-joins: how many came and went since the
+        last one, who of them is in now and who is gone (for member lists)
+    ["renamed", TS, OLD, NEW]
+    ["left", TS, NICK, REASON]                 left the chat, so every channel
+
+(Arrays, not objects with keys: every event goes to every member, and with
+chat-sized lines keys made each delivery twice the bytes of telnet's.)
 
 Error codes are the core's (nickname-taken, not-in-channel, ...), plus
 line-too-long and bad-request.  A "closing" code is one of refused (banned,

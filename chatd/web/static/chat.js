@@ -176,8 +176,28 @@ function closed(reason) {
   }
 }
 
+// An event's fields after its kind and time, as the server sends them
+// (chatd/web/render.py): ["said", 1795000000, "#lab", "alice", "hi"].
+const EVENT_FIELDS = {
+  said: ["channel", "nick", "text"],
+  acted: ["channel", "nick", "text"],
+  joined: ["channel", "nick", "count"],
+  parted: ["channel", "nick", "reason", "count"],
+  topic: ["channel", "nick", "topic"],
+  crowd: ["channel", "joined", "left", "count", "joiners", "leavers"],
+  renamed: ["old", "new"],
+  left: ["nick", "reason"],
+};
+
+function eventObject([kind, seconds, ...values]) {
+  const event = {event: kind, ts: seconds * 1000};
+  (EVENT_FIELDS[kind] || []).forEach((name, index) => { event[name] = values[index]; });
+  return event;
+}
+
 // One event, as it arrives or from a channel's history.
-function happened(event, old) {
+function happened(array, old) {
+  const event = eventObject(array);
   const channel = event.channel && state.channels.get(event.channel);
   const time = event.ts;
   switch (event.event) {
