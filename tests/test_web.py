@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from wsproto import Connection, ConnectionType, WSConnection
 from wsproto.events import (

@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 from chatd_process import ChatdProcess, LineClient
+from conftest import free_port_run
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -90,6 +91,9 @@ def test_a_browser_user_chats_with_a_telnet_user(server, tmp_path):
         bob.send_line("/msg #lobby news in the lobby")
         WebDriverWait(browser, 10).until(
             shown.text_to_be_present_in_element((By.CSS_SELECTOR, "#channel-list .unread"), "1"))
+        bob.send_line("/msg #lobby alice: look here")  # a mention, in a channel she is not reading
+        WebDriverWait(browser, 10).until(
+            shown.text_to_be_present_in_element((By.CSS_SELECTOR, "#channel-list .unread.mention"), "@2"))
         browser.save_screenshot(str(tmp_path / "desktop.png"))
 
         browser.set_window_size(*PHONE)
@@ -102,3 +106,40 @@ def test_a_browser_user_chats_with_a_telnet_user(server, tmp_path):
         browser.quit()
         bob.close()
     print("screenshots:", *(tmp_path / name for name in ("desktop.png", "phone.png", "phone-members.png")))
+
+
+def test_the_page_says_when_the_server_goes_and_comes_back_by_itself(tmp_path):
+    """A restart: the page says the server is shutting down, counts down, reconnects and logs in again."""
+    chat_port = free_port_run(2)
+    web_port = chat_port + 1
+    args = ("--port", str(chat_port), "--interface", "127.0.0.1", "--web-port", str(web_port), "--fallback", "0",
+            "--web-fallback", "0", "--name", "lab", "--no-echo")
+    first = ChatdProcess(*args, cwd=tmp_path)
+    first.wait_for_log("web page listening on")
+    browser = chromium(tmp_path, DESKTOP)
+    try:
+        browser.get(f"http://127.0.0.1:{web_port}/")
+        WebDriverWait(browser, 10).until(shown.visibility_of_element_located((By.ID, "nick")))
+        type_into(browser, "nick", "alice")
+        WebDriverWait(browser, 10).until(shown.text_to_be_present_in_element((By.ID, "status"), "Connected as alice"))
+        type_into(browser, "say", "/join #lab")
+        WebDriverWait(browser, 10).until(shown.text_to_be_present_in_element((By.ID, "channel-name"), "#lab"))
+        assert first.stop() == 0
+        wait_for_line(browser, "The server is shutting down.")
+        WebDriverWait(browser, 10).until(shown.text_to_be_present_in_element((By.ID, "status"), "Reconnecting in"))
+        second = ChatdProcess(*args, cwd=tmp_path)
+        try:
+            second.wait_for_log("web page listening on")
+            WebDriverWait(browser, 40).until(
+                shown.text_to_be_present_in_element((By.ID, "status"), "Connected as alice"))
+            second.wait_for_log("alice joined #lab")  # and back in the channel she was in
+            bob = LineClient(chat_port).login("bob")
+            bob.send_line("/join #lab")
+            assert bob.read_line() == "*** You joined #lab (2 users)"
+            type_into(browser, "say", "back again")
+            assert bob.read_line() == "<alice> back again"
+            bob.close()
+        finally:
+            second.stop()
+    finally:
+        browser.quit()

@@ -5,7 +5,6 @@ clients in the same channels.  Readiness comes from the server's log and
 from the messages themselves, never a sleep.
 """
 
-import json
 import re
 import time
 import urllib.error
@@ -171,5 +170,23 @@ def test_the_chat_port_serves_a_browser_the_page_and_the_chat(tmp_path):
         tls.send(bytes.fromhex("16030100c4010000c00303") + b"\x00" * 32)
         assert tls.read_until_closed() == b""
         server.wait_for_log("spoke TLS, which chatd does not; closing")
+    finally:
+        server.stop()
+
+
+def test_a_browser_keeps_a_big_channels_member_list_from_its_summaries(tmp_path):
+    """Above --quiet-joins, joins and leaves come as a summary that names who came and who went."""
+    server, port, web_port = start(tmp_path, "--quiet-joins", "2")
+    try:
+        alice = WebClient(web_port).login("alice")
+        bob = LineClient(port).login("bob")
+        assert [event[0] for event in alice.events()] == ["joined"]  # bob: 2 members, still announced
+        carol = LineClient(port).login("carol")  # 3 members: quiet from here
+        dave = LineClient(port).login("dave")
+        dave.send_line("/quit")
+        [crowd] = alice.events()  # within the 5 s of a summary
+        assert crowd[0] == "crowd" and crowd[2:] == ["#lobby", 2, 1, 3, ["carol"], ["dave"]]
+        bob.close()
+        carol.close()
     finally:
         server.stop()

@@ -27,11 +27,20 @@ class Channel:
     members: dict[ISession, Member] = field(factory=dict)
     topic: str = ""
     # Joins and leaves not announced one by one (see --quiet-joins), since
-    # the last summary, and the nicknames each session that came or went
-    # had when it did.
+    # the last summary: how many, the nickname each session that came or
+    # went had when it last did, and the other names they came or went by
+    # (rare: someone who left, renamed and came back).
     quiet_joins: int = 0
     quiet_leaves: int = 0
-    turnover: dict[ISession, set[str]] = field(factory=dict)
+    turnover: dict[ISession, str] = field(factory=dict)
+    turnover_names: set[str] = field(factory=set)
+
+    def note_turnover(self, session: ISession, nick: str) -> None:
+        """`session`, as `nick`, came or went without being announced."""
+        earlier = self.turnover.get(session)
+        if earlier is not None and earlier != nick:
+            self.turnover_names.add(earlier)
+        self.turnover[session] = nick
     key: str = field(init=False, default=Factory(lambda self: name_key(self.name), takes_self=True))
 
     @property

@@ -436,7 +436,7 @@ class ChatServer:
     def _announce_join(self, member: Member, channel: Channel) -> None:
         if channel.count > self.quiet_joins:
             channel.quiet_joins += 1
-            channel.turnover.setdefault(member.session, set()).add(member.nick)
+            channel.note_turnover(member.session, member.nick)
             self._summarise_later()
             self._record(Joined(channel.name, member.nick, channel.count, at=self.clock.seconds()), channel)
         else:
@@ -452,7 +452,7 @@ class ChatServer:
         del channel.members[member.session]
         if not loud:
             channel.quiet_leaves += 1
-            channel.turnover.setdefault(member.session, set()).add(member.nick)
+            channel.note_turnover(member.session, member.nick)
             self._summarise_later()
         if not channel.members and channel.name != self.default_channel:
             del self._channels[channel.key]
@@ -479,9 +479,9 @@ class ChatServer:
                 members = channel.members
                 joiners = tuple(members[session].nick for session in channel.turnover if session in members)
                 present = set(channel.nicks())
-                leavers = tuple(sorted({nick for nicks in channel.turnover.values() for nick in nicks} - present))
+                leavers = tuple(sorted((set(channel.turnover.values()) | channel.turnover_names) - present))
                 channel.quiet_joins = channel.quiet_leaves = 0
-                channel.turnover = {}
+                channel.turnover, channel.turnover_names = {}, set()
                 self._broadcast(Crowd(channel.name, joined, left, channel.count, joiners, leavers,
                                       at=self.clock.seconds()), channel.key)
 

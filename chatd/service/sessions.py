@@ -11,7 +11,7 @@ from typing import Protocol
 
 from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from chatd.service.flow import Flusher
@@ -34,6 +34,74 @@ class Settings:
     rate_burst_lines: int = 20
     flood_queue_lines: int = 100
     send_queue_bytes: int = 1024 * 1024
+
+
+class TimedOut(Protocol):
+    """What a connection does when its timeouts fire."""
+
+    def login_timed_out(self) -> None:
+        """No nickname was chosen in time."""
+
+    def idle_timed_out(self) -> None:
+        """No input came in time."""
+
+    def lines_waiting(self) -> bool:
+        """Whether lines (messages) wait in the flood queue: a user they are still let through for is not idle."""
+
+
+class Timeouts:
+    """
+    A connection's two timeouts, the same on every front door: it has
+    --login-timeout seconds to choose a nickname, and then, with
+    --idle-timeout, that long without input before it is closed.  A user
+    whose lines are still being let through the flood queue is not idle: the
+    time counts from the last line let through.
+    """
+
+    __slots__ = ("_clock", "_settings", "_owner", "_login", "_idle", "_stopped")
+
+    def __init__(self, clock: IReactorTime, settings: Settings, owner: TimedOut) -> None:
+        self._clock = clock
+        self._settings = settings
+        self._owner = owner
+        self._login: IDelayedCall | None = clock.callLater(settings.login_timeout_seconds, owner.login_timed_out)
+        self._idle: IDelayedCall | None = None
+        self._stopped = False
+
+    def logged_in(self) -> None:
+        """The nickname is chosen: the login timeout is over, the idle one begins (if there is one)."""
+        self._cancel(self._login)
+        self._login = None
+        if self._settings.idle_timeout_seconds > 0 and not self._stopped:
+            self._idle = self._clock.callLater(self._settings.idle_timeout_seconds, self._idle_over)
+
+    def activity(self) -> None:
+        """Input: the idle timeout starts over."""
+        idle = self._idle
+        if idle is None or self._stopped:
+            return
+        if idle.active():
+            idle.reset(self._settings.idle_timeout_seconds)
+        else:  # it has just fired
+            self._idle = self._clock.callLater(self._settings.idle_timeout_seconds, self._idle_over)
+
+    def stop(self) -> None:
+        """The connection is closing: neither timeout fires."""
+        self._stopped = True
+        self._cancel(self._login)
+        self._cancel(self._idle)
+        self._login = self._idle = None
+
+    def _idle_over(self) -> None:
+        if self._owner.lines_waiting():
+            self.activity()
+        else:
+            self._owner.idle_timed_out()
+
+    @staticmethod
+    def _cancel(call: IDelayedCall | None) -> None:
+        if call is not None and call.active():
+            call.cancel()
 
 
 class Connection(Protocol):

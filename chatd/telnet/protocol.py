@@ -13,6 +13,7 @@ are answered here, because they belong to the connection, not the chat.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ from chatd.core.text import clean
 from chatd.service.flow import FloodGate, FlowCounts, Flusher, SendQueue, unacknowledged_bytes
 from chatd.service.limits import ConnectionLimits
 from chatd.service.listening import describe_peer
-from chatd.service.sessions import Connections, Settings
+from chatd.service.sessions import Connections, Settings, Timeouts
 from chatd.service.twisted_private import hand_over
 from chatd.telnet import render
 from chatd.telnet.charset import CharsetError, check_charset
@@ -89,10 +90,9 @@ class ChatProtocol(TelnetServer):
         self._reset_timer: IDelayedCall | None = None
         self._admitted = False
         self._first_data = True
-        self._greeting: IDelayedCall | None = None  # until the greeting is sent
-        self._login_timer: IDelayedCall | None = None
+        self._awaiting_greeting = False  # until the greeting is sent (or the first bytes make it moot)
+        self._timeouts: Timeouts | None = None
         self.logged_in = False  # has chosen a nickname
-        self._idle_timer: IDelayedCall | None = None
         self._send_queue: SendQueue | None = None
         self._flood_gate: FloodGate | None = None
 
@@ -140,15 +140,19 @@ class ChatProtocol(TelnetServer):
         # No log line yet: one when a nickname is chosen (the server's), or
         # one when the connection closes without (see _gone).  A login storm
         # of thousands is then thousands of lines, not twice as many.
-        self._login_timer = self.factory.clock.callLater(self._settings.login_timeout_seconds, self._login_timed_out)
+        self._timeouts = Timeouts(self.factory.clock, settings, self)
         self._server.arrive(self)
-        self._greeting = self.factory.clock.callLater(GREETING_WAIT_SECONDS, self._greet)
+        self._awaiting_greeting = True
+        self.factory.greeting_wait.add(self)
+
+    def greeting_due(self) -> None:
+        """GREETING_WAIT_SECONDS have passed in silence: a telnet user, waiting to be greeted."""
+        if self._awaiting_greeting and not self._closing:
+            self._greet()
 
     def _greet(self) -> None:
         """The welcome and the prompt for a nickname, at the end of this turn."""
-        if self._greeting is not None and self._greeting.active():
-            self._greeting.cancel()
-        self._greeting = None
+        self._awaiting_greeting = False
         self._write(Outgoing(greeting(self._server)).encoded(self.charset))
 
     @property
@@ -162,7 +166,8 @@ class ChatProtocol(TelnetServer):
             self._first_data = False
             if not self._first_words(data):
                 return
-        self._reset_idle_timer()
+        assert self._timeouts is not None
+        self._timeouts.activity()
         # Whatever goes wrong with one connection's input stays with that
         # connection: it is logged and this connection closed, the rest go on.
         try:
@@ -181,10 +186,7 @@ class ChatProtocol(TelnetServer):
         greeted at once, and its first answer goes out with the greeting.
         """
         kind = wrong_protocol(data)
-        waiting = self._greeting is not None and self._greeting.active()
-        if waiting:
-            assert self._greeting is not None
-            self._greeting.cancel()
+        waiting, self._awaiting_greeting = self._awaiting_greeting, False
         if kind == "TLS":
             log.info("{peer} spoke TLS, which chatd does not; closing", peer=describe_peer(self.peer))
             self.disconnect("TLS client")
@@ -208,9 +210,6 @@ class ChatProtocol(TelnetServer):
         """
         self._closing = True
         self._gone("web")
-        for timer in (self._login_timer, self._idle_timer):
-            if timer is not None and timer.active():
-                timer.cancel()
         assert self._send_queue is not None
         self._send_queue.close()  # no longer the transport's producer
         assert self.factory.web is not None
@@ -266,9 +265,11 @@ class ChatProtocol(TelnetServer):
         """
         super().connectionLost(reason)
         self._lost = True
-        for timer in (self._greeting, self._login_timer, self._idle_timer, self._reset_timer):
-            if timer is not None and timer.active():
-                timer.cancel()
+        if self._timeouts is not None:
+            self._timeouts.stop()
+        self._awaiting_greeting = False
+        if self._reset_timer is not None and self._reset_timer.active():
+            self._reset_timer.cancel()
         leaving = "Quit" if reason.check(ConnectionDone) else "Connection lost"
         if self._flood_gate is None or self._closing:
             self._gone(leaving)
@@ -277,6 +278,8 @@ class ChatProtocol(TelnetServer):
 
     def _gone(self, reason: str) -> None:
         """The connection is closed and nothing it sent is left to say: it leaves the chat and the counts."""
+        if self._timeouts is not None:
+            self._timeouts.stop()
         if self._flood_gate is not None:
             self._flood_gate.stop()
         if self._admitted:
@@ -294,28 +297,17 @@ class ChatProtocol(TelnetServer):
 
     # -- timers
 
-    def _login_timed_out(self) -> None:
+    def login_timed_out(self) -> None:
         self._tell(render.login_timeout(self._settings.login_timeout_seconds))
         self.disconnect("login timeout")
 
-    def _idle_timed_out(self) -> None:
-        assert self._flood_gate is not None
-        if self._flood_gate.waiting:  # lines still being let through: not idle
-            self._reset_idle_timer()
-            return
+    def lines_waiting(self) -> bool:
+        return self._flood_gate is not None and self._flood_gate.waiting > 0
+
+    def idle_timed_out(self) -> None:
         self.leave_chat("Idle timeout")
         self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
         self.disconnect("idle timeout")
-
-    def _reset_idle_timer(self) -> None:
-        """Start the idle timeout over (when there is one: joined, with --idle-timeout)."""
-        timer = self._idle_timer
-        if timer is None or self._lost:
-            return
-        if timer.active():
-            timer.reset(self._settings.idle_timeout_seconds)
-        else:  # it has just fired
-            self._idle_timer = self.factory.clock.callLater(self._settings.idle_timeout_seconds, self._idle_timed_out)
 
     def _send_queue_exceeded(self) -> None:
         self.factory.counts.send_queue_drops += 1
@@ -327,11 +319,8 @@ class ChatProtocol(TelnetServer):
 
     def _logged_in(self) -> None:
         self.logged_in = True
-        if self._login_timer is not None and self._login_timer.active():
-            self._login_timer.cancel()
-        self._login_timer = None
-        if self._settings.idle_timeout_seconds > 0:
-            self._idle_timer = self.factory.clock.callLater(self._settings.idle_timeout_seconds, self._idle_timed_out)
+        assert self._timeouts is not None
+        self._timeouts.logged_in()
 
     # -- from the telnet layer
 
@@ -359,7 +348,8 @@ class ChatProtocol(TelnetServer):
     def _line_received(self, text: str) -> None:
         if self._closing:
             return
-        self._reset_idle_timer()  # a line let through from the flood queue is activity too
+        assert self._timeouts is not None
+        self._timeouts.activity()  # a line let through from the flood queue is activity too
         # What the chat makes of this turn's lines reaches each member as one
         # delivery and one write, at the end of the turn.
         self.factory.flusher.hold_turn()
@@ -431,8 +421,7 @@ class ChatProtocol(TelnetServer):
         writeConnectionLost.  A transport that cannot half-close just closes.
         """
         self._closing = True
-        if self._greeting is not None and self._greeting.active():
-            self._greeting.cancel()  # not greeted yet (refused, or shut down at once): no greeting after the farewell
+        self._awaiting_greeting = False  # not greeted yet (refused, or shut down at once): no greeting after the farewell
         if self._send_queue is not None:
             self._send_queue.close()  # the transport waits for a registered producer
         half_close = getattr(self.transport, "loseWriteConnection", None)
@@ -495,6 +484,33 @@ def carry_out(server: ChatServer, session: ISession, command: LineCommand) -> No
             server.tell(session, render.error("choose a nickname first"), *prompt)
 
 
+class GreetingWait:
+    """
+    The connections waiting for their greeting, each until
+    GREETING_WAIT_SECONDS after it came, with one timer for all of them: a
+    login storm would otherwise make (and mostly cancel) a delayed call for
+    every connection, which costs time and, kept, memory.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._waiting: deque[tuple[float, ChatProtocol]] = deque()  # by when each is due, which is the order they came
+        self._call: IDelayedCall | None = None
+
+    def add(self, connection: ChatProtocol) -> None:
+        self._waiting.append((self._clock.seconds() + GREETING_WAIT_SECONDS, connection))
+        if self._call is None:
+            self._call = self._clock.callLater(GREETING_WAIT_SECONDS, self._due)
+
+    def _due(self) -> None:
+        self._call = None
+        now, waiting = self._clock.seconds(), self._waiting
+        while waiting and waiting[0][0] <= now:
+            waiting.popleft()[1].greeting_due()
+        if waiting:
+            self._call = self._clock.callLater(waiting[0][0] - now, self._due)
+
+
 @define(slots=False)  # Factory keeps state in instance attributes of its own
 class ChatFactory(Factory[ChatProtocol]):
     """Builds a ChatProtocol for each telnet connection to the chat."""
@@ -508,6 +524,7 @@ class ChatFactory(Factory[ChatProtocol]):
     connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
     # The web page's HTTP server, for a browser at the chat port (None: --no-web).
     web: IProtocolFactory | None = None
+    greeting_wait: GreetingWait = field(default=attrs.Factory(lambda self: GreetingWait(self.clock), takes_self=True))
     noisy = False  # no "Starting factory" log lines
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:

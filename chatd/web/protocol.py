@@ -97,7 +97,7 @@ from chatd.core.session import ISession
 from chatd.service.flow import FloodGate, FlowCounts, Flusher, SendQueue
 from chatd.service.limits import Slot
 from chatd.service.listening import describe_peer
-from chatd.service.sessions import Connections, Settings
+from chatd.service.sessions import Connections, Settings, Timeouts
 from chatd.service.twisted_private import after_each_read, partial_message_size, tcp_transport_of
 from chatd.web import render
 from chatd.web.dialect import JSON, text_frame
@@ -144,8 +144,7 @@ class WebSession:
         self._closing = False
         self._lost = False
         self.logged_in = False
-        self._login_timer: IDelayedCall | None = None
-        self._idle_timer: IDelayedCall | None = None
+        self._timeouts: Timeouts | None = None
         self._ping_timer: IDelayedCall | None = None
         self._heard = False  # something came from the browser since the last ping
         self._ping_sent = False
@@ -161,6 +160,10 @@ class WebSession:
         self.factory.opened(self)
         tcp = self._tcp = tcp_transport_of(self._websocket)
         settings = self._settings
+        # Paused and resumed through the request: the HTTP channel is the TCP
+        # transport's producer and passes pauses on to the request's.  (The
+        # WebSocket's own attachProducer registers with the TCP transport,
+        # which refuses a second producer.)
         self._send_queue = SendQueue(tcp, settings.send_queue_bytes, self._send_queue_exceeded,
                                      self.factory.flusher, consumer=self._request)
         self._flood_gate = FloodGate(
@@ -173,7 +176,7 @@ class WebSession:
             set_keepalive(True)
         after_each_read(self._request.channel, self._check_partial_message)
         clock = self.factory.clock
-        self._login_timer = clock.callLater(settings.login_timeout_seconds, self._login_timed_out)
+        self._timeouts = Timeouts(clock, settings, self)
         self._ping_timer = clock.callLater(PING_INTERVAL_SECONDS, self._ping)
         self._server.arrive(self)
         self._send_queue.write(text_frame(render.welcome(self._server.name, self._server.count)))
@@ -204,9 +207,10 @@ class WebSession:
         leaves.
         """
         self._lost = True
-        for timer in (self._login_timer, self._idle_timer, self._ping_timer):
-            if timer is not None and timer.active():
-                timer.cancel()
+        if self._timeouts is not None:
+            self._timeouts.stop()
+        if self._ping_timer is not None and self._ping_timer.active():
+            self._ping_timer.cancel()
         leaving = "Quit" if reason.check(ConnectionDone) else "Connection lost"
         if self._flood_gate is None or self._closing:
             self._gone(leaving)
@@ -239,7 +243,8 @@ class WebSession:
     def _message_let_through(self, message: str) -> None:
         if self._closing:
             return
-        self._reset_idle_timer()
+        assert self._timeouts is not None
+        self._timeouts.activity()
         self.factory.flusher.hold_turn()
         max_line = self._settings.max_line_bytes
         if len(message) > max_message_size(max_line):
@@ -275,33 +280,20 @@ class WebSession:
 
     def _logged_in(self) -> None:
         self.logged_in = True
-        if self._login_timer is not None and self._login_timer.active():
-            self._login_timer.cancel()
-        self._login_timer = None
-        if self._settings.idle_timeout_seconds > 0:
-            self._idle_timer = self.factory.clock.callLater(self._settings.idle_timeout_seconds, self._idle_timed_out)
+        assert self._timeouts is not None
+        self._timeouts.logged_in()
 
-    def _login_timed_out(self) -> None:
+    def login_timed_out(self) -> None:
         self._tell(render.login_timeout(self._settings.login_timeout_seconds))
         self.disconnect("login timeout")
 
-    def _idle_timed_out(self) -> None:
-        assert self._flood_gate is not None
-        if self._flood_gate.waiting:  # messages still being let through: not idle
-            self._reset_idle_timer()
-            return
+    def lines_waiting(self) -> bool:
+        return self._flood_gate is not None and self._flood_gate.waiting > 0
+
+    def idle_timed_out(self) -> None:
         self.leave_chat("Idle timeout")
         self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
         self.disconnect("idle timeout")
-
-    def _reset_idle_timer(self) -> None:
-        timer = self._idle_timer
-        if timer is None or self._lost:
-            return
-        if timer.active():
-            timer.reset(self._settings.idle_timeout_seconds)
-        else:
-            self._idle_timer = self.factory.clock.callLater(self._settings.idle_timeout_seconds, self._idle_timed_out)
 
     def _ping(self) -> None:
         """Every PING_INTERVAL_SECONDS: a browser that said nothing since the last ping, and did not answer it, is gone."""

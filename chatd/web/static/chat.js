@@ -92,8 +92,8 @@ function receive(data) {
       state.wantedNick = data.nick;
       showChat();
       openChannel(data.channel, "", data.history);
-      for (const name of state.rejoin) {
-        if (!state.channels.has(name)) send({type: "join", channel: name});
+      for (const name of state.rejoin) {  // after a reconnect: the channels one was in
+        if (name !== data.channel) send({type: "join", channel: name});
       }
       state.rejoin = [];
       setStatus(`Connected as ${data.nick}`);
@@ -272,6 +272,9 @@ function openChannel(name, topic, history) {
     state.channels.set(name, channel);
   }
   channel.topic = topic;
+  if (channel.lines.length) {  // back after a reconnect: what was said meanwhile is in the history
+    add(name, line({kind: "notice", text: "Reconnected. Recent messages:"}));
+  }
   for (const event of history || []) happened(event, true);
   send({type: "names", channel: name});
   show(name);
