@@ -46,9 +46,11 @@ CHATD_UNTHROTTLED = [
     "--max-per-ip", "100000", "--max-clients", "100000", "--login-timeout", "600", "--echo-port", "0",
 ]
 
-# The last commit before channels and the protocol-neutral core: the
-# "chatd before" column.
-BEFORE = "963cd8b"
+# The "chatd before" column: chatd as it was before the change being
+# measured.  Now the end of the channels work, before the web front door
+# (963cd8b, before channels, is the one the channels work was measured
+# against).
+BEFORE = "eaa1096"
 
 SCENARIOS = {
     "all send": dict(clients=100, senders=100, lines=200, size=64),
@@ -132,7 +134,8 @@ def server_commands(port: int, build: Path, before: Path | None = None) -> dict[
     """Each server's command and the directory its Python code comes from."""
     twistd = str(Path(sys.executable).with_name("twistd"))
     chatd_args = ["--port", str(port), "--interface", "127.0.0.1", *CHATD_UNTHROTTLED]
-    commands = {"chatd": ([twistd, "-n", "--pidfile=", "chatd", *chatd_args], REPO)}
+    # Its web page on any free port (8080 may be taken; chatd before has none).
+    commands = {"chatd": ([twistd, "-n", "--pidfile=", "chatd", *chatd_args, "--web-port", "0"], REPO)}
     if before is not None:
         commands["chatd before"] = ([twistd, "-n", "--pidfile=", "chatd-before", *chatd_args], before)
     commands["naive twisted"] = ([sys.executable, str(HERE / "naive_twisted_chat.py"), str(port)], REPO)
