@@ -41,10 +41,12 @@ def server(tmp_path):
     port_file = tmp_path / "port"
     process = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file),
                            "--name", "lab", "--no-echo", cwd=tmp_path)
-    process.wait_for_log("chat room listening on")
-    web_line = process.wait_for_log("web page listening on")
-    yield int(port_file.read_text()), int(re.search(r":(\d+)$", web_line.strip()).group(1))
-    process.stop()
+    try:
+        process.wait_for_log("chat room listening on")
+        web_line = process.wait_for_log("web page listening on")
+        yield int(port_file.read_text()), int(re.search(r":(\d+)$", web_line.strip()).group(1))
+    finally:
+        process.stop()
 
 
 def wait_for_line(browser, text):
@@ -115,9 +117,10 @@ def test_the_page_says_when_the_server_goes_and_comes_back_by_itself(tmp_path):
     args = ("--port", str(chat_port), "--interface", "127.0.0.1", "--web-port", str(web_port), "--fallback", "0",
             "--web-fallback", "0", "--name", "lab", "--no-echo")
     first = ChatdProcess(*args, cwd=tmp_path)
-    first.wait_for_log("web page listening on")
-    browser = chromium(tmp_path, DESKTOP)
+    browser = None
     try:
+        first.wait_for_log("web page listening on")
+        browser = chromium(tmp_path, DESKTOP)
         browser.get(f"http://127.0.0.1:{web_port}/")
         WebDriverWait(browser, 10).until(shown.visibility_of_element_located((By.ID, "nick")))
         type_into(browser, "nick", "alice")
@@ -142,4 +145,7 @@ def test_the_page_says_when_the_server_goes_and_comes_back_by_itself(tmp_path):
         finally:
             second.stop()
     finally:
-        browser.quit()
+        if first.process.poll() is None:
+            first.stop()
+        if browser is not None:
+            browser.quit()

@@ -19,8 +19,12 @@ def start(tmp_path, *args):
     port_file = tmp_path / "port"
     server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab",
                           "--no-echo", *args, cwd=tmp_path)
-    server.wait_for_log("chat room listening on")
-    web_line = server.wait_for_log("web page listening on")
+    try:
+        server.wait_for_log("chat room listening on")
+        web_line = server.wait_for_log("web page listening on")
+    except AssertionError:
+        server.stop()  # not left running when it does not start as expected
+        raise
     return server, int(port_file.read_text()), int(re.search(r":(\d+)", web_line.split(" on ")[-1]).group(1))
 
 
@@ -128,6 +132,8 @@ def test_a_page_of_another_site_may_not_open_the_chat(chat):
 
 
 def test_the_page_health_and_metrics_are_served(chat):
+    assert chat.process.wait_for_log("in a browser to chat").endswith(
+        f"open http://127.0.0.1:{chat.web}/ in a browser to chat")
     page = urllib.request.urlopen(f"http://127.0.0.1:{chat.web}/", timeout=10)
     assert page.status == 200 and b'<script src="/chat.js" defer>' in page.read()
     policy = page.headers["content-security-policy"]

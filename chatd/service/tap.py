@@ -442,8 +442,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             options["interface"],
             [options["web-port"], *options["web-fallback-ports"]],
             what="web page",
-            after_listening=lambda port: log.info("open http://{host}/ in a browser to chat",
-                                                  host=_web_host(options["interface"], port)),
+            after_listening=lambda port: log.info("{line}", line=_web_address_line(options["interface"], port)),
         )
         web.setName("web")
         web.setServiceParent(top)
@@ -552,10 +551,16 @@ def _exit_zero_on_signals(reactor: Any, foreground: bool) -> None:
     reactor.callWhenRunning(install)
 
 
-def _web_host(interface: str, port: int) -> str:
-    """HOST:PORT of the page's address, as others on the LAN would type it: this host's name when listening on all."""
-    host = socket.gethostname() if ipaddress.ip_address(interface).is_unspecified else interface
-    return format_address(host, port)
+def _web_address_line(interface: str, port: int) -> str:
+    """
+    Where to point a browser: the interface when it is a concrete address;
+    listening on all, this host's name (as others on the LAN may know it)
+    and localhost.
+    """
+    if not ipaddress.ip_address(interface).is_unspecified:
+        return f"open http://{format_address(interface, port)}/ in a browser to chat"
+    return (f"open http://{format_address(socket.gethostname(), port)}/ in a browser to chat "
+            f"(http://localhost:{port}/ on this machine)")
 
 
 def _concrete_ipv4(interface: str) -> str | None:
