@@ -246,6 +246,8 @@ def test_a_message_over_the_line_limit_is_refused_and_the_session_goes_on(site, 
     (lambda ws: ws.send(BytesMessage(b"\x00\x01")), "binary messages are not part of the chat protocol", 1003),
     (lambda ws: ws.send(TextMessage("x" * (max_message_size(100) + 1), message_finished=False)),
      f"message too long (max {max_message_size(100)} bytes)", 1009),
+    (lambda ws: ws.send(TextMessage(json.dumps({"type": "say", "text": "x" * max_message_size(100)}))),
+     f"message too long (max {max_message_size(100)} bytes)", 1009),
 ])
 def test_what_cannot_be_read_is_answered_then_closed_and_the_others_go_on(site, clock, sent, reason, code):
     alice = logged_in(site, clock, "alice")

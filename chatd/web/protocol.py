@@ -67,13 +67,15 @@ the transcript has for it (README, "Transcript"), in this order:
 (Arrays, not objects with keys: every event goes to every member, and with
 chat-sized lines keys made each delivery twice the bytes of telnet's.)
 
-Error codes are the core's (nickname-taken, not-in-channel, ...), plus
-line-too-long and bad-request.  A "closing" code is one of refused (banned,
-server full), bad-message (not JSON, not an object, an unknown type or a
-binary message: the close code is 1003, or 1009 for a message over the
-bound), login-timeout, idle-timeout, ping-timeout and shutting-down.  The
-page reconnects by itself after shutting-down and after a connection lost
-without a word; after the others it says why and waits for its user.
+Error codes are the core's (nickname-taken, not-in-channel, banned, ...),
+plus line-too-long and bad-request.  A "closing" code is one of
+bad-message (not JSON, not an object, an unknown type or a binary message:
+the close code is 1003, or 1009 for a message over the bound),
+login-timeout, idle-timeout, ping-timeout and shutting-down.  (A browser
+the limits refuse, or whose address is banned, gets an HTTP 503 or 403 to
+its handshake instead.)  The page reconnects by itself after shutting-down
+and after a connection lost without a word; after the others, a kick or a
+ban, it says why and waits for its user.
 """
 
 from __future__ import annotations
@@ -110,7 +112,6 @@ log = Logger()
 PING_INTERVAL_SECONDS = 30.0
 # WebSocket close codes (RFC 6455, 7.4.1).
 NORMAL_CLOSURE = 1000
-POLICY_VIOLATION = 1008
 UNSUPPORTED_DATA = 1003
 MESSAGE_TOO_BIG = 1009
 
@@ -185,6 +186,10 @@ class WebSession:
         self._heard = True
         if self._closing or self._flood_gate is None:
             return
+        limit = max_message_size(self._settings.max_line_bytes)
+        if len(message) > limit:  # whole in one read, so not seen by _check_partial_message: not queued either
+            self._refuse_input(f"message too long (max {limit} bytes)", MESSAGE_TOO_BIG)
+            return
         # Whatever goes wrong with one connection's input stays with that
         # connection: it is logged and this connection closed, the rest go on.
         try:
@@ -247,9 +252,6 @@ class WebSession:
         self._timeouts.activity()
         self.factory.flusher.hold_turn()
         max_line = self._settings.max_line_bytes
-        if len(message) > max_message_size(max_line):
-            self._refuse_input(f"message too long (max {max_message_size(max_line)} bytes)", MESSAGE_TOO_BIG)
-            return
         parsed = parse_message(message, max_line)
         match parsed:
             case None:

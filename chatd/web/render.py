@@ -81,11 +81,6 @@ def ping_timeout() -> bytes:
     return closing("no answer to pings", "ping-timeout")
 
 
-def refused(reason: str) -> bytes:
-    """Not admitted (banned, server full ...): the connection closes."""
-    return closing(reason, "refused")
-
-
 def bad_message(reason: str) -> bytes:
     """A message the server cannot read: the connection closes."""
     return closing(reason, "bad-message")

@@ -151,6 +151,11 @@ function receive(data) {
       closed("You left the chat.");
       break;
     case "error":
+      if (data.code === "banned") {  // the connection closes next: do not come back
+        state.stayClosed = true;
+        closed("You are banned from this server.");
+        break;
+      }
       if (!state.nick) {
         $("login-error").textContent = data.reason;
         showLogin();
