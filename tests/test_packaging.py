@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 import zipfile
 
 from chatd_process import REPO, TIMEOUT_SECONDS, TWISTD, LineClient
@@ -31,6 +32,7 @@ def test_wheel_carries_the_plugin_and_twistd_runs_chatd_from_it(tmp_path):
     assert "twisted/__init__.py" not in names and "twisted/plugins/__init__.py" not in names
     assert "chatd/service/tap.py" in names
     assert "chatd/core/confusables.tsv" in names
+    assert {"chatd/web/static/index.html", "chatd/web/static/chat.js", "chatd/web/static/chat.css"} <= set(names)
     (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
     assert "chatd-listen = chatd.lan.listen:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -49,16 +51,19 @@ def test_wheel_carries_the_plugin_and_twistd_runs_chatd_from_it(tmp_path):
 
     port_file = elsewhere / "port"
     server = subprocess.Popen(
-        [str(TWISTD), "-n", "--pidfile=", "chatd", "--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "wheel", "--echo-port", "0"],
+        [str(TWISTD), "-n", "--pidfile=", "chatd", "--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "wheel", "--echo-port", "0", "--web-port", "0"],
         cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         for line in server.stdout:
-            if "chat room listening on" in line:
+            if "web page listening on" in line:  # after the chat room's line
                 break
         client = LineClient(int(port_file.read_text()))
         assert client.read_line() == "*** Welcome to chatd on wheel. 0 users online."
         client.close()
+        web_port = int(line.rsplit(":", 1)[1])
+        page = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/chat.js", timeout=TIMEOUT_SECONDS).read()
+        assert page.startswith(b"// chatd's chat page.")  # the page's files, from the wheel
         imported = subprocess.run(
             [sys.executable, "-c", "import chatd; print(chatd.__file__)"], cwd=elsewhere, env=env,
             capture_output=True, text=True, timeout=TIMEOUT_SECONDS,
