@@ -8,7 +8,7 @@ side and a Clock for time.
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -371,3 +371,34 @@ def test_shutdown_tells_every_browser(clock):
     assert alice.close_code() == 1000
     alice.protocol.connectionLost(Failure(ConnectionDone()))
     assert done.called
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                           max_leaves=8)
+TYPES = ["login", "say", "act", "msg", "join", "part", "topic", "names", "channels", "nick", "quit", "oper", "kick",
+         "ban", "unban", "bans", "dance"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(
+    st.text(max_size=50),
+    st.builds(lambda kind, fields: json.dumps({**fields, "type": kind}), st.sampled_from(TYPES),
+              st.dictionaries(st.sampled_from(["nick", "text", "channel", "to", "topic", "reason", "password", "target",
+                                               "minutes", "address"]), JSON_VALUES, max_size=4)),
+), max_size=8))
+def test_whatever_a_browser_sends_gets_an_answer_in_the_protocol_and_the_others_go_on(messages):
+    clock = Clock()
+    site, _ = make_site(clock, rate_burst_lines=100)
+    alice = logged_in(site, clock, "alice")
+    mallory = logged_in(site, clock, "mallory")
+    for message in messages:
+        if mallory.close_code() is not None:
+            break
+        mallory.send_raw(mallory.ws.send(TextMessage(message)))
+        for answer in mallory.messages():
+            assert answer["type"] in {"events", "error", "closing", "logged-in", "channel-joined", "now-talking-in",
+                                      "channel-parted", "members", "users", "channels", "topic", "private-sent",
+                                      "bye", "operator", "ban-added", "ban-lifted", "bans"}, answer
+    alice.send({"type": "names"})
+    assert [message["type"] for message in alice.messages() if message["type"] != "events"] == ["users"]
