@@ -134,8 +134,9 @@ def server_commands(port: int, build: Path, before: Path | None = None) -> dict[
     """Each server's command and the directory its Python code comes from."""
     twistd = str(Path(sys.executable).with_name("twistd"))
     chatd_args = ["--port", str(port), "--interface", "127.0.0.1", *CHATD_UNTHROTTLED]
-    # Its web page on any free port (8080 may be taken; chatd before has none).
-    commands = {"chatd": ([twistd, "-n", "--pidfile=", "chatd", *chatd_args, "--web-port", "0"], REPO)}
+    # Its web page and IRC port on any free port (8080 and 6667 may be taken; chatd before has neither).
+    commands = {"chatd": ([twistd, "-n", "--pidfile=", "chatd", *chatd_args, "--web-port", "0", "--irc-port", "0"],
+                          REPO)}
     if before is not None:
         commands["chatd before"] = ([twistd, "-n", "--pidfile=", "chatd-before", *chatd_args], before)
     commands["naive twisted"] = ([sys.executable, str(HERE / "naive_twisted_chat.py"), str(port)], REPO)
@@ -260,7 +261,7 @@ def measure_door(generator: Any, door: str, scenario: dict, processes: int) -> d
     """One fan-out scenario against a fresh chatd, its clients on the web door or the telnet one."""
     port, web_port = free_port(), free_port()
     command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", "chatd", "--port", str(port),
-               "--interface", "127.0.0.1", "--web-port", str(web_port), *CHATD_UNTHROTTLED]
+               "--interface", "127.0.0.1", "--web-port", str(web_port), "--irc-port", "0", *CHATD_UNTHROTTLED]
     with running(start(command, port)) as process:
         logged_in: list[float] = []  # the server's CPU time once every client is in: the count starts there
         result = generator.fan_out(web_port if door == "web" else port, processes=processes, web=door == "web",

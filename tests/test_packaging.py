@@ -51,7 +51,7 @@ def test_wheel_carries_the_plugin_and_twistd_runs_chatd_from_it(tmp_path):
 
     port_file = elsewhere / "port"
     server = subprocess.Popen(
-        [str(TWISTD), "-n", "--pidfile=", "chatd", "--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "wheel", "--echo-port", "0", "--web-port", "0"],
+        [str(TWISTD), "-n", "--pidfile=", "chatd", "--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "wheel", "--echo-port", "0", "--web-port", "0", "--irc-port", "0"],
         cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

@@ -156,6 +156,17 @@ class ChatServer:
         member = self._members.get(session)
         return None if member is None or member.current is None else member.current.name
 
+    def channels_of(self, session: ISession) -> list[str]:
+        """The names of the channels `session` is in, in the order joined."""
+        member = self._members.get(session)
+        return [] if member is None else [channel.name for channel in member.channels.values()]
+
+    def online(self, nick: str) -> str | None:
+        """The nickname, as its user has it, of whoever is online as `nick` (in any case); None if nobody is."""
+        holder = self._nicknames.holder(nick)
+        member = self._members.get(holder) if holder is not None else None
+        return None if member is None else member.nick
+
     def channel(self, name: str) -> Channel | None:
         """The channel called `name` ("#" optional, any case), if there is one."""
         return self._channels.get(name_key(name if name.startswith("#") else f"#{name}"))

@@ -51,6 +51,7 @@ from chatd.service.transcript import Transcript, recent_messages
 from chatd.telnet.charset import CharsetError, check_charset
 from chatd.service.sessions import DEFAULT_MAX_LINE_BYTES, Settings
 from chatd.telnet.protocol import ChatFactory
+from chatd.irc.protocol import IrcFactory
 from chatd.web.protocol import WebSessions
 from chatd.web.site import web_site
 
@@ -58,6 +59,7 @@ log = Logger()
 
 DEFAULT_ECHO_PORT = 41234
 DEFAULT_WEB_PORT = 8080
+DEFAULT_IRC_PORT = 6667
 MIN_LINE_BYTES = 64
 MAX_LINE_BYTES = 1024 * 1024
 MAX_NAME_CHARS = 64
@@ -105,6 +107,8 @@ class Options(usage.Options):
         ["web-fallback", None, "10", "Where the web page goes when its port is taken (as --fallback)."],
         ["web-origin", None, None, "Other origins whose pages may open the chat's WebSocket, comma-separated "
          "(http://lab.example:8080); * allows any. [default: only the page's own]"],
+        ["irc-port", None, str(DEFAULT_IRC_PORT), "TCP port for IRC clients (irssi, WeeChat, HexChat); 0 takes any free port."],
+        ["irc-fallback", None, "10", "Where the IRC port goes when it is taken (as --fallback)."],
         ["echo-port", None, str(DEFAULT_ECHO_PORT), "UDP port of the echo service, on --interface; 0 takes any free port."],
         ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
         ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
@@ -119,6 +123,7 @@ class Options(usage.Options):
 
     optFlags = [
         ["no-web", None, "Do not serve the web page (nor /metrics and /healthz)."],
+        ["no-irc", None, "Do not listen for IRC clients."],
         ["no-echo", None, "Do not run the UDP echo service."],
         ["multicast", None, "Announce the server to the LAN by multicast (puts traffic on the LAN, so off by default)."],
         ["broadcast", None, "Announce the server to the LAN by broadcast (off by default)."],
@@ -160,6 +165,7 @@ class Options(usage.Options):
             ("quiet-joins", _count_or_zero),
             ("web-port", _port),
             ("web-origin", _origins),
+            ("irc-port", _port),
             ("echo-port", _port),
             ("echo-rate", _positive_number),
             ("multicast-group", multicast_group),
@@ -185,6 +191,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--transcript: {problem}") from None
         self["fallback-ports"] = _fallback("fallback", self["fallback"], self["port"])
         self["web-fallback-ports"] = _fallback("web-fallback", self["web-fallback"], self["web-port"])
+        self["irc-fallback-ports"] = _fallback("irc-fallback", self["irc-fallback"], self["irc-port"])
         # The echo never takes a port of the announcements, by default or as
         # given, so a second chatd on this host cannot walk onto them.
         announcement_ports = sorted({DEFAULT_BROADCAST_PORT, DEFAULT_MULTICAST_PORT,
@@ -422,7 +429,11 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if not options["no-web"]:
         web_sessions = WebSessions(server, settings, reactor, flusher, counts)
         doors["web"] = web_sessions.connections
-    shutting: list[Any] = [factory, *([web_sessions] if web_sessions is not None else [])]
+    irc_factory = None
+    if not options["no-irc"]:
+        irc_factory = IrcFactory(server, settings, reactor, limits, flusher, counts)
+        doors["irc"] = irc_factory.connections
+    shutting: list[Any] = [door for door in (factory, web_sessions, irc_factory) if door is not None]
     chat = FallbackListener(
         TCPBinding(reactor.listenTCP, factory),
         options["interface"],
@@ -432,6 +443,16 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     )
     chat.setName("chat")
     chat.setServiceParent(top)
+
+    if irc_factory is not None:
+        irc_listener = FallbackListener(
+            TCPBinding(reactor.listenTCP, irc_factory),
+            options["interface"],
+            [options["irc-port"], *options["irc-fallback-ports"]],
+            what="IRC",
+        )
+        irc_listener.setName("irc")
+        irc_listener.setServiceParent(top)
 
     web: FallbackListener | None = None
     if web_sessions is not None:

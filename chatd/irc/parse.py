@@ -1,0 +1,187 @@
+"""
+An IRC line -> commands for the chat, or for this front door.  Pure.
+
+The IRC front door's syntax (RFC 1459 and 2812, as current clients speak
+them), parsed by twisted.words.protocols.irc.parsemsg.  A line can stand for
+several commands (`JOIN #a,#b`), so `parse_line` returns a list.  Commands
+that belong to the connection (registration, PING, WHO ...) are this
+module's own values; the rest are the core's.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+from twisted.words.protocols.irc import parsemsg
+
+from chatd.core import commands
+from chatd.core.commands import Command
+from chatd.core.text import clean
+
+DEFAULT_BAN_MINUTES = 60.0
+
+
+@frozen
+class Cap:
+    subcommand: str  # LS, LIST, REQ, END ... (upper case)
+    argument: str = ""
+
+
+@frozen
+class Pass:
+    pass
+
+
+@frozen
+class User:
+    username: str
+    realname: str
+
+
+@frozen
+class Ping:
+    token: str
+
+
+@frozen
+class Pong:
+    token: str
+
+
+@frozen
+class PartAll:
+    """JOIN 0: leave every channel."""
+
+
+@frozen
+class Who:
+    mask: str
+
+
+@frozen
+class Whois:
+    nick: str
+
+
+@frozen
+class Mode:
+    target: str
+    change: str  # "" asks for the modes
+
+
+@frozen
+class ListChannels:
+    pass
+
+
+@frozen
+class Away:
+    text: str  # "": back
+
+
+@frozen
+class NeedMoreParams:
+    command: str
+
+
+@frozen
+class NoRecipient:
+    command: str
+
+
+@frozen
+class NoTextToSend:
+    pass
+
+
+@frozen
+class Unknown:
+    command: str
+
+
+IrcCommand = (Cap | Pass | User | Ping | Pong | PartAll | Who | Whois | Mode | ListChannels | Away | NeedMoreParams
+              | NoRecipient | NoTextToSend | Unknown)
+Parsed = Command | IrcCommand
+
+# Commands that need this many parameters at least.
+_MINIMUM = {"NICK": 1, "USER": 4, "JOIN": 1, "PART": 1, "TOPIC": 1, "KICK": 2, "OPER": 2, "PING": 1,
+            "WHOIS": 1, "MODE": 1, "CAP": 1}
+
+
+def parse_line(line: str) -> list[Parsed]:
+    """The commands of one line (without its line end); [] for an empty line."""
+    if not line.strip():
+        return []
+    try:
+        _, command, params = parsemsg(line)
+    except (IndexError, ValueError):
+        return []
+    command = command.upper()
+    if len(params) < _MINIMUM.get(command, 0):
+        return [NeedMoreParams(command)]
+    match command:
+        case "PRIVMSG" | "NOTICE":
+            return _message(command, params)
+        case "JOIN":
+            if params[0] == "0":
+                return [PartAll()]
+            return [commands.Join(name) for name in params[0].split(",") if name]
+        case "PART":
+            reason = clean(params[1]) if len(params) > 1 else ""
+            return [commands.Part(name, reason) for name in params[0].split(",") if name]
+        case "NICK":
+            return [commands.Nick(params[0])]
+        case "TOPIC":
+            return [commands.Topic(params[0], clean(params[1]) if len(params) > 1 else None)]
+        case "NAMES":
+            return [commands.Names(name) for name in params[0].split(",") if name] if params else [commands.Names()]
+        case "LIST":
+            return [ListChannels()]
+        case "QUIT":
+            return [commands.Quit(clean(params[0]) if params and params[0].strip() else "Quit")]
+        case "OPER":
+            return [commands.Oper(params[1])]
+        case "KICK":
+            return [commands.Kick(params[1], clean(params[2]) if len(params) > 2 else "")]
+        case "CAP":
+            return [Cap(params[0].upper(), params[1] if len(params) > 1 else "")]
+        case "PASS":
+            return [Pass()]
+        case "USER":
+            return [User(params[0], params[3])]
+        case "PING":
+            return [Ping(params[0])]
+        case "PONG":
+            return [Pong(params[0] if params else "")]
+        case "WHO":
+            return [Who(params[0] if params else "*")]
+        case "WHOIS":
+            return [Whois(params[-1])]  # WHOIS [server] nick
+        case "MODE":
+            return [Mode(params[0], " ".join(params[1:]))]
+        case "AWAY":
+            return [Away(clean(params[0]) if params else "")]
+    return [Unknown(command)]
+
+
+def _message(command: str, params: list[str]) -> list[Parsed]:
+    """PRIVMSG and NOTICE: to a channel (a message, or a CTCP ACTION), or to a nick (a private message)."""
+    if not params:
+        return [NoRecipient(command)]
+    if len(params) < 2 or not params[1]:
+        return [NoTextToSend()]
+    text = params[1]
+    action = text.startswith("\x01ACTION ") or text == "\x01ACTION\x01"
+    if action:
+        text = text[len("\x01ACTION "):].rstrip("\x01")
+    elif text.startswith("\x01"):
+        return []  # other CTCP (VERSION, PING ...): not part of the chat
+    text = clean(text)
+    if not text.strip():
+        return []
+    found: list[Parsed] = []
+    for target in params[0].split(","):
+        if target.startswith("#"):
+            found.append(commands.Act(text, target) if action else commands.Say(text, target))
+        elif target:
+            found.append(commands.Msg(target, f"* {text}" if action else text))
+    return found

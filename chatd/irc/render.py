@@ -1,0 +1,200 @@
+"""
+The IRC front door's every line, as text (without its CR LF).  Pure.
+
+Every chat user, whatever their front door, appears to IRC clients as
+`nick!nick@chatd`.  Numerics come from twisted.words.protocols.irc's names.
+A line is at most 512 bytes with its CR LF (RFC 1459): a longer message
+from a telnet or web user reaches IRC clients as several lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from twisted.words.protocols import irc
+
+from chatd.core import replies
+from chatd.core.events import Acted, Crowd, Event, Joined, Left, Parted, Renamed, Said, TopicChanged
+
+HOST = "chatd"
+MAX_LINE_BYTES = 510  # without CR LF
+
+# The core's refusals, as IRC numerics.
+ERROR_NUMERICS = {
+    "nickname-taken": irc.ERR_NICKNAMEINUSE,
+    "bad-nickname": irc.ERR_ERRONEUSNICKNAME,
+    "no-such-nick": irc.ERR_NOSUCHNICK,
+    "no-such-channel": irc.ERR_NOSUCHCHANNEL,
+    "bad-channel-name": irc.ERR_NOSUCHCHANNEL,
+    "channel-taken": irc.ERR_NOSUCHCHANNEL,
+    "not-in-channel": irc.ERR_NOTONCHANNEL,
+    "no-channel": irc.ERR_NOTONCHANNEL,
+    "too-many-joined": irc.ERR_TOOMANYCHANNELS,
+    "too-many-channels": irc.ERR_TOOMANYCHANNELS,
+    "not-operator": irc.ERR_NOPRIVILEGES,
+    "no-moderation": irc.ERR_NOPRIVILEGES,
+    "wrong-password": irc.ERR_PASSWDMISMATCH,
+    "not-logged-in": irc.ERR_NOTREGISTERED,
+}
+
+
+def mask(nick: str) -> str:
+    return f"{nick}!{nick}@{HOST}"
+
+
+def line(prefix: str, command: str, *params: str) -> str:
+    """`:prefix COMMAND p1 p2 :last`; the last parameter after a colon when it has to be."""
+    if params:
+        *middle, last = params
+        if not last or " " in last or last.startswith(":"):
+            last = ":" + last
+        return " ".join([f":{prefix}", command, *middle, last])
+    return f":{prefix} {command}"
+
+
+def numeric(server: str, code: str, nick: str, *params: str) -> str:
+    return line(server, code, nick or "*", *params)
+
+
+def text_lines(prefix: str, command: str, target: str, text: str) -> list[str]:
+    """PRIVMSG or NOTICE of `text`, cut at character boundaries into lines that fit the 512-byte limit."""
+    head = f":{prefix} {command} {target} :"
+    room = MAX_LINE_BYTES - len(head.encode())
+    if len(text) * 4 <= room or len(text.encode()) <= room:  # the usual case: one line
+        return [head + text]
+    lines: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for character in text:
+        width = len(character.encode())
+        if size + width > room:
+            lines.append(head + "".join(chunk))
+            chunk, size = [], 0
+        chunk.append(character)
+        size += width
+    lines.append(head + "".join(chunk))
+    return lines
+
+
+def event(happened: Event) -> list[str]:
+    """What an IRC client is told of an event."""
+    match happened:
+        case Said(channel, nick, text):
+            return text_lines(mask(nick), "PRIVMSG", channel, text)
+        case Acted(channel, nick, text):
+            return text_lines(mask(nick), "PRIVMSG", channel, f"\x01ACTION {text}\x01")
+        case Joined(channel, nick):
+            return [line(mask(nick), "JOIN", channel)]
+        case Parted(channel, nick, reason):
+            return [line(mask(nick), "PART", channel, *((reason,) if reason else ()))]
+        case TopicChanged(channel, nick, topic):
+            return [line(mask(nick), "TOPIC", channel, topic)]
+        case Crowd(channel, joiners=joiners, leavers=leavers):
+            # An IRC client keeps its member list from JOIN and PART: the
+            # summary of a big channel tells it who came and who went.
+            return ([line(mask(nick), "PART", channel) for nick in leavers]
+                    + [line(mask(nick), "JOIN", channel) for nick in joiners])
+        case Renamed(old, new):
+            return [line(mask(old), "NICK", new)]
+        case Left(nick, reason):
+            return [line(mask(nick), "QUIT", reason)]
+    raise TypeError(f"not an event: {happened!r}")
+
+
+def welcome(server: str, nick: str, users: int, channels: int, isupport: Sequence[str]) -> list[str]:
+    """001 to 005, LUSERS and the MOTD's absence: what a client waits for before it is registered."""
+    return [
+        numeric(server, irc.RPL_WELCOME, nick, f"Welcome to chatd on {server}, {nick}"),
+        numeric(server, irc.RPL_YOURHOST, nick, f"Your host is {server}, running chatd"),
+        numeric(server, irc.RPL_CREATED, nick, "This server was started for a LAN"),
+        numeric(server, irc.RPL_MYINFO, nick, server, "chatd", "i", "nt"),
+        numeric(server, irc.RPL_ISUPPORT, nick, *isupport, "are supported by this server"),
+        numeric(server, irc.RPL_LUSERCLIENT, nick, f"There are {users} users on {channels} channels"),
+        numeric(server, irc.ERR_NOMOTD, nick, "MOTD File is missing"),
+    ]
+
+
+def joined(server: str, nick: str, channel: str, topic: str, members: Iterable[str],
+           history: Sequence[Event]) -> list[str]:
+    """Your own JOIN, the topic, the names, then the channel's recent messages as NOTICEs from the server."""
+    lines = [line(mask(nick), "JOIN", channel)]
+    if topic:
+        lines.append(numeric(server, irc.RPL_TOPIC, nick, channel, topic))
+    lines += names(server, nick, channel, members)
+    lines += [text for item in history for text in _history_line(server, channel, item)]
+    return lines
+
+
+def _history_line(server: str, channel: str, item: Event) -> list[str]:
+    if isinstance(item, Said):
+        return text_lines(server, "NOTICE", channel, f"<{item.nick}> {item.text}")
+    if isinstance(item, Acted):
+        return text_lines(server, "NOTICE", channel, f"* {item.nick} {item.text}")
+    return []
+
+
+def names(server: str, nick: str, channel: str, members: Iterable[str]) -> list[str]:
+    """353 (as many as it takes) and 366."""
+    head = f":{server} {irc.RPL_NAMREPLY} {nick} = {channel} :"
+    lines, chunk = [], ""
+    for member in members:
+        if chunk and len((head + chunk + " " + member).encode()) > MAX_LINE_BYTES:
+            lines.append(head + chunk)
+            chunk = ""
+        chunk = f"{chunk} {member}" if chunk else member
+    if chunk:
+        lines.append(head + chunk)
+    return lines + [numeric(server, irc.RPL_ENDOFNAMES, nick, channel, "End of /NAMES list")]
+
+
+def reply(server: str, nick: str, answer: object, subject: str = "") -> list[str]:
+    """
+    One of the core's replies (LoggedIn and ChannelJoined are the
+    session's: they need the names); `subject` is the nick or channel the
+    command was about, which IRC's error numerics name.
+    """
+    match answer:
+        case replies.ChannelParted(channel):
+            return [line(mask(nick), "PART", channel)]
+        case replies.NowTalkingIn():
+            return []  # IRC has no current channel
+        case replies.UserList(nicks):
+            return names(server, nick, "*", nicks)
+        case replies.ChannelMembers(channel, nicks):
+            return names(server, nick, channel, nicks)
+        case replies.ChannelList(channels):
+            return [numeric(server, irc.RPL_LISTSTART, nick, "Channel", "Users  Name"),
+                    *(numeric(server, irc.RPL_LIST, nick, info.name, str(info.count), info.topic) for info in channels),
+                    numeric(server, irc.RPL_LISTEND, nick, "End of /LIST")]
+        case replies.TopicShown(channel, topic):
+            if topic:
+                return [numeric(server, irc.RPL_TOPIC, nick, channel, topic)]
+            return [numeric(server, irc.RPL_NOTOPIC, nick, channel, "No topic is set")]
+        case replies.PrivateSent():
+            return []  # IRC clients show what they sent themselves
+        case replies.PrivateReceived(sender, text):
+            return text_lines(mask(sender), "PRIVMSG", nick, text)
+        case replies.Bye():
+            return []  # the ERROR that closes the connection follows
+        case replies.OperatorNow():
+            return [numeric(server, irc.RPL_YOUREOPER, nick, "You are now an IRC operator")]
+        case replies.KickedOut(by, reason):
+            return [line(server, "NOTICE", nick, f"You were kicked by {by}" + (f" ({reason})" if reason else ""))]
+        case replies.BanAdded(address, minutes):
+            until = "until restart" if minutes == 0 else f"for {minutes:g} minutes"
+            return [line(server, "NOTICE", nick, f"Banned {address} {until}")]
+        case replies.BanLifted(address):
+            return [line(server, "NOTICE", nick, f"Unbanned {address}")]
+        case replies.BanList(bans):
+            return [line(server, "NOTICE", nick, f"Bans: {', '.join(bans)}" if bans else "No bans")]
+        case replies.Error(reason, code):
+            return [error(server, nick, reason, code, subject)]
+    raise TypeError(f"not a reply: {answer!r}")
+
+
+def error(server: str, nick: str, reason: str, code: str, subject: str = "") -> str:
+    """A refusal: its numeric (about `subject`, the nick or channel asked for) where IRC has one, else a NOTICE."""
+    number = ERROR_NUMERICS.get(code)
+    if number is None:
+        return line(server, "NOTICE", nick or "*", f"Error: {reason}")
+    return numeric(server, number, nick, *((subject,) if subject else ()), reason)

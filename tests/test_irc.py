@@ -1,0 +1,221 @@
+"""The IRC front door in memory (chatd.irc): registration, commands and numerics, and events as IRC lines."""
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from zope.interface.verify import verifyObject
+
+from chatd.core.events import Crowd, Said
+from chatd.core.server import ChatServer
+from chatd.core.session import ISession
+from chatd.irc import render
+from chatd.irc.protocol import PING_INTERVAL_SECONDS, IrcFactory
+from chatd.service.sessions import Settings
+
+
+class Client:
+    """One IRC client in memory: lines in, lines out."""
+
+    def __init__(self, factory, port):
+        self.factory = factory
+        self.session = factory.buildProtocol(IPv4Address("TCP", f"127.0.0.{port % 250 + 1}", port))
+        self.transport = StringTransport(hostAddress=IPv4Address("TCP", "10.0.0.1", 6667))
+        self.session.makeConnection(self.transport)
+
+    def send(self, *lines: str) -> None:
+        self.session.dataReceived("".join(line + "\r\n" for line in lines).encode())
+
+    def take(self) -> list[str]:
+        self.factory.flusher.flush()
+        data = self.transport.value()
+        self.transport.clear()
+        return data.decode().split("\r\n")[:-1]
+
+    def register(self, nick: str) -> list[str]:
+        self.send(f"NICK {nick}", f"USER {nick} 0 * :{nick} the tester")
+        return self.take()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def factory(clock):
+    return IrcFactory(ChatServer("lab", clock), Settings("lab"), clock)
+
+
+def codes(lines):
+    return [line.split()[1] for line in lines]
+
+
+def test_a_session_is_a_session(factory):
+    assert verifyObject(ISession, Client(factory, 1).session)
+
+
+def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lobby(factory):
+    alice = Client(factory, 1)
+    alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
+    assert alice.take() == [":lab CAP * LS :"]
+    alice.send("CAP REQ :multi-prefix")
+    assert alice.take() == [":lab CAP * NAK multi-prefix"]
+    alice.send("CAP END")
+    lines = alice.take()
+    assert codes(lines) == ["001", "002", "003", "004", "005", "251", "422", "JOIN", "353", "366"]
+    assert lines[0] == ":lab 001 alice :Welcome to chatd on lab, alice"
+    isupport = lines[4].split()
+    for token in ("CASEMAPPING=ascii", "CHANTYPES=#", "NICKLEN=24", "CHANNELLEN=33", "NETWORK=lab"):
+        assert token in isupport
+    assert any(token.startswith("PREFIX=") for token in isupport)
+    assert lines[7:] == [":alice!alice@chatd JOIN #lobby", ":lab 353 alice = #lobby :alice",
+                         ":lab 366 alice #lobby :End of /NAMES list"]
+
+
+def test_commands_before_registration_get_451_and_a_taken_nick_433(factory):
+    alice = Client(factory, 1)
+    alice.register("alice")
+    bob = Client(factory, 2)
+    bob.send("JOIN #lab")
+    assert bob.take() == [":lab 451 * :You have not registered"]
+    assert bob.register("ALICE") == [":lab 433 * ALICE :nickname is taken: ALICE"]
+    bob.send("NICK aIice")
+    assert bob.take() == [":lab 433 * aIice :nickname is taken: aIice (it looks like alice)"]
+    bob.send("NICK b@d")
+    assert codes(bob.take()) == ["432"]
+    bob.send("NICK bob")
+    assert codes(bob.take())[0] == "001"
+
+
+def test_messages_actions_and_private_messages_both_ways(factory):
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("bob")
+    assert alice.take() == [":bob!bob@chatd JOIN #lobby"]
+    bob.send("PRIVMSG #lobby :hi all", "PRIVMSG #lobby :\x01ACTION waves\x01", "PRIVMSG alice :psst",
+             "NOTICE #lobby :a notice")
+    assert alice.take() == [":bob!bob@chatd PRIVMSG #lobby :hi all", ":bob!bob@chatd PRIVMSG #lobby :\x01ACTION waves\x01",
+                            ":bob!bob@chatd PRIVMSG alice :psst", ":bob!bob@chatd PRIVMSG #lobby :a notice"]
+    assert bob.take() == []  # IRC clients show what they send themselves
+    bob.send("PRIVMSG nobody :hello", "PRIVMSG #lab :hello", "PRIVMSG", "PRIVMSG alice")
+    assert bob.take() == [":lab 401 bob nobody :no such nick: nobody", ":lab 442 bob #lab :you are not in #lab",
+                          ":lab 411 bob :No recipient given (PRIVMSG)", ":lab 412 bob :No text to send"]
+
+
+def test_join_part_and_join_0(factory):
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("bob")
+    alice.take()
+    bob.send("JOIN #a,#b")
+    assert codes(bob.take()) == ["JOIN", "353", "366", "JOIN", "353", "366"]
+    alice.send("JOIN #a")
+    assert alice.take() == [":alice!alice@chatd JOIN #a", ":lab 353 alice = #a :bob alice",
+                            ":lab 366 alice #a :End of /NAMES list"]
+    assert bob.take() == [":alice!alice@chatd JOIN #a"]
+    bob.send("PART #a :lunch")
+    assert bob.take() == [":bob!bob@chatd PART #a"]
+    assert alice.take() == [":bob!bob@chatd PART #a lunch"]
+    bob.send("JOIN 0")
+    assert bob.take() == [":bob!bob@chatd PART #lobby", ":bob!bob@chatd PART #b"]
+    assert alice.take() == [":bob!bob@chatd PART #lobby"]
+
+
+def test_topic_names_list_who_whois_mode_away_and_unknown(factory):
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("TOPIC #lobby")
+    assert alice.take() == [":lab 331 alice #lobby :No topic is set"]
+    alice.send("TOPIC #lobby :soldering tonight")
+    assert alice.take() == [":alice!alice@chatd TOPIC #lobby :soldering tonight"]
+    alice.send("TOPIC #lobby", "NAMES #lobby", "LIST", "WHO #lobby", "WHOIS ALICE", "MODE #lobby", "MODE alice",
+               "AWAY :lunch", "AWAY", "FROB x")
+    assert alice.take() == [
+        ":lab 332 alice #lobby :soldering tonight",
+        ":lab 353 alice = #lobby :alice", ":lab 366 alice #lobby :End of /NAMES list",
+        ":lab 321 alice Channel :Users  Name", ":lab 322 alice #lobby 1 :soldering tonight", ":lab 323 alice :End of /LIST",
+        ":lab 352 alice #lobby alice chatd lab alice H :0 alice", ":lab 315 alice #lobby :End of /WHO list",
+        ":lab 311 alice alice alice chatd * alice", ":lab 312 alice alice lab chatd",
+        ":lab 318 alice ALICE :End of /WHOIS list",
+        ":lab 324 alice #lobby +nt", ":lab 221 alice +i",
+        ":lab 306 alice :You have been marked as being away", ":lab 305 alice :You are no longer marked as being away",
+        ":lab 421 alice FROB :Unknown command",
+    ]
+
+
+def test_ping_pong_and_a_silent_client_is_pinged_then_dropped(factory, clock):
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("bob")
+    alice.take()
+    alice.send("PING :abc")
+    assert alice.take() == [":lab PONG lab abc"]
+    clock.advance(PING_INTERVAL_SECONDS)  # both spoke: no ping
+    assert alice.take() == [] and bob.take() == []
+    clock.advance(PING_INTERVAL_SECONDS)
+    assert bob.take() == ["PING :lab"]
+    assert alice.take() == ["PING :lab"]
+    bob.send("PONG :lab")
+    clock.advance(PING_INTERVAL_SECONDS)
+    assert alice.take() == ["ERROR :Closing Link: 127.0.0.2 (Ping timeout)"]
+    assert bob.take() == [":alice!alice@chatd QUIT :Ping timeout"]
+
+
+def test_a_line_over_512_bytes_gets_417_and_the_next_line_goes_through(factory):
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("PRIVMSG #lobby :" + "x" * 600)
+    alice.session.dataReceived(b"PRIVMSG #lobby :" + b"y" * 600)  # not even ended yet
+    alice.send(" still the long one", "PING :after")
+    assert alice.take() == [":lab 417 alice :Input line was too long", ":lab 417 alice :Input line was too long",
+                            ":lab PONG lab after"]
+
+
+def test_a_line_that_is_not_utf8_is_read_as_latin1(factory):
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("bob")
+    alice.take()
+    bob.session.dataReceived("PRIVMSG #lobby :caf\xe9\r\n".encode("latin-1"))
+    assert alice.take() == [":bob!bob@chatd PRIVMSG #lobby :café"]
+
+
+def test_quit_says_error_and_the_others_see_quit(factory):
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("bob")
+    alice.take()
+    bob.send("QUIT :bye now")
+    assert bob.take() == ["ERROR :Closing Link: 127.0.0.3 (quit)"]
+    assert bob.transport.disconnecting
+    assert alice.take() == [":bob!bob@chatd QUIT :bye now"]
+    bob.session.connectionLost(Failure(ConnectionDone()))
+
+
+def test_shutdown_is_a_notice_then_error(factory):
+    alice = Client(factory, 1)
+    alice.register("alice")
+    factory.shut_down(5)
+    assert alice.take() == [":lab NOTICE alice :Server shutting down",
+                            "ERROR :Closing Link: 127.0.0.2 (server shutting down)"]
+
+
+def test_events_as_irc_lines():
+    assert render.event(Crowd("#big", 2, 1, 60, ("carol", "dan"), ("bob",))) == [
+        ":bob!bob@chatd PART #big", ":carol!carol@chatd JOIN #big", ":dan!dan@chatd JOIN #big"]
+    long = render.event(Said("#lobby", "alice", "é" * 400))
+    assert len(long) == 2 and all(len((line + "\r\n").encode()) <= 512 for line in long)
+    assert "".join(line.split(" :", 1)[1] for line in long) == "é" * 400
+
+
+def test_history_on_join_is_notices_from_the_server(clock):
+    factory = IrcFactory(ChatServer("lab", clock, history_size=5), Settings("lab"), clock)
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("PRIVMSG #lobby :before bob", "PRIVMSG #lobby :\x01ACTION waves\x01")
+    lines = Client(factory, 2).register("bob")
+    assert lines[-3:] == [":lab 366 bob #lobby :End of /NAMES list", ":lab NOTICE #lobby :<alice> before bob",
+                          ":lab NOTICE #lobby :* alice waves"]

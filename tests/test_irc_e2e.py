@@ -1,0 +1,85 @@
+"""
+End to end: the IRC front door of the real `twistd -n chatd`, with a raw
+IRC client (a socket speaking IRC lines) and telnet-style clients in the
+same channels.  Readiness comes from the log and the lines, never a sleep.
+"""
+
+import pytest
+from chatd_process import ChatdProcess, LineClient
+
+
+@pytest.fixture
+def chat(tmp_path):
+    port_file = tmp_path / "port"
+    server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab",
+                          "--no-echo", "--no-web", cwd=tmp_path)
+    clients = []
+    try:
+        server.wait_for_log("chat room listening on")
+        irc_port = int(server.wait_for_log("IRC listening on").rsplit(":", 1)[1])
+
+        class Chat:
+            @staticmethod
+            def telnet(nick):
+                client = LineClient(int(port_file.read_text())).login(nick)
+                clients.append(client)
+                return client
+
+            @staticmethod
+            def irc_unregistered():
+                client = LineClient(irc_port)
+                clients.append(client)
+                return client
+
+            @staticmethod
+            def irc(nick):
+                client = Chat.irc_unregistered()
+                client.send_line(f"NICK {nick}")
+                client.send_line(f"USER {nick} 0 * :{nick}")
+                while not client.read_line().endswith(" 366 %s #lobby :End of /NAMES list" % nick):
+                    pass
+                return client
+
+        yield Chat
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+
+
+def test_irc_and_telnet_users_talk_both_ways_in_two_channels(chat):
+    alice = chat.irc("alice")
+    bob = chat.telnet("bob")
+    assert alice.read_line() == ":bob!bob@chatd JOIN #lobby"
+    alice.send_line("PRIVMSG #lobby :hello from irc")
+    assert bob.read_line() == "<alice> hello from irc"
+    bob.send_line("hi from telnet, Алиса")
+    assert alice.read_line() == ":bob!bob@chatd PRIVMSG #lobby :hi from telnet, Алиса"
+    alice.send_line("JOIN #lab")
+    assert alice.read_line() == ":alice!alice@chatd JOIN #lab"
+    bob.send_line("/join lab")
+    assert bob.read_line() == "*** You joined #lab (2 users)"
+    lines = [alice.read_line() for _ in range(3)]
+    assert lines[2] == ":bob!bob@chatd JOIN #lab"
+    alice.send_line("PRIVMSG #lab :\x01ACTION waves\x01")
+    assert bob.read_line() == "* alice waves"
+    bob.send_line("/me waves back")
+    assert alice.read_line() == ":bob!bob@chatd PRIVMSG #lab :\x01ACTION waves back\x01"
+    bob.send_line("/msg #lobby to the lobby")
+    assert alice.read_line() == ":bob!bob@chatd PRIVMSG #lobby :to the lobby"
+    alice.send_line("PRIVMSG bob :psst")
+    assert bob.read_line() == "*alice* psst"
+    alice.send_line("QUIT :off to bed")
+    assert alice.read_line() == "ERROR :Closing Link: 127.0.0.1 (quit)"
+    assert bob.read_line() == "*** alice has left (off to bed)"
+
+
+def test_a_nickname_taken_on_telnet_is_taken_on_irc(chat):
+    bob = chat.telnet("bob")
+    carol = chat.irc_unregistered()
+    carol.send_line("NICK BOB")
+    carol.send_line("USER carol 0 * :Carol")
+    assert carol.read_line() == ":lab 433 * BOB :nickname is taken: BOB"
+    carol.send_line("NICK carol")
+    assert carol.read_line().startswith(":lab 001 carol ")
+    assert bob.read_line() == "*** carol has joined (2 users online)"
