@@ -83,3 +83,26 @@ def test_a_nickname_taken_on_telnet_is_taken_on_irc(chat):
     carol.send_line("NICK carol")
     assert carol.read_line().startswith(":lab 001 carol ")
     assert bob.read_line() == "*** carol has joined (2 users online)"
+
+
+def test_an_irc_client_at_the_chat_port_is_served_as_irc(tmp_path):
+    """Its first line (CAP, NICK, USER or PASS) comes before the greeting: the chat port answers in IRC."""
+    port_file = tmp_path / "port"
+    server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab",
+                          "--no-echo", "--no-web", cwd=tmp_path)
+    try:
+        server.wait_for_log("IRC listening on")
+        port = int(port_file.read_text())
+        client = LineClient(port)
+        client.send("CAP LS 302\r\nNICK alice\r\nUSER alice 0 * :Alice\r\n")
+        assert client.read_line() == ":lab CAP * LS :"
+        client.send_line("CAP END")
+        assert client.read_line() == ":lab 001 alice :Welcome to chatd on lab, alice"
+        bob = LineClient(port).login("bob")
+        bob.send_line("hello irc")
+        while (line := client.read_line()) != ":bob!bob@chatd PRIVMSG #lobby :hello irc":
+            assert " PRIVMSG " not in line
+        client.close()
+        bob.close()
+    finally:
+        server.stop()

@@ -441,6 +441,31 @@ def test_a_browser_before_the_greeting_is_served_the_web_page(log_lines):
     assert limits.total == 0
 
 
+def test_an_irc_client_before_the_greeting_is_served_as_irc():
+    """Its first line is NICK (or CAP, USER, PASS): the IRC door takes the connection and its place in the limits."""
+    from chatd.irc.protocol import IrcFactory
+
+    clock = Clock()
+    limits = ConnectionLimits(10, 2)
+    server = ChatServer("lab", clock)
+    factory = ChatFactory(server, Settings("lab"), clock, limits)
+    factory.irc = IrcFactory(server, Settings("lab"), clock, limits, factory.flusher)
+    client = Client(factory, 1, wait_for_greeting=False)
+    client.send(b"NICK alice\r\nUSER alice 0 * :Alice\r\n")
+    clock.advance(GREETING_WAIT_SECONDS)
+    served = client.transport.value().decode()
+    assert served.startswith(":lab 001 alice ") and "Welcome to chatd" not in served.split("\r\n")[1]
+    assert limits.total == 1 and len(factory.connections) == 0 and server.nick_of(client.transport.protocol) == "alice"
+
+
+def test_a_nickname_line_after_the_greeting_is_a_nickname_even_if_it_looks_like_irc(factory):
+    client = Client(factory, 1)
+    client.take()
+    client.send(b"NICK alice\r\n")
+    assert client.take() == (b"*** Error: nickname may not contain spaces: use letters, digits and _-[]{}|^\r\n"
+                             b"*** Choose a nickname:\r\n")
+
+
 def test_a_browser_before_the_greeting_without_the_web_page_gets_the_hint(factory):
     browser = Client(factory, 1, wait_for_greeting=False)
     browser.send(b"GET / HTTP/1.1\r\nHost: 10.0.0.1:8088\r\n\r\n")

@@ -452,6 +452,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             what="IRC",
         )
         irc_listener.setName("irc")
+        factory.irc = irc_factory  # an IRC client at the chat port is served as on the IRC port
         irc_listener.setServiceParent(top)
 
     web: FallbackListener | None = None

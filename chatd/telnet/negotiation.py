@@ -67,14 +67,18 @@ _SPECIAL = re.compile(b"[\r\xff]")
 # The first bytes of a connection from a web browser or a TLS client.
 _HTTP_REQUEST_LINE = re.compile(rb"(?:GET|POST|HEAD|PUT|DELETE|OPTIONS|CONNECT|PATCH|TRACE) \S+ HTTP/\d")
 _TLS_CLIENT_HELLO = re.compile(rb"\x16\x03[\x00-\x04]")
+# What an IRC client sends first: capability negotiation, or registration.
+_IRC_REGISTRATION = re.compile(rb"(?:CAP|NICK|USER|PASS) \S")
 
 
 def wrong_protocol(first_bytes: bytes) -> str | None:
-    """"HTTP" or "TLS" if a connection's first bytes are that, not telnet; else None."""
+    """"HTTP", "TLS" or "IRC" if a connection's first bytes are that, not telnet; else None."""
     if _HTTP_REQUEST_LINE.match(first_bytes):
         return "HTTP"
     if _TLS_CLIENT_HELLO.match(first_bytes):
         return "TLS"
+    if _IRC_REGISTRATION.match(first_bytes):
+        return "IRC"
     return None
 
 # Whether the offers to a client that speaks telnet were made.

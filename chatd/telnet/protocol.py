@@ -181,7 +181,9 @@ class ChatProtocol(TelnetServer):
         A connection's first bytes: False if they show it is not a telnet
         user's, and it was handed on or closed.  A browser that speaks before
         the greeting (`http://HOST:8088/`) is served the web page, as on the
-        web port.  A TLS client is closed (chatd speaks no TLS yet).  Any other
+        web port, and an IRC client (its first line CAP, NICK, USER or PASS)
+        as on the IRC port.  A TLS client is closed (chatd speaks no TLS
+        yet).  Any other
         client that types ahead (`printf 'alice\nhi\n' | nc HOST 8088`) is
         greeted at once, and its first answer goes out with the greeting.
         """
@@ -192,9 +194,12 @@ class ChatProtocol(TelnetServer):
             self.disconnect("TLS client")
             return False
         if kind == "HTTP" and waiting and self.factory.web is not None:
-            self._become_web(data)
+            self._hand_over(self.factory.web, "web", data)
             return False
-        if kind is not None:
+        if kind == "IRC" and waiting and self.factory.irc is not None:
+            self._hand_over(self.factory.irc, "IRC", data)
+            return False
+        if kind == "HTTP":
             here = self.transport.getHost()
             self._tell(render.wrong_protocol(kind, here.host, here.port))
             self.disconnect(f"{kind} client")
@@ -203,17 +208,17 @@ class ChatProtocol(TelnetServer):
             self._greet()
         return True
 
-    def _become_web(self, data: bytes) -> None:
+    def _hand_over(self, door: IProtocolFactory, name: str, data: bytes) -> None:
         """
-        Hand this connection, and its place in the connection limits, to the
-        web page's HTTP server: it was a browser (or curl) all along.
+        Hand this connection, and its place in the connection limits, to
+        another front door: it was a browser (or curl), or an IRC client, all
+        along.
         """
         self._closing = True
-        self._gone("web")
+        self._gone(name)
         assert self._send_queue is not None
         self._send_queue.close()  # no longer the transport's producer
-        assert self.factory.web is not None
-        hand_over(self.transport, self.factory.web.buildProtocol(self.peer), data)
+        hand_over(self.transport, door.buildProtocol(self.peer), data)
 
     def readConnectionLost(self) -> None:
         """
@@ -284,7 +289,7 @@ class ChatProtocol(TelnetServer):
             self._flood_gate.stop()
         if self._admitted:
             self._admitted = False
-            if not self.logged_in and reason != "web":
+            if not self.logged_in and reason not in ("web", "IRC"):
                 log.info("{peer} left before choosing a nickname ({reason})", peer=describe_peer(self.peer), reason=reason)
             self.factory.limits.release(self._host)
             self.leave_chat(reason)
@@ -522,8 +527,10 @@ class ChatFactory(Factory[ChatProtocol]):
     flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server), takes_self=True))
     counts: FlowCounts = field(factory=FlowCounts)
     connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
-    # The web page's HTTP server, for a browser at the chat port (None: --no-web).
+    # The web page's HTTP server, for a browser at the chat port (None: --no-web),
+    # and the IRC door, for an IRC client there (None: --no-irc).
     web: IProtocolFactory | None = None
+    irc: IProtocolFactory | None = None
     greeting_wait: GreetingWait = field(default=attrs.Factory(lambda self: GreetingWait(self.clock), takes_self=True))
     noisy = False  # no "Starting factory" log lines
 
