@@ -106,3 +106,14 @@ def test_an_irc_client_at_the_chat_port_is_served_as_irc(tmp_path):
         bob.close()
     finally:
         server.stop()
+
+
+def test_irc_formatting_stays_for_irc_clients_and_goes_for_telnet(chat):
+    alice = chat.irc("alice")
+    carol = chat.irc("carol")
+    bob = chat.telnet("bob")
+    assert alice.read_line() == ":carol!carol@chatd JOIN #lobby"
+    alice.send_line("PRIVMSG #lobby :\x02bold\x02 and \x0304,12red\x03 \x1b[31mno escape")
+    assert carol.read_line() == ":bob!bob@chatd JOIN #lobby"
+    assert carol.read_line() == ":alice!alice@chatd PRIVMSG #lobby :\x02bold\x02 and \x0304,12red\x03 no escape"
+    assert bob.read_line() == "<alice> bold and red no escape"

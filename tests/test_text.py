@@ -165,3 +165,14 @@ def test_registry_refuses_the_same_name_in_another_case_and_a_look_alike():
     assert registry.holder("#LAB") is alice
     registry.release("#Lab")
     assert registry.clash("#1ab", object()) is None and registry.holder("#lab") is None
+
+
+def test_irc_formatting_can_be_kept_and_taken_out():
+    """IRC's bold, colours (with their numbers), reset, italic, underline ... stay with keep_formatting, and plain() takes them out."""
+    from chatd.core.text import plain
+
+    sent = "\x02bold\x02 \x0304,12red\x03 \x1dit\x1d \x1fu\x0f \x0499AAFFhex\x07\x1b[31m"
+    kept = clean(sent, keep_formatting=True)
+    assert kept == "\x02bold\x02 \x0304,12red\x03 \x1dit\x1d \x1fu\x0f \x0499AAFFhex"
+    assert plain(kept) == "bold red it u hex"
+    assert plain("already plain") == "already plain"

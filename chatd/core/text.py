@@ -25,14 +25,30 @@ _ESCAPE_SEQUENCE = re.compile(
 # bidi embedding/override/isolate characters, and the Unicode line and
 # paragraph separators (some terminals start a new line at them).
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+# The same, less IRC's formatting codes (below).
+_CONTROL_BUT_FORMATTING = re.compile(
+    "[\x00-\x01\x05-\x08\x0a-\x0e\x10\x12-\x15\x17-\x1c\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+# IRC's formatting codes: bold, colour (with its numbers), hex colour, reset,
+# monospace, reverse, italic, strikethrough, underline.
+_FORMATTING = re.compile("\x03(?:\\d{1,2}(?:,\\d{1,2})?)?|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?"
+                         "|[\x02\x0f\x11\x16\x1d\x1e\x1f]")
 
 
-def clean(text: str) -> str:
+def clean(text: str, keep_formatting: bool = False) -> str:
     """
     Return `text` with every control character and escape sequence removed
-    and TAB turned into a space.
+    and TAB turned into a space; with `keep_formatting`, IRC's formatting
+    codes stay (for IRC clients, who show them; `plain` takes them out for
+    everyone else).
     """
     if text.isprintable():  # the common case: nothing to do
         return text
     text = _ESCAPE_SEQUENCE.sub("", text)
-    return _CONTROL.sub("", text.replace("\t", " "))
+    return (_CONTROL_BUT_FORMATTING if keep_formatting else _CONTROL).sub("", text.replace("\t", " "))
+
+
+def plain(text: str) -> str:
+    """`text` without IRC's formatting codes (bold, colours ...), for front doors that do not show them."""
+    if text.isprintable():  # the common case: nothing to do
+        return text
+    return _FORMATTING.sub("", text)

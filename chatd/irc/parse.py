@@ -126,22 +126,22 @@ def parse_line(line: str) -> list[Parsed]:
                 return [PartAll()]
             return [commands.Join(name) for name in params[0].split(",") if name]
         case "PART":
-            reason = clean(params[1]) if len(params) > 1 else ""
+            reason = clean(params[1], keep_formatting=True) if len(params) > 1 else ""
             return [commands.Part(name, reason) for name in params[0].split(",") if name]
         case "NICK":
             return [commands.Nick(params[0])]
         case "TOPIC":
-            return [commands.Topic(params[0], clean(params[1]) if len(params) > 1 else None)]
+            return [commands.Topic(params[0], clean(params[1], keep_formatting=True) if len(params) > 1 else None)]
         case "NAMES":
             return [commands.Names(name) for name in params[0].split(",") if name] if params else [commands.Names()]
         case "LIST":
             return [ListChannels()]
         case "QUIT":
-            return [commands.Quit(clean(params[0]) if params and params[0].strip() else "Quit")]
+            return [commands.Quit(clean(params[0], keep_formatting=True) if params and params[0].strip() else "Quit")]
         case "OPER":
             return [commands.Oper(params[1])]
         case "KICK":
-            return [commands.Kick(params[1], clean(params[2]) if len(params) > 2 else "")]
+            return [commands.Kick(params[1], clean(params[2], keep_formatting=True) if len(params) > 2 else "")]
         case "CAP":
             return [Cap(params[0].upper(), params[1] if len(params) > 1 else "")]
         case "PASS":
@@ -175,7 +175,7 @@ def _message(command: str, params: list[str]) -> list[Parsed]:
         text = text[len("\x01ACTION "):].rstrip("\x01")
     elif text.startswith("\x01"):
         return []  # other CTCP (VERSION, PING ...): not part of the chat
-    text = clean(text)
+    text = clean(text, keep_formatting=True)  # bold and colours stay for IRC clients (chatd.core.text.plain)
     if not text.strip():
         return []
     found: list[Parsed] = []

@@ -2,7 +2,8 @@
 Rendered text -> bytes on a telnet connection.  Pure.
 
 A telnet user's dialect is their charset (and the server's default
-channel, whose joins read "users online").  Fan-out encodes a turn's events
+channel, whose joins read "users online").  IRC users' bold and colours
+are left out (chatd.core.text.plain).  Fan-out encodes a turn's events
 once per dialect in use (see chatd.core.batch), and replies once per
 `Outgoing` for every member that shares it.
 """
@@ -17,6 +18,7 @@ from attrs import frozen
 
 from chatd.core.batch import PlainFrames
 from chatd.core.events import Event
+from chatd.core.text import plain
 from chatd.telnet import render
 
 IAC = b"\xff"
@@ -58,7 +60,7 @@ class TelnetDialect(PlainFrames):
         return TelnetDialect(charset, lobby)
 
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
-        texts = [render.event(event, current, self.lobby) + "\r\n" for event in events]
+        texts = [plain(render.event(event, current, self.lobby)) + "\r\n" for event in events]
         joined = "".join(texts)
         if joined.isascii() and writes_ascii_as_ascii(self.charset):
             # The usual case: the same bytes in every charset, lengths as in characters.
@@ -73,7 +75,7 @@ class Outgoing:
     __slots__ = ("text", "_encoded")
 
     def __init__(self, lines: Iterable[str]) -> None:
-        self.text = "".join(line + "\r\n" for line in lines)
+        self.text = "".join(plain(line) + "\r\n" for line in lines)
         self._encoded: dict[str, bytes] = {}
 
     def encoded(self, charset: str) -> bytes:

@@ -2,7 +2,8 @@
 The web front door's every message to the browser, as JSON.  Pure.
 
 Each message is one JSON object with a "type" (see chatd.web.protocol for
-the whole protocol).  The page shows what it gets as text, never as HTML.
+the whole protocol).  The page shows what it gets as text, never as HTML,
+and IRC users' bold and colours are left out (chatd.core.text.plain).
 The sentences a person reads (errors) are here, as the telnet door's are
 in chatd.telnet.render.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from chatd.core import replies
 from chatd.core.events import FIELDS, KIND_NAMES, Event
+from chatd.core.text import plain
 
 
 def utf8(text: str) -> bytes:
@@ -39,7 +41,7 @@ def event(happened: Event) -> str:
     bytes per delivery (and the time to send them) over twice telnet's.
     """
     kind = type(happened)
-    values = [_quote(value) if type(value) is str else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    values = [_quote(plain(value)) if type(value) is str else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
               for value in map(happened.__getattribute__, FIELDS[kind])]
     return f'["{KIND_NAMES[kind]}",{int(happened.at)},{",".join(values)}]'
 
@@ -94,7 +96,7 @@ def reply(answer: object) -> bytes:
         case replies.LoggedIn(nick, channel, recent):
             return message("logged-in", nick=nick, channel=channel, history=_events(recent))
         case replies.ChannelJoined(channel, count, topic, recent):
-            return message("channel-joined", channel=channel, count=count, topic=topic, history=_events(recent))
+            return message("channel-joined", channel=channel, count=count, topic=plain(topic), history=_events(recent))
         case replies.NowTalkingIn(channel):
             return message("now-talking-in", channel=channel)
         case replies.ChannelParted(channel, current):
@@ -104,14 +106,14 @@ def reply(answer: object) -> bytes:
         case replies.ChannelMembers(channel, nicks):
             return message("members", channel=channel, nicks=list(nicks))
         case replies.ChannelList(channels):
-            return message("channels", channels=[{"name": info.name, "count": info.count, "topic": info.topic}
+            return message("channels", channels=[{"name": info.name, "count": info.count, "topic": plain(info.topic)}
                                                  for info in channels])
         case replies.TopicShown(channel, topic):
-            return message("topic", channel=channel, topic=topic)
+            return message("topic", channel=channel, topic=plain(topic))
         case replies.PrivateSent(to, text):
-            return message("private-sent", to=to, text=text)
+            return message("private-sent", to=to, text=plain(text))
         case replies.PrivateReceived(sender, text):
-            return message("private", sender=sender, text=text)
+            return message("private", sender=sender, text=plain(text))
         case replies.Bye():
             return message("bye")
         case replies.OperatorNow():
