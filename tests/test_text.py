@@ -176,3 +176,6 @@ def test_irc_formatting_can_be_kept_and_taken_out():
     assert kept == "\x02bold\x02 \x0304,12red\x03 \x1dit\x1d \x1fu\x0f \x0499AAFFhex"
     assert plain(kept) == "bold red it u hex"
     assert plain("already plain") == "already plain"
+    from chatd.core.text import has_formatting
+
+    assert has_formatting("<bob> \x02hi\x02\r\n") and not has_formatting("<bob> hi\r\n<carol> ok\r\n")

@@ -47,6 +47,14 @@ def clean(text: str, keep_formatting: bool = False) -> str:
     return (_CONTROL_BUT_FORMATTING if keep_formatting else _CONTROL).sub("", text.replace("\t", " "))
 
 
+_FORMATTING_CODES = "\x02\x03\x04\x0f\x11\x16\x1d\x1e\x1f"
+
+
+def has_formatting(text: str) -> bool:
+    """Whether `text` holds any of IRC's formatting codes: a fast search for each, for many lines at once."""
+    return any(code in text for code in _FORMATTING_CODES)
+
+
 def plain(text: str) -> str:
     """`text` without IRC's formatting codes (bold, colours ...), for front doors that do not show them."""
     if text.isprintable():  # the common case: nothing to do

@@ -18,7 +18,7 @@ from attrs import frozen
 
 from chatd.core.batch import PlainFrames
 from chatd.core.events import Event
-from chatd.core.text import plain
+from chatd.core.text import has_formatting, plain
 from chatd.telnet import render
 
 IAC = b"\xff"
@@ -60,8 +60,11 @@ class TelnetDialect(PlainFrames):
         return TelnetDialect(charset, lobby)
 
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
-        texts = [plain(render.event(event, current, self.lobby)) + "\r\n" for event in events]
+        texts = [render.event(event, current, self.lobby) + "\r\n" for event in events]
         joined = "".join(texts)
+        if has_formatting(joined):  # IRC users' bold and colours: left out
+            texts = [plain(text[:-2]) + "\r\n" for text in texts]
+            joined = "".join(texts)
         if joined.isascii() and writes_ascii_as_ascii(self.charset):
             # The usual case: the same bytes in every charset, lengths as in characters.
             return joined.encode("ascii"), [0, *accumulate(map(len, texts))]
@@ -75,7 +78,8 @@ class Outgoing:
     __slots__ = ("text", "_encoded")
 
     def __init__(self, lines: Iterable[str]) -> None:
-        self.text = "".join(plain(line) + "\r\n" for line in lines)
+        text = "".join(line + "\r\n" for line in lines)
+        self.text = plain(text) if has_formatting(text) else text
         self._encoded: dict[str, bytes] = {}
 
     def encoded(self, charset: str) -> bytes:
