@@ -132,7 +132,7 @@ def test_topic_names_list_who_whois_mode_away_and_unknown(factory):
     alice.send("TOPIC #lobby :soldering tonight")
     assert alice.take() == [":alice!alice@chatd TOPIC #lobby :soldering tonight"]
     alice.send("TOPIC #lobby", "NAMES #lobby", "LIST", "WHO #lobby", "WHOIS ALICE", "MODE #lobby", "MODE alice",
-               "AWAY :lunch", "AWAY", "FROB x")
+               "MODE #lobby b", "AWAY :lunch", "AWAY", "FROB x")
     assert alice.take() == [
         ":lab 332 alice #lobby :soldering tonight",
         ":lab 353 alice = #lobby :alice", ":lab 366 alice #lobby :End of /NAMES list",
@@ -141,6 +141,7 @@ def test_topic_names_list_who_whois_mode_away_and_unknown(factory):
         ":lab 311 alice alice alice chatd * alice", ":lab 312 alice alice lab chatd",
         ":lab 318 alice ALICE :End of /WHOIS list",
         ":lab 324 alice #lobby +nt", ":lab 221 alice +i",
+        ":lab 368 alice #lobby :End of channel ban list",
         ":lab 306 alice :You have been marked as being away", ":lab 305 alice :You are no longer marked as being away",
         ":lab 421 alice FROB :Unknown command",
     ]
@@ -219,3 +220,24 @@ def test_history_on_join_is_notices_from_the_server(clock):
     lines = Client(factory, 2).register("bob")
     assert lines[-3:] == [":lab 366 bob #lobby :End of /NAMES list", ":lab NOTICE #lobby :<alice> before bob",
                           ":lab NOTICE #lobby :* alice waves"]
+
+
+def test_an_operator_kicks_and_the_kicked_user_is_told_then_closed(clock):
+    from chatd.core.moderation import Moderation
+
+    factory = IrcFactory(ChatServer("lab", clock, moderation=Moderation("s3cret", clock)), Settings("lab"), clock)
+    op, bob = Client(factory, 1), Client(factory, 2)
+    op.register("op")
+    bob.register("bob")
+    op.take()
+    op.send("KICK #lobby bob :spam")
+    assert op.take() == [":lab 481 op bob :you are not an operator"]
+    op.send("OPER op wrong")
+    assert op.take() == [":lab 464 op :wrong password"]
+    clock.advance(120)  # past the wait after a wrong password
+    op.send("OPER op s3cret")
+    assert op.take() == [":lab 381 op :You are now an IRC operator"]
+    op.send("KICK #lobby bob :spam")
+    assert bob.take() == [":lab NOTICE bob :You were kicked by op (spam)",
+                          "ERROR :Closing Link: 127.0.0.3 (Kicked by op: spam)"]
+    assert op.take() == [":bob!bob@chatd QUIT :Kicked by op: spam"]

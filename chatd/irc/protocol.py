@@ -97,11 +97,15 @@ class IrcSession(Protocol):
         self.registered = False
         self.away = ""
         self._subject = ""  # the nick or channel of the command being carried out, for error numerics
+        self._known_nick = "*"
 
     @property
     def nick(self) -> str:
-        """The nickname, as numerics address it ("*" until registered)."""
-        return self._server.nick_of(self) or "*"
+        """The nickname, as numerics address it: "*" until registered; the last one known once the chat is left."""
+        current = self._server.nick_of(self)
+        if current is not None:
+            self._known_nick = current
+        return self._known_nick
 
     # -- from the transport
 
@@ -207,6 +211,7 @@ class IrcSession(Protocol):
 
     def _carry_out(self, command: object) -> None:
         server, name, nick = self._server, self._server_name, self.nick
+        self._subject = ""  # each command names its own, if any
         match command:
             case Cap("LS" | "LIST"):
                 if not self.registered:

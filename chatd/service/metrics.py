@@ -4,7 +4,7 @@ format, through prometheus_client.  They are read when scraped, from counts
 that the chat keeps anyway (an integer added to per delivery), so fan-out
 pays nothing for them but one timing per turn.
 
-    chatd_connections{door="telnet"|"web"}   open connections (web: WebSockets)
+    chatd_connections{door="telnet"|"web"|"irc"}   open connections (web: WebSockets)
     chatd_users                               users who have chosen a nickname
     chatd_channels                            channels
     chatd_messages_total                      messages said, public and private
