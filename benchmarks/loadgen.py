@@ -1,7 +1,7 @@
 """
 The load generators for chat fan-out benchmarks (loopback only, bounded):
 `CLoadGenerator` drives c/loadgen.c, which is fast enough not to be the
-limit, and also speaks chatd's WebSocket; the functions below are the same
+limit, and also speaks chatd's WebSocket and IRC; the functions below are the same
 generator (telnet only) in Python, used where there is no C compiler and by
 the test suite.
 
@@ -347,20 +347,20 @@ class CLoadGenerator:
 
     def fan_out(self, port: int, clients: int, senders: int, lines: int, size: int = 64,
                 rate: float | None = None, timeout: float = 120.0, processes: int = 1, channels: int = 0,
-                join: bool = False, web: bool = False, ready: Callable[[], None] | None = None) -> Result:
+                join: bool = False, door: str = "telnet", ready: Callable[[], None] | None = None) -> Result:
         """
         Like `fan_out`: client i in process i % processes; all log in, then
-        all start together (`ready` is called just before).  With `web`, over
-        chatd's WebSocket (`port` is its web port; one channel), which only
-        this generator speaks.
+        all start together (`ready` is called just before).  With `door`
+        "web" or "irc", over chatd's WebSocket or its IRC port (`port` is
+        that door's; one channel), which only this generator speaks.
         """
-        if web and channels:
-            raise ValueError("the web clients are all in one channel")
+        if door != "telnet" and channels:
+            raise ValueError("the web and IRC clients are all in one channel")
         workers = [
             subprocess.Popen(
                 [str(self.binary), "chat", str(port), str(clients), str(senders), str(lines), str(size),
                  str(rate or 0), str(timeout), str(worker), str(processes), str(channels), str(int(join)),
-                 *(["web"] if web else [])],
+                 *([door] if door != "telnet" else [])],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             for worker in range(processes)
         ]

@@ -24,6 +24,7 @@ def chatd_port(tmp_path):
                           *CHATD_UNTHROTTLED, cwd=tmp_path)
     try:
         server.wait_for_log("chat room listening on")
+        server.irc_port = int(server.wait_for_log("IRC listening on").rsplit(":", 1)[1])
         server.web_port = int(server.wait_for_log("web page listening on").rsplit(":", 1)[1])
         yield int(port_file.read_text()), server
     finally:
@@ -73,9 +74,19 @@ def test_the_c_generator_checks_every_line_over_websocket_too(chatd_port, c_gene
     _, server = chatd_port
     for attempt in ("first", "again"):
         result = c_generator.fan_out(server.web_port, clients=12, senders=4, lines=30, size=64, timeout=60,
-                                     processes=2, web=True)
+                                     processes=2, door="web")
         assert result.expected == 4 * 30 * 11
         assert (result.deliveries, result.lost, result.duplicated, result.reordered) == (result.expected, 0, 0, 0), attempt
         assert len(result.latencies_ms) == 4 * 11 * 4
         for _ in range(12):
             server.wait_for_log(" left (")
+
+
+def test_the_c_generator_checks_every_line_over_irc_too(chatd_port, c_generator):
+    """12 IRC clients, 4 senders x 30 lines, in 2 processes: every PRIVMSG once, in order."""
+    _, server = chatd_port
+    result = c_generator.fan_out(server.irc_port, clients=12, senders=4, lines=30, size=64, timeout=60, processes=2,
+                                 door="irc")
+    assert result.expected == 4 * 30 * 11
+    assert (result.deliveries, result.lost, result.duplicated, result.reordered) == (result.expected, 0, 0, 0)
+    assert len(result.latencies_ms) == 4 * 11 * 4

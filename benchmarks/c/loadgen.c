@@ -18,6 +18,11 @@
  *       reads up to its "logged-in" message; a line is a "say" message; what
  *       arrives is parsed frame by frame, and each "said" event's text is
  *       checked as a telnet line is.
+ *   loadgen chat ... CHANNELS JOIN irc
+ *       The same over chatd's IRC port (PORT), in one channel (CHANNELS 0): a
+ *       client registers (NICK, USER) and reads up to the end of its default
+ *       channel's NAMES (366); a line is "PRIVMSG #lobby :m ..."; each
+ *       PRIVMSG that arrives is checked as a telnet line is.
  *   loadgen idle PORT CLIENTS
  *       Log CLIENTS clients in, print "ready", hold them until stdin closes.
  *   loadgen udp PORT SECONDS INFLIGHT SIZE
@@ -46,8 +51,8 @@
 #define SAMPLE_EVERY 8
 #define LOGIN_BATCH 200
 
-/* Over chatd's WebSocket (web mode) rather than telnet lines. */
-static int web;
+/* Over chatd's WebSocket (web mode), or its IRC port (irc mode), rather than telnet lines. */
+static int web, irc;
 
 typedef struct {
     int fd, index;
@@ -203,6 +208,8 @@ static void log_in(client_t *clients, int count, int port) {
                                         "GET /chat HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                                         "Sec-WebSocket-Version: 13\r\n\r\n", port)
+                       : irc ? snprintf(first, sizeof first, "NICK c%d\r\nUSER c%d 0 * :c%d\r\n", c->index, c->index,
+                                        c->index)
                              : snprintf(first, sizeof first, "c%d\r\n", c->index);
             if (write(c->fd, first, length) != length) die("write nickname");
         }
@@ -214,13 +221,16 @@ static void log_in(client_t *clients, int count, int port) {
             }
             size_t have = 0;
             char *hello = NULL;
+            char marker[64];  /* the line that ends the login: the hello, or the end of the lobby's NAMES */
+            if (irc) snprintf(marker, sizeof marker, " 366 c%d #", c->index);
+            else strcpy(marker, "*** Hello");
             while (!(hello && memchr(hello, '\n', buffer + have - hello))) {
                 ssize_t got = read(c->fd, buffer + have, 65535 - have);
                 if (got <= 0) { fprintf(stderr, "client %d: closed during login\n", c->index); exit(2); }
                 have += got;
                 buffer[have] = 0;
-                hello = strstr(buffer, "*** Hello");
-                if (!hello && strstr(buffer, "*** Error")) {  /* a nickname taken, a full server: say so, do not hang */
+                hello = strstr(buffer, marker);
+                if (!hello && (strstr(buffer, "*** Error") || (irc && strstr(buffer, "ERROR :")))) {  /* refused: say so, do not hang */
                     fprintf(stderr, "client %d: refused during login: %s\n", c->index, strstr(buffer, "*** Error"));
                     exit(2);
                 }
@@ -300,6 +310,20 @@ static void make_lines(client_t *c, long count, int size) {
         c->out = realloc(c->out, c->out_capacity);
     }
     int64_t sent_ns = now_ns();
+    if (irc) {  /* each line a PRIVMSG to the lobby */
+        for (long i = 0; i < count; i++) {
+            int length = snprintf(c->out + c->out_end, 96, "PRIVMSG #lobby :m %d %ld %lld ", c->index, c->sent,
+                                  (long long)sent_ns);
+            int padding = size - 2 - (length - 16);
+            if (padding < 1) padding = 1;
+            memset(c->out + c->out_end + length, 'x', padding);
+            c->out_end += length + padding;
+            c->out[c->out_end++] = '\r';
+            c->out[c->out_end++] = '\n';
+            c->sent++;
+        }
+        return;
+    }
     if (web) {  /* each line a "say" message in its frame */
         char text[512];
         for (long i = 0; i < count; i++) {
@@ -358,6 +382,27 @@ static const char *check_lines(client_t *c, const char *data, const char *end, i
         if (channels && sender % channels != c->index % channels) continue;  /* another channel's */
         p += 4;
         parse_number(&p, newline);  /* the sender again */
+        p++;
+        long seq = parse_number(&p, newline);
+        p++;
+        check_one(c, sender, seq, parse_number(&p, newline), arrived, tally);
+    }
+}
+
+/* Check every complete IRC line in [data, end): each PRIVMSG's text "m SENDER SEQ SENT_NS ...". */
+static const char *check_irc_lines(client_t *c, const char *data, const char *end, int senders, tally_t *tally) {
+    int64_t arrived = now_ns();
+    for (;;) {
+        const char *newline = memchr(data, '\n', end - data);
+        if (!newline) return data;
+        const char *p = memmem(data, newline - data, " PRIVMSG #", 10);
+        data = newline + 1;
+        if (!p) continue;
+        p = memmem(p, newline - p, " :m ", 4);
+        if (!p) continue;
+        p += 4;
+        long sender = parse_number(&p, newline);
+        if (sender >= senders) continue;
         p++;
         long seq = parse_number(&p, newline);
         p++;
@@ -480,6 +525,7 @@ static int chat(int port, int total, int senders, long lines, int size, double r
             if (got <= 0) { fprintf(stderr, "server closed client %d\n", c->index); exit(2); }
             const char *end = c->partial + c->partial_length + got;
             const char *rest = web ? check_frames(c, c->partial, end, senders, &tally)
+                             : irc ? check_irc_lines(c, c->partial, end, senders, &tally)
                                    : check_lines(c, c->partial, end, senders, channels, &tally);
             c->partial_length = end - rest;
             memmove(c->partial, rest, c->partial_length);
@@ -522,8 +568,9 @@ static int udp(int port, double seconds, int in_flight, int size) {
 
 int main(int argc, char **argv) {
     raise_fd_limit();
-    if (argc == 14 && strcmp(argv[1], "chat") == 0 && strcmp(argv[13], "web") == 0) {
-        web = 1;
+    if (argc == 14 && strcmp(argv[1], "chat") == 0 && (strcmp(argv[13], "web") == 0 || strcmp(argv[13], "irc") == 0)) {
+        web = strcmp(argv[13], "web") == 0;
+        irc = !web;
         argc = 13;
     }
     if ((argc == 11 || argc == 13) && strcmp(argv[1], "chat") == 0)
