@@ -117,3 +117,29 @@ def test_irc_formatting_stays_for_irc_clients_and_goes_for_telnet(chat):
     assert carol.read_line() == ":bob!bob@chatd JOIN #lobby"
     assert carol.read_line() == ":alice!alice@chatd PRIVMSG #lobby :\x02bold\x02 and \x0304,12red\x03 no escape"
     assert bob.read_line() == "<alice> bold and red no escape"
+
+
+def test_an_irc_operator_kicks_a_telnet_user(tmp_path):
+    password = tmp_path / "oper"
+    password.write_text("s3cret\n")
+    port_file = tmp_path / "port"
+    server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab",
+                          "--no-echo", "--no-web", "--oper-password-file", str(password), cwd=tmp_path)
+    try:
+        server.wait_for_log("chat room listening on")
+        irc_port = int(server.wait_for_log("IRC listening on").rsplit(":", 1)[1])
+        op = LineClient(irc_port)
+        op.send("NICK op\r\nUSER op 0 * :Op\r\n")
+        while not op.read_line().endswith(" 366 op #lobby :End of /NAMES list"):
+            pass
+        mallory = LineClient(int(port_file.read_text())).login("mallory")
+        assert op.read_line() == ":mallory!mallory@chatd JOIN #lobby"
+        op.send_line("OPER op s3cret")
+        assert op.read_line() == ":lab 381 op :You are now an IRC operator"
+        op.send_line("KICK #lobby mallory :spamming")
+        assert mallory.read_until_closed().decode().startswith("*** You were kicked by op (spamming)\r\n")
+        assert op.read_line() == ":mallory!mallory@chatd QUIT :Kicked by op: spamming"
+        server.wait_for_log("op kicked mallory")
+        op.close()
+    finally:
+        server.stop()
