@@ -382,9 +382,9 @@ class CLoadGenerator:
         return Result.combined([Result(**part) for part in parts])  # the JSON has Result's fields
 
     @contextmanager
-    def _logged_in(self, port: int, count: int) -> Iterator[None]:
-        """Like `_logged_in`: c/loadgen.c holds the clients until its stdin closes."""
-        holder = subprocess.Popen([str(self.binary), "idle", str(port), str(count)],
+    def _logged_in(self, port: int, count: int, door: str = "telnet") -> Iterator[None]:
+        """Like `_logged_in`: c/loadgen.c holds the clients until its stdin closes (IRC clients with `door` "irc")."""
+        holder = subprocess.Popen([str(self.binary), "idle", str(port), str(count), *([door] if door != "telnet" else [])],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             if holder.stdout.readline().strip() != "ready":
@@ -400,11 +400,15 @@ class CLoadGenerator:
         with self._logged_in(port, count):
             return (rss_kib() - before) / count
 
-    def log_in_seconds(self, port: int, count: int) -> float:
-        """Like `log_in_seconds`."""
+    def log_in_seconds(self, port: int, count: int, door: str = "telnet",
+                       after: Callable[[], None] | None = None) -> float:
+        """Like `log_in_seconds` (over IRC with `door` "irc"); `after` runs while the clients are still in."""
         start = time.monotonic()
-        with self._logged_in(port, count):
-            return time.monotonic() - start
+        with self._logged_in(port, count, door):
+            seconds = time.monotonic() - start
+            if after is not None:
+                after()
+            return seconds
 
     def udp_echo(self, port: int, seconds: float = 3.0, in_flight: int = 64, size: int = 64) -> float:
         """Like `udp_echo`."""

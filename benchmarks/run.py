@@ -232,6 +232,34 @@ def measure_idle(generator: Any, name: str, command: list[str], code: Path, port
                 "login_seconds": time.monotonic() - began, "lost": 0, "duplicated": 0, "reordered": 0}
 
 
+# After a login storm, how long to watch the server's CPU: the summary of
+# the storm's joins comes 5 s after the first (--quiet-joins).
+SUMMARY_WINDOW_SECONDS = 6.0
+
+
+def measure_door_logins(generator: Any, door: str, count: int) -> dict:
+    """
+    A login storm into one chatd on one front door: the seconds until every
+    client is in, and the server's CPU time in the window after it, when the
+    big channel's summary goes out (to IRC clients, as a JOIN line for each
+    who came).
+    """
+    port, irc_port = free_port(), free_port()
+    command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", "chatd", "--port", str(port),
+               "--interface", "127.0.0.1", "--web-port", "0", "--irc-port", str(irc_port), *CHATD_UNTHROTTLED]
+    with running(start(command, port)) as process:
+        marks: list[float] = []
+
+        def after() -> None:
+            marks.append(cpu_seconds(process.pid))
+            time.sleep(SUMMARY_WINDOW_SECONDS)  # a measurement window, not a wait for something
+            marks.append(cpu_seconds(process.pid))
+
+        seconds = generator.log_in_seconds(irc_port if door == "irc" else port, count, door, after)
+        return {"server": f"chatd {door}", "login_seconds": seconds, "summary_cpu_seconds": marks[1] - marks[0],
+                "connections": count, "lost": 0, "duplicated": 0, "reordered": 0}
+
+
 def measure_logins(generator: Any, name: str, command: list[str], code: Path, port: int, count: int) -> dict:
     with running(start(command, port, code)):
         return {"server": name, "login_seconds": generator.log_in_seconds(port, count), "connections": count,
@@ -305,6 +333,14 @@ def print_door_table(scenarios: dict, runs: list[dict]) -> None:
             print(f"| {scenario} | {door} | {rates[door] / 1e6:.3f} ({rates['telnet'] / 1e6:.3f}) | "
                   f"{costs[door]:.3f} ({costs['telnet']:.3f}) | {ratio:.2f}x | {p50[door]:.2f} ({p50['telnet']:.2f}) | "
                   f"{p99[door]:.2f} ({p99['telnet']:.2f}) | <= {target:g}x | {'yes' if ratio <= target else 'NO'} |")
+    storms = {door: [run for run in runs if run["scenario"] == "doors: log in" and run["server"] == f"chatd {door}"]
+              for door in ("irc", "telnet")}
+    if storms["irc"]:
+        irc, telnet = ({key: statistics.median(run[key] for run in storms[door])
+                        for key in ("login_seconds", "summary_cpu_seconds")} for door in ("irc", "telnet"))
+        print(f"\nlogin storm of {storms['irc'][0]['connections']}: IRC {irc['login_seconds']:.2f} s, then "
+              f"{irc['summary_cpu_seconds']:.2f} s CPU for the summary's JOIN lines; telnet "
+              f"{telnet['login_seconds']:.2f} s, then {telnet['summary_cpu_seconds']:.2f} s")
     checked = [run for run in runs if run["scenario"] in scenarios]
     correct = all(run["lost"] == run["duplicated"] == run["reordered"] == 0 for run in checked)
     print(f"\ncorrectness of the door runs (no loss, no duplicate, no reordering): {'yes' if correct else 'NO'}")
@@ -359,10 +395,17 @@ def main() -> None:
                       f"latency p50/99/max {run['p50_ms']:.1f}/{run['p99_ms']:.1f}/{run['max_ms']:.1f} ms  "
                       f"lost {run['lost']} dup {run['duplicated']} reord {run['reordered']}  "
                       f"server cpu {run['server_cpu_seconds']:.2f} s in {run['seconds']:.2f} s", flush=True)
+        storm = QUICK_LOGIN_STORM if args.quick else LOGIN_STORM
+        if c_generator:  # IRC clients in a storm, beside telnet ones: their member lists cost NAMES and summaries
+            for door in ("irc", "telnet"):
+                run = measure_door_logins(generator, door, storm)
+                run.update(scenario="doors: log in", repetition=repetition)
+                runs.append(run)
+                print(f"  {'doors: log in ' + str(storm):>15} {run['server']:>14}: {run['login_seconds']:.2f} s, then "
+                      f"{run['summary_cpu_seconds']:.2f} s CPU for the summary", flush=True)
         if args.doors_only:
             continue
         port = free_port()
-        storm = QUICK_LOGIN_STORM if args.quick else LOGIN_STORM
         for server, (command, code) in server_commands(port, build, before).items():
             run = measure_logins(generator, server, command, code, port, storm)
             run.update(scenario=f"log in {LOGIN_STORM}", repetition=repetition)

@@ -134,16 +134,21 @@ def _history_line(server: str, channel: str, item: Event) -> list[str]:
 
 
 def names(server: str, nick: str, channel: str, members: Iterable[str]) -> list[str]:
-    """353 (as many as it takes) and 366."""
+    """353 (as many as it takes, each within 512 bytes) and 366."""
     head = f":{server} {irc.RPL_NAMREPLY} {nick} = {channel} :"
-    lines, chunk = [], ""
+    room = MAX_LINE_BYTES - len(head.encode())
+    lines: list[str] = []
+    chunk: list[str] = []
+    size = -1  # the spaces between names: one fewer than the names
     for member in members:
-        if chunk and len((head + chunk + " " + member).encode()) > MAX_LINE_BYTES:
-            lines.append(head + chunk)
-            chunk = ""
-        chunk = f"{chunk} {member}" if chunk else member
+        width = len(member) + 1 if member.isascii() else len(member.encode()) + 1
+        if chunk and size + width > room:
+            lines.append(head + " ".join(chunk))
+            chunk, size = [], -1
+        chunk.append(member)
+        size += width
     if chunk:
-        lines.append(head + chunk)
+        lines.append(head + " ".join(chunk))
     return lines + [numeric(server, irc.RPL_ENDOFNAMES, nick, channel, "End of /NAMES list")]
 
 
