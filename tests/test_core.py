@@ -162,7 +162,7 @@ def test_topic_is_shown_set_and_cleared(server, log):
         ("alice", "replies", [r.TopicShown("#lobby", "")]),
         ("alice", "events", [TopicChanged("#lobby", "alice", "welcome")]),
         ("bob", "events", [TopicChanged("#lobby", "alice", "welcome")]),
-        ("bob", "replies", [r.TopicShown("#lobby", "welcome")]),
+        ("bob", "replies", [r.TopicShown("#lobby", "welcome", "alice", 0.0)]),  # who set it, and when
         ("alice", "events", [TopicChanged("#lobby", "bob", "")]),
         ("bob", "events", [TopicChanged("#lobby", "bob", "")]),
     ]

@@ -118,7 +118,7 @@ def test_join_part_and_join_0(factory):
     assert bob.take() == [":alice!alice@chatd JOIN #a"]
     bob.send("PART #a :lunch")
     assert bob.take() == [":bob!bob@chatd PART #a"]
-    assert alice.take() == [":bob!bob@chatd PART #a lunch"]
+    assert alice.take() == [":bob!bob@chatd PART #a :lunch"]
     bob.send("JOIN 0")
     assert bob.take() == [":bob!bob@chatd PART #lobby", ":bob!bob@chatd PART #b"]
     assert alice.take() == [":bob!bob@chatd PART #lobby"]
@@ -134,7 +134,7 @@ def test_topic_names_list_who_whois_mode_away_and_unknown(factory):
     alice.send("TOPIC #lobby", "NAMES #lobby", "LIST", "WHO #lobby", "WHOIS ALICE", "MODE #lobby", "MODE alice",
                "MODE #lobby b", "AWAY :lunch", "AWAY", "FROB x")
     assert alice.take() == [
-        ":lab 332 alice #lobby :soldering tonight",
+        ":lab 332 alice #lobby :soldering tonight", ":lab 333 alice #lobby alice!alice@chatd 0",
         ":lab 353 alice = #lobby :alice", ":lab 366 alice #lobby :End of /NAMES list",
         ":lab 321 alice Channel :Users  Name", ":lab 322 alice #lobby 1 :soldering tonight", ":lab 323 alice :End of /LIST",
         ":lab 352 alice #lobby alice chatd lab alice H :0 alice", ":lab 315 alice #lobby :End of /WHO list",
@@ -241,3 +241,52 @@ def test_an_operator_kicks_and_the_kicked_user_is_told_then_closed(clock):
     assert bob.take() == [":lab NOTICE bob :You were kicked by op (spam)",
                           "ERROR :Closing Link: 127.0.0.3 (Kicked by op: spam)"]
     assert op.take() == [":bob!bob@chatd QUIT :Kicked by op: spam"]
+
+
+def test_a_joiner_gets_the_topic_with_who_set_it_and_when(factory, clock):
+    clock.advance(1795000000)
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("JOIN #lab", "TOPIC #lab :solder")
+    bob = Client(factory, 2)
+    bob.register("bob")
+    bob.send("JOIN #lab")
+    assert bob.take()[:3] == [":bob!bob@chatd JOIN #lab", ":lab 332 bob #lab :solder",
+                              ":lab 333 bob #lab alice!alice@chatd 1795000000"]
+
+
+def test_the_rest_of_the_numerics(factory, clock):
+    alice = Client(factory, 1)
+    alice.send("CAP LIST", "CAP FROB")
+    assert alice.take() == [":lab CAP * LIST :", ":lab 410 * FROB :Invalid CAP command"]
+    alice.send("CAP END")
+    alice.register("alice")
+    alice.send("USER again 0 * :Again", "JOIN", "NOTICE nobody :x")
+    assert alice.take() == [":lab 462 alice :You may not reregister", ":lab 461 alice JOIN :Not enough parameters",
+                            ":lab 401 alice nobody :no such nick: nobody"]
+
+
+def test_login_and_idle_timeouts_end_with_error(clock):
+    factory = IrcFactory(ChatServer("lab", clock), Settings("lab", login_timeout_seconds=10, idle_timeout_seconds=30),
+                         clock)
+    lazy, alice, bob = Client(factory, 1), Client(factory, 2), Client(factory, 3)
+    alice.register("alice")
+    bob.register("bob")
+    clock.advance(10)
+    assert lazy.take() == ["ERROR :Closing Link: 127.0.0.2 (no nickname chosen within 10 s)"]
+    bob.send("PRIVMSG #lobby :still here")
+    alice.take()
+    clock.advance(20)
+    assert alice.take() == ["ERROR :Closing Link: 127.0.0.3 (Idle timeout)"]
+    assert bob.take() == [":alice!alice@chatd QUIT :Idle timeout"]
+
+
+def test_a_banned_address_is_refused_with_error(clock):
+    from chatd.core.moderation import Moderation
+
+    moderation = Moderation("s3cret", clock)
+    moderation.ban("127.0.0.2", 0)
+    factory = IrcFactory(ChatServer("lab", clock, moderation=moderation), Settings("lab"), clock)
+    banned = Client(factory, 1)
+    assert banned.transport.value() == b"ERROR :Closing Link: 127.0.0.2 (you are banned from this server)\r\n"
+    assert banned.transport.disconnecting

@@ -26,6 +26,8 @@ class Channel:
     # In the order they joined.
     members: dict[ISession, Member] = field(factory=dict)
     topic: str = ""
+    topic_by: str = ""  # who set it, and when (unix time)
+    topic_at: float = 0.0
     # Joins and leaves not announced one by one (see --quiet-joins), since
     # the last summary: how many, the nickname each session that came or
     # went had when it last did, and the other names they came or went by

@@ -73,6 +73,8 @@ class ChannelList:
 class TopicShown:
     channel: str
     topic: str  # "": none set
+    by: str = ""  # who set it, and when (unix time)
+    at: float = 0.0
 
 
 @frozen

@@ -357,9 +357,9 @@ class ChatServer:
         if channel is None:
             return
         if text is None or (not text and not channel.topic):
-            self.tell(member.session, replies.TopicShown(channel.name, channel.topic))
+            self.tell(member.session, replies.TopicShown(channel.name, channel.topic, channel.topic_by, channel.topic_at))
             return
-        channel.topic = text
+        channel.topic, channel.topic_by, channel.topic_at = text, member.nick, self.clock.seconds()
         log.info("{nick} set the topic of {channel}", nick=member.nick, channel=channel.name)
         self._broadcast(TopicChanged(channel.name, member.nick, text, at=self.clock.seconds()), channel.key)
 

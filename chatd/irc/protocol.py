@@ -397,9 +397,10 @@ class IrcSession(Protocol):
 
     def _joined(self, nick: str, channel: str, history: Sequence[Any]) -> list[str]:
         found = self._server.channel(channel)
-        members = found.nicks() if found is not None else [nick]
-        topic = found.topic if found is not None else ""
-        return render.joined(self._server_name, nick, channel, topic, members, history)
+        if found is None:
+            return render.joined(self._server_name, nick, channel, "", "", 0.0, [nick], history)
+        return render.joined(self._server_name, nick, channel, found.topic, found.topic_by, found.topic_at,
+                             found.nicks(), history)
 
     def shutting_down(self) -> None:
         self._tell(render.line(self._server_name, "NOTICE", self.nick, "Server shutting down"))

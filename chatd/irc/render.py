@@ -42,8 +42,13 @@ def mask(nick: str) -> str:
     return f"{nick}!{nick}@{HOST}"
 
 
-def line(prefix: str, command: str, *params: str) -> str:
-    """`:prefix COMMAND p1 p2 :last`; the last parameter after a colon when it has to be."""
+def line(prefix: str, command: str, *params: str, text: str | None = None) -> str:
+    """
+    `:prefix COMMAND p1 p2 :last`: the last parameter after a colon when it
+    has to be; `text` (a topic, a reason) always after one, as servers send it.
+    """
+    if text is not None:
+        return " ".join([f":{prefix}", command, *params, ":" + text])
     if params:
         *middle, last = params
         if not last or " " in last or last.startswith(":"):
@@ -52,8 +57,8 @@ def line(prefix: str, command: str, *params: str) -> str:
     return f":{prefix} {command}"
 
 
-def numeric(server: str, code: str, nick: str, *params: str) -> str:
-    return line(server, code, nick or "*", *params)
+def numeric(server: str, code: str, nick: str, *params: str, text: str | None = None) -> str:
+    return line(server, code, nick or "*", *params, text=text)
 
 
 def text_lines(prefix: str, command: str, target: str, text: str) -> list[str]:
@@ -86,9 +91,9 @@ def event(happened: Event) -> list[str]:
         case Joined(channel, nick):
             return [line(mask(nick), "JOIN", channel)]
         case Parted(channel, nick, reason):
-            return [line(mask(nick), "PART", channel, *((reason,) if reason else ()))]
+            return [line(mask(nick), "PART", channel, text=reason) if reason else line(mask(nick), "PART", channel)]
         case TopicChanged(channel, nick, topic):
-            return [line(mask(nick), "TOPIC", channel, topic)]
+            return [line(mask(nick), "TOPIC", channel, text=topic)]
         case Crowd(channel, joiners=joiners, leavers=leavers):
             # An IRC client keeps its member list from JOIN and PART: the
             # summary of a big channel tells it who came and who went.
@@ -97,7 +102,7 @@ def event(happened: Event) -> list[str]:
         case Renamed(old, new):
             return [line(mask(old), "NICK", new)]
         case Left(nick, reason):
-            return [line(mask(nick), "QUIT", reason)]
+            return [line(mask(nick), "QUIT", text=reason)]
     raise TypeError(f"not an event: {happened!r}")
 
 
@@ -114,12 +119,18 @@ def welcome(server: str, nick: str, users: int, channels: int, isupport: Sequenc
     ]
 
 
-def joined(server: str, nick: str, channel: str, topic: str, members: Iterable[str],
+def topic_who_time(server: str, nick: str, channel: str, by: str, at: float) -> str:
+    """333: who set the topic, and when."""
+    return numeric(server, "333", nick, channel, mask(by) if by else server, str(int(at)))
+
+
+def joined(server: str, nick: str, channel: str, topic: str, topic_by: str, topic_at: float, members: Iterable[str],
            history: Sequence[Event]) -> list[str]:
-    """Your own JOIN, the topic, the names, then the channel's recent messages as NOTICEs from the server."""
+    """Your own JOIN, the topic (332, 333), the names, then the channel's recent messages as NOTICEs from the server."""
     lines = [line(mask(nick), "JOIN", channel)]
     if topic:
-        lines.append(numeric(server, irc.RPL_TOPIC, nick, channel, topic))
+        lines.append(numeric(server, irc.RPL_TOPIC, nick, channel, text=topic))
+        lines.append(topic_who_time(server, nick, channel, topic_by, topic_at))
     lines += names(server, nick, channel, members)
     lines += [text for item in history for text in _history_line(server, channel, item)]
     return lines
@@ -169,11 +180,12 @@ def reply(server: str, nick: str, answer: object, subject: str = "") -> list[str
             return names(server, nick, channel, nicks)
         case replies.ChannelList(channels):
             return [numeric(server, irc.RPL_LISTSTART, nick, "Channel", "Users  Name"),
-                    *(numeric(server, irc.RPL_LIST, nick, info.name, str(info.count), info.topic) for info in channels),
+                    *(numeric(server, irc.RPL_LIST, nick, info.name, str(info.count), text=info.topic) for info in channels),
                     numeric(server, irc.RPL_LISTEND, nick, "End of /LIST")]
-        case replies.TopicShown(channel, topic):
+        case replies.TopicShown(channel, topic, by, at):
             if topic:
-                return [numeric(server, irc.RPL_TOPIC, nick, channel, topic)]
+                return [numeric(server, irc.RPL_TOPIC, nick, channel, text=topic),
+                        topic_who_time(server, nick, channel, by, at)]
             return [numeric(server, irc.RPL_NOTOPIC, nick, channel, "No topic is set")]
         case replies.PrivateSent():
             return []  # IRC clients show what they sent themselves
