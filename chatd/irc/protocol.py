@@ -19,7 +19,6 @@ from typing import Any
 
 import attrs
 from attrs import define, field
-from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -55,7 +54,7 @@ from chatd.irc.parse import (
 from chatd.service.flow import FloodGate, FlowCounts, Flusher, SendQueue
 from chatd.service.limits import ConnectionLimits
 from chatd.service.listening import describe_peer
-from chatd.service.sessions import Connections, Settings, Timeouts
+from chatd.service.sessions import Connections, Settings, Timeouts, after_what_was_sent
 
 log = Logger()
 
@@ -179,11 +178,7 @@ class IrcSession(Protocol):
             self._timeouts.stop()
         if self._ping_timer is not None and self._ping_timer.active():
             self._ping_timer.cancel()
-        leaving = "Quit" if reason.check(ConnectionDone) else "Connection lost"
-        if self._flood_gate is None or self._closing:
-            self._gone(leaving)
-        else:
-            self._flood_gate.when_drained(lambda: self._gone(leaving))
+        after_what_was_sent(reason, self._flood_gate, self._closing, self._gone)
 
     def _gone(self, reason: str) -> None:
         if self._flood_gate is not None:

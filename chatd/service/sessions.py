@@ -6,15 +6,17 @@ which shutdown tells and closes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from chatd.service.flow import Flusher
+from chatd.service.flow import FloodGate, Flusher
 
 log = Logger()
 
@@ -34,6 +36,21 @@ class Settings:
     rate_burst_lines: int = 20
     flood_queue_lines: int = 100
     send_queue_bytes: int = 1024 * 1024
+
+
+def after_what_was_sent(reason: Failure, flood_gate: FloodGate | None, closing: bool,
+                        gone: Callable[[str], None]) -> None:
+    """
+    A connection closed (for `reason`): lines it sent that still wait in its
+    flood queue are said first, at the usual rate (what was sent was said),
+    unless chatd itself was closing it; then `gone` with why it left: "Quit"
+    for a clean close, "Connection lost" for anything else.
+    """
+    leaving = "Quit" if reason.check(ConnectionDone) else "Connection lost"
+    if flood_gate is None or closing:
+        gone(leaving)
+    else:
+        flood_gate.when_drained(lambda: gone(leaving))
 
 
 class TimedOut(Protocol):

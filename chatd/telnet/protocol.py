@@ -20,7 +20,6 @@ from typing import Any
 import attrs
 from attrs import define, field
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -41,7 +40,7 @@ from chatd.core.text import clean
 from chatd.service.flow import FloodGate, FlowCounts, Flusher, SendQueue, unacknowledged_bytes
 from chatd.service.limits import ConnectionLimits
 from chatd.service.listening import describe_peer
-from chatd.service.sessions import Connections, Settings, Timeouts
+from chatd.service.sessions import Connections, Settings, Timeouts, after_what_was_sent
 from chatd.service.twisted_private import hand_over
 from chatd.telnet import render
 from chatd.telnet.charset import CharsetError, check_charset
@@ -275,11 +274,7 @@ class ChatProtocol(TelnetServer):
         self._awaiting_greeting = False
         if self._reset_timer is not None and self._reset_timer.active():
             self._reset_timer.cancel()
-        leaving = "Quit" if reason.check(ConnectionDone) else "Connection lost"
-        if self._flood_gate is None or self._closing:
-            self._gone(leaving)
-        else:
-            self._flood_gate.when_drained(lambda: self._gone(leaving))
+        after_what_was_sent(reason, self._flood_gate, self._closing, self._gone)
 
     def _gone(self, reason: str) -> None:
         """The connection is closed and nothing it sent is left to say: it leaves the chat and the counts."""

@@ -85,7 +85,6 @@ from typing import Any
 
 import attrs
 from attrs import define, field
-from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -99,7 +98,7 @@ from chatd.core.session import ISession
 from chatd.service.flow import FloodGate, FlowCounts, Flusher, SendQueue
 from chatd.service.limits import Slot
 from chatd.service.listening import describe_peer
-from chatd.service.sessions import Connections, Settings, Timeouts
+from chatd.service.sessions import Connections, Settings, Timeouts, after_what_was_sent
 from chatd.service.twisted_private import after_each_read, partial_message_size, tcp_transport_of
 from chatd.web import render
 from chatd.web.dialect import JSON, text_frame
@@ -216,11 +215,7 @@ class WebSession:
             self._timeouts.stop()
         if self._ping_timer is not None and self._ping_timer.active():
             self._ping_timer.cancel()
-        leaving = "Quit" if reason.check(ConnectionDone) else "Connection lost"
-        if self._flood_gate is None or self._closing:
-            self._gone(leaving)
-        else:
-            self._flood_gate.when_drained(lambda: self._gone(leaving))
+        after_what_was_sent(reason, self._flood_gate, self._closing, self._gone)
 
     def _gone(self, reason: str) -> None:
         if self._flood_gate is not None:
