@@ -93,6 +93,10 @@ class Kick:
     reason: str = ""
 
 
+# How long a ban lasts when its operator does not say.
+DEFAULT_BAN_MINUTES = 60.0
+
+
 @frozen
 class Ban:
     target: str  # a nickname or an address

@@ -17,8 +17,6 @@ from chatd.core import commands
 from chatd.core.commands import Command
 from chatd.core.text import clean
 
-DEFAULT_BAN_MINUTES = 60.0
-
 
 @frozen
 class Cap:

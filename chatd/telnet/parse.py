@@ -34,6 +34,7 @@ from __future__ import annotations
 from attrs import frozen
 
 from chatd.core.commands import (
+    DEFAULT_BAN_MINUTES,
     Act,
     Ban,
     Bans,
@@ -51,8 +52,6 @@ from chatd.core.commands import (
     Topic,
     Unban,
 )
-
-DEFAULT_BAN_MINUTES = 60
 
 
 @frozen

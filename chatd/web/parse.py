@@ -20,8 +20,6 @@ from chatd.core import commands
 from chatd.core.commands import Command
 from chatd.core.text import clean
 
-DEFAULT_BAN_MINUTES = 60.0
-
 
 @frozen
 class Invalid:
@@ -145,7 +143,8 @@ _PARSERS: dict[str, Callable[[_Fields], Command | None]] = {
     "quit": _quit,
     "oper": lambda fields: commands.Oper(fields.text("password")),
     "kick": _kick,
-    "ban": lambda fields: commands.Ban(fields.text("target").strip(), fields.number("minutes", DEFAULT_BAN_MINUTES)),
+    "ban": lambda fields: commands.Ban(fields.text("target").strip(),
+                                       fields.number("minutes", commands.DEFAULT_BAN_MINUTES)),
     "unban": lambda fields: commands.Unban(fields.text("address").strip()),
     "bans": lambda fields: commands.Bans(),
 }
