@@ -68,7 +68,8 @@ MAX_NAME_CHARS = 64
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
-        "A chat server that people reach with `telnet HOST PORT` or `nc HOST PORT`, with channels. "
+        "A chat server with channels that people reach from a browser (--web-port), an IRC client (--irc-port), "
+        "or `telnet HOST PORT` and `nc HOST PORT`. "
         "chatd binds the interface you give it and never shares a port with another "
         "program: when its port is taken it falls back to the next one it may use."
     )
