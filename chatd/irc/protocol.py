@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
-from attrs import define, field
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from attrs import define
+from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -51,10 +50,9 @@ from chatd.irc.parse import (
     Whois,
     parse_line,
 )
-from chatd.service.flow import FloodGate, FlowCounts, Flusher, SendQueue
-from chatd.service.limits import ConnectionLimits
+from chatd.service.flow import FloodGate, SendQueue
 from chatd.service.listening import describe_peer
-from chatd.service.sessions import Connections, Settings, Timeouts, after_what_was_sent
+from chatd.service.sessions import Door, KeepAlive, Timeouts, after_what_was_sent
 
 log = Logger()
 
@@ -86,9 +84,7 @@ class IrcSession(Protocol):
         self._send_queue: SendQueue | None = None
         self._flood_gate: FloodGate | None = None
         self._timeouts: Timeouts | None = None
-        self._ping_timer: IDelayedCall | None = None
-        self._heard = False
-        self._ping_sent = False
+        self._keepalive: KeepAlive | None = None
         # Registration: the nickname and user given, and whether CAP holds it back.
         self._wanted_nick: str | None = None
         self._user_given = False
@@ -119,7 +115,7 @@ class IrcSession(Protocol):
             self._refuse(refusal)
             return
         self._admitted = True
-        self.factory.connections.opened(self)
+        self.factory.opened(self)
         settings = self._settings
         self._send_queue = SendQueue(self.transport, settings.send_queue_bytes, self._send_queue_exceeded,
                                      self.factory.flusher)
@@ -130,8 +126,8 @@ class IrcSession(Protocol):
             set_option = getattr(self.transport, option, None)
             if set_option is not None:
                 set_option(True)
-        self._timeouts = Timeouts(self.factory.clock, settings, self)
-        self._ping_timer = self.factory.clock.callLater(PING_INTERVAL_SECONDS, self._ping)
+        self._timeouts = Timeouts(self.factory.clock, settings, self, self._flood_gate)
+        self._keepalive = KeepAlive(self.factory.clock, PING_INTERVAL_SECONDS, self._ping, self._ping_timed_out)
         self._server.arrive(self)
 
     def _refuse(self, reason: str) -> None:
@@ -142,7 +138,8 @@ class IrcSession(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if not self._admitted or self._closing:
             return
-        self._heard = True
+        assert self._keepalive is not None
+        self._keepalive.heard = True
         try:
             self._lines(data)
         except Exception:
@@ -176,8 +173,8 @@ class IrcSession(Protocol):
         self._lost = True
         if self._timeouts is not None:
             self._timeouts.stop()
-        if self._ping_timer is not None and self._ping_timer.active():
-            self._ping_timer.cancel()
+        if self._keepalive is not None:
+            self._keepalive.stop()
         after_what_was_sent(reason, self._flood_gate, self._closing, self._gone)
 
     def _gone(self, reason: str) -> None:
@@ -187,7 +184,7 @@ class IrcSession(Protocol):
             self._admitted = False
             self.factory.limits.release(self.address)
             self.leave_chat(reason)
-            self.factory.connections.closed(self)
+            self.factory.closed(self)
 
     def leave_chat(self, reason: str) -> None:
         self.factory.flusher.hold_turn()
@@ -335,26 +332,18 @@ class IrcSession(Protocol):
     def login_timed_out(self) -> None:
         self.disconnect(f"no nickname chosen within {self._settings.login_timeout_seconds:g} s")
 
-    def lines_waiting(self) -> bool:
-        return self._flood_gate is not None and self._flood_gate.waiting > 0
-
     def idle_timed_out(self) -> None:
         self.leave_chat("Idle timeout")
         self.disconnect("Idle timeout")
 
     def _ping(self) -> None:
-        """A client silent for PING_INTERVAL_SECONDS is asked; one that stays silent as long again is gone."""
-        if self._closing or self._lost:
-            return
-        if self._ping_sent and not self._heard:
+        if not self._closing:
+            self._tell(f"PING :{self._server_name}")
+
+    def _ping_timed_out(self) -> None:
+        if not self._closing:
             self.leave_chat("Ping timeout")
             self.disconnect("Ping timeout")
-            return
-        self._ping_sent = not self._heard
-        if self._ping_sent:
-            self._tell(f"PING :{self._server_name}")
-        self._heard = False
-        self._ping_timer = self.factory.clock.callLater(PING_INTERVAL_SECONDS, self._ping)
 
     def _send_queue_exceeded(self) -> None:
         self.factory.counts.send_queue_drops += 1
@@ -425,16 +414,9 @@ def _decode(raw: bytes) -> str:
 
 
 @define(slots=False)  # Factory keeps state in instance attributes of its own
-class IrcFactory(Factory[IrcSession]):
+class IrcFactory(Door, Factory[IrcSession]):
     """Builds an IrcSession for each connection to the IRC port."""
 
-    server: ChatServer
-    settings: Settings
-    clock: IReactorTime
-    limits: ConnectionLimits = field(factory=lambda: ConnectionLimits(10_000, 32))
-    flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server), takes_self=True))
-    counts: FlowCounts = field(factory=FlowCounts)
-    connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
     noisy = False
 
     @property
@@ -452,6 +434,3 @@ class IrcFactory(Factory[IrcSession]):
     def buildProtocol(self, addr: IAddress | None) -> IrcSession:
         assert addr is not None
         return IrcSession(self, addr)
-
-    def shut_down(self, grace_seconds: float) -> Any:
-        return self.connections.shut_down(self.flusher, grace_seconds)

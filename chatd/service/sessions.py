@@ -1,7 +1,8 @@
 """
 What the front doors of one server share: the settings every connection
-gets (the same limits on every door), and the open connections of a door,
-which shutdown tells and closes.
+gets (the same limits on every door), what every door's factory holds
+(`Door`), a connection's timeouts and keepalive, and the open connections
+of a door, which shutdown tells and closes.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from attrs import frozen
+import attrs
+from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatd.service.flow import FloodGate, Flusher
+from chatd.core.server import ChatServer
+from chatd.service.flow import FloodGate, FlowCounts, Flusher
+from chatd.service.limits import ConnectionLimits
 
 log = Logger()
 
@@ -62,9 +66,6 @@ class TimedOut(Protocol):
     def idle_timed_out(self) -> None:
         """No input came in time."""
 
-    def lines_waiting(self) -> bool:
-        """Whether lines (messages) wait in the flood queue: a user they are still let through for is not idle."""
-
 
 class Timeouts:
     """
@@ -75,12 +76,13 @@ class Timeouts:
     time counts from the last line let through.
     """
 
-    __slots__ = ("_clock", "_settings", "_owner", "_login", "_idle", "_stopped")
+    __slots__ = ("_clock", "_settings", "_owner", "_flood_gate", "_login", "_idle", "_stopped")
 
-    def __init__(self, clock: IReactorTime, settings: Settings, owner: TimedOut) -> None:
+    def __init__(self, clock: IReactorTime, settings: Settings, owner: TimedOut, flood_gate: FloodGate) -> None:
         self._clock = clock
         self._settings = settings
         self._owner = owner
+        self._flood_gate = flood_gate
         self._login: IDelayedCall | None = clock.callLater(settings.login_timeout_seconds, owner.login_timed_out)
         self._idle: IDelayedCall | None = None
         self._stopped = False
@@ -110,7 +112,7 @@ class Timeouts:
         self._login = self._idle = None
 
     def _idle_over(self) -> None:
-        if self._owner.lines_waiting():
+        if self._flood_gate.waiting:  # lines still being let through: not idle
             self.activity()
         else:
             self._owner.idle_timed_out()
@@ -119,6 +121,43 @@ class Timeouts:
     def _cancel(call: IDelayedCall | None) -> None:
         if call is not None and call.active():
             call.cancel()
+
+
+class KeepAlive:
+    """
+    Finds a peer that vanished without closing (a laptop shut, Wi-Fi gone):
+    one silent for `interval` seconds is pinged (`ping`); one that stays
+    silent as long again is gone (`silent`).  The connection sets `heard`
+    when anything comes from its peer.
+    """
+
+    __slots__ = ("_clock", "_interval", "_ping", "_silent", "_call", "heard", "_pinged")
+
+    def __init__(self, clock: IReactorTime, interval: float, ping: Callable[[], None],
+                 silent: Callable[[], None]) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._ping = ping
+        self._silent = silent
+        self.heard = False
+        self._pinged = False
+        self._call: IDelayedCall | None = clock.callLater(interval, self._check)
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _check(self) -> None:
+        self._call = None
+        if self._pinged and not self.heard:
+            self._silent()
+            return
+        self._pinged = not self.heard  # only a silent peer is pinged
+        if self._pinged:
+            self._ping()
+        self.heard = False
+        self._call = self._clock.callLater(self._interval, self._check)
 
 
 class Connection(Protocol):
@@ -195,3 +234,28 @@ class Connections:
         log.info("{count} connection(s) still flushing after the grace period; closing them", count=len(self._open))
         for connection in list(self._open):
             connection.abort()
+
+
+@define(slots=False)  # a factory of Twisted's keeps state in instance attributes of its own
+class Door:
+    """What every front door's factory holds: the chat, the settings, the shared turn, counts and limits."""
+
+    server: ChatServer
+    settings: Settings
+    clock: IReactorTime
+    limits: ConnectionLimits = field(factory=lambda: ConnectionLimits(10_000, 32))
+    flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server), takes_self=True))
+    counts: FlowCounts = field(factory=FlowCounts)
+    connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
+
+    def shut_down(self, grace_seconds: float) -> Deferred[None]:
+        """Tell everyone the server is shutting down and close every connection (see Connections.shut_down)."""
+        return self.connections.shut_down(self.flusher, grace_seconds)
+
+    # -- from the door's connections
+
+    def opened(self, connection: Connection) -> None:
+        self.connections.opened(connection)
+
+    def closed(self, connection: Connection) -> None:
+        self.connections.closed(connection)

@@ -428,7 +428,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     doors["telnet"] = factory.connections
     web_sessions = None
     if not options["no-web"]:
-        web_sessions = WebSessions(server, settings, reactor, flusher, counts)
+        web_sessions = WebSessions(server, settings, reactor, limits, flusher, counts)
         doors["web"] = web_sessions.connections
     irc_factory = None
     if not options["no-irc"]:

@@ -19,7 +19,6 @@ from typing import Any
 
 import attrs
 from attrs import define, field
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -37,10 +36,9 @@ from chatd.core.batch import Share
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.core.text import clean
-from chatd.service.flow import FloodGate, FlowCounts, Flusher, SendQueue, unacknowledged_bytes
-from chatd.service.limits import ConnectionLimits
+from chatd.service.flow import FloodGate, SendQueue, unacknowledged_bytes
 from chatd.service.listening import describe_peer
-from chatd.service.sessions import Connections, Settings, Timeouts, after_what_was_sent
+from chatd.service.sessions import Door, Timeouts, after_what_was_sent
 from chatd.service.twisted_private import hand_over
 from chatd.telnet import render
 from chatd.telnet.charset import CharsetError, check_charset
@@ -139,7 +137,7 @@ class ChatProtocol(TelnetServer):
         # No log line yet: one when a nickname is chosen (the server's), or
         # one when the connection closes without (see _gone).  A login storm
         # of thousands is then thousands of lines, not twice as many.
-        self._timeouts = Timeouts(self.factory.clock, settings, self)
+        self._timeouts = Timeouts(self.factory.clock, settings, self, self._flood_gate)
         self._server.arrive(self)
         self._awaiting_greeting = True
         self.factory.greeting_wait.add(self)
@@ -300,9 +298,6 @@ class ChatProtocol(TelnetServer):
     def login_timed_out(self) -> None:
         self._tell(render.login_timeout(self._settings.login_timeout_seconds))
         self.disconnect("login timeout")
-
-    def lines_waiting(self) -> bool:
-        return self._flood_gate is not None and self._flood_gate.waiting > 0
 
     def idle_timed_out(self) -> None:
         self.leave_chat("Idle timeout")
@@ -512,16 +507,9 @@ class GreetingWait:
 
 
 @define(slots=False)  # Factory keeps state in instance attributes of its own
-class ChatFactory(Factory[ChatProtocol]):
+class ChatFactory(Door, Factory[ChatProtocol]):
     """Builds a ChatProtocol for each telnet connection to the chat."""
 
-    server: ChatServer
-    settings: Settings
-    clock: IReactorTime
-    limits: ConnectionLimits = field(factory=lambda: ConnectionLimits(10_000, 32))
-    flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server), takes_self=True))
-    counts: FlowCounts = field(factory=FlowCounts)
-    connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
     # The web page's HTTP server, for a browser at the chat port (None: --no-web),
     # and the IRC door, for an IRC client there (None: --no-irc).
     web: IProtocolFactory | None = None
@@ -532,16 +520,3 @@ class ChatFactory(Factory[ChatProtocol]):
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         assert addr is not None  # Twisted's TCP ports always pass the peer's address
         return ChatProtocol(self, addr)
-
-    def shut_down(self, grace_seconds: float) -> Deferred[None]:
-        """Tell everyone the server is shutting down and close every connection (see Connections.shut_down)."""
-        return self.connections.shut_down(self.flusher, grace_seconds)
-
-    # -- from ChatProtocol
-
-    def opened(self, connection: ChatProtocol) -> None:
-        self.connections.opened(connection)
-
-    def closed(self, connection: ChatProtocol) -> None:
-        self.connections.closed(connection)
-

@@ -83,9 +83,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
-from attrs import define, field
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from attrs import define
+from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
@@ -95,10 +94,10 @@ from chatd.core import commands
 from chatd.core.batch import Share
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
-from chatd.service.flow import FloodGate, FlowCounts, Flusher, SendQueue
+from chatd.service.flow import FloodGate, SendQueue
 from chatd.service.limits import Slot
 from chatd.service.listening import describe_peer
-from chatd.service.sessions import Connections, Settings, Timeouts, after_what_was_sent
+from chatd.service.sessions import Door, KeepAlive, Timeouts, after_what_was_sent
 from chatd.service.twisted_private import after_each_read, partial_message_size, tcp_transport_of
 from chatd.web import render
 from chatd.web.dialect import JSON, text_frame
@@ -145,9 +144,7 @@ class WebSession:
         self._lost = False
         self.logged_in = False
         self._timeouts: Timeouts | None = None
-        self._ping_timer: IDelayedCall | None = None
-        self._heard = False  # something came from the browser since the last ping
-        self._ping_sent = False
+        self._keepalive: KeepAlive | None = None
 
     # -- from twisted.web.websocket
 
@@ -176,13 +173,13 @@ class WebSession:
             set_keepalive(True)
         after_each_read(self._request.channel, self._check_partial_message)
         clock = self.factory.clock
-        self._timeouts = Timeouts(clock, settings, self)
-        self._ping_timer = clock.callLater(PING_INTERVAL_SECONDS, self._ping)
+        self._timeouts = Timeouts(clock, settings, self, self._flood_gate)
+        self._keepalive = KeepAlive(clock, PING_INTERVAL_SECONDS, self._ping, self._ping_timed_out)
         self._server.arrive(self)
         self._send_queue.write(text_frame(render.welcome(self._server.name, self._server.count)))
 
     def textMessageReceived(self, message: str) -> None:
-        self._heard = True
+        self._heard()
         if self._closing or self._flood_gate is None:
             return
         limit = max_message_size(self._settings.max_line_bytes)
@@ -198,11 +195,11 @@ class WebSession:
             self.abort()
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
-        self._heard = True
+        self._heard()
         self._refuse_input("binary messages are not part of the chat protocol", UNSUPPORTED_DATA)
 
     def pongReceived(self, payload: bytes) -> None:
-        self._heard = True
+        self._heard()
 
     def connectionLost(self, reason: Failure) -> None:
         """
@@ -213,8 +210,8 @@ class WebSession:
         self._lost = True
         if self._timeouts is not None:
             self._timeouts.stop()
-        if self._ping_timer is not None and self._ping_timer.active():
-            self._ping_timer.cancel()
+        if self._keepalive is not None:
+            self._keepalive.stop()
         after_what_was_sent(reason, self._flood_gate, self._closing, self._gone)
 
     def _gone(self, reason: str) -> None:
@@ -284,28 +281,24 @@ class WebSession:
         self._tell(render.login_timeout(self._settings.login_timeout_seconds))
         self.disconnect("login timeout")
 
-    def lines_waiting(self) -> bool:
-        return self._flood_gate is not None and self._flood_gate.waiting > 0
-
     def idle_timed_out(self) -> None:
         self.leave_chat("Idle timeout")
         self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
         self.disconnect("idle timeout")
 
+    def _heard(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.heard = True
+
     def _ping(self) -> None:
-        """Every PING_INTERVAL_SECONDS: a browser that said nothing since the last ping, and did not answer it, is gone."""
-        if self._closing or self._lost:
-            return
-        if self._ping_sent and not self._heard:
+        if not self._closing:
+            self._websocket.ping(b"chatd")
+
+    def _ping_timed_out(self) -> None:
+        if not self._closing:
             self.leave_chat("Ping timeout")
             self._tell(render.ping_timeout())
             self.disconnect("ping timeout")
-            return
-        self._ping_sent = not self._heard  # only a silent browser is pinged
-        if self._ping_sent:
-            self._websocket.ping(b"chatd")
-        self._heard = False
-        self._ping_timer = self.factory.clock.callLater(PING_INTERVAL_SECONDS, self._ping)
 
     def _send_queue_exceeded(self) -> None:
         self.factory.counts.send_queue_drops += 1
@@ -356,25 +349,9 @@ class WebSession:
 
 
 @define(slots=False)
-class WebSessions:
+class WebSessions(Door):
     """Builds a WebSession for each WebSocket to the chat (a twisted.web.websocket WebSocketServerFactory)."""
-
-    server: ChatServer
-    settings: Settings
-    clock: IReactorTime
-    flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server), takes_self=True))
-    counts: FlowCounts = field(factory=FlowCounts)
-    connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
 
     def buildProtocol(self, request: Request) -> WebSession:
         return WebSession(self, request)
-
-    def shut_down(self, grace_seconds: float) -> Any:
-        return self.connections.shut_down(self.flusher, grace_seconds)
-
-    def opened(self, session: WebSession) -> None:
-        self.connections.opened(session)
-
-    def closed(self, session: WebSession) -> None:
-        self.connections.closed(session)
 
