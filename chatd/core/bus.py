@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 from zope.interface import Interface, implementer
 
-from chatd.core.events import Event
+from chatd.core.events import BusEvent
 
 
 class IBus(Interface):
-    def publish(events: Sequence[Event]) -> None:
+    def publish(events: Sequence[BusEvent]) -> None:
         """This turn's events, in the order they happened here."""
 
 
@@ -25,5 +25,5 @@ class IBus(Interface):
 class LocalBus:
     """One process, no cluster: published events go nowhere further."""
 
-    def publish(self, events: Sequence[Event]) -> None:
+    def publish(self, events: Sequence[BusEvent]) -> None:
         pass

@@ -13,6 +13,7 @@ from attrs import Factory, define, field
 
 from chatd.core.history import History
 from chatd.core.nicknames import name_key
+from chatd.core.remote import Remote
 
 if TYPE_CHECKING:
     from chatd.core.server import Member
@@ -23,31 +24,43 @@ if TYPE_CHECKING:
 class Channel:
     name: str  # as first created: "#Lab"
     history: History
-    # In the order they joined.
+    # The members on this node (whom the fan-out reaches), in the order they joined.
     members: dict[ISession, Member] = field(factory=dict)
+    # The members on other nodes of the cluster, in the order this node learnt of them.
+    elsewhere: dict[Remote, None] = field(factory=dict)
     topic: str = ""
     topic_by: str = ""  # who set it, and when (unix time)
     topic_at: float = 0.0
     # Joins and leaves not announced one by one (see --quiet-joins), since
     # the last summary: how many, the nickname each session that came or
-    # went had when it last did, and the other names they came or went by
-    # (rare: someone who left, renamed and came back).
+    # went had when it last did (by session here, by `Remote` elsewhere),
+    # and the other names they came or went by (rare: someone who left,
+    # renamed and came back).
     quiet_joins: int = 0
     quiet_leaves: int = 0
-    turnover: dict[ISession, str] = field(factory=dict)
+    turnover: dict[ISession | Remote, str] = field(factory=dict)
     turnover_names: set[str] = field(factory=set)
+    key: str = field(init=False, default=Factory(lambda self: name_key(self.name), takes_self=True))
 
-    def note_turnover(self, session: ISession, nick: str) -> None:
-        """`session`, as `nick`, came or went without being announced."""
-        earlier = self.turnover.get(session)
+    def note_turnover(self, who: ISession | Remote, nick: str) -> None:
+        """`who`, as `nick`, came or went without being announced."""
+        earlier = self.turnover.get(who)
         if earlier is not None and earlier != nick:
             self.turnover_names.add(earlier)
-        self.turnover[session] = nick
-    key: str = field(init=False, default=Factory(lambda self: name_key(self.name), takes_self=True))
+        self.turnover[who] = nick
 
     @property
     def count(self) -> int:
-        return len(self.members)
+        """Members on every node."""
+        return len(self.members) + len(self.elsewhere)
 
     def nicks(self) -> list[str]:
-        return [member.nick for member in self.members.values()]
+        """Every member's nickname: this node's first, then other nodes'."""
+        return [member.nick for member in self.members.values()] + [remote.nick for remote in self.elsewhere]
+
+    def nick_of(self, who: ISession | Remote) -> str | None:
+        """The nickname of `who` if they are a member."""
+        if isinstance(who, Remote):
+            return who.nick if who in self.elsewhere else None
+        member = self.members.get(who)
+        return None if member is None else member.nick

@@ -102,6 +102,49 @@ class Left(_Happened):
 
 Event = Said | Acted | Joined | Parted | TopicChanged | Crowd | Renamed | Left
 
+
+# -- what only the cluster's bus carries: requests to the node that has a
+# user, and changes every node makes to its own state.  Never fanned out
+# as they are, never in the transcript.
+
+@frozen
+class Whispered(_Happened):
+    """A private message from `nick` to `to`, who is on another node."""
+
+    nick: str
+    to: str
+    text: str
+
+
+@frozen
+class Banned(_Happened):
+    """
+    An operator (`by`) banned `target` for `minutes` (0: until restart):
+    an address, which every node bans, or the nickname of a user, whose
+    node bans their address and tells the others that address.
+    """
+
+    target: str
+    minutes: float
+    by: str
+
+
+@frozen
+class Unbanned(_Happened):
+    address: str
+
+
+@frozen
+class KickOrdered(_Happened):
+    """An operator (`by`) kicked `nick`, a user on another node."""
+
+    nick: str
+    by: str
+    reason: str
+
+
+BusEvent = Event | Whispered | Banned | Unbanned | KickOrdered
+
 # Messages and actions: what history keeps and a joiner is shown.
 MESSAGES = (Said, Acted)
 
@@ -110,6 +153,7 @@ MESSAGES = (Said, Acted)
 _KINDS: dict[str, type[Any]] = {
     "said": Said, "acted": Acted, "joined": Joined, "parted": Parted, "topic": TopicChanged,
     "crowd": Crowd, "renamed": Renamed, "left": Left,
+    "whispered": Whispered, "banned": Banned, "unbanned": Unbanned, "kick-ordered": KickOrdered,
 }
 # Each kind's name, as the transcript (and every front door that names events) calls it.
 KIND_NAMES: dict[type[Any], str] = {kind: name for name, kind in _KINDS.items()}
@@ -119,7 +163,7 @@ FIELDS: dict[type[Any], tuple[str, ...]] = {
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def to_json(event: Event) -> str:
+def to_json(event: BusEvent) -> str:
     """
     One JSON object (no newline), e.g.
     {"ts": "2026-11-21T14:02:09Z", "event": "said", "channel": "#lobby", "nick": "alice", "text": "hi"}
@@ -145,11 +189,12 @@ def _stamp(when: int) -> str:
     return datetime.fromtimestamp(when, timezone.utc).strftime(_TIME_FORMAT)
 
 
-def from_json(line: str, default_channel: str) -> Event | None:
+def from_json(line: str, default_channel: str, origin: str = "") -> BusEvent | None:
     """
     The event of one JSON line, or None for a line that is not one (a torn
     last line, another program's).  A channel event from before channels
-    existed (no "channel") happened in `default_channel`.
+    existed (no "channel") happened in `default_channel`; one that does not
+    name its node happened on `origin`.
     """
     try:
         fields = json.loads(line)
@@ -164,7 +209,8 @@ def from_json(line: str, default_channel: str) -> Event | None:
         if kind is Crowd:
             for name in ("joiners", "leavers"):
                 fields[name] = tuple(fields.get(name, ()))
-        event: Event = kind(**fields, at=when)
+        fields.setdefault("origin", origin)
+        event: BusEvent = kind(**fields, at=when)
         return event
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -164,10 +164,14 @@ class Registry(Generic[Holder]):
         for skeleton in skeletons(name):
             self._by_skeleton[skeleton] = (holder, name)
 
-    def release(self, name: str) -> None:
-        del self._by_key[name_key(name)]
+    def release(self, name: str, holder: Holder | None = None) -> None:
+        """Free `name`; if `holder` is given, only what it holds of it (another may hold a look-alike)."""
+        key = name_key(name)
+        if holder is None or self._by_key.get(key) is holder:
+            del self._by_key[key]
         for skeleton in skeletons(name):
-            del self._by_skeleton[skeleton]
+            if holder is None or self._by_skeleton.get(skeleton, (None,))[0] is holder:
+                del self._by_skeleton[skeleton]
 
 
 class RenameWindow:

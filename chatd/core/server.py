@@ -37,11 +37,27 @@ from chatd.core import commands, replies
 from chatd.core.batch import Batch, Runs, Share, from_index, without
 from chatd.core.bus import IBus, LocalBus
 from chatd.core.channel import Channel
-from chatd.core.events import Acted, Crowd, Event, Joined, Left, Parted, Renamed, Said, TopicChanged
+from chatd.core.events import (
+    Acted,
+    Banned,
+    BusEvent,
+    Crowd,
+    Event,
+    Joined,
+    KickOrdered,
+    Left,
+    Parted,
+    Renamed,
+    Said,
+    TopicChanged,
+    Unbanned,
+    Whispered,
+)
 from chatd.core.history import History
 from chatd.core.moderation import Moderation
 from chatd.core.nicknames import (
     ChannelNameError,
+    MAX_NICK_CHARS,
     NicknameError,
     Registry,
     RenameWindow,
@@ -49,6 +65,7 @@ from chatd.core.nicknames import (
     check_nickname,
     name_key,
 )
+from chatd.core.remote import NodeState, Remote, Topic
 from chatd.core.session import ISession
 
 log = Logger()
@@ -99,6 +116,8 @@ class ChatServer:
     max_channels: int = DEFAULT_MAX_CHANNELS
     quiet_joins: int = DEFAULT_QUIET_JOINS
     bus: IBus = field(factory=LocalBus)
+    # This node's name in a cluster (it settles a nickname two nodes gave at once).
+    node: str = ""
     # Called with every event: the transcript.
     observers: list[Callable[[Event], None]] = field(factory=list)
 
@@ -106,7 +125,9 @@ class ChatServer:
     _present: set[ISession] = field(init=False, factory=set)
     # Sessions that have chosen a nickname, in the order they did.
     _members: dict[ISession, Member] = field(init=False, factory=dict)
-    _nicknames: Registry[ISession] = field(init=False, factory=Registry)
+    # Users on other nodes of the cluster, by (node, nickname key).
+    _remote: dict[tuple[str, str], Remote] = field(init=False, factory=dict)
+    _nicknames: Registry[ISession | Remote] = field(init=False, factory=Registry)
     _renames: RenameWindow = field(init=False, factory=RenameWindow)
     _channels: dict[str, Channel] = field(init=False, factory=dict)
     _channel_names: Registry[Channel] = field(init=False, factory=Registry)
@@ -117,6 +138,9 @@ class ChatServer:
     _pending: list[tuple[Event, Audience, ISession | None]] = field(init=False, factory=list)
     # Members whose share of _pending starts later than its start: caught up or joined since.
     _caught_up: dict[ISession, int] = field(init=False, factory=dict)
+    # This node's events for the bus, in the order they happened: every one
+    # but the summaries (each node makes its own), quiet joins included.
+    _outgoing: list[BusEvent] = field(init=False, factory=list)
     held: bool = field(init=False, default=False)
     _publishing: bool = field(init=False, default=False)
     _crowd_call: IDelayedCall | None = field(init=False, default=None)
@@ -146,7 +170,8 @@ class ChatServer:
         return len(self._channels)
 
     def nicks(self) -> list[str]:
-        return [member.nick for member in self._members.values()]
+        """Everyone online: this node's users, then other nodes'."""
+        return [member.nick for member in self._members.values()] + [remote.nick for remote in self._remote.values()]
 
     def nick_of(self, session: ISession) -> str | None:
         member = self._members.get(session)
@@ -164,6 +189,8 @@ class ChatServer:
     def online(self, nick: str) -> str | None:
         """The nickname, as its user has it, of whoever is online as `nick` (in any case); None if nobody is."""
         holder = self._nicknames.holder(nick)
+        if isinstance(holder, Remote):
+            return holder.nick
         member = self._members.get(holder) if holder is not None else None
         return None if member is None else member.nick
 
@@ -199,7 +226,7 @@ class ChatServer:
         member = self._members.pop(session, None)
         if member is None:
             return
-        self._nicknames.release(member.nick)
+        self._nicknames.release(member.nick, session)
         self._renames.forget(session)
         log.info("{nick} left ({reason})", nick=member.nick, reason=reason)
         told: set[str] = set()
@@ -348,9 +375,8 @@ class ChatServer:
         log.info("{nick} left {channel}{reason}", nick=member.nick, channel=channel.name,
                  reason=f" ({reason})" if reason else "")
         self.tell(session, replies.ChannelParted(channel.name, None if member.current is None else member.current.name))
-        count = channel.count - 1
-        if self._leave_channel(member, channel):
-            self._broadcast(Parted(channel.name, member.nick, reason, count, at=self.clock.seconds()), channel.key)
+        parted = Parted(channel.name, member.nick, reason, channel.count - 1, at=self.clock.seconds())
+        self._broadcast(parted, channel.key if self._leave_channel(member, channel) else frozenset())
 
     def _topic(self, member: Member, name: str | None, text: str | None) -> None:
         channel = self._target(member, name)
@@ -388,15 +414,19 @@ class ChatServer:
             self.tell(session, replies.Error(f"too many nickname changes, wait {math.ceil(wait)} s", "rename-too-soon"))
             return
         self._renames.renamed(session, now)
-        self._nicknames.release(old)
+        self._change_nick(member, new)
+
+    def _change_nick(self, member: Member, new: str) -> None:
+        old, session = member.nick, member.session
+        self._nicknames.release(old, session)
         self._nicknames.claim(new, session)
         member.nick = new
         log.info("{old} is now {new}", old=old, new=new)
-        renamed = Renamed(old, new, at=now)
+        renamed = Renamed(old, new, at=self.clock.seconds())
         if member.channels:
             self._broadcast(renamed, member.view[0])
         else:  # in no channel: only they hear of it
-            self._record(renamed, None)
+            self._broadcast(renamed, frozenset())
             if self._caught_up_with(member):
                 self._deliver_isolated(member, Share(Batch([renamed]), [(0, 1)], None))
 
@@ -416,6 +446,11 @@ class ChatServer:
 
     def _private(self, member: Member, to_nick: str, text: str) -> None:
         holder = self._nicknames.holder(to_nick)
+        if isinstance(holder, Remote):  # their node delivers it
+            self.messages += 1
+            self._send_on(Whispered(member.nick, holder.nick, text, at=self.clock.seconds()))
+            self.tell(member.session, replies.PrivateSent(holder.nick, text))
+            return
         recipient = self._members.get(holder) if holder is not None else None
         if recipient is None:
             self.tell(member.session, replies.Error(f"no such nick: {to_nick}", "no-such-nick"))
@@ -449,7 +484,7 @@ class ChatServer:
             channel.quiet_joins += 1
             channel.note_turnover(member.session, member.nick)
             self._summarise_later()
-            self._record(Joined(channel.name, member.nick, channel.count, at=self.clock.seconds()), channel)
+            self._broadcast(Joined(channel.name, member.nick, channel.count, at=self.clock.seconds()), frozenset())
         else:
             self._broadcast(Joined(channel.name, member.nick, channel.count, at=self.clock.seconds()),
                             channel.key, member.session)
@@ -461,13 +496,17 @@ class ChatServer:
         """
         loud = channel.count <= self.quiet_joins
         del channel.members[member.session]
+        return self._after_leaving(channel, member.session, member.nick, loud)
+
+    def _after_leaving(self, channel: Channel, who: ISession | Remote, nick: str, loud: bool) -> bool:
+        """`who` (as `nick`) has left `channel`: count them if that is not announced; `loud` if the channel lives on."""
         if not loud:
             channel.quiet_leaves += 1
-            channel.note_turnover(member.session, member.nick)
+            channel.note_turnover(who, nick)
             self._summarise_later()
-        if not channel.members and channel.name != self.default_channel:
+        if not channel.count and channel.name != self.default_channel:
             del self._channels[channel.key]
-            self._channel_names.release(channel.name)
+            self._channel_names.release(channel.name, channel)
             self._dormant[channel.key] = channel.history.recent()
             while len(self._dormant) > self.max_channels:
                 self._dormant.popitem(last=False)
@@ -487,8 +526,7 @@ class ChatServer:
                 joined, left = channel.quiet_joins, channel.quiet_leaves
                 # Of those who came or went: who is in now (by their nickname
                 # now), and every name they came or went by that no member has now.
-                members = channel.members
-                joiners = tuple(members[session].nick for session in channel.turnover if session in members)
+                joiners = tuple(nick for who in channel.turnover if (nick := channel.nick_of(who)) is not None)
                 present = set(channel.nicks())
                 leavers = tuple(sorted((set(channel.turnover.values()) | channel.turnover_names) - present))
                 channel.quiet_joins = channel.quiet_leaves = 0
@@ -509,6 +547,213 @@ class ChatServer:
             self._crowd_call.cancel()
         self._crowd_call = None
         self._log_uncounted_logins()
+
+    # -- the cluster: other nodes' events and states, from the bus
+
+    def receive(self, events: Iterable[BusEvent]) -> None:
+        """
+        Other nodes' events (each with its `origin`), in the order they
+        happened there: this node's users see them as they see their own.
+        Hold the server around this to make them one turn.
+        """
+        for event in events:
+            try:
+                self._apply(event)
+            except Exception:
+                log.failure("applying {event} from {node} failed", event=event, node=event.origin)
+
+    def state(self) -> NodeState:
+        """What this node has: its users and their channels, and the topics."""
+        return NodeState(
+            tuple((member.nick, tuple(channel.name for channel in member.channels.values()))
+                  for member in self._members.values()),
+            tuple(Topic(channel.name, channel.topic, channel.topic_by, channel.topic_at)
+                  for channel in self._channels.values() if channel.topic))
+
+    def adopt(self, node: str, state: NodeState, reason: str = "Left the chat") -> None:
+        """
+        What `node` has now, as it says: this node's users are told what
+        changed since it last knew (users gone, with `reason`; users come,
+        channels joined and left).
+        """
+        now = self.clock.seconds()
+        wanted = {name_key(nick): (nick, names) for nick, names in state.users}
+        gone = [remote for (owner, key), remote in self._remote.items() if owner == node and key not in wanted]
+        for remote in gone:
+            self._apply(Left(remote.nick, reason, at=now, origin=node))
+        for nick, names in wanted.values():
+            remote = self._remote_user(node, nick)
+            keys = {name_key(name) for name in names}
+            for channel in [channel for key, channel in remote.channels.items() if key not in keys]:
+                self._apply(Parted(channel.name, nick, "", channel.count - 1, at=now, origin=node))
+            for name in names:
+                if name_key(name) not in remote.channels:
+                    known = self.channel(name)
+                    self._apply(Joined(name, nick, 1 if known is None else known.count + 1, at=now, origin=node))
+        for topic in state.topics:
+            where = self.channel(topic.channel)
+            if where is not None and topic.at > where.topic_at:
+                where.topic, where.topic_by, where.topic_at = topic.text, topic.by, topic.at
+
+    def lose_node(self, node: str, reason: str = "Server lost") -> None:
+        """`node` is gone: its users leave every channel, and their nicknames are free."""
+        now = self.clock.seconds()
+        for key in [key for key in self._remote if key[0] == node]:
+            self._apply(Left(self._remote[key].nick, reason, at=now, origin=node))
+
+    def nodes(self) -> set[str]:
+        """The other nodes this node knows users of."""
+        return {node for node, _ in self._remote}
+
+    def tell_everyone(self, *answers: object) -> None:
+        """Send every user of this node these replies."""
+        for member in list(self._members.values()):
+            if self._caught_up_with(member):
+                self._send_isolated(member, *answers)
+
+    def _apply(self, event: BusEvent) -> None:
+        if type(event) is Said or type(event) is Acted:  # most events: the hot path skips the match
+            channel = self._known_channel(event.channel)
+            self._broadcast(event, channel.key, None, channel)
+            return
+        match event:
+            case Joined():
+                self._remote_joined(event)
+            case Parted():
+                self._remote_parted(event)
+            case Left():
+                self._remote_left(event)
+            case Renamed():
+                self._remote_renamed(event)
+            case TopicChanged(name, nick, topic):
+                channel = self._known_channel(name)
+                channel.topic, channel.topic_by, channel.topic_at = topic, nick, event.at
+                self._broadcast(event, channel.key)
+            case Whispered(nick, to, text):
+                recipient = self._local_member(to)
+                if recipient is not None and self._caught_up_with(recipient):
+                    self._send_isolated(recipient, replies.PrivateReceived(nick, text))
+            case Banned():
+                self._remote_banned(event)
+            case Unbanned(address) if self.moderation is not None:
+                self.moderation.unban(address)
+            case KickOrdered(nick, by, reason):
+                target = self._local_member(nick)
+                if target is not None:
+                    log.info("{by} on {node} kicked {target}", by=by, node=event.origin, target=target.nick)
+                    self._remove(target.session, replies.KickedOut(by, reason),
+                                 f"Kicked by {by}" + (f": {reason}" if reason else ""))
+
+    def _remote_joined(self, event: Joined) -> None:
+        remote = self._remote_user(event.origin, event.nick)
+        channel = self._known_channel(event.channel)
+        if channel.key in remote.channels:
+            return
+        remote.channels[channel.key] = channel
+        channel.elsewhere[remote] = None
+        if channel.count > self.quiet_joins:
+            channel.quiet_joins += 1
+            channel.note_turnover(remote, remote.nick)
+            self._summarise_later()
+            self._record(event, None)
+        else:
+            self._broadcast(event, channel.key)
+
+    def _remote_parted(self, event: Parted) -> None:
+        remote = self._remote.get((event.origin, name_key(event.nick)))
+        channel = None if remote is None else remote.channels.pop(name_key(event.channel), None)
+        if remote is None or channel is None:
+            return
+        loud = channel.count <= self.quiet_joins
+        del channel.elsewhere[remote]
+        self._broadcast(event, channel.key if self._after_leaving(channel, remote, remote.nick, loud) else frozenset())
+
+    def _remote_left(self, event: Left) -> None:
+        remote = self._remote.pop((event.origin, name_key(event.nick)), None)
+        if remote is None:
+            return
+        self._nicknames.release(remote.nick, remote)
+        told: set[str] = set()
+        for channel in remote.channels.values():
+            loud = channel.count <= self.quiet_joins
+            del channel.elsewhere[remote]
+            if self._after_leaving(channel, remote, remote.nick, loud):
+                told.add(channel.key)
+        self._broadcast(event, frozenset(told))
+
+    def _remote_renamed(self, event: Renamed) -> None:
+        remote = self._remote.pop((event.origin, name_key(event.old)), None)
+        if remote is None:
+            return
+        self._nicknames.release(event.old, remote)
+        remote.nick = event.new
+        self._remote[event.origin, name_key(event.new)] = remote
+        self._claim(remote)
+        self._broadcast(event, frozenset(remote.channels))
+
+    def _remote_banned(self, event: Banned) -> None:
+        if self.moderation is None:
+            return
+        holder = self._nicknames.holder(event.target)
+        if isinstance(holder, Remote):
+            return  # their node bans their address and says which
+        if holder is not None:
+            address = holder.address
+            self._send_on(Banned(address, event.minutes, event.by, at=event.at))
+        else:
+            try:
+                address = str(ipaddress.ip_address(event.target))
+            except ValueError:
+                return
+        log.info("{by} on {node} banned {address} ({minutes:g} minutes)", by=event.by, node=event.origin,
+                 address=address, minutes=event.minutes)
+        self._ban_address(address, event.minutes, event.by, self.moderation)
+
+    def _local_member(self, nick: str) -> Member | None:
+        holder = self._nicknames.holder(nick)
+        return None if holder is None or isinstance(holder, Remote) else self._members.get(holder)
+
+    def _known_channel(self, name: str) -> Channel:
+        """The channel called `name`, made if this node has not had it (another node has)."""
+        return self._channels.get(name_key(name)) or self._create_channel(name)
+
+    def _remote_user(self, node: str, nick: str) -> Remote:
+        remote = self._remote.get((node, name_key(nick)))
+        if remote is None:
+            remote = self._remote[node, name_key(nick)] = Remote(node, nick)
+            self._claim(remote)
+        return remote
+
+    def _claim(self, remote: Remote) -> None:
+        """
+        Hold `remote`'s nickname here.  Two nodes may give the same (or a
+        look-alike) nickname at the same moment, or while apart: the user
+        of the node whose name sorts last then takes another, on every node.
+        """
+        clash = self._nicknames.clash(remote.nick, remote)
+        holder = None if clash is None else self._nicknames.holder(clash)
+        if isinstance(holder, Remote):
+            if holder.node < remote.node:
+                return  # theirs is renamed by their node
+        elif holder is not None:
+            member = self._members.get(holder)
+            if member is not None:
+                if self.node < remote.node:
+                    return  # theirs is renamed by their node
+                self._give_way(member)
+        self._nicknames.claim(remote.nick, remote)
+
+    def _give_way(self, member: Member) -> None:
+        """`member`'s nickname went to a user of another node at the same moment: they take the next free one."""
+        old = member.nick
+        for number in range(2, 1000):
+            suffix = str(number)
+            wanted = old[:MAX_NICK_CHARS - len(suffix)] + suffix
+            if self._nicknames.clash(wanted, member.session) is None:
+                break
+        self.tell(member.session, replies.Error(
+            f"{old} was given to a user of another server at the same moment; you are now {wanted}", "nickname-taken"))
+        self._change_nick(member, wanted)
 
     # -- moderation
 
@@ -533,6 +778,10 @@ class ChatServer:
         match command:
             case commands.Kick(target_nick, reason):
                 holder = self._nicknames.holder(target_nick)
+                if isinstance(holder, Remote):  # their node kicks them
+                    log.info("{nick} kicked {target}", nick=nick, target=holder.nick)
+                    self._send_on(KickOrdered(holder.nick, nick, reason, at=self.clock.seconds()))
+                    return
                 target = self._members.get(holder) if holder is not None else None
                 if target is None:
                     self.tell(session, replies.Error(f"no such nick: {target_nick}", "no-such-nick"))
@@ -544,6 +793,7 @@ class ChatServer:
                 self._ban(member, target, minutes, moderation)
             case commands.Unban(address):
                 if moderation.unban(address):
+                    self._send_on(Unbanned(address, at=self.clock.seconds()))
                     self.tell(session, replies.BanLifted(address))
                 else:
                     self.tell(session, replies.Error(f"not banned: {address}", "not-banned"))
@@ -553,6 +803,12 @@ class ChatServer:
     def _ban(self, member: Member, target: str, minutes: float, moderation: Moderation) -> None:
         session = member.session
         holder = self._nicknames.holder(target)
+        if isinstance(holder, Remote):  # their node knows the address, bans it and tells the others
+            log.info("{nick} banned {target} ({minutes:g} minutes)", nick=member.nick, target=holder.nick,
+                     minutes=minutes)
+            self._send_on(Banned(holder.nick, minutes, member.nick, at=self.clock.seconds()))
+            self.tell(session, replies.BanAdded(holder.nick, minutes))
+            return
         if holder is not None:
             address = holder.address
         else:
@@ -564,12 +820,15 @@ class ChatServer:
         if address == session.address:
             self.tell(session, replies.Error("that is your own address", "own-address"))
             return
-        moderation.ban(address, minutes)
         log.info("{nick} banned {address} ({minutes:g} minutes)", nick=member.nick, address=address, minutes=minutes)
+        self._send_on(Banned(address, minutes, member.nick, at=self.clock.seconds()))
         self.tell(session, replies.BanAdded(address, minutes))
+        self._ban_address(address, minutes, member.nick, moderation)
+
+    def _ban_address(self, address: str, minutes: float, by: str, moderation: Moderation) -> None:
+        moderation.ban(address, minutes)
         for present in [present for present in self._present if present.address == address]:
-            self._remove(present, replies.Error("you are banned from this server", "banned"),
-                         f"Banned by {member.nick}")
+            self._remove(present, replies.Error("you are banned from this server", "banned"), f"Banned by {by}")
 
     def _remove(self, session: ISession, notice: object, reason: str) -> None:
         """Take `session` out: the others see `reason`; it gets `notice` and is disconnected."""
@@ -612,16 +871,25 @@ class ChatServer:
 
     def _broadcast(self, event: Event, audience: Audience, exclude: ISession | None = None,
                    channel: Channel | None = None) -> None:
-        """Record `event` (in `channel`'s history, if given) and deliver it to the members of `audience` but `exclude`."""
+        """
+        Record `event` (in `channel`'s history, if given) and deliver it to
+        the members of `audience` here but `exclude`; an event of this node
+        also goes on to the bus.
+        """
         self._record(event, channel)
-        if not audience:
-            return
-        self._pending.append((event, audience, exclude))
+        if audience:
+            self._pending.append((event, audience, exclude))
+        if not self.held:
+            self._publish()
+
+    def _send_on(self, event: BusEvent) -> None:
+        """`event` for the bus only: for other nodes to act on."""
+        self._outgoing.append(event)
         if not self.held:
             self._publish()
 
     def _publish(self) -> None:
-        """Deliver the events that wait, each member's in one delivery, then hand them to the bus."""
+        """Deliver the events that wait, each member's in one delivery, then hand this node's to the bus."""
         if self._publishing:
             return  # the loop below gets to what was added meanwhile
         self._publishing = True
@@ -630,7 +898,9 @@ class ChatServer:
                 pending, caught_up = self._pending, self._caught_up
                 self._pending, self._caught_up = [], {}
                 self._fan_out(pending, caught_up)
-                self.bus.publish([event for event, _, _ in pending])
+            if self._outgoing:
+                outgoing, self._outgoing = self._outgoing, []
+                self.bus.publish(outgoing)
         finally:
             self._publishing = False
 
@@ -674,6 +944,8 @@ class ChatServer:
     def _record(self, event: Event, channel: Channel | None) -> None:
         if channel is not None:
             channel.history.record(event)
+        if not event.origin and type(event) is not Crowd:
+            self._outgoing.append(event)
         for observer in self.observers:
             try:
                 observer(event)
