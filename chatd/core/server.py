@@ -592,7 +592,7 @@ class ChatServer:
                     self._apply(Joined(name, nick, 1 if known is None else known.count + 1, at=now, origin=node))
         for topic in state.topics:
             where = self.channel(topic.channel)
-            if where is not None and topic.at > where.topic_at:
+            if where is not None and topic.at >= where.topic_at:
                 where.topic, where.topic_by, where.topic_at = topic.text, topic.by, topic.at
 
     def lose_node(self, node: str, reason: str = "Server lost") -> None:

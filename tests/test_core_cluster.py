@@ -1,0 +1,251 @@
+"""
+The core in a cluster: several ChatServers, each with its own users,
+sharing channels, nicknames and moderation through a bus.
+
+The bus here is `Wire`, an in-memory IBus that carries each node's
+published events to the others when told to (`deliver`), as the Redis bus
+does after a network hop; the Redis bus itself is tested against a real
+redis-server in test_redis_bus.py.
+"""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from chatd.core import commands as c
+from chatd.core import replies as r
+from chatd.core.bus import IBus
+from chatd.core.events import Joined, Left, Parted, Renamed, Said, TopicChanged
+from chatd.core.moderation import Moderation
+from chatd.core.remote import NodeState, Topic
+from chatd.core.server import CROWD_SUMMARY_SECONDS, ChatServer
+
+from tests.test_core import Session
+
+
+class Wire:
+    """Carries what each node publishes to every other node, in order, on `deliver`."""
+
+    def __init__(self):
+        self.nodes: dict[str, ChatServer] = {}
+        self.in_flight: list[tuple[str, list]] = []
+
+    def node(self, name, clock=None, **settings):
+        settings.setdefault("history_size", 10)
+        server = ChatServer("lab", clock or Clock(), bus=WireBus(self, name), node=name, **settings)
+        self.nodes[name] = server
+        return server
+
+    def deliver(self):
+        while self.in_flight:
+            origin, events = self.in_flight.pop(0)
+            for name, server in self.nodes.items():
+                if name != origin:
+                    server.hold()
+                    server.receive([attrs.evolve(event, origin=origin) for event in events])
+                    server.release()
+
+
+@implementer(IBus)
+class WireBus:
+    def __init__(self, wire, name):
+        self.wire, self.name = wire, name
+
+    def publish(self, events):
+        self.wire.in_flight.append((self.name, list(events)))
+
+
+def log_in(server, log, name, address="127.0.0.1"):
+    session = Session(name, log, address)
+    server.arrive(session)
+    server.handle(session, c.LogIn(name))
+    return session
+
+
+@pytest.fixture
+def log():
+    return []
+
+
+@pytest.fixture
+def wire():
+    return Wire()
+
+
+def test_the_wire_is_a_bus(wire):
+    assert verifyObject(IBus, WireBus(wire, "a"))
+
+
+def test_users_of_two_nodes_share_a_channel(wire, log):
+    a, b = wire.node("a"), wire.node("b")
+    alice = log_in(a, log, "alice")
+    bob = log_in(b, log, "bob")
+    wire.deliver()
+    log.clear()
+    a.handle(alice, c.Say("hi bob"))
+    wire.deliver()
+    assert log == [("bob", "events", [Said("#lobby", "alice", "hi bob", origin="a")])]
+    assert a.nicks() == ["alice", "bob"] and b.nicks() == ["bob", "alice"]
+    assert b.channel("#lobby").nicks() == ["bob", "alice"]
+    assert b.channel("#lobby").history.recent() == (Said("#lobby", "alice", "hi bob", origin="a"),)
+    assert not wire.in_flight, "a node does not publish again what it received"
+
+
+def test_joins_parts_renames_and_quits_reach_the_other_node(wire, log):
+    a, b = wire.node("a"), wire.node("b")
+    alice = log_in(a, log, "alice")
+    bob = log_in(b, log, "bob")
+    b.handle(bob, c.Join("#lab"))
+    wire.deliver()
+    log.clear()
+    a.handle(alice, c.Join("#lab"))
+    a.handle(alice, c.Topic("#lab", "soldering"))
+    a.handle(alice, c.Nick("alicia"))
+    a.handle(alice, c.Part("#lab", "later"))
+    wire.deliver()
+    assert [entry for entry in log if entry[0] == "bob"] == [
+        ("bob", "events", [Joined("#lab", "alice", 2, origin="a")]),
+        ("bob", "events", [TopicChanged("#lab", "alice", "soldering", origin="a")]),
+        ("bob", "events", [Renamed("alice", "alicia", origin="a")]),
+        ("bob", "events", [Parted("#lab", "alicia", "later", 1, origin="a")]),
+    ]
+    assert b.channel("#lab").topic == "soldering" and b.channel("#lab").topic_by == "alice"
+    log.clear()
+    a.handle(alice, c.Quit("bye"))
+    wire.deliver()
+    assert ("bob", "events", [Left("alicia", "bye", origin="a")]) in log
+    assert b.nicks() == ["bob"] and b.online("alicia") is None
+
+
+def test_a_channel_only_other_nodes_use_is_listed_and_goes_when_they_leave(wire, log):
+    a, b = wire.node("a"), wire.node("b")
+    alice = log_in(a, log, "alice")
+    a.handle(alice, c.Join("#lab"))
+    wire.deliver()
+    assert b.channel("#lab").count == 1
+    a.handle(alice, c.Part("#lab"))
+    wire.deliver()
+    assert b.channel("#lab") is None
+
+
+def test_nicknames_are_unique_across_nodes_look_alikes_included(wire, log):
+    a, b = wire.node("a"), wire.node("b")
+    log_in(a, log, "bob")
+    wire.deliver()
+    log.clear()
+    session = log_in(b, log, "bob")
+    log_in(b, log, "b\u043eb")  # a Cyrillic o
+    assert [entry[2][0].code for entry in log if entry[1] == "replies"] == ["nickname-taken", "nickname-taken"]
+    assert b.online("BOB") == "bob" and b.nick_of(session) is None
+
+
+def test_a_private_message_crosses_nodes(wire, log):
+    a, b = wire.node("a"), wire.node("b")
+    alice = log_in(a, log, "alice")
+    log_in(b, log, "bob")
+    wire.deliver()
+    log.clear()
+    a.handle(alice, c.Msg("BOB", "psst"))
+    wire.deliver()
+    assert log == [
+        ("alice", "replies", [r.PrivateSent("bob", "psst")]),
+        ("bob", "replies", [r.PrivateReceived("alice", "psst")]),
+    ]
+    assert a.messages == 1 and b.messages == 0
+
+
+def test_a_lost_node_takes_its_users_with_it(wire, log):
+    a, b = wire.node("a"), wire.node("b")
+    alice = log_in(a, log, "alice")
+    a.handle(alice, c.Join("#lab"))
+    bob = log_in(b, log, "bob")
+    b.handle(bob, c.Join("#lab"))
+    wire.deliver()
+    log.clear()
+    b.lose_node("a")
+    assert log == [("bob", "events", [Left("alice", "Server lost", origin="a")])]
+    assert b.nicks() == ["bob"] and b.channel("#lab").nicks() == ["bob"]
+    assert b.online("alice") is None
+    b.handle(bob, c.Say("still here"))
+    assert wire.in_flight[-1] == ("b", [Said("#lab", "bob", "still here")])
+
+
+def test_a_nickname_given_by_two_nodes_at_once_stays_with_one(wire, log):
+    """Both log in as carol before either hears of the other: node b's carol becomes carol2, on both nodes."""
+    a, b = wire.node("a"), wire.node("b")
+    on_a = log_in(a, log, "carol")
+    on_b = log_in(b, log, "Carol")
+    log.clear()
+    wire.deliver()
+    assert a.nick_of(on_a) == "carol" and b.nick_of(on_b) == "Carol2"
+    assert ("Carol", "replies", [r.Error(
+        "Carol was given to a user of another server at the same moment; you are now Carol2", "nickname-taken")]) in log
+    assert ("Carol", "events", [Renamed("Carol", "Carol2"), Joined("#lobby", "carol", 1, origin="a")]) in log
+    assert ("carol", "events", [Renamed("Carol", "Carol2", origin="b")]) in log
+    assert sorted(a.nicks()) == sorted(b.nicks()) == ["Carol2", "carol"]
+    assert a.online("carol2") == "Carol2"
+
+
+def test_a_new_node_starts_from_the_others_state(wire, log):
+    a = wire.node("a")
+    alice = log_in(a, log, "alice")
+    a.handle(alice, c.Join("#lab"))
+    a.handle(alice, c.Topic("#lab", "soldering"))
+    state = a.state()
+    assert state.users == (("alice", ("#lobby", "#lab")),)
+    assert state.topics[0].channel == "#lab" and state.topics[0].text == "soldering"
+    b = wire.node("b")
+    b.adopt("a", state)
+    assert b.channel("#lab").nicks() == ["alice"] and b.channel("#lab").topic == "soldering"
+    assert b.online("alice") == "alice"
+    bob = log_in(b, log, "bob")
+    b.handle(bob, c.Join("#lab"))
+    log.clear()
+    # a state adopted again: only what changed is told
+    b.adopt("a", NodeState((("alice", ("#lobby",)), ("dave", ("#lab",))), (Topic("#lab", "new", "dave", 9.0),)))
+    assert [entry for entry in log if entry[0] == "bob"] == [
+        ("bob", "events", [Parted("#lab", "alice", "", 1, origin="a")]),
+        ("bob", "events", [Joined("#lab", "dave", 2, origin="a")]),
+    ]
+    assert b.channel("#lab").topic == "new"
+
+
+def test_big_channels_count_other_nodes_joins_in_their_summary(wire, log):
+    clock = Clock()
+    a, b = wire.node("a", quiet_joins=2), wire.node("b", clock, quiet_joins=2)
+    watcher = log_in(b, log, "watcher")
+    for name in ("u1", "u2", "u3", "u4"):
+        log_in(a, log, name)
+    wire.deliver()
+    log.clear()
+    clock.advance(CROWD_SUMMARY_SECONDS)
+    [(_, _, [crowd])] = [entry for entry in log if entry[0] == "watcher"]
+    assert (crowd.joined, crowd.count, crowd.joiners) == (3, 5, ("u2", "u3", "u4"))
+
+
+def test_operators_kick_and_ban_users_of_other_nodes(wire, log):
+    a = wire.node("a", moderation=Moderation("secret", Clock()))
+    b = wire.node("b", moderation=Moderation("secret", Clock()))
+    oper = log_in(a, log, "oper", "10.0.0.1")
+    a.handle(oper, c.Oper("secret"))
+    mallory = log_in(b, log, "mallory", "10.0.0.66")
+    eve = log_in(b, log, "eve", "10.0.0.99")
+    wire.deliver()
+    log.clear()
+    a.handle(oper, c.Kick("eve", "spam"))
+    wire.deliver()
+    assert ("eve", "replies", [r.KickedOut("oper", "spam")]) in log
+    assert ("oper", "events", [Left("eve", "Kicked by oper: spam", origin="b")]) in log
+    log.clear()
+    a.handle(oper, c.Ban("mallory", 10))
+    wire.deliver()
+    assert ("oper", "replies", [r.BanAdded("mallory", 10)]) in log
+    assert ("mallory", "replies", [r.Error("you are banned from this server", "banned")]) in log
+    assert a.moderation.is_banned("10.0.0.66") and b.moderation.is_banned("10.0.0.66")
+    a.handle(oper, c.Unban("10.0.0.66"))
+    wire.deliver()
+    assert not b.moderation.is_banned("10.0.0.66")
