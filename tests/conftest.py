@@ -67,3 +67,15 @@ def free_port_run(count, host="127.0.0.1"):
             for s in held:
                 s.close()
     raise RuntimeError("no run of free ports found")
+
+
+@pytest.fixture
+def redis(tmp_path):
+    """A real redis-server on a free loopback port (tests/redis_server.py); stopped after the test."""
+    from tests.redis_server import RedisServer
+
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory)
+    yield server
+    server.stop()

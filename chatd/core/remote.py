@@ -9,6 +9,7 @@ holder of a nickname here, but reached only through its own node.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from attrs import define, field, frozen
@@ -46,3 +47,22 @@ class NodeState:
 
     users: tuple[tuple[str, tuple[str, ...]], ...] = ()
     topics: tuple[Topic, ...] = ()
+
+
+def state_to_json(state: NodeState) -> str:
+    """A node's state as one JSON object: {"users": [[NICK, [CHANNEL, ...]], ...], "topics": [[CHANNEL, TEXT, BY, AT], ...]}."""
+    return json.dumps({
+        "users": [[nick, list(channels)] for nick, channels in state.users],
+        "topics": [[topic.channel, topic.text, topic.by, topic.at] for topic in state.topics],
+    }, ensure_ascii=False)
+
+
+def state_from_json(text: str) -> NodeState:
+    """The state `state_to_json` wrote; ValueError if it is not one."""
+    try:
+        fields = json.loads(text)
+        return NodeState(
+            tuple((str(nick), tuple(str(name) for name in channels)) for nick, channels in fields["users"]),
+            tuple(Topic(str(channel), str(topic), str(by), float(at)) for channel, topic, by, at in fields["topics"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"not a node's state: {error}") from error

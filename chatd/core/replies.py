@@ -138,3 +138,15 @@ Reply = (
     | TopicShown | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
     | BanList | Error
 )
+
+
+@frozen
+class ContactLost:
+    """This node lost contact with the rest of its cluster; it serves its own users and retries."""
+
+
+@frozen
+class ContactRestored:
+    """Back in contact with the rest of the cluster; `gap`: some of what was said elsewhere meanwhile is lost."""
+
+    gap: bool = False

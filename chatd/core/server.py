@@ -562,6 +562,19 @@ class ChatServer:
             except Exception:
                 log.failure("applying {event} from {node} failed", event=event, node=event.origin)
 
+    def recall(self, events: Iterable[BusEvent]) -> None:
+        """Messages said before this node joined its cluster, oldest first: kept in their channels' history."""
+        for event in events:
+            if isinstance(event, (Said, Acted)):
+                channel = self.channel(event.channel)
+                if channel is not None:
+                    channel.history.record(event)
+                else:
+                    key = name_key(event.channel)
+                    self._dormant[key] = History(self.history_size, (*self._dormant.get(key, ()), event)).recent()
+        while len(self._dormant) > self.max_channels:
+            self._dormant.popitem(last=False)
+
     def state(self) -> NodeState:
         """What this node has: its users and their channels, and the topics."""
         return NodeState(

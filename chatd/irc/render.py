@@ -206,6 +206,11 @@ def reply(server: str, nick: str, answer: object, subject: str = "") -> list[str
             return [line(server, "NOTICE", nick, f"Bans: {', '.join(bans)}" if bans else "No bans")]
         case replies.Error(reason, code):
             return [error(server, nick, reason, code, subject)]
+        case replies.ContactLost():
+            return [line(server, "NOTICE", nick, "Lost contact with the rest of the chat; retrying")]
+        case replies.ContactRestored(gap):
+            return [line(server, "NOTICE", nick, "Back in contact with the rest of the chat" + (
+                "; some of what was said elsewhere meanwhile is lost" if gap else ""))]
     raise TypeError(f"not a reply: {answer!r}")
 
 

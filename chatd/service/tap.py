@@ -15,11 +15,13 @@ import sys
 from collections.abc import Callable, Collection, Sized
 from typing import Any
 
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredList
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatd.bus.address import RedisAddress
+from chatd.bus.redis import DEFAULT_CLUSTER_NAME, RedisBus
 from chatd.core.moderation import Moderation
 from chatd.core.nicknames import ChannelNameError, check_channel_name
 from chatd.core.server import DEFAULT_CHANNEL, DEFAULT_MAX_CHANNELS, DEFAULT_QUIET_JOINS, ChatServer
@@ -110,6 +112,9 @@ class Options(usage.Options):
          "(http://lab.example:8080); * allows any. [default: only the page's own]"],
         ["irc-port", None, str(DEFAULT_IRC_PORT), "TCP port for IRC clients (irssi, WeeChat, HexChat); 0 takes any free port."],
         ["irc-fallback", None, "10", "Where the IRC port goes when it is taken (as --fallback)."],
+        ["cluster", None, None, "Share channels, nicknames and history with other chatd nodes through the Redis at "
+         "this URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or rediss:// for TLS. [default: this process alone]"],
+        ["cluster-name", None, DEFAULT_CLUSTER_NAME, "The cluster to join on that Redis (several can share one)."],
         ["echo-port", None, str(DEFAULT_ECHO_PORT), "UDP port of the echo service, on --interface; 0 takes any free port."],
         ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
         ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
@@ -176,6 +181,8 @@ class Options(usage.Options):
             ("broadcast-address", ipv4_address),
             ("broadcast-port", _nonzero_port),
             ("announce-interval", _interval),
+            ("cluster", _cluster_address),
+            ("cluster-name", _cluster_name),
         ]
         for key, parse in parsers:
             try:
@@ -236,6 +243,18 @@ def _origins(text: str | None) -> list[str]:
         if origin != "*" and (scheme.lower() not in ("http", "https") or not separator or not host or "/" in host):
             raise ValueError(f"{origin!r} is not an origin like http://lab.example:8080 (or *)")
     return origins
+
+
+def _cluster_address(text: str | None) -> RedisAddress | None:
+    return None if text is None else RedisAddress.parse(text)
+
+
+def _cluster_name(text: str) -> str:
+    """A cluster's name: part of its Redis keys (chatd:NAME:...), so letters, digits, - and _ only."""
+    if not text or len(text) > MAX_NAME_CHARS or not all(char.isascii() and (char.isalnum() or char in "-_")
+                                                          for char in text):
+        raise ValueError(f"{text!r} is not a cluster name (up to {MAX_NAME_CHARS} letters, digits, - and _)")
+    return text
 
 
 def _nonzero_port(text: str) -> int:
@@ -424,6 +443,11 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     doors: dict[str, Sized] = {}
     registry, fan_out = chat_metrics(server, doors, counts)
     flusher = Flusher(reactor, server, fan_out.observe)
+    bus = None
+    if options["cluster"] is not None:
+        bus = RedisBus(options["cluster"], options["cluster-name"], server, reactor, flusher.hold_turn)
+        server.bus, server.node = bus, bus.node
+        _Cluster(bus).setServiceParent(top)
     factory = ChatFactory(server, settings, reactor, limits, flusher, counts)
     doors["telnet"] = factory.connections
     web_sessions = None
@@ -440,7 +464,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         options["interface"],
         [options["port"], *options["fallback-ports"]],
         options["port-file"],
-        after_stop_listening=lambda: _shut_down(server, shutting, options["shutdown-grace"], transcript),
+        after_stop_listening=lambda: _shut_down(server, shutting, options["shutdown-grace"], transcript, bus),
     )
     chat.setName("chat")
     chat.setServiceParent(top)
@@ -520,10 +544,17 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     return top
 
 
-def _shut_down(server: ChatServer, doors: list[Any], grace: float, transcript: Transcript | None) -> Any:
-    """Close every connection of every front door, then the transcript, which records their leaving."""
+def _shut_down(server: ChatServer, doors: list[Any], grace: float, transcript: Transcript | None,
+               bus: RedisBus | None = None) -> Any:
+    """
+    Close every connection of every front door, then leave the cluster
+    (the others have heard of their leaving) and close the transcript,
+    which records it.
+    """
     server.stop()
     closed = DeferredList([door.shut_down(grace) for door in doors])
+    if bus is not None:
+        closed.addBoth(lambda result: bus.leave())
     if transcript is not None:
 
         def close_transcript(result: object) -> object:
@@ -532,6 +563,17 @@ def _shut_down(server: ChatServer, doors: list[Any], grace: float, transcript: T
 
         closed.addBoth(close_transcript)
     return closed
+
+
+class _Cluster(Service):
+    """Joins the cluster when chatd starts; it leaves once its users are gone (see _shut_down)."""
+
+    def __init__(self, bus: RedisBus) -> None:
+        self.bus = bus
+
+    def startService(self) -> None:
+        super().startService()
+        self.bus.start()
 
 
 def _tune_garbage_collection(reactor: Any) -> None:

@@ -171,6 +171,15 @@ def bans(shown: list[str]) -> str:
     return f"*** Bans: {', '.join(shown)}" if shown else "*** No bans"
 
 
+def contact_lost() -> str:
+    return "*** Lost contact with the rest of the chat; retrying"
+
+
+def contact_restored(gap: bool) -> str:
+    return "*** Back in contact with the rest of the chat" + (
+        "; some of what was said elsewhere meanwhile is lost" if gap else "")
+
+
 def shutting_down() -> str:
     return "*** Server shutting down"
 
@@ -284,4 +293,8 @@ def reply_lines(reply: object, lobby: str) -> list[str]:
             return [bans(list(shown))]
         case replies.Error(reason):
             return [error(reason)]
+        case replies.ContactLost():
+            return [contact_lost()]
+        case replies.ContactRestored(gap):
+            return [contact_restored(gap)]
     raise TypeError(f"not a reply: {reply!r}")

@@ -47,6 +47,9 @@ To the browser:
     {"type": "operator"}, {"type": "kicked", "by": N, "reason": R},
     {"type": "ban-added", "address": A, "minutes": M}, {"type": "ban-lifted", "address": A},
     {"type": "bans", "bans": [TEXT ...]}, {"type": "bye"}
+    {"type": "contact", "contact": BOOL, "gap": BOOL}          in a cluster: this server lost
+        (false) or regained (true) contact with the others; gap: some of what
+        was said elsewhere meanwhile is lost
     {"type": "error", "reason": TEXT, "code": CODE}            a refusal; nothing closes
     {"type": "closing", "reason": TEXT, "code": CODE}          the server closes the connection next
 

@@ -128,4 +128,8 @@ def reply(answer: object) -> bytes:
             return message("bans", bans=list(shown))
         case replies.Error(reason, code):
             return error(reason, code)
+        case replies.ContactLost():
+            return message("contact", contact=False, gap=False)
+        case replies.ContactRestored(gap):
+            return message("contact", contact=True, gap=gap)
     raise TypeError(f"not a reply: {answer!r}")

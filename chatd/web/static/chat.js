@@ -146,6 +146,11 @@ function receive(data) {
       break;
     case "ban-lifted": notice(`Unbanned ${data.address}`); break;
     case "bans": notice(data.bans.length ? `Bans: ${data.bans.join(", ")}` : "No bans"); break;
+    case "contact":
+      notice(data.contact ? "Back in contact with the rest of the chat" +
+                            (data.gap ? "; some of what was said elsewhere meanwhile is lost" : "")
+                          : "Lost contact with the rest of the chat; retrying");
+      break;
     case "bye":
       state.stayClosed = true;
       closed("You left the chat.");

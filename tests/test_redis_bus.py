@@ -1,0 +1,277 @@
+"""
+The Redis bus against a real redis-server (the `redis` fixture): nodes in
+this process, each a ChatServer with its own RedisBus, and recording
+sessions as their users.  Waiting is on the sessions' own deliveries
+(`Session.wait_for`) and on the bus's `when_in_contact`, each with a
+deadline.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+from twisted.logger import formatEvent, globalLogPublisher
+from zope.interface import implementer
+
+from chatd.bus.address import RedisAddress
+from chatd.bus.redis import HEARTBEAT_SECONDS, RedisBus
+from chatd.core import commands as c
+from chatd.core import replies as r
+from chatd.core.events import Joined, Left, Said
+from chatd.core.server import ChatServer
+from chatd.core.session import ISession
+from chatd.service.flow import Flusher
+
+DEADLINE_SECONDS = 10
+
+
+@implementer(ISession)
+class Session:
+    """A user: records what reaches it, and fires waiters whose condition what reached it meets."""
+
+    dialect = "fake"
+
+    def __init__(self, name, address="127.0.0.1"):
+        self.name, self.address = name, address
+        self.got: list[object] = []  # events and replies, in the order they came
+        self._waiters: list[tuple[object, defer.Deferred]] = []
+
+    def deliver(self, share):
+        self._add(share.events)
+
+    def send(self, replies):
+        self._add(list(replies))
+
+    def disconnect(self, reason):
+        self._add([("disconnected", reason)])
+
+    def _add(self, items):
+        self.got.extend(items)
+        for waiter in list(self._waiters):
+            condition, waiting = waiter
+            if condition(self.got):
+                self._waiters.remove(waiter)
+                waiting.callback(self.got)
+
+    def wait_for(self, condition, timeout=DEADLINE_SECONDS):
+        """A Deferred that fires when what reached this session meets `condition` (a test of the list)."""
+        if condition(self.got):
+            return defer.succeed(self.got)
+        waiting = defer.Deferred()
+        self._waiters.append((condition, waiting))
+        return waiting.addTimeout(timeout, reactor)
+
+    def wait_for_item(self, item, timeout=DEADLINE_SECONDS):
+        return self.wait_for(lambda got: item in got, timeout)
+
+
+class Node:
+    """One chatd node of the cluster, without its front doors."""
+
+    def __init__(self, url, name, cluster="test"):
+        self.server = ChatServer("lab", reactor, history_size=20)
+        self.flusher = Flusher(reactor, self.server)
+        self.bus = RedisBus(RedisAddress.parse(url), cluster, self.server, reactor, self.flusher.hold_turn, node=name)
+        self.server.bus, self.server.node = self.bus, name
+        self.bus.start()
+
+    def log_in(self, nick, address="127.0.0.1"):
+        session = Session(nick, address)
+        self.flusher.hold_turn()
+        self.server.arrive(session)
+        self.server.handle(session, c.LogIn(nick))
+        return session
+
+    def handle(self, session, command):
+        self.flusher.hold_turn()
+        self.server.handle(session, command)
+
+    def leave(self):
+        return self.bus.leave()
+
+    def crash(self):
+        """As kill -9 would: no word to anyone, the connections just close."""
+        self.bus._stopping = True
+        if self.bus._heartbeat.running:
+            self.bus._heartbeat.stop()
+        return defer.gatherResults([self.bus._commands.disconnect(), self.bus._reader.disconnect()])
+
+
+@pytest.fixture
+def nodes(redis):
+    started = []
+
+    def make(name, **settings):
+        node = Node(redis.url, name, **settings)
+        started.append(node)
+        return node
+
+    yield make
+    for node in started:
+        if not node.bus._stopping:
+            pytest_twisted.blockon(node.leave())
+
+
+def logged(text, timeout=DEADLINE_SECONDS):
+    """A Deferred that fires when chatd logs a line containing `text`."""
+    seen = defer.Deferred()
+
+    def observe(event):
+        if event.get("log_namespace", "").startswith("chatd") and text in formatEvent(event) and not seen.called:
+            globalLogPublisher.removeObserver(observe)
+            seen.callback(None)
+
+    globalLogPublisher.addObserver(observe)
+    return seen.addTimeout(timeout, reactor)
+
+
+def said(nick, text):
+    return lambda got: any(isinstance(item, Said) and item.nick == nick and item.text == text for item in got)
+
+
+@pytest_twisted.inlineCallbacks
+def test_two_nodes_share_a_channel_and_private_messages(nodes):
+    a, b = nodes("a"), nodes("b")
+    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+    alice = a.log_in("alice")
+    bob = b.log_in("bob")
+    yield alice.wait_for(lambda got: any(isinstance(item, Joined) and item.nick == "bob" for item in got))
+    a.handle(alice, c.Say("hi bob"))
+    a.handle(alice, c.Msg("bob", "psst"))
+    yield bob.wait_for(said("alice", "hi bob"))
+    yield bob.wait_for_item(r.PrivateReceived("alice", "psst"))
+    assert sorted(b.server.nicks()) == ["alice", "bob"]
+    assert [item for item in alice.got if isinstance(item, Said)] == [], "a node skips its own events coming back"
+    assert a.bus.published >= 3 and b.bus.received >= 3
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_that_joins_later_knows_who_is_where_and_what_was_said(nodes):
+    a = nodes("a")
+    yield a.bus.when_in_contact()
+    alice = a.log_in("alice")
+    a.handle(alice, c.Join("#lab"))
+    a.handle(alice, c.Topic("#lab", "soldering"))
+    a.handle(alice, c.Say("first!"))
+    yield task.deferLater(reactor, HEARTBEAT_SECONDS * 1.5, lambda: None)  # a's state, written by its heartbeat
+    b = nodes("b")
+    yield b.bus.when_in_contact()
+    lab = b.server.channel("#lab")
+    assert lab.nicks() == ["alice"] and lab.topic == "soldering"
+    bob = b.log_in("bob")
+    b.handle(bob, c.Join("#lab"))
+    assert r.ChannelJoined("#lab", 2, "soldering", (Said("#lab", "alice", "first!", at=pytest.approx(time.time(), abs=5),
+                                                         origin="a"),)) in bob.got
+    other = b.log_in("Alice")
+    assert other.got[-1] == r.Error("nickname is taken: Alice", "nickname-taken")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_crashed_node_s_users_leave_within_three_heartbeats(nodes):
+    a, b = nodes("a"), nodes("b")
+    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+    a.log_in("alice")
+    bob = b.log_in("bob")
+    yield bob.wait_for(lambda got: any(isinstance(item, Joined) and item.nick == "alice" for item in got))
+    yield task.deferLater(reactor, b.bus._judge_after - reactor.seconds() + 0.1, lambda: None)  # past the grace
+    yield a.crash()
+    crashed = time.monotonic()
+    yield bob.wait_for_item(Left("alice", "Server lost", at=pytest.approx(time.time(), abs=10), origin="a"))
+    assert time.monotonic() - crashed <= 3 * HEARTBEAT_SECONDS + 0.5
+    assert b.server.online("alice") is None
+    # and the nickname is free
+    again = b.log_in("alice")
+    assert isinstance(again.got[0], r.LoggedIn) and again.got[0].nick == "alice"
+
+
+@pytest_twisted.inlineCallbacks
+def test_nothing_is_lost_while_redis_stops_answering(nodes, redis):
+    """SIGSTOP of redis-server: both nodes tell their users, keep serving them, and afterwards deliver everything, in order."""
+    a, b = nodes("a"), nodes("b")
+    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+    alice, bob = a.log_in("alice"), b.log_in("bob")
+    yield bob.wait_for(lambda got: any(isinstance(item, Joined) and item.nick == "alice" for item in got))
+    redis.pause()
+    try:
+        yield alice.wait_for_item(r.ContactLost(), timeout=5)
+        yield bob.wait_for_item(r.ContactLost(), timeout=5)
+        for number in range(20):
+            a.handle(alice, c.Say(f"a{number}"))
+            b.handle(bob, c.Say(f"b{number}"))
+    finally:
+        redis.resume()
+    yield alice.wait_for_item(r.ContactRestored(), timeout=10)
+    yield bob.wait_for(said("alice", "a19"))
+    yield alice.wait_for(said("bob", "b19"))
+    assert [item.text for item in bob.got if isinstance(item, Said)] == [f"a{n}" for n in range(20)]
+    assert [item.text for item in alice.got if isinstance(item, Said)] == [f"b{n}" for n in range(20)]
+    assert alice.got.count(r.ContactLost()) == 1
+    assert not any(isinstance(item, Left) for item in alice.got + bob.got), "nobody was taken for gone"
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_redis_restart_without_its_data_is_noticed_and_the_nodes_register_again(nodes, redis):
+    a, b = nodes("a"), nodes("b")
+    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+    alice, bob = a.log_in("alice"), b.log_in("bob")
+    yield bob.wait_for(lambda got: any(isinstance(item, Joined) and item.nick == "alice" for item in got))
+    redis.kill()
+    redis.start()
+    yield alice.wait_for_item(r.ContactRestored(), timeout=10)
+    yield bob.wait_for_item(r.ContactRestored(), timeout=10)
+    a.handle(alice, c.Say("still one chat?"))
+    yield bob.wait_for(said("alice", "still one chat?"))
+    yield task.deferLater(reactor, HEARTBEAT_SECONDS * 2, lambda: None)
+    assert b"alice" in redis.command("HGET", "chatd:test:node:a", "state")
+    assert sorted(a.server.nicks()) == sorted(b.server.nicks()) == ["alice", "bob"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_started_while_redis_is_down_serves_its_users_and_joins_later(nodes, redis):
+    redis.kill()
+    a = nodes("a")
+    alice = a.log_in("alice")
+    bob = a.log_in("bob")
+    a.handle(alice, c.Say("alone for now"))
+    yield bob.wait_for(said("alice", "alone for now"))
+    yield logged("does not answer yet; this node serves its own users meanwhile")
+    redis.start()
+    b = nodes("b")
+    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+    carol = b.log_in("carol")
+    a.handle(alice, c.Say("now together"))
+    yield carol.wait_for(said("alice", "now together"))
+    assert sorted(b.server.nicks()) == ["alice", "bob", "carol"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_wrong_password_is_one_clear_log_line(redis, log_lines):
+    redis.command("CONFIG", "SET", "requirepass", "right")
+    server = ChatServer("lab", reactor)
+    address = RedisAddress.parse(f"redis://:wrong@127.0.0.1:{redis.port}/0")
+    bus = RedisBus(address, "test", server, reactor, lambda: None, node="a")
+    bus.start()
+    try:
+        yield logged("refused this node")
+        assert [line for line in log_lines if "refused" in line] == [
+            f"cluster: Redis at redis://127.0.0.1:{redis.port}/0 refused this node (could not auth: WRONGPASS invalid "
+            "username-password pair or user is disabled.); this node serves its own users alone"]
+        assert not any("wrong" in line for line in log_lines), "the password is never logged"
+    finally:
+        yield bus.leave()
+
+
+def test_redis_urls():
+    assert RedisAddress.parse("redis://lab.example") == RedisAddress("lab.example")
+    parsed = RedisAddress.parse("rediss://chat:s%40cret@[::1]:7000/3")
+    assert (parsed.host, parsed.port, parsed.db, parsed.username, parsed.password, parsed.tls) == (
+        "::1", 7000, 3, "chat", "s@cret", True)
+    assert str(parsed) == "rediss://chat@[::1]:7000/3", "the log never shows the password"
+    for bad, says in [("http://x", "not a redis:// or rediss:// URL"), ("redis://x:99999", "port"),
+                      ("redis:///0", "no host"), ("redis://x/zero", "database"), ("redis://x/0?a=b", "nothing may")]:
+        with pytest.raises(ValueError, match=says):
+            RedisAddress.parse(bad)
+
