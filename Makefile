@@ -7,7 +7,8 @@ ARGS   ?=
 # The real client programs the test suite drives, as COMMAND:DEBIAN-PACKAGES
 # (packages joined by commas).  `make test` installs the missing ones.
 TEST_PROGRAMS := telnet:telnet nc:netcat-openbsd plink:putty-tools cc:gcc,libc6-dev \
-                 chromium:chromium chromedriver:chromium-driver irssi:irssi
+                 chromium:chromium chromedriver:chromium-driver irssi:irssi \
+                 redis-server:redis-server
 
 .PHONY: run test test-programs clean
 
