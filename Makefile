@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-# The real client programs the test suite drives, as COMMAND:DEBIAN-PACKAGES
+# The real programs the test suite drives (clients, and the redis-server the
+# cluster tests start), as COMMAND:DEBIAN-PACKAGES
 # (packages joined by commas).  `make test` installs the missing ones.
 TEST_PROGRAMS := telnet:telnet nc:netcat-openbsd plink:putty-tools cc:gcc,libc6-dev \
                  chromium:chromium chromedriver:chromium-driver irssi:irssi \

@@ -337,8 +337,8 @@ class RedisBus:
             yield self._adopt_states(upto, first=self._read_from is None)
         if contact is not self._contact:
             return
-        self._judge_after = self._clock.seconds() + REJOIN_GRACE_SECONDS
         if self._ever_joined:
+            self._judge_after = self._clock.seconds() + REJOIN_GRACE_SECONDS
             self.reconnects += 1
             away = "" if self._lost_at is None else f" after {time.monotonic() - self._lost_at:.1f} s"
             log.info("cluster: back in contact with Redis{away}; sent {held} events held meanwhile", away=away,

@@ -1,0 +1,220 @@
+"""
+End to end: several real `twistd -n chatd --cluster redis://...` nodes on
+one real redis-server (the `redis` fixture), with telnet, web and IRC users
+spread across them, and the faults an operator meets: a node killed, Redis
+frozen, Redis restarted without its data, a node started before Redis.
+Readiness comes from the log and the lines, never a sleep.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+
+import pytest
+from chatd_process import ChatdProcess, LineClient, WebClient
+
+from chatd.bus.redis import HEARTBEAT_SECONDS
+
+MESSAGES = 30
+
+
+class Node:
+    def __init__(self, tmp_path, name, redis_url, *args):
+        port_file = tmp_path / f"{name}.port"
+        self.process = ChatdProcess(
+            "--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", name, "--no-echo",
+            "--burst", "100", "--cluster", redis_url, "--cluster-name", "e2e", *args, cwd=tmp_path)
+        self.process.wait_for_log("chat room listening on")
+        self.port = int(port_file.read_text())
+        self.irc_port = int(self.process.wait_for_log("IRC listening on").rsplit(":", 1)[1])
+        self.web_port = int(re.search(r":(\d+)$", self.process.wait_for_log("web page listening on").strip()).group(1))
+
+    def joined(self):
+        return self.process.wait_for_log("cluster: joined")
+
+    def telnet(self, nick):
+        return LineClient(self.port).login(nick)
+
+    def web(self, nick):
+        return WebClient(self.web_port).login(nick)
+
+    def irc(self, nick):
+        client = LineClient(self.irc_port)
+        client.send_line(f"NICK {nick}")
+        client.send_line(f"USER {nick} 0 * :{nick}")
+        while not client.read_line().endswith(f" 366 {nick} #lobby :End of /NAMES list"):
+            pass
+        return client
+
+
+@pytest.fixture
+def cluster(tmp_path, redis):
+    started: list[Node] = []
+    clients: list[object] = []
+
+    class Cluster:
+        @staticmethod
+        def node(name, *args, joined=True):
+            node = Node(tmp_path, name, redis.url, *args)
+            started.append(node)
+            if joined:
+                node.joined()
+            return node
+
+        @staticmethod
+        def keep(client):
+            clients.append(client)
+            return client
+
+    yield Cluster
+    for client in clients:
+        client.close()
+    for node in started:
+        if node.process.process.poll() is None:
+            node.process.stop()
+
+
+# What each kind of client shows of a message in #lab: (nick, text).
+
+def telnet_message(line):
+    found = re.fullmatch(r"(?:\[#lab\] )?<([^>]+)> (.*)", line)
+    return None if found is None else found.groups()
+
+
+def irc_message(line):
+    found = re.fullmatch(r":([^!]+)![^ ]+ PRIVMSG #lab :(.*)", line)
+    return None if found is None else found.groups()
+
+
+def collect(read, parse, senders, until_text="done"):
+    """(nick, text) of every message read until each of `senders` said `until_text`."""
+    got, finished = [], set()
+    while finished != set(senders):
+        message = parse(read())
+        if message is not None:
+            got.append(message)
+            if message[1] == until_text:
+                finished.add(message[0])
+    return got
+
+
+def web_reader(client):
+    pending = []
+
+    def read():
+        while not pending:
+            pending.extend(event for event in client.events() if event[0] == "said" and event[2] == "#lab")
+        event = pending.pop(0)
+        return event
+
+    return read
+
+
+def web_message(event):
+    return event[3], event[4]
+
+
+def test_three_nodes_with_every_front_door_are_one_chat(cluster):
+    one, two, three = cluster.node("one"), cluster.node("two"), cluster.node("three")
+    alice = cluster.keep(one.telnet("alice"))
+    bob = cluster.keep(two.web("bob"))
+    carol = cluster.keep(three.irc("carol"))
+    dave = cluster.keep(three.telnet("dave"))
+    alice.send_line("/join #lab")
+    bob.send_json({"type": "join", "channel": "#lab"})
+    carol.send_line("JOIN #lab")
+    dave.send_line("/join #lab")
+    assert members(dave, "#lab", 4) == "*** 4 users in #lab: alice, bob, carol, dave"
+    carol.send_line("NAMES #lab")  # her JOIN's own NAMES (sent before the others came) first, then this one's
+    while not (line := carol.read_line()).endswith(" 366 carol #lab :End of /NAMES list"):
+        pass
+    while " 353 " not in (line := carol.read_line()):
+        pass
+    assert sorted(line.split(":")[-1].split()) == ["alice", "bob", "carol", "dave"]
+    bob.send_json({"type": "names", "channel": "#lab"})
+    assert sorted(bob.receive_until("members")["nicks"]) == ["alice", "bob", "carol", "dave"]
+
+    for number in range(MESSAGES):
+        alice.send_line(f"/msg #lab alice {number}")
+        bob.send_json({"type": "say", "channel": "#lab", "text": f"bob {number}"})
+        carol.send_line(f"PRIVMSG #lab :carol {number}")
+    for client, say in ((alice, lambda: alice.send_line("/msg #lab done")),
+                        (bob, lambda: bob.send_json({"type": "say", "channel": "#lab", "text": "done"})),
+                        (carol, lambda: carol.send_line("PRIVMSG #lab :done"))):
+        say()
+
+    def expected(*senders):
+        return {sender: [f"{sender} {number}" for number in range(MESSAGES)] + ["done"] for sender in senders}
+
+    def by_sender(messages):
+        result: dict[str, list[str]] = {}
+        for nick, text in messages:
+            result.setdefault(nick, []).append(text)
+        return result
+
+    # exactly once, in each sender's order, whatever the node and the door
+    assert by_sender(collect(alice.read_line, telnet_message, ["bob", "carol"])) == expected("bob", "carol")
+    assert by_sender(collect(web_reader(bob), web_message, ["alice", "carol"])) == expected("alice", "carol")
+    assert by_sender(collect(carol.read_line, irc_message, ["alice", "bob"])) == expected("alice", "bob")
+    assert by_sender(collect(dave.read_line, telnet_message, ["alice", "bob", "carol"])) == expected(
+        "alice", "bob", "carol")
+
+    # private messages cross nodes and doors too
+    carol.send_line("PRIVMSG alice :psst, from irc on three")
+    while (line := alice.read_line()) != "*carol* psst, from irc on three":
+        assert "carol" not in line
+    alice.send_line("/msg bob and from telnet on one")
+    assert bob.receive_until("private") == {"type": "private", "sender": "alice",
+                                             "text": "and from telnet on one"}
+
+
+def online(client, count):
+    """Ask a telnet client's node who is online until it counts `count` (news of a login takes a moment to travel)."""
+    return ask_until(client, "/names", f"*** {count} users online")
+
+
+def members(client, channel, count):
+    return ask_until(client, f"/names {channel}", f"*** {count} users in {channel}")
+
+
+def ask_until(client, command, answer_start):
+    deadline = time.monotonic() + 10
+    while True:
+        client.send_line(command)
+        while not ((line := client.read_line()).startswith(answer_start[:7]) and " online" in line or
+                   line.startswith("*** ") and " in #" in line):
+            pass
+        if line.startswith(answer_start):
+            return line
+        assert time.monotonic() < deadline, line
+
+
+def test_a_nickname_is_unique_across_nodes(cluster):
+    one, two = cluster.node("one"), cluster.node("two")
+    cluster.keep(one.telnet("bob"))
+    carol = cluster.keep(two.telnet("carol"))
+    assert online(carol, 2) == "*** 2 users online: bob, carol"
+    late = cluster.keep(LineClient(two.port))
+    late.read_lines(2)
+    late.send_line("BOB")
+    assert late.read_lines(2) == ["*** Error: nickname is taken: BOB", "*** Choose a nickname:"]
+    late.send_line("b\u043eb")  # a Cyrillic o
+    assert late.read_line() == "*** Error: nickname is taken: b\u043eb (it looks like bob)"
+
+
+def test_a_node_killed_takes_its_users_away_within_three_heartbeats(cluster):
+    one, two = cluster.node("one"), cluster.node("two")
+    cluster.keep(one.telnet("alice"))
+    bob = cluster.keep(two.telnet("bob"))
+    online(bob, 2)
+    one.process.process.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    while bob.read_line() != "*** alice has left (Server lost)":
+        pass
+    # three heartbeats, and the moment until the next look (and this machine's own delays)
+    assert time.monotonic() - killed < 3 * HEARTBEAT_SECONDS + 1.5
+    assert "stopped answering; its users have left" in two.process.wait_for_log("cluster: node ")
+    newcomer = cluster.keep(two.telnet("alice"))  # the nickname is free again
+    assert online(newcomer, 2) == "*** 2 users online: alice, bob"
