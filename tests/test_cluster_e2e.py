@@ -172,21 +172,22 @@ def test_three_nodes_with_every_front_door_are_one_chat(cluster):
 
 def online(client, count):
     """Ask a telnet client's node who is online until it counts `count` (news of a login takes a moment to travel)."""
-    return ask_until(client, "/names", f"*** {count} users online")
+    return ask_until(client, "/names", re.compile(r"\*\*\* \d+ users? online: "), f"*** {count} users online")
 
 
 def members(client, channel, count):
-    return ask_until(client, f"/names {channel}", f"*** {count} users in {channel}")
+    return ask_until(client, f"/names {channel}", re.compile(rf"\*\*\* \d+ users? in {channel}: "),
+                     f"*** {count} users in {channel}")
 
 
-def ask_until(client, command, answer_start):
+def ask_until(client, command, answer, wanted):
+    """Send `command` until its answer (the line matching `answer`) starts with `wanted`; that line."""
     deadline = time.monotonic() + 10
     while True:
         client.send_line(command)
-        while not ((line := client.read_line()).startswith(answer_start[:7]) and " online" in line or
-                   line.startswith("*** ") and " in #" in line):
+        while not answer.match(line := client.read_line()):
             pass
-        if line.startswith(answer_start):
+        if line.startswith(wanted):
             return line
         assert time.monotonic() < deadline, line
 
@@ -218,3 +219,95 @@ def test_a_node_killed_takes_its_users_away_within_three_heartbeats(cluster):
     assert "stopped answering; its users have left" in two.process.wait_for_log("cluster: node ")
     newcomer = cluster.keep(two.telnet("alice"))  # the nickname is free again
     assert online(newcomer, 2) == "*** 2 users online: alice, bob"
+
+
+def heard(client, nick, count):
+    """The next `count` texts `nick` said, as `client` reads them (passing over the rest)."""
+    texts = []
+    while len(texts) < count:
+        message = telnet_message(client.read_line())
+        if message is not None and message[0] == nick:
+            texts.append(message[1])
+    return texts
+
+
+def nothing_within(client, seconds):
+    """True if `client` reads no line for `seconds`."""
+    client.sock.settimeout(seconds)
+    try:
+        line = client.read_line()
+    except TimeoutError:
+        return True
+    finally:
+        client.sock.settimeout(10)
+    raise AssertionError(f"read {line!r}")
+
+
+def test_nothing_is_lost_while_redis_is_frozen_for_ten_seconds(cluster, redis):
+    """SIGSTOP of redis-server for 10 s while users on two nodes keep talking: all of it arrives, in order."""
+    one, two = cluster.node("one"), cluster.node("two")
+    alice = cluster.keep(one.telnet("alice"))
+    bob = cluster.keep(two.telnet("bob"))
+    online(bob, 2)
+    online(alice, 2)
+    redis.pause()
+    said = 0
+    try:
+        frozen = time.monotonic()
+        for client in (alice, bob):
+            while client.read_line() != "*** Lost contact with the rest of the chat; retrying":
+                pass
+        while time.monotonic() - frozen < 10:  # both keep talking, a line a second each
+            alice.send_line(f"alice {said}")
+            bob.send_line(f"bob {said}")
+            said += 1
+            assert nothing_within(alice, 1), "nothing crosses a frozen Redis"
+    finally:
+        redis.resume()
+    alice.send_line(f"alice {said}")
+    bob.send_line(f"bob {said}")
+    for client in (alice, bob):
+        while client.read_line() != "*** Back in contact with the rest of the chat":
+            pass
+    assert heard(bob, "alice", said + 1) == [f"alice {number}" for number in range(said + 1)]
+    assert heard(alice, "bob", said + 1) == [f"bob {number}" for number in range(said + 1)]
+    assert said >= 8
+    assert nothing_within(alice, 0.5), "and nothing twice"
+    one.process.wait_for_log("cluster: lost contact with Redis")
+    back = one.process.wait_for_log("cluster: back in contact")
+    assert int(re.search(r"sent (\d+) events held meanwhile", back).group(1)) >= said  # and what came before it ran
+
+
+def test_a_redis_restart_without_its_data_and_the_chat_goes_on(cluster, redis):
+    one, two = cluster.node("one"), cluster.node("two")
+    alice = cluster.keep(one.telnet("alice"))
+    bob = cluster.keep(two.telnet("bob"))
+    online(bob, 2)
+    redis.kill()
+    redis.start()
+    for node in (one, two):
+        assert "this node registered its users again" in node.process.wait_for_log("Redis lost the cluster's data")
+    for client in (alice, bob):
+        while client.read_line() != "*** Back in contact with the rest of the chat":
+            pass
+    alice.send_line("still one chat?")
+    assert heard(bob, "alice", 1) == ["still one chat?"]
+    carol = cluster.keep(cluster.node("three").telnet("carol"))  # a node that starts now learns who is here
+    assert online(carol, 3) == "*** 3 users online: alice, bob, carol"
+
+
+def test_a_node_started_while_redis_is_down_serves_its_users_and_joins_when_it_is_back(cluster, redis):
+    redis.kill()
+    one = cluster.node("one", joined=False)
+    assert "does not answer yet" in one.process.wait_for_log("cluster: Redis at")
+    alice = cluster.keep(one.telnet("alice"))
+    dave = cluster.keep(one.telnet("dave"))
+    alice.send_line("anyone?")
+    assert heard(dave, "alice", 1) == ["anyone?"]
+    redis.start()
+    one.joined()
+    two = cluster.node("two")
+    bob = cluster.keep(two.telnet("bob"))
+    assert online(bob, 3) == "*** 3 users online: alice, bob, dave"
+    bob.send_line("hello, node one")
+    assert heard(alice, "bob", 1) == ["hello, node one"]

@@ -256,7 +256,7 @@ def test_a_wrong_password_is_one_clear_log_line(redis, log_lines):
     try:
         yield logged("refused this node")
         assert [line for line in log_lines if "refused" in line] == [
-            f"cluster: Redis at redis://127.0.0.1:{redis.port}/0 refused this node (could not auth: WRONGPASS invalid "
+            f"cluster: Redis at redis://127.0.0.1:{redis.port}/0 refused this node (WRONGPASS invalid "
             "username-password pair or user is disabled.); this node serves its own users alone"]
         assert not any("wrong" in line for line in log_lines), "the password is never logged"
     finally:

@@ -109,6 +109,11 @@ class Link(txredisapi.RedisFactory):  # type: ignore[misc]
     One connection to Redis, made again whenever it is lost (txredisapi's
     RedisFactory.startConnecting, on Twisted's ClientService).  Tells its
     owner when it is ready and when it is lost.
+
+    The password and the database are sent here, not by txredisapi: when
+    its AUTH or SELECT gets no answer in time (a Redis that is stopped
+    accepts connections and answers nothing), txredisapi stops
+    reconnecting for good.  Here only Redis's own refusal stops it.
     """
 
     initialDelay = 0.5
@@ -116,28 +121,42 @@ class Link(txredisapi.RedisFactory):  # type: ignore[misc]
 
     def __init__(self, address: RedisAddress, reply_timeout: float, up: Callable[[], None],
                  down: Callable[[str], None], refused: Callable[[str], None]) -> None:
-        super().__init__(None, address.db, 1, password=address.password, username=address.username,
-                         replyTimeout=reply_timeout, convertNumbers=False)
+        super().__init__(None, None, 1, replyTimeout=reply_timeout, convertNumbers=False)
+        self.address = address
         self.connection: Any = None
         self._up, self._down, self._refused = up, down, refused
-        self.deferred.addErrback(lambda failure: None)  # told through `refused`
 
     def addConnection(self, connection: Any) -> None:
         super().addConnection(connection)
         if connection in self.pool:
+            self._let_in(connection).addErrback(self._not_let_in, connection)
+
+    @inlineCallbacks
+    def _let_in(self, connection: Any) -> Any:
+        address = self.address
+        if address.password is not None:
+            if address.username:
+                yield connection.execute_command("AUTH", address.username, address.password)
+            else:
+                yield connection.execute_command("AUTH", address.password)
+        if address.db:
+            yield connection.execute_command("SELECT", address.db)
+        if connection in self.pool:
             self.connection = connection
             self._up()
+
+    def _not_let_in(self, failure: Failure, connection: Any) -> None:
+        if failure.check(txredisapi.ResponseError):  # Redis said no: trying again would not help
+            self.stopTrying()
+            self._refused(failure.getErrorMessage())
+        if connection.transport is not None:
+            connection.transport.abortConnection()
 
     def delConnection(self, connection: Any) -> None:
         super().delConnection(connection)
         if connection is self.connection:
             self.connection = None
             self._down("the connection was closed")
-
-    def connectionError(self, why: str) -> None:
-        """Redis would not let this node in (a wrong password, no such database); txredisapi stops trying."""
-        super().connectionError(why)
-        self._refused(why.removeprefix("Redis error: "))
 
     def command(self, *args: Any) -> Deferred[Any]:
         if self.connection is None:
@@ -303,8 +322,8 @@ class RedisBus:
 
     def _join_failed(self, failure: Failure) -> None:
         if not self._stopping:
-            log.warn("cluster: could not join through {address} ({why}); retrying", address=str(self.address),
-                     why=failure.getErrorMessage())
+            if not failure.check(txredisapi.ConnectionError):  # not a timeout or a lost connection: say so
+                log.failure("cluster: joining failed; retrying", failure)
             self._commands.abort()
 
     @inlineCallbacks
