@@ -12,8 +12,11 @@ import re
 import signal
 import time
 
+import urllib.request
+
 import pytest
 from chatd_process import ChatdProcess, LineClient, WebClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from chatd.bus.redis import HEARTBEAT_SECONDS
 
@@ -30,6 +33,12 @@ class Node:
         self.port = int(port_file.read_text())
         self.irc_port = int(self.process.wait_for_log("IRC listening on").rsplit(":", 1)[1])
         self.web_port = int(re.search(r":(\d+)$", self.process.wait_for_log("web page listening on").strip()).group(1))
+
+    def metrics(self):
+        """/metrics, as {name: value} of its samples without labels."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=10).read().decode()
+        return {sample.name: sample.value for family in text_string_to_metric_families(text)
+                for sample in family.samples if not sample.labels}
 
     def joined(self):
         return self.process.wait_for_log("cluster: joined")
@@ -168,6 +177,10 @@ def test_three_nodes_with_every_front_door_are_one_chat(cluster):
     alice.send_line("/msg bob and from telnet on one")
     assert bob.receive_until("private") == {"type": "private", "sender": "alice",
                                              "text": "and from telnet on one"}
+    metrics = two.metrics()
+    assert metrics["chatd_bus_contact"] == 1 and metrics["chatd_bus_reconnects_total"] == 0
+    assert metrics["chatd_bus_events_received_total"] >= 2 * (MESSAGES + 1)  # alice's and carol's messages at least
+    assert metrics["chatd_bus_events_published_total"] >= MESSAGES + 1
 
 
 def online(client, count):
@@ -274,6 +287,7 @@ def test_nothing_is_lost_while_redis_is_frozen_for_ten_seconds(cluster, redis):
     assert said >= 8
     assert nothing_within(alice, 0.5), "and nothing twice"
     one.process.wait_for_log("cluster: lost contact with Redis")
+    assert one.metrics()["chatd_bus_reconnects_total"] == 1
     back = one.process.wait_for_log("cluster: back in contact")
     assert int(re.search(r"sent (\d+) events held meanwhile", back).group(1)) >= said  # and what came before it ran
 

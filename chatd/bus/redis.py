@@ -247,6 +247,11 @@ class RedisBus:
     def in_contact(self) -> bool:
         return self._live
 
+    @property
+    def held(self) -> int:
+        """This node's events not yet acknowledged by Redis."""
+        return self._unacked_events
+
     def when_in_contact(self) -> Deferred[None]:
         """Fires once this node is (back) in contact with the cluster, at once if it is."""
         if self._live and not self._joining:

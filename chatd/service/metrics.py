@@ -12,11 +12,22 @@ pays nothing for them but one timing per turn.
     chatd_flood_delayed_lines_total           lines (web: messages) that waited in a flood queue
     chatd_send_queue_drops_total              connections dropped for falling --sendq behind
     chatd_fan_out_seconds                     time to deliver one turn's events (a histogram)
+
+and with --cluster:
+
+    chatd_bus_contact                         1 while in contact with the cluster's Redis, else 0
+    chatd_bus_events_published_total          this node's events sent to the cluster (again after a reconnect)
+    chatd_bus_events_received_total           other nodes' events applied here
+    chatd_bus_events_held                     this node's events not yet acknowledged by Redis
+    chatd_bus_events_dropped_total            events held past the bound while out of contact, and lost
+    chatd_bus_lag_seconds                     age of the newest stream entry when it was read
+    chatd_bus_reconnects_total                times contact came back after being lost
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sized
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -25,6 +36,9 @@ from prometheus_client.registry import Collector
 from chatd.core.server import ChatServer
 from chatd.service.flow import FlowCounts
 
+if TYPE_CHECKING:
+    from chatd.bus.redis import RedisBus
+
 # Fan-out of one turn: tens of microseconds for a few users, milliseconds for thousands.
 FAN_OUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -32,10 +46,12 @@ FAN_OUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 class ChatCollector(Collector):
     """The chat's counts and gauges, read at each scrape."""
 
-    def __init__(self, server: ChatServer, doors: Mapping[str, Sized], counts: FlowCounts) -> None:
+    def __init__(self, server: ChatServer, doors: Mapping[str, Sized], counts: FlowCounts,
+                 bus: RedisBus | None = None) -> None:
         self._server = server
         self._doors = doors
         self._counts = counts
+        self._bus = bus
 
     def collect(self) -> Iterator[Metric]:
         server, counts = self._server, self._counts
@@ -52,12 +68,29 @@ class ChatCollector(Collector):
                                   value=counts.flood_delayed_lines)
         yield CounterMetricFamily("chatd_send_queue_drops", "Connections dropped for falling --sendq bytes behind.",
                                   value=counts.send_queue_drops)
+        bus = self._bus
+        if bus is not None:
+            yield GaugeMetricFamily("chatd_bus_contact", "1 while in contact with the cluster's Redis.",
+                                    value=int(bus.in_contact))
+            yield CounterMetricFamily("chatd_bus_events_published", "This node's events sent to the cluster.",
+                                      value=bus.published)
+            yield CounterMetricFamily("chatd_bus_events_received", "Other nodes' events applied here.",
+                                      value=bus.received)
+            yield GaugeMetricFamily("chatd_bus_events_held", "This node's events not yet acknowledged by Redis.",
+                                    value=bus.held)
+            yield CounterMetricFamily("chatd_bus_events_dropped", "Events held past the bound out of contact, lost.",
+                                      value=bus.dropped)
+            yield GaugeMetricFamily("chatd_bus_lag_seconds", "Age of the newest stream entry when it was read.",
+                                    value=bus.lag_seconds)
+            yield CounterMetricFamily("chatd_bus_reconnects", "Times contact with Redis came back after a loss.",
+                                      value=bus.reconnects)
 
 
-def chat_metrics(server: ChatServer, doors: Mapping[str, Sized], counts: FlowCounts) -> tuple[CollectorRegistry, Histogram]:
+def chat_metrics(server: ChatServer, doors: Mapping[str, Sized], counts: FlowCounts,
+                 bus: RedisBus | None = None) -> tuple[CollectorRegistry, Histogram]:
     """A registry of the chat's metrics (its own, not prometheus_client's global one), and the fan-out histogram."""
     registry = CollectorRegistry()
-    registry.register(ChatCollector(server, doors, counts))
+    registry.register(ChatCollector(server, doors, counts, bus))
     fan_out = Histogram("chatd_fan_out_seconds", "Time to deliver one turn's events to every member.",
                         buckets=FAN_OUT_BUCKETS, registry=registry)
     return registry, fan_out

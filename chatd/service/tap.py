@@ -441,13 +441,13 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     # One turn, one set of counts and one set of limits for every front door.
     counts = FlowCounts()
     doors: dict[str, Sized] = {}
-    registry, fan_out = chat_metrics(server, doors, counts)
-    flusher = Flusher(reactor, server, fan_out.observe)
     bus = None
-    if options["cluster"] is not None:
-        bus = RedisBus(options["cluster"], options["cluster-name"], server, reactor, flusher.hold_turn)
+    if options["cluster"] is not None:  # other nodes' events arrive as a turn of their own
+        bus = RedisBus(options["cluster"], options["cluster-name"], server, reactor, lambda: flusher.hold_turn())
         server.bus, server.node = bus, bus.node
         _Cluster(bus).setServiceParent(top)
+    registry, fan_out = chat_metrics(server, doors, counts, bus)
+    flusher = Flusher(reactor, server, fan_out.observe)
     factory = ChatFactory(server, settings, reactor, limits, flusher, counts)
     doors["telnet"] = factory.connections
     web_sessions = None
