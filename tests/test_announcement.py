@@ -34,6 +34,13 @@ def test_a_server_without_its_web_page_announces_no_web_port():
     assert decode(json.dumps(fields).encode()).web is None
 
 
+def test_a_node_of_a_cluster_names_its_cluster_and_a_lone_server_does_not():
+    node = evolve(LAB, cluster="school")
+    assert json.loads(node.encode())["cluster"] == "school"
+    assert decode(node.encode()) == node
+    assert "cluster" not in json.loads(LAB.encode()) and decode(LAB.encode()).cluster is None
+
+
 def test_an_announcement_without_channels_is_from_a_server_with_one():
     """A chatd from before channels sends no "channels": a listener reads 1."""
     fields = json.loads(LAB.encode())

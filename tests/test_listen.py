@@ -58,3 +58,23 @@ def test_a_fractional_timestamp_is_accepted():
     listener.datagramReceived(data, ("127.0.0.1", 41236))
     assert listener.ignored == 0
     assert json.loads(said[0])["ts"] == 1795000000.25
+
+
+def test_the_nodes_of_a_cluster_are_grouped_by_its_name():
+    """Each node of a cluster is named with its cluster and its place among that cluster's nodes heard."""
+    clock, said = Clock(), []
+    listener = Listener(clock, said.append)
+    listener.datagramReceived(announcement(id="a", name="lab-1", cluster="school"), ("127.0.0.1", 41236))
+    listener.datagramReceived(announcement(id="x", name="other", port=9000), ("127.0.0.1", 41236))
+    listener.datagramReceived(announcement(id="b", name="lab-2", port=8090, cluster="school\x1b[2J"),
+                              ("127.0.0.1", 41236))
+    listener.datagramReceived(announcement(id="c", name="hall", port=8091, cluster="school"), ("127.0.0.1", 41236))
+    listener.datagramReceived(announcement(id="a", name="lab-1", users=4, seq=2, cluster="school"),
+                              ("127.0.0.1", 41236))
+    assert said == [
+        'chatd "lab-1" at 127.0.0.1:8089, 1 user, node 1 of cluster "school"',
+        'chatd "other" at 127.0.0.1:9000, 1 user',
+        'chatd "lab-2" at 127.0.0.1:8090, 1 user, node 1 of cluster "school"',
+        'chatd "hall" at 127.0.0.1:8091, 1 user, node 2 of cluster "school"',
+        'chatd "lab-1" at 127.0.0.1:8089, 4 users, node 1 of cluster "school"',
+    ]

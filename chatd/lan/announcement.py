@@ -9,7 +9,7 @@ unicast in answer to a query (always under MAX_ANNOUNCEMENT_BYTES):
 
     {"service": "chatd", "v": 1, "id": "9f1c2a4be07d3361", "name": "lab",
      "host": "192.0.2.5", "port": 8089, "users": 3, "channels": 2, "uptime": 125,
-     "seq": 26, "ts": 1795000000, "state": "up", "interval": 5, "web": 8080}
+     "seq": 26, "ts": 1795000000, "state": "up", "interval": 5, "web": 8080, "cluster": "chatd"}
 
     id        random, new at each start of a chatd process
     host      the address to connect to: the chat --interface when it is a
@@ -27,6 +27,8 @@ unicast in answer to a query (always under MAX_ANNOUNCEMENT_BYTES):
               a silent server is gone (three missed intervals)
     web       the TCP port of the web page (http://HOST:WEB/), after any
               fallback; absent when the server runs without it (--no-web)
+    cluster   the --cluster-name of the cluster the server is a node of (its
+              users are every node's); absent when it runs alone
 
 A query, which asks every server that hears it to answer at once by unicast:
 
@@ -72,6 +74,7 @@ class Announcement:
     interval: int = 5
     channels: int = 1
     web: int | None = None
+    cluster: str | None = None
 
     def fields(self) -> dict[str, Any]:
         """The whole JSON object, `service` and `v` first."""
@@ -82,6 +85,8 @@ class Announcement:
         }
         if self.web is not None:
             fields["web"] = self.web
+        if self.cluster is not None:
+            fields["cluster"] = self.cluster
         return fields
 
     def encode(self) -> bytes:
@@ -123,6 +128,7 @@ def decode(data: bytes) -> Announcement:
             interval=_optional_int(fields, "interval", 5),
             channels=_optional_int(fields, "channels", 1),
             web=_get(fields, "web", int) if "web" in fields else None,
+            cluster=_get(fields, "cluster", str) if "cluster" in fields else None,
         )
     except KeyError as missing:
         raise NotAnAnnouncement(f"missing field {missing}") from None

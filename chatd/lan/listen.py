@@ -11,6 +11,10 @@ What it prints:
 
     chatd "lab" at 192.0.2.5:8089, 3 users          an announcement (of a server without its web page)
     chatd "lab" at 192.0.2.5:8089, 3 users, web page http://192.0.2.5:8080/
+    chatd "lab-2" at 192.0.2.6:8088, 4 users, node 2 of cluster "chatd"
+                                                     a node of a cluster (the users
+                                                     are its own; the chat is the
+                                                     cluster's), numbered in the order heard
     chatd "lab" at 192.0.2.5:8089 is gone (stopping) its last one, or after three
                                                      missed intervals (silent for 15 s)
     192.0.2.5 8089                                   --discover's answer
@@ -94,10 +98,12 @@ def _number(name: str, text: Any, kind: type, low: float, high: float) -> Any:
     return value
 
 
-def describe(found: Announcement) -> str:
+def describe(found: Announcement, node: int | None = None) -> str:
+    """What chatd-listen says of an announcement; `node`: its place among the nodes of its cluster heard."""
     users = f"{found.users} user{'' if found.users == 1 else 's'}"
     web = "" if found.web is None else f", web page http://{format_address(found.host, found.web)}/"
-    return f'chatd "{clean(found.name)}" at {format_address(found.host, found.port)}, {users}{web}'
+    cluster = "" if found.cluster is None else f', node {node or 1} of cluster "{clean(found.cluster)}"'
+    return f'chatd "{clean(found.name)}" at {format_address(found.host, found.port)}, {users}{web}{cluster}'
 
 
 class Listener(DatagramProtocol):
@@ -134,8 +140,15 @@ class Listener(DatagramProtocol):
         else:
             self.servers[found.id] = (found, self.clock.seconds())
             if not self.as_json:
-                self.say(describe(found))
+                self.say(describe(found, self._place_in_cluster(found)))
         self.on_announcement(found)
+
+    def _place_in_cluster(self, found: Announcement) -> int | None:
+        """Which of the live nodes of `found`'s cluster it is, in the order first heard (1, 2, ...)."""
+        if found.cluster is None:
+            return None
+        nodes = [key for key, (other, _) in self.servers.items() if other.cluster == found.cluster]
+        return nodes.index(found.id) + 1
 
     def forget_silent(self) -> None:
         """Drop servers that missed three intervals."""

@@ -325,6 +325,7 @@ class Herald:
     interval: int
     channels: Callable[[], int] = lambda: 1
     web_port: Callable[[], int | None] = lambda: None  # None: no web page
+    cluster: str | None = None  # the name of the cluster this process is a node of
     id: str = field(factory=lambda: os.urandom(8).hex())
     started: float = field(init=False)
     _seq: int = field(init=False, default=0)
@@ -337,7 +338,7 @@ class Herald:
         now = self.clock.seconds()
         return Announcement(
             id=self.id, name=self.name, host=host, port=self.chat_port() or 0, users=self.users(),
-            channels=self.channels(), web=self.web_port(),
+            channels=self.channels(), web=self.web_port(), cluster=self.cluster,
             uptime=int(now - self.started), seq=self._seq, ts=int(now), state=state, interval=self.interval,
         )
 

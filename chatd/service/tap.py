@@ -519,6 +519,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             chat_interface=options["interface"],
             clock=reactor,
             interval=options["announce-interval"],
+            cluster=None if bus is None else bus.cluster,
         )
     if options["multicast"]:
         multicast_interface = options["multicast-interface"] or _concrete_ipv4(options["interface"])
