@@ -61,9 +61,10 @@ log = Logger()
 
 DEFAULT_CLUSTER_NAME = "chatd"
 HEARTBEAT_SECONDS = 1.0
-# A node is gone two heartbeats after its last one; the others look each
-# heartbeat, so its users leave everywhere within three.
-NODE_TTL_SECONDS = 2 * HEARTBEAT_SECONDS
+# A node is gone three heartbeats after its last one (a node busy for two
+# seconds is not taken for dead); the others look at every heartbeat of
+# theirs, so its users leave everywhere within a heartbeat more.
+NODE_TTL_SECONDS = 3 * HEARTBEAT_SECONDS
 # Every command is answered within this, or the connection is taken for dead.
 REPLY_TIMEOUT_SECONDS = 2.0
 READ_BLOCK_SECONDS = 1.0
@@ -77,7 +78,7 @@ OUTBOX_EVENTS = 100_000
 HISTORY_ENTRIES = 2000
 # After (re)joining, nodes whose presence is missing are given this long to
 # come back (all nodes reconnect after a Redis restart) before they are gone.
-REJOIN_GRACE_SECONDS = 3 * NODE_TTL_SECONDS
+REJOIN_GRACE_SECONDS = 2 * NODE_TTL_SECONDS
 
 # Events that change what a node's state says.
 _CHANGES_STATE = (Joined, Parted, Left, Renamed, TopicChanged)
@@ -336,6 +337,8 @@ class RedisBus:
         """In contact (again): check Redis kept its data, send what waits, say where this node is, read on."""
         contact = self._contact = object()
         self._joining = True
+        if self._ever_joined:  # the others may be coming back too: none is judged gone for a while
+            self._judge_after = self._clock.seconds() + REJOIN_GRACE_SECONDS
         commands = self._commands
         yield commands.command("SET", self._epoch_key, secrets.token_hex(8), "NX")
         epoch = yield commands.command("GET", self._epoch_key)
@@ -357,12 +360,12 @@ class RedisBus:
             log.warn("cluster: Redis lost the cluster's data (restarted without saving?); this node registered its "
                      "users again")
             self._read_from = "0-0"
+            self._known.clear()  # each node's state is adopted again once it has registered again (the heartbeat)
         elif self._read_from is None or gap:
             yield self._adopt_states(upto, first=self._read_from is None)
         if contact is not self._contact:
             return
         if self._ever_joined:
-            self._judge_after = self._clock.seconds() + REJOIN_GRACE_SECONDS
             self.reconnects += 1
             away = "" if self._lost_at is None else f" after {time.monotonic() - self._lost_at:.1f} s"
             log.info("cluster: back in contact with Redis{away}; sent {held} events held meanwhile", away=away,
@@ -422,7 +425,8 @@ class RedisBus:
         """
         `node`'s state, adopted: its users as it has them now.  Returns the
         sequence number that state is current to and where the stream was
-        then; None if the node has no (readable) state.
+        then; None if the node has no (readable) state, or one older than
+        what this node has already read of it in the stream.
         """
         fields = yield self._commands.command("HGETALL", self._node_prefix + node)
         fields = dict(zip(fields[::2], fields[1::2]))
@@ -435,9 +439,11 @@ class RedisBus:
         except (KeyError, ValueError) as error:
             log.warn("cluster: node {node}'s state is unreadable ({error})", node=node, error=error)
             return None
+        self._known.add(node)
+        if seq < self._last_seq.get(node, 0):
+            return None  # older than what this node has read of it already: the stream says more
         self._hold_turn()
         self._server.adopt(node, state)
-        self._known.add(node)
         return seq, upto
 
     # -- reading
@@ -490,7 +496,7 @@ class RedisBus:
 
     @inlineCallbacks
     def _beat(self) -> Any:
-        if not self._live:
+        if not self._live or self._joining:
             return
         commands = self._commands
         try:

@@ -42,6 +42,7 @@ from chatd.service.metrics import chat_metrics
 from chatd.service.listening import (
     FallbackListener,
     FallbackSpecError,
+    ListenError,
     TCPBinding,
     UDPBinding,
     fallback_ports,
@@ -50,6 +51,7 @@ from chatd.service.listening import (
     multicast_group,
 )
 from chatd.service.transcript import Transcript, recent_messages
+from chatd.service.workers import Reservations, SharedPortBinding, Supervisor, WorkerLife, reserve_port, worker_command
 from chatd.telnet.charset import CharsetError, check_charset
 from chatd.service.sessions import DEFAULT_MAX_LINE_BYTES, Settings
 from chatd.telnet.protocol import ChatFactory
@@ -115,6 +117,9 @@ class Options(usage.Options):
         ["cluster", None, None, "Share channels, nicknames and history with other chatd nodes through the Redis at "
          "this URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or rediss:// for TLS. [default: this process alone]"],
         ["cluster-name", None, DEFAULT_CLUSTER_NAME, "The cluster to join on that Redis (several can share one)."],
+        ["workers", None, "0", "Run this many chatd processes, accepting on the same ports (SO_REUSEPORT) as nodes "
+         "of the --cluster, so every core works; chatd starts again a worker that dies. 0: one process."],
+        ["worker", None, "0", "(Set by --workers for each worker process it starts.)"],
         ["echo-port", None, str(DEFAULT_ECHO_PORT), "UDP port of the echo service, on --interface; 0 takes any free port."],
         ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
         ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
@@ -140,6 +145,8 @@ class Options(usage.Options):
         Under twistd, a bad option is one line on stderr and exit status 2
         (twistd itself would print its whole usage text first).
         """
+        # As given, for the worker processes of --workers.
+        self.argv = list(sys.argv[1:] if options is None else options)
         try:
             super().parseOptions(options)
         except usage.UsageError as problem:
@@ -183,12 +190,17 @@ class Options(usage.Options):
             ("announce-interval", _interval),
             ("cluster", _cluster_address),
             ("cluster-name", _cluster_name),
+            ("workers", _count_or_zero),
+            ("worker", _count_or_zero),
         ]
         for key, parse in parsers:
             try:
                 self[key] = parse(self[key])
             except ValueError as problem:
                 raise usage.UsageError(f"--{key}: {problem}") from None
+        if self["workers"] and self["cluster"] is None:
+            raise usage.UsageError("--workers: the workers share one chat through a cluster; give --cluster "
+                                   "redis://HOST:PORT/DB too")
         try:
             self["oper-password"] = _oper_password(self["oper-password-file"])
         except ValueError as problem:
@@ -403,6 +415,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         twistd_options = options.parent
         _exit_zero_on_signals(reactor, foreground=bool(twistd_options and twistd_options.get("nodaemon")))
         _tune_garbage_collection(reactor)
+    if options["workers"]:
+        return _supervise_workers(options, reactor)
+    worker = options["worker"]  # 0: not a worker of --workers
     settings = Settings(
         server_name=options["name"],
         max_line_bytes=options["max-line"],
@@ -425,7 +440,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     top = MultiService()
     transcript = None
     recent: dict[str, Any] = {}
-    if options["transcript"]:
+    if options["transcript"] and worker <= 1:  # one transcript for the workers of --workers: the first one's
         recent = recent_messages(options["transcript"], options["history"], options["default-channel"],
                                  options["max-channels"])
         transcript = Transcript(options["transcript"], options["transcript-max-bytes"])
@@ -460,10 +475,11 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         doors["irc"] = irc_factory.connections
     shutting: list[Any] = [door for door in (factory, web_sessions, irc_factory) if door is not None]
     chat = FallbackListener(
-        TCPBinding(reactor.listenTCP, factory),
+        _binding(reactor, factory, worker),
         options["interface"],
         [options["port"], *options["fallback-ports"]],
-        options["port-file"],
+        None if worker else options["port-file"],  # the parent of --workers writes it
+        what=_door_name("chat room", worker),
         after_stop_listening=lambda: _shut_down(server, shutting, options["shutdown-grace"], transcript, bus),
     )
     chat.setName("chat")
@@ -471,10 +487,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
 
     if irc_factory is not None:
         irc_listener = FallbackListener(
-            TCPBinding(reactor.listenTCP, irc_factory),
+            _binding(reactor, irc_factory, worker),
             options["interface"],
             [options["irc-port"], *options["irc-fallback-ports"]],
-            what="IRC",
+            what=_door_name("IRC", worker),
         )
         irc_listener.setName("irc")
         factory.irc = irc_factory  # an IRC client at the chat port is served as on the IRC port
@@ -485,31 +501,21 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         site = web_site(web_sessions, registry, limits, moderation, options["web-origin"])
         factory.web = site  # a browser at the chat port gets the same page
         web = FallbackListener(
-            TCPBinding(reactor.listenTCP, site),
+            _binding(reactor, site, worker),
             options["interface"],
             [options["web-port"], *options["web-fallback-ports"]],
-            what="web page",
-            after_listening=lambda port: log.info("{line}", line=_web_address_line(options["interface"], port)),
+            what=_door_name("web page", worker),
+            after_listening=(lambda port: log.info("{line}", line=_web_address_line(options["interface"], port)))
+            if worker <= 1 else None,
         )
         web.setName("web")
         web.setServiceParent(top)
 
     if not options["no-echo"]:
-        rate = options["echo-rate"]
+        _echo(options, reactor).setServiceParent(top)
 
-        def listen_echo(port: int, interface: str) -> Any:
-            return listen_udp_with_destinations(reactor, port, EchoProtocol(rate, reactor), interface, batched=True)
-
-        echo = FallbackListener(
-            UDPBinding(listen_echo),
-            options["interface"],
-            [options["echo-port"], *options["echo-fallback-ports"]],
-            what="echo service",
-        )
-        echo.setName("echo")
-        echo.setServiceParent(top)
-
-    if options["multicast"] or options["broadcast"]:
+    announcing = worker <= 1  # of the workers of --workers, the first one announces
+    if (options["multicast"] or options["broadcast"]) and announcing:
         herald = Herald(
             name=options["name"],
             users=lambda: server.count,
@@ -521,7 +527,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             interval=options["announce-interval"],
             cluster=None if bus is None else bus.cluster,
         )
-    if options["multicast"]:
+    if options["multicast"] and announcing:
         multicast_interface = options["multicast-interface"] or _concrete_ipv4(options["interface"])
         announcer = AnnouncerService(
             reactor,
@@ -532,7 +538,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         )
         announcer.setName("multicast")
         announcer.setServiceParent(top)
-    if options["broadcast"]:
+    if options["broadcast"] and announcing:
         announcer = AnnouncerService(
             reactor,
             AnnouncerProtocol(herald, (options["broadcast-address"], options["broadcast-port"]), None, reactor),
@@ -542,6 +548,65 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         )
         announcer.setName("broadcast")
         announcer.setServiceParent(top)
+    if worker:
+        WorkerLife(reactor).setServiceParent(top)  # last: every listener listens by now
+    return top
+
+
+def _door_name(what: str, worker: int) -> str:
+    """How the log names a front door: "chat room", or in a worker of --workers "worker 2's chat room"."""
+    return f"worker {worker}'s {what}" if worker else what
+
+
+def _binding(reactor: Any, factory: Any, worker: int) -> TCPBinding:
+    """How a front door listens: alone, or (a worker of --workers) on the port its parent holds for all of them."""
+    return SharedPortBinding(reactor, factory) if worker else TCPBinding(reactor.listenTCP, factory)
+
+
+def _echo(options: Options, reactor: Any) -> FallbackListener:
+    rate = options["echo-rate"]
+
+    def listen_echo(port: int, interface: str) -> Any:
+        return listen_udp_with_destinations(reactor, port, EchoProtocol(rate, reactor), interface, batched=True)
+
+    echo = FallbackListener(
+        UDPBinding(listen_echo),
+        options["interface"],
+        [options["echo-port"], *options["echo-fallback-ports"]],
+        what="echo service",
+    )
+    echo.setName("echo")
+    return echo
+
+
+def _supervise_workers(options: Options, reactor: Any) -> MultiService:
+    """
+    --workers N: this process holds the ports (with the usual fallback),
+    runs the echo service, and starts and watches N worker processes, each
+    a whole chatd node on those ports (see chatd/service/workers.py).
+    """
+    top = MultiService()
+    held, lines, ports = [], [], {}
+    for door, option, what, absent in (("chat", "port", "chat room", False),
+                                       ("irc", "irc-port", "IRC", options["no-irc"]),
+                                       ("web", "web-port", "web page", options["no-web"])):
+        if absent:
+            continue
+        fallback = "fallback-ports" if door == "chat" else f"{door}-fallback-ports"
+        try:
+            reservation, line = reserve_port(options["interface"], [options[option], *options[fallback]], what)
+        except ListenError as failure:
+            log.error("{failure}", failure=str(failure))
+            raise SystemExit(1) from None
+        held.append(reservation)
+        lines.append(line)
+        ports[door] = reservation.getsockname()[1]
+    reservations = Reservations(held, lines, options["port-file"], ports["chat"], options["workers"])
+    reservations.setServiceParent(top)
+    if not options["no-echo"]:
+        _echo(options, reactor).setServiceParent(top)
+    Supervisor(reactor, options["workers"], lambda number: worker_command(options.argv, number, ports),
+               reservations.workers_ready).setServiceParent(top)
     return top
 
 
@@ -605,7 +670,13 @@ def _exit_zero_on_signals(reactor: Any, foreground: bool) -> None:
     """
     signals = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGHUP] if foreground else [])
 
+    stopping = False
+
     def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if stopping:  # a second signal (a second Ctrl-C, or one to the whole process group): already on the way
+            return
+        stopping = True
         log.info("received {signal}; shutting down", signal=signal.Signals(signum).name)
         reactor.callFromThread(reactor.stop)
 
