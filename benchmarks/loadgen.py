@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import re
 import resource
 import selectors
@@ -347,21 +348,27 @@ class CLoadGenerator:
 
     def fan_out(self, port: int, clients: int, senders: int, lines: int, size: int = 64,
                 rate: float | None = None, timeout: float = 120.0, processes: int = 1, channels: int = 0,
-                join: bool = False, door: str = "telnet", ready: Callable[[], None] | None = None) -> Result:
+                join: bool = False, door: str = "telnet", ready: Callable[[], None] | None = None,
+                ports: list[int] | None = None, others_only: bool = False) -> Result:
         """
         Like `fan_out`: client i in process i % processes; all log in, then
         all start together (`ready` is called just before).  With `door`
         "web" or "irc", over chatd's WebSocket or its IRC port (`port` is
-        that door's; one channel), which only this generator speaks.
+        that door's; one channel), which only this generator speaks.  With
+        `ports`, process i connects to ports[i % len(ports)] (the nodes of a
+        cluster); with `others_only`, latency is sampled only on lines from
+        senders of other processes (so, on different nodes, cross-node).
         """
         if door != "telnet" and channels:
             raise ValueError("the web and IRC clients are all in one channel")
         workers = [
             subprocess.Popen(
-                [str(self.binary), "chat", str(port), str(clients), str(senders), str(lines), str(size),
+                [str(self.binary), "chat", str(ports[worker % len(ports)] if ports else port), str(clients),
+                 str(senders), str(lines), str(size),
                  str(rate or 0), str(timeout), str(worker), str(processes), str(channels), str(int(join)),
                  *([door] if door != "telnet" else [])],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                env={**os.environ, "LOADGEN_OTHERS_ONLY": "1" if others_only else "0"})
             for worker in range(processes)
         ]
         try:

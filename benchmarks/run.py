@@ -75,6 +75,27 @@ QUICK_DOORS = {
 # Targets: a door's fan-out costs at most this many times telnet's per
 # delivery (server CPU time).
 DOOR_TARGETS = {"web": 2.0, "irc": 1.2}
+# Several nodes through Redis (issue 13), against one node under the same
+# load, in the same run.  Two load generator processes, one per node, each
+# driving every other client: half of every channel on each node.  Latency
+# is sampled on lines from the other process's senders only: with two
+# nodes, the deliveries that cross from one node to the other.
+CLUSTER_SCENARIOS = {
+    "cluster: latency": dict(clients=200, senders=10, lines=100, size=64, rate=20.0),
+    "cluster: 20 of 500 send": dict(clients=500, senders=20, lines=200, size=64),
+}
+QUICK_CLUSTER = {
+    "cluster: latency": dict(clients=50, senders=4, lines=20, size=64, rate=20.0),
+    "cluster: 20 of 500 send": dict(clients=100, senders=10, lines=50, size=64),
+}
+# "one node": chatd alone, both generator processes on its port; "two
+# nodes": two chatd --cluster, a generator process on each; "two workers":
+# chatd --workers 2 (two nodes on one port; the kernel spreads the clients).
+CLUSTER_LAYOUTS = ("one node", "two nodes", "two workers")
+# Targets: cross-node p50 adds under 1 ms; deliveries/s per node at least
+# 0.7 of one node's.
+CLUSTER_P50_ADDED_MS = 1.0
+CLUSTER_PER_NODE_RATIO = 0.7
 IDLE_CONNECTIONS = 10_000  # also the "log in 10000" run
 LOGIN_STORM = 5_000
 
@@ -237,6 +258,117 @@ def measure_idle(generator: Any, name: str, command: list[str], code: Path, port
 SUMMARY_WINDOW_SECONDS = 6.0
 
 
+@contextmanager
+def redis_server(build: Path) -> Iterator[tuple[int, int]]:
+    """Debian's redis-server on a free loopback port, in its own directory, saving nothing: (port, pid)."""
+    port = free_port()
+    directory = Path(tempfile.mkdtemp(dir=build, prefix="redis-"))
+    process = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(directory), "--logfile", ""], stdout=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:  # its own word that it is ready
+            if "Ready to accept connections" in line:
+                break
+        else:
+            raise RuntimeError("redis-server did not start")
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.wait(30)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its children (the workers of --workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(child) for child in children)]
+
+
+def measure_cluster(generator: Any, layout: str, scenario: dict, build: Path) -> dict:
+    """
+    One fan-out scenario on one of CLUSTER_LAYOUTS, with a fresh
+    redis-server: deliveries/s, cross-node latency, and the CPU time of the
+    chatd processes and of Redis, counted once every client is in.
+    """
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    base = [twistd, "-n", "--pidfile=", "chatd", "--interface", "127.0.0.1", "--web-port", "0", "--irc-port", "0",
+            *CHATD_UNTHROTTLED]
+    with redis_server(build) as (redis_port, redis_pid):
+        cluster = ["--cluster", f"redis://127.0.0.1:{redis_port}/0"]
+        if layout == "one node":
+            ports = [free_port()] * 2
+            commands = [[*base, "--port", str(ports[0])]]
+        elif layout == "two nodes":
+            ports = [free_port(), free_port()]
+            commands = [[*base, "--port", str(port), *cluster] for port in ports]
+        else:
+            ports = [free_port()] * 2
+            commands = [[*base, "--port", str(ports[0]), *cluster, "--workers", "2"]]
+        processes = [start(command, port) for command, port in zip(commands, ports)]
+        try:
+            pids: list[int] = []
+            marks: list[float] = []
+
+            def ready() -> None:
+                pids.extend(pid for process in processes for pid in process_tree(process.pid))
+                marks.extend([sum(cpu_seconds(pid) for pid in pids), cpu_seconds(redis_pid)])
+
+            result = generator.fan_out(ports[0], processes=2, ports=ports, others_only=True, ready=ready, **scenario)
+            chatd_cpu = sum(cpu_seconds(pid) for pid in pids) - marks[0]
+            return {
+                "server": f"chatd {layout}",
+                "deliveries_per_second": result.deliveries_per_second,
+                "p50_ms": result.percentile(0.5), "p99_ms": result.percentile(0.99), "max_ms": result.percentile(1.0),
+                "lost": result.lost, "duplicated": result.duplicated, "reordered": result.reordered,
+                "server_cpu_seconds": chatd_cpu, "redis_cpu_seconds": cpu_seconds(redis_pid) - marks[1],
+                "server_cpu_us_per_delivery": chatd_cpu / result.deliveries * 1e6 if result.deliveries else float("nan"),
+                "seconds": result.seconds,
+            }
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(30)
+
+
+def print_cluster_table(scenarios: dict, runs: list[dict]) -> None:
+    """Two nodes and two workers beside one node, with the issue's targets."""
+    def median(scenario: str, layout: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs if run["scenario"] == scenario
+                                 and run["server"] == f"chatd {layout}")
+
+    print()
+    print("| scenario | layout | M deliveries/s | per node / one node | p50 ms | p99 ms | chatd CPU us per delivery "
+          "| Redis CPU s | target | met |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for scenario in scenarios:
+        if not any(run["scenario"] == scenario for run in runs):
+            continue
+        alone = {key: median(scenario, "one node", key) for key in ("deliveries_per_second", "p50_ms")}
+        for layout in CLUSTER_LAYOUTS:
+            values = {key: median(scenario, layout, key) for key in (
+                "deliveries_per_second", "p50_ms", "p99_ms", "server_cpu_us_per_delivery", "redis_cpu_seconds")}
+            nodes = 1 if layout == "one node" else 2
+            per_node = values["deliveries_per_second"] / nodes / alone["deliveries_per_second"]
+            target, met = "", ""
+            if layout == "two nodes" and "latency" in scenario:
+                added = values["p50_ms"] - alone["p50_ms"]
+                target, met = f"p50 + < {CLUSTER_P50_ADDED_MS:g} ms (+{added:.2f})", (
+                    "yes" if added < CLUSTER_P50_ADDED_MS else "NO")
+            elif layout == "two nodes":
+                target, met = f"per node >= {CLUSTER_PER_NODE_RATIO:g}x", (
+                    "yes" if per_node >= CLUSTER_PER_NODE_RATIO else "NO")
+            print(f"| {scenario} | {layout} | {values['deliveries_per_second'] / 1e6:.3f} | {per_node:.2f}x | "
+                  f"{values['p50_ms']:.2f} | {values['p99_ms']:.2f} | {values['server_cpu_us_per_delivery']:.3f} | "
+                  f"{values['redis_cpu_seconds']:.2f} | {target} | {met} |")
+    checked = [run for run in runs if run["scenario"] in scenarios]
+    correct = all(run["lost"] == run["duplicated"] == run["reordered"] == 0 for run in checked)
+    print(f"\ncorrectness of the cluster runs (no loss, no duplicate, no reordering): {'yes' if correct else 'NO'}")
+    if not correct:
+        raise SystemExit(1)
+
+
 def measure_door_logins(generator: Any, door: str, count: int) -> dict:
     """
     A login storm into one chatd on one front door: the seconds until every
@@ -357,6 +489,8 @@ def main() -> None:
     parser.add_argument("--python-generator", action="store_true", help="use the Python load generator")
     parser.add_argument("--doors-only", action="store_true",
                         help="only the front-door scenarios (web and IRC beside telnet)")
+    parser.add_argument("--cluster-only", action="store_true",
+                        help="only the cluster scenarios (two nodes and two workers beside one node, with Redis)")
     parser.add_argument("--before", default=BEFORE,
                         help=f"git revision of the 'chatd before' column (default {BEFORE}); '' leaves it out")
     args = parser.parse_args()
@@ -369,7 +503,24 @@ def main() -> None:
     scenarios = QUICK if args.quick else SCENARIOS
     idle = QUICK_IDLE_CONNECTIONS if args.quick else IDLE_CONNECTIONS
     runs: list[dict] = []
+    cluster_scenarios = QUICK_CLUSTER if args.quick else CLUSTER_SCENARIOS
+    can_cluster = c_generator is not None and shutil.which("redis-server") is not None
     for repetition in range(args.repetitions):
+        for scenario_name, scenario in (cluster_scenarios if not args.doors_only else {}).items():
+            if not can_cluster:
+                print(f"  {scenario_name}: left out (it needs c/loadgen.c, so a C compiler, and redis-server)")
+                continue
+            for layout in CLUSTER_LAYOUTS:  # interleaved
+                run = measure_cluster(generator, layout, scenario, build)
+                run.update(scenario=scenario_name, repetition=repetition)
+                runs.append(run)
+                print(f"  {scenario_name:>24} {run['server']:>18}: {run['deliveries_per_second'] / 1e6:6.3f} M/s, "
+                      f"cross-node latency p50/99/max {run['p50_ms']:.2f}/{run['p99_ms']:.2f}/{run['max_ms']:.2f} ms, "
+                      f"chatd {run['server_cpu_us_per_delivery']:.3f} us CPU per delivery, redis "
+                      f"{run['redis_cpu_seconds']:.2f} s  lost {run['lost']} dup {run['duplicated']} "
+                      f"reord {run['reordered']}", flush=True)
+        if args.cluster_only:
+            continue
         for scenario_name, scenario in ({} if args.doors_only else scenarios).items():
             port = free_port()
             for server, (command, code) in server_commands(port, build, before).items():  # interleaved
@@ -428,10 +579,14 @@ def main() -> None:
     Path(args.results).write_text(json.dumps(
         {"command": " ".join(["benchmarks/run.py", *sys.argv[1:]]), "machine": machine(),
          "generator": "C" if c_generator else "Python", "processes": args.processes,
-         "scenarios": scenarios, "idle_connections": idle, "runs": runs}, indent=1))
+         "scenarios": scenarios, "cluster_scenarios": cluster_scenarios, "idle_connections": idle,
+         "runs": runs}, indent=1))
+    if not args.doors_only and not args.cluster_only:
+        print_table(scenarios, [run for run in runs if not run["scenario"].startswith(("doors: ", "cluster: "))])
+    if not args.cluster_only:
+        print_door_table(QUICK_DOORS if args.quick else DOOR_SCENARIOS, runs)
     if not args.doors_only:
-        print_table(scenarios, [run for run in runs if not run["scenario"].startswith("doors: ")])
-    print_door_table(QUICK_DOORS if args.quick else DOOR_SCENARIOS, runs)
+        print_cluster_table(cluster_scenarios, runs)
     if args.quick:
         print("(--quick: scenarios smaller than the ones the targets are set for; it checks the machinery, "
               "not the speed)")

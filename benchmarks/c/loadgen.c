@@ -29,6 +29,10 @@
  *   loadgen udp PORT SECONDS INFLIGHT SIZE
  *       Keep INFLIGHT datagrams at a UDP echo server; print echoes/s.
  *
+ * With LOADGEN_OTHERS_ONLY=1 in the environment, a latency sample is taken
+ * only of lines from senders another of the STEP processes drives: with the
+ * processes on different nodes of a cluster, the cross-node deliveries.
+ *
  * A client logs in by sending "cINDEX" and reading up to "*** Hello".  A
  * sender's line is "m SENDER SEQ SENT_NS xxx...": every receiver checks that
  * each sender's SEQ arrives exactly once and in order, and every 8th SEQ is a
@@ -54,6 +58,8 @@
 
 /* Over chatd's WebSocket (web mode), or its IRC port (irc mode), rather than telnet lines. */
 static int web, irc;
+/* LOADGEN_OTHERS_ONLY: sample only lines from senders of other processes (STEP of them). */
+static int others_only_step;
 
 typedef struct {
     int fd, index;
@@ -444,7 +450,7 @@ static void check_one(client_t *c, long sender, long seq, int64_t sent_ns, int64
         tally->reordered++;
     }
     tally->deliveries++;
-    if (seq % SAMPLE_EVERY == 0) {
+    if (seq % SAMPLE_EVERY == 0 && !(others_only_step && sender % others_only_step == c->index % others_only_step)) {
         if (tally->latency_count == tally->latency_capacity) {
             tally->latency_capacity = tally->latency_capacity ? tally->latency_capacity * 2 : 65536;
             tally->latencies = realloc(tally->latencies, tally->latency_capacity * sizeof(double));
@@ -462,6 +468,8 @@ static double cpu_seconds(void) {
 static int chat(int port, int total, int senders, long lines, int size, double rate, double timeout, int first, int step,
                 int channels, int join) {
     double cpu_before = cpu_seconds();
+    const char *others_only = getenv("LOADGEN_OTHERS_ONLY");
+    if (others_only && strcmp(others_only, "1") == 0) others_only_step = step;
     int count = first < total ? (total - first + step - 1) / step : 0;
     client_t *clients = calloc(count, sizeof *clients);
     for (int i = 0; i < count; i++) {
