@@ -1,6 +1,8 @@
 """The transcript and recent history (chatd.service.transcript, chatd.core.history)."""
 
 import json
+
+import attrs
 import time
 
 from attrs import asdict
@@ -46,6 +48,19 @@ def test_every_public_event_round_trips_through_a_json_line():
         assert from_json(line, "#lobby") == event
     assert json.loads(to_json(Said("#lab", "al", "hi", at=NOON)))["channel"] == "#lab"
     assert from_json('{"ts": "2026-11-18T08:26:40Z", "event": "said", "nick": "al', "#lobby") is None
+
+
+@given(st.floats(0, 2**33, allow_nan=False), st.text(max_size=4))
+def test_every_event_round_trips_with_its_exact_time_and_origin_as_the_bus_sends_it(at, origin):
+    """The cluster's bus: "ts" a number to the microsecond and more, read back as it was; the node from the entry."""
+    from chatd.core.events import Banned, KickOrdered, Unbanned, Whispered
+
+    for event in [*EVENTS, Whispered("al", "bob", "psst"), Banned("10.0.0.9", 0.5, "op"), Unbanned("10.0.0.9"),
+                  KickOrdered("bob", "op", "spam")]:
+        event = attrs.evolve(event, at=at)
+        line = to_json(event, exact_time=True)
+        assert isinstance(json.loads(line)["ts"], float)
+        assert from_json(line, "#lobby", origin or "node-2") == attrs.evolve(event, origin=origin or "node-2")
 
 
 @given(st.text(), st.text(max_size=8), st.integers(0, 10**6), st.text(max_size=4))

@@ -15,7 +15,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
 
-from chatd.service.twisted_private import accept_now, listening_socket, nothing_buffered, socket_of
+from chatd.service.twisted_private import accept_now, listening_socket, nothing_buffered, socket_of, write_out
 
 
 @pytest_twisted.inlineCallbacks
@@ -36,6 +36,24 @@ def test_a_tcp_transport_shows_its_socket_and_whether_anything_waits_in_its_buff
         transport.loseWriteConnection()
         assert (yield read_until_end_or(client, None)) == b""  # the FIN came
         assert not nothing_buffered(transport)
+    finally:
+        client.close()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_tcp_transport_writes_out_what_it_holds_when_told():
+    """What a write left for the next poll reaches the peer at once; a transport without that state is left alone."""
+    port, client, server = yield one_connection()
+    try:
+        transport = server.transport
+        transport.write(b"now, not at the next poll")
+        write_out(transport)
+        assert nothing_buffered(transport)
+        client.settimeout(5)
+        assert client.recv(100) == b"now, not at the next poll"  # no reactor turn in between
+        write_out(transport)  # nothing held: nothing happens
+        write_out(StringTransport())
     finally:
         client.close()
         yield port.stopListening()

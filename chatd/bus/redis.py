@@ -56,6 +56,7 @@ from chatd.core.bus import IBus
 from chatd.core.events import BusEvent, Joined, Left, Parted, Renamed, TopicChanged, from_json, to_json
 from chatd.core.remote import state_from_json, state_to_json
 from chatd.core.server import ChatServer
+from chatd.service.twisted_private import write_out
 
 log = Logger()
 
@@ -105,6 +106,20 @@ def stream_id(text: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
+def _no_delay(transport: Any) -> None:
+    """
+    Send each command at once (TCP_NODELAY, as Redis does its replies): a
+    turn's entry goes out while the one before is unanswered, and Nagle's
+    algorithm would hold it until then.  Through TLS, on the TCP transport below.
+    """
+    while transport is not None:
+        set_no_delay = getattr(transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+            return
+        transport = getattr(transport, "transport", None)
+
+
 class Link(txredisapi.RedisFactory):  # type: ignore[misc]
     """
     One connection to Redis, made again whenever it is lost (txredisapi's
@@ -130,6 +145,7 @@ class Link(txredisapi.RedisFactory):  # type: ignore[misc]
     def addConnection(self, connection: Any) -> None:
         super().addConnection(connection)
         if connection in self.pool:
+            _no_delay(connection.transport)
             self._let_in(connection).addErrback(self._not_let_in, connection)
 
     @inlineCallbacks
@@ -270,7 +286,7 @@ class RedisBus:
 
     def publish(self, events: Sequence[BusEvent]) -> None:
         self._seq += 1
-        entry = (self._seq, "\n".join([to_json(event) for event in events]), len(events))
+        entry = (self._seq, "\n".join([to_json(event, exact_time=True) for event in events]), len(events))
         self._unacked.append(entry)
         self._unacked_events += entry[2]
         if not self._dirty:
@@ -293,6 +309,7 @@ class RedisBus:
         sent = self._commands.command("XADD", self._stream, "MAXLEN", "~", STREAM_ENTRIES, "*",
                                       "node", self.node, "seq", seq, "events", text)
         sent.addCallbacks(self._acknowledged, lambda failure: None, callbackArgs=(seq,))
+        write_out(self._commands.connection.transport)  # before this node's own fan-out, not after it
         self.published += count
 
     def _acknowledged(self, _: object, seq: int) -> None:

@@ -902,18 +902,23 @@ class ChatServer:
             self._publish()
 
     def _publish(self) -> None:
-        """Deliver the events that wait, each member's in one delivery, then hand this node's to the bus."""
+        """
+        Hand this node's events to the bus, then deliver the events that
+        wait, each member's in one delivery.  The bus first: the other
+        nodes' users then get them while this node's are being served.
+        """
         if self._publishing:
             return  # the loop below gets to what was added meanwhile
         self._publishing = True
         try:
-            while self._pending:
-                pending, caught_up = self._pending, self._caught_up
-                self._pending, self._caught_up = [], {}
-                self._fan_out(pending, caught_up)
-            if self._outgoing:
-                outgoing, self._outgoing = self._outgoing, []
-                self.bus.publish(outgoing)
+            while self._pending or self._outgoing:
+                if self._outgoing:
+                    outgoing, self._outgoing = self._outgoing, []
+                    self.bus.publish(outgoing)
+                if self._pending:
+                    pending, caught_up = self._pending, self._caught_up
+                    self._pending, self._caught_up = [], {}
+                    self._fan_out(pending, caught_up)
         finally:
             self._publishing = False
 

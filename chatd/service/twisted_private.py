@@ -37,6 +37,12 @@ Twisted changes what these rely on.
    web page's HTTP server by pointing the TCP transport's `protocol` at it
    (Twisted's tcp.Connection delivers reads and the close to whatever that
    attribute holds).
+
+5. The cluster bus's entries go out at once (chatd.bus.redis): a turn's
+   entry, written to the Redis connection by txredisapi (which buffers it
+   in the transport until the next poll), is handed to the kernel before
+   this node's own fan-out by calling the TCP transport's `doWrite` (what
+   the reactor calls when the socket is writable).  Reads the state of 1.
 """
 
 from __future__ import annotations
@@ -93,6 +99,18 @@ def send_now(transport: Any, sock: socket.socket, parts: Sequence[Buffer]) -> in
     except OSError:
         transport.abortConnection()
         return None
+
+
+def write_out(transport: Any) -> None:
+    """
+    Hand what a TCP transport (one socket_of accepts) holds to the kernel
+    now, as the reactor would on its next poll; what the socket does not
+    take stays for the reactor.  A connection found broken is aborted.
+    """
+    if socket_of(transport) is None or nothing_buffered(transport) or not transport.connected:
+        return
+    if transport.doWrite() is not None:  # the reactor would now close it
+        transport.abortConnection()
 
 
 def listening_socket(port: IListeningPort) -> socket.socket:
