@@ -249,3 +249,19 @@ def test_operators_kick_and_ban_users_of_other_nodes(wire, log):
     a.handle(oper, c.Unban("10.0.0.66"))
     wire.deliver()
     assert not b.moderation.is_banned("10.0.0.66")
+
+
+def test_a_new_node_takes_the_bans_in_force(wire, log):
+    clock = Clock()
+    a = wire.node("a", moderation=Moderation("secret", clock))
+    oper = log_in(a, log, "oper", "10.0.0.1")
+    a.handle(oper, c.Oper("secret"))
+    a.handle(oper, c.Ban("10.0.0.66", 10))
+    a.handle(oper, c.Ban("10.0.0.77", 0))
+    state = a.state()
+    assert state.bans == (("10.0.0.66", 600.0), ("10.0.0.77", None))
+    b = wire.node("b", clock, moderation=Moderation("secret", clock))
+    b.adopt("a", state)
+    assert b.moderation.is_banned("10.0.0.66") and b.moderation.is_banned("10.0.0.77")
+    clock.advance(601)
+    assert not b.moderation.is_banned("10.0.0.66") and b.moderation.is_banned("10.0.0.77")

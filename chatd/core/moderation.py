@@ -58,7 +58,15 @@ class Moderation:
     # -- bans
 
     def ban(self, address: str, minutes: float) -> None:
-        self._bans[address] = None if minutes == 0 else self.clock.seconds() + minutes * 60
+        self.ban_until(address, None if minutes == 0 else self.clock.seconds() + minutes * 60)
+
+    def ban_until(self, address: str, until: float | None) -> None:
+        """Ban `address` until `until` (unix time; None: until restart)."""
+        self._bans[address] = until
+
+    def in_force(self) -> list[tuple[str, float | None]]:
+        """Each ban in force: (address, until), as ban_until takes it."""
+        return [(address, self._bans[address]) for address in sorted(self._bans) if self.is_banned(address)]
 
     def unban(self, address: str) -> bool:
         return self._bans.pop(address, False) is not False

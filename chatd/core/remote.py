@@ -40,20 +40,25 @@ class Topic:
 class NodeState:
     """
     What a node says of itself for others to start from: its users, each
-    with the names of their channels (in the order joined), and the topics
-    it knows (of every channel, so a channel's topic outlives its setter's
-    node).
+    with the names of their channels (in the order joined), the topics it
+    knows (of every channel, so a channel's topic outlives its setter's
+    node) and the bans (address, until: unix time, None until restart).
     """
 
     users: tuple[tuple[str, tuple[str, ...]], ...] = ()
     topics: tuple[Topic, ...] = ()
+    bans: tuple[tuple[str, float | None], ...] = ()
 
 
 def state_to_json(state: NodeState) -> str:
-    """A node's state as one JSON object: {"users": [[NICK, [CHANNEL, ...]], ...], "topics": [[CHANNEL, TEXT, BY, AT], ...]}."""
+    """
+    A node's state as one JSON object: {"users": [[NICK, [CHANNEL, ...]], ...],
+    "topics": [[CHANNEL, TEXT, BY, AT], ...], "bans": [[ADDRESS, UNTIL or null], ...]}.
+    """
     return json.dumps({
         "users": [[nick, list(channels)] for nick, channels in state.users],
         "topics": [[topic.channel, topic.text, topic.by, topic.at] for topic in state.topics],
+        "bans": [[address, until] for address, until in state.bans],
     }, ensure_ascii=False)
 
 
@@ -63,6 +68,8 @@ def state_from_json(text: str) -> NodeState:
         fields = json.loads(text)
         return NodeState(
             tuple((str(nick), tuple(str(name) for name in channels)) for nick, channels in fields["users"]),
-            tuple(Topic(str(channel), str(topic), str(by), float(at)) for channel, topic, by, at in fields["topics"]))
+            tuple(Topic(str(channel), str(topic), str(by), float(at)) for channel, topic, by, at in fields["topics"]),
+            tuple((str(address), None if until is None else float(until))
+                  for address, until in fields.get("bans", ())))
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"not a node's state: {error}") from error

@@ -581,13 +581,14 @@ class ChatServer:
             tuple((member.nick, tuple(channel.name for channel in member.channels.values()))
                   for member in self._members.values()),
             tuple(Topic(channel.name, channel.topic, channel.topic_by, channel.topic_at)
-                  for channel in self._channels.values() if channel.topic))
+                  for channel in self._channels.values() if channel.topic),
+            () if self.moderation is None else tuple(self.moderation.in_force()))
 
     def adopt(self, node: str, state: NodeState, reason: str = "Left the chat") -> None:
         """
         What `node` has now, as it says: this node's users are told what
         changed since it last knew (users gone, with `reason`; users come,
-        channels joined and left).
+        channels joined and left); its topics and bans are taken too.
         """
         now = self.clock.seconds()
         wanted = {name_key(nick): (nick, names) for nick, names in state.users}
@@ -603,6 +604,12 @@ class ChatServer:
                 if name_key(name) not in remote.channels:
                     known = self.channel(name)
                     self._apply(Joined(name, nick, 1 if known is None else known.count + 1, at=now, origin=node))
+        moderation = self.moderation
+        for address, until in state.bans:
+            if moderation is not None and not moderation.is_banned(address):
+                moderation.ban_until(address, until)
+                for present in [present for present in self._present if present.address == address]:
+                    self._remove(present, replies.Error("you are banned from this server", "banned"), "Banned")
         for topic in state.topics:
             where = self.channel(topic.channel)
             if where is not None and topic.at >= where.topic_at:
