@@ -265,3 +265,19 @@ def test_a_new_node_takes_the_bans_in_force(wire, log):
     assert b.moderation.is_banned("10.0.0.66") and b.moderation.is_banned("10.0.0.77")
     clock.advance(601)
     assert not b.moderation.is_banned("10.0.0.66") and b.moderation.is_banned("10.0.0.77")
+
+
+def test_what_comes_from_the_bus_is_cleaned_and_bad_names_are_left_out():
+    """Redis is shared: an event or a state written there by anyone reaches no screen as control bytes."""
+    from chatd.core.events import Banned, Said
+    from chatd.core.remote import checked, checked_state
+
+    assert checked(Said("#lab", "mallory", "hi\x1b[2J\x07 \x02bold\x02", origin="x")) == Said(
+        "#lab", "mallory", "hi \x02bold\x02", origin="x")
+    assert checked(Said("#lab", "mal\x1blory", "hi")) is None
+    assert checked(Said("lab; rm", "mallory", "hi")) is None
+    assert checked(Banned("10.0.0.1\x1b[31m", 5, "op")) == Banned("10.0.0.1", 5, "op")
+    state = checked_state(NodeState((("ok", ("#lab",)), ("bad\x07", ("#lab",)), ("ok2", ("#b a d",))),
+                                    (Topic("#lab", "t\x1b]0;pwned\x07ext", "op", 1.0),)))
+    assert state.users == (("ok", ("#lab",)),)
+    assert state.topics == (Topic("#lab", "text", "op", 1.0),)

@@ -54,7 +54,7 @@ from chatd.bus.address import RedisAddress
 from chatd.core import replies
 from chatd.core.bus import IBus
 from chatd.core.events import BusEvent, Joined, Left, Parted, Renamed, TopicChanged, from_json, to_json
-from chatd.core.remote import state_from_json, state_to_json
+from chatd.core.remote import checked, checked_state, state_from_json, state_to_json
 from chatd.core.server import ChatServer
 from chatd.service.twisted_private import write_out
 
@@ -450,7 +450,7 @@ class RedisBus:
         if "state" not in fields:
             return None
         try:
-            state = state_from_json(fields["state"])
+            state = checked_state(state_from_json(fields["state"]))
             seq, upto = int(fields["seq"]), fields["upto"]
             stream_id(upto)
         except (KeyError, ValueError) as error:
@@ -505,6 +505,8 @@ class RedisBus:
                 self._last_seq[node] = seq
             for line in fields.get("events", "").split("\n"):
                 event = from_json(line, default_channel, node)
+                if event is not None:
+                    event = checked(event)  # Redis is shared: what comes from it is input like any other
                 if event is not None:
                     events.append(event)
         return events

@@ -10,9 +10,14 @@ holder of a nickname here, but reached only through its own node.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-from attrs import define, field, frozen
+from attrs import define, evolve, field, fields, frozen
+
+from chatd.core.events import BusEvent
+from chatd.core.nicknames import ChannelNameError, NicknameError, check_channel_name, check_nickname
+from chatd.core.text import clean
 
 if TYPE_CHECKING:
     from chatd.core.channel import Channel
@@ -73,3 +78,62 @@ def state_from_json(text: str) -> NodeState:
                   for address, until in fields.get("bans", ())))
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"not a node's state: {error}") from error
+
+
+# The fields of events that name a user or a channel: what arrives from the
+# bus must be a name this node would have accepted itself.
+_NICK_FIELDS = frozenset({"nick", "old", "new", "to", "by"})
+
+
+def checked(event: BusEvent) -> BusEvent | None:
+    """
+    An event from the bus as this node would have made it: every text
+    cleaned (IRC's formatting kept, as the IRC door keeps it), names valid;
+    None if a name is not.  Redis is shared, so what is in it is input like
+    any other: nothing from it reaches a screen as control bytes.
+    """
+    changes: dict[str, Any] = {}  # field name -> its checked text (typed Any: evolve checks per event type)
+    try:
+        for attribute in fields(type(event)):
+            value = getattr(event, attribute.name)
+            if type(value) is not str or attribute.name == "origin":
+                continue
+            if attribute.name in _NICK_FIELDS:
+                wanted = _nickname(value)
+            elif attribute.name == "channel":
+                wanted = _channel_name(value)
+            else:
+                wanted = clean(value, keep_formatting=True)
+            if wanted != value:
+                changes[attribute.name] = wanted
+    except (NicknameError, ChannelNameError):
+        return None
+    return evolve(event, **changes) if changes else event
+
+
+@lru_cache(maxsize=4096)  # a chat's few names come again and again
+def _nickname(name: str) -> str:
+    return check_nickname(name)
+
+
+@lru_cache(maxsize=4096)
+def _channel_name(name: str) -> str:
+    return check_channel_name(name)
+
+
+def checked_state(state: NodeState) -> NodeState:
+    """A node's state from the bus, as `checked` takes events: users and topics with invalid names left out."""
+    users = []
+    for nick, channels in state.users:
+        try:
+            users.append((check_nickname(nick), tuple(check_channel_name(name) for name in channels)))
+        except (NicknameError, ChannelNameError):
+            continue
+    topics = []
+    for topic in state.topics:
+        try:
+            topics.append(Topic(check_channel_name(topic.channel), clean(topic.text, keep_formatting=True),
+                                check_nickname(topic.by), topic.at))
+        except (NicknameError, ChannelNameError):
+            continue
+    return NodeState(tuple(users), tuple(topics), state.bans)
