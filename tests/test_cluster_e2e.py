@@ -325,3 +325,21 @@ def test_a_node_started_while_redis_is_down_serves_its_users_and_joins_when_it_i
     assert online(bob, 3) == "*** 3 users online: alice, bob, dave"
     bob.send_line("hello, node one")
     assert heard(alice, "bob", 1) == ["hello, node one"]
+
+
+def test_a_node_frozen_past_its_presence_is_gone_then_back(cluster):
+    """SIGSTOP of a node for longer than its presence lives: its users leave; SIGCONT: they are back, and talk."""
+    one, two = cluster.node("one"), cluster.node("two")
+    alice = cluster.keep(one.telnet("alice"))
+    bob = cluster.keep(two.telnet("bob"))
+    online(bob, 2)
+    one.process.process.send_signal(signal.SIGSTOP)
+    try:
+        while bob.read_line() != "*** alice has left (Server lost)":
+            pass
+    finally:
+        one.process.process.send_signal(signal.SIGCONT)
+    while bob.read_line() != "*** alice has joined (2 users online)":
+        pass
+    alice.send_line("I was only frozen")
+    assert heard(bob, "alice", 1) == ["I was only frozen"]

@@ -525,9 +525,10 @@ class RedisBus:
                 yield self._write_state()
             else:
                 kept = yield commands.command("PEXPIRE", self._node_prefix + self.node, int(NODE_TTL_SECONDS * 1000))
-                if not int(kept):  # Redis forgot this node (it lost its data, or it froze past the TTL)
+                if not int(kept):  # Redis forgot this node (it lost its data, or this node froze past the TTL)
                     yield self._write_state()
-                    yield commands.command("SADD", self._nodes_key, self.node)
+            # Listed again each time: another node that took this one for gone has taken it off.
+            yield commands.command("SADD", self._nodes_key, self.node)
             listed = yield commands.command("SMEMBERS", self._nodes_key)
             for node in (set(listed) | self._known | self._server.nodes()) - {self.node}:
                 present = yield commands.command("EXISTS", self._node_prefix + node)
