@@ -226,6 +226,7 @@ class RedisBus:
         self._judge_after = 0.0
         self._dirty = True
         self._stopping = False
+        self._dropping = False  # dropping held events since the last contact
         self._waiting_for_contact: list[Deferred[None]] = []
         # For /metrics.
         self.published = 0
@@ -301,8 +302,10 @@ class RedisBus:
                 _, _, count = self._unacked.popleft()
                 self._unacked_events -= count
                 self.dropped += count
-            log.warn("cluster: out of contact too long: {dropped} events of this node's users will not reach the "
-                     "others", dropped=self.dropped)
+            if not self._dropping:  # once per time out of contact; /metrics counts them all
+                self._dropping = True
+                log.warn("cluster: out of contact too long: this node holds its {bound} most recent events; older "
+                         "ones will not reach the other nodes", bound=OUTBOX_EVENTS)
 
     def _send(self, entry: tuple[int, str, int]) -> None:
         seq, text, count = entry
@@ -369,7 +372,7 @@ class RedisBus:
         for entry in self._unacked:  # what waited, in order, before anything new
             self._send(entry)
         held = self._unacked_events
-        self._live = True
+        self._live, self._dropping = True, False
         self._dirty = False
         upto = yield self._write_state()
         yield commands.command("SADD", self._nodes_key, self.node)
