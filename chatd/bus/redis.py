@@ -474,20 +474,23 @@ class RedisBus:
         reading = self._reader.command("XREAD", "COUNT", READ_COUNT, "BLOCK", int(READ_BLOCK_SECONDS * 1000),
                                        "STREAMS", self._stream, self._read_from)
         reading.addCallbacks(self._got, lambda failure: None, callbackArgs=(contact,))
+        write_out(self._reader.connection.transport)  # waiting in Redis before this turn's fan-out, not after it
 
     def _got(self, reply: Any, contact: object) -> None:
         if contact is not self._contact:
             return
-        if reply:
-            entries = reply[0][1]
-            self._read_from = entries[-1][0]
-            events = self._events_of(entries, skip_seen=True)
-            if events:
-                self.received += len(events)
-                self._hold_turn()
-                self._server.receive(events)
-            self.lag_seconds = max(0.0, time.time() - stream_id(self._read_from)[0] / 1000)
-        self._read(contact)
+        if not reply:  # nothing for a while: read on
+            self._read(contact)
+            return
+        entries = reply[0][1]
+        self._read_from = entries[-1][0]
+        self._read(contact)  # the next read waits in Redis while these are applied
+        events = self._events_of(entries, skip_seen=True)
+        if events:
+            self.received += len(events)
+            self._hold_turn()
+            self._server.receive(events)
+        self.lag_seconds = max(0.0, time.time() - stream_id(self._read_from)[0] / 1000)
 
     def _events_of(self, entries: Any, skip_seen: bool) -> list[BusEvent]:
         """The other nodes' events in these stream entries, less what was seen before."""
