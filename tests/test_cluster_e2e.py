@@ -211,7 +211,7 @@ def test_a_nickname_is_unique_across_nodes(cluster):
     carol = cluster.keep(two.telnet("carol"))
     assert online(carol, 2) == "*** 2 users online: bob, carol"
     late = cluster.keep(LineClient(two.port))
-    late.read_lines(2)
+    assert late.read_lines(2) == ["*** Welcome to chatd on two. 2 users online.", "*** Choose a nickname:"]
     late.send_line("BOB")
     assert late.read_lines(2) == ["*** Error: nickname is taken: BOB", "*** Choose a nickname:"]
     late.send_line("b\u043eb")  # a Cyrillic o

@@ -391,8 +391,9 @@ class RedisBus:
             log.info("cluster: back in contact with Redis{away}; sent {held} events held meanwhile", away=away,
                      held=held)
         else:
-            log.info("cluster: joined {cluster} ({nodes} other nodes, {users} users there)", cluster=self.cluster,
-                     nodes=len(self._server.nodes()), users=len(self._server.nicks()) - self._server.count)
+            others = len(self._known)
+            log.info("cluster: joined {cluster} ({others} other node{s}, {users} users there)", cluster=self.cluster,
+                     others=others, s="" if others == 1 else "s", users=self._server.everyone - self._server.count)
         self._ever_joined = True
         if self._told_lost or gap:
             self._told_lost = False

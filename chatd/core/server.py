@@ -162,8 +162,13 @@ class ChatServer:
 
     @property
     def count(self) -> int:
-        """How many users have chosen a nickname."""
+        """How many users of this node have chosen a nickname."""
         return len(self._members)
+
+    @property
+    def everyone(self) -> int:
+        """How many users are online, on this node and (in a cluster) the others."""
+        return len(self._members) + len(self._remote)
 
     @property
     def channel_count(self) -> int:

@@ -370,7 +370,7 @@ class IrcSession(Protocol):
             if isinstance(answer, str):  # a line of this door's own
                 lines.append(answer)
             elif isinstance(answer, replies.LoggedIn):
-                lines += render.welcome(name, answer.nick, self._server.count, self._server.channel_count,
+                lines += render.welcome(name, answer.nick, self._server.everyone, self._server.channel_count,
                                         self.factory.isupport)
                 lines += self._joined(answer.nick, answer.channel, answer.history)
             elif isinstance(answer, replies.ChannelJoined):

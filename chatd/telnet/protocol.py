@@ -440,7 +440,7 @@ _FRONT_DOOR_COMMANDS = (Help, Invalid, Charset)
 
 def greeting(server: ChatServer) -> tuple[str, str]:
     """The login dialogue's start: a welcome, and the question."""
-    return render.welcome(server.name, server.count), render.choose_nickname()
+    return render.welcome(server.name, server.everyone), render.choose_nickname()
 
 
 def greet(server: ChatServer, session: ISession) -> None:

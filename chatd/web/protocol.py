@@ -179,7 +179,7 @@ class WebSession:
         self._timeouts = Timeouts(clock, settings, self, self._flood_gate)
         self._keepalive = KeepAlive(clock, PING_INTERVAL_SECONDS, self._ping, self._ping_timed_out)
         self._server.arrive(self)
-        self._send_queue.write(text_frame(render.welcome(self._server.name, self._server.count)))
+        self._send_queue.write(text_frame(render.welcome(self._server.name, self._server.everyone)))
 
     def textMessageReceived(self, message: str) -> None:
         self._heard()
