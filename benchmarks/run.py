@@ -332,11 +332,24 @@ def measure_cluster(generator: Any, layout: str, scenario: dict, build: Path) ->
                 process.wait(30)
 
 
+def median_of(runs: list[dict], scenario: str, server: str, key: str) -> float:
+    """The median of `key` over the runs of `server` in `scenario`."""
+    return statistics.median(run[key] for run in runs if run["scenario"] == scenario and run["server"] == server)
+
+
+def check_correct(runs: list[dict], scenarios: dict, what: str) -> None:
+    """Print whether every run of these scenarios got every line once and in order; exit 1 if not."""
+    checked = [run for run in runs if run["scenario"] in scenarios]
+    correct = all(run["lost"] == run["duplicated"] == run["reordered"] == 0 for run in checked)
+    print(f"\ncorrectness of the {what} runs (no loss, no duplicate, no reordering): {'yes' if correct else 'NO'}")
+    if not correct:
+        raise SystemExit(1)
+
+
 def print_cluster_table(scenarios: dict, runs: list[dict]) -> None:
     """Two nodes and two workers beside one node, with the issue's targets."""
     def median(scenario: str, layout: str, key: str) -> float:
-        return statistics.median(run[key] for run in runs if run["scenario"] == scenario
-                                 and run["server"] == f"chatd {layout}")
+        return median_of(runs, scenario, f"chatd {layout}", key)
 
     print()
     print("| scenario | layout | M deliveries/s | per node / one node | p50 ms | p99 ms | chatd CPU us per delivery "
@@ -362,11 +375,7 @@ def print_cluster_table(scenarios: dict, runs: list[dict]) -> None:
             print(f"| {scenario} | {layout} | {values['deliveries_per_second'] / 1e6:.3f} | {per_node:.2f}x | "
                   f"{values['p50_ms']:.2f} | {values['p99_ms']:.2f} | {values['server_cpu_us_per_delivery']:.3f} | "
                   f"{values['redis_cpu_seconds']:.2f} | {target} | {met} |")
-    checked = [run for run in runs if run["scenario"] in scenarios]
-    correct = all(run["lost"] == run["duplicated"] == run["reordered"] == 0 for run in checked)
-    print(f"\ncorrectness of the cluster runs (no loss, no duplicate, no reordering): {'yes' if correct else 'NO'}")
-    if not correct:
-        raise SystemExit(1)
+    check_correct(runs, scenarios, "cluster")
 
 
 def measure_door_logins(generator: Any, door: str, count: int) -> dict:
@@ -448,8 +457,7 @@ def print_door_table(scenarios: dict, runs: list[dict]) -> None:
     how fast the load generator reads each kind of client.
     """
     def median(scenario: str, door: str, key: str) -> float:
-        return statistics.median(run[key] for run in runs if run["scenario"] == scenario
-                                 and run["server"] == f"chatd {door}")
+        return median_of(runs, scenario, f"chatd {door}", key)
 
     print()
     print("| scenario | door | M deliveries/s (telnet) | server CPU us per delivery (telnet) | CPU per delivery "
@@ -473,11 +481,7 @@ def print_door_table(scenarios: dict, runs: list[dict]) -> None:
         print(f"\nlogin storm of {storms['irc'][0]['connections']}: IRC {irc['login_seconds']:.2f} s, then "
               f"{irc['summary_cpu_seconds']:.2f} s CPU for the summary's JOIN lines; telnet "
               f"{telnet['login_seconds']:.2f} s, then {telnet['summary_cpu_seconds']:.2f} s")
-    checked = [run for run in runs if run["scenario"] in scenarios]
-    correct = all(run["lost"] == run["duplicated"] == run["reordered"] == 0 for run in checked)
-    print(f"\ncorrectness of the door runs (no loss, no duplicate, no reordering): {'yes' if correct else 'NO'}")
-    if not correct:
-        raise SystemExit(1)
+    check_correct(runs, scenarios, "door")
 
 
 def main() -> None:

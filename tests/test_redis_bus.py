@@ -115,6 +115,20 @@ def nodes(redis):
             pytest_twisted.blockon(node.leave())
 
 
+def joined(nick):
+    return lambda got: any(isinstance(item, Joined) and item.nick == nick for item in got)
+
+
+@defer.inlineCallbacks
+def alice_and_bob(nodes):
+    """Nodes a and b in contact, alice on a and bob on b, each knowing of the other."""
+    a, b = nodes("a"), nodes("b")
+    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+    alice, bob = a.log_in("alice"), b.log_in("bob")
+    yield defer.gatherResults([alice.wait_for(joined("bob")), bob.wait_for(joined("alice"))])
+    return a, b, alice, bob
+
+
 def logged(text, timeout=DEADLINE_SECONDS):
     """A Deferred that fires when chatd logs a line containing `text`."""
     seen = defer.Deferred()
@@ -134,11 +148,7 @@ def said(nick, text):
 
 @pytest_twisted.inlineCallbacks
 def test_two_nodes_share_a_channel_and_private_messages(nodes):
-    a, b = nodes("a"), nodes("b")
-    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
-    alice = a.log_in("alice")
-    bob = b.log_in("bob")
-    yield alice.wait_for(lambda got: any(isinstance(item, Joined) and item.nick == "bob" for item in got))
+    a, b, alice, bob = yield alice_and_bob(nodes)
     a.handle(alice, c.Say("hi bob"))
     a.handle(alice, c.Msg("bob", "psst"))
     yield bob.wait_for(said("alice", "hi bob"))
@@ -171,11 +181,7 @@ def test_a_node_that_joins_later_knows_who_is_where_and_what_was_said(nodes):
 
 @pytest_twisted.inlineCallbacks
 def test_a_crashed_node_s_users_leave_once_its_presence_expires(nodes):
-    a, b = nodes("a"), nodes("b")
-    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
-    a.log_in("alice")
-    bob = b.log_in("bob")
-    yield bob.wait_for(lambda got: any(isinstance(item, Joined) and item.nick == "alice" for item in got))
+    a, b, alice, bob = yield alice_and_bob(nodes)
     yield a.crash()
     crashed = time.monotonic()
     yield bob.wait_for_item(Left("alice", "Server lost", at=pytest.approx(time.time(), abs=10), origin="a"))
@@ -189,10 +195,7 @@ def test_a_crashed_node_s_users_leave_once_its_presence_expires(nodes):
 @pytest_twisted.inlineCallbacks
 def test_nothing_is_lost_while_redis_stops_answering(nodes, redis):
     """SIGSTOP of redis-server: both nodes tell their users, keep serving them, and afterwards deliver everything, in order."""
-    a, b = nodes("a"), nodes("b")
-    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
-    alice, bob = a.log_in("alice"), b.log_in("bob")
-    yield bob.wait_for(lambda got: any(isinstance(item, Joined) and item.nick == "alice" for item in got))
+    a, b, alice, bob = yield alice_and_bob(nodes)
     redis.pause()
     try:
         yield alice.wait_for_item(r.ContactLost(), timeout=5)
@@ -213,10 +216,7 @@ def test_nothing_is_lost_while_redis_stops_answering(nodes, redis):
 
 @pytest_twisted.inlineCallbacks
 def test_a_redis_restart_without_its_data_is_noticed_and_the_nodes_register_again(nodes, redis):
-    a, b = nodes("a"), nodes("b")
-    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
-    alice, bob = a.log_in("alice"), b.log_in("bob")
-    yield bob.wait_for(lambda got: any(isinstance(item, Joined) and item.nick == "alice" for item in got))
+    a, b, alice, bob = yield alice_and_bob(nodes)
     redis.kill()
     redis.start()
     yield alice.wait_for_item(r.ContactRestored(), timeout=10)

@@ -70,20 +70,22 @@ class ChatCollector(Collector):
                                   value=counts.send_queue_drops)
         bus = self._bus
         if bus is not None:
-            yield GaugeMetricFamily("chatd_bus_contact", "1 while in contact with the cluster's Redis.",
-                                    value=int(bus.in_contact))
-            yield CounterMetricFamily("chatd_bus_events_published", "This node's events sent to the cluster.",
-                                      value=bus.published)
-            yield CounterMetricFamily("chatd_bus_events_received", "Other nodes' events applied here.",
-                                      value=bus.received)
-            yield GaugeMetricFamily("chatd_bus_events_held", "This node's events not yet acknowledged by Redis.",
-                                    value=bus.held)
-            yield CounterMetricFamily("chatd_bus_events_dropped", "Events held past the bound out of contact, lost.",
-                                      value=bus.dropped)
-            yield GaugeMetricFamily("chatd_bus_lag_seconds", "Age of the newest stream entry when it was read.",
-                                    value=bus.lag_seconds)
-            yield CounterMetricFamily("chatd_bus_reconnects", "Times contact with Redis came back after a loss.",
-                                      value=bus.reconnects)
+            for family, name, documentation, value in (
+                (GaugeMetricFamily, "chatd_bus_contact", "1 while in contact with the cluster's Redis.",
+                 int(bus.in_contact)),
+                (CounterMetricFamily, "chatd_bus_events_published", "This node's events sent to the cluster.",
+                 bus.published),
+                (CounterMetricFamily, "chatd_bus_events_received", "Other nodes' events applied here.", bus.received),
+                (GaugeMetricFamily, "chatd_bus_events_held", "This node's events not yet acknowledged by Redis.",
+                 bus.held),
+                (CounterMetricFamily, "chatd_bus_events_dropped", "Events held past the bound out of contact, lost.",
+                 bus.dropped),
+                (GaugeMetricFamily, "chatd_bus_lag_seconds", "Age of the newest stream entry when it was read.",
+                 bus.lag_seconds),
+                (CounterMetricFamily, "chatd_bus_reconnects", "Times contact with Redis came back after a loss.",
+                 bus.reconnects),
+            ):
+                yield family(name, documentation, value=value)
 
 
 def chat_metrics(server: ChatServer, doors: Mapping[str, Sized], counts: FlowCounts,
