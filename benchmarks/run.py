@@ -47,10 +47,10 @@ CHATD_UNTHROTTLED = [
 ]
 
 # The "chatd before" column: chatd as it was before the change being
-# measured.  Now the end of the channels work, before the web front door
-# (963cd8b, before channels, is the one the channels work was measured
-# against).
-BEFORE = "eaa1096"
+# measured.  Now the end of the IRC front door, before the cluster
+# (eaa1096, the end of the channels work, is the one the web and IRC doors
+# were measured against; 963cd8b, before channels, the channels work).
+BEFORE = "a1f1db0"
 
 SCENARIOS = {
     "all send": dict(clients=100, senders=100, lines=200, size=64),
@@ -622,7 +622,7 @@ def print_table(scenarios: dict, runs: list[dict]) -> None:
     servers = list(dict.fromkeys(run["server"] for run in runs))  # chatd first
 
     def median(scenario: str, server: str, key: str) -> float:
-        return statistics.median(run[key] for run in runs if run["scenario"] == scenario and run["server"] == server)
+        return median_of(runs, scenario, server, key)
 
     print()
     baselines = ("chatd before", "naive twisted", "C")
