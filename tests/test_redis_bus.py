@@ -264,6 +264,62 @@ def test_a_wrong_password_is_one_clear_log_line(redis, log_lines):
         yield bus.leave()
 
 
+@pytest_twisted.inlineCallbacks
+def test_a_password_and_a_database_from_the_url(nodes, redis):
+    redis.command("CONFIG", "SET", "requirepass", "s3 cret")
+    url = f"redis://:s3%20cret@127.0.0.1:{redis.port}/3"
+    a, b = Node(url, "a"), Node(url, "b")
+    try:
+        yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+        alice, bob = a.log_in("alice"), b.log_in("bob")
+        a.handle(alice, c.Say("in database 3"))
+        yield bob.wait_for(said("alice", "in database 3"))
+        assert "chatd:test:events" in redis.cli("-a", "s3 cret", "-n", "3", "KEYS", "chatd:*").split()
+        assert redis.cli("-a", "s3 cret", "-n", "0", "KEYS", "chatd:*").split() == []
+    finally:
+        yield defer.gatherResults([a.leave(), b.leave()])
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_cluster_over_tls(tmp_path, monkeypatch):
+    """rediss://: the server's certificate checked against the trusted authorities (here the test's own CA)."""
+    from tests.redis_server import TLSRedisServer
+
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    redis = TLSRedisServer(directory)
+    monkeypatch.setenv("SSL_CERT_FILE", str(redis.ca))  # OpenSSL's default trust, which Twisted's TLS uses
+    a, b = Node(redis.url, "a"), Node(redis.url, "b")
+    try:
+        yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+        alice, bob = a.log_in("alice"), b.log_in("bob")
+        a.handle(alice, c.Say("over TLS"))
+        yield bob.wait_for(said("alice", "over TLS"))
+    finally:
+        yield defer.gatherResults([a.leave(), b.leave()])
+        redis.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_redis_whose_certificate_is_not_trusted_is_one_clear_log_line(tmp_path, monkeypatch, log_lines):
+    from tests.redis_server import TLSRedisServer, make_tls_files
+
+    directory, elsewhere = tmp_path / "tls", tmp_path / "other"
+    directory.mkdir()
+    elsewhere.mkdir()
+    redis = TLSRedisServer(directory)
+    monkeypatch.setenv("SSL_CERT_FILE", str(make_tls_files(elsewhere)[0]))  # another authority
+    node = Node(redis.url, "a")
+    try:
+        yield logged("certificate verify failed")
+        assert [line for line in log_lines if "failed" in line] == [
+            f"cluster: connecting to Redis at {redis.url} failed (TLS: certificate verify failed); retrying"]
+        assert not node.bus.in_contact
+    finally:
+        yield node.leave()
+        redis.stop()
+
+
 def test_redis_urls():
     assert RedisAddress.parse("redis://lab.example") == RedisAddress("lab.example")
     parsed = RedisAddress.parse("rediss://chat:s%40cret@[::1]:7000/3")

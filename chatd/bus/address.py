@@ -1,7 +1,7 @@
 """
 Where the cluster's Redis is: `--cluster redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`,
 or `rediss://...` for TLS (the server's certificate checked against the
-system's trusted authorities).
+system's trusted authorities: OpenSSL's, so SSL_CERT_FILE can name others).
 """
 
 from __future__ import annotations

@@ -44,7 +44,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import txredisapi
+from OpenSSL import SSL
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -120,6 +122,14 @@ def _no_delay(transport: Any) -> None:
         transport = getattr(transport, "transport", None)
 
 
+def _why(reason: Failure) -> str:
+    """Why a connection was lost, in a few words: OpenSSL's last reason for a TLS failure."""
+    error = reason.value
+    if isinstance(error, SSL.Error) and error.args and isinstance(error.args[0], list) and error.args[0]:
+        return f"TLS: {error.args[0][-1][-1]}"
+    return reason.getErrorMessage()
+
+
 class Link(txredisapi.RedisFactory):  # type: ignore[misc]
     """
     One connection to Redis, made again whenever it is lost (txredisapi's
@@ -136,11 +146,28 @@ class Link(txredisapi.RedisFactory):  # type: ignore[misc]
     maxDelay = 2.0
 
     def __init__(self, address: RedisAddress, reply_timeout: float, up: Callable[[], None],
-                 down: Callable[[str], None], refused: Callable[[str], None]) -> None:
+                 down: Callable[[str], None], refused: Callable[[str], None], failed: Callable[[str], None]) -> None:
         super().__init__(None, None, 1, replyTimeout=reply_timeout, convertNumbers=False)
         self.address = address
         self.connection: Any = None
-        self._up, self._down, self._refused = up, down, refused
+        self.last_loss = "the connection was closed"
+        self._up, self._down, self._refused, self._failed = up, down, refused, failed
+
+    def buildProtocol(self, address: Any) -> Any:
+        """txredisapi's protocol, which tells why it was lost if that happened before it was ready (TLS refused)."""
+        protocol = super().buildProtocol(address)
+        lost = protocol.connectionLost
+
+        def connection_lost(reason: Failure) -> None:
+            # A plain close or an abort (a reply timeout) says nothing more than that it closed.
+            plain = reason.check(ConnectionDone, ConnectionLost, ConnectionAborted)
+            self.last_loss = "the connection was closed" if plain else _why(reason)
+            if protocol is not self.connection:  # never ready: the bus never hears of it otherwise
+                self._failed(self.last_loss)
+            lost(reason)
+
+        protocol.connectionLost = connection_lost
+        return protocol
 
     def addConnection(self, connection: Any) -> None:
         super().addConnection(connection)
@@ -173,7 +200,7 @@ class Link(txredisapi.RedisFactory):  # type: ignore[misc]
         super().delConnection(connection)
         if connection is self.connection:
             self.connection = None
-            self._down("the connection was closed")
+            self._down(self.last_loss)
 
     def command(self, *args: Any) -> Deferred[Any]:
         if self.connection is None:
@@ -201,9 +228,11 @@ class RedisBus:
         self._nodes_key = prefix + "nodes"
         self._epoch_key = prefix + "epoch"
         self._node_prefix = prefix + "node:"
-        self._commands = Link(address, REPLY_TIMEOUT_SECONDS, self._link_up, self._link_down, self._refused)
+        self._commands = Link(address, REPLY_TIMEOUT_SECONDS, self._link_up, self._link_down, self._refused,
+                              self._failed)
         self._reader = Link(address, READ_BLOCK_SECONDS + REPLY_TIMEOUT_SECONDS, self._link_up, self._link_down,
-                            self._refused)
+                            self._refused, self._failed)
+        self._failure: str | None = None  # why connecting failed, as last logged
         self.refused: str | None = None  # why Redis would not let this node in
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = clock
@@ -328,12 +357,21 @@ class RedisBus:
             log.error("cluster: Redis at {address} refused this node ({why}); this node serves its own users alone",
                       address=str(self.address), why=why)
 
+    def _failed(self, why: str) -> None:
+        """A connection was lost before it was ready: say why, once for each new reason until contact is made."""
+        if why != self._failure and not self._stopping:
+            self._failure = why
+            log.warn("cluster: connecting to Redis at {address} failed ({why}); retrying", address=str(self.address),
+                     why=why)
+
     def _link_up(self) -> None:
         if self._commands.connection is not None and self._reader.connection is not None and not self._stopping:
             self._join().addErrback(self._join_failed)
 
     def _link_down(self, why: str) -> None:
         self._contact, self._joining = None, False
+        if not self._live and why != "the connection was closed":  # not in contact yet: why not (TLS refused ...)
+            self._failed(why)
         if self._live:
             self._live = False
             self._lost_at = time.monotonic()
@@ -395,6 +433,7 @@ class RedisBus:
             log.info("cluster: joined {cluster} ({others} other node{s}, {users} users there)", cluster=self.cluster,
                      others=others, s="" if others == 1 else "s", users=self._server.everyone - self._server.count)
         self._ever_joined = True
+        self._failure = None
         if self._told_lost or gap:
             self._told_lost = False
             self._hold_turn()
