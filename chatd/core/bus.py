@@ -1,10 +1,12 @@
 """
 The bus: where each turn's events go beyond this process.
 
-The core hands every turn's events to its bus once the turn's local
-deliveries are done.  The only bus now is `LocalBus`, for a single process:
-there is nowhere further to go.  A cluster bus (Redis) will implement the
-same interface, and also deliver other nodes' events into the core.
+The core hands its bus every event of this node (all but the crowd
+summaries, which each node makes for itself) once per turn.  `LocalBus`,
+for a single process, sends them nowhere.  The cluster's bus
+(chatd.bus.redis) carries them to the other nodes, and brings theirs into
+the core through `ChatServer.receive` (and the other nodes' states through
+`ChatServer.adopt` and `lose_node`): the core fans them out like its own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from chatd.core.events import BusEvent
 
 class IBus(Interface):
     def publish(events: Sequence[BusEvent]) -> None:
-        """This turn's events, in the order they happened here."""
+        """This node's events of the turn, in the order they happened here (never another node's)."""
 
 
 @implementer(IBus)

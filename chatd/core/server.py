@@ -15,6 +15,11 @@ channels, minus what they said themselves) in one delivery.  Members who
 see the same channels from the same current channel get the same share
 object.
 
+In a cluster (chatd.core.bus) the server also knows the other nodes' users
+(`remote.Remote`): they are members of channels and hold nicknames here,
+and their events, arriving through `receive`, reach this node's members
+like local ones.  This node's own events go to its bus once per turn.
+
 Order is the server's job: before anything else reaches a member (a reply,
 a private message, a change of their channels, their departure), the
 server first delivers what waits for them (`catch_up`), and a member who
