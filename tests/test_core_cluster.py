@@ -281,3 +281,20 @@ def test_what_comes_from_the_bus_is_cleaned_and_bad_names_are_left_out():
                                     (Topic("#lab", "t\x1b]0;pwned\x07ext", "op", 1.0),)))
     assert state.users == (("ok", ("#lab",)),)
     assert state.topics == (Topic("#lab", "text", "op", 1.0),)
+
+
+def test_every_front_door_says_when_contact_with_the_cluster_is_lost_and_back():
+    import json
+
+    from chatd.irc import render as irc
+    from chatd.telnet import render as telnet
+    from chatd.web import render as web
+
+    assert telnet.reply_lines(r.ContactLost(), "#lobby") == ["*** Lost contact with the rest of the chat; retrying"]
+    assert telnet.reply_lines(r.ContactRestored(gap=True), "#lobby") == [
+        "*** Back in contact with the rest of the chat; some of what was said elsewhere meanwhile is lost"]
+    assert irc.reply("lab", "bob", r.ContactLost()) == [
+        ":lab NOTICE bob :Lost contact with the rest of the chat; retrying"]
+    assert irc.reply("lab", "bob", r.ContactRestored()) == [":lab NOTICE bob :Back in contact with the rest of the chat"]
+    assert json.loads(web.reply(r.ContactLost())) == {"type": "contact", "contact": False, "gap": False}
+    assert json.loads(web.reply(r.ContactRestored(gap=True))) == {"type": "contact", "contact": True, "gap": True}
