@@ -343,3 +343,19 @@ def test_a_node_frozen_past_its_presence_is_gone_then_back(cluster):
         pass
     alice.send_line("I was only frozen")
     assert heard(bob, "alice", 1) == ["I was only frozen"]
+
+
+def test_a_node_stopped_while_redis_is_frozen_stops_at_once_and_says_what_it_could_not_send(cluster, redis):
+    one = cluster.node("one")
+    alice = cluster.keep(one.telnet("alice"))
+    redis.pause()
+    try:
+        one.process.wait_for_log("cluster: lost contact with Redis")
+        alice.send_line("said while Redis is frozen")
+        began = time.monotonic()
+        assert one.process.stop() == 0
+        assert time.monotonic() - began < 5
+    finally:
+        redis.resume()
+    assert any("cluster: stopping out of contact with Redis: 2 events of this node's users never reached the other "
+               "nodes" in line for line in one.process.log)

@@ -286,6 +286,9 @@ class RedisBus:
                 yield self._commands.command("SREM", self._nodes_key, self.node)
             except Exception as error:
                 log.warn("cluster: leaving without a word ({error})", error=error)
+        elif self._unacked_events:
+            log.warn("cluster: stopping out of contact with Redis: {held} events of this node's users never reached "
+                     "the other nodes", held=self._unacked_events)
         self._live = False
         yield self._commands.disconnect()
         yield self._reader.disconnect()
