@@ -348,14 +348,19 @@ def test_a_node_frozen_past_its_presence_is_gone_then_back(cluster):
 def test_a_node_stopped_while_redis_is_frozen_stops_at_once_and_says_what_it_could_not_send(cluster, redis):
     one = cluster.node("one")
     alice = cluster.keep(one.telnet("alice"))
+    bob = cluster.keep(one.telnet("bob"))
     redis.pause()
     try:
         one.process.wait_for_log("cluster: lost contact with Redis")
         alice.send_line("said while Redis is frozen")
+        assert heard(bob, "alice", 1) == ["said while Redis is frozen"]  # the node has it
+        held = one.metrics()["chatd_bus_events_held"]  # that line, and whatever Redis had not answered yet
+        assert held >= 1
         began = time.monotonic()
         assert one.process.stop() == 0
         assert time.monotonic() - began < 5
     finally:
         redis.resume()
-    assert any("cluster: stopping out of contact with Redis: 2 events of this node's users never reached the other "
-               "nodes" in line for line in one.process.log)
+    # and alice and bob leaving as the node stops
+    assert any(f"cluster: stopping out of contact with Redis: {int(held) + 2} events of this node's users never "
+               "reached the other nodes" in line for line in one.process.log)
