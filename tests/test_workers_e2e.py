@@ -115,6 +115,17 @@ def test_two_workers_share_the_ports_and_are_one_chat_and_one_killed_comes_back(
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
 
 
+def test_the_workers_stop_when_their_parent_is_killed(workers):
+    workers.process.kill()  # SIGKILL: the parent says nothing to anyone
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read().lower()
+              for pid in workers.pids.values()):
+        assert time.monotonic() < deadline, "a worker outlived its parent"
+        time.sleep(0.1)
+    workers.finish()  # the workers' output comes through the parent's, until the last of them ends
+    assert sum("the parent process is gone; stopping" in line for line in workers.log) == 2
+
+
 def test_workers_need_a_cluster(tmp_path):
     lone = ChatdProcess("--port", "0", "--workers", "2", cwd=tmp_path)
     assert lone.finish() == 2
