@@ -185,7 +185,8 @@ def test_a_crashed_node_s_users_leave_once_its_presence_expires(nodes):
     yield a.crash()
     crashed = time.monotonic()
     yield bob.wait_for_item(Left("alice", "Server lost", at=pytest.approx(time.time(), abs=10), origin="a"))
-    assert time.monotonic() - crashed <= NODE_TTL_SECONDS + HEARTBEAT_SECONDS + 0.5
+    # three heartbeats, the moment until the next look, and this machine's own delays
+    assert time.monotonic() - crashed <= NODE_TTL_SECONDS + HEARTBEAT_SECONDS + 1.5
     assert b.server.online("alice") is None
     # and the nickname is free
     again = b.log_in("alice")
