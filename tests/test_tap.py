@@ -125,6 +125,26 @@ def test_web_origins_must_be_origins():
     assert str(failure.value) == "--web-origin: 'lab.example' is not an origin like http://lab.example:8080 (or *)"
 
 
+def test_cluster_options_are_checked_and_a_password_is_never_repeated():
+    assert parse("--cluster", "redis://:pw@10.0.0.5:6380/2")["cluster"].port == 6380
+    for args, said in [
+        (("--cluster", "http://:secret@x"), "--cluster: not a redis:// or rediss:// URL (redis://HOST:PORT/DB)"),
+        (("--cluster", "redis://:secret@x/zero"), "--cluster: the database after the / must be a number"),
+        (("--cluster", "redis://x", "--cluster-name", "a b"),
+         "--cluster-name: 'a b' is not a cluster name (up to 64 letters, digits, - and _)"),
+        (("--workers", "2"), "--workers: the workers share one chat through a cluster; give --cluster "
+                             "redis://HOST:PORT/DB too"),
+    ]:
+        with pytest.raises(usage.UsageError) as failure:
+            parse(*args)
+        assert str(failure.value) == said and "secret" not in said
+
+
+def test_with_a_cluster_the_bus_joins_the_services_before_the_chat_room():
+    service = makeService(parse("--port", "0", "--interface", "127.0.0.1", "--cluster", "redis://127.0.0.1:1/0"))
+    assert [child.name for child in service] == ["cluster", "chat", "irc", "web", "echo"]
+
+
 
 def test_oper_password_comes_from_the_file(tmp_path):
     """The first line of the file is the password; an empty or missing file is a clear error."""

@@ -460,7 +460,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if options["cluster"] is not None:  # other nodes' events arrive as a turn of their own
         bus = RedisBus(options["cluster"], options["cluster-name"], server, reactor, lambda: flusher.hold_turn())
         server.bus, server.node = bus, bus.node
-        _Cluster(bus).setServiceParent(top)
+        cluster = _Cluster(bus)
+        cluster.setName("cluster")
+        cluster.setServiceParent(top)
     registry, fan_out = chat_metrics(server, doors, counts, bus)
     flusher = Flusher(reactor, server, fan_out.observe)
     factory = ChatFactory(server, settings, reactor, limits, flusher, counts)
