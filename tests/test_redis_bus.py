@@ -12,18 +12,20 @@ import time
 
 import pytest
 import pytest_twisted
+from prometheus_client import generate_latest
 from twisted.internet import defer, reactor, task
 from twisted.logger import formatEvent, globalLogPublisher
 from zope.interface import implementer
 
 from chatd.bus.address import RedisAddress
-from chatd.bus.redis import HEARTBEAT_SECONDS, NODE_TTL_SECONDS, RedisBus
+from chatd.bus.redis import HEARTBEAT_SECONDS, NODE_TTL_SECONDS, Contact, RedisBus
 from chatd.core import commands as c
 from chatd.core import replies as r
 from chatd.core.events import Joined, Left, Said
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
-from chatd.service.flow import Flusher
+from chatd.service.flow import FlowCounts, Flusher
+from chatd.service.metrics import chat_metrics
 
 DEADLINE_SECONDS = 10
 
@@ -94,10 +96,10 @@ class Node:
 
     def crash(self):
         """As kill -9 would: no word to anyone, the connections just close."""
-        self.bus._stopping = True
+        self.bus.contact = Contact.STOPPED
         if self.bus._heartbeat.running:
             self.bus._heartbeat.stop()
-        return defer.gatherResults([self.bus._commands.disconnect(), self.bus._reader.disconnect()])
+        return defer.gatherResults([self.bus._commands.disconnect(), self.bus._reader_link.disconnect()])
 
 
 @pytest.fixture
@@ -111,7 +113,7 @@ def nodes(redis):
 
     yield make
     for node in started:
-        if not node.bus._stopping:
+        if node.bus.contact is not Contact.STOPPED:
             pytest_twisted.blockon(node.leave())
 
 
@@ -213,6 +215,103 @@ def test_nothing_is_lost_while_redis_stops_answering(nodes, redis):
     assert [item.text for item in alice.got if isinstance(item, Said)] == [f"b{n}" for n in range(20)]
     assert alice.got.count(r.ContactLost()) == 1
     assert not any(isinstance(item, Left) for item in alice.got + bob.got), "nobody was taken for gone"
+
+
+def pause(seconds):
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+@defer.inlineCallbacks
+def talk_through(a, b, alice, bob, lines=12, every=0.25):
+    """alice (on a) and bob (on b) each say `lines` lines, one every `every` seconds: a0 ..., b0 ..."""
+    for number in range(lines):
+        a.handle(alice, c.Say(f"a{number}"))
+        b.handle(bob, c.Say(f"b{number}"))
+        yield pause(every)
+
+
+@defer.inlineCallbacks
+def everything_arrived_once_in_order(alice, bob, lines=12):
+    """Each has the other's lines exactly once and in order (within the deadline)."""
+    yield bob.wait_for(said("alice", f"a{lines - 1}"))
+    yield alice.wait_for(said("bob", f"b{lines - 1}"))
+    assert [item.text for item in bob.got if isinstance(item, Said) and item.nick == "alice"] == [
+        f"a{n}" for n in range(lines)]
+    assert [item.text for item in alice.got if isinstance(item, Said) and item.nick == "bob"] == [
+        f"b{n}" for n in range(lines)]
+
+
+def told(log_lines, *parts):
+    return [line for line in log_lines if all(part in line for part in parts)]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_full_redis_keeps_what_users_said_and_it_arrives_once_in_order(nodes, redis, log_lines):
+    """
+    Redis at maxmemory with noeviction answers every XADD with -OOM for 3 s
+    while users on two nodes talk: each node logs it once, counts it, tells
+    its users once each way, and afterwards every line arrives, once, in order.
+    """
+    a, b, alice, bob = yield alice_and_bob(nodes)
+    redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    redis.command("CONFIG", "SET", "maxmemory", "1")
+    try:
+        yield talk_through(a, b, alice, bob)
+        assert a.bus.held > 0 and not a.bus.in_contact, "refused entries are kept, and contact is not claimed"
+    finally:
+        redis.command("CONFIG", "SET", "maxmemory", "0")
+    yield everything_arrived_once_in_order(alice, bob)
+    yield alice.wait_for_item(r.ContactRestored())
+    yield bob.wait_for_item(r.ContactRestored())
+    for user in (alice, bob):
+        assert user.got.count(r.ContactLost()) == 1 and user.got.count(r.ContactRestored()) == 1
+    assert len(told(log_lines, "answered XADD with -OOM command not allowed")) == 2, "once per node"
+    assert len(told(log_lines, "answers XADD again")) == 2
+    assert a.bus.errors.counts["OOM"] >= 1 and a.bus.held == 0 and a.bus.dropped == 0
+    registry, _ = chat_metrics(a.server, {}, FlowCounts(), a.bus)
+    assert b'chatd_bus_errors_total{kind="OOM"}' in generate_latest(registry)
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_stream_s_key_replaced_then_removed_loses_nothing(nodes, redis, log_lines):
+    """
+    The stream's key holds a string for 3 s (-WRONGTYPE to XADD and to
+    XREAD), then is deleted: both nodes write and read on, and every line
+    said meanwhile arrives once, in order.
+    """
+    a, b, alice, bob = yield alice_and_bob(nodes)
+    redis.command("DEL", "chatd:test:events")
+    redis.command("SET", "chatd:test:events", "not a stream")
+    try:
+        yield talk_through(a, b, alice, bob)
+    finally:
+        redis.command("DEL", "chatd:test:events")
+    yield everything_arrived_once_in_order(alice, bob)
+    assert len(told(log_lines, "answered XADD with -WRONGTYPE")) == 2
+    assert len(told(log_lines, "answered XREAD with -WRONGTYPE")) == 2
+    assert len(told(log_lines, "answers XREAD again; reading on from where it stopped")) == 2
+    assert a.bus.errors.counts["WRONGTYPE"] >= 2 and b.bus.in_contact
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_read_answered_with_an_error_is_read_again_from_where_it_stopped(nodes, redis, log_lines):
+    """
+    XREAD refused (-NOPERM: the permission taken from the user for 2 s):
+    the readers log it once, tell their users, and read again from where
+    they stopped, so nothing written meanwhile is skipped.
+    """
+    a, b, alice, bob = yield alice_and_bob(nodes)
+    redis.command("ACL", "SETUSER", "default", "-xread")
+    try:
+        yield talk_through(a, b, alice, bob, lines=8)
+        assert not b.bus.in_contact and b.bus.faults == {"reads"}
+    finally:
+        redis.command("ACL", "SETUSER", "default", "+xread")
+    yield everything_arrived_once_in_order(alice, bob, lines=8)
+    yield bob.wait_for_item(r.ContactRestored())
+    assert bob.got.count(r.ContactLost()) == 1
+    assert len(told(log_lines, "answered XREAD with -NOPERM")) == 2
+    assert b.bus.errors.counts["NOPERM"] >= 1
 
 
 @pytest_twisted.inlineCallbacks

@@ -15,11 +15,14 @@ pays nothing for them but one timing per turn.
 
 and with --cluster:
 
-    chatd_bus_contact                         1 while in contact with the cluster's Redis, else 0
+    chatd_bus_contact                         1 while in contact with the cluster's Redis (and it takes
+                                              this node's events and lets it read the others'), else 0
     chatd_bus_events_published_total          this node's events sent to the cluster (again after a reconnect)
     chatd_bus_events_received_total           other nodes' events applied here
     chatd_bus_events_held                     this node's events not yet acknowledged by Redis
-    chatd_bus_events_dropped_total            events held past the bound while out of contact, and lost
+    chatd_bus_events_dropped_total            events held past the bound (OUTBOX_EVENTS), and lost
+    chatd_bus_errors_total{kind="OOM"|...}    Redis's error replies (and replies the bus cannot read:
+                                              kind="unexpected"), by kind; each was handled
     chatd_bus_lag_seconds                     age of the newest stream entry when it was read
     chatd_bus_reconnects_total                times contact came back after being lost
 """
@@ -78,7 +81,7 @@ class ChatCollector(Collector):
                 (CounterMetricFamily, "chatd_bus_events_received", "Other nodes' events applied here.", bus.received),
                 (GaugeMetricFamily, "chatd_bus_events_held", "This node's events not yet acknowledged by Redis.",
                  bus.held),
-                (CounterMetricFamily, "chatd_bus_events_dropped", "Events held past the bound out of contact, lost.",
+                (CounterMetricFamily, "chatd_bus_events_dropped", "Events held past the bound, lost.",
                  bus.dropped),
                 (GaugeMetricFamily, "chatd_bus_lag_seconds", "Age of the newest stream entry when it was read.",
                  bus.lag_seconds),
@@ -86,6 +89,11 @@ class ChatCollector(Collector):
                  bus.reconnects),
             ):
                 yield family(name, documentation, value=value)
+            errors = CounterMetricFamily("chatd_bus_errors", "Redis's error replies, by kind; each was handled.",
+                                         labels=["kind"])
+            for kind, count in sorted(bus.errors.counts.items()):
+                errors.add_metric([kind], count)
+            yield errors
 
 
 def chat_metrics(server: ChatServer, doors: Mapping[str, Sized], counts: FlowCounts,
