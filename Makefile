@@ -47,10 +47,12 @@ test-programs:
 run: $(VENV)/.run-stamp
 	PYTHONPATH=. $(BIN)/twistd --pidfile= -n chatd --port 8088 $(ARGS)
 
-# Types first (mypy with mypy-zope, configured in setup.cfg): a quick check
-# that fails before the slower suite starts.
+# Types and layers first (mypy with mypy-zope, and import-linter's contracts,
+# both configured in setup.cfg): quick checks that fail before the slower
+# suite starts.
 test: $(VENV)/.test-stamp test-programs
 	$(BIN)/mypy chatd
+	$(BIN)/lint-imports
 	PYTHONPATH=. $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

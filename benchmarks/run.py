@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 import loadgen as python_generator  # noqa: E402
 from loadgen import CLoadGenerator, compile_c  # noqa: E402
 
-from chatd.stress import rss_kib  # noqa: E402
+from stress import rss_kib  # noqa: E402
 
 CHATD_UNTHROTTLED = [
     "--rate", "1000000", "--burst", "1000000", "--flood-queue", "1000000", "--sendq", str(256 * 1024 * 1024),

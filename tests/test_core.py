@@ -16,6 +16,7 @@ from chatd.core import replies as r
 from chatd.core.events import Acted, Crowd, Joined, Left, Parted, Renamed, Said, TopicChanged
 from chatd.core.server import CROWD_SUMMARY_SECONDS, LOGIN_LINES_PER_PERIOD, MAX_CHANNELS_PER_USER, ChatServer
 from chatd.core.session import ISession
+from chatd.core.turn import Turn
 
 CORE = pathlib.Path(__file__).parent.parent / "chatd" / "core"
 
@@ -48,7 +49,15 @@ def log():
 
 @pytest.fixture
 def server():
+    """A server without a turn: every event goes out at once."""
     return ChatServer("lab", Clock(), quiet_joins=5)
+
+
+@pytest.fixture
+def turned():
+    """A server with a turn on a fake clock: events wait for `turn.end()` (the reactor turn's end)."""
+    clock = Clock()
+    return ChatServer("lab", clock, quiet_joins=5, turn=Turn(clock))
 
 
 def online(server, log, *names):
@@ -58,6 +67,8 @@ def online(server, log, *names):
         server.arrive(session)
         server.handle(session, c.LogIn(name))
         sessions.append(session)
+    if server.turn is not None:
+        server.turn.end()
     log.clear()
     return sessions
 
@@ -226,20 +237,21 @@ def test_a_rename_reaches_the_renamer_even_in_no_channel(server, log):
     assert log == [("alice", "events", [Renamed("alice", "al")])]
 
 
-def test_a_turn_is_one_delivery_per_member_and_one_share_per_view(server, log):
-    """Held: bob (in #lobby and #lab) gets one delivery for both channels; carol and dave share one share."""
+def test_a_turn_is_one_delivery_per_member_and_one_share_per_view(turned, log):
+    """In one turn: bob (in #lobby and #lab) gets one delivery for both channels; carol and dave share one share."""
+    server = turned
     alice, bob, carol, dave = online(server, log, "alice", "bob", "carol", "dave")
     server.handle(alice, c.Join("#lab"))
     server.handle(bob, c.Join("#lab"))
     server.handle(bob, c.Join("#lobby"))
+    server.turn.end()
     log.clear()
     before = len(bob.shares)
-    server.hold()
     server.handle(alice, c.Say("in lab"))
     server.handle(carol, c.Say("in lobby"))
     server.handle(alice, c.Act("waves", "#lobby"))
     assert log == []
-    server.release()
+    server.turn.end()
     assert sorted(log, key=lambda entry: entry[0]) == [
         ("alice", "events", [Said("#lobby", "carol", "in lobby")]),
         ("bob", "events", [Said("#lab", "alice", "in lab"), Said("#lobby", "carol", "in lobby"),
@@ -256,15 +268,17 @@ def test_members_with_the_same_view_get_the_same_share_object(server, log):
     assert sessions[1].shares[-1] is sessions[2].shares[-1] is sessions[3].shares[-1]
 
 
-def test_a_member_who_joins_mid_turn_gets_only_what_follows(server, log):
+def test_a_member_who_joins_mid_turn_gets_only_what_follows(turned, log):
+    """Joining a channel mid-turn: bob gets the join's reply, then only what was said there after it."""
+    server = turned
     alice, bob = online(server, log, "alice", "bob")
     server.handle(alice, c.Join("#lab"))
+    server.turn.end()
     log.clear()
-    server.hold()
     server.handle(alice, c.Say("before bob"))
     server.handle(bob, c.Join("#lab"))
     server.handle(alice, c.Say("after bob", "#lab"))
-    server.release()
+    server.turn.end()
     assert [entry for entry in log if entry[0] == "bob"] == [
         ("bob", "replies", [r.ChannelJoined("#lab", 2, "", ())]),
         ("bob", "events", [Said("#lab", "alice", "after bob")]),

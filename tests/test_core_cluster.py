@@ -23,12 +23,17 @@ from chatd.core.events import Joined, Left, Parted, Renamed, Said, TopicChanged
 from chatd.core.moderation import Moderation
 from chatd.core.remote import NodeState, Topic
 from chatd.core.server import CROWD_SUMMARY_SECONDS, ChatServer
+from chatd.core.turn import Turn
 
 from tests.test_core import Session
 
 
 class Wire:
-    """Carries what each node publishes to every other node, in order, on `deliver`."""
+    """
+    Carries what each node publishes to every other node, in order, on
+    `deliver`.  Each node has a turn: what one node receives at once is one
+    turn there, as from the Redis bus.
+    """
 
     def __init__(self):
         self.nodes: dict[str, ChatServer] = {}
@@ -36,18 +41,23 @@ class Wire:
 
     def node(self, name, clock=None, **settings):
         settings.setdefault("history_size", 10)
-        server = ChatServer("lab", clock or Clock(), bus=WireBus(self, name), node=name, **settings)
+        clock = clock or Clock()
+        server = ChatServer("lab", clock, bus=WireBus(self, name), node=name, turn=Turn(clock), **settings)
         self.nodes[name] = server
         return server
 
+    def end_turns(self):
+        for server in self.nodes.values():
+            server.turn.end()
+
     def deliver(self):
+        self.end_turns()
         while self.in_flight:
             origin, events = self.in_flight.pop(0)
             for name, server in self.nodes.items():
                 if name != origin:
-                    server.hold()
                     server.receive([attrs.evolve(event, origin=origin) for event in events])
-                    server.release()
+                    server.turn.end()
 
 
 @implementer(IBus)
@@ -63,6 +73,7 @@ def log_in(server, log, name, address="127.0.0.1"):
     session = Session(name, log, address)
     server.arrive(session)
     server.handle(session, c.LogIn(name))
+    server.turn.end()
     return session
 
 
@@ -108,10 +119,10 @@ def test_joins_parts_renames_and_quits_reach_the_other_node(wire, log):
     a.handle(alice, c.Part("#lab", "later"))
     wire.deliver()
     assert [entry for entry in log if entry[0] == "bob"] == [
-        ("bob", "events", [Joined("#lab", "alice", 2, origin="a")]),
-        ("bob", "events", [TopicChanged("#lab", "alice", "soldering", origin="a")]),
-        ("bob", "events", [Renamed("alice", "alicia", origin="a")]),
-        ("bob", "events", [Parted("#lab", "alicia", "later", 1, origin="a")]),
+        ("bob", "events", [Joined("#lab", "alice", 2, origin="a"),  # one turn of a's: one entry, one delivery
+                           TopicChanged("#lab", "alice", "soldering", origin="a"),
+                           Renamed("alice", "alicia", origin="a"),
+                           Parted("#lab", "alicia", "later", 1, origin="a")]),
     ]
     assert b.channel("#lab").topic == "soldering" and b.channel("#lab").topic_by == "alice"
     log.clear()
@@ -167,10 +178,12 @@ def test_a_lost_node_takes_its_users_with_it(wire, log):
     wire.deliver()
     log.clear()
     b.lose_node("a")
+    b.turn.end()
     assert log == [("bob", "events", [Left("alice", "Server lost", origin="a")])]
     assert b.nicks() == ["bob"] and b.channel("#lab").nicks() == ["bob"]
     assert b.online("alice") is None
     b.handle(bob, c.Say("still here"))
+    b.turn.end()
     assert wire.in_flight[-1] == ("b", [Said("#lab", "bob", "still here")])
 
 
@@ -207,9 +220,9 @@ def test_a_new_node_starts_from_the_others_state(wire, log):
     log.clear()
     # a state adopted again: only what changed is told
     b.adopt("a", NodeState((("alice", ("#lobby",)), ("dave", ("#lab",))), (Topic("#lab", "new", "dave", 9.0),)))
+    b.turn.end()
     assert [entry for entry in log if entry[0] == "bob"] == [
-        ("bob", "events", [Parted("#lab", "alice", "", 1, origin="a")]),
-        ("bob", "events", [Joined("#lab", "dave", 2, origin="a")]),
+        ("bob", "events", [Parted("#lab", "alice", "", 1, origin="a"), Joined("#lab", "dave", 2, origin="a")]),
     ]
     assert b.channel("#lab").topic == "new"
 

@@ -18,6 +18,7 @@ from chatd.core import commands as c
 from chatd.core import replies as r
 from chatd.core.events import Crowd, Joined, Left, Parted, Renamed, Said
 from chatd.core.server import ChatServer
+from chatd.core.turn import Turn
 from chatd.core.session import ISession
 
 CHANNELS = ["#lobby", "#a", "#b", "#c"]
@@ -79,7 +80,7 @@ class Chat(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.clock = Clock()
-        self.server = ChatServer("lab", self.clock, quiet_joins=3)
+        self.server = ChatServer("lab", self.clock, quiet_joins=3, turn=Turn(self.clock))
         self.expected: dict[Session, list[str]] = {}
         self.count = 0
 
@@ -130,21 +131,16 @@ class Chat(RuleBasedStateMachine):
     def connection_breaks(self, session):
         session.broken = True
 
-    @precondition(lambda self: not self.server.held)
+    @precondition(lambda self: self.server.turn.held)
     @rule()
-    def hold(self):
-        self.server.hold()
-
-    @precondition(lambda self: self.server.held)
-    @rule()
-    def release(self):
-        self.server.release()
+    def the_turn_ends(self):
+        self.clock.advance(0)
 
     @rule()
     def time_passes(self):
         self.clock.advance(5)  # crowd summaries, if any
 
-    @precondition(lambda self: not self.server.held)
+    @precondition(lambda self: not self.server.turn.held)
     @rule()
     def member_lists_agree_once_summed_up(self):
         # A summary's delivery can find a broken connection, whose leaving the next summary tells.
@@ -159,7 +155,7 @@ class Chat(RuleBasedStateMachine):
 
     @invariant()
     def each_got_their_channels_messages_once_in_order(self):
-        if self.server.held:
+        if self.server.turn.held:
             return
         for session, expected in self.expected.items():
             if session.dropped:

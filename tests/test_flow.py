@@ -1,4 +1,4 @@
-"""Flow control in both directions, with a fake clock, and output on a real socket (chatd.service.flow)."""
+"""Flow control in both directions, with a fake clock, and output on a real socket (chatd.net.flow)."""
 
 import socket
 import struct
@@ -13,7 +13,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
 
-from chatd.service.flow import FloodGate, Flusher, SendQueue
+from chatd.core.turn import Turn
+from chatd.net.flow import FloodGate, Flusher, SendQueue
 
 
 class Events:
@@ -189,21 +190,22 @@ def test_parts_go_out_in_one_scatter_gather_send_and_otherwise_in_order_behind_t
     """A share's views into the turn's buffer reach the peer whole and in order, sent at once or queued."""
     port, client, server = yield one_connection()
     try:
-        flusher = Flusher(reactor)
+        the_turn = Turn(reactor)
+        flusher = Flusher(reactor, the_turn)
         send = SendQueue(server.transport, 1 << 20, lambda: None, flusher)
         client.setblocking(False)
         turn = memoryview(b"<a> one\r\n<b> two\r\n<c> three\r\n")
-        flusher.flushing = True  # the end of a turn, as Flusher.flush sets it
+        the_turn.ending = True  # the end of a turn, as Turn.end sets it
         send.write_parts([turn[0:9], turn[18:]])  # all but b's line
-        flusher.flushing = False
+        the_turn.ending = False
         assert client.recv(100) == b"<a> one\r\n<c> three\r\n"  # already here: sent in the flush itself
         send.write_parts([turn[9:18], turn[0:9]])  # mid-turn: queued, joined, sent at the flush
         flusher.flush()
         assert client.recv(100) == b"<b> two\r\n<a> one\r\n"
         server.transport.write(b"first ")  # waits in Twisted's buffer for the next poll
-        flusher.flushing = True
+        the_turn.ending = True
         send.write_parts([turn[0:4], turn[18:22]])
-        flusher.flushing = False
+        the_turn.ending = False
         client.settimeout(10)
         received = b""
         while received != b"first <a> <c> ":

@@ -1,11 +1,11 @@
-"""Connection counting and the open-files limit (chatd.service.limits)."""
+"""Connection counting and the open-files limit (chatd.net.limits)."""
 
 import subprocess
 import sys
 
 from chatd_process import environment
 
-from chatd.service.limits import RESERVED_DESCRIPTORS, ConnectionLimits
+from chatd.net.limits import RESERVED_DESCRIPTORS, ConnectionLimits
 
 
 def test_connection_limits_count_in_all_and_per_address():
@@ -26,7 +26,7 @@ def test_the_soft_open_files_limit_is_raised_to_the_hard_limit():
         "import resource\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
-        "from chatd.service.limits import raise_open_files_limit\n"
+        "from chatd.net.limits import raise_open_files_limit\n"
         "capacity = raise_open_files_limit()\n"
         "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard, capacity)\n"
     )

@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import loadgen  # noqa: E402
 from run import CHATD_UNTHROTTLED  # noqa: E402
 
-from chatd.stress import rss_kib  # noqa: E402
+from stress import rss_kib  # noqa: E402
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from chatd.core import replies as r
 from chatd.core.events import Joined, Left, Said
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
-from chatd.service.flow import FlowCounts, Flusher
+from chatd.core.turn import Turn
+from chatd.net.flow import FlowCounts
 from chatd.service.metrics import chat_metrics
 
 DEADLINE_SECONDS = 10
@@ -74,21 +75,18 @@ class Node:
     """One chatd node of the cluster, without its front doors."""
 
     def __init__(self, url, name, cluster="test"):
-        self.server = ChatServer("lab", reactor, history_size=20)
-        self.flusher = Flusher(reactor, self.server)
-        self.bus = RedisBus(RedisAddress.parse(url), cluster, self.server, reactor, self.flusher.hold_turn, node=name)
+        self.server = ChatServer("lab", reactor, history_size=20, turn=Turn(reactor))
+        self.bus = RedisBus(RedisAddress.parse(url), cluster, self.server, reactor, node=name)
         self.server.bus, self.server.node = self.bus, name
         self.bus.start()
 
     def log_in(self, nick, address="127.0.0.1"):
         session = Session(nick, address)
-        self.flusher.hold_turn()
         self.server.arrive(session)
         self.server.handle(session, c.LogIn(nick))
         return session
 
     def handle(self, session, command):
-        self.flusher.hold_turn()
         self.server.handle(session, command)
 
     def leave(self):
@@ -268,7 +266,7 @@ def test_a_full_redis_keeps_what_users_said_and_it_arrives_once_in_order(nodes, 
     assert len(told(log_lines, "answered XADD with -OOM command not allowed")) == 2, "once per node"
     assert len(told(log_lines, "answers XADD again")) == 2
     assert a.bus.errors.counts["OOM"] >= 1 and a.bus.held == 0 and a.bus.dropped == 0
-    registry, _ = chat_metrics(a.server, {}, FlowCounts(), a.bus)
+    registry = chat_metrics(a.server, {}, FlowCounts(), a.bus)
     assert b'chatd_bus_errors_total{kind="OOM"}' in generate_latest(registry)
 
 
@@ -352,7 +350,7 @@ def test_a_wrong_password_is_one_clear_log_line(redis, log_lines):
     redis.command("CONFIG", "SET", "requirepass", "right")
     server = ChatServer("lab", reactor)
     address = RedisAddress.parse(f"redis://:wrong@127.0.0.1:{redis.port}/0")
-    bus = RedisBus(address, "test", server, reactor, lambda: None, node="a")
+    bus = RedisBus(address, "test", server, reactor, node="a")
     bus.start()
     try:
         yield logged("refused this node")

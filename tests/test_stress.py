@@ -1,16 +1,16 @@
-"""A short run of the stress tool (python -m chatd.stress) as a correctness test."""
+"""A short run of the stress tool (benchmarks/stress.py) as a correctness test."""
 
 import json
 import subprocess
 import sys
 
-from chatd_process import environment
+from chatd_process import REPO, environment
 
 
 def test_short_stress_run_loses_nothing(tmp_path):
     """Flooders, slow readers, resetters and half-closers: every well-behaved client gets every line once, in order."""
     result = subprocess.run(
-        [sys.executable, "-m", "chatd.stress", "--clients", "40", "--seconds", "3", "--json"],
+        [sys.executable, str(REPO / "benchmarks" / "stress.py"), "--clients", "40", "--seconds", "3", "--json"],
         cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -26,8 +26,8 @@ def test_short_stress_run_loses_nothing(tmp_path):
 def test_stress_options_are_bounded(tmp_path):
     """The tool refuses runs beyond its bounds."""
     result = subprocess.run(
-        [sys.executable, "-m", "chatd.stress", "--clients", "100000"],
+        [sys.executable, str(REPO / "benchmarks" / "stress.py"), "--clients", "100000"],
         cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
-    assert result.stderr == "chatd.stress: --clients: '100000' is not a whole number from 4 to 5000\n"
+    assert result.stderr == "stress.py: --clients: '100000' is not a whole number from 4 to 5000\n"

@@ -15,6 +15,7 @@ from chatd.core.commands import Names
 from chatd.core.events import Acted, Joined, Left, Renamed, Said
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
+from chatd.core.turn import Turn
 from chatd.telnet import render
 from chatd.telnet.dialect import TelnetDialect
 from chatd.telnet.parse import Act, Help, Invalid, Msg, Nick, Quit, Say
@@ -65,17 +66,31 @@ def events():
 
 @pytest.fixture
 def room():
+    """A server without a turn: every event goes out at once."""
     return ChatServer("lab", Clock())
+
+
+@pytest.fixture
+def turned():
+    """A server with a turn on a fake clock: events wait for `turn.end()` (the reactor turn's end)."""
+    clock = Clock()
+    return ChatServer("lab", clock, turn=Turn(clock))
 
 
 def handle(room, member, command):
     carry_out(room, member, command)
 
 
+def end_turn(room):
+    if room.turn is not None:
+        room.turn.end()
+
+
 def arrived(room, events, name):
     """A member who has connected but not chosen a nickname; events cleared."""
     member = FakeMember(name, events)
     greet(room, member)
+    end_turn(room)
     events.clear()
     return member
 
@@ -87,6 +102,7 @@ def joined(room, events, *names):
         greet(room, member)
         handle(room, member, Say(name))
         members.append(member)
+    end_turn(room)
     events.clear()
     return members
 
@@ -275,16 +291,16 @@ def test_a_broken_member_is_dropped_and_the_others_still_get_the_message(room, e
     assert sorted(room.nicks()) == ["alice", "bob", "carol"]
 
 
-def test_held_public_messages_are_delivered_together_in_order(room, events):
-    """While held: nothing; on release, one delivery per member, in order, without their own lines."""
+def test_a_turn_s_public_messages_are_delivered_together_in_order(turned, events):
+    """Within a turn: nothing; at its end, one delivery per member, in order, without their own lines."""
+    room = turned
     alice, bob, carol = joined(room, events, "alice", "bob", "carol")
     before = (alice.deliveries, bob.deliveries, carol.deliveries)
-    room.hold()
     handle(room, alice, Say("one"))
     handle(room, bob, Say("two"))
     handle(room, alice, Act("waves"))
     assert events == []
-    room.release()
+    end_turn(room)
     assert events == [
         ("alice", "<bob> two"),
         ("bob", "<alice> one"),
@@ -296,11 +312,11 @@ def test_held_public_messages_are_delivered_together_in_order(room, events):
     assert (alice.deliveries, bob.deliveries, carol.deliveries) == tuple(count + 1 for count in before)
 
 
-def test_while_held_replies_and_membership_changes_keep_their_order(room, events):
+def test_within_a_turn_replies_and_membership_changes_keep_their_order(turned, events):
     """Each member sees what was said before a reply, a private message or a leave first, and nothing from before joining."""
+    room = turned
     alice, bob = joined(room, events, "alice", "bob")
     dave = arrived(room, events, "dave")
-    room.hold()
     handle(room, alice, Say("before dave"))
     handle(room, dave, Say("dave"))
     handle(room, bob, Names())
@@ -325,7 +341,7 @@ def test_while_held_replies_and_membership_changes_keep_their_order(room, events
         "dave": ["*** Hello dave! Type /help for commands."],
     }
     events.clear()
-    room.release()
+    end_turn(room)
     assert events == [
         ("alice", "<dave> before bob quits"),
         ("alice", "*** bob has left (Quit)"),
@@ -334,18 +350,19 @@ def test_while_held_replies_and_membership_changes_keep_their_order(room, events
     ]
 
 
-def test_a_member_broken_while_held_messages_are_delivered_leaves_after_them(room, events):
-    """A failing delivery of held messages: the others get all of them, then hear the member left."""
+def test_a_member_broken_while_a_turn_s_messages_are_delivered_leaves_after_them(turned, events):
+    """A failing delivery of a turn's messages: the others get all of them, then hear the member left."""
+    room = turned
     alice, bob = joined(room, events, "alice", "bob")
     broken = BreakableMember("broken", events)
     greet(room, broken)
     handle(room, broken, Say("broken"))
+    end_turn(room)
     events.clear()
     broken.broken = True
-    room.hold()
     handle(room, alice, Say("one"))
     handle(room, alice, Say("two"))
-    room.release()
+    end_turn(room)
     assert events == [
         ("bob", "<alice> one"),
         ("bob", "<alice> two"),

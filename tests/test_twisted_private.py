@@ -1,5 +1,5 @@
 """
-What chatd relies on in Twisted's private state (chatd.service.twisted_private),
+What chatd relies on in Twisted's private state (chatd.net.twisted_private),
 checked against the installed Twisted on real loopback sockets: these fail
 as soon as an upgrade changes it, before anything subtler breaks.
 """
@@ -15,7 +15,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
 
-from chatd.service.twisted_private import accept_now, listening_socket, nothing_buffered, socket_of, write_out
+from chatd.net.twisted_private import accept_now, listening_socket, nothing_buffered, socket_of, write_out
 
 
 @pytest_twisted.inlineCallbacks
@@ -107,7 +107,7 @@ def test_a_websocket_shows_its_tcp_transport_its_partial_message_and_each_read()
     from twisted.internet.task import Clock
     from wsproto.events import TextMessage
 
-    from chatd.service.twisted_private import after_each_read, partial_message_size, tcp_transport_of
+    from chatd.net.twisted_private import after_each_read, partial_message_size, tcp_transport_of
 
     clock = Clock()
     site, sessions = make_site(clock)

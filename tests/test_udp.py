@@ -7,7 +7,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 
 from chatd.lan.announcement import decode, encode_query
-from chatd.service.limits import RateLimiter
+from chatd.net.limits import RateLimiter
 from chatd.lan.udp import (
     AnnouncerProtocol,
     AnnouncerService,
@@ -122,7 +122,7 @@ def test_drops_are_logged_at_most_once_a_minute_per_source(log_lines):
 
 def test_rate_limiter_memory_stays_bounded_under_many_sources(monkeypatch):
     """Idle buckets are forgotten when too many sources are tracked."""
-    monkeypatch.setattr("chatd.service.limits.MAX_TRACKED_SOURCES", 100)
+    monkeypatch.setattr("chatd.net.limits.MAX_TRACKED_SOURCES", 100)
     clock = Clock()
     limiter = RateLimiter(10, 20, clock)
     for index in range(1000):

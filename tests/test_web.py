@@ -34,9 +34,10 @@ from chatd.core.events import Joined, Said
 from chatd.core.moderation import Moderation
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
-from chatd.service.limits import ConnectionLimits
+from chatd.core.turn import Turn
+from chatd.net.limits import ConnectionLimits
 from chatd.service.metrics import chat_metrics
-from chatd.service.sessions import Settings
+from chatd.net.connection import Settings
 from chatd.web import render
 from chatd.web.dialect import JSON, frame_header
 from chatd.web.parse import Invalid, TooLong, Unreadable, parse_message
@@ -189,9 +190,9 @@ def clock():
 
 
 def make_site(clock, origins=(), limits=None, moderation=None, **settings):
-    server = ChatServer("lab", clock, moderation=moderation)
+    server = ChatServer("lab", clock, turn=Turn(clock), moderation=moderation)
     sessions = WebSessions(server, Settings("lab", **{"max_line_bytes": 100, **settings}), clock)
-    registry, _ = chat_metrics(server, {"web": sessions.connections}, sessions.counts)
+    registry = chat_metrics(server, {"web": sessions.connections}, sessions.counts)
     return web_site(sessions, registry, limits or ConnectionLimits(100, 10), moderation, origins), sessions
 
 

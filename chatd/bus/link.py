@@ -15,7 +15,7 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.python.failure import Failure
 
 from chatd.bus.address import RedisAddress
-from chatd.service.twisted_private import write_out
+from chatd.net.twisted_private import write_out
 
 
 def _no_delay(transport: Any) -> None:

@@ -35,7 +35,7 @@ import enum
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import txredisapi
@@ -93,13 +93,12 @@ def node_name() -> str:
 @implementer(IBus)
 class RedisBus:
     def __init__(self, address: RedisAddress, cluster: str, server: ChatServer, clock: Any,
-                 hold_turn: Callable[[], None], node: str | None = None) -> None:
+                 node: str | None = None) -> None:
         self.address = address
         self.cluster = cluster
         self.node = node or node_name()
         self._server = server
         self._clock = clock
-        self._hold_turn = hold_turn
         self._keys = Keys(cluster)
         self.errors = ErrorReplies()
         self.contact = Contact.CONNECTING
@@ -122,10 +121,10 @@ class RedisBus:
                               lambda: self._fault("writes", False))
         self._reader = StreamReader(clock, self.errors, self._keys.stream, self.node, server.default_channel,
                                     self._seen, self._reader_link.command, self._reader_link.send_now,
-                                    self._receive, lambda failing: self._fault("reads", failing))
+                                    server.receive, lambda failing: self._fault("reads", failing))
         self._presence = Presence(clock, self.errors, self._keys, self.node, self._seen, self._commands.command,
-                                  lambda: self._outbox.seq, server.state, self._adopt, server.nodes,
-                                  self._lose_node, server.recall, server.default_channel)
+                                  lambda: self._outbox.seq, server.state, server.adopt, server.nodes,
+                                  server.lose_node, server.recall, server.default_channel)
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = clock
         self._waiting_for_contact: list[Deferred[None]] = []
@@ -218,24 +217,6 @@ class RedisBus:
         self._commands.send_now()  # before this node's own fan-out, not after it
         return sent
 
-    # -- into the core
-
-    def _receive(self, events: list[BusEvent]) -> None:
-        self._hold_turn()
-        self._server.receive(events)
-
-    def _adopt(self, node: str, state: Any) -> None:
-        self._hold_turn()
-        self._server.adopt(node, state)
-
-    def _lose_node(self, node: str) -> None:
-        self._hold_turn()
-        self._server.lose_node(node)
-
-    def _tell_users(self, reply: object) -> None:
-        self._hold_turn()
-        self._server.tell_everyone(reply)
-
     # -- contact
 
     def _fault(self, fault: str, present: bool) -> None:
@@ -253,10 +234,10 @@ class RedisBus:
         if not self.in_contact and not self._told_lost and self.contact is not Contact.JOINING:
             if self.contact is not Contact.CONNECTING:
                 self._told_lost = True
-                self._tell_users(replies.ContactLost())
+                self._server.tell_everyone(replies.ContactLost())
         elif self.in_contact and (self._told_lost or gap):
             self._told_lost = False
-            self._tell_users(replies.ContactRestored(gap))
+            self._server.tell_everyone(replies.ContactRestored(gap))
 
     def _refused(self, why: str) -> None:
         if self.refused is None:

@@ -1,23 +1,46 @@
 """
-A channel: its members, its topic and its recent history.  Pure.
+Who is where: a channel (its members, its topic and its recent history),
+a `Member` (a session of this node that has chosen a nickname) and a
+`Remote` (a user of another node of the cluster).  Pure.
 
 The server (chatd.core.server) decides who may join and what is announced;
-a channel only keeps its state.
+these only keep their state.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from attrs import Factory, define, field
 
 from chatd.core.history import History
 from chatd.core.nicknames import name_key
-from chatd.core.remote import Remote
+from chatd.core.session import ISession
 
-if TYPE_CHECKING:
-    from chatd.core.server import Member
-    from chatd.core.session import ISession
+
+@define(eq=False)
+class Member:
+    """A session of this node that has chosen a nickname, as the server keeps it."""
+
+    session: ISession
+    nick: str
+    # By key, in the order joined (the most recent last).
+    channels: dict[str, Channel] = field(factory=dict)
+    current: Channel | None = None
+    # The channels and the current one, as one hashable value: members with
+    # the same view get the same share of a turn.
+    view: tuple[frozenset[str], str | None] = (frozenset(), None)
+
+    def update_view(self) -> None:
+        self.view = (frozenset(self.channels), None if self.current is None else self.current.name)
+
+
+@define(eq=False)
+class Remote:
+    """A user on another node: a member of channels here, a holder of a nickname here, reached through its node."""
+
+    node: str
+    nick: str
+    # By key, in the order this node learnt of them.
+    channels: dict[str, Channel] = field(factory=dict)
 
 
 @define(eq=False)

@@ -1,37 +1,25 @@
 """
-The rest of the cluster, as one node knows it.  Pure.
+What one node of a cluster says of itself, and what it takes from the
+others.  Pure.
 
 With a cluster bus (Redis), every node learns of the users of the others
 from their events and from the state each node publishes of itself (a
-`NodeState`).  A `Remote` is such a user: a member of channels here, a
-holder of a nickname here, but reached only through its own node.
+`NodeState`); both are checked here like any input (`checked`,
+`checked_state`) before the core uses them.  Such a user is a
+`chatd.core.channel.Remote`.
 """
 
 from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from attrs import define, evolve, field, fields, frozen
+from attrs import evolve, fields, frozen
 
 from chatd.core.events import BusEvent
 from chatd.core.nicknames import ChannelNameError, NicknameError, check_channel_name, check_nickname
 from chatd.core.text import clean
-
-if TYPE_CHECKING:
-    from chatd.core.channel import Channel
-
-
-@define(eq=False)
-class Remote:
-    """A user on another node."""
-
-    node: str
-    nick: str
-    # By key, in the order this node learnt of them.
-    channels: dict[str, Channel] = field(factory=dict)
-
 
 @frozen
 class Topic:

@@ -7,13 +7,13 @@ out, and never sees a transport, a wire format or a charset.
 A front door drives it with `arrive(session)`, `handle(session, command)`
 and `depart(session, reason)`, and may `tell` a session replies of its own.
 
-Fan-out is the hot path.  While the server is held (chatd holds it from the
-first read of a reactor turn to the turn's end), events wait; on `release`
-they go out together: the turn's events form one `Batch`, each dialect in
-use encodes it once, and each member gets one `Share` (the events of their
-channels, minus what they said themselves) in one delivery.  Members who
-see the same channels from the same current channel get the same share
-object.
+Fan-out is the hot path.  The server owns its turn (chatd.core.turn): each
+entry point begins one, and until it ends events wait; then they go out
+together: the turn's events form one `Batch`, each dialect in use encodes
+it once, and each member gets one `Share` (the events of their channels,
+minus what they said themselves) in one delivery.  Members who see the
+same channels from the same current channel get the same share object.
+A server without a turn (unit tests) delivers each event at once.
 
 In a cluster (chatd.core.bus) the server also knows the other nodes' users
 (`remote.Remote`): they are members of channels and hold nicknames here,
@@ -22,7 +22,7 @@ like local ones.  This node's own events go to its bus once per turn.
 
 Order is the server's job: before anything else reaches a member (a reply,
 a private message, a change of their channels, their departure), the
-server first delivers what waits for them (`catch_up`), and a member who
+server first delivers what waits for them (`_catch_up`), and a member who
 joins a channel mid-turn gets only what comes after, so each member sees
 everything in the order it happened.  No front door has to think about it.
 """
@@ -41,7 +41,7 @@ from twisted.logger import Logger
 from chatd.core import commands, replies
 from chatd.core.batch import Batch, Runs, Share, from_index, without
 from chatd.core.bus import IBus, LocalBus
-from chatd.core.channel import Channel
+from chatd.core.channel import Channel, Member, Remote
 from chatd.core.events import (
     Acted,
     Banned,
@@ -70,8 +70,9 @@ from chatd.core.nicknames import (
     check_nickname,
     name_key,
 )
-from chatd.core.remote import NodeState, Remote, Topic
+from chatd.core.remote import NodeState, Topic
 from chatd.core.session import ISession
+from chatd.core.turn import Turn
 
 log = Logger()
 
@@ -93,23 +94,6 @@ Audience = str | frozenset[str]
 
 
 @define(eq=False)
-class Member:
-    """A session that has chosen a nickname, as the server keeps it."""
-
-    session: ISession
-    nick: str
-    # By key, in the order joined (the most recent last).
-    channels: dict[str, Channel] = field(factory=dict)
-    current: Channel | None = None
-    # The channels and the current one, as one hashable value: members with
-    # the same view get the same share of a turn.
-    view: tuple[frozenset[str], str | None] = (frozenset(), None)
-
-    def update_view(self) -> None:
-        self.view = (frozenset(self.channels), None if self.current is None else self.current.name)
-
-
-@define(eq=False)
 class ChatServer:
     name: str
     clock: IReactorTime
@@ -125,6 +109,9 @@ class ChatServer:
     node: str = ""
     # Called with every event: the transcript.
     observers: list[Callable[[Event], None]] = field(factory=list)
+    # The reactor turn, which this server begins whenever something happens
+    # to it; None: every event goes out at once.
+    turn: Turn | None = None
 
     # Every session that arrived and has not departed, logged in or not.
     _present: set[ISession] = field(init=False, factory=set)
@@ -146,7 +133,6 @@ class ChatServer:
     # This node's events for the bus, in the order they happened: every one
     # but the summaries (each node makes its own), quiet joins included.
     _outgoing: list[BusEvent] = field(init=False, factory=list)
-    held: bool = field(init=False, default=False)
     _publishing: bool = field(init=False, default=False)
     _crowd_call: IDelayedCall | None = field(init=False, default=None)
     _drops: int = field(init=False, default=0)  # sessions dropped for a failed delivery, ever
@@ -162,6 +148,8 @@ class ChatServer:
             self._dormant[key] = tuple(events)
         self.default_channel = check_channel_name(self.default_channel)
         self._create_channel(self.default_channel)
+        if self.turn is not None:
+            self.turn.fan_out(self._publish)
 
     # -- queries
 
@@ -216,6 +204,9 @@ class ChatServer:
 
     def handle(self, session: ISession, command: commands.Command) -> None:
         """Carry out one command from `session`."""
+        turn = self.turn
+        if turn is not None and not turn.held:
+            turn.begin()
         member = self._members.get(session)
         if member is None:
             self._handle_before_login(session, command)
@@ -224,12 +215,14 @@ class ChatServer:
 
     def tell(self, session: ISession, *answers: object) -> None:
         """Send `session` replies (the core's or a front door's own), after what waits for it."""
-        self.catch_up(session)
+        self._begin_turn()
+        self._catch_up(session)
         session.send(answers)
 
     def depart(self, session: ISession, reason: str) -> None:
         """The session is gone (or going); it may never have logged in."""
-        self.catch_up(session)
+        self._begin_turn()
+        self._catch_up(session)
         self._present.discard(session)
         if self.moderation is not None:
             self.moderation.forget(session)
@@ -563,9 +556,10 @@ class ChatServer:
     def receive(self, events: Iterable[BusEvent]) -> None:
         """
         Other nodes' events (each with its `origin`), in the order they
-        happened there: this node's users see them as they see their own.
-        Hold the server around this to make them one turn.
+        happened there: this node's users see them as they see their own,
+        in one turn.
         """
+        self._begin_turn()
         for event in events:
             try:
                 self._apply(event)
@@ -600,6 +594,7 @@ class ChatServer:
         changed since it last knew (users gone, with `reason`; users come,
         channels joined and left); its topics and bans are taken too.
         """
+        self._begin_turn()
         now = self.clock.seconds()
         wanted = {name_key(nick): (nick, names) for nick, names in state.users}
         gone = [remote for (owner, key), remote in self._remote.items() if owner == node and key not in wanted]
@@ -627,6 +622,7 @@ class ChatServer:
 
     def lose_node(self, node: str, reason: str = "Server lost") -> None:
         """`node` is gone: its users leave every channel, and their nicknames are free."""
+        self._begin_turn()
         now = self.clock.seconds()
         for key in [key for key in self._remote if key[0] == node]:
             self._apply(Left(self._remote[key].nick, reason, at=now, origin=node))
@@ -637,6 +633,7 @@ class ChatServer:
 
     def tell_everyone(self, *answers: object) -> None:
         """Send every user of this node these replies."""
+        self._begin_turn()
         for member in list(self._members.values()):
             if self._caught_up_with(member):
                 self._send_isolated(member, *answers)
@@ -871,16 +868,17 @@ class ChatServer:
 
     # -- fan-out
 
-    def hold(self) -> None:
-        """Keep events waiting until `release`."""
-        self.held = True
+    def _begin_turn(self) -> None:
+        turn = self.turn
+        if turn is not None and not turn.held:
+            turn.begin()
 
-    def release(self) -> None:
-        """Stop holding, and deliver what waits."""
-        self.held = False
-        self._publish()
+    def _waits(self) -> bool:
+        """Whether events wait for the end of the turn (or go out at once)."""
+        turn = self.turn
+        return turn is not None and turn.held
 
-    def catch_up(self, session: ISession) -> None:
+    def _catch_up(self, session: ISession) -> None:
         """Deliver to `session` now what waits for it, so what comes next reaches it in order."""
         member = self._members.get(session)
         if member is None:
@@ -896,7 +894,7 @@ class ChatServer:
 
     def _caught_up_with(self, member: Member) -> bool:
         """Catch `member` up; False if that failed and the member is gone."""
-        self.catch_up(member.session)
+        self._catch_up(member.session)
         return self._members.get(member.session) is member
 
     def _broadcast(self, event: Event, audience: Audience, exclude: ISession | None = None,
@@ -909,13 +907,13 @@ class ChatServer:
         self._record(event, channel)
         if audience:
             self._pending.append((event, audience, exclude))
-        if not self.held:
+        if not self._waits():
             self._publish()
 
     def _send_on(self, event: BusEvent) -> None:
         """`event` for the bus only: for other nodes to act on."""
         self._outgoing.append(event)
-        if not self.held:
+        if not self._waits():
             self._publish()
 
     def _publish(self) -> None:
@@ -1000,9 +998,9 @@ class ChatServer:
             log.failure("delivery to {nick} failed; dropping the connection", nick=member.nick)
             self._drop(member.session)
 
-    def _send_isolated(self, member: Member, reply: object) -> None:
+    def _send_isolated(self, member: Member, *answers: object) -> None:
         try:
-            member.session.send((reply,))
+            member.session.send(answers)
         except Exception:
             log.failure("delivery to {nick} failed; dropping the connection", nick=member.nick)
             self._drop(member.session)

@@ -50,9 +50,9 @@ from chatd.irc.parse import (
     Whois,
     parse_line,
 )
-from chatd.service.flow import FloodGate, SendQueue
-from chatd.service.listening import describe_peer
-from chatd.service.sessions import Door, KeepAlive, Timeouts, after_what_was_sent
+from chatd.net.flow import FloodGate, SendQueue
+from chatd.net.addresses import describe_peer
+from chatd.net.connection import Door, KeepAlive, Timeouts, after_what_was_sent
 
 log = Logger()
 
@@ -187,7 +187,6 @@ class IrcSession(Protocol):
             self.factory.closed(self)
 
     def leave_chat(self, reason: str) -> None:
-        self.factory.flusher.hold_turn()
         self._server.depart(self, reason)
 
     # -- lines
@@ -195,7 +194,6 @@ class IrcSession(Protocol):
     def _line_let_through(self, text: str) -> None:
         if self._closing:
             return
-        self.factory.flusher.hold_turn()
         for command in parse_line(text):
             if self._closing:
                 return

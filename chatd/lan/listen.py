@@ -45,7 +45,7 @@ from chatd.lan.announcement import (
     NotAnAnnouncement,
 )
 from chatd.core.text import clean
-from chatd.service.listening import format_address, ipv4_address, multicast_group
+from chatd.net.addresses import format_address, ipv4_address, multicast_group
 
 DEFAULT_DISCOVER_TIMEOUT_SECONDS = 5.0
 MISSED_INTERVALS = 3

@@ -45,7 +45,7 @@ from twisted.logger import Logger
 from chatd.lan import announcement
 from chatd.lan import mmsg
 from chatd.lan.announcement import Announcement
-from chatd.service.limits import MAX_TRACKED_SOURCES, RateLimiter
+from chatd.net.limits import MAX_TRACKED_SOURCES, RateLimiter
 
 log = Logger()
 

@@ -37,10 +37,10 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.internet.protocol import Factory, Protocol, ServerFactory
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.logger import Logger
 
-from chatd.service.twisted_private import accept_now, listening_socket
+from chatd.net.addresses import format_address, host_and_port
+from chatd.net.twisted_private import accept_now, listening_socket
 
 log = Logger()
 
@@ -101,20 +101,6 @@ def _port_number(text: str, part: str) -> int:
     return int(text)
 
 
-def ipv4_address(text: str) -> str:
-    """`text` as an IPv4 address (an option's value), or ValueError saying why not."""
-    try:
-        return str(ipaddress.IPv4Address(text.strip()))
-    except ValueError:
-        raise ValueError(f"{text!r} is not an IPv4 address") from None
-
-
-def multicast_group(text: str) -> str:
-    """`text` as an IPv4 multicast group (an option's value), or ValueError saying why not."""
-    group = ipv4_address(text)
-    if not ipaddress.IPv4Address(group).is_multicast:
-        raise ValueError(f"{text!r} is not a multicast address (224.0.0.0-239.255.255.255)")
-    return group
 
 
 def format_ports(ports: Sequence[int]) -> str:
@@ -128,14 +114,6 @@ def format_ports(ports: Sequence[int]) -> str:
     return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in runs)
 
 
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def describe_peer(address: IAddress) -> str:
-    """A connection's peer for the log: 192.0.2.7:50312, [2001:db8::7]:50312."""
-    host, port = getattr(address, "host", None), getattr(address, "port", None)
-    return str(address) if host is None or port is None else format_address(host, port)
 
 
 class _SelfCheckingFactory(ServerFactory[Protocol]):
@@ -264,12 +242,6 @@ class UDPBinding:
 
 Binding = TCPBinding | UDPBinding
 
-
-def host_and_port(address: IAddress) -> tuple[str, int]:
-    """The host and port of an IP address (what TCP and UDP ports and transports give)."""
-    if not isinstance(address, (IPv4Address, IPv6Address)):
-        raise TypeError(f"not an IP address: {address!r}")
-    return address.host, address.port
 
 
 def port_of(listening: IListeningPort) -> int:

@@ -37,7 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from chatd.core.server import ChatServer
-from chatd.service.flow import FlowCounts
+from chatd.net.flow import FlowCounts
 
 if TYPE_CHECKING:
     from chatd.bus.redis import RedisBus
@@ -96,11 +96,18 @@ class ChatCollector(Collector):
             yield errors
 
 
+def fan_out_histogram(registry: CollectorRegistry) -> Histogram:
+    """The fan-out histogram, in `registry` (made before the chat server, whose turn it times)."""
+    return Histogram("chatd_fan_out_seconds", "Time to deliver one turn's events to every member.",
+                     buckets=FAN_OUT_BUCKETS, registry=registry)
+
+
 def chat_metrics(server: ChatServer, doors: Mapping[str, Sized], counts: FlowCounts,
-                 bus: RedisBus | None = None) -> tuple[CollectorRegistry, Histogram]:
-    """A registry of the chat's metrics (its own, not prometheus_client's global one), and the fan-out histogram."""
-    registry = CollectorRegistry()
+                 bus: RedisBus | None = None, registry: CollectorRegistry | None = None) -> CollectorRegistry:
+    """
+    A registry of the chat's metrics: `registry` (with the fan-out
+    histogram), or one of its own, not prometheus_client's global one.
+    """
+    registry = CollectorRegistry() if registry is None else registry
     registry.register(ChatCollector(server, doors, counts, bus))
-    fan_out = Histogram("chatd_fan_out_seconds", "Time to deliver one turn's events to every member.",
-                        buckets=FAN_OUT_BUCKETS, registry=registry)
-    return registry, fan_out
+    return registry

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Collection, Sized
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredList
 from twisted.logger import Logger
@@ -26,6 +27,7 @@ from chatd.core.moderation import Moderation
 from chatd.core.nicknames import ChannelNameError, check_channel_name
 from chatd.core.server import DEFAULT_CHANNEL, DEFAULT_MAX_CHANNELS, DEFAULT_QUIET_JOINS, ChatServer
 from chatd.core.text import clean
+from chatd.core.turn import Turn
 from chatd.lan.announcement import DEFAULT_BROADCAST_PORT, DEFAULT_GROUP, DEFAULT_MULTICAST_PORT
 from chatd.lan.udp import (
     AnnouncerProtocol,
@@ -36,9 +38,10 @@ from chatd.lan.udp import (
     listen_udp_with_destinations,
     multicast_setup,
 )
-from chatd.service.flow import FlowCounts, Flusher
-from chatd.service.limits import ConnectionLimits, raise_open_files_limit
-from chatd.service.metrics import chat_metrics
+from chatd.net.flow import FlowCounts, Flusher
+from chatd.net.limits import ConnectionLimits, raise_open_files_limit
+from chatd.service.metrics import chat_metrics, fan_out_histogram
+from chatd.net.addresses import format_address, ipv4_address, multicast_group
 from chatd.service.listening import (
     FallbackListener,
     FallbackSpecError,
@@ -46,14 +49,11 @@ from chatd.service.listening import (
     TCPBinding,
     UDPBinding,
     fallback_ports,
-    format_address,
-    ipv4_address,
-    multicast_group,
 )
 from chatd.service.transcript import Transcript, recent_messages
 from chatd.service.workers import Reservations, SharedPortBinding, Supervisor, WorkerLife, reserve_port, worker_command
 from chatd.telnet.charset import CharsetError, check_charset
-from chatd.service.sessions import DEFAULT_MAX_LINE_BYTES, Settings
+from chatd.net.connection import DEFAULT_MAX_LINE_BYTES, Settings
 from chatd.telnet.protocol import ChatFactory
 from chatd.irc.protocol import IrcFactory
 from chatd.web.protocol import WebSessions
@@ -447,9 +447,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     moderation = None
     if options["oper-password"] is not None:
         moderation = Moderation(options["oper-password"], reactor)
+    registry = CollectorRegistry()
+    turn = Turn(reactor, fan_out_histogram(registry).observe)
     server = ChatServer(
         settings.server_name, reactor, default_channel=options["default-channel"], history_size=options["history"],
         recent=recent, moderation=moderation, max_channels=options["max-channels"], quiet_joins=options["quiet-joins"],
+        turn=turn,
     )
     if transcript is not None:
         server.observers.append(transcript.record)
@@ -458,13 +461,13 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     doors: dict[str, Sized] = {}
     bus = None
     if options["cluster"] is not None:  # other nodes' events arrive as a turn of their own
-        bus = RedisBus(options["cluster"], options["cluster-name"], server, reactor, lambda: flusher.hold_turn())
+        bus = RedisBus(options["cluster"], options["cluster-name"], server, reactor)
         server.bus, server.node = bus, bus.node
         cluster = _Cluster(bus)
         cluster.setName("cluster")
         cluster.setServiceParent(top)
-    registry, fan_out = chat_metrics(server, doors, counts, bus)
-    flusher = Flusher(reactor, server, fan_out.observe)
+    chat_metrics(server, doors, counts, bus, registry)
+    flusher = Flusher(reactor, turn)
     factory = ChatFactory(server, settings, reactor, limits, flusher, counts)
     doors["telnet"] = factory.connections
     web_sessions = None

@@ -40,11 +40,11 @@ from twisted.internet.protocol import Factory, Protocol, ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chatd.net.addresses import format_address
 from chatd.service.listening import (
     LISTEN_BACKLOG,
     ListenError,
     TCPBinding,
-    format_address,
     format_ports,
     write_port_file,
 )

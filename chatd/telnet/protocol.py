@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from attrs import define, field
+from attrs import define, field, frozen
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -36,10 +36,10 @@ from chatd.core.batch import Share
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.core.text import clean
-from chatd.service.flow import FloodGate, SendQueue, unacknowledged_bytes
-from chatd.service.listening import describe_peer
-from chatd.service.sessions import Door, Timeouts, after_what_was_sent
-from chatd.service.twisted_private import hand_over
+from chatd.net.flow import FloodGate, SendQueue, unacknowledged_bytes
+from chatd.net.addresses import describe_peer
+from chatd.net.connection import Door, Timeouts, after_what_was_sent
+from chatd.net.twisted_private import hand_over
 from chatd.telnet import render
 from chatd.telnet.charset import CharsetError, check_charset
 from chatd.telnet.dialect import Outgoing, TelnetDialect, encode
@@ -289,8 +289,6 @@ class ChatProtocol(TelnetServer):
             self.factory.closed(self)
 
     def leave_chat(self, reason: str) -> None:
-        # Held like a line: many leaving in one turn reach the rest as one delivery each.
-        self.factory.flusher.hold_turn()
         self._server.depart(self, reason)
 
     # -- timers
@@ -345,9 +343,6 @@ class ChatProtocol(TelnetServer):
             return
         assert self._timeouts is not None
         self._timeouts.activity()  # a line let through from the flood queue is activity too
-        # What the chat makes of this turn's lines reaches each member as one
-        # delivery and one write, at the end of the turn.
-        self.factory.flusher.hold_turn()
         command = parse_line(clean(text))
         if command is None:
             return
@@ -362,7 +357,6 @@ class ChatProtocol(TelnetServer):
             self._logged_in()
 
     def _set_charset(self, name: str | None) -> None:
-        self._server.catch_up(self)  # what the chat has for this user goes in the charset they had
         if name is None:
             self._tell(render.charset_shown(self.charset))
             return
@@ -371,10 +365,15 @@ class ChatProtocol(TelnetServer):
         except CharsetError as refusal:
             self._tell(render.error(str(refusal)))
             return
+        # Through the chat, as a reply: what it has for this user before this
+        # goes out first, in the charset they had.
+        self._server.tell(self, CharsetSwitch(charset))
+
+    def _switch_charset(self, charset: str) -> str:
         self._editor.set_charset(charset)
         self.dialect = TelnetDialect.of(charset, self._server.default_channel)
         self._hinted_charset = False
-        self._tell(render.charset_is(charset))
+        return render.charset_is(charset)
 
     def _tell(self, line: str) -> None:
         self._server.tell(self, line)
@@ -391,6 +390,8 @@ class ChatProtocol(TelnetServer):
 
     def send(self, replies: Sequence[object]) -> None:
         lobby = self._server.default_channel
+        if type(replies[0]) is CharsetSwitch:
+            replies = [self._switch_charset(replies[0].charset)]
         self._write_above_input(Outgoing([line for reply in replies for line in render.reply_lines(reply, lobby)])
                                 .encoded(self.charset))
 
@@ -432,6 +433,13 @@ class ChatProtocol(TelnetServer):
             self._send_queue.write(data)
         else:  # refused before being admitted
             self.transport.write(data)
+
+
+@frozen
+class CharsetSwitch:
+    """This door's own reply to itself: from here on, the connection's charset is `charset`."""
+
+    charset: str
 
 
 # The commands this front door answers itself.

@@ -97,11 +97,11 @@ from chatd.core import commands
 from chatd.core.batch import Share
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
-from chatd.service.flow import FloodGate, SendQueue
-from chatd.service.limits import Slot
-from chatd.service.listening import describe_peer
-from chatd.service.sessions import Door, KeepAlive, Timeouts, after_what_was_sent
-from chatd.service.twisted_private import after_each_read, partial_message_size, tcp_transport_of
+from chatd.net.flow import FloodGate, SendQueue
+from chatd.net.limits import Slot
+from chatd.net.addresses import describe_peer
+from chatd.net.connection import Door, KeepAlive, Timeouts, after_what_was_sent
+from chatd.net.twisted_private import after_each_read, partial_message_size, tcp_transport_of
 from chatd.web import render
 from chatd.web.dialect import JSON, text_frame
 from chatd.web.parse import Invalid, TooLong, Unreadable, parse_message
@@ -230,7 +230,6 @@ class WebSession:
             self.factory.closed(self)
 
     def leave_chat(self, reason: str) -> None:
-        self.factory.flusher.hold_turn()
         self._server.depart(self, reason)
 
     # -- input
@@ -245,7 +244,6 @@ class WebSession:
             return
         assert self._timeouts is not None
         self._timeouts.activity()
-        self.factory.flusher.hold_turn()
         max_line = self._settings.max_line_bytes
         parsed = parse_message(message, max_line)
         match parsed:

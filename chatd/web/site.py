@@ -35,8 +35,8 @@ from twisted.web.static import File
 from twisted.web.websocket import WebSocketResource
 
 from chatd.core.moderation import Moderation
-from chatd.service.limits import ConnectionLimits, Slot
-from chatd.service.listening import describe_peer
+from chatd.net.limits import ConnectionLimits, Slot
+from chatd.net.addresses import describe_peer
 from chatd.web.protocol import WebSessions
 
 log = Logger()

@@ -1,7 +1,7 @@
 """
 Per-connection flow control, in both directions.
 
-Out: `SendQueue`, flushed by a `Flusher` at the end of each reactor turn.  A slow reader (a phone on bad Wi-Fi, a client that never
+Out: `SendQueue`, flushed by a `Flusher` at the end of each turn.  A slow reader (a phone on bad Wi-Fi, a client that never
 reads) must not slow anyone else nor grow memory without bound.  While the
 transport's own buffer is full, Twisted pauses us (we are its streaming
 producer); what is delivered meanwhile waits in our queue, up to a limit.
@@ -18,25 +18,23 @@ from __future__ import annotations
 import fcntl
 import struct
 import termios
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from attrs import define
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
 
 from chatd.core.batch import Buffer
-from chatd.service.limits import TokenBucket
-from chatd.service.twisted_private import send_now, socket_of
+from chatd.core.turn import Turn
+from chatd.net.limits import TokenBucket
+from chatd.net.twisted_private import send_now, socket_of
 
 # More buffers than this in one send are joined first (the kernel takes at
 # most IOV_MAX, 1024 on Linux, in one sendmsg).
 MAX_PARTS_PER_SEND = 64
 
-if TYPE_CHECKING:
-    from chatd.core.server import ChatServer
 
 
 @define
@@ -49,63 +47,40 @@ class FlowCounts:
 
 class Flusher:
     """
-    The end of each reactor turn: the chat server's held events are
-    delivered, then each connection's output is handed to its transport.
-
-    Fan-out is the hot path: in one turn a connection may be sent many
-    messages from many reads, and one delivery and one transport write of
-    all of them cost far less than one each.  No latency is added: Twisted
-    sends on the next poll either way, and this runs just before it.
+    Each connection's output, handed to its transport at the end of the
+    turn (chatd.core.turn), after the chat's fan-out: in one turn a
+    connection may be sent many messages from many reads, and one transport
+    write of all of them costs far less than one each.
     """
 
-    def __init__(self, clock: IReactorTime, server: ChatServer | None = None,
-                 fan_out_seconds: Callable[[float], None] | None = None) -> None:
-        self._clock = clock
-        self._server = server
-        # Told how long each turn's fan-out took (/metrics).
-        self._fan_out_seconds = fan_out_seconds
+    def __init__(self, clock: IReactorTime, turn: Turn | None = None) -> None:
+        """The end of `turn` (the chat server's), or of a turn of the Flusher's own on `clock`."""
+        self._turn = Turn(clock) if turn is None else turn
+        self._turn.then(self._hand_over)
         self._dirty: list[SendQueue] = []
-        self._call: IDelayedCall | None = None
-        # True while the turn's output goes out: a queue with nothing
-        # waiting then sends what it is given at once (see SendQueue.write).
-        self.flushing = False
 
-    def hold_turn(self) -> None:
-        """Hold the chat server's events until the end of this turn."""
-        if self._server is not None and not self._server.held:
-            self._server.hold()
-            self._at_end_of_turn()
+    @property
+    def flushing(self) -> bool:
+        """
+        True while the turn's output goes out: a queue with nothing waiting
+        then sends what it is given at once (see SendQueue.write).
+        """
+        return self._turn.ending
 
     def schedule(self, queue: SendQueue) -> None:
         """`queue` has output to hand over at the end of this turn."""
         self._dirty.append(queue)
-        self._at_end_of_turn()
-
-    def _at_end_of_turn(self) -> None:
-        if self._call is None:
-            # Delayed calls due now run right after this turn's reads.
-            self._call = self._clock.callLater(0, self.flush)
+        self._turn.later()
 
     def flush(self) -> None:
-        if self._call is not None:
-            if self._call.active():
-                self._call.cancel()
-            self._call = None
-        self.flushing = True
-        try:
-            if self._server is not None and self._server.held:
-                if self._fan_out_seconds is None:
-                    self._server.release()
-                else:
-                    started = time.perf_counter()
-                    self._server.release()
-                    self._fan_out_seconds(time.perf_counter() - started)
-            while self._dirty:
-                dirty, self._dirty = self._dirty, []
-                for queue in dirty:
-                    queue.flush()
-        finally:
-            self.flushing = False
+        """End the turn now: the chat's events, then everyone's output (shutting down)."""
+        self._turn.end()
+
+    def _hand_over(self) -> None:
+        while self._dirty:
+            dirty, self._dirty = self._dirty, []
+            for queue in dirty:
+                queue.flush()
 
 
 @implementer(IPushProducer)

@@ -4,7 +4,7 @@ else in chatd touches an underscore name or an attribute outside Twisted's
 interfaces; tests/test_twisted_private.py fails as soon as the installed
 Twisted changes what these rely on.
 
-1. The direct send (chatd.service.flow.SendQueue): at the end of a turn, a
+1. The direct send (chatd.net.flow.SendQueue): at the end of a turn, a
    TCP transport whose own buffer is empty is written to with one send()
    (or sendmsg()) on its socket, instead of write() (which buffers, asks
    epoll to watch the socket and sends on the next poll: three system

@@ -19,8 +19,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.core.server import ChatServer
-from chatd.service.flow import FloodGate, FlowCounts, Flusher
-from chatd.service.limits import ConnectionLimits
+from chatd.net.flow import FloodGate, FlowCounts, Flusher
+from chatd.net.limits import ConnectionLimits
 
 log = Logger()
 
@@ -244,7 +244,7 @@ class Door:
     settings: Settings
     clock: IReactorTime
     limits: ConnectionLimits = field(factory=lambda: ConnectionLimits(10_000, 32))
-    flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server), takes_self=True))
+    flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server.turn), takes_self=True))
     counts: FlowCounts = field(factory=FlowCounts)
     connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
 

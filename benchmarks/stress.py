@@ -1,7 +1,7 @@
 """
-python -m chatd.stress: a bounded stress run of chatd on loopback.
+benchmarks/stress.py: a bounded stress run of chatd on loopback.
 
-    python -m chatd.stress --clients 500 --seconds 30
+    .venv/bin/python benchmarks/stress.py --clients 500 --seconds 30
 
 It starts its own chatd (twistd, on 127.0.0.1, an ephemeral port) and
 connects a mix of clients, each from its own loopback address:
@@ -34,7 +34,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 
-import chatd
+REPO = Path(__file__).resolve().parent.parent
 
 MAX_CLIENTS = 5000
 MAX_SECONDS = 600
@@ -184,7 +184,7 @@ def start_server(reactor: Any, workdir: Path, clients: int) -> Any:
     twistd = Path(sys.executable).with_name("twistd")
     port_file = workdir / "port"
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(chatd.__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     watch = Watch()
     process = reactor.spawnProcess(
         watch, str(twistd),
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as problem:
-        sys.stderr.write(f"chatd.stress: {problem}\n")
+        sys.stderr.write(f"stress.py: {problem}\n")
         raise SystemExit(2) from None
 
     def go(reactor: Any) -> Any:
