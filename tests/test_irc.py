@@ -14,7 +14,7 @@ from chatd.core.session import ISession
 from chatd.core.turn import Turn
 from chatd.irc import render
 from chatd.irc.protocol import PING_INTERVAL_SECONDS, IrcFactory
-from chatd.net.connection import Settings
+from chatd.net.door import Settings
 
 
 class Client:

@@ -18,7 +18,7 @@ from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.core.turn import Turn
 from chatd.net.limits import ConnectionLimits
-from chatd.net.connection import Settings
+from chatd.net.door import Settings
 from chatd.telnet.protocol import GREETING_WAIT_SECONDS, ChatFactory
 
 IAC, DO, WILL, SB, SE = b"\xff", b"\xfd", b"\xfb", b"\xfa", b"\xf0"
@@ -548,7 +548,7 @@ def test_a_slow_reader_is_dropped_and_the_sender_is_not_slowed():
         client.send(nick + b"\n")
     for client in (alice, bob, carol):
         client.take()
-    bob.protocol._send_queue.pauseProducing()  # as Twisted does when bob's socket buffer is full
+    bob.protocol._life._send_queue.pauseProducing()  # as Twisted does when bob's socket buffer is full
     alice.send(b"x" * 200 + b"\n")
     alice.send(b"".join(b"%d\n" % index for index in range(200)))
     lines = carol.take().split(b"\r\n")  # the end of the turn
@@ -672,6 +672,6 @@ def test_a_reset_user_still_saying_queued_lines_is_closed_at_shutdown():
     bob.protocol.connectionLost(Failure(ConnectionLost()))
     alice.take()
     done = factory.shut_down(5)
-    assert list(factory.connections) == [alice.protocol]
+    assert [life.session for life in factory.connections] == [alice.protocol]
     alice.protocol.connectionLost(Failure(ConnectionDone()))
     assert done.called

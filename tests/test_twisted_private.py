@@ -112,8 +112,8 @@ def test_a_websocket_shows_its_tcp_transport_its_partial_message_and_each_read()
     clock = Clock()
     site, sessions = make_site(clock)
     browser = Browser(site, clock)
-    [session] = list(sessions.connections)
-    websocket = session._websocket
+    [life] = list(sessions.connections)
+    websocket = life.session._websocket
     assert tcp_transport_of(websocket) is browser.transport
     reads = []
     after_each_read(browser.protocol, lambda: reads.append(partial_message_size(websocket)))

@@ -37,7 +37,7 @@ from chatd.core.session import ISession
 from chatd.core.turn import Turn
 from chatd.net.limits import ConnectionLimits
 from chatd.service.metrics import chat_metrics
-from chatd.net.connection import Settings
+from chatd.net.door import Settings
 from chatd.web import render
 from chatd.web.dialect import JSON, frame_header
 from chatd.web.parse import Invalid, TooLong, Unreadable, parse_message
@@ -212,7 +212,7 @@ def logged_in(site, clock, nick, host="127.0.0.1"):
 def test_a_session_is_a_session(site, clock):
     browser = Browser(site, clock)
     assert browser.accepted
-    session = next(iter(site.resource.children[b"chat"].factory.connections))
+    session = next(iter(site.resource.children[b"chat"].factory.connections)).session
     assert verifyObject(ISession, session)
 
 

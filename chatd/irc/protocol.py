@@ -50,9 +50,9 @@ from chatd.irc.parse import (
     Whois,
     parse_line,
 )
-from chatd.net.flow import FloodGate, SendQueue
 from chatd.net.addresses import describe_peer
-from chatd.net.connection import Door, KeepAlive, Timeouts, after_what_was_sent
+from chatd.net.door import Door
+from chatd.net.life import IDLE, LOGIN, ConnectionLife
 
 log = Logger()
 
@@ -78,13 +78,7 @@ class IrcSession(Protocol):
         self.address = str(getattr(peer, "host", peer))
         self._buffer = b""
         self._skipping = False  # dropping the rest of an over-long line
-        self._admitted = False
-        self._closing = False
-        self._lost = False
-        self._send_queue: SendQueue | None = None
-        self._flood_gate: FloodGate | None = None
-        self._timeouts: Timeouts | None = None
-        self._keepalive: KeepAlive | None = None
+        self._life: ConnectionLife | None = None
         # Registration: the nickname and user given, and whether CAP holds it back.
         self._wanted_nick: str | None = None
         self._user_given = False
@@ -105,51 +99,29 @@ class IrcSession(Protocol):
     # -- from the transport
 
     def connectionMade(self) -> None:
-        moderation = self._server.moderation
-        host = self.address
-        if moderation is not None and moderation.is_banned(host):
-            self._refuse("you are banned from this server")
-            return
-        refusal = self.factory.limits.admit(host)
-        if refusal is not None:
-            self._refuse(refusal)
-            return
-        self._admitted = True
-        self.factory.opened(self)
-        settings = self._settings
-        self._send_queue = SendQueue(self.transport, settings.send_queue_bytes, self._send_queue_exceeded,
-                                     self.factory.flusher)
-        self._flood_gate = FloodGate(
-            self.factory.clock, settings.rate_lines_per_second, settings.rate_burst_lines, settings.flood_queue_lines,
-            self._line_let_through, self.transport.pauseProducing, self.transport.resumeProducing, self.factory.counts)
-        for option in ("setTcpKeepAlive", "setTcpNoDelay"):
-            set_option = getattr(self.transport, option, None)
-            if set_option is not None:
-                set_option(True)
-        self._timeouts = Timeouts(self.factory.clock, settings, self, self._flood_gate)
-        self._keepalive = KeepAlive(self.factory.clock, PING_INTERVAL_SECONDS, self._ping, self._ping_timed_out)
-        self._server.arrive(self)
-
-    def _refuse(self, reason: str) -> None:
-        log.info("refused {peer} (IRC): {reason}", peer=describe_peer(self.peer), reason=reason)
-        self.transport.write(encode([f"ERROR :Closing Link: {self.address} ({reason})"]))
-        self.transport.loseConnection()
+        self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer, " (IRC)",
+                                    ping_interval=PING_INTERVAL_SECONDS)
+        self._life.admit()
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._admitted or self._closing:
+        life = self._life
+        if life is None or not life.started or life.closing:
             return
-        assert self._keepalive is not None
-        self._keepalive.heard = True
+        life.heard()
+        life.activity()
         try:
             self._lines(data)
         except Exception:
             log.failure("error handling input from {peer}; closing", peer=describe_peer(self.peer))
-            self.transport.abortConnection()
+            life.abort()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._life is not None:
+            self._life.connection_lost(reason)
 
     def _lines(self, data: bytes) -> None:
         """Cut what came into lines; a line over 512 bytes is answered with 417 and dropped."""
-        assert self._flood_gate is not None and self._timeouts is not None
-        self._timeouts.activity()
+        assert self._life is not None
         *lines, self._buffer = (self._buffer + data).split(b"\n")
         for raw in lines:
             if self._skipping:  # the end of an over-long line
@@ -159,7 +131,7 @@ class IrcSession(Protocol):
             if len(raw) > MAX_LINE_BYTES:
                 self._too_long()
                 continue
-            self._flood_gate.line(_decode(raw))
+            self._life.line(_decode(raw))
         if len(self._buffer) > MAX_LINE_BYTES:
             self._buffer = b""
             if not self._skipping:
@@ -169,35 +141,36 @@ class IrcSession(Protocol):
     def _too_long(self) -> None:
         self._tell(render.numeric(self._server_name, "417", self.nick, "Input line was too long"))
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._lost = True
-        if self._timeouts is not None:
-            self._timeouts.stop()
-        if self._keepalive is not None:
-            self._keepalive.stop()
-        after_what_was_sent(reason, self._flood_gate, self._closing, self._gone)
+    # -- the wire, for the connection's life
 
-    def _gone(self, reason: str) -> None:
-        if self._flood_gate is not None:
-            self._flood_gate.stop()
-        if self._admitted:
-            self._admitted = False
-            self.factory.limits.release(self.address)
-            self.leave_chat(reason)
-            self.factory.closed(self)
-
-    def leave_chat(self, reason: str) -> None:
-        self._server.depart(self, reason)
-
-    # -- lines
-
-    def _line_let_through(self, text: str) -> None:
-        if self._closing:
-            return
+    def let_through(self, text: str) -> None:
+        assert self._life is not None
         for command in parse_line(text):
-            if self._closing:
+            if self._life.closing:
                 return
             self._carry_out(command)
+
+    def refuse(self, reason: str) -> None:
+        self.transport.write(encode([f"ERROR :Closing Link: {self.address} ({reason})"]))
+
+    def timed_out(self, timeout: str) -> str:
+        if timeout == LOGIN:
+            return f"no nickname chosen within {self._settings.login_timeout_seconds:g} s"
+        return "Idle timeout" if timeout == IDLE else "Ping timeout"  # said in the ERROR line of the goodbye
+
+    def ping(self) -> None:
+        self._tell(f"PING :{self._server_name}")
+
+    def shutting_down(self) -> None:
+        self._tell(render.line(self._server_name, "NOTICE", self.nick, "Server shutting down"))
+
+    def goodbye(self, reason: str) -> None:
+        """ERROR, after everything before it."""
+        assert self._life is not None
+        self._life.write(encode([f"ERROR :Closing Link: {self.address} ({reason})"]))
+
+    def close(self) -> None:
+        self.transport.loseConnection()
 
     def _carry_out(self, command: object) -> None:
         server, name, nick = self._server, self._server_name, self.nick
@@ -285,8 +258,8 @@ class IrcSession(Protocol):
         self._server.handle(self, commands.LogIn(self._wanted_nick))
         if self._server.nick_of(self) is not None:
             self.registered = True
-            assert self._timeouts is not None
-            self._timeouts.logged_in()
+            assert self._life is not None
+            self._life.chose_nickname()
 
     def _mode(self, target: str, change: str) -> None:
         name, nick = self._server_name, self.nick
@@ -325,43 +298,18 @@ class IrcSession(Protocol):
             self._tell(render.numeric(name, irc.RPL_WHOISSERVER, nick, online, name, "chatd"))
         self._tell(render.numeric(name, irc.RPL_ENDOFWHOIS, nick, target, "End of /WHOIS list"))
 
-    # -- timers
-
-    def login_timed_out(self) -> None:
-        self.disconnect(f"no nickname chosen within {self._settings.login_timeout_seconds:g} s")
-
-    def idle_timed_out(self) -> None:
-        self.leave_chat("Idle timeout")
-        self.disconnect("Idle timeout")
-
-    def _ping(self) -> None:
-        if not self._closing:
-            self._tell(f"PING :{self._server_name}")
-
-    def _ping_timed_out(self) -> None:
-        if not self._closing:
-            self.leave_chat("Ping timeout")
-            self.disconnect("Ping timeout")
-
-    def _send_queue_exceeded(self) -> None:
-        self.factory.counts.send_queue_drops += 1
-        log.info("{peer} (IRC) fell over {limit} bytes behind; dropping it", peer=describe_peer(self.peer),
-                 limit=self._settings.send_queue_bytes)
-        self._closing = True
-        self.leave_chat("Send queue exceeded")
-        self.transport.abortConnection()
-
     def _tell(self, *lines: str) -> None:
         self._server.tell(self, *lines)
 
     # -- ISession, from the chat server
 
     def deliver(self, share: Share) -> None:
-        if self._send_queue is not None:
-            self._send_queue.write_parts(share.parts(IRC))
+        assert self._life is not None
+        self._life.write_parts(share.parts(IRC))
 
     def send(self, answers: Sequence[object]) -> None:
-        if self._send_queue is None:
+        life = self._life
+        if life is None or not life.started:
             return
         name, nick, lines = self._server_name, self.nick, []
         for answer in answers:
@@ -375,7 +323,7 @@ class IrcSession(Protocol):
                 lines += self._joined(nick, answer.channel, answer.history)
             else:
                 lines += render.reply(name, nick, answer, self._subject)
-        self._send_queue.write(encode(lines))
+        life.write(encode(lines))
 
     def _joined(self, nick: str, channel: str, history: Sequence[Any]) -> list[str]:
         found = self._server.channel(channel)
@@ -384,23 +332,10 @@ class IrcSession(Protocol):
         return render.joined(self._server_name, nick, channel, found.topic, found.topic_by, found.topic_at,
                              found.nicks(), history)
 
-    def shutting_down(self) -> None:
-        self._tell(render.line(self._server_name, "NOTICE", self.nick, "Server shutting down"))
-
     def disconnect(self, reason: str) -> None:
         """ERROR, then close once everything before it has been sent."""
-        if self._closing:
-            return
-        self._closing = True
-        if self._send_queue is not None:
-            self._send_queue.write(encode([f"ERROR :Closing Link: {self.address} ({reason})"]))
-            self._send_queue.close()
-        self.transport.loseConnection()
-        if self._lost:
-            self._gone("Connection lost")
-
-    def abort(self) -> None:
-        self.transport.abortConnection()
+        assert self._life is not None
+        self._life.disconnect(reason)
 
 
 def _decode(raw: bytes) -> str:

@@ -53,7 +53,7 @@ from chatd.service.listening import (
 from chatd.service.transcript import Transcript, recent_messages
 from chatd.service.workers import Reservations, SharedPortBinding, Supervisor, WorkerLife, reserve_port, worker_command
 from chatd.telnet.charset import CharsetError, check_charset
-from chatd.net.connection import DEFAULT_MAX_LINE_BYTES, Settings
+from chatd.net.door import DEFAULT_MAX_LINE_BYTES, Settings
 from chatd.telnet.protocol import ChatFactory
 from chatd.irc.protocol import IrcFactory
 from chatd.web.protocol import WebSessions

@@ -36,9 +36,10 @@ from chatd.core.batch import Share
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.core.text import clean
-from chatd.net.flow import FloodGate, SendQueue, unacknowledged_bytes
 from chatd.net.addresses import describe_peer
-from chatd.net.connection import Door, Timeouts, after_what_was_sent
+from chatd.net.door import Door
+from chatd.net.flow import unacknowledged_bytes
+from chatd.net.life import LOGIN, ConnectionLife
 from chatd.net.twisted_private import hand_over
 from chatd.telnet import render
 from chatd.telnet.charset import CharsetError, check_charset
@@ -80,18 +81,12 @@ class ChatProtocol(TelnetServer):
         self._editor = LineEditor(self._settings.max_line_bytes, self._settings.charset)
         self.dialect = TelnetDialect.of(self._settings.charset, self._server.default_channel)
         self._hinted_charset = False
-        self._closing = False
-        self._lost = False  # the transport is closed
         self._read_closed = False  # the client sent EOF
         self._write_closed = False  # chatd sent everything and its FIN
         self._reset_timer: IDelayedCall | None = None
-        self._admitted = False
         self._first_data = True
         self._awaiting_greeting = False  # until the greeting is sent (or the first bytes make it moot)
-        self._timeouts: Timeouts | None = None
-        self.logged_in = False  # has chosen a nickname
-        self._send_queue: SendQueue | None = None
-        self._flood_gate: FloodGate | None = None
+        self._life: ConnectionLife | None = None
 
     @property
     def charset(self) -> str:
@@ -101,50 +96,17 @@ class ChatProtocol(TelnetServer):
 
     @property
     def address(self) -> str:
-        return self._host
+        return str(getattr(self.peer, "host", self.peer))
 
     def connectionMade(self) -> None:
-        moderation = self._server.moderation
-        if moderation is not None and moderation.is_banned(self._host):
-            log.info("refused {peer}: banned", peer=describe_peer(self.peer))
-            self._tell(render.error("you are banned from this server"))
-            self.disconnect("banned")
-            return
-        refusal = self.factory.limits.admit(self._host)
-        if refusal is not None:
-            log.info("refused {peer}: {refusal}", peer=describe_peer(self.peer), refusal=refusal)
-            self._tell(render.error(refusal))
-            self.disconnect(refusal)
-            return
-        self._admitted = True
-        self.factory.opened(self)
-        settings = self._settings
-        send_queue = self._send_queue = SendQueue(
-            self.transport, settings.send_queue_bytes, self._send_queue_exceeded, self.factory.flusher
-        )
-        self._flood_gate = FloodGate(
-            self.factory.clock, settings.rate_lines_per_second, settings.rate_burst_lines,
-            settings.flood_queue_lines, self._line_received, self.transport.pauseProducing,
-            self.transport.resumeProducing, self.factory.counts,
-        )
-        # Keepalive finds peers that vanished without a word (a laptop closed,
-        # Wi-Fi gone). No Nagle: chat writes are whole messages, and Nagle's
-        # algorithm meeting delayed ACKs holds them back about 40 ms.
-        for option in ("setTcpKeepAlive", "setTcpNoDelay"):
-            set_option = getattr(self.transport, option, None)
-            if set_option is not None:
-                set_option(True)
-        # No log line yet: one when a nickname is chosen (the server's), or
-        # one when the connection closes without (see _gone).  A login storm
-        # of thousands is then thousands of lines, not twice as many.
-        self._timeouts = Timeouts(self.factory.clock, settings, self, self._flood_gate)
-        self._server.arrive(self)
-        self._awaiting_greeting = True
-        self.factory.greeting_wait.add(self)
+        self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer, "")
+        if self._life.admit():
+            self._awaiting_greeting = True
+            self.factory.greeting_wait.add(self)
 
     def greeting_due(self) -> None:
         """GREETING_WAIT_SECONDS have passed in silence: a telnet user, waiting to be greeted."""
-        if self._awaiting_greeting and not self._closing:
+        if self._awaiting_greeting and self._life is not None and not self._life.closing:
             self._greet()
 
     def _greet(self) -> None:
@@ -152,26 +114,22 @@ class ChatProtocol(TelnetServer):
         self._awaiting_greeting = False
         self._write(Outgoing(greeting(self._server)).encoded(self.charset))
 
-    @property
-    def _host(self) -> str:
-        return str(getattr(self.peer, "host", self.peer))
-
     def dataReceived(self, data: bytes) -> None:
-        if not self._admitted or self._closing:
+        life = self._life
+        if life is None or not life.started or life.closing:
             return
         if self._first_data:
             self._first_data = False
             if not self._first_words(data):
                 return
-        assert self._timeouts is not None
-        self._timeouts.activity()
+        life.activity()
         # Whatever goes wrong with one connection's input stays with that
         # connection: it is logged and this connection closed, the rest go on.
         try:
             super().dataReceived(data)
         except Exception:
             log.failure("error handling input from {peer}; closing", peer=describe_peer(self.peer))
-            self.transport.abortConnection()
+            life.abort()
 
     def _first_words(self, data: bytes) -> bool:
         """
@@ -180,9 +138,9 @@ class ChatProtocol(TelnetServer):
         the greeting (`http://HOST:8088/`) is served the web page, as on the
         web port, and an IRC client (its first line CAP, NICK, USER or PASS)
         as on the IRC port.  A TLS client is closed (chatd speaks no TLS
-        yet).  Any other
-        client that types ahead (`printf 'alice\nhi\n' | nc HOST 8088`) is
-        greeted at once, and its first answer goes out with the greeting.
+        yet).  Any other client that types ahead (`printf 'alice\nhi\n' |
+        nc HOST 8088`) is greeted at once, and its first answer goes out
+        with the greeting.
         """
         kind = wrong_protocol(data)
         waiting, self._awaiting_greeting = self._awaiting_greeting, False
@@ -211,10 +169,8 @@ class ChatProtocol(TelnetServer):
         another front door: it was a browser (or curl), or an IRC client, all
         along.
         """
-        self._closing = True
-        self._gone(name)
-        assert self._send_queue is not None
-        self._send_queue.close()  # no longer the transport's producer
+        assert self._life is not None
+        self._life.hand_over(name)
         hand_over(self.transport, door.buildProtocol(self.peer), data)
 
     def readConnectionLost(self) -> None:
@@ -224,15 +180,18 @@ class ChatProtocol(TelnetServer):
         already queued for them is sent before the connection closes.
         """
         self._read_closed = True
-        if self._editor.partial and not self._closing:
+        life = self._life
+        assert life is not None
+        if self._editor.partial and not life.closing:
             self.applicationDataReceived(b"\n")
-        if self._flood_gate is None:  # refused before being admitted
+        if life.refused:
             self.transport.loseConnection()
             return
-        self._flood_gate.when_drained(self._end_of_input)
+        life.after_input(self._end_of_input)
 
     def _end_of_input(self) -> None:
-        self.leave_chat("Quit")
+        assert self._life is not None
+        self._life.leave_chat("Quit")
         self.disconnect("end of input")
 
     def writeConnectionLost(self) -> None:
@@ -258,62 +217,12 @@ class ChatProtocol(TelnetServer):
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """
-        The connection is closed, cleanly or not.  Lines the user sent
-        before it went that still wait in the flood queue are still said,
-        at the usual rate, as after an EOF: what was sent was said.  Until
-        then the user counts against the connection limits, so a reset
-        cannot be used to pile up queued lines.
-        """
         super().connectionLost(reason)
-        self._lost = True
-        if self._timeouts is not None:
-            self._timeouts.stop()
         self._awaiting_greeting = False
         if self._reset_timer is not None and self._reset_timer.active():
             self._reset_timer.cancel()
-        after_what_was_sent(reason, self._flood_gate, self._closing, self._gone)
-
-    def _gone(self, reason: str) -> None:
-        """The connection is closed and nothing it sent is left to say: it leaves the chat and the counts."""
-        if self._timeouts is not None:
-            self._timeouts.stop()
-        if self._flood_gate is not None:
-            self._flood_gate.stop()
-        if self._admitted:
-            self._admitted = False
-            if not self.logged_in and reason not in ("web", "IRC"):
-                log.info("{peer} left before choosing a nickname ({reason})", peer=describe_peer(self.peer), reason=reason)
-            self.factory.limits.release(self._host)
-            self.leave_chat(reason)
-            self.factory.closed(self)
-
-    def leave_chat(self, reason: str) -> None:
-        self._server.depart(self, reason)
-
-    # -- timers
-
-    def login_timed_out(self) -> None:
-        self._tell(render.login_timeout(self._settings.login_timeout_seconds))
-        self.disconnect("login timeout")
-
-    def idle_timed_out(self) -> None:
-        self.leave_chat("Idle timeout")
-        self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
-        self.disconnect("idle timeout")
-
-    def _send_queue_exceeded(self) -> None:
-        self.factory.counts.send_queue_drops += 1
-        log.info("{peer} fell over {limit} bytes behind; dropping it", peer=describe_peer(self.peer),
-                 limit=self._settings.send_queue_bytes)
-        self._closing = True
-        self.leave_chat("Send queue exceeded")
-        self.transport.abortConnection()
-
-    def _logged_in(self) -> None:
-        self.logged_in = True
-        assert self._timeouts is not None
-        self._timeouts.logged_in()
+        if self._life is not None:
+            self._life.connection_lost(reason)
 
     # -- from the telnet layer
 
@@ -327,8 +236,8 @@ class ChatProtocol(TelnetServer):
         for item in self._editor.feed(data):
             match item:
                 case Line(text):
-                    assert self._flood_gate is not None
-                    self._flood_gate.line(text)
+                    assert self._life is not None
+                    self._life.line(text)
                 case Echo(text):
                     self._write(encode(text, self.charset))
                 case LineTooLong():
@@ -338,23 +247,55 @@ class ChatProtocol(TelnetServer):
                         self._hinted_charset = True
                         self._tell(render.undecodable_hint(self.charset))
 
-    def _line_received(self, text: str) -> None:
-        if self._closing:
-            return
-        assert self._timeouts is not None
-        self._timeouts.activity()  # a line let through from the flood queue is activity too
+    # -- the wire, for the connection's life
+
+    def let_through(self, text: str) -> None:
+        life = self._life
+        assert life is not None
         command = parse_line(clean(text))
         if command is None:
             return
         if isinstance(command, Charset):
             self._set_charset(command.name)
             return
-        if self.logged_in and not isinstance(command, _FRONT_DOOR_COMMANDS):
+        if life.logged_in and not isinstance(command, _FRONT_DOOR_COMMANDS):
             self._server.handle(self, command)  # the usual line, the short way
             return
         carry_out(self._server, self, command)
-        if not self.logged_in and self._server.nick_of(self) is not None:
-            self._logged_in()
+        if not life.logged_in and self._server.nick_of(self) is not None:
+            life.chose_nickname()
+
+    def refuse(self, reason: str) -> None:
+        self._tell(render.error(reason))
+
+    def timed_out(self, timeout: str) -> str:
+        if timeout == LOGIN:
+            self._tell(render.login_timeout(self._settings.login_timeout_seconds))
+            return "login timeout"
+        self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
+        return "idle timeout"
+
+    def ping(self) -> None:
+        pass  # TCP's keepalive finds a telnet peer that vanished
+
+    def shutting_down(self) -> None:
+        self._tell(render.shutting_down())
+
+    def goodbye(self, reason: str) -> None:
+        pass  # what there was to say was said
+
+    def close(self) -> None:
+        """
+        chatd closes its side first (a FIN after the last byte) and the rest
+        follows in writeConnectionLost.  A transport that cannot half-close
+        just closes.
+        """
+        self._awaiting_greeting = False  # not greeted yet (refused, or shut down at once): no greeting after the farewell
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is None or self._read_closed or self._write_closed:
+            self.transport.loseConnection()
+        else:
+            half_close()
 
     def _set_charset(self, name: str | None) -> None:
         if name is None:
@@ -383,10 +324,9 @@ class ChatProtocol(TelnetServer):
     def deliver(self, share: Share) -> None:
         if self.echoing and self._editor.partial:
             self._write_above_input(share.encoded(self.dialect))
-        elif self._send_queue is not None:
-            self._send_queue.write_parts(share.parts(self.dialect))
         else:
-            self._write(share.encoded(self.dialect))
+            assert self._life is not None
+            self._life.write_parts(share.parts(self.dialect))
 
     def send(self, replies: Sequence[object]) -> None:
         lobby = self._server.default_channel
@@ -404,35 +344,14 @@ class ChatProtocol(TelnetServer):
             data = encode(clear, self.charset) + data + encode(partial, self.charset)
         self._write(data)
 
-    def shutting_down(self) -> None:
-        self._tell(render.shutting_down())
-
-    def abort(self) -> None:
-        self.transport.abortConnection()
-
     def disconnect(self, reason: str) -> None:
-        """
-        Close once everything delivered has been sent: chatd closes its side
-        first (a FIN after the last byte) and the rest follows in
-        writeConnectionLost.  A transport that cannot half-close just closes.
-        """
-        self._closing = True
-        self._awaiting_greeting = False  # not greeted yet (refused, or shut down at once): no greeting after the farewell
-        if self._send_queue is not None:
-            self._send_queue.close()  # the transport waits for a registered producer
-        half_close = getattr(self.transport, "loseWriteConnection", None)
-        if half_close is None or self._read_closed or self._write_closed:
-            self.transport.loseConnection()
-        else:
-            half_close()
-        if self._lost:  # closed already, and was still saying its queued lines: no more
-            self._gone("Connection lost")
+        """Close once everything delivered has been sent (see close)."""
+        assert self._life is not None
+        self._life.disconnect(reason)
 
     def _write(self, data: bytes) -> None:
-        if self._send_queue is not None:
-            self._send_queue.write(data)
-        else:  # refused before being admitted
-            self.transport.write(data)
+        assert self._life is not None
+        self._life.write(data)
 
 
 @frozen

@@ -97,10 +97,9 @@ from chatd.core import commands
 from chatd.core.batch import Share
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
-from chatd.net.flow import FloodGate, SendQueue
-from chatd.net.limits import Slot
 from chatd.net.addresses import describe_peer
-from chatd.net.connection import Door, KeepAlive, Timeouts, after_what_was_sent
+from chatd.net.door import Door
+from chatd.net.life import IDLE, LOGIN, ConnectionLife
 from chatd.net.twisted_private import after_each_read, partial_message_size, tcp_transport_of
 from chatd.web import render
 from chatd.web.dialect import JSON, text_frame
@@ -133,21 +132,12 @@ class WebSession:
         self._server = factory.server
         self._settings = factory.settings
         self._request = request
-        peer: IAddress = request.getClientAddress()
-        self.address = str(getattr(peer, "host", peer))
-        self._peer = describe_peer(peer)
-        # The HTTP connection's place in the connection limits, which this session now holds.
-        self._slot: Slot | None = getattr(request.channel, "slot", None)
+        self._peer: IAddress = request.getClientAddress()
+        self.address = str(getattr(self._peer, "host", self._peer))
         self._websocket: Any = None
         self._tcp: Any = None
-        self._send_queue: SendQueue | None = None
-        self._flood_gate: FloodGate | None = None
-        self._started = False
-        self._closing = False
-        self._lost = False
-        self.logged_in = False
-        self._timeouts: Timeouts | None = None
-        self._keepalive: KeepAlive | None = None
+        self._life: ConnectionLife | None = None
+        self._close_code = NORMAL_CLOSURE
 
     # -- from twisted.web.websocket
 
@@ -156,34 +146,25 @@ class WebSession:
 
     def negotiationFinished(self) -> None:
         """The WebSocket is open: the browser is welcomed, and waits for its nickname."""
-        self._started = True
-        self.factory.opened(self)
         tcp = self._tcp = tcp_transport_of(self._websocket)
-        settings = self._settings
-        # Paused and resumed through the request: the HTTP channel is the TCP
-        # transport's producer and passes pauses on to the request's.  (The
-        # WebSocket's own attachProducer registers with the TCP transport,
-        # which refuses a second producer.)
-        self._send_queue = SendQueue(tcp, settings.send_queue_bytes, self._send_queue_exceeded,
-                                     self.factory.flusher, consumer=self._request)
-        self._flood_gate = FloodGate(
-            self.factory.clock, settings.rate_lines_per_second, settings.rate_burst_lines,
-            settings.flood_queue_lines, self._message_let_through, tcp.pauseProducing, tcp.resumeProducing,
-            self.factory.counts,
-        )
-        set_keepalive = getattr(tcp, "setTcpKeepAlive", None)
-        if set_keepalive is not None:
-            set_keepalive(True)
+        # The HTTP connection's place in the connection limits, which this
+        # session now holds.  Paused and resumed through the request: the
+        # HTTP channel is the TCP transport's producer and passes pauses on
+        # to the request's.  (The WebSocket's own attachProducer registers
+        # with the TCP transport, which refuses a second producer.)
+        life = self._life = ConnectionLife(self.factory, self, self, tcp, self._peer, " (web)", consumer=self._request,
+                                           ping_interval=PING_INTERVAL_SECONDS,
+                                           slot=getattr(self._request.channel, "slot", None))
+        life.admit()
         after_each_read(self._request.channel, self._check_partial_message)
-        clock = self.factory.clock
-        self._timeouts = Timeouts(clock, settings, self, self._flood_gate)
-        self._keepalive = KeepAlive(clock, PING_INTERVAL_SECONDS, self._ping, self._ping_timed_out)
-        self._server.arrive(self)
-        self._send_queue.write(text_frame(render.welcome(self._server.name, self._server.everyone)))
+        life.write(text_frame(render.welcome(self._server.name, self._server.everyone)))
 
     def textMessageReceived(self, message: str) -> None:
-        self._heard()
-        if self._closing or self._flood_gate is None:
+        life = self._life
+        if life is None:
+            return
+        life.heard()
+        if life.closing:
             return
         limit = max_message_size(self._settings.max_line_bytes)
         if len(message) > limit:  # whole in one read, so not seen by _check_partial_message: not queued either
@@ -192,58 +173,47 @@ class WebSession:
         # Whatever goes wrong with one connection's input stays with that
         # connection: it is logged and this connection closed, the rest go on.
         try:
-            self._flood_gate.line(message)
+            life.line(message)
         except Exception:
-            log.failure("error handling input from {peer}; closing", peer=self._peer)
-            self.abort()
+            log.failure("error handling input from {peer}; closing", peer=describe_peer(self._peer))
+            life.abort()
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
-        self._heard()
+        if self._life is not None:
+            self._life.heard()
         self._refuse_input("binary messages are not part of the chat protocol", UNSUPPORTED_DATA)
 
     def pongReceived(self, payload: bytes) -> None:
-        self._heard()
+        if self._life is not None:
+            self._life.heard()
 
     def connectionLost(self, reason: Failure) -> None:
-        """
-        The connection is closed.  As on telnet, messages that still wait
-        in the flood queue are still said at the usual rate, then the user
-        leaves.
-        """
-        self._lost = True
-        if self._timeouts is not None:
-            self._timeouts.stop()
-        if self._keepalive is not None:
-            self._keepalive.stop()
-        after_what_was_sent(reason, self._flood_gate, self._closing, self._gone)
-
-    def _gone(self, reason: str) -> None:
-        if self._flood_gate is not None:
-            self._flood_gate.stop()
-        if self._slot is not None:
-            self._slot.release()
-        if self._started:
-            self._started = False
-            if not self.logged_in:
-                log.info("{peer} (web) left before choosing a nickname ({reason})", peer=self._peer, reason=reason)
-            self.leave_chat(reason)
-            self.factory.closed(self)
-
-    def leave_chat(self, reason: str) -> None:
-        self._server.depart(self, reason)
+        if self._life is not None:
+            self._life.connection_lost(reason)
 
     # -- input
 
     def _check_partial_message(self) -> None:
         limit = max_message_size(self._settings.max_line_bytes)
-        if not self._closing and partial_message_size(self._websocket) > limit:
+        if self._life is not None and not self._life.closing and partial_message_size(self._websocket) > limit:
             self._refuse_input(f"message too long (max {limit} bytes)", MESSAGE_TOO_BIG)
 
-    def _message_let_through(self, message: str) -> None:
-        if self._closing:
+    def _refuse_input(self, reason: str, close_code: int) -> None:
+        """Input this door cannot read: the browser is told, and the connection closes."""
+        life = self._life
+        if life is None or life.closing:
             return
-        assert self._timeouts is not None
-        self._timeouts.activity()
+        log.info("{peer} (web) sent what chatd cannot read ({reason}); closing", peer=describe_peer(self._peer),
+                 reason=reason)
+        life.leave_chat("Quit")
+        self._tell(render.bad_message(reason))
+        self._close_code = close_code
+        life.disconnect(reason)
+
+    # -- the wire, for the connection's life
+
+    def let_through(self, message: str) -> None:
+        assert self._life is not None
         max_line = self._settings.max_line_bytes
         parsed = parse_message(message, max_line)
         match parsed:
@@ -255,59 +225,41 @@ class WebSession:
                 self._tell(render.error(reason, code))
             case TooLong():
                 self._tell(render.line_too_long(max_line))
-            case commands.LogIn(nick) | commands.Nick(nick) if not self.logged_in:
+            case commands.LogIn(nick) | commands.Nick(nick) if not self._life.logged_in:
                 self._server.handle(self, commands.LogIn(nick))
                 if self._server.nick_of(self) is not None:
-                    self._logged_in()
+                    self._life.chose_nickname()
             case _:
                 self._server.handle(self, parsed)
 
-    def _refuse_input(self, reason: str, close_code: int) -> None:
-        """Input this door cannot read: the browser is told, and the connection closes."""
-        if self._closing:
-            return
-        log.info("{peer} (web) sent what chatd cannot read ({reason}); closing", peer=self._peer, reason=reason)
-        self.leave_chat("Quit")
-        self._tell(render.bad_message(reason))
-        self._close(close_code)
+    def refuse(self, reason: str) -> None:
+        pass  # admitted (or refused) with the HTTP connection, by the site
 
-    # -- timers
+    def timed_out(self, timeout: str) -> str:
+        if timeout == LOGIN:
+            self._tell(render.login_timeout(self._settings.login_timeout_seconds))
+            return "login timeout"
+        if timeout == IDLE:
+            self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
+            return "idle timeout"
+        self._tell(render.ping_timeout())
+        return "ping timeout"
 
-    def _logged_in(self) -> None:
-        self.logged_in = True
-        assert self._timeouts is not None
-        self._timeouts.logged_in()
+    def ping(self) -> None:
+        self._websocket.ping(b"chatd")
 
-    def login_timed_out(self) -> None:
-        self._tell(render.login_timeout(self._settings.login_timeout_seconds))
-        self.disconnect("login timeout")
+    def shutting_down(self) -> None:
+        self._tell(render.shutting_down())
 
-    def idle_timed_out(self) -> None:
-        self.leave_chat("Idle timeout")
-        self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
-        self.disconnect("idle timeout")
+    def goodbye(self, reason: str) -> None:
+        pass  # the close frame says it
 
-    def _heard(self) -> None:
-        if self._keepalive is not None:
-            self._keepalive.heard = True
-
-    def _ping(self) -> None:
-        if not self._closing:
-            self._websocket.ping(b"chatd")
-
-    def _ping_timed_out(self) -> None:
-        if not self._closing:
-            self.leave_chat("Ping timeout")
-            self._tell(render.ping_timeout())
-            self.disconnect("ping timeout")
-
-    def _send_queue_exceeded(self) -> None:
-        self.factory.counts.send_queue_drops += 1
-        log.info("{peer} (web) fell over {limit} bytes behind; dropping it", peer=self._peer,
-                 limit=self._settings.send_queue_bytes)
-        self._closing = True
-        self.leave_chat("Send queue exceeded")
-        self.abort()
+    def close(self) -> None:
+        """WebSocket's closing handshake, after everything queued."""
+        try:
+            self._websocket.loseConnection(self._close_code)
+        except Exception:  # the closing handshake had begun from the browser's side: just close
+            self._tcp.loseConnection()
 
     def _tell(self, message: bytes) -> None:
         self._server.tell(self, message)
@@ -315,38 +267,19 @@ class WebSession:
     # -- ISession, from the chat server
 
     def deliver(self, share: Share) -> None:
-        if self._send_queue is not None:
-            self._send_queue.write_parts(share.parts(JSON))
+        if self._life is not None:
+            self._life.write_parts(share.parts(JSON))
 
     def send(self, replies: Sequence[object]) -> None:
-        if self._send_queue is not None:
+        life = self._life
+        if life is not None and life.started:
             for reply in replies:
-                self._send_queue.write(text_frame(render.reply(reply)))
+                life.write(text_frame(render.reply(reply)))
 
     def disconnect(self, reason: str) -> None:
         """Close once everything delivered has been sent, with WebSocket's closing handshake."""
-        self._close(NORMAL_CLOSURE)
-
-    def shutting_down(self) -> None:
-        self._tell(render.shutting_down())
-
-    def abort(self) -> None:
-        if self._tcp is not None:
-            self._tcp.abortConnection()
-
-    def _close(self, code: int) -> None:
-        if self._closing and code == NORMAL_CLOSURE:
-            return
-        self._closing = True
-        if self._send_queue is not None:
-            self._send_queue.close()  # what is queued goes to the transport before the close frame
-        if self._lost:
-            self._gone("Connection lost")
-            return
-        try:
-            self._websocket.loseConnection(code)
-        except Exception:  # the closing handshake had begun from the browser's side: just close
-            self._tcp.loseConnection()
+        if self._life is not None:
+            self._life.disconnect(reason)
 
 
 @define(slots=False)

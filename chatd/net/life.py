@@ -1,0 +1,293 @@
+"""
+One connection's life in the chat, whatever its door:
+
+    admitted (bans, --max-clients, --max-per-ip) or refused in the door's words
+      -> TCP options, the send queue, the flood gate, the timeouts, keep-alive
+      -> input: heard (keep-alive) and activity (idle timeout); lines through
+         the flood gate to the door's parser (`Wire.let_through`)
+      -> output: the send queue (bounded: a reader too far behind is dropped)
+      -> closing: the door's goodbye (`Wire.close`), or aborted
+      -> lost: what the user sent and still waits in the flood queue is said,
+         then the user leaves the chat and the limits
+
+A door supplies only its wire (`Wire`): how to read a line, how to say no,
+how to tell a user a timeout, how to ping and how to close.  Everything
+else is here, once, for every door.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IAddress
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chatd.core.batch import Buffer
+from chatd.core.session import ISession
+from chatd.net.addresses import describe_peer
+from chatd.net.door import Door
+from chatd.net.flow import FloodGate, SendQueue
+from chatd.net.limits import Slot
+from chatd.net.timers import KeepAlive, Timeouts
+
+log = Logger()
+
+LOGIN = "login"
+IDLE = "idle"
+PING = "ping"
+
+
+class Wire(Protocol):
+    """A door's part of a connection: what its life asks of it."""
+
+    def let_through(self, text: str) -> None:
+        """A line (a message) the flood gate let through: parse it and hand it to the chat."""
+
+    def refuse(self, reason: str) -> None:
+        """Refused before being admitted: say why, in the door's form (the life closes the connection)."""
+
+    def timed_out(self, timeout: str) -> str:
+        """
+        Tell the user they are being closed for a timeout (LOGIN, IDLE or
+        PING), in the door's words; the result is the reason for its goodbye.
+        """
+
+    def ping(self) -> None:
+        """Ask a silent peer for a word (IRC's PING, WebSocket's ping)."""
+
+    def shutting_down(self) -> None:
+        """Tell the user the server is shutting down."""
+
+    def goodbye(self, reason: str) -> None:
+        """The door's last words, after everything delivered (IRC's ERROR line); most doors say nothing here."""
+
+    def close(self) -> None:
+        """Close the connection once what was written is out (telnet's FIN, a WebSocket close frame)."""
+
+
+class ConnectionLife:
+    """
+    One connection of a door, from admission to leaving the chat (see the
+    module's docstring).  `transport` is the TCP transport (writes, pauses,
+    aborts); `consumer` is what the send queue registers with as a producer
+    (the transport, unless something already is its producer: a web
+    request).  A connection `slot` given was admitted already (the web
+    door's HTTP connection); without one, `admit` decides.
+    """
+
+    __slots__ = ("_door", "_wire", "session", "_transport", "_consumer", "peer", "address", "_what", "_slot",
+                 "_send_queue", "_flood_gate", "_timeouts", "_keepalive", "_ping_interval", "started", "closing",
+                 "lost", "logged_in", "refused")
+
+    def __init__(self, door: Door, wire: Wire, session: ISession, transport: Any, peer: IAddress, what: str,
+                 consumer: Any = None, ping_interval: float | None = None, slot: Slot | None = None) -> None:
+        self._door = door
+        self._wire = wire
+        self.session = session
+        self._transport = transport
+        self._consumer = consumer
+        self.peer = peer
+        self.address = str(getattr(peer, "host", peer))
+        self._what = what  # the door's name in the log: "", " (web)", " (IRC)"
+        self._slot = slot
+        self._send_queue: SendQueue | None = None
+        self._flood_gate: FloodGate | None = None
+        self._timeouts: Timeouts | None = None
+        self._keepalive: KeepAlive | None = None
+        self._ping_interval = ping_interval
+        self.started = False  # admitted and counted, until it leaves
+        self.closing = False  # chatd is closing it: no more input is read
+        self.lost = False  # the transport is closed
+        self.logged_in = False
+        self.refused = False  # refused at the door: never admitted
+
+    # -- from the door: the life's steps
+
+    def admit(self) -> bool:
+        """Count the connection in the limits and start its life, or refuse it (False)."""
+        if self._slot is None:
+            moderation = self._door.server.moderation
+            refusal = "you are banned from this server" if moderation is not None and moderation.is_banned(
+                self.address) else self._door.limits.admit(self.address)
+            if refusal is not None:
+                log.info("refused {peer}{what}: {refusal}", peer=describe_peer(self.peer), what=self._what,
+                         refusal="banned" if refusal.startswith("you are banned") else refusal)
+                self.closing = self.refused = True
+                self._wire.refuse(refusal)
+                self._wire.close()
+                return False
+            self._slot = Slot(self._door.limits, self.address)
+        self._start()
+        return True
+
+    def _start(self) -> None:
+        door, settings, transport = self._door, self._door.settings, self._transport
+        self.started = True
+        door.opened(self)
+        self._send_queue = SendQueue(transport, settings.send_queue_bytes, self._send_queue_exceeded, door.flusher,
+                                     consumer=self._consumer)
+        self._flood_gate = FloodGate(
+            door.clock, settings.rate_lines_per_second, settings.rate_burst_lines, settings.flood_queue_lines,
+            self._let_through, transport.pauseProducing, transport.resumeProducing, door.counts)
+        # Keepalive finds peers that vanished without a word (a laptop closed,
+        # Wi-Fi gone).  No Nagle: chat writes are whole messages, and Nagle's
+        # algorithm meeting delayed ACKs holds them back about 40 ms.
+        for option in ("setTcpKeepAlive", "setTcpNoDelay"):
+            set_option = getattr(transport, option, None)
+            if set_option is not None:
+                set_option(True)
+        self._timeouts = Timeouts(door.clock, settings, self, self._flood_gate)
+        if self._ping_interval is not None:
+            self._keepalive = KeepAlive(door.clock, self._ping_interval, self._ping, self._ping_timed_out)
+        # No log line yet: one when a nickname is chosen (the server's), or one
+        # when the connection closes without.  A login storm of thousands is
+        # then thousands of lines, not twice as many.
+        door.server.arrive(self.session)
+
+    def heard(self) -> None:
+        """Anything came from the peer: it is not gone (keep-alive)."""
+        if self._keepalive is not None:
+            self._keepalive.heard = True
+
+    def activity(self) -> None:
+        """Input from the user: the idle timeout starts over."""
+        if self._timeouts is not None:
+            self._timeouts.activity()
+
+    def line(self, text: str) -> None:
+        """A line (a message) read: through the flood gate to the door's parser."""
+        if self._flood_gate is not None and not self.closing:
+            self._flood_gate.line(text)
+
+    def chose_nickname(self) -> None:
+        """The user is in the chat: the login timeout is over, the idle one begins."""
+        self.logged_in = True
+        if self._timeouts is not None:
+            self._timeouts.logged_in()
+
+    def write(self, data: bytes) -> None:
+        if self._send_queue is not None:
+            self._send_queue.write(data)
+        elif not self.lost:  # refused before being admitted
+            self._transport.write(data)
+
+    def write_parts(self, parts: list[Buffer]) -> None:
+        if self._send_queue is not None:
+            self._send_queue.write_parts(parts)
+
+    def after_input(self, then: Callable[[], None]) -> None:
+        """Call `then` once every line waiting in the flood queue has been let through (at once if none)."""
+        if self._flood_gate is None:
+            then()
+        else:
+            self._flood_gate.when_drained(then)
+
+    def leave_chat(self, reason: str) -> None:
+        """Leave the chat (if in it), for `reason`."""
+        self._door.server.depart(self.session, reason)
+
+    def disconnect(self, reason: str) -> None:
+        """Close once everything delivered has been sent, with the door's goodbye."""
+        first = not self.closing
+        self.closing = True
+        if first:
+            self._wire.goodbye(reason)
+        if self._send_queue is not None:
+            self._send_queue.close()  # what is queued goes to the transport before it closes
+        if first:
+            self._wire.close()
+        if self.lost:  # closed already, and was still saying its queued lines: no more
+            self._gone("Connection lost")
+
+    def abort(self) -> None:
+        """Close now, whatever is still unsent."""
+        self._transport.abortConnection()
+
+    def shutting_down(self) -> None:
+        self._wire.shutting_down()
+
+    def hand_over(self, door: str) -> None:
+        """The connection goes to another door (with its place in the limits): this life ends, quietly."""
+        self.closing = True
+        self._end(door, quiet=True)
+        if self._send_queue is not None:
+            self._send_queue.close()  # no longer the transport's producer
+
+    def connection_lost(self, reason: Failure) -> None:
+        """
+        The connection is closed, cleanly or not.  Lines the user sent before
+        it went that still wait in the flood queue are still said, at the
+        usual rate (what was sent was said), unless chatd itself was closing
+        it; until then the user counts against the connection limits, so a
+        reset cannot be used to pile up queued lines.  Then the user leaves:
+        "Quit" for a clean close, "Connection lost" for anything else.
+        """
+        self.lost = True
+        self._stop_timers()
+        leaving = "Quit" if reason.check(ConnectionDone) else "Connection lost"
+        if self._flood_gate is None or self.closing:
+            self._gone(leaving)
+        else:
+            self._flood_gate.when_drained(lambda: self._gone(leaving))
+
+    # -- the end
+
+    def _gone(self, reason: str) -> None:
+        """Closed, and nothing it sent is left to say: it leaves the chat and the counts."""
+        self._end(reason)
+
+    def _end(self, reason: str, quiet: bool = False) -> None:
+        self._stop_timers()
+        if self._flood_gate is not None:
+            self._flood_gate.stop()
+        if self._slot is not None:
+            self._slot.release()
+        if self.started:
+            self.started = False
+            if not self.logged_in and not quiet:
+                log.info("{peer}{what} left before choosing a nickname ({reason})", peer=describe_peer(self.peer),
+                         what=self._what, reason=reason)
+            self.leave_chat(reason)
+            self._door.closed(self)
+
+    def _stop_timers(self) -> None:
+        if self._timeouts is not None:
+            self._timeouts.stop()
+        if self._keepalive is not None:
+            self._keepalive.stop()
+
+    # -- the flood gate, the timers and the send queue
+
+    def _let_through(self, text: str) -> None:
+        if self.closing:
+            return
+        assert self._timeouts is not None
+        self._timeouts.activity()  # a line let through from the flood queue is activity too
+        self._wire.let_through(text)
+
+    def login_timed_out(self) -> None:
+        self.disconnect(self._wire.timed_out(LOGIN))
+
+    def idle_timed_out(self) -> None:
+        self.leave_chat("Idle timeout")
+        self.disconnect(self._wire.timed_out(IDLE))
+
+    def _ping(self) -> None:
+        if not self.closing:
+            self._wire.ping()
+
+    def _ping_timed_out(self) -> None:
+        if not self.closing:
+            self.leave_chat("Ping timeout")
+            self.disconnect(self._wire.timed_out(PING))
+
+    def _send_queue_exceeded(self) -> None:
+        self._door.counts.send_queue_drops += 1
+        log.info("{peer}{what} fell over {limit} bytes behind; dropping it", peer=describe_peer(self.peer),
+                 what=self._what, limit=self._door.settings.send_queue_bytes)
+        self.closing = True
+        self.leave_chat("Send queue exceeded")
+        self.abort()
