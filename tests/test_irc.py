@@ -13,7 +13,7 @@ from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.core.turn import Turn
 from chatd.irc import render
-from chatd.irc.protocol import PING_INTERVAL_SECONDS, IrcFactory
+from chatd.irc.protocol import PING_INTERVAL_SECONDS, IrcDoor
 from chatd.net.door import Settings
 
 
@@ -47,7 +47,7 @@ def clock():
 
 @pytest.fixture
 def factory(clock):
-    return IrcFactory(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock)
+    return IrcDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock)
 
 
 def codes(lines):
@@ -214,7 +214,7 @@ def test_events_as_irc_lines():
 
 
 def test_history_on_join_is_notices_from_the_server(clock):
-    factory = IrcFactory(ChatServer("lab", clock, turn=Turn(clock), history_size=5), Settings("lab"), clock)
+    factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock), history_size=5), Settings("lab"), clock)
     alice = Client(factory, 1)
     alice.register("alice")
     alice.send("PRIVMSG #lobby :before bob", "PRIVMSG #lobby :\x01ACTION waves\x01")
@@ -226,7 +226,7 @@ def test_history_on_join_is_notices_from_the_server(clock):
 def test_an_operator_kicks_and_the_kicked_user_is_told_then_closed(clock):
     from chatd.core.moderation import Moderation
 
-    factory = IrcFactory(ChatServer("lab", clock, turn=Turn(clock), moderation=Moderation("s3cret", clock)), Settings("lab"), clock)
+    factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock), moderation=Moderation("s3cret", clock)), Settings("lab"), clock)
     op, bob = Client(factory, 1), Client(factory, 2)
     op.register("op")
     bob.register("bob")
@@ -268,7 +268,7 @@ def test_the_rest_of_the_numerics(factory, clock):
 
 
 def test_login_and_idle_timeouts_end_with_error(clock):
-    factory = IrcFactory(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", login_timeout_seconds=10, idle_timeout_seconds=30),
+    factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", login_timeout_seconds=10, idle_timeout_seconds=30),
                          clock)
     lazy, alice, bob = Client(factory, 1), Client(factory, 2), Client(factory, 3)
     alice.register("alice")
@@ -287,7 +287,7 @@ def test_a_banned_address_is_refused_with_error(clock):
 
     moderation = Moderation("s3cret", clock)
     moderation.ban("127.0.0.2", 0)
-    factory = IrcFactory(ChatServer("lab", clock, turn=Turn(clock), moderation=moderation), Settings("lab"), clock)
+    factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock), moderation=moderation), Settings("lab"), clock)
     banned = Client(factory, 1)
     assert banned.transport.value() == b"ERROR :Closing Link: 127.0.0.2 (you are banned from this server)\r\n"
     assert banned.transport.disconnecting

@@ -10,7 +10,8 @@ from chatd.core.session import ISession
 from chatd.telnet import render
 from chatd.telnet.dialect import TelnetDialect
 from chatd.telnet.parse import Ban, Bans, Help, Invalid, Kick, Oper, Say, Unban, parse_line
-from chatd.telnet.protocol import carry_out, greet
+from chatd.telnet.protocol import carry_out
+from tests.fakes import greet
 from chatd.telnet.render import HELP, OPERATOR_HELP
 
 

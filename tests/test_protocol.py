@@ -19,7 +19,7 @@ from chatd.core.session import ISession
 from chatd.core.turn import Turn
 from chatd.net.limits import ConnectionLimits
 from chatd.net.door import Settings
-from chatd.telnet.protocol import GREETING_WAIT_SECONDS, ChatFactory
+from chatd.telnet.protocol import GREETING_WAIT_SECONDS, TelnetDoor
 
 IAC, DO, WILL, SB, SE = b"\xff", b"\xfd", b"\xfb", b"\xfa", b"\xf0"
 BINARY, ECHO, SGA, NAWS = b"\x00", b"\x01", b"\x03", b"\x1f"
@@ -48,7 +48,7 @@ class Client:
 
 @pytest.fixture
 def factory():
-    return ChatFactory(ChatServer("lab", Clock()), Settings("lab", max_line_bytes=64), Clock())
+    return TelnetDoor(ChatServer("lab", Clock()), Settings("lab", max_line_bytes=64), Clock())
 
 
 def login(factory, nick, port=40000):
@@ -276,7 +276,7 @@ hostile_bytes = st.lists(
 @given(data=hostile_bytes)
 def test_any_bytes_from_one_user_never_put_a_control_character_on_anothers_screen(data):
     """Whatever alice sends, bob receives only clean text lines, and the room still works."""
-    factory = ChatFactory(ChatServer("lab", Clock()), Settings("lab", max_line_bytes=64), Clock())
+    factory = TelnetDoor(ChatServer("lab", Clock()), Settings("lab", max_line_bytes=64), Clock())
     alice, bob = login(factory, "alice"), login(factory, "bob", port=40001)
     alice.take()
     alice.send(data + b"\r\n")
@@ -303,7 +303,7 @@ class KeepAliveTransport(StringTransport):
 
 def limited_factory(clock=None, **settings):
     clock = clock or Clock()
-    return ChatFactory(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", **settings), clock, ConnectionLimits(2, 1))
+    return TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", **settings), clock, ConnectionLimits(2, 1))
 
 
 def test_over_max_clients_gets_one_line_and_is_closed():
@@ -362,7 +362,7 @@ def test_login_timeout_stops_once_joined():
 def test_idle_timeout_disconnects_after_silence_and_input_resets_it():
     """--idle-timeout: input resets the timer; silence past it leaves with 'Idle timeout'."""
     clock = Clock()
-    factory = ChatFactory(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", idle_timeout_seconds=30), clock)
+    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", idle_timeout_seconds=30), clock)
     alice, bob = Client(factory, 1), Client(factory, 2)
     alice.send(b"alice\n")
     bob.send(b"bob\n")
@@ -428,7 +428,7 @@ def test_a_browser_before_the_greeting_is_served_the_web_page(log_lines):
 
     clock = Clock()
     limits = ConnectionLimits(10, 2)
-    factory = ChatFactory(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock, limits)
+    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock, limits)
     factory.web, _ = make_site(clock, limits=limits)
     browser = Client(factory, 1, wait_for_greeting=False)
     browser.send(b"GET /healthz HTTP/1.1\r\nHost: 10.0.0.1:8088\r\n\r\n")  # (the page is sent by a producer the reactor runs)
@@ -444,13 +444,13 @@ def test_a_browser_before_the_greeting_is_served_the_web_page(log_lines):
 
 def test_an_irc_client_before_the_greeting_is_served_as_irc():
     """Its first line is NICK (or CAP, USER, PASS): the IRC door takes the connection and its place in the limits."""
-    from chatd.irc.protocol import IrcFactory
+    from chatd.irc.protocol import IrcDoor
 
     clock = Clock()
     limits = ConnectionLimits(10, 2)
     server = ChatServer("lab", clock, turn=Turn(clock))
-    factory = ChatFactory(server, Settings("lab"), clock, limits)
-    factory.irc = IrcFactory(server, Settings("lab"), clock, limits, factory.flusher)
+    irc = IrcDoor(server, Settings("lab"), clock, limits)
+    factory = TelnetDoor(server, Settings("lab"), clock, limits, irc.flusher, irc=irc)
     client = Client(factory, 1, wait_for_greeting=False)
     client.send(b"NICK alice\r\nUSER alice 0 * :Alice\r\n")
     clock.advance(GREETING_WAIT_SECONDS)
@@ -496,7 +496,7 @@ def test_half_close_delivers_the_last_line_then_leaves_with_quit(factory):
 def test_a_flooder_is_slowed_without_losing_a_line_and_reading_pauses():
     """200 lines at once: the burst passes, the rest at 5 a second, all in order; the socket stops being read while 100 wait."""
     clock = Clock()
-    factory = ChatFactory(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock)
+    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock)
     alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
     alice.send(b"alice\n")
     bob.send(b"bob\n")
@@ -542,7 +542,7 @@ def test_at_the_end_of_a_turn_what_was_queued_first_goes_first(factory):
 def test_a_slow_reader_is_dropped_and_the_sender_is_not_slowed():
     """bob's transport is full and his queue passes --sendq: he leaves with 'Send queue exceeded'; alice and carol go on."""
     clock = Clock()
-    factory = ChatFactory(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", send_queue_bytes=1024, rate_lines_per_second=1000, rate_burst_lines=1000), clock)
+    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", send_queue_bytes=1024, rate_lines_per_second=1000, rate_burst_lines=1000), clock)
     alice, bob, carol = (Client(factory, port, f"127.0.0.{port}") for port in (1, 2, 3))
     for client, nick in ((alice, b"alice"), (bob, b"bob"), (carol, b"carol")):
         client.send(nick + b"\n")
@@ -586,7 +586,7 @@ def test_at_shutdown_everyone_leaves_for_that_reason_and_is_told_nothing_more(fa
 def test_shutdown_waits_for_flushing_connections_at_most_the_grace_period():
     """shut_down: the notice to every connection; a connection still flushing after the grace is aborted; then it is done."""
     clock = Clock()
-    factory = ChatFactory(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock)
+    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock)
     alice, lurker = login(factory, "alice"), Client(factory, 7, "127.0.0.7")
     lurker.take()
     aborted = []
@@ -610,7 +610,7 @@ def test_a_banned_address_is_refused_at_connect():
     clock = Clock()
     moderation = Moderation("pw", clock)
     moderation.ban("127.0.0.9", 0)
-    factory = ChatFactory(ChatServer("lab", clock, turn=Turn(clock), moderation=moderation), Settings("lab"), clock)
+    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock), moderation=moderation), Settings("lab"), clock)
     client = Client(factory, 1, "127.0.0.9")
     assert client.take() == b"*** Error: you are banned from this server\r\n"
     assert client.transport.disconnecting
@@ -621,7 +621,7 @@ def test_a_paste_still_being_let_through_is_not_idle_and_nothing_is_dropped():
     """--idle-timeout 2 with --rate 5 --burst 5: 30 pasted lines all arrive; idle counts from the last one let through."""
     clock = Clock()
     settings = Settings("lab", idle_timeout_seconds=2, rate_lines_per_second=5, rate_burst_lines=5)
-    factory = ChatFactory(ChatServer("lab", clock, turn=Turn(clock)), settings, clock)
+    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), settings, clock)
     alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
     alice.send(b"alice\n")
     bob.send(b"bob\n")
@@ -644,7 +644,7 @@ def test_lines_waiting_when_the_connection_resets_are_still_said_then_the_user_l
     clock = Clock()
     settings = Settings("lab", rate_lines_per_second=5, rate_burst_lines=2)
     limits = ConnectionLimits(10, 1)
-    factory = ChatFactory(ChatServer("lab", clock, turn=Turn(clock)), settings, clock, limits)
+    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), settings, clock, limits)
     alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
     alice.send(b"alice\n")
     bob.send(b"bob\n")
@@ -663,7 +663,7 @@ def test_lines_waiting_when_the_connection_resets_are_still_said_then_the_user_l
 def test_a_reset_user_still_saying_queued_lines_is_closed_at_shutdown():
     """Shutdown does not wait for a closed connection's queued lines: it leaves at once."""
     clock = Clock()
-    factory = ChatFactory(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", rate_burst_lines=1), clock)
+    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", rate_burst_lines=1), clock)
     alice, bob = Client(factory, 1, "127.0.0.1"), Client(factory, 2, "127.0.0.2")
     alice.send(b"alice\n")
     bob.send(b"bob\n")

@@ -19,7 +19,8 @@ from chatd.core.turn import Turn
 from chatd.telnet import render
 from chatd.telnet.dialect import TelnetDialect
 from chatd.telnet.parse import Act, Help, Invalid, Msg, Nick, Quit, Say
-from chatd.telnet.protocol import carry_out, greet
+from chatd.telnet.protocol import carry_out
+from tests.fakes import greet
 from chatd.telnet.render import HELP
 
 

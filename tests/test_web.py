@@ -41,7 +41,7 @@ from chatd.net.door import Settings
 from chatd.web import render
 from chatd.web.dialect import JSON, frame_header
 from chatd.web.parse import Invalid, TooLong, Unreadable, parse_message
-from chatd.web.protocol import PING_INTERVAL_SECONDS, WebSessions, max_message_size
+from chatd.web.protocol import PING_INTERVAL_SECONDS, WebDoor, max_message_size
 from chatd.web.site import MAX_REQUEST_BODY_BYTES, web_site
 
 # -- the dialect
@@ -191,7 +191,7 @@ def clock():
 
 def make_site(clock, origins=(), limits=None, moderation=None, **settings):
     server = ChatServer("lab", clock, turn=Turn(clock), moderation=moderation)
-    sessions = WebSessions(server, Settings("lab", **{"max_line_bytes": 100, **settings}), clock)
+    sessions = WebDoor(server, Settings("lab", **{"max_line_bytes": 100, **settings}), clock)
     registry = chat_metrics(server, {"web": sessions.connections}, sessions.counts)
     return web_site(sessions, registry, limits or ConnectionLimits(100, 10), moderation, origins), sessions
 

@@ -69,7 +69,7 @@ class IrcSession(Protocol):
     dialect = IRC
     transport: Any
 
-    def __init__(self, factory: IrcFactory, peer: IAddress) -> None:
+    def __init__(self, factory: IrcDoor, peer: IAddress) -> None:
         self.factory = factory
         self._server = factory.server
         self._settings = factory.settings
@@ -347,7 +347,7 @@ def _decode(raw: bytes) -> str:
 
 
 @define(slots=False)  # Factory keeps state in instance attributes of its own
-class IrcFactory(Door, Factory[IrcSession]):
+class IrcDoor(Door, Factory[IrcSession]):
     """Builds an IrcSession for each connection to the IRC port."""
 
     noisy = False

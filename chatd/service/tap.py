@@ -54,9 +54,9 @@ from chatd.service.transcript import Transcript, recent_messages
 from chatd.service.workers import Reservations, SharedPortBinding, Supervisor, WorkerLife, reserve_port, worker_command
 from chatd.telnet.charset import CharsetError, check_charset
 from chatd.net.door import DEFAULT_MAX_LINE_BYTES, Settings
-from chatd.telnet.protocol import ChatFactory
-from chatd.irc.protocol import IrcFactory
-from chatd.web.protocol import WebSessions
+from chatd.telnet.protocol import TelnetDoor
+from chatd.irc.protocol import IrcDoor
+from chatd.web.protocol import WebDoor
 from chatd.web.site import web_site
 
 log = Logger()
@@ -468,19 +468,20 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         cluster.setServiceParent(top)
     chat_metrics(server, doors, counts, bus, registry)
     flusher = Flusher(reactor, turn)
-    factory = ChatFactory(server, settings, reactor, limits, flusher, counts)
-    doors["telnet"] = factory.connections
-    web_sessions = None
+    web_door = site = irc_door = None
     if not options["no-web"]:
-        web_sessions = WebSessions(server, settings, reactor, limits, flusher, counts)
-        doors["web"] = web_sessions.connections
-    irc_factory = None
+        web_door = WebDoor(server, settings, reactor, limits, flusher, counts)
+        site = web_site(web_door, registry, limits, moderation, options["web-origin"])
+        doors["web"] = web_door.connections
     if not options["no-irc"]:
-        irc_factory = IrcFactory(server, settings, reactor, limits, flusher, counts)
-        doors["irc"] = irc_factory.connections
-    shutting: list[Any] = [door for door in (factory, web_sessions, irc_factory) if door is not None]
+        irc_door = IrcDoor(server, settings, reactor, limits, flusher, counts)
+        doors["irc"] = irc_door.connections
+    # A browser at the chat port gets the same page, and an IRC client is served as on the IRC port.
+    telnet_door = TelnetDoor(server, settings, reactor, limits, flusher, counts, web=site, irc=irc_door)
+    doors["telnet"] = telnet_door.connections
+    shutting: list[Any] = [door for door in (telnet_door, web_door, irc_door) if door is not None]
     chat = FallbackListener(
-        _binding(reactor, factory, worker),
+        _binding(reactor, telnet_door, worker),
         options["interface"],
         [options["port"], *options["fallback-ports"]],
         None if worker else options["port-file"],  # the parent of --workers writes it
@@ -490,21 +491,18 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     chat.setName("chat")
     chat.setServiceParent(top)
 
-    if irc_factory is not None:
+    if irc_door is not None:
         irc_listener = FallbackListener(
-            _binding(reactor, irc_factory, worker),
+            _binding(reactor, irc_door, worker),
             options["interface"],
             [options["irc-port"], *options["irc-fallback-ports"]],
             what=_door_name("IRC", worker),
         )
         irc_listener.setName("irc")
-        factory.irc = irc_factory  # an IRC client at the chat port is served as on the IRC port
         irc_listener.setServiceParent(top)
 
     web: FallbackListener | None = None
-    if web_sessions is not None:
-        site = web_site(web_sessions, registry, limits, moderation, options["web-origin"])
-        factory.web = site  # a browser at the chat port gets the same page
+    if site is not None:
         web = FallbackListener(
             _binding(reactor, site, worker),
             options["interface"],

@@ -66,13 +66,13 @@ GREETING_WAIT_SECONDS = 0.05
 
 
 @implementer(ISession, IHalfCloseableProtocol)
-class ChatProtocol(TelnetServer):
+class TelnetSession(TelnetServer):
     """One user's connection."""
 
     # A TCP transport: ITCPTransport, and an IPushProducer (pause and resume reading).
     transport: Any
 
-    def __init__(self, factory: ChatFactory, peer: IAddress) -> None:
+    def __init__(self, factory: TelnetDoor, peer: IAddress) -> None:
         super().__init__()
         self.factory = factory
         self._server = factory.server
@@ -370,12 +370,6 @@ def greeting(server: ChatServer) -> tuple[str, str]:
     return render.welcome(server.name, server.everyone), render.choose_nickname()
 
 
-def greet(server: ChatServer, session: ISession) -> None:
-    """A new session is welcomed and asked for a nickname (ChatProtocol does the same, a turn later)."""
-    server.arrive(session)
-    server.tell(session, *greeting(server))
-
-
 def carry_out(server: ChatServer, session: ISession, command: LineCommand) -> None:
     """
     One line's command, as this front door means it.  Until a nickname is
@@ -416,10 +410,10 @@ class GreetingWait:
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
-        self._waiting: deque[tuple[float, ChatProtocol]] = deque()  # by when each is due, which is the order they came
+        self._waiting: deque[tuple[float, TelnetSession]] = deque()  # by when each is due, which is the order they came
         self._call: IDelayedCall | None = None
 
-    def add(self, connection: ChatProtocol) -> None:
+    def add(self, connection: TelnetSession) -> None:
         self._waiting.append((self._clock.seconds() + GREETING_WAIT_SECONDS, connection))
         if self._call is None:
             self._call = self._clock.callLater(GREETING_WAIT_SECONDS, self._due)
@@ -434,8 +428,8 @@ class GreetingWait:
 
 
 @define(slots=False)  # Factory keeps state in instance attributes of its own
-class ChatFactory(Door, Factory[ChatProtocol]):
-    """Builds a ChatProtocol for each telnet connection to the chat."""
+class TelnetDoor(Door, Factory[TelnetSession]):
+    """Builds a TelnetSession for each telnet connection to the chat."""
 
     # The web page's HTTP server, for a browser at the chat port (None: --no-web),
     # and the IRC door, for an IRC client there (None: --no-irc).
@@ -444,6 +438,6 @@ class ChatFactory(Door, Factory[ChatProtocol]):
     greeting_wait: GreetingWait = field(default=attrs.Factory(lambda self: GreetingWait(self.clock), takes_self=True))
     noisy = False  # no "Starting factory" log lines
 
-    def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> TelnetSession:
         assert addr is not None  # Twisted's TCP ports always pass the peer's address
-        return ChatProtocol(self, addr)
+        return TelnetSession(self, addr)

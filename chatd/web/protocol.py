@@ -127,7 +127,7 @@ class WebSession:
 
     dialect = JSON
 
-    def __init__(self, factory: WebSessions, request: Request) -> None:
+    def __init__(self, factory: WebDoor, request: Request) -> None:
         self.factory = factory
         self._server = factory.server
         self._settings = factory.settings
@@ -283,7 +283,7 @@ class WebSession:
 
 
 @define(slots=False)
-class WebSessions(Door):
+class WebDoor(Door):
     """Builds a WebSession for each WebSocket to the chat (a twisted.web.websocket WebSocketServerFactory)."""
 
     def buildProtocol(self, request: Request) -> WebSession:

@@ -37,7 +37,7 @@ from twisted.web.websocket import WebSocketResource
 from chatd.core.moderation import Moderation
 from chatd.net.limits import ConnectionLimits, Slot
 from chatd.net.addresses import describe_peer
-from chatd.web.protocol import WebSessions
+from chatd.web.protocol import WebDoor
 
 log = Logger()
 
@@ -142,7 +142,7 @@ class ChatSite(Site):
 class ChatSocket(WebSocketResource):
     """The chat's WebSocket, for pages of this origin (and of those --web-origin allows)."""
 
-    def __init__(self, sessions: WebSessions, allowed_origins: Collection[str]) -> None:
+    def __init__(self, sessions: WebDoor, allowed_origins: Collection[str]) -> None:
         super().__init__(sessions)
         self._allowed = {origin.rstrip("/").lower() for origin in allowed_origins}
 
@@ -194,7 +194,7 @@ def page_file(name: str, content_type: str) -> File:
     return served
 
 
-def web_site(sessions: WebSessions, registry: CollectorRegistry, limits: ConnectionLimits,
+def web_site(sessions: WebDoor, registry: CollectorRegistry, limits: ConnectionLimits,
              moderation: Moderation | None, allowed_origins: Collection[str] = ()) -> ChatSite:
     root = Resource()
     for path, (name, content_type) in PAGE_FILES.items():
