@@ -10,7 +10,9 @@ import socket
 import pytest_twisted
 from test_flow import one_connection
 from twisted.internet import reactor
+from twisted.internet import defer
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
@@ -121,3 +123,61 @@ def test_a_websocket_shows_its_tcp_transport_its_partial_message_and_each_read()
     assert reads == [100]  # the first fragment waits in Twisted's buffer, and the check saw it
     browser.send_raw(browser.ws.send(TextMessage('{"type": "names"}')))
     assert reads[-1] == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_reading_udp_port_prepares_its_socket_and_reads_its_own_datagrams():
+    """Twisted's udp.Port calls createInternetSocket before binding and doRead when readable, with the state chatd reads."""
+    from twisted.internet.protocol import DatagramProtocol
+
+    from chatd.net.twisted_private import ReadingUDPPort
+
+    prepared, read = [], defer.Deferred()
+
+    class Port(ReadingUDPPort):
+        def prepare_socket(self, sock):
+            prepared.append(sock.family)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+
+        def read_datagrams(self):
+            data, source = self.udp_socket.recvfrom(self.packet_bytes)
+            if not read.called:
+                read.callback((data, self.read_budget, self.is_ipv6))
+
+    port = Port(0, DatagramProtocol(), "127.0.0.1", reactor=reactor)
+    port.startListening()
+    try:
+        assert prepared == [socket.AF_INET]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"hello", ("127.0.0.1", port.getHost().port))
+        data, budget, ipv6 = yield read.addTimeout(5, reactor)
+        assert data == b"hello" and budget > 0 and ipv6 is False
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_when_lost_hears_a_txredisapi_connection_close_with_its_reason():
+    """txredisapi's protocol takes a connectionLost set on the instance; the bus hears every loss through it."""
+    import txredisapi
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+    from twisted.internet.protocol import ServerFactory
+
+    from chatd.net.twisted_private import when_lost
+
+    class Closer(Protocol):
+        def connectionMade(self):
+            self.transport.loseConnection()
+
+    listening = reactor.listenTCP(0, ServerFactory.forProtocol(Closer), interface="127.0.0.1")
+    heard = defer.Deferred()
+    protocol = txredisapi.RedisProtocol()
+    when_lost(protocol, lambda reason: heard.callback([reason]))
+    try:
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", listening.getHost().port), protocol)
+        [reason] = yield heard.addTimeout(5, reactor)
+        assert reason.check(ConnectionDone) and protocol.connected == 1, "heard first"
+        yield deferLater(reactor, 0, lambda: None)
+        assert protocol.connected == 0, "then txredisapi's own connectionLost ran"
+    finally:
+        yield listening.stopListening()

@@ -15,7 +15,7 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.python.failure import Failure
 
 from chatd.bus.address import RedisAddress
-from chatd.net.twisted_private import write_out
+from chatd.net.twisted_private import when_lost, write_out
 
 
 def _no_delay(transport: Any) -> None:
@@ -66,17 +66,15 @@ class Link(txredisapi.RedisFactory):  # type: ignore[misc]
     def buildProtocol(self, address: Any) -> Any:
         """txredisapi's protocol, which tells why it was lost if that happened before it was ready (TLS refused)."""
         protocol = super().buildProtocol(address)
-        lost = protocol.connectionLost
 
-        def connection_lost(reason: Failure) -> None:
+        def lost(reason: Failure) -> None:
             # A plain close or an abort (a reply timeout) says nothing more than that it closed.
             plain = reason.check(ConnectionDone, ConnectionLost, ConnectionAborted)
             self.last_loss = "the connection was closed" if plain else _why(reason)
             if protocol is not self.connection:  # never ready: the bus never hears of it otherwise
                 self._failed(self.last_loss)
-            lost(reason)
 
-        protocol.connectionLost = connection_lost
+        when_lost(protocol, lost)
         return protocol
 
     def addConnection(self, connection: Any) -> None:

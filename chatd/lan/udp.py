@@ -35,7 +35,6 @@ from typing import Any
 
 from attrs import define, field, frozen
 from twisted.application.service import Service
-from twisted.internet import udp
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
@@ -46,6 +45,7 @@ from chatd.lan import announcement
 from chatd.lan import mmsg
 from chatd.lan.announcement import Announcement
 from chatd.net.limits import MAX_TRACKED_SOURCES, RateLimiter
+from chatd.net.twisted_private import ReadingUDPPort
 
 log = Logger()
 
@@ -116,36 +116,34 @@ def _destination_in(level: int, kind: int, data: bytes) -> Destination | None:
     return None
 
 
-class DestinationAwarePort(udp.Port):
+class DestinationAwarePort(ReadingUDPPort):
     """
     A UDP port that tells its protocol each datagram's destination address:
     `protocol.datagram_received(data, source, destination)`.
     """
 
-    def createInternetSocket(self) -> socket.socket:
-        skt = super().createInternetSocket()
-        if self.addressFamily == socket.AF_INET6:
-            skt.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    def prepare_socket(self, sock: socket.socket) -> None:
+        if self.is_ipv6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
             try:  # IPv4 datagrams on a dual-stack socket: Linux gives IP_PKTINFO too
-                skt.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
             except OSError:
                 pass
         else:
-            skt.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        return skt
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
 
-    def doRead(self) -> None:
-        read = 0
-        while read < self.maxThroughput:
+    def read_datagrams(self) -> None:
+        read, sock, budget, packet_bytes = 0, self.udp_socket, self.read_budget, self.packet_bytes
+        while read < budget:
             try:
-                data, ancillary, flags, source = self.socket.recvmsg(self.maxPacketSize, _ANCILLARY_BYTES)
+                data, ancillary, flags, source = sock.recvmsg(packet_bytes, _ANCILLARY_BYTES)
             except OSError as failure:
                 if failure.errno in _READ_AGAIN:
                     return
                 raise
             read += len(data)
             if flags & socket.MSG_TRUNC:
-                continue  # over maxPacketSize (8 KiB): not a datagram to answer with half of it
+                continue  # over packet_bytes (8 KiB): not a datagram to answer with half of it
             try:
                 self.protocol.datagram_received(data, source[:2], destination_of(ancillary))
             except Exception:
@@ -158,7 +156,7 @@ class DestinationAwarePort(udp.Port):
         address parses per datagram).  Like any UDP send it may be dropped.
         """
         try:
-            self.socket.sendto(data, to)
+            self.udp_socket.sendto(data, to)
         except OSError as failure:
             if failure.errno not in _READ_AGAIN:
                 log.warn("cannot reply to {to}: {reason}", to=to, reason=failure.strerror)
@@ -263,7 +261,7 @@ class BatchedEchoPort(DestinationAwarePort):
         super().__init__(*args, **kwargs)
         self._datagrams = mmsg.Datagrams()
 
-    def doRead(self) -> None:
+    def read_datagrams(self) -> None:
         echo, datagrams = self.protocol, self._datagrams
         for _ in range(BATCHES_PER_READ):
             try:

@@ -38,11 +38,26 @@ Twisted changes what these rely on.
    (Twisted's tcp.Connection delivers reads and the close to whatever that
    attribute holds).
 
-5. The cluster bus's entries go out at once (chatd.bus.redis): a turn's
+5. The cluster bus's entries go out at once (chatd.bus.link): a turn's
    entry, written to the Redis connection by txredisapi (which buffers it
    in the transport until the next poll), is handed to the kernel before
    this node's own fan-out by calling the TCP transport's `doWrite` (what
    the reactor calls when the socket is writable).  Reads the state of 1.
+
+6. Why a Redis connection was lost before it was ready (chatd.bus.link):
+   txredisapi's factory hears of a connection only once it is ready, so
+   the bus wraps the protocol's `connectionLost` (an instance attribute
+   over txredisapi's method) to hear of every loss and its reason (a TLS
+   certificate refused).
+
+7. The UDP ports of the LAN services (chatd.lan.udp) read their own
+   datagrams: each datagram's destination address (recvmsg with
+   IP_PKTINFO), and, for the echo, up to 64 datagrams per system call
+   (recvmmsg).  `ReadingUDPPort` subclasses `twisted.internet.udp.Port`:
+   it sets socket options in `createInternetSocket`, reads in `doRead`
+   (what the reactor calls when the socket is readable) at most
+   `maxThroughput` bytes a turn, and uses the port's `socket`,
+   `addressFamily` and `maxPacketSize`.
 """
 
 from __future__ import annotations
@@ -51,6 +66,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.internet import udp
 from twisted.internet.interfaces import IListeningPort
 
 from chatd.core.batch import Buffer
@@ -150,3 +166,55 @@ def hand_over(transport: Any, protocol: Any, first_bytes: bytes) -> None:
     transport.protocol = protocol
     protocol.makeConnection(transport)
     protocol.dataReceived(first_bytes)
+
+
+def when_lost(protocol: Any, then: Callable[[Any], None]) -> None:
+    """Call `then(reason)` when `protocol`'s connection is lost, before the protocol's own connectionLost."""
+    lost = protocol.connectionLost
+
+    def connection_lost(reason: Any) -> None:
+        then(reason)
+        lost(reason)
+
+    protocol.connectionLost = connection_lost
+
+
+class ReadingUDPPort(udp.Port):
+    """
+    A UDP port that reads its own datagrams (see 7 above): a subclass sets
+    its socket's options in `prepare_socket` and reads in `read_datagrams`,
+    through `udp_socket`, at most `read_budget` bytes a turn and datagrams
+    of at most `packet_bytes`.
+    """
+
+    def createInternetSocket(self) -> socket.socket:
+        sock = super().createInternetSocket()
+        self.prepare_socket(sock)
+        return sock
+
+    def doRead(self) -> None:
+        self.read_datagrams()
+
+    @property
+    def udp_socket(self) -> socket.socket:
+        sock: socket.socket = self.socket
+        return sock
+
+    @property
+    def is_ipv6(self) -> bool:
+        return bool(self.addressFamily == socket.AF_INET6)
+
+    @property
+    def read_budget(self) -> int:
+        return int(self.maxThroughput)
+
+    @property
+    def packet_bytes(self) -> int:
+        return int(self.maxPacketSize)
+
+    def prepare_socket(self, sock: socket.socket) -> None:
+        """Set options on the socket Twisted made, before it is bound."""
+
+    def read_datagrams(self) -> None:
+        """The socket is readable: read what it holds, up to the budget."""
+        raise NotImplementedError
