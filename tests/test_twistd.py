@@ -338,6 +338,16 @@ def test_bad_options_stop_twistd_with_one_line_and_no_traceback(tmp_path, args, 
     assert result.stdout == ""
 
 
+def test_a_bad_config_file_stops_twistd_with_one_line_naming_the_file_and_the_key(tmp_path):
+    """--config with a typo: exit status 2 and one line naming the file, the key and why; nothing listens."""
+    config = tmp_path / "chatd.toml"
+    config.write_text('interface = "127.0.0.1"\nprot = 8088\n')
+    result = run_twistd("--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == f"chatd: {config}: prot: not an option of chatd (twistd chatd --help lists the options)\n"
+    assert result.stdout == ""
+
+
 def test_help_lists_every_option_with_its_default(tmp_path):
     """`twistd chatd --help` names each option and shows its default."""
     result = run_twistd("--help", cwd=tmp_path)

@@ -1,5 +1,6 @@
 """
-`twistd chatd`: the command-line options, and the service they describe.
+`twistd chatd`: the service its options (chatd.service.options) describe.
+The composition root: the only module that knows every package.
 
 makeService returns a MultiService, so the UDP services can later join the
 chat server as its siblings.
@@ -12,7 +13,7 @@ import ipaddress
 import signal
 import socket
 import sys
-from collections.abc import Callable, Collection, Sized
+from collections.abc import Sized
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -21,14 +22,10 @@ from twisted.internet.defer import DeferredList
 from twisted.logger import Logger
 from twisted.python import usage
 
-from chatd.bus.address import RedisAddress
-from chatd.bus.redis import DEFAULT_CLUSTER_NAME, RedisBus
+from chatd.bus.redis import RedisBus
 from chatd.core.moderation import Moderation
-from chatd.core.nicknames import ChannelNameError, check_channel_name
-from chatd.core.server import DEFAULT_CHANNEL, DEFAULT_MAX_CHANNELS, DEFAULT_QUIET_JOINS, ChatServer
-from chatd.core.text import clean
+from chatd.core.server import ChatServer
 from chatd.core.turn import Turn
-from chatd.lan.announcement import DEFAULT_BROADCAST_PORT, DEFAULT_GROUP, DEFAULT_MULTICAST_PORT
 from chatd.lan.udp import (
     AnnouncerProtocol,
     AnnouncerService,
@@ -41,366 +38,22 @@ from chatd.lan.udp import (
 from chatd.net.flow import FlowCounts, Flusher
 from chatd.net.limits import ConnectionLimits, raise_open_files_limit
 from chatd.service.metrics import chat_metrics, fan_out_histogram
-from chatd.net.addresses import format_address, ipv4_address, multicast_group
+from chatd.service.options import Options, settings_of
+from chatd.net.addresses import format_address
 from chatd.service.listening import (
     FallbackListener,
-    FallbackSpecError,
     ListenError,
     TCPBinding,
     UDPBinding,
-    fallback_ports,
 )
 from chatd.service.transcript import Transcript, recent_messages
 from chatd.service.workers import Reservations, SharedPortBinding, Supervisor, WorkerLife, reserve_port, worker_command
-from chatd.telnet.charset import CharsetError, check_charset
-from chatd.net.door import DEFAULT_MAX_LINE_BYTES, Settings
 from chatd.telnet.protocol import TelnetDoor
 from chatd.irc.protocol import IrcDoor
 from chatd.web.protocol import WebDoor
 from chatd.web.site import web_site
 
 log = Logger()
-
-DEFAULT_ECHO_PORT = 41234
-DEFAULT_WEB_PORT = 8080
-DEFAULT_IRC_PORT = 6667
-MIN_LINE_BYTES = 64
-MAX_LINE_BYTES = 1024 * 1024
-MAX_NAME_CHARS = 64
-
-
-class Options(usage.Options):
-    synopsis = "[options]"
-    longdesc = (
-        "A chat server with channels that people reach from a browser (--web-port), an IRC client (--irc-port), "
-        "or `telnet HOST PORT` and `nc HOST PORT`. "
-        "chatd binds the interface you give it and never shares a port with another "
-        "program: when its port is taken it falls back to the next one it may use."
-    )
-
-    # Values are parsed in postOptions, so that a bad one is reported as
-    # "--port: 70000 is not a port (0-65535)" rather than with usage.Options'
-    # "Parameter type enforcement failed" prefix.
-    optParameters = [
-        ["port", "p", "8088", "TCP port of the chat room; 0 takes any free port."],
-        ["interface", "i", "0.0.0.0", "Address to bind: an IPv4 or IPv6 address; :: binds IPv6 (and IPv4 where the OS allows)."],
-        ["fallback", None, "10", "Where to go when the port is taken: a count N tries PORT+1 ... PORT+N; "
-         "a list of ports and ranges is tried in the order given (8089-8099,9000); 0 turns fallback off."],
-        ["port-file", None, None, "Write the port actually bound to this file, atomically, once listening."],
-        ["name", None, None, "The server's display name, shown in the greeting. [default: the host name]"],
-        ["max-line", None, str(DEFAULT_MAX_LINE_BYTES), f"Longest accepted input line in bytes, line end not counted ({MIN_LINE_BYTES}-{MAX_LINE_BYTES})."],
-        ["charset", None, "utf-8", "The encoding new connections start with (utf-8, gbk, big5, latin-1, ...); users change theirs with /charset."],
-        ["max-clients", None, "10000", "Most chat connections at once; more get '*** Error: server full'."],
-        ["max-per-ip", None, "32", "Most chat connections from one address."],
-        ["login-timeout", None, "60", "Seconds a new connection has to choose a nickname."],
-        ["idle-timeout", None, "0", "Seconds without input before a user is disconnected; 0: never."],
-        ["rate", None, "5", "Lines per second a user may send; more wait in the flood queue and are let through at this rate."],
-        ["burst", None, "20", "Lines a user may send at once before --rate applies."],
-        ["flood-queue", None, "100", "Lines waiting per user before chatd stops reading from that user (nothing is dropped)."],
-        ["sendq", None, str(1024 * 1024), "Bytes waiting for a slow reader before it is disconnected (beyond the socket's own buffers)."],
-        ["shutdown-grace", None, "5", "Seconds to let pending output flush on shutdown before closing connections."],
-        ["transcript", None, None, "Append every public event to this file, one JSON line each (never private messages)."],
-        ["transcript-max-bytes", None, str(10 * 1000 * 1000), "Size at which the transcript rotates (5 old files are kept)."],
-        ["history", None, "20", "Recent messages shown to a user who joins (0: none); kept across restarts with --transcript."],
-        ["oper-password-file", None, None, "File holding the operators' password (/oper); without it, moderation is off."],
-        ["default-channel", None, DEFAULT_CHANNEL, "The channel every user is in once they choose a nickname."],
-        ["max-channels", None, str(DEFAULT_MAX_CHANNELS), "Most channels on the server at once; users create them with /join."],
-        ["quiet-joins", None, str(DEFAULT_QUIET_JOINS), "Above this many members a channel stops announcing each join and "
-         "leave and sums them up every few seconds instead."],
-        ["web-port", None, str(DEFAULT_WEB_PORT), "TCP port of the web page (chat in a browser), /metrics and /healthz; "
-         "0 takes any free port."],
-        ["web-fallback", None, "10", "Where the web page goes when its port is taken (as --fallback)."],
-        ["web-origin", None, None, "Other origins whose pages may open the chat's WebSocket, comma-separated "
-         "(http://lab.example:8080); * allows any. [default: only the page's own]"],
-        ["irc-port", None, str(DEFAULT_IRC_PORT), "TCP port for IRC clients (irssi, WeeChat, HexChat); 0 takes any free port."],
-        ["irc-fallback", None, "10", "Where the IRC port goes when it is taken (as --fallback)."],
-        ["cluster", None, None, "Share channels, nicknames and history with other chatd nodes through the Redis at "
-         "this URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or rediss:// for TLS. [default: this process alone]"],
-        ["cluster-name", None, DEFAULT_CLUSTER_NAME, "The cluster to join on that Redis (several can share one)."],
-        ["workers", None, "0", "Run this many chatd processes, accepting on the same ports (SO_REUSEPORT) as nodes "
-         "of the --cluster, so every core works; chatd starts again a worker that dies. 0: one process."],
-        ["worker", None, "0", "(Set by --workers for each worker process it starts.)"],
-        ["echo-port", None, str(DEFAULT_ECHO_PORT), "UDP port of the echo service, on --interface; 0 takes any free port."],
-        ["echo-fallback", None, "10", "Where the echo service goes when its port is taken (as --fallback)."],
-        ["echo-rate", None, "100", "Echo replies per second to one source address, in bursts of twice that; the rest are dropped."],
-        ["multicast-group", None, DEFAULT_GROUP, "IPv4 multicast group of the announcements."],
-        ["multicast-port", None, str(DEFAULT_MULTICAST_PORT), "UDP port of the multicast announcements."],
-        ["multicast-ttl", None, "1", "Multicast TTL: 1 keeps announcements on the local network."],
-        ["multicast-interface", None, None, "Address of the interface that sends multicast. [default: --interface when concrete, else the system's choice]"],
-        ["broadcast-address", None, "255.255.255.255", "IPv4 address the broadcast announcements go to."],
-        ["broadcast-port", None, str(DEFAULT_BROADCAST_PORT), "UDP port of the broadcast announcements."],
-        ["announce-interval", None, "5", "Seconds between announcements (after three at start, 1 s apart)."],
-    ]
-
-    optFlags = [
-        ["no-web", None, "Do not serve the web page (nor /metrics and /healthz)."],
-        ["no-irc", None, "Do not listen for IRC clients."],
-        ["no-echo", None, "Do not run the UDP echo service."],
-        ["multicast", None, "Announce the server to the LAN by multicast (puts traffic on the LAN, so off by default)."],
-        ["broadcast", None, "Announce the server to the LAN by broadcast (off by default)."],
-    ]
-
-    def parseOptions(self, options: list[str] | None = None) -> None:
-        """
-        Under twistd, a bad option is one line on stderr and exit status 2
-        (twistd itself would print its whole usage text first).
-        """
-        # As given, for the worker processes of --workers.
-        self.argv = list(sys.argv[1:] if options is None else options)
-        try:
-            super().parseOptions(options)
-        except usage.UsageError as problem:
-            if self.parent is None:  # not under twistd (tests, other callers): theirs to report
-                raise
-            sys.stderr.write(f"chatd: {problem} (twistd chatd --help lists the options)\n")
-            raise SystemExit(2) from None
-
-    def postOptions(self) -> None:
-        parsers: list[tuple[str, Callable[[Any], Any]]] = [
-            ("port", _port),
-            ("interface", _interface),
-            ("max-line", _max_line),
-            ("charset", _charset),
-            ("name", _name),
-            ("max-clients", _count),
-            ("max-per-ip", _count),
-            ("login-timeout", _seconds),
-            ("idle-timeout", _seconds_or_zero),
-            ("rate", _positive_number),
-            ("burst", _count),
-            ("flood-queue", _count),
-            ("sendq", _sendq),
-            ("shutdown-grace", _seconds_or_zero),
-            ("transcript-max-bytes", _transcript_bytes),
-            ("history", _history),
-            ("default-channel", _channel_name),
-            ("max-channels", _count),
-            ("quiet-joins", _count_or_zero),
-            ("web-port", _port),
-            ("web-origin", _origins),
-            ("irc-port", _port),
-            ("echo-port", _port),
-            ("echo-rate", _positive_number),
-            ("multicast-group", multicast_group),
-            ("multicast-port", _nonzero_port),
-            ("multicast-ttl", _ttl),
-            ("multicast-interface", _optional_ipv4),
-            ("broadcast-address", ipv4_address),
-            ("broadcast-port", _nonzero_port),
-            ("announce-interval", _interval),
-            ("cluster", _cluster_address),
-            ("cluster-name", _cluster_name),
-            ("workers", _count_or_zero),
-            ("worker", _count_or_zero),
-        ]
-        for key, parse in parsers:
-            try:
-                self[key] = parse(self[key])
-            except ValueError as problem:
-                raise usage.UsageError(f"--{key}: {problem}") from None
-        if self["workers"] and self["cluster"] is None:
-            raise usage.UsageError("--workers: the workers share one chat through a cluster; give --cluster "
-                                   "redis://HOST:PORT/DB too")
-        try:
-            self["oper-password"] = _oper_password(self["oper-password-file"])
-        except ValueError as problem:
-            raise usage.UsageError(f"--oper-password-file: {problem}") from None
-        try:
-            _check_transcript(self["transcript"])
-        except ValueError as problem:
-            raise usage.UsageError(f"--transcript: {problem}") from None
-        self["fallback-ports"] = _fallback("fallback", self["fallback"], self["port"])
-        self["web-fallback-ports"] = _fallback("web-fallback", self["web-fallback"], self["web-port"])
-        self["irc-fallback-ports"] = _fallback("irc-fallback", self["irc-fallback"], self["irc-port"])
-        # The echo never takes a port of the announcements, by default or as
-        # given, so a second chatd on this host cannot walk onto them.
-        announcement_ports = sorted({DEFAULT_BROADCAST_PORT, DEFAULT_MULTICAST_PORT,
-                                     self["broadcast-port"], self["multicast-port"]})
-        if self["echo-port"] in announcement_ports and not self["no-echo"]:
-            raise usage.UsageError(f"--echo-port: {self['echo-port']} is a port of the announcements "
-                                   f"({', '.join(map(str, announcement_ports))}); choose another")
-        self["echo-fallback-ports"] = _fallback("echo-fallback", self["echo-fallback"], self["echo-port"],
-                                                avoid=announcement_ports)
-
-
-def _fallback(key: str, spec: str, port: int, avoid: Collection[int] = ()) -> list[int]:
-    if port == 0:
-        return []  # an ephemeral port cannot be taken
-    try:
-        return fallback_ports(spec, port, avoid)
-    except FallbackSpecError as problem:
-        raise usage.UsageError(f"--{key}: {problem}") from None
-
-
-def _port(text: str) -> int:
-    if not text.strip().isdigit() or int(text) > 65535:
-        raise ValueError(f"{text!r} is not a port number (0-65535)")
-    return int(text)
-
-
-def _interface(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text.strip().strip("[]")))
-    except ValueError:
-        raise ValueError(f"{text!r} is not an IPv4 or IPv6 address") from None
-
-
-def _origins(text: str | None) -> list[str]:
-    """--web-origin: scheme://host[:port] of each page allowed to open the chat, or *."""
-    if text is None:
-        return []
-    origins = [origin.strip().rstrip("/") for origin in text.split(",") if origin.strip()]
-    for origin in origins:
-        scheme, separator, host = origin.partition("://")
-        if origin != "*" and (scheme.lower() not in ("http", "https") or not separator or not host or "/" in host):
-            raise ValueError(f"{origin!r} is not an origin like http://lab.example:8080 (or *)")
-    return origins
-
-
-def _cluster_address(text: str | None) -> RedisAddress | None:
-    return None if text is None else RedisAddress.parse(text)
-
-
-def _cluster_name(text: str) -> str:
-    """A cluster's name: part of its Redis keys (chatd:NAME:...), so letters, digits, - and _ only."""
-    if not text or len(text) > MAX_NAME_CHARS or not all(char.isascii() and (char.isalnum() or char in "-_")
-                                                          for char in text):
-        raise ValueError(f"{text!r} is not a cluster name (up to {MAX_NAME_CHARS} letters, digits, - and _)")
-    return text
-
-
-def _nonzero_port(text: str) -> int:
-    port = _port(text)
-    if port == 0:
-        raise ValueError("0 is not a port others can send to")
-    return port
-
-
-def _optional_ipv4(text: str | None) -> str | None:
-    return None if text is None else ipv4_address(text)
-
-
-def _ttl(text: str) -> int:
-    if not text.strip().isdigit() or int(text) > 255:
-        raise ValueError(f"{text!r} is not a TTL (0-255)")
-    return int(text)
-
-
-def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0
-    if not 0 < value <= 1_000_000:
-        raise ValueError(f"{text!r} is not a positive number")
-    return value
-
-
-def _interval(text: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 3600:
-        raise ValueError(f"{text!r} is not a number of seconds from 1 to 3600")
-    return int(text)
-
-
-def _sendq(text: str) -> int:
-    if not text.strip().isdigit() or not 1024 <= int(text) <= 1024**3:
-        raise ValueError(f"{text!r} is not a number of bytes from 1024 to 1073741824")
-    return int(text)
-
-
-def _oper_password(path: str | None) -> str | None:
-    """The password in the file at `path` (its first line), read once at start."""
-    if path is None:
-        return None
-    try:
-        with open(path, encoding="utf-8") as file:
-            password = file.readline().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as problem:
-        raise ValueError(f"cannot read {path}: {getattr(problem, 'strerror', None) or problem}") from None
-    if not password:
-        raise ValueError(f"{path} holds no password on its first line")
-    return password
-
-
-def _check_transcript(path: str | None) -> None:
-    """The transcript can be appended to (opened, and closed again, at start)."""
-    if path is None:
-        return
-    try:
-        with open(path, "a", encoding="utf-8"):
-            pass
-    except OSError as problem:
-        raise ValueError(f"cannot open {path}: {problem.strerror or problem}") from None
-
-
-def _transcript_bytes(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1024:
-        raise ValueError(f"{text!r} is not a number of bytes from 1024")
-    return int(text)
-
-
-def _history(text: str) -> int:
-    if not text.strip().isdigit() or int(text) > 10_000:
-        raise ValueError(f"{text!r} is not a number of messages from 0 to 10000")
-    return int(text)
-
-
-def _count_or_zero(text: str) -> int:
-    if not text.strip().isdigit() or int(text) > 10_000_000:
-        raise ValueError(f"{text!r} is not a whole number from 0")
-    return int(text)
-
-
-def _channel_name(text: str) -> str:
-    try:
-        return check_channel_name(text)
-    except ChannelNameError as refusal:
-        raise ValueError(str(refusal)) from None
-
-
-def _count(text: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 10_000_000:
-        raise ValueError(f"{text!r} is not a whole number from 1")
-    return int(text)
-
-
-def _seconds_or_zero(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 30 * 24 * 3600:
-        raise ValueError(f"{text!r} is not a number of seconds (0 or more)")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = _seconds_or_zero(text)
-    if value == 0:
-        raise ValueError("0 s leaves no time at all")
-    return value
-
-
-def _max_line(text: str) -> int:
-    if not text.strip().isdigit() or not MIN_LINE_BYTES <= int(text) <= MAX_LINE_BYTES:
-        raise ValueError(f"{text!r} is not a number of bytes from {MIN_LINE_BYTES} to {MAX_LINE_BYTES}")
-    return int(text)
-
-
-def _charset(text: str) -> str:
-    try:
-        return check_charset(text)
-    except CharsetError as refusal:
-        raise ValueError(f"{refusal} (try utf-8, gbk, big5, latin-1)") from None
-
-
-def _name(text: str | None) -> str:
-    name = clean(socket.gethostname() if text is None else text).strip()
-    if not name:
-        raise ValueError("the name is empty")
-    if len(name) > MAX_NAME_CHARS:
-        raise ValueError(f"the name is longer than {MAX_NAME_CHARS} characters")
-    return name
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
@@ -418,17 +71,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if options["workers"]:
         return _supervise_workers(options, reactor)
     worker = options["worker"]  # 0: not a worker of --workers
-    settings = Settings(
-        server_name=options["name"],
-        max_line_bytes=options["max-line"],
-        charset=options["charset"],
-        login_timeout_seconds=options["login-timeout"],
-        idle_timeout_seconds=options["idle-timeout"],
-        rate_lines_per_second=options["rate"],
-        rate_burst_lines=options["burst"],
-        flood_queue_lines=options["flood-queue"],
-        send_queue_bytes=options["sendq"],
-    )
+    settings = settings_of(options)
     capacity = raise_open_files_limit()
     if capacity < options["max-clients"]:
         log.warn("the open files limit leaves room for {capacity} connections, fewer than --max-clients {max}",
