@@ -7,7 +7,6 @@ order), and how error replies are told and counted.
 
 from __future__ import annotations
 
-import pytest
 import txredisapi
 from twisted.internet import defer, task
 from twisted.python.failure import Failure

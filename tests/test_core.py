@@ -17,6 +17,7 @@ from chatd.core.events import Acted, Crowd, Joined, Left, Parted, Renamed, Said,
 from chatd.core.server import CROWD_SUMMARY_SECONDS, LOGIN_LINES_PER_PERIOD, MAX_CHANNELS_PER_USER, ChatServer
 from chatd.core.session import ISession
 from chatd.core.turn import Turn
+from tests.fakes import current_channel
 
 CORE = pathlib.Path(__file__).parent.parent / "chatd" / "core"
 
@@ -84,10 +85,10 @@ def test_logging_in_puts_the_user_in_the_default_channel(server, log):
     server.arrive(bob)
     server.handle(bob, c.LogIn("bob"))
     assert log == [
-        ("bob", "replies", [r.LoggedIn("bob", "#lobby", ())]),
+        ("bob", "replies", [r.LoggedIn("bob", "#lobby", (), ("alice", "bob"))]),
         ("alice", "events", [Joined("#lobby", "bob", 2)]),
     ]
-    assert server.current_channel(bob) == "#lobby"
+    assert current_channel(server, bob) == "#lobby"
 
 
 def test_a_channel_hears_only_its_own_members(server, log):
@@ -98,8 +99,8 @@ def test_a_channel_hears_only_its_own_members(server, log):
     server.handle(alice, c.Say("hi lab"))
     server.handle(carol, c.Say("hi lobby"))
     assert log == [
-        ("alice", "replies", [r.ChannelJoined("#lab", 1, "", ())]),
-        ("bob", "replies", [r.ChannelJoined("#lab", 2, "", ())]),
+        ("alice", "replies", [r.ChannelJoined("#lab", 1, "", (), ("alice",))]),
+        ("bob", "replies", [r.ChannelJoined("#lab", 2, "", (), ("alice", "bob"))]),
         ("alice", "events", [Joined("#lab", "bob", 2)]),
         ("bob", "events", [Said("#lab", "alice", "hi lab")]),
         ("alice", "events", [Said("#lobby", "carol", "hi lobby")]),
@@ -116,9 +117,9 @@ def test_saying_in_a_named_channel_keeps_the_current_one(server, log):
     server.handle(alice, c.Say("nope", "#elsewhere"))
     assert log == [
         ("bob", "events", [Said("#lobby", "alice", "back soon")]),
-        ("alice", "replies", [r.Error("you are not in #elsewhere", "not-in-channel")]),
+        ("alice", "replies", [r.Error("you are not in #elsewhere", "not-in-channel", "#elsewhere")]),
     ]
-    assert server.current_channel(alice) == "#lab"
+    assert current_channel(server, alice) == "#lab"
 
 
 def test_joining_a_channel_again_makes_it_current(server, log):
@@ -126,7 +127,7 @@ def test_joining_a_channel_again_makes_it_current(server, log):
     server.handle(alice, c.Join("#lab"))
     server.handle(alice, c.Join("#lobby"))
     assert log[-1] == ("alice", "replies", [r.NowTalkingIn("#lobby")])
-    assert server.current_channel(alice) == "#lobby"
+    assert current_channel(server, alice) == "#lobby"
 
 
 def test_parting_the_current_channel_falls_back_to_the_latest_joined_one(server, log):
@@ -148,7 +149,7 @@ def test_with_no_channel_left_text_is_refused(server, log):
     server.handle(alice, c.Part())
     log.clear()
     server.handle(alice, c.Say("anyone?"))
-    assert log == [("alice", "replies", [r.Error("you are in no channel; /join a channel first", "no-channel")])]
+    assert log == [("alice", "replies", [r.Error("you are in no channel; join one first", "no-channel")])]
 
 
 def test_an_empty_channel_vanishes_with_its_topic_but_the_default_one_stays(server, log):
@@ -160,7 +161,7 @@ def test_an_empty_channel_vanishes_with_its_topic_but_the_default_one_stays(serv
     assert server.channel("#lab") is None and server.channel("#lobby") is not None
     log.clear()
     server.handle(alice, c.Join("#lab"))
-    assert log == [("alice", "replies", [r.ChannelJoined("#lab", 1, "", ())])]
+    assert log == [("alice", "replies", [r.ChannelJoined("#lab", 1, "", (), ("alice",))])]
 
 
 def test_topic_is_shown_set_and_cleared(server, log):
@@ -187,9 +188,9 @@ def test_channel_names_clash_ignoring_case_and_look_alikes(server, log):
     server.handle(bob, c.Join("#1ab"))
     server.handle(bob, c.Join("bad name"))
     assert log == [
-        ("bob", "replies", [r.Error("channel name is taken: #1ab (it looks like #lab)", "channel-taken")]),
+        ("bob", "replies", [r.Error("channel name is taken: #1ab (it looks like #lab)", "channel-taken", "#1ab")]),
         ("bob", "replies", [r.Error("channel name may not contain spaces: use # then letters, digits and -_.",
-                                    "bad-channel-name")]),
+                                    "bad-channel-name", "bad name")]),
     ]
 
 
@@ -201,7 +202,7 @@ def test_limits_on_channels_per_server_and_per_user(log):
     log.clear()
     server.handle(alice, c.Join("#c"))
     assert log == [("alice", "replies", [r.Error("this server has 3 channels, its most; join one of them",
-                                                 "too-many-channels")])]
+                                                 "too-many-channels", "#c")])]
     roomy = ChatServer("lab", Clock(), max_channels=100)
     (bob,) = online(roomy, log, "bob")
     for index in range(MAX_CHANNELS_PER_USER - 1):  # and #lobby
@@ -209,7 +210,7 @@ def test_limits_on_channels_per_server_and_per_user(log):
     log.clear()
     roomy.handle(bob, c.Join("#one-more"))
     assert log == [("bob", "replies", [r.Error(
-        "you are in 20 channels, the most one user may be in; /part one first", "too-many-joined")])]
+        "you are in 20 channels, the most one user may be in; part one first", "too-many-joined", "#one-more")])]
 
 
 def test_leaving_reaches_everyone_who_shares_a_channel_once(server, log):
@@ -280,7 +281,7 @@ def test_a_member_who_joins_mid_turn_gets_only_what_follows(turned, log):
     server.handle(alice, c.Say("after bob", "#lab"))
     server.turn.end()
     assert [entry for entry in log if entry[0] == "bob"] == [
-        ("bob", "replies", [r.ChannelJoined("#lab", 2, "", ())]),
+        ("bob", "replies", [r.ChannelJoined("#lab", 2, "", (), ("alice", "bob"))]),
         ("bob", "events", [Said("#lab", "alice", "after bob")]),
     ]
 
@@ -355,7 +356,7 @@ def test_history_is_per_channel(log):
     server.handle(alice, c.Say("lab talk"))
     log.clear()
     server.handle(bob, c.Join("#lab"))
-    assert log[0] == ("bob", "replies", [r.ChannelJoined("#lab", 2, "", (Said("#lab", "alice", "lab talk"),))])
+    assert log[0] == ("bob", "replies", [r.ChannelJoined("#lab", 2, "", (Said("#lab", "alice", "lab talk"),), ("alice", "bob"))])
 
 
 def test_history_of_a_channel_outlives_its_emptying_and_comes_from_before_a_restart(log):
@@ -367,8 +368,8 @@ def test_history_of_a_channel_outlives_its_emptying_and_comes_from_before_a_rest
     server.handle(bob, c.Join("#lab"))
     server.handle(bob, c.Join("#old"))
     joins = [entry[2][0] for entry in log if entry[0] == "bob" and entry[1] == "replies"]
-    assert joins == [r.ChannelJoined("#lab", 1, "", (Said("#lab", "alice", "lab talk"),)),
-                     r.ChannelJoined("#old", 1, "", (Said("#Old", "zed", "long ago"),))]
+    assert joins == [r.ChannelJoined("#lab", 1, "", (Said("#lab", "alice", "lab talk"),), ("bob",)),
+                     r.ChannelJoined("#old", 1, "", (Said("#Old", "zed", "long ago"),), ("bob",))]
 
 
 def test_commands_before_logging_in(server, log):
@@ -394,7 +395,7 @@ def test_names_and_channels(server, log):
     server.handle(alice, c.Channels())
     assert log == [
         ("alice", "replies", [r.ChannelMembers("#lab", ("bob",))]),
-        ("alice", "replies", [r.Error("no such channel: #nope", "no-such-channel")]),
+        ("alice", "replies", [r.Error("no such channel: #nope", "no-such-channel", "#nope")]),
         ("alice", "replies", [r.ChannelList((r.ChannelInfo("#lobby", 2, ""), r.ChannelInfo("#lab", 1, "solder")))]),
     ]
 

@@ -19,6 +19,7 @@ from chatd.core import replies as r
 from chatd.core.events import Crowd, Joined, Left, Parted, Renamed, Said
 from chatd.core.server import ChatServer
 from chatd.core.turn import Turn
+from tests.fakes import current_channel, sessions_in
 from chatd.core.session import ISession
 
 CHANNELS = ["#lobby", "#a", "#b", "#c"]
@@ -65,8 +66,8 @@ class Session:
         # A reply to one's own command does not fail (that is the front door's business).
         for reply in replies:
             match reply:
-                case r.LoggedIn(_, channel) | r.ChannelJoined(channel):
-                    self.lists[channel] = set(self.server.channel(channel).nicks())
+                case r.LoggedIn() | r.ChannelJoined():
+                    self.lists[reply.channel] = set(reply.nicks)  # the reply says who is in it
                 case r.ChannelParted(channel):
                     del self.lists[channel]
 
@@ -105,10 +106,10 @@ class Chat(RuleBasedStateMachine):
     def say(self, session, channel):
         self.count += 1
         text = f"m{self.count}"
-        name = self.server.current_channel(session) if channel is None else channel
-        target = None if name is None else self.server.channel(name)
-        if target is not None and session in target.members and self.server.nick_of(session) is not None:
-            for member in target.members:
+        name = current_channel(self.server, session) if channel is None else channel
+        members = [] if name is None else sessions_in(self.server, name)
+        if session in members and self.server.nick_of(session) is not None:
+            for member in members:
                 if member is not session:
                     self.expected[member].append(text)
         self.server.handle(session, c.Say(text, channel))
@@ -151,7 +152,7 @@ class Chat(RuleBasedStateMachine):
             if session.dropped or nick is None:
                 continue
             for name, shown in session.lists.items():
-                assert shown == set(self.server.channel(name).nicks()), (session.name, name)
+                assert shown == set(self.server.channel(name).nicks), (session.name, name)
 
     @invariant()
     def each_got_their_channels_messages_once_in_order(self):

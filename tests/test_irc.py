@@ -232,7 +232,7 @@ def test_an_operator_kicks_and_the_kicked_user_is_told_then_closed(clock):
     bob.register("bob")
     op.take()
     op.send("KICK #lobby bob :spam")
-    assert op.take() == [":lab 481 op bob :you are not an operator"]
+    assert op.take() == [":lab 481 op :you are not an operator"]
     op.send("OPER op wrong")
     assert op.take() == [":lab 464 op :wrong password"]
     clock.advance(120)  # past the wait after a wrong password

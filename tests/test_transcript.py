@@ -3,7 +3,6 @@
 import json
 
 import attrs
-import time
 
 from attrs import asdict
 from hypothesis import given

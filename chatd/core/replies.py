@@ -2,9 +2,11 @@
 Replies: what the core answers one session, as values.  Pure.
 
 Each front door renders them its own way (a `*** ...` line on telnet, a
-numeric on IRC, a JSON object on the web).  `Error.code` names the kind of
-refusal for front doors that have a code of their own for it (IRC's
-numerics); `Error.reason` is the sentence a person reads.
+numeric on IRC, a JSON object on the web), from what the reply carries: a
+door never reads a core object.  `Error.code` names the kind of refusal
+for front doors that have a code of their own for it (IRC's numerics),
+`Error.subject` what it is about, and `Error.reason` is the sentence a
+person reads, in no door's syntax.
 """
 
 from __future__ import annotations
@@ -16,19 +18,28 @@ from chatd.core.events import Event
 
 @frozen
 class LoggedIn:
-    """The session has its nickname and is in `channel` (the default one)."""
+    """The session has its nickname and is in `channel` (the default one): its members, topic and history."""
 
     nick: str
     channel: str
     history: tuple[Event, ...] = ()
+    nicks: tuple[str, ...] = ()
+    topic: str = ""
+    topic_by: str = ""  # who set it, and when (unix time)
+    topic_at: float = 0.0
 
 
 @frozen
 class ChannelJoined:
+    """The session joined `channel`: how many are in it now, its topic and history, and its members."""
+
     channel: str
     count: int
     topic: str
     history: tuple[Event, ...] = ()
+    nicks: tuple[str, ...] = ()
+    topic_by: str = ""
+    topic_at: float = 0.0
 
 
 @frozen
@@ -129,8 +140,11 @@ class BanList:
 
 @frozen
 class Error:
+    """A refusal: the sentence a person reads, its kind, and what it is about (a nickname, a channel), if anything."""
+
     reason: str
     code: str = "refused"
+    subject: str = ""
 
 
 Reply = (

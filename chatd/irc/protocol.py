@@ -28,7 +28,7 @@ from zope.interface import implementer
 from chatd.core import commands, replies
 from chatd.core.batch import Share
 from chatd.core.nicknames import MAX_CHANNEL_CHARS, MAX_NICK_CHARS
-from chatd.core.server import MAX_CHANNELS_PER_USER, ChatServer
+from chatd.core.server import MAX_CHANNELS_PER_USER
 from chatd.core.session import ISession
 from chatd.irc import render
 from chatd.irc.dialect import IRC, encode
@@ -85,7 +85,6 @@ class IrcSession(Protocol):
         self._negotiating = False
         self.registered = False
         self.away = ""
-        self._subject = ""  # the nick or channel of the command being carried out, for error numerics
         self._known_nick = "*"
 
     @property
@@ -174,7 +173,6 @@ class IrcSession(Protocol):
 
     def _carry_out(self, command: object) -> None:
         server, name, nick = self._server, self._server_name, self.nick
-        self._subject = ""  # each command names its own, if any
         match command:
             case Cap("LS" | "LIST"):
                 if not self.registered:
@@ -213,18 +211,6 @@ class IrcSession(Protocol):
     def _carry_out_registered(self, command: object) -> None:
         server, name, nick = self._server, self._server_name, self.nick
         match command:
-            case commands.Nick(wanted):
-                self._subject = wanted
-                server.handle(self, command)
-            case commands.Join(channel) | commands.Part(channel) | commands.Topic(channel) | commands.Names(channel):
-                self._subject = channel or ""
-                server.handle(self, command)
-            case commands.Say(_, channel) | commands.Act(_, channel):
-                self._subject = channel or ""
-                server.handle(self, command)
-            case commands.Msg(to, _) | commands.Kick(to):
-                self._subject = to
-                server.handle(self, command)
             case PartAll():
                 for channel in server.channels_of(self):
                     server.handle(self, commands.Part(channel))
@@ -254,7 +240,6 @@ class IrcSession(Protocol):
         """NICK and USER given, and no CAP negotiation under way: the nickname is asked for."""
         if self.registered or self._negotiating or not self._user_given or self._wanted_nick is None:
             return
-        self._subject = self._wanted_nick
         self._server.handle(self, commands.LogIn(self._wanted_nick))
         if self._server.nick_of(self) is not None:
             self.registered = True
@@ -281,7 +266,7 @@ class IrcSession(Protocol):
         name, nick = self._server_name, self.nick
         channel = self._server.channel(mask) if mask.startswith("#") else None
         online = self._server.online(mask)
-        nicks = channel.nicks() if channel is not None else [online] if online is not None else []
+        nicks = channel.nicks if channel is not None else (online,) if online is not None else ()
         where = channel.name if channel is not None else "*"
         for member in nicks:
             self._tell(render.numeric(name, irc.RPL_WHOREPLY, nick, where, member, render.HOST, name, member, "H",
@@ -318,19 +303,14 @@ class IrcSession(Protocol):
             elif isinstance(answer, replies.LoggedIn):
                 lines += render.welcome(name, answer.nick, self._server.everyone, self._server.channel_count,
                                         self.factory.isupport)
-                lines += self._joined(answer.nick, answer.channel, answer.history)
+                lines += render.joined(name, answer.nick, answer.channel, answer.topic, answer.topic_by,
+                                       answer.topic_at, answer.nicks, answer.history)
             elif isinstance(answer, replies.ChannelJoined):
-                lines += self._joined(nick, answer.channel, answer.history)
+                lines += render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
+                                       answer.nicks, answer.history)
             else:
-                lines += render.reply(name, nick, answer, self._subject)
+                lines += render.reply(name, nick, answer)
         life.write(encode(lines))
-
-    def _joined(self, nick: str, channel: str, history: Sequence[Any]) -> list[str]:
-        found = self._server.channel(channel)
-        if found is None:
-            return render.joined(self._server_name, nick, channel, "", "", 0.0, [nick], history)
-        return render.joined(self._server_name, nick, channel, found.topic, found.topic_by, found.topic_at,
-                             found.nicks(), history)
 
     def disconnect(self, reason: str) -> None:
         """ERROR, then close once everything before it has been sent."""

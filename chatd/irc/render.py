@@ -163,11 +163,12 @@ def names(server: str, nick: str, channel: str, members: Iterable[str]) -> list[
     return lines + [numeric(server, irc.RPL_ENDOFNAMES, nick, channel, "End of /NAMES list")]
 
 
-def reply(server: str, nick: str, answer: object, subject: str = "") -> list[str]:
+def reply(server: str, nick: str, answer: object) -> list[str]:
     """
     One of the core's replies (LoggedIn and ChannelJoined are the
-    session's: they need the names); `subject` is the nick or channel the
-    command was about, which IRC's error numerics name.
+    session's: they need the welcome and the session's nickname).  An
+    Error's subject is the nick or channel it is about, which IRC's error
+    numerics name.
     """
     match answer:
         case replies.ChannelParted(channel):
@@ -204,7 +205,7 @@ def reply(server: str, nick: str, answer: object, subject: str = "") -> list[str
             return [line(server, "NOTICE", nick, f"Unbanned {address}")]
         case replies.BanList(bans):
             return [line(server, "NOTICE", nick, f"Bans: {', '.join(bans)}" if bans else "No bans")]
-        case replies.Error(reason, code):
+        case replies.Error(reason, code, subject):
             return [error(server, nick, reason, code, subject)]
         case replies.ContactLost():
             return [line(server, "NOTICE", nick, "Lost contact with the rest of the chat; retrying")]

@@ -12,7 +12,6 @@ import gc
 import ipaddress
 import signal
 import socket
-import sys
 from collections.abc import Sized
 from typing import Any
 
@@ -20,7 +19,6 @@ from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredList
 from twisted.logger import Logger
-from twisted.python import usage
 
 from chatd.bus.redis import RedisBus
 from chatd.core.moderation import Moderation

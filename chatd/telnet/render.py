@@ -53,6 +53,7 @@ from collections.abc import Iterable
 
 from chatd.core import replies
 from chatd.core.events import Acted, Crowd, Event, Joined, Left, Parted, Renamed, Said, TopicChanged
+from chatd.core.server import MAX_CHANNELS_PER_USER
 
 def event(happened: Event, current: str | None = None, lobby: str = "#lobby") -> str:
     """
@@ -117,6 +118,13 @@ def user_list(nicks: Iterable[str]) -> str:
 
 def bye() -> str:
     return "*** Bye!"
+
+
+# The core's refusals that name a command, in this door's syntax.
+_IN_TELNET_WORDS = {
+    "no-channel": "you are in no channel; /join a channel first",
+    "too-many-joined": f"you are in {MAX_CHANNELS_PER_USER} channels, the most one user may be in; /part one first",
+}
 
 
 def error(reason: str) -> str:
@@ -291,8 +299,8 @@ def reply_lines(reply: object, lobby: str) -> list[str]:
             return [unbanned(address)]
         case replies.BanList(shown):
             return [bans(list(shown))]
-        case replies.Error(reason):
-            return [error(reason)]
+        case replies.Error(reason, code):
+            return [error(_IN_TELNET_WORDS.get(code, reason))]
         case replies.ContactLost():
             return [contact_lost()]
         case replies.ContactRestored(gap):

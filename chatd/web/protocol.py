@@ -95,7 +95,6 @@ from zope.interface import implementer
 
 from chatd.core import commands
 from chatd.core.batch import Share
-from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.net.addresses import describe_peer
 from chatd.net.door import Door
