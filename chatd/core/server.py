@@ -12,6 +12,7 @@ topic, whisper); each other job is an object of its own that owns its
 state:
 
     roster.py     who is where: sessions, members, other nodes' users, nicknames, channels
+    channels.py   joining, parting, topics, names and the channel list
     fanout.py     each event to the members it is for, once per turn, in order (the hot path)
     crowd.py      big channels' joins and leaves, and login storms in the log, summed up
     mirror.py     the other nodes of a cluster: their events and states, this node's state
@@ -37,14 +38,15 @@ from twisted.logger import Logger
 from chatd.core import commands, replies
 from chatd.core.batch import Batch, Share
 from chatd.core.bus import IBus, LocalBus
-from chatd.core.channel import Channel, Member
+from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels
+from chatd.core.channel import Member
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
-from chatd.core.events import Acted, BusEvent, Event, Left, Parted, Renamed, Said, TopicChanged, Whispered
+from chatd.core.events import Acted, BusEvent, Event, Left, Renamed, Said, Whispered
 from chatd.core.fanout import FanOut
 from chatd.core.mirror import Mirror
 from chatd.core.moderation import Moderation
 from chatd.core.moderator import Moderator
-from chatd.core.nicknames import ChannelNameError, check_channel_name, name_key
+from chatd.core.nicknames import check_channel_name, name_key
 from chatd.core.remote import NodeState
 from chatd.core.roster import ChannelView, Roster
 from chatd.core.session import ISession
@@ -57,7 +59,6 @@ log = Logger()
 
 DEFAULT_CHANNEL = "#lobby"
 DEFAULT_MAX_CHANNELS = 1000
-MAX_CHANNELS_PER_USER = 20
 
 
 @define(eq=False)
@@ -85,6 +86,7 @@ class ChatServer:
     _crowd: Crowd = field(init=False)
     _mirror: Mirror = field(init=False)
     _moderator: Moderator = field(init=False)
+    _channels: Channels = field(init=False)
     # Messages said (public and private), for /metrics.
     messages: int = field(init=False, default=0)
 
@@ -97,6 +99,7 @@ class ChatServer:
         self._mirror = Mirror(self.clock, roster, fan_out, crowd, self.moderation, lambda: self.node, self._remove,
                               self._change_nick)
         self._moderator = Moderator(self.clock, roster, fan_out, self.moderation, self.tell, self._remove)
+        self._channels = Channels(self.clock, roster, fan_out, crowd, self.max_channels, self.tell)
         roster.create_channel(self.default_channel)
         if self.turn is not None:
             self.turn.fan_out(fan_out.publish)
@@ -183,7 +186,7 @@ class ChatServer:
         log.info("{nick} left ({reason})", nick=member.nick, reason=reason)
         told: set[str] = set()
         for channel in member.channels.values():
-            if self._leave_channel(member, channel):
+            if self._channels.leave(member, channel):
                 told.add(channel.key)
         self._fan_out.broadcast(Left(member.nick, reason, at=self.clock.seconds()), frozenset(told))
 
@@ -244,7 +247,7 @@ class ChatServer:
             case commands.Names(None):
                 self.tell(session, replies.UserList(tuple(self.nicks())))
             case commands.Channels():
-                self.tell(session, self._channel_list())
+                self.tell(session, self._channels.listing())
             case _:
                 self.tell(session, replies.Error("choose a nickname first", "not-logged-in"))
 
@@ -259,17 +262,17 @@ class ChatServer:
             case commands.Msg(to_nick, text):
                 self._private(member, to_nick, text)
             case commands.Join(channel):
-                self._join(member, channel)
+                self._channels.join(member, channel)
             case commands.Part(channel, reason):
-                self._part(member, channel, reason)
+                self._channels.part(member, channel, reason)
             case commands.Topic(channel, text):
-                self._topic(member, channel, text)
+                self._channels.topic(member, channel, text)
             case commands.Channels():
-                self.tell(session, self._channel_list())
+                self.tell(session, self._channels.listing())
             case commands.Names(None):
                 self.tell(session, replies.UserList(tuple(self.nicks())))
             case commands.Names(str(name)):
-                self._names(member, name)
+                self._channels.names(member, name)
             case commands.Nick(nick) | commands.LogIn(nick):
                 self._rename(member, nick)
             case commands.Quit(reason):
@@ -281,7 +284,7 @@ class ChatServer:
                 raise TypeError(f"the server does not handle {command!r}")
 
     def _speak(self, member: Member, kind: type[Said] | type[Acted], text: str, channel: str | None) -> None:
-        target = self._target(member, channel)
+        target = self._channels.target(member, channel)
         if target is not None:
             self.messages += 1
             self._fan_out.broadcast(kind(target.name, member.nick, text, at=self.clock.seconds()), target.key,
@@ -301,105 +304,6 @@ class ChatServer:
         self.tell(session, replies.LoggedIn(nick, lobby.name, lobby.history.recent(), tuple(lobby.nicks()),
                                             lobby.topic, lobby.topic_by, lobby.topic_at))
         self._crowd.announce_join(member, lobby)
-
-    def _target(self, member: Member, name: str | None) -> Channel | None:
-        """The channel a message goes to: the named one (which the member must be in), or their current one."""
-        if name is None:
-            if member.current is None:
-                self.tell(member.session, replies.Error("you are in no channel; join one first", "no-channel"))
-            return member.current
-        channel = self._roster.channel(name)
-        shown = name if name.startswith("#") else f"#{name}"
-        if channel is None or member.session not in channel.members:
-            self.tell(member.session, replies.Error(f"you are not in {shown}", "not-in-channel", shown))
-            return None
-        return channel
-
-    def _join(self, member: Member, wanted: str) -> None:
-        session, roster = member.session, self._roster
-        try:
-            name = check_channel_name(wanted)
-        except ChannelNameError as refusal:
-            self.tell(session, replies.Error(str(refusal), "bad-channel-name", wanted))
-            return
-        channel = roster.channels.get(name_key(name))
-        if channel is not None and session in channel.members:
-            if not self._fan_out.caught_up_with(member):  # what waits for them reads as from where they were
-                return
-            member.current = channel
-            member.update_view()
-            self.tell(session, replies.NowTalkingIn(channel.name))
-            return
-        if len(member.channels) >= MAX_CHANNELS_PER_USER:
-            self.tell(session, replies.Error(
-                f"you are in {MAX_CHANNELS_PER_USER} channels, the most one user may be in; part one first",
-                "too-many-joined", name))
-            return
-        if channel is None:
-            clash = roster.channel_names.clash(name, None)
-            if clash is not None:
-                self.tell(session, replies.Error(f"channel name is taken: {name} (it looks like {clash})",
-                                                 "channel-taken", name))
-                return
-            if len(roster.channels) >= self.max_channels:
-                self.tell(session, replies.Error(
-                    f"this server has {self.max_channels} channels, its most; join one of them", "too-many-channels",
-                    name))
-                return
-        if not self._fan_out.caught_up_with(member):
-            return
-        if channel is None:
-            channel = roster.create_channel(name)
-        roster.add_member(member, channel)
-        log.info("{nick} joined {channel} ({count} in it)", nick=member.nick, channel=channel.name,
-                 count=channel.count)
-        self.tell(session, replies.ChannelJoined(channel.name, channel.count, channel.topic, channel.history.recent(),
-                                                 tuple(channel.nicks()), channel.topic_by, channel.topic_at))
-        self._crowd.announce_join(member, channel)
-
-    def _part(self, member: Member, name: str | None, reason: str) -> None:
-        channel = self._target(member, name)
-        if channel is None or not self._fan_out.caught_up_with(member):
-            return
-        del member.channels[channel.key]
-        if member.current is channel:
-            member.current = next(reversed(member.channels.values()), None)
-        member.update_view()
-        log.info("{nick} left {channel}{reason}", nick=member.nick, channel=channel.name,
-                 reason=f" ({reason})" if reason else "")
-        self.tell(member.session, replies.ChannelParted(channel.name,
-                                                        None if member.current is None else member.current.name))
-        parted = Parted(channel.name, member.nick, reason, channel.count - 1, at=self.clock.seconds())
-        self._fan_out.broadcast(parted, channel.key if self._leave_channel(member, channel) else frozenset())
-
-    def _leave_channel(self, member: Member, channel: Channel) -> bool:
-        """Take `member` out of `channel` (the member keeps its own record); True if its members are told."""
-        loud = self._crowd.is_loud(channel)
-        del channel.members[member.session]
-        return self._crowd.left(channel, member.session, member.nick, loud)
-
-    def _topic(self, member: Member, name: str | None, text: str | None) -> None:
-        channel = self._target(member, name)
-        if channel is None:
-            return
-        if text is None or (not text and not channel.topic):
-            self.tell(member.session, replies.TopicShown(channel.name, channel.topic, channel.topic_by,
-                                                         channel.topic_at))
-            return
-        channel.topic, channel.topic_by, channel.topic_at = text, member.nick, self.clock.seconds()
-        log.info("{nick} set the topic of {channel}", nick=member.nick, channel=channel.name)
-        self._fan_out.broadcast(TopicChanged(channel.name, member.nick, text, at=self.clock.seconds()), channel.key)
-
-    def _names(self, member: Member, name: str) -> None:
-        channel = self._roster.channel(name)
-        if channel is None:
-            self.tell(member.session, replies.Error(f"no such channel: {name}", "no-such-channel", name))
-            return
-        self.tell(member.session, replies.ChannelMembers(channel.name, tuple(channel.nicks())))
-
-    def _channel_list(self) -> replies.ChannelList:
-        return replies.ChannelList(tuple(replies.ChannelInfo(channel.name, channel.count, channel.topic)
-                                         for channel in self._roster.channels.values()))
 
     def _rename(self, member: Member, wanted: str) -> None:
         session, old = member.session, member.nick

@@ -1,0 +1,141 @@
+"""
+Channels' rules: joining (made on the first join, at most --max-channels
+on a server and MAX_CHANNELS_PER_USER for a user, look-alike names
+refused), parting (a channel emptied goes, but the default one), topics,
+a channel's names and the channel list.  Pure.
+
+The state is the roster's (chatd.core.roster); what is announced goes
+through the fan-out (chatd.core.fanout) and, in big channels, the crowd
+(chatd.core.crowd).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from chatd.core import replies
+from chatd.core.channel import Channel, Member
+from chatd.core.crowd import Crowd
+from chatd.core.events import Parted, TopicChanged
+from chatd.core.fanout import FanOut
+from chatd.core.nicknames import ChannelNameError, check_channel_name, name_key
+from chatd.core.roster import Roster
+
+log = Logger()
+
+MAX_CHANNELS_PER_USER = 20
+
+
+class Channels:
+    """Carries out a member's channel commands."""
+
+    def __init__(self, clock: IReactorTime, roster: Roster, fan_out: FanOut, crowd: Crowd, max_channels: int,
+                 tell: Callable[..., None]) -> None:
+        self._clock = clock
+        self._roster = roster
+        self._fan_out = fan_out
+        self._crowd = crowd
+        self._max_channels = max_channels
+        self._tell = tell  # replies to the member whose command this is
+
+    def target(self, member: Member, name: str | None) -> Channel | None:
+        """The channel a message goes to: the named one (which the member must be in), or their current one."""
+        if name is None:
+            if member.current is None:
+                self._tell(member.session, replies.Error("you are in no channel; join one first", "no-channel"))
+            return member.current
+        channel = self._roster.channel(name)
+        shown = name if name.startswith("#") else f"#{name}"
+        if channel is None or member.session not in channel.members:
+            self._tell(member.session, replies.Error(f"you are not in {shown}", "not-in-channel", shown))
+            return None
+        return channel
+
+    def join(self, member: Member, wanted: str) -> None:
+        session, roster = member.session, self._roster
+        try:
+            name = check_channel_name(wanted)
+        except ChannelNameError as refusal:
+            self._tell(session, replies.Error(str(refusal), "bad-channel-name", wanted))
+            return
+        channel = roster.channels.get(name_key(name))
+        if channel is not None and session in channel.members:
+            if not self._fan_out.caught_up_with(member):  # what waits for them reads as from where they were
+                return
+            member.current = channel
+            member.update_view()
+            self._tell(session, replies.NowTalkingIn(channel.name))
+            return
+        if len(member.channels) >= MAX_CHANNELS_PER_USER:
+            self._tell(session, replies.Error(
+                f"you are in {MAX_CHANNELS_PER_USER} channels, the most one user may be in; part one first",
+                "too-many-joined", name))
+            return
+        if channel is None:
+            clash = roster.channel_names.clash(name, None)
+            if clash is not None:
+                self._tell(session, replies.Error(f"channel name is taken: {name} (it looks like {clash})",
+                                                 "channel-taken", name))
+                return
+            if len(roster.channels) >= self._max_channels:
+                self._tell(session, replies.Error(
+                    f"this server has {self._max_channels} channels, its most; join one of them", "too-many-channels",
+                    name))
+                return
+        if not self._fan_out.caught_up_with(member):
+            return
+        if channel is None:
+            channel = roster.create_channel(name)
+        roster.add_member(member, channel)
+        log.info("{nick} joined {channel} ({count} in it)", nick=member.nick, channel=channel.name,
+                 count=channel.count)
+        self._tell(session, replies.ChannelJoined(channel.name, channel.count, channel.topic, channel.history.recent(),
+                                                 tuple(channel.nicks()), channel.topic_by, channel.topic_at))
+        self._crowd.announce_join(member, channel)
+
+    def part(self, member: Member, name: str | None, reason: str) -> None:
+        channel = self.target(member, name)
+        if channel is None or not self._fan_out.caught_up_with(member):
+            return
+        del member.channels[channel.key]
+        if member.current is channel:
+            member.current = next(reversed(member.channels.values()), None)
+        member.update_view()
+        log.info("{nick} left {channel}{reason}", nick=member.nick, channel=channel.name,
+                 reason=f" ({reason})" if reason else "")
+        self._tell(member.session, replies.ChannelParted(channel.name,
+                                                        None if member.current is None else member.current.name))
+        parted = Parted(channel.name, member.nick, reason, channel.count - 1, at=self._clock.seconds())
+        self._fan_out.broadcast(parted, channel.key if self.leave(member, channel) else frozenset())
+
+    def leave(self, member: Member, channel: Channel) -> bool:
+        """Take `member` out of `channel` (the member keeps its own record); True if its members are told."""
+        loud = self._crowd.is_loud(channel)
+        del channel.members[member.session]
+        return self._crowd.left(channel, member.session, member.nick, loud)
+
+    def topic(self, member: Member, name: str | None, text: str | None) -> None:
+        channel = self.target(member, name)
+        if channel is None:
+            return
+        if text is None or (not text and not channel.topic):
+            self._tell(member.session, replies.TopicShown(channel.name, channel.topic, channel.topic_by,
+                                                         channel.topic_at))
+            return
+        channel.topic, channel.topic_by, channel.topic_at = text, member.nick, self._clock.seconds()
+        log.info("{nick} set the topic of {channel}", nick=member.nick, channel=channel.name)
+        self._fan_out.broadcast(TopicChanged(channel.name, member.nick, text, at=self._clock.seconds()), channel.key)
+
+    def names(self, member: Member, name: str) -> None:
+        channel = self._roster.channel(name)
+        if channel is None:
+            self._tell(member.session, replies.Error(f"no such channel: {name}", "no-such-channel", name))
+            return
+        self._tell(member.session, replies.ChannelMembers(channel.name, tuple(channel.nicks())))
+
+    def listing(self) -> replies.ChannelList:
+        return replies.ChannelList(tuple(replies.ChannelInfo(channel.name, channel.count, channel.topic)
+                                         for channel in self._roster.channels.values()))
