@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import socket
+
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import StringTransport
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+from zope.interface import implementer
+
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
+from chatd.core.turn import Turn
+from chatd.net.door import Settings
+from chatd.net.limits import ConnectionLimits
+from chatd.service.metrics import chat_metrics
 from chatd.telnet.protocol import greeting
+from chatd.web.protocol import WebDoor
+from chatd.web.site import web_site
+
+# -- sessions, for the core
 
 
 def greet(server: ChatServer, session: ISession) -> None:
@@ -23,3 +43,108 @@ def sessions_in(server: ChatServer, channel: str) -> list[ISession]:
     """The sessions of this node in `channel` (none if there is no such channel), as the server keeps them."""
     found = server._roster.channel(channel)
     return [] if found is None else list(found.members)
+
+
+@implementer(ISession)
+class Session:
+    """Records ("events", [...]) per delivery, ("replies", [...]) per send, and disconnects, in one shared list."""
+
+    dialect = "fake"
+
+    def __init__(self, name, log, address="127.0.0.1"):
+        self.name, self.log, self.address = name, log, address
+        self.shares = []
+
+    def deliver(self, share):
+        self.shares.append(share)
+        self.log.append((self.name, "events", share.events))
+
+    def send(self, replies):
+        self.log.append((self.name, "replies", list(replies)))
+
+    def disconnect(self, reason):
+        self.log.append((self.name, "disconnect", reason))
+
+
+# -- a real loopback connection, for the connection runtime
+
+
+class _Server(Protocol):
+    """Hands its connection, once made, to the test, and says how it was lost."""
+
+    def connectionMade(self):
+        self.lost = Deferred()
+        self.factory.connected.callback(self)
+
+    def connectionLost(self, reason):
+        self.lost.callback(reason.value)  # the exception: a Failure would fire the errback
+
+
+@inlineCallbacks
+def one_connection():
+    """A listening port on 127.0.0.1, a plain client socket connected to it, and the server's side."""
+    factory = Factory.forProtocol(_Server)
+    factory.connected = Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    server = yield factory.connected
+    return port, client, server
+
+
+# -- a browser in memory, for the web door
+
+
+class Browser:
+    """One browser's connection to the web port, in memory."""
+
+    def __init__(self, site, clock, host="127.0.0.1", origin="http://127.0.0.1:8080", path="/chat"):
+        self.clock = clock
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 50000),
+                                         hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+        self.protocol = site.buildProtocol(self.transport.getPeer())
+        self.protocol.makeConnection(self.transport)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        headers = [] if origin is None else [("Origin", origin)]
+        self.events = []
+        self._ended = False
+        self.protocol.dataReceived(self.ws.send(Request(host="127.0.0.1:8080", target=path, extra_headers=headers)))
+        arrived = self.read()
+        self.accepted = any(isinstance(event, AcceptConnection) for event in arrived)
+        self._unread = [event for event in arrived if isinstance(event, TextMessage)]  # the welcome
+
+    def read(self) -> list:
+        """What arrived since the last read (after the turn's end), as wsproto events."""
+        self.clock.advance(0)
+        data = self.transport.value()
+        self.transport.clear()
+        if data:
+            self.ws.receive_data(data)
+        events = list(self.ws.events())
+        if self.transport.disconnecting and not self._ended:
+            self._ended = True
+            self.ws.receive_data(None)
+            events += self.ws.events()
+        self.events += events
+        return events
+
+    def messages(self) -> list:
+        """The messages that arrived since the last call, as JSON."""
+        arrived, self._unread = self._unread + self.read(), []
+        return [json.loads(event.data) for event in arrived if isinstance(event, TextMessage)]
+
+    def send(self, message) -> None:
+        self.send_raw(self.ws.send(TextMessage(json.dumps(message))))
+
+    def send_raw(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def close_code(self):
+        closes = [event.code for event in self.events if isinstance(event, CloseConnection)]
+        return closes[0] if closes else None
+
+
+def make_site(clock, origins=(), limits=None, moderation=None, **settings):
+    server = ChatServer("lab", clock, turn=Turn(clock), moderation=moderation)
+    sessions = WebDoor(server, Settings("lab", **{"max_line_bytes": 100, **settings}), clock)
+    registry = chat_metrics(server, {"web": sessions.connections}, sessions.counts)
+    return web_site(sessions, registry, limits or ConnectionLimits(100, 10), moderation, origins), sessions

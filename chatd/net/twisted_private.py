@@ -1,7 +1,7 @@
 """
 Every place chatd reaches into Twisted's private state, and why.  Nothing
 else in chatd touches an underscore name or an attribute outside Twisted's
-interfaces; tests/test_twisted_private.py fails as soon as the installed
+interfaces; tests/net/test_twisted_private.py fails as soon as the installed
 Twisted changes what these rely on.
 
 1. The direct send (chatd.net.flow.SendQueue): at the end of a turn, a

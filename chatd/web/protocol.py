@@ -54,7 +54,7 @@ To the browser:
     {"type": "closing", "reason": TEXT, "code": CODE}          the server closes the connection next
 
 An EVENT is an array: its kind, its unix time in seconds, then the fields
-the transcript has for it (README, "Transcript"), in this order:
+the transcript has for it (docs/operations.md, "Transcript and history"), in this order:
 
     ["said", TS, CHANNEL, NICK, TEXT]          a message
     ["acted", TS, CHANNEL, NICK, TEXT]         an action (/me)

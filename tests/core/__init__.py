@@ -1,0 +1,1 @@
+"""The pure core (chatd.core)."""

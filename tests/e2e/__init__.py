@@ -1,0 +1,1 @@
+"""End to end: the real twistd, real clients, real servers."""

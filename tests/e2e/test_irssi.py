@@ -1,0 +1,59 @@
+"""
+A real IRC client against the real server: Debian's irssi, driven through a
+pseudo-terminal with pexpect as a person would type, chatting with a
+telnet-style client in the same channels.
+"""
+
+import shutil
+
+import pexpect
+import pytest
+from tests.chatd_process import TIMEOUT_SECONDS, ChatdProcess, LineClient
+
+
+@pytest.fixture
+def ports(tmp_path):
+    port_file = tmp_path / "port"
+    server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab",
+                          "--no-echo", "--no-web", cwd=tmp_path)
+    try:
+        server.wait_for_log("chat room listening on")
+        irc_port = int(server.wait_for_log("IRC listening on").rsplit(":", 1)[1])
+        yield int(port_file.read_text()), irc_port, server
+    finally:
+        server.stop()
+
+
+def test_irssi_connects_registers_joins_chats_and_quits(ports, tmp_path):
+    """Debian's irssi, typed at as a person would, registers, joins, chats with a telnet user and quits."""
+    port, irc_port, server = ports
+    irssi_path = shutil.which("irssi")
+    if irssi_path is None:
+        pytest.fail("irssi is not installed; make test installs it (see TEST_PROGRAMS in the Makefile)")
+    bob = LineClient(port).login("bob")
+    home = tmp_path / "irssi"
+    home.mkdir()
+    # irssi's flood protection holds commands back 2.2 s each after a few: off, so the test does not wait on it.
+    (home / "config").write_text('settings = { "irc/core" = { cmd_queue_speed = "0msec"; max_cmds_at_once = "100"; }; };\n')
+    irssi = pexpect.spawn(irssi_path, ["--home", str(home), "-c", "127.0.0.1", "-p", str(irc_port),
+                                       "-n", "alice"],
+                          timeout=TIMEOUT_SECONDS, encoding="utf-8", dimensions=(40, 160), env={"TERM": "xterm"})
+    try:
+        assert bob.read_line() == "*** alice has joined (2 users online)"  # registered, and in #lobby
+        server.wait_for_log("alice joined (2 online)")
+        irssi.send("/join #lab\r")
+        server.wait_for_log("alice joined #lab")
+        bob.send_line("/join #lab")
+        assert bob.read_line() == "*** You joined #lab (2 users)"
+        irssi.send("hello from irssi\r")
+        assert bob.read_line() == "<alice> hello from irssi"
+        bob.send_line("hello from telnet")
+        irssi.expect_exact("hello from telnet")
+        irssi.send("/me waves\r")
+        assert bob.read_line() == "* alice waves"
+        irssi.send("/quit bye for now\r")
+        assert bob.read_line() == "*** alice has left (bye for now)"
+        irssi.expect(pexpect.EOF)
+    finally:
+        irssi.close(force=True)
+        bob.close()

@@ -1,0 +1,311 @@
+"""The IRC front door in memory (chatd.irc): registration, commands and numerics, and events as IRC lines."""
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from zope.interface.verify import verifyObject
+
+from chatd.core.events import Crowd, Said
+from chatd.core.server import ChatServer
+from chatd.core.session import ISession
+from chatd.core.turn import Turn
+from chatd.irc import render
+from chatd.irc.protocol import PING_INTERVAL_SECONDS, IrcDoor
+from chatd.net.door import Settings
+
+
+class Client:
+    """One IRC client in memory: lines in, lines out."""
+
+    def __init__(self, factory, port):
+        self.factory = factory
+        self.session = factory.buildProtocol(IPv4Address("TCP", f"127.0.0.{port % 250 + 1}", port))
+        self.transport = StringTransport(hostAddress=IPv4Address("TCP", "10.0.0.1", 6667))
+        self.session.makeConnection(self.transport)
+
+    def send(self, *lines: str) -> None:
+        self.session.dataReceived("".join(line + "\r\n" for line in lines).encode())
+
+    def take(self) -> list[str]:
+        self.factory.flusher.flush()
+        data = self.transport.value()
+        self.transport.clear()
+        return data.decode().split("\r\n")[:-1]
+
+    def register(self, nick: str) -> list[str]:
+        self.send(f"NICK {nick}", f"USER {nick} 0 * :{nick} the tester")
+        return self.take()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def factory(clock):
+    return IrcDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock)
+
+
+def codes(lines):
+    return [line.split()[1] for line in lines]
+
+
+def test_a_session_is_a_session(factory):
+    """The door's connection is a real ISession."""
+    assert verifyObject(ISession, Client(factory, 1).session)
+
+
+def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lobby(factory):
+    """CAP LS holds registration until CAP END; then the welcome numerics and the lobby's JOIN."""
+    alice = Client(factory, 1)
+    alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
+    assert alice.take() == [":lab CAP * LS :"]
+    alice.send("CAP REQ :multi-prefix")
+    assert alice.take() == [":lab CAP * NAK multi-prefix"]
+    alice.send("CAP END")
+    lines = alice.take()
+    assert codes(lines) == ["001", "002", "003", "004", "005", "251", "422", "JOIN", "353", "366"]
+    assert lines[0] == ":lab 001 alice :Welcome to chatd on lab, alice"
+    isupport = lines[4].split()
+    for token in ("CASEMAPPING=ascii", "CHANTYPES=#", "NICKLEN=24", "CHANNELLEN=33", "NETWORK=lab"):
+        assert token in isupport
+    assert any(token.startswith("PREFIX=") for token in isupport)
+    assert lines[7:] == [":alice!alice@chatd JOIN #lobby", ":lab 353 alice = #lobby :alice",
+                         ":lab 366 alice #lobby :End of /NAMES list"]
+
+
+def test_commands_before_registration_get_451_and_a_taken_nick_433(factory):
+    """Commands before registration get 451, and a taken nickname 433."""
+    alice = Client(factory, 1)
+    alice.register("alice")
+    bob = Client(factory, 2)
+    bob.send("JOIN #lab")
+    assert bob.take() == [":lab 451 * :You have not registered"]
+    assert bob.register("ALICE") == [":lab 433 * ALICE :nickname is taken: ALICE"]
+    bob.send("NICK aIice")
+    assert bob.take() == [":lab 433 * aIice :nickname is taken: aIice (it looks like alice)"]
+    bob.send("NICK b@d")
+    assert codes(bob.take()) == ["432"]
+    bob.send("NICK bob")
+    assert codes(bob.take())[0] == "001"
+
+
+def test_messages_actions_and_private_messages_both_ways(factory):
+    """PRIVMSG, CTCP ACTION, private messages and NOTICE reach the others as IRC lines."""
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("bob")
+    assert alice.take() == [":bob!bob@chatd JOIN #lobby"]
+    bob.send("PRIVMSG #lobby :hi all", "PRIVMSG #lobby :\x01ACTION waves\x01", "PRIVMSG alice :psst",
+             "NOTICE #lobby :a notice")
+    assert alice.take() == [":bob!bob@chatd PRIVMSG #lobby :hi all", ":bob!bob@chatd PRIVMSG #lobby :\x01ACTION waves\x01",
+                            ":bob!bob@chatd PRIVMSG alice :psst", ":bob!bob@chatd PRIVMSG #lobby :a notice"]
+    assert bob.take() == []  # IRC clients show what they send themselves
+    bob.send("PRIVMSG nobody :hello", "PRIVMSG #lab :hello", "PRIVMSG", "PRIVMSG alice")
+    assert bob.take() == [":lab 401 bob nobody :no such nick: nobody", ":lab 442 bob #lab :you are not in #lab",
+                          ":lab 411 bob :No recipient given (PRIVMSG)", ":lab 412 bob :No text to send"]
+
+
+def test_join_part_and_join_0(factory):
+    """JOIN of several channels, PART, and JOIN 0 (part every channel)."""
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("bob")
+    alice.take()
+    bob.send("JOIN #a,#b")
+    assert codes(bob.take()) == ["JOIN", "353", "366", "JOIN", "353", "366"]
+    alice.send("JOIN #a")
+    assert alice.take() == [":alice!alice@chatd JOIN #a", ":lab 353 alice = #a :bob alice",
+                            ":lab 366 alice #a :End of /NAMES list"]
+    assert bob.take() == [":alice!alice@chatd JOIN #a"]
+    bob.send("PART #a :lunch")
+    assert bob.take() == [":bob!bob@chatd PART #a"]
+    assert alice.take() == [":bob!bob@chatd PART #a :lunch"]
+    bob.send("JOIN 0")
+    assert bob.take() == [":bob!bob@chatd PART #lobby", ":bob!bob@chatd PART #b"]
+    assert alice.take() == [":bob!bob@chatd PART #lobby"]
+
+
+def test_topic_names_list_who_whois_mode_away_and_unknown(factory):
+    """TOPIC, NAMES, LIST, WHO, WHOIS, MODE, AWAY and an unknown command, each with its numerics."""
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("TOPIC #lobby")
+    assert alice.take() == [":lab 331 alice #lobby :No topic is set"]
+    alice.send("TOPIC #lobby :soldering tonight")
+    assert alice.take() == [":alice!alice@chatd TOPIC #lobby :soldering tonight"]
+    alice.send("TOPIC #lobby", "NAMES #lobby", "LIST", "WHO #lobby", "WHOIS ALICE", "MODE #lobby", "MODE alice",
+               "MODE #lobby b", "AWAY :lunch", "AWAY", "FROB x")
+    assert alice.take() == [
+        ":lab 332 alice #lobby :soldering tonight", ":lab 333 alice #lobby alice!alice@chatd 0",
+        ":lab 353 alice = #lobby :alice", ":lab 366 alice #lobby :End of /NAMES list",
+        ":lab 321 alice Channel :Users  Name", ":lab 322 alice #lobby 1 :soldering tonight", ":lab 323 alice :End of /LIST",
+        ":lab 352 alice #lobby alice chatd lab alice H :0 alice", ":lab 315 alice #lobby :End of /WHO list",
+        ":lab 311 alice alice alice chatd * alice", ":lab 312 alice alice lab chatd",
+        ":lab 318 alice ALICE :End of /WHOIS list",
+        ":lab 324 alice #lobby +nt", ":lab 221 alice +i",
+        ":lab 368 alice #lobby :End of channel ban list",
+        ":lab 306 alice :You have been marked as being away", ":lab 305 alice :You are no longer marked as being away",
+        ":lab 421 alice FROB :Unknown command",
+    ]
+
+
+def test_ping_pong_and_a_silent_client_is_pinged_then_dropped(factory, clock):
+    """PING is answered; a silent client is pinged, and one that stays silent is dropped with 'Ping timeout'."""
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("bob")
+    alice.take()
+    alice.send("PING :abc")
+    assert alice.take() == [":lab PONG lab abc"]
+    clock.advance(PING_INTERVAL_SECONDS)  # both spoke: no ping
+    assert alice.take() == [] and bob.take() == []
+    clock.advance(PING_INTERVAL_SECONDS)
+    assert bob.take() == ["PING :lab"]
+    assert alice.take() == ["PING :lab"]
+    bob.send("PONG :lab")
+    clock.advance(PING_INTERVAL_SECONDS)
+    assert alice.take() == ["ERROR :Closing Link: 127.0.0.2 (Ping timeout)"]
+    assert bob.take() == [":alice!alice@chatd QUIT :Ping timeout"]
+
+
+def test_a_line_over_512_bytes_gets_417_and_the_next_line_goes_through(factory):
+    """A line over 512 bytes, ended or not, gets 417 once and the next line is read as usual."""
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("PRIVMSG #lobby :" + "x" * 600)
+    alice.session.dataReceived(b"PRIVMSG #lobby :" + b"y" * 600)  # not even ended yet
+    alice.send(" still the long one", "PING :after")
+    assert alice.take() == [":lab 417 alice :Input line was too long", ":lab 417 alice :Input line was too long",
+                            ":lab PONG lab after"]
+
+
+def test_a_line_that_is_not_utf8_is_read_as_latin1(factory):
+    """A line that is not UTF-8 is read as latin-1, as IRC servers commonly do."""
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("bob")
+    alice.take()
+    bob.session.dataReceived("PRIVMSG #lobby :caf\xe9\r\n".encode("latin-1"))
+    assert alice.take() == [":bob!bob@chatd PRIVMSG #lobby :café"]
+
+
+def test_quit_says_error_and_the_others_see_quit(factory):
+    """QUIT closes with ERROR, and the others see the QUIT with its reason."""
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("bob")
+    alice.take()
+    bob.send("QUIT :bye now")
+    assert bob.take() == ["ERROR :Closing Link: 127.0.0.3 (quit)"]
+    assert bob.transport.disconnecting
+    assert alice.take() == [":bob!bob@chatd QUIT :bye now"]
+    bob.session.connectionLost(Failure(ConnectionDone()))
+
+
+def test_shutdown_is_a_notice_then_error(factory):
+    """At shutdown an IRC client reads a NOTICE, then ERROR."""
+    alice = Client(factory, 1)
+    alice.register("alice")
+    factory.shut_down(5)
+    assert alice.take() == [":lab NOTICE alice :Server shutting down",
+                            "ERROR :Closing Link: 127.0.0.2 (server shutting down)"]
+
+
+def test_events_as_irc_lines():
+    """Events as IRC lines: a crowd summary as PARTs and JOINs, and a long message split within 512 bytes."""
+    assert render.event(Crowd("#big", 2, 1, 60, ("carol", "dan"), ("bob",))) == [
+        ":bob!bob@chatd PART #big", ":carol!carol@chatd JOIN #big", ":dan!dan@chatd JOIN #big"]
+    long = render.event(Said("#lobby", "alice", "é" * 400))
+    assert len(long) == 2 and all(len((line + "\r\n").encode()) <= 512 for line in long)
+    assert "".join(line.split(" :", 1)[1] for line in long) == "é" * 400
+
+
+def test_history_on_join_is_notices_from_the_server(clock):
+    """A joiner's history comes as NOTICEs from the server after the names."""
+    factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock), history_size=5), Settings("lab"), clock)
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("PRIVMSG #lobby :before bob", "PRIVMSG #lobby :\x01ACTION waves\x01")
+    lines = Client(factory, 2).register("bob")
+    assert lines[-3:] == [":lab 366 bob #lobby :End of /NAMES list", ":lab NOTICE #lobby :<alice> before bob",
+                          ":lab NOTICE #lobby :* alice waves"]
+
+
+def test_an_operator_kicks_and_the_kicked_user_is_told_then_closed(clock):
+    """An operator's KICK tells the user, closes them, and a non-operator gets 481."""
+    from chatd.core.moderation import Moderation
+
+    factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock), moderation=Moderation("s3cret", clock)), Settings("lab"), clock)
+    op, bob = Client(factory, 1), Client(factory, 2)
+    op.register("op")
+    bob.register("bob")
+    op.take()
+    op.send("KICK #lobby bob :spam")
+    assert op.take() == [":lab 481 op :you are not an operator"]
+    op.send("OPER op wrong")
+    assert op.take() == [":lab 464 op :wrong password"]
+    clock.advance(120)  # past the wait after a wrong password
+    op.send("OPER op s3cret")
+    assert op.take() == [":lab 381 op :You are now an IRC operator"]
+    op.send("KICK #lobby bob :spam")
+    assert bob.take() == [":lab NOTICE bob :You were kicked by op (spam)",
+                          "ERROR :Closing Link: 127.0.0.3 (Kicked by op: spam)"]
+    assert op.take() == [":bob!bob@chatd QUIT :Kicked by op: spam"]
+
+
+def test_a_joiner_gets_the_topic_with_who_set_it_and_when(factory, clock):
+    """A joiner gets 332 and 333: the topic, who set it and when."""
+    clock.advance(1795000000)
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("JOIN #lab", "TOPIC #lab :solder")
+    bob = Client(factory, 2)
+    bob.register("bob")
+    bob.send("JOIN #lab")
+    assert bob.take()[:3] == [":bob!bob@chatd JOIN #lab", ":lab 332 bob #lab :solder",
+                              ":lab 333 bob #lab alice!alice@chatd 1795000000"]
+
+
+def test_the_rest_of_the_numerics(factory, clock):
+    """CAP's other subcommands, USER again, JOIN without a channel and NOTICE to nobody, each with its numeric."""
+    alice = Client(factory, 1)
+    alice.send("CAP LIST", "CAP FROB")
+    assert alice.take() == [":lab CAP * LIST :", ":lab 410 * FROB :Invalid CAP command"]
+    alice.send("CAP END")
+    alice.register("alice")
+    alice.send("USER again 0 * :Again", "JOIN", "NOTICE nobody :x")
+    assert alice.take() == [":lab 462 alice :You may not reregister", ":lab 461 alice JOIN :Not enough parameters",
+                            ":lab 401 alice nobody :no such nick: nobody"]
+
+
+def test_login_and_idle_timeouts_end_with_error(clock):
+    """No registration in time, or no input for --idle-timeout, ends with ERROR and the others see why."""
+    factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", login_timeout_seconds=10, idle_timeout_seconds=30),
+                         clock)
+    lazy, alice, bob = Client(factory, 1), Client(factory, 2), Client(factory, 3)
+    alice.register("alice")
+    bob.register("bob")
+    clock.advance(10)
+    assert lazy.take() == ["ERROR :Closing Link: 127.0.0.2 (no nickname chosen within 10 s)"]
+    bob.send("PRIVMSG #lobby :still here")
+    alice.take()
+    clock.advance(20)
+    assert alice.take() == ["ERROR :Closing Link: 127.0.0.3 (Idle timeout)"]
+    assert bob.take() == [":alice!alice@chatd QUIT :Idle timeout"]
+
+
+def test_a_banned_address_is_refused_with_error(clock):
+    """A banned address is refused with ERROR before anything else."""
+    from chatd.core.moderation import Moderation
+
+    moderation = Moderation("s3cret", clock)
+    moderation.ban("127.0.0.2", 0)
+    factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock), moderation=moderation), Settings("lab"), clock)
+    banned = Client(factory, 1)
+    assert banned.transport.value() == b"ERROR :Closing Link: 127.0.0.2 (you are banned from this server)\r\n"
+    assert banned.transport.disconnecting

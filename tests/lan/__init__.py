@@ -1,0 +1,1 @@
+"""The LAN side (chatd.lan)."""

@@ -1,0 +1,1 @@
+"""The connection runtime (chatd.net)."""

@@ -1,0 +1,183 @@
+"""
+What chatd relies on in Twisted's private state (chatd.net.twisted_private),
+checked against the installed Twisted on real loopback sockets: these fail
+as soon as an upgrade changes it, before anything subtler breaks.
+"""
+
+import select
+import socket
+
+import pytest_twisted
+from tests.fakes import one_connection
+from twisted.internet import reactor
+from twisted.internet import defer
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
+from twisted.internet.testing import StringTransport
+
+from chatd.net.twisted_private import accept_now, listening_socket, nothing_buffered, socket_of, write_out
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_tcp_transport_shows_its_socket_and_whether_anything_waits_in_its_buffer():
+    """Idle: nothing buffered.  After a write Twisted holds for the next poll: buffered.  Once its FIN is sent: not to be sent to."""
+    port, client, server = yield one_connection()
+    try:
+        transport = server.transport
+        sock = socket_of(transport)
+        assert sock is transport.getHandle() and sock.getpeername() == client.getsockname()
+        assert nothing_buffered(transport)
+        transport.write(b"held until the next poll")
+        assert not nothing_buffered(transport)
+        client.setblocking(False)
+        received = yield read_until_end_or(client, b"held until the next poll")
+        assert received == b"held until the next poll"
+        assert nothing_buffered(transport)  # sent: the buffer is empty again
+        transport.loseWriteConnection()
+        assert (yield read_until_end_or(client, None)) == b""  # the FIN came
+        assert not nothing_buffered(transport)
+    finally:
+        client.close()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_tcp_transport_writes_out_what_it_holds_when_told():
+    """What a write left for the next poll reaches the peer at once; a transport without that state is left alone."""
+    port, client, server = yield one_connection()
+    try:
+        transport = server.transport
+        transport.write(b"now, not at the next poll")
+        write_out(transport)
+        assert nothing_buffered(transport)
+        client.settimeout(5)
+        assert client.recv(100) == b"now, not at the next poll"  # no reactor turn in between
+        write_out(transport)  # nothing held: nothing happens
+        write_out(StringTransport())
+    finally:
+        client.close()
+        yield port.stopListening()
+
+
+def test_a_transport_without_that_state_gets_no_socket():
+    """Anything else (a test's StringTransport, TLS) is written to the usual way."""
+    assert socket_of(StringTransport()) is None
+
+
+def test_a_listening_port_accepts_when_asked_before_the_reactor_runs():
+    """The self-check: a connection to our own port is accepted by reading the listening socket ourselves."""
+    accepted = []
+
+    class Noted(Protocol):
+        def connectionMade(self):
+            accepted.append(self)
+            self.transport.abortConnection()
+
+    port = reactor.listenTCP(0, Factory.forProtocol(Noted), interface="127.0.0.1")
+    try:
+        sock = listening_socket(port)
+        assert sock.getsockname()[1] == port.getHost().port and sock.type == socket.SOCK_STREAM
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10):
+            assert select.select([sock], [], [], 10)[0]
+            accept_now(port)
+        assert len(accepted) == 1
+    finally:
+        port.stopListening()
+
+
+@inlineCallbacks
+def read_until_end_or(client, expected):
+    """Read the non-blocking `client` between reactor turns until it has `expected` or the end of input (at most 10 s)."""
+    received = b""
+    for _ in range(1000):
+        yield deferLater(reactor, 0.01, lambda: None)
+        try:
+            chunk = client.recv(100)
+        except BlockingIOError:
+            continue
+        if not chunk or received + chunk == expected:
+            return received + chunk
+        received += chunk
+    raise AssertionError(f"only {received!r} in 10 s")
+
+
+def test_a_websocket_shows_its_tcp_transport_its_partial_message_and_each_read():
+    """On twisted.web's real Site and HTTP channel (in memory): what chatd.web.protocol relies on."""
+    from tests.fakes import Browser, make_site
+    from twisted.internet.task import Clock
+    from wsproto.events import TextMessage
+
+    from chatd.net.twisted_private import after_each_read, partial_message_size, tcp_transport_of
+
+    clock = Clock()
+    site, sessions = make_site(clock)
+    browser = Browser(site, clock)
+    [life] = list(sessions.connections)
+    websocket = life.session._websocket
+    assert tcp_transport_of(websocket) is browser.transport
+    reads = []
+    after_each_read(browser.protocol, lambda: reads.append(partial_message_size(websocket)))
+    browser.send_raw(browser.ws.send(TextMessage("x" * 100, message_finished=False)))
+    assert reads == [100]  # the first fragment waits in Twisted's buffer, and the check saw it
+    browser.send_raw(browser.ws.send(TextMessage('{"type": "names"}')))
+    assert reads[-1] == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_reading_udp_port_prepares_its_socket_and_reads_its_own_datagrams():
+    """Twisted's udp.Port calls createInternetSocket before binding and doRead when readable, with the state chatd reads."""
+    from twisted.internet.protocol import DatagramProtocol
+
+    from chatd.net.twisted_private import ReadingUDPPort
+
+    prepared, read = [], defer.Deferred()
+
+    class Port(ReadingUDPPort):
+        def prepare_socket(self, sock):
+            prepared.append(sock.family)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+
+        def read_datagrams(self):
+            data, source = self.udp_socket.recvfrom(self.packet_bytes)
+            if not read.called:
+                read.callback((data, self.read_budget, self.is_ipv6))
+
+    port = Port(0, DatagramProtocol(), "127.0.0.1", reactor=reactor)
+    port.startListening()
+    try:
+        assert prepared == [socket.AF_INET]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"hello", ("127.0.0.1", port.getHost().port))
+        data, budget, ipv6 = yield read.addTimeout(5, reactor)
+        assert data == b"hello" and budget > 0 and ipv6 is False
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_when_lost_hears_a_txredisapi_connection_close_with_its_reason():
+    """txredisapi's protocol takes a connectionLost set on the instance; the bus hears every loss through it."""
+    import txredisapi
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+    from twisted.internet.protocol import ServerFactory
+
+    from chatd.net.twisted_private import when_lost
+
+    class Closer(Protocol):
+        def connectionMade(self):
+            self.transport.loseConnection()
+
+    listening = reactor.listenTCP(0, ServerFactory.forProtocol(Closer), interface="127.0.0.1")
+    heard = defer.Deferred()
+    protocol = txredisapi.RedisProtocol()
+    when_lost(protocol, lambda reason: heard.callback([reason]))
+    try:
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", listening.getHost().port), protocol)
+        [reason] = yield heard.addTimeout(5, reactor)
+        assert reason.check(ConnectionDone) and protocol.connected == 1, "heard first"
+        yield deferLater(reactor, 0, lambda: None)
+        assert protocol.connected == 0, "then txredisapi's own connectionLost ran"
+    finally:
+        yield listening.stopListening()

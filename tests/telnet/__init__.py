@@ -1,0 +1,1 @@
+"""The telnet door (chatd.telnet)."""

@@ -1,0 +1,1 @@
+"""The web door (chatd.web)."""
