@@ -41,16 +41,21 @@ from loadgen import CLoadGenerator, compile_c  # noqa: E402
 
 from stress import rss_kib  # noqa: E402
 
+# A change must keep every scenario within this of chatd before (medians of interleaved runs).
+BEFORE_RATIO = 0.95
+Chatd = tuple[str, str, Path]  # a chatd to run: its label in the tables, its twistd plugin, its code
+
 CHATD_UNTHROTTLED = [
     "--rate", "1000000", "--burst", "1000000", "--flood-queue", "1000000", "--sendq", str(256 * 1024 * 1024),
     "--max-per-ip", "100000", "--max-clients", "100000", "--login-timeout", "600", "--echo-port", "0",
 ]
 
 # The "chatd before" column: chatd as it was before the change being
-# measured.  Now the end of the IRC front door, before the cluster
-# (eaa1096, the end of the channels work, is the one the web and IRC doors
-# were measured against; 963cd8b, before channels, the channels work).
-BEFORE = "a1f1db0"
+# measured.  Now the end of the cluster, before the structure issue
+# (a1f1db0, the end of the IRC door, is the one the cluster was measured
+# against; eaa1096, the end of the channels work, the web and IRC doors;
+# 963cd8b, before channels, the channels work).
+BEFORE = "a1dac47"
 
 SCENARIOS = {
     "all send": dict(clients=100, senders=100, lines=200, size=64),
@@ -285,14 +290,16 @@ def process_tree(pid: int) -> list[int]:
     return [pid, *(int(child) for child in children)]
 
 
-def measure_cluster(generator: Any, layout: str, scenario: dict, build: Path) -> dict:
+def measure_cluster(generator: Any, layout: str, scenario: dict, build: Path, chatd: Chatd = ("chatd", "chatd", REPO)
+                    ) -> dict:
     """
     One fan-out scenario on one of CLUSTER_LAYOUTS, with a fresh
     redis-server: deliveries/s, cross-node latency, and the CPU time of the
     chatd processes and of Redis, counted once every client is in.
     """
+    label, plugin, code = chatd
     twistd = str(Path(sys.executable).with_name("twistd"))
-    base = [twistd, "-n", "--pidfile=", "chatd", "--interface", "127.0.0.1", "--web-port", "0", "--irc-port", "0",
+    base = [twistd, "-n", "--pidfile=", plugin, "--interface", "127.0.0.1", "--web-port", "0", "--irc-port", "0",
             *CHATD_UNTHROTTLED]
     with redis_server(build) as (redis_port, redis_pid):
         cluster = ["--cluster", f"redis://127.0.0.1:{redis_port}/0"]
@@ -305,7 +312,7 @@ def measure_cluster(generator: Any, layout: str, scenario: dict, build: Path) ->
         else:
             ports = [free_port()] * 2
             commands = [[*base, "--port", str(ports[0]), *cluster, "--workers", "2"]]
-        processes = [start(command, port) for command, port in zip(commands, ports)]
+        processes = [start(command, port, code) for command, port in zip(commands, ports)]
         try:
             pids: list[int] = []
             marks: list[float] = []
@@ -317,7 +324,7 @@ def measure_cluster(generator: Any, layout: str, scenario: dict, build: Path) ->
             result = generator.fan_out(ports[0], processes=2, ports=ports, others_only=True, ready=ready, **scenario)
             chatd_cpu = sum(cpu_seconds(pid) for pid in pids) - marks[0]
             return {
-                "server": f"chatd {layout}",
+                "server": f"{label} {layout}",
                 "deliveries_per_second": result.deliveries_per_second,
                 "p50_ms": result.percentile(0.5), "p99_ms": result.percentile(0.99), "max_ms": result.percentile(1.0),
                 "lost": result.lost, "duplicated": result.duplicated, "reordered": result.reordered,
@@ -330,6 +337,43 @@ def measure_cluster(generator: Any, layout: str, scenario: dict, build: Path) ->
                 process.terminate()
             for process in processes:
                 process.wait(30)
+
+
+def print_before_table(runs: list[dict]) -> None:
+    """
+    The door and cluster scenarios, chatd beside chatd before: deliveries/s,
+    CPU per delivery and p99, medians of interleaved runs.  The bound
+    (BEFORE_RATIO) is on CPU per delivery, and on deliveries/s or, in a
+    latency scenario (whose rate is its senders'), on p99.
+    """
+    print()
+    print("| scenario | chatd, chatd before: M deliveries/s | ratio | CPU us per delivery | ratio (before / chatd) | "
+          f"p99 ms | ratio (before / chatd) | >= {BEFORE_RATIO:g}x |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run in runs:
+        run.setdefault("_key", (run["scenario"], run["server"].removeprefix("chatd before ").removeprefix("chatd ")))
+    shown = dict.fromkeys(run["_key"] for run in runs if run["server"].startswith("chatd before ")
+                          and "deliveries_per_second" in run)
+    for scenario, what in shown:
+        now, then = (median_of(runs, scenario, f"{label} {what}", "deliveries_per_second")
+                     for label in ("chatd", "chatd before"))
+        cost_now, cost_then = (median_of(runs, scenario, f"{label} {what}", "server_cpu_us_per_delivery")
+                               for label in ("chatd", "chatd before"))
+        rate, cost = now / then, cost_then / cost_now
+        late_now, late_then = (median_of(runs, scenario, f"{label} {what}", "p99_ms") for label in ("chatd", "chatd before"))
+        lateness = late_then / late_now if "latency" in scenario else rate  # a latency scenario's rate is its senders'
+        print(f"| {scenario}, {what} | {now / 1e6:.3f}, {then / 1e6:.3f} | {rate:.2f}x | {cost_now:.3f}, "
+              f"{cost_then:.3f} | {cost:.2f}x | {late_now:.2f}, {late_then:.2f} | {late_then / late_now:.2f}x | "
+              f"{'yes' if min(lateness, cost) >= BEFORE_RATIO else 'NO'} |")
+    storms = dict.fromkeys(run["_key"][1] for run in runs if run["scenario"] == "doors: log in"
+                           and run["server"].startswith("chatd before "))
+    for what in storms:
+        now, then = (median_of(runs, "doors: log in", f"{label} {what}", "login_seconds")
+                     for label in ("chatd", "chatd before"))
+        print(f"| login storm, {what}: seconds | {now:.2f}, {then:.2f} | {then / now:.2f}x | - | - | - | - | "
+              f"{'yes' if then / now >= BEFORE_RATIO else 'NO'} |")
+    for run in runs:
+        run.pop("_key", None)
 
 
 def median_of(runs: list[dict], scenario: str, server: str, key: str) -> float:
@@ -378,17 +422,18 @@ def print_cluster_table(scenarios: dict, runs: list[dict]) -> None:
     check_correct(runs, scenarios, "cluster")
 
 
-def measure_door_logins(generator: Any, door: str, count: int) -> dict:
+def measure_door_logins(generator: Any, door: str, count: int, chatd: Chatd = ("chatd", "chatd", REPO)) -> dict:
     """
     A login storm into one chatd on one front door: the seconds until every
     client is in, and the server's CPU time in the window after it, when the
     big channel's summary goes out (to IRC clients, as a JOIN line for each
     who came).
     """
+    label, plugin, code = chatd
     port, irc_port = free_port(), free_port()
-    command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", "chatd", "--port", str(port),
+    command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", plugin, "--port", str(port),
                "--interface", "127.0.0.1", "--web-port", "0", "--irc-port", str(irc_port), *CHATD_UNTHROTTLED]
-    with running(start(command, port)) as process:
+    with running(start(command, port, code)) as process:
         marks: list[float] = []
 
         def after() -> None:
@@ -397,7 +442,7 @@ def measure_door_logins(generator: Any, door: str, count: int) -> dict:
             marks.append(cpu_seconds(process.pid))
 
         seconds = generator.log_in_seconds(irc_port if door == "irc" else port, count, door, after)
-        return {"server": f"chatd {door}", "login_seconds": seconds, "summary_cpu_seconds": marks[1] - marks[0],
+        return {"server": f"{label} {door}", "login_seconds": seconds, "summary_cpu_seconds": marks[1] - marks[0],
                 "connections": count, "lost": 0, "duplicated": 0, "reordered": 0}
 
 
@@ -427,20 +472,22 @@ def measure(generator: Any, name: str, command: list[str], code: Path, port: int
         }
 
 
-def measure_door(generator: Any, door: str, scenario: dict, processes: int) -> dict:
+def measure_door(generator: Any, door: str, scenario: dict, processes: int, chatd: Chatd = ("chatd", "chatd", REPO)
+                 ) -> dict:
     """One fan-out scenario against a fresh chatd, its clients on one front door: "telnet", "web" or "irc"."""
+    label, plugin, code = chatd
     port, web_port, irc_port = free_port(), free_port(), free_port()
-    command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", "chatd", "--port", str(port),
+    command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", plugin, "--port", str(port),
                "--interface", "127.0.0.1", "--web-port", str(web_port), "--irc-port", str(irc_port),
                *CHATD_UNTHROTTLED]
-    with running(start(command, port)) as process:
+    with running(start(command, port, code)) as process:
         logged_in: list[float] = []  # the server's CPU time once every client is in: the count starts there
         target = {"telnet": port, "web": web_port, "irc": irc_port}[door]
         result = generator.fan_out(target, processes=processes, door=door,
                                    ready=lambda: logged_in.append(cpu_seconds(process.pid)), **scenario)
         cpu = cpu_seconds(process.pid) - logged_in[0]
         return {
-            "server": f"chatd {door}",
+            "server": f"{label} {door}",
             "deliveries_per_second": result.deliveries_per_second,
             "server_cpu_us_per_delivery": cpu / result.deliveries * 1e6 if result.deliveries else float("nan"),
             "p50_ms": result.percentile(0.5), "p99_ms": result.percentile(0.99), "max_ms": result.percentile(1.0),
@@ -501,6 +548,8 @@ def main() -> None:
     build = Path(tempfile.gettempdir()) / "chatd-benchmarks"
     build.mkdir(exist_ok=True)
     before = build_before(args.before, build) if args.before else None
+    # chatd, and chatd before, for the door and cluster scenarios: (label, twistd plugin, code).
+    chatds: list[Chatd] = [("chatd", "chatd", REPO)] + ([("chatd before", "chatd-before", before)] if before else [])
     c_generator = None if args.python_generator else compile_c(HERE / "c" / "loadgen.c", build)
     generator: Any = CLoadGenerator(c_generator) if c_generator else python_generator
     print(f"load generator: {'C' if c_generator else 'Python'}, {args.processes} process(es)", flush=True)
@@ -514,8 +563,8 @@ def main() -> None:
             if not can_cluster:
                 print(f"  {scenario_name}: left out (it needs c/loadgen.c, so a C compiler, and redis-server)")
                 continue
-            for layout in CLUSTER_LAYOUTS:  # interleaved
-                run = measure_cluster(generator, layout, scenario, build)
+            for layout, chatd in ((layout, chatd) for layout in CLUSTER_LAYOUTS for chatd in chatds):  # interleaved
+                run = measure_cluster(generator, layout, scenario, build, chatd)
                 run.update(scenario=scenario_name, repetition=repetition)
                 runs.append(run)
                 print(f"  {scenario_name:>24} {run['server']:>18}: {run['deliveries_per_second'] / 1e6:6.3f} M/s, "
@@ -541,8 +590,8 @@ def main() -> None:
             if not c_generator:
                 print(f"  {scenario_name}: left out (web and IRC clients need c/loadgen.c, and so a C compiler)")
                 continue
-            for door in ("web", "irc", "telnet"):  # interleaved
-                run = measure_door(generator, door, scenario, args.processes)
+            for door, chatd in ((door, chatd) for door in ("web", "irc", "telnet") for chatd in chatds):  # interleaved
+                run = measure_door(generator, door, scenario, args.processes, chatd)
                 run.update(scenario=scenario_name, repetition=repetition)
                 runs.append(run)
                 print(f"  {scenario_name:>20} {run['server']:>12}: {run['deliveries_per_second'] / 1e6:6.3f} M/s, "
@@ -552,8 +601,8 @@ def main() -> None:
                       f"server cpu {run['server_cpu_seconds']:.2f} s in {run['seconds']:.2f} s", flush=True)
         storm = QUICK_LOGIN_STORM if args.quick else LOGIN_STORM
         if c_generator:  # IRC clients in a storm, beside telnet ones: their member lists cost NAMES and summaries
-            for door in ("irc", "telnet"):
-                run = measure_door_logins(generator, door, storm)
+            for door, chatd in ((door, chatd) for door in ("irc", "telnet") for chatd in chatds):
+                run = measure_door_logins(generator, door, storm, chatd)
                 run.update(scenario="doors: log in", repetition=repetition)
                 runs.append(run)
                 print(f"  {'doors: log in ' + str(storm):>15} {run['server']:>14}: {run['login_seconds']:.2f} s, then "
@@ -591,6 +640,8 @@ def main() -> None:
         print_door_table(QUICK_DOORS if args.quick else DOOR_SCENARIOS, runs)
     if not args.doors_only:
         print_cluster_table(cluster_scenarios, runs)
+    if before is not None:
+        print_before_table(runs)
     if args.quick:
         print("(--quick: scenarios smaller than the ones the targets are set for; it checks the machinery, "
               "not the speed)")

@@ -338,6 +338,24 @@ def test_bad_options_stop_twistd_with_one_line_and_no_traceback(tmp_path, args, 
     assert result.stdout == ""
 
 
+def test_a_config_file_configures_the_real_server_and_the_command_line_wins(tmp_path):
+    """twistd -n chatd --config FILE: the file's name, interface, port file and doors are used; --name wins."""
+    port_file = tmp_path / "port"
+    config = tmp_path / "chatd.toml"
+    config.write_text(f'interface = "127.0.0.1"\nport = 0\nport-file = "{port_file}"\nname = "from the file"\n'
+                      'no-web = true\nno-irc = true\nno-echo = true\ncharset = "latin-1"\n')
+    server = ChatdProcess("--config", str(config), "--name", "lab", cwd=tmp_path)
+    try:
+        server.wait_for_log("chat room listening on 127.0.0.1:")
+        client = LineClient(int(port_file.read_text()))
+        client.charset = "latin-1"
+        assert client.read_lines(2) == ["*** Welcome to chatd on lab. 0 users online.", "*** Choose a nickname:"]
+        assert not any("web page listening" in line or "IRC listening" in line for line in server.log)
+        client.close()
+    finally:
+        server.stop()
+
+
 def test_a_bad_config_file_stops_twistd_with_one_line_naming_the_file_and_the_key(tmp_path):
     """--config with a typo: exit status 2 and one line naming the file, the key and why; nothing listens."""
     config = tmp_path / "chatd.toml"
