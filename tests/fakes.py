@@ -50,6 +50,7 @@ class Session:
     """Records ("events", [...]) per delivery, ("replies", [...]) per send, and disconnects, in one shared list."""
 
     dialect = "fake"
+    lists_members = True
 
     def __init__(self, name, log, address="127.0.0.1"):
         self.name, self.log, self.address = name, log, address

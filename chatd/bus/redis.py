@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import txredisapi
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -127,7 +127,6 @@ class RedisBus:
                                   server.lose_node, server.recall, server.default_channel)
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = clock
-        self._waiting_for_contact: list[Deferred[None]] = []
         self.reconnects = 0  # for /metrics
 
     # -- for /metrics
@@ -189,14 +188,6 @@ class RedisBus:
                 log.warn("cluster: leaving without a word ({error})", error=error)
         yield self._commands.disconnect()
         yield self._reader_link.disconnect()
-
-    def when_in_contact(self) -> Deferred[None]:
-        """Fires once this node is (back) in contact with the cluster, at once if it is."""
-        if self.contact is Contact.IN_CONTACT:
-            return succeed(None)
-        waiting: Deferred[None] = Deferred()
-        self._waiting_for_contact.append(waiting)
-        return waiting
 
     def _say_if_unreachable(self) -> None:
         if self.contact is Contact.CONNECTING and self.refused is None:
@@ -341,17 +332,15 @@ class RedisBus:
         if first:
             others = len(self._presence.known)
             log.info("cluster: joined {cluster} ({others} other node{s}, {users} users there)", cluster=self.cluster,
-                     others=others, s="" if others == 1 else "s", users=self._server.everyone - self._server.count)
+                     others=others, s="" if others == 1 else "s", users=self._server.everyone - self._server.count,
+                     node=self.node)
         else:
             self.reconnects += 1
             away = "" if self._lost_at is None else f" after {self._clock.seconds() - self._lost_at:.1f} s"
             log.info("cluster: back in contact with Redis{away}; sent {held} events held meanwhile", away=away,
-                     held=held)
+                     held=held, node=self.node)
         self._tell_about_contact(gap)
         self._reader.start()
-        waiting, self._waiting_for_contact = self._waiting_for_contact, []
-        for each in waiting:
-            each.callback(None)
 
     @inlineCallbacks
     def _trimmed_past(self, position: str) -> Any:

@@ -23,10 +23,16 @@ from chatd.core.events import Parted, TopicChanged
 from chatd.core.fanout import FanOut
 from chatd.core.nicknames import ChannelNameError, check_channel_name, name_key
 from chatd.core.roster import Roster
+from chatd.core.session import ISession
 
 log = Logger()
 
 MAX_CHANNELS_PER_USER = 20
+
+
+def members_for(session: ISession, channel: Channel) -> tuple[str, ...]:
+    """A channel's members, for a session whose door shows them on joining (see ISession.lists_members)."""
+    return tuple(channel.nicks()) if session.lists_members else ()
 
 
 class Channels:
@@ -93,7 +99,7 @@ class Channels:
         log.info("{nick} joined {channel} ({count} in it)", nick=member.nick, channel=channel.name,
                  count=channel.count)
         self._tell(session, replies.ChannelJoined(channel.name, channel.count, channel.topic, channel.history.recent(),
-                                                 tuple(channel.nicks()), channel.topic_by, channel.topic_at))
+                                                 members_for(session, channel), channel.topic_by, channel.topic_at))
         self._crowd.announce_join(member, channel)
 
     def part(self, member: Member, name: str | None, reason: str) -> None:

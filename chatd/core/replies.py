@@ -23,7 +23,7 @@ class LoggedIn:
     nick: str
     channel: str
     history: tuple[Event, ...] = ()
-    nicks: tuple[str, ...] = ()
+    nicks: tuple[str, ...] = ()  # for a session that lists_members (see ISession)
     topic: str = ""
     topic_by: str = ""  # who set it, and when (unix time)
     topic_at: float = 0.0
@@ -37,7 +37,7 @@ class ChannelJoined:
     count: int
     topic: str
     history: tuple[Event, ...] = ()
-    nicks: tuple[str, ...] = ()
+    nicks: tuple[str, ...] = ()  # for a session that lists_members (see ISession)
     topic_by: str = ""
     topic_at: float = 0.0
 

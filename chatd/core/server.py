@@ -38,7 +38,7 @@ from twisted.logger import Logger
 from chatd.core import commands, replies
 from chatd.core.batch import Batch, Share
 from chatd.core.bus import IBus, LocalBus
-from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels
+from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels, members_for
 from chatd.core.channel import Member
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
 from chatd.core.events import Acted, BusEvent, Event, Left, Renamed, Said, Whispered
@@ -301,7 +301,7 @@ class ChatServer:
         self._fan_out.joined_mid_turn(session)  # what was said before they came is not for them
         roster.add_member(member, lobby)
         self._crowd.logged_in(nick, session.address)
-        self.tell(session, replies.LoggedIn(nick, lobby.name, lobby.history.recent(), tuple(lobby.nicks()),
+        self.tell(session, replies.LoggedIn(nick, lobby.name, lobby.history.recent(), members_for(session, lobby),
                                             lobby.topic, lobby.topic_by, lobby.topic_at))
         self._crowd.announce_join(member, lobby)
 

@@ -20,6 +20,11 @@ class ISession(Interface):
         "A hashable value that encodes events for this session (see chatd.core.batch.IDialect); "
         "sessions with equal dialects share the same bytes."
     )
+    lists_members = Attribute(
+        "True if this session's door shows a channel's members when it joins (IRC's NAMES): its LoggedIn and "
+        "ChannelJoined replies then carry them.  Others ask (Names) when they want them, so a storm of logins "
+        "into a big channel does not list it once per login."
+    )
 
     def deliver(share: Share) -> None:
         """Send this share of a turn's events.  Must not block."""

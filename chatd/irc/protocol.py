@@ -67,6 +67,7 @@ class IrcSession(Protocol):
     """One IRC client's connection."""
 
     dialect = IRC
+    lists_members = True  # NAMES on joining
     transport: Any
 
     def __init__(self, factory: IrcDoor, peer: IAddress) -> None:
@@ -98,9 +99,8 @@ class IrcSession(Protocol):
     # -- from the transport
 
     def connectionMade(self) -> None:
-        self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer, " (IRC)",
-                                    ping_interval=PING_INTERVAL_SECONDS)
-        self._life.admit()
+        self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer)
+        self._life.admit(ping_interval=PING_INTERVAL_SECONDS)
 
     def dataReceived(self, data: bytes) -> None:
         life = self._life
@@ -120,7 +120,9 @@ class IrcSession(Protocol):
 
     def _lines(self, data: bytes) -> None:
         """Cut what came into lines; a line over 512 bytes is answered with 417 and dropped."""
-        assert self._life is not None
+        life = self._life
+        gate = None if life is None else life.flood_gate
+        assert gate is not None
         *lines, self._buffer = (self._buffer + data).split(b"\n")
         for raw in lines:
             if self._skipping:  # the end of an over-long line
@@ -130,7 +132,7 @@ class IrcSession(Protocol):
             if len(raw) > MAX_LINE_BYTES:
                 self._too_long()
                 continue
-            self._life.line(_decode(raw))
+            gate.line(_decode(raw))
         if len(self._buffer) > MAX_LINE_BYTES:
             self._buffer = b""
             if not self._skipping:
@@ -289,8 +291,10 @@ class IrcSession(Protocol):
     # -- ISession, from the chat server
 
     def deliver(self, share: Share) -> None:
-        assert self._life is not None
-        self._life.write_parts(share.parts(IRC))
+        life = self._life
+        queue = None if life is None else life.send_queue
+        if queue is not None:
+            queue.write_parts(share.parts(IRC))
 
     def send(self, answers: Sequence[object]) -> None:
         life = self._life
@@ -331,6 +335,7 @@ class IrcDoor(Door, Factory[IrcSession]):
     """Builds an IrcSession for each connection to the IRC port."""
 
     noisy = False
+    log_name = " (IRC)"
 
     @property
     def server_name(self) -> str:

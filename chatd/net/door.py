@@ -127,6 +127,8 @@ class Door:
     flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server.turn), takes_self=True))
     counts: FlowCounts = field(factory=FlowCounts)
     connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
+    # The door's name in the log, after a peer: "" (telnet), " (web)", " (IRC)".
+    log_name = ""
 
     def shut_down(self, grace_seconds: float) -> Deferred[None]:
         """Tell everyone the server is shutting down and close every connection (see Connections.shut_down)."""

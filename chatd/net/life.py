@@ -25,7 +25,6 @@ from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatd.core.batch import Buffer
 from chatd.core.session import ISession
 from chatd.net.addresses import describe_peer
 from chatd.net.door import Door
@@ -72,32 +71,27 @@ class ConnectionLife:
     """
     One connection of a door, from admission to leaving the chat (see the
     module's docstring).  `transport` is the TCP transport (writes, pauses,
-    aborts); `consumer` is what the send queue registers with as a producer
-    (the transport, unless something already is its producer: a web
-    request).  A connection `slot` given was admitted already (the web
-    door's HTTP connection); without one, `admit` decides.
+    aborts).  Kept small: there is one for every connection, and a storm
+    of them.
     """
 
-    __slots__ = ("_door", "_wire", "session", "_transport", "_consumer", "peer", "address", "_what", "_slot",
-                 "_send_queue", "_flood_gate", "_timeouts", "_keepalive", "_ping_interval", "started", "closing",
-                 "lost", "logged_in", "refused")
+    __slots__ = ("_door", "_wire", "session", "_transport", "peer", "address", "_slot", "_counted", "send_queue",
+                 "flood_gate", "_timeouts", "_keepalive", "started", "closing", "lost", "logged_in", "refused")
 
-    def __init__(self, door: Door, wire: Wire, session: ISession, transport: Any, peer: IAddress, what: str,
-                 consumer: Any = None, ping_interval: float | None = None, slot: Slot | None = None) -> None:
+    def __init__(self, door: Door, wire: Wire, session: ISession, transport: Any, peer: IAddress) -> None:
         self._door = door
         self._wire = wire
         self.session = session
         self._transport = transport
-        self._consumer = consumer
         self.peer = peer
         self.address = str(getattr(peer, "host", peer))
-        self._what = what  # the door's name in the log: "", " (web)", " (IRC)"
-        self._slot = slot
-        self._send_queue: SendQueue | None = None
-        self._flood_gate: FloodGate | None = None
+        self._slot: Slot | None = None  # a place in the limits taken by another (the web's HTTP connection)
+        self._counted = False  # counted in the limits by this life
+        # The door's hot paths write to the send queue and read into the flood gate directly.
+        self.send_queue: SendQueue | None = None
+        self.flood_gate: FloodGate | None = None
         self._timeouts: Timeouts | None = None
         self._keepalive: KeepAlive | None = None
-        self._ping_interval = ping_interval
         self.started = False  # admitted and counted, until it leaves
         self.closing = False  # chatd is closing it: no more input is read
         self.lost = False  # the transport is closed
@@ -106,30 +100,39 @@ class ConnectionLife:
 
     # -- from the door: the life's steps
 
-    def admit(self) -> bool:
-        """Count the connection in the limits and start its life, or refuse it (False)."""
-        if self._slot is None:
-            moderation = self._door.server.moderation
+    def admit(self, consumer: Any = None, ping_interval: float | None = None, slot: Slot | None = None) -> bool:
+        """
+        Count the connection in the limits and start its life, or refuse it
+        (False).  `consumer` is what the send queue registers with as a
+        producer (the transport, unless something already is its producer: a
+        web request); a `ping_interval` turns keep-alive pings on; a `slot`
+        is a place in the limits already taken (the web door's HTTP
+        connection), so the limits are not asked again.
+        """
+        door = self._door
+        if slot is None:
+            moderation = door.server.moderation
             refusal = "you are banned from this server" if moderation is not None and moderation.is_banned(
-                self.address) else self._door.limits.admit(self.address)
+                self.address) else door.limits.admit(self.address)
             if refusal is not None:
-                log.info("refused {peer}{what}: {refusal}", peer=describe_peer(self.peer), what=self._what,
+                log.info("refused {peer}{what}: {refusal}", peer=describe_peer(self.peer), what=door.log_name,
                          refusal="banned" if refusal.startswith("you are banned") else refusal)
                 self.closing = self.refused = True
                 self._wire.refuse(refusal)
                 self._wire.close()
                 return False
-            self._slot = Slot(self._door.limits, self.address)
-        self._start()
+            self._counted = True
+        self._slot = slot
+        self._start(consumer, ping_interval)
         return True
 
-    def _start(self) -> None:
+    def _start(self, consumer: Any, ping_interval: float | None) -> None:
         door, settings, transport = self._door, self._door.settings, self._transport
         self.started = True
         door.opened(self)
-        self._send_queue = SendQueue(transport, settings.send_queue_bytes, self._send_queue_exceeded, door.flusher,
-                                     consumer=self._consumer)
-        self._flood_gate = FloodGate(
+        self.send_queue = SendQueue(transport, settings.send_queue_bytes, self._send_queue_exceeded, door.flusher,
+                                    consumer=consumer)
+        self.flood_gate = FloodGate(
             door.clock, settings.rate_lines_per_second, settings.rate_burst_lines, settings.flood_queue_lines,
             self._let_through, transport.pauseProducing, transport.resumeProducing, door.counts)
         # Keepalive finds peers that vanished without a word (a laptop closed,
@@ -139,9 +142,9 @@ class ConnectionLife:
             set_option = getattr(transport, option, None)
             if set_option is not None:
                 set_option(True)
-        self._timeouts = Timeouts(door.clock, settings, self, self._flood_gate)
-        if self._ping_interval is not None:
-            self._keepalive = KeepAlive(door.clock, self._ping_interval, self._ping, self._ping_timed_out)
+        self._timeouts = Timeouts(door.clock, settings, self, self.flood_gate)
+        if ping_interval is not None:
+            self._keepalive = KeepAlive(door.clock, ping_interval, self._ping, self._ping_timed_out)
         # No log line yet: one when a nickname is chosen (the server's), or one
         # when the connection closes without.  A login storm of thousands is
         # then thousands of lines, not twice as many.
@@ -159,8 +162,8 @@ class ConnectionLife:
 
     def line(self, text: str) -> None:
         """A line (a message) read: through the flood gate to the door's parser."""
-        if self._flood_gate is not None and not self.closing:
-            self._flood_gate.line(text)
+        if self.flood_gate is not None and not self.closing:
+            self.flood_gate.line(text)
 
     def chose_nickname(self) -> None:
         """The user is in the chat: the login timeout is over, the idle one begins."""
@@ -169,21 +172,17 @@ class ConnectionLife:
             self._timeouts.logged_in()
 
     def write(self, data: bytes) -> None:
-        if self._send_queue is not None:
-            self._send_queue.write(data)
+        if self.send_queue is not None:
+            self.send_queue.write(data)
         elif not self.lost:  # refused before being admitted
             self._transport.write(data)
 
-    def write_parts(self, parts: list[Buffer]) -> None:
-        if self._send_queue is not None:
-            self._send_queue.write_parts(parts)
-
     def after_input(self, then: Callable[[], None]) -> None:
         """Call `then` once every line waiting in the flood queue has been let through (at once if none)."""
-        if self._flood_gate is None:
+        if self.flood_gate is None:
             then()
         else:
-            self._flood_gate.when_drained(then)
+            self.flood_gate.when_drained(then)
 
     def leave_chat(self, reason: str) -> None:
         """Leave the chat (if in it), for `reason`."""
@@ -195,8 +194,8 @@ class ConnectionLife:
         self.closing = True
         if first:
             self._wire.goodbye(reason)
-        if self._send_queue is not None:
-            self._send_queue.close()  # what is queued goes to the transport before it closes
+        if self.send_queue is not None:
+            self.send_queue.close()  # what is queued goes to the transport before it closes
         if first:
             self._wire.close()
         if self.lost:  # closed already, and was still saying its queued lines: no more
@@ -213,8 +212,8 @@ class ConnectionLife:
         """The connection goes to another door (with its place in the limits): this life ends, quietly."""
         self.closing = True
         self._end(door, quiet=True)
-        if self._send_queue is not None:
-            self._send_queue.close()  # no longer the transport's producer
+        if self.send_queue is not None:
+            self.send_queue.close()  # no longer the transport's producer
 
     def connection_lost(self, reason: Failure) -> None:
         """
@@ -228,10 +227,10 @@ class ConnectionLife:
         self.lost = True
         self._stop_timers()
         leaving = "Quit" if reason.check(ConnectionDone) else "Connection lost"
-        if self._flood_gate is None or self.closing:
+        if self.flood_gate is None or self.closing:
             self._gone(leaving)
         else:
-            self._flood_gate.when_drained(lambda: self._gone(leaving))
+            self.flood_gate.when_drained(lambda: self._gone(leaving))
 
     # -- the end
 
@@ -241,15 +240,18 @@ class ConnectionLife:
 
     def _end(self, reason: str, quiet: bool = False) -> None:
         self._stop_timers()
-        if self._flood_gate is not None:
-            self._flood_gate.stop()
+        if self.flood_gate is not None:
+            self.flood_gate.stop()
         if self._slot is not None:
             self._slot.release()
+        elif self._counted:
+            self._counted = False
+            self._door.limits.release(self.address)
         if self.started:
             self.started = False
             if not self.logged_in and not quiet:
                 log.info("{peer}{what} left before choosing a nickname ({reason})", peer=describe_peer(self.peer),
-                         what=self._what, reason=reason)
+                         what=self._door.log_name, reason=reason)
             self.leave_chat(reason)
             self._door.closed(self)
 
@@ -287,7 +289,7 @@ class ConnectionLife:
     def _send_queue_exceeded(self) -> None:
         self._door.counts.send_queue_drops += 1
         log.info("{peer}{what} fell over {limit} bytes behind; dropping it", peer=describe_peer(self.peer),
-                 what=self._what, limit=self._door.settings.send_queue_bytes)
+                 what=self._door.log_name, limit=self._door.settings.send_queue_bytes)
         self.closing = True
         self.leave_chat("Send queue exceeded")
         self.abort()

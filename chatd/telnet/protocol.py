@@ -71,6 +71,7 @@ class TelnetSession(TelnetServer):
 
     # A TCP transport: ITCPTransport, and an IPushProducer (pause and resume reading).
     transport: Any
+    lists_members = False  # /list NAME shows a channel's members
 
     def __init__(self, factory: TelnetDoor, peer: IAddress) -> None:
         super().__init__()
@@ -99,7 +100,7 @@ class TelnetSession(TelnetServer):
         return str(getattr(self.peer, "host", self.peer))
 
     def connectionMade(self) -> None:
-        self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer, "")
+        self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer)
         if self._life.admit():
             self._awaiting_greeting = True
             self.factory.greeting_wait.add(self)
@@ -236,8 +237,10 @@ class TelnetSession(TelnetServer):
         for item in self._editor.feed(data):
             match item:
                 case Line(text):
-                    assert self._life is not None
-                    self._life.line(text)
+                    life = self._life
+                    gate = None if life is None else life.flood_gate
+                    assert gate is not None
+                    gate.line(text)
                 case Echo(text):
                     self._write(encode(text, self.charset))
                 case LineTooLong():
@@ -325,8 +328,10 @@ class TelnetSession(TelnetServer):
         if self.echoing and self._editor.partial:
             self._write_above_input(share.encoded(self.dialect))
         else:
-            assert self._life is not None
-            self._life.write_parts(share.parts(self.dialect))
+            life = self._life
+            queue = None if life is None else life.send_queue
+            if queue is not None:
+                queue.write_parts(share.parts(self.dialect))
 
     def send(self, replies: Sequence[object]) -> None:
         lobby = self._server.default_channel

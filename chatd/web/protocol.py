@@ -125,6 +125,7 @@ class WebSession:
     """One browser tab's WebSocket (a twisted.web.websocket WebSocketProtocol) as a chat session."""
 
     dialect = JSON
+    lists_members = False  # the page asks for a channel's members
 
     def __init__(self, factory: WebDoor, request: Request) -> None:
         self.factory = factory
@@ -151,10 +152,9 @@ class WebSession:
         # HTTP channel is the TCP transport's producer and passes pauses on
         # to the request's.  (The WebSocket's own attachProducer registers
         # with the TCP transport, which refuses a second producer.)
-        life = self._life = ConnectionLife(self.factory, self, self, tcp, self._peer, " (web)", consumer=self._request,
-                                           ping_interval=PING_INTERVAL_SECONDS,
-                                           slot=getattr(self._request.channel, "slot", None))
-        life.admit()
+        life = self._life = ConnectionLife(self.factory, self, self, tcp, self._peer)
+        life.admit(consumer=self._request, ping_interval=PING_INTERVAL_SECONDS,
+                   slot=getattr(self._request.channel, "slot", None))
         after_each_read(self._request.channel, self._check_partial_message)
         life.write(text_frame(render.welcome(self._server.name, self._server.everyone)))
 
@@ -266,8 +266,10 @@ class WebSession:
     # -- ISession, from the chat server
 
     def deliver(self, share: Share) -> None:
-        if self._life is not None:
-            self._life.write_parts(share.parts(JSON))
+        life = self._life
+        queue = None if life is None else life.send_queue
+        if queue is not None:
+            queue.write_parts(share.parts(JSON))
 
     def send(self, replies: Sequence[object]) -> None:
         life = self._life
@@ -284,6 +286,8 @@ class WebSession:
 @define(slots=False)
 class WebDoor(Door):
     """Builds a WebSession for each WebSocket to the chat (a twisted.web.websocket WebSocketServerFactory)."""
+
+    log_name = " (web)"
 
     def buildProtocol(self, request: Request) -> WebSession:
         return WebSession(self, request)

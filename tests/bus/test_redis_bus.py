@@ -2,7 +2,7 @@
 The Redis bus against a real redis-server (the `redis` fixture): nodes in
 this process, each a ChatServer with its own RedisBus, and recording
 sessions as their users.  Waiting is on the sessions' own deliveries
-(`Session.wait_for`) and on the bus's `when_in_contact`, each with a
+(`Session.wait_for`) and on the bus's own log line of contact (`in_contact`), each with a
 deadline.
 """
 
@@ -36,6 +36,7 @@ class Session:
     """A user: records what reaches it, and fires waiters whose condition what reached it meets."""
 
     dialect = "fake"
+    lists_members = True
 
     def __init__(self, name, address="127.0.0.1"):
         self.name, self.address = name, address
@@ -115,6 +116,25 @@ def nodes(redis):
             pytest_twisted.blockon(node.leave())
 
 
+def in_contact(bus):
+    """
+    A Deferred that fires once `bus` is in contact with its cluster: at once
+    if it is, else after its log line saying so (joined, or back in contact).
+    """
+    if bus.contact is Contact.IN_CONTACT:
+        return defer.succeed(None)
+    seen = defer.Deferred()
+
+    def observe(event):
+        said = event.get("log_format", "")
+        if event.get("node") == bus.node and said.startswith(("cluster: joined", "cluster: back in contact")):
+            globalLogPublisher.removeObserver(observe)
+            reactor.callLater(0, seen.callback, None)  # once the bus has done what follows its line
+
+    globalLogPublisher.addObserver(observe)
+    return seen.addTimeout(DEADLINE_SECONDS, reactor)
+
+
 def joined(nick):
     return lambda got: any(isinstance(item, Joined) and item.nick == nick for item in got)
 
@@ -123,7 +143,7 @@ def joined(nick):
 def alice_and_bob(nodes):
     """Nodes a and b in contact, alice on a and bob on b, each knowing of the other."""
     a, b = nodes("a"), nodes("b")
-    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+    yield defer.gatherResults([in_contact(a.bus), in_contact(b.bus)])
     alice, bob = a.log_in("alice"), b.log_in("bob")
     yield defer.gatherResults([alice.wait_for(joined("bob")), bob.wait_for(joined("alice"))])
     return a, b, alice, bob
@@ -166,14 +186,14 @@ def test_two_nodes_share_a_channel_and_private_messages(nodes):
 def test_a_node_that_joins_later_knows_who_is_where_and_what_was_said(nodes):
     """A node starting later takes the others' users, channels, topics and history, and holds their nicknames."""
     a = nodes("a")
-    yield a.bus.when_in_contact()
+    yield in_contact(a.bus)
     alice = a.log_in("alice")
     a.handle(alice, c.Join("#lab"))
     a.handle(alice, c.Topic("#lab", "soldering"))
     a.handle(alice, c.Say("first!"))
     yield task.deferLater(reactor, HEARTBEAT_SECONDS * 1.5, lambda: None)  # a's state, written by its heartbeat
     b = nodes("b")
-    yield b.bus.when_in_contact()
+    yield in_contact(b.bus)
     lab = b.server.channel("#lab")
     assert lab.nicks == ("alice",) and lab.topic == "soldering"
     bob = b.log_in("bob")
@@ -351,7 +371,7 @@ def test_a_node_started_while_redis_is_down_serves_its_users_and_joins_later(nod
     yield logged("does not answer yet; this node serves its own users meanwhile")
     redis.start()
     b = nodes("b")
-    yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+    yield defer.gatherResults([in_contact(a.bus), in_contact(b.bus)])
     carol = b.log_in("carol")
     a.handle(alice, c.Say("now together"))
     yield carol.wait_for(said("alice", "now together"))
@@ -383,7 +403,7 @@ def test_a_password_and_a_database_from_the_url(nodes, redis):
     url = f"redis://:s3%20cret@127.0.0.1:{redis.port}/3"
     a, b = Node(url, "a"), Node(url, "b")
     try:
-        yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+        yield defer.gatherResults([in_contact(a.bus), in_contact(b.bus)])
         alice, bob = a.log_in("alice"), b.log_in("bob")
         a.handle(alice, c.Say("in database 3"))
         yield bob.wait_for(said("alice", "in database 3"))
@@ -404,7 +424,7 @@ def test_a_cluster_over_tls(tmp_path, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", str(redis.ca))  # OpenSSL's default trust, which Twisted's TLS uses
     a, b = Node(redis.url, "a"), Node(redis.url, "b")
     try:
-        yield defer.gatherResults([a.bus.when_in_contact(), b.bus.when_in_contact()])
+        yield defer.gatherResults([in_contact(a.bus), in_contact(b.bus)])
         alice, bob = a.log_in("alice"), b.log_in("bob")
         a.handle(alice, c.Say("over TLS"))
         yield bob.wait_for(said("alice", "over TLS"))

@@ -17,6 +17,10 @@ from chatd.telnet.render import HELP, OPERATOR_HELP
 
 @implementer(ISession)
 class Member:
+    """A telnet user as the server sees it: records the lines it would show."""
+
+    lists_members = False
+
     def __init__(self, name, events, address):
         self.name, self.events, self.address = name, events, address
         self.dialect = TelnetDialect("utf-8")

@@ -28,6 +28,7 @@ CHANNELS = ["#lobby", "#a", "#b", "#c"]
 @implementer(ISession)
 class Session:
     dialect = "fake"
+    lists_members = True
     address = "127.0.0.1"
 
     def __init__(self, name, server):

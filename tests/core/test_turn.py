@@ -22,6 +22,7 @@ class MinimalDoor:
     """The least a door can be: commands in, whatever comes back recorded. It never touches the turn."""
 
     dialect = "minimal"
+    lists_members = True
 
     def __init__(self, server, name, log):
         self.server, self.name, self.log = server, name, log

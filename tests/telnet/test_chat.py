@@ -31,6 +31,7 @@ class FakeMember:
     def __init__(self, name, events, charset="utf-8", address="127.0.0.1"):
         self.name, self.events, self.address = name, events, address
         self.dialect = TelnetDialect(charset)
+        self.lists_members = False
         self.deliveries = 0
 
     def deliver(self, share):

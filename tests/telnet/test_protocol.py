@@ -553,7 +553,7 @@ def test_a_slow_reader_is_dropped_and_the_sender_is_not_slowed():
         client.send(nick + b"\n")
     for client in (alice, bob, carol):
         client.take()
-    bob.protocol._life._send_queue.pauseProducing()  # as Twisted does when bob's socket buffer is full
+    bob.protocol._life.send_queue.pauseProducing()  # as Twisted does when bob's socket buffer is full
     alice.send(b"x" * 200 + b"\n")
     alice.send(b"".join(b"%d\n" % index for index in range(200)))
     lines = carol.take().split(b"\r\n")  # the end of the turn
