@@ -55,26 +55,21 @@ class Flusher:
 
     def __init__(self, clock: IReactorTime, turn: Turn | None = None) -> None:
         """The end of `turn` (the chat server's), or of a turn of the Flusher's own on `clock`."""
-        self._turn = Turn(clock) if turn is None else turn
-        self._turn.then(self._hand_over)
+        # While `turn.ending`, the turn's output goes out: a queue with
+        # nothing waiting then sends what it is given at once (SendQueue.write
+        # reads it for every write, so it is an attribute, not a property).
+        self.turn = Turn(clock) if turn is None else turn
+        self.turn.then(self._hand_over)
         self._dirty: list[SendQueue] = []
-
-    @property
-    def flushing(self) -> bool:
-        """
-        True while the turn's output goes out: a queue with nothing waiting
-        then sends what it is given at once (see SendQueue.write).
-        """
-        return self._turn.ending
 
     def schedule(self, queue: SendQueue) -> None:
         """`queue` has output to hand over at the end of this turn."""
         self._dirty.append(queue)
-        self._turn.later()
+        self.turn.later()
 
     def flush(self) -> None:
         """End the turn now: the chat's events, then everyone's output (shutting down)."""
-        self._turn.end()
+        self.turn.end()
 
     def _hand_over(self) -> None:
         while self._dirty:
@@ -87,7 +82,7 @@ class Flusher:
 class SendQueue:
     """What is on its way to one connection, bounded."""
 
-    __slots__ = ("_transport", "_consumer", "_socket", "max_bytes", "_overflowed", "_flusher", "_pending",
+    __slots__ = ("_transport", "_consumer", "_socket", "max_bytes", "_overflowed", "_flusher", "_turn", "_pending",
                  "pending_bytes", "_scheduled", "_paused", "_closed")
 
     def __init__(self, transport: Any, max_bytes: int, overflowed: Callable[[], None], flusher: Flusher,
@@ -104,6 +99,7 @@ class SendQueue:
         self.max_bytes = max_bytes
         self._overflowed = overflowed
         self._flusher = flusher
+        self._turn = flusher.turn
         self._pending: list[bytes] = []
         self.pending_bytes = 0
         self._scheduled = False
@@ -114,7 +110,7 @@ class SendQueue:
     def write(self, data: bytes) -> None:
         if self._closed:
             return
-        if self._flusher.flushing and not self._pending and not self._paused:
+        if self._turn.ending and not self._pending and not self._paused:
             self._send((data,))  # the turn is ending and nothing waits: no need to queue
             return
         self._pending.append(data)
@@ -135,7 +131,7 @@ class SendQueue:
         scatter-gather send: a share of a turn's events is views into the
         turn's one buffer, and is not copied for each member.
         """
-        if self._flusher.flushing and not self._pending and not self._paused and not self._closed:
+        if self._turn.ending and not self._pending and not self._paused and not self._closed:
             self._send(parts)
         else:
             self.write(b"".join(parts))
