@@ -59,11 +59,6 @@ class FanOut:
         self.drops = 0  # sessions dropped for a failed delivery, ever
         self.deliveries = 0  # a turn's share delivered to one member, for /metrics
 
-    def _waits(self) -> bool:
-        """Whether events wait for the end of the turn (or go out at once)."""
-        turn = self._turn
-        return turn is not None and turn.held
-
     # -- events
 
     def broadcast(self, event: Event, audience: Audience, exclude: ISession | None = None,
@@ -76,13 +71,15 @@ class FanOut:
         self.record(event, channel)
         if audience:
             self._pending.append((event, audience, exclude))
-        if not self._waits():
+        turn = self._turn
+        if turn is None or not turn.held:  # no turn to wait for the end of: out at once (read inline: every line)
             self.publish()
 
     def send_on(self, event: BusEvent) -> None:
         """`event` for the bus only: for other nodes to act on."""
         self._outgoing.append(event)
-        if not self._waits():
+        turn = self._turn
+        if turn is None or not turn.held:
             self.publish()
 
     def record(self, event: Event, channel: Channel | None) -> None:

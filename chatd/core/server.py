@@ -166,7 +166,9 @@ class ChatServer:
 
     def tell(self, session: ISession, *answers: object) -> None:
         """Send `session` replies (the core's or a door's own), after what waits for it."""
-        self._begin_turn()
+        turn = self.turn
+        if turn is not None and not turn.held:  # _begin_turn, inline: every reply comes here
+            turn.begin()
         self._fan_out.catch_up(session)
         session.send(answers)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -30,7 +30,7 @@ from chatd.net.addresses import describe_peer
 from chatd.net.door import Door
 from chatd.net.flow import FloodGate, SendQueue
 from chatd.net.limits import Slot
-from chatd.net.timers import KeepAlive, Timeouts
+from chatd.net.keepalive import KeepAlive
 
 log = Logger()
 
@@ -73,10 +73,18 @@ class ConnectionLife:
     module's docstring).  `transport` is the TCP transport (writes, pauses,
     aborts).  Kept small: there is one for every connection, and a storm
     of them.
+
+    Its two timeouts are its own: --login-timeout seconds to choose a
+    nickname, and then, with --idle-timeout, that long without input before
+    it is closed.  A user whose lines are still being let through the flood
+    queue is not idle: the time counts from the last line let through.
+    (They are fields here, not an object of their own: every line read
+    restarts the idle one, so that is a call less per line.)
     """
 
     __slots__ = ("_door", "_wire", "session", "_transport", "peer", "address", "_slot", "_counted", "send_queue",
-                 "flood_gate", "_timeouts", "_keepalive", "started", "closing", "lost", "logged_in", "refused")
+                 "flood_gate", "_login_call", "_idle_call", "_keepalive", "started", "closing", "lost", "logged_in",
+                 "refused")
 
     def __init__(self, door: Door, wire: Wire, session: ISession, transport: Any, peer: IAddress) -> None:
         self._door = door
@@ -90,7 +98,8 @@ class ConnectionLife:
         # The door's hot paths write to the send queue and read into the flood gate directly.
         self.send_queue: SendQueue | None = None
         self.flood_gate: FloodGate | None = None
-        self._timeouts: Timeouts | None = None
+        self._login_call: IDelayedCall | None = None  # the login timeout, until a nickname is chosen
+        self._idle_call: IDelayedCall | None = None  # the idle timeout, after (with --idle-timeout)
         self._keepalive: KeepAlive | None = None
         self.started = False  # admitted and counted, until it leaves
         self.closing = False  # chatd is closing it: no more input is read
@@ -142,7 +151,7 @@ class ConnectionLife:
             set_option = getattr(transport, option, None)
             if set_option is not None:
                 set_option(True)
-        self._timeouts = Timeouts(door.clock, settings, self, self.flood_gate)
+        self._login_call = door.clock.callLater(settings.login_timeout_seconds, self._login_timed_out)
         if ping_interval is not None:
             self._keepalive = KeepAlive(door.clock, ping_interval, self._ping, self._ping_timed_out)
         # No log line yet: one when a nickname is chosen (the server's), or one
@@ -157,8 +166,13 @@ class ConnectionLife:
 
     def activity(self) -> None:
         """Input from the user: the idle timeout starts over."""
-        if self._timeouts is not None:
-            self._timeouts.activity()
+        idle = self._idle_call
+        if idle is None:
+            return
+        if idle.active():
+            idle.reset(self._door.settings.idle_timeout_seconds)
+        else:  # it has just fired
+            self._idle_call = self._door.clock.callLater(self._door.settings.idle_timeout_seconds, self._idle_over)
 
     def line(self, text: str) -> None:
         """A line (a message) read: through the flood gate to the door's parser."""
@@ -168,8 +182,11 @@ class ConnectionLife:
     def chose_nickname(self) -> None:
         """The user is in the chat: the login timeout is over, the idle one begins."""
         self.logged_in = True
-        if self._timeouts is not None:
-            self._timeouts.logged_in()
+        _cancel(self._login_call)
+        self._login_call = None
+        idle_timeout = self._door.settings.idle_timeout_seconds
+        if idle_timeout > 0 and self.started and not self.lost:  # not once its timers are stopped
+            self._idle_call = self._door.clock.callLater(idle_timeout, self._idle_over)
 
     def write(self, data: bytes) -> None:
         if self.send_queue is not None:
@@ -256,8 +273,9 @@ class ConnectionLife:
             self._door.closed(self)
 
     def _stop_timers(self) -> None:
-        if self._timeouts is not None:
-            self._timeouts.stop()
+        _cancel(self._login_call)
+        _cancel(self._idle_call)
+        self._login_call = self._idle_call = None
         if self._keepalive is not None:
             self._keepalive.stop()
 
@@ -266,14 +284,18 @@ class ConnectionLife:
     def _let_through(self, text: str) -> None:
         if self.closing:
             return
-        assert self._timeouts is not None
-        self._timeouts.activity()  # a line let through from the flood queue is activity too
+        if self._idle_call is not None:  # a line let through from the flood queue is activity too
+            self.activity()
         self._wire.let_through(text)
 
-    def login_timed_out(self) -> None:
+    def _login_timed_out(self) -> None:
         self.disconnect(self._wire.timed_out(LOGIN))
 
-    def idle_timed_out(self) -> None:
+    def _idle_over(self) -> None:
+        assert self.flood_gate is not None
+        if self.flood_gate.waiting:  # lines still being let through: not idle
+            self.activity()
+            return
         self.leave_chat("Idle timeout")
         self.disconnect(self._wire.timed_out(IDLE))
 
@@ -293,3 +315,8 @@ class ConnectionLife:
         self.closing = True
         self.leave_chat("Send queue exceeded")
         self.abort()
+
+
+def _cancel(call: IDelayedCall | None) -> None:
+    if call is not None and call.active():
+        call.cancel()

@@ -79,6 +79,7 @@ class TelnetSession(TelnetServer):
         self._server = factory.server
         self._settings = factory.settings
         self.peer = peer
+        self.address = str(getattr(peer, "host", peer))
         self._editor = LineEditor(self._settings.max_line_bytes, self._settings.charset)
         self.dialect = TelnetDialect.of(self._settings.charset, self._server.default_channel)
         self._hinted_charset = False
@@ -94,10 +95,6 @@ class TelnetSession(TelnetServer):
         return self._editor.charset
 
     # -- from the transport
-
-    @property
-    def address(self) -> str:
-        return str(getattr(self.peer, "host", self.peer))
 
     def connectionMade(self) -> None:
         self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer)
@@ -355,8 +352,13 @@ class TelnetSession(TelnetServer):
         self._life.disconnect(reason)
 
     def _write(self, data: bytes) -> None:
-        assert self._life is not None
-        self._life.write(data)
+        life = self._life
+        assert life is not None
+        queue = life.send_queue
+        if queue is not None:  # admitted: the send queue, the short way (every reply and echo)
+            queue.write(data)
+        else:
+            life.write(data)
 
 
 @frozen
