@@ -4,6 +4,7 @@ print a table of medians, ratios (same run) and the targets.
 
     .venv/bin/python benchmarks/run.py                 # full run
     .venv/bin/python benchmarks/run.py --quick         # a smaller, faster one
+    .venv/bin/python benchmarks/run.py --instructions  # chatd against before, in instructions (valgrind)
 
 Servers: chatd (twistd, flood control and send queue set high enough not to
 throttle the benchmark), chatd as it was before the channels work (built
@@ -12,6 +13,9 @@ chat, the minimal C chat when there is a C compiler, and the Node.js chat
 when `node` is installed.  The
 load comes from c/loadgen.c (the Python generator without a C compiler, or
 with --python-generator).  Everything runs on 127.0.0.1 and stops by itself.
+With valgrind installed, a full run ends with instructions.py's counts:
+chatd's own work per login and per line against chatd before's, which do
+not swing as times on a shared machine do.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
+import instructions  # noqa: E402
 import loadgen as python_generator  # noqa: E402
 from loadgen import CLoadGenerator, compile_c  # noqa: E402
 
@@ -376,6 +381,17 @@ def print_before_table(runs: list[dict]) -> None:
         run.pop("_key", None)
 
 
+def print_instruction_table(counts: dict[str, dict[str, float]]) -> None:
+    """chatd's instructions per login and per line beside chatd before's (instructions.py), and the bound."""
+    print()
+    print(f"| scenario | chatd, chatd before: k instructions per step | ratio (before / chatd) | >= {BEFORE_RATIO:g}x |")
+    print("|---|---|---|---|")
+    for scenario, (unit, _, _) in instructions.SCENARIOS.items():
+        now, then = counts[scenario]["chatd"], counts[scenario]["chatd before"]
+        print(f"| {scenario} (per {unit}) | {now / 1e3:.1f}, {then / 1e3:.1f} | {then / now:.3f}x | "
+              f"{'yes' if then / now >= BEFORE_RATIO else 'NO'} |")
+
+
 def median_of(runs: list[dict], scenario: str, server: str, key: str) -> float:
     """The median of `key` over the runs of `server` in `scenario`."""
     return statistics.median(run[key] for run in runs if run["scenario"] == scenario and run["server"] == server)
@@ -544,10 +560,18 @@ def main() -> None:
                         help="only the cluster scenarios (two nodes and two workers beside one node, with Redis)")
     parser.add_argument("--before", default=BEFORE,
                         help=f"git revision of the 'chatd before' column (default {BEFORE}); '' leaves it out")
+    parser.add_argument("--instructions", action="store_true",
+                        help="only the instruction counts (valgrind): chatd's work per login and per line "
+                             "against chatd before's")
     args = parser.parse_args()
     build = Path(tempfile.gettempdir()) / "chatd-benchmarks"
     build.mkdir(exist_ok=True)
     before = build_before(args.before, build) if args.before else None
+    if args.instructions:
+        if before is None or not instructions.available():
+            raise SystemExit("--instructions needs valgrind and a 'chatd before' (--before)")
+        print_instruction_table(instructions.measure({"chatd": REPO, "chatd before": before}))
+        return
     # chatd, and chatd before, for the door and cluster scenarios: (label, twistd plugin, code).
     chatds: list[Chatd] = [("chatd", "chatd", REPO)] + ([("chatd before", "chatd-before", before)] if before else [])
     c_generator = None if args.python_generator else compile_c(HERE / "c" / "loadgen.c", build)
@@ -642,6 +666,11 @@ def main() -> None:
         print_cluster_table(cluster_scenarios, runs)
     if before is not None:
         print_before_table(runs)
+    if before is not None and not args.quick and not args.doors_only and not args.cluster_only:
+        if instructions.available():
+            print_instruction_table(instructions.measure({"chatd": REPO, "chatd before": before}))
+        else:
+            print("\ninstruction counts: left out (they need valgrind)")
     if args.quick:
         print("(--quick: scenarios smaller than the ones the targets are set for; it checks the machinery, "
               "not the speed)")
