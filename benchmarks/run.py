@@ -449,7 +449,7 @@ def measure_door_logins(generator: Any, door: str, count: int, chatd: Chatd = ("
     port, irc_port = free_port(), free_port()
     command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", plugin, "--port", str(port),
                "--interface", "127.0.0.1", "--web-port", "0", "--irc-port", str(irc_port), *CHATD_UNTHROTTLED]
-    with running(start(command, port, code)) as process:
+    with running(start(command, irc_port if door == "irc" else port, code)) as process:  # the door's own port
         marks: list[float] = []
 
         def after() -> None:
@@ -496,9 +496,9 @@ def measure_door(generator: Any, door: str, scenario: dict, processes: int, chat
     command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", plugin, "--port", str(port),
                "--interface", "127.0.0.1", "--web-port", str(web_port), "--irc-port", str(irc_port),
                *CHATD_UNTHROTTLED]
-    with running(start(command, port, code)) as process:
+    target = {"telnet": port, "web": web_port, "irc": irc_port}[door]
+    with running(start(command, target, code)) as process:  # ready when the door's own port is
         logged_in: list[float] = []  # the server's CPU time once every client is in: the count starts there
-        target = {"telnet": port, "web": web_port, "irc": irc_port}[door]
         result = generator.fan_out(target, processes=processes, door=door,
                                    ready=lambda: logged_in.append(cpu_seconds(process.pid)), **scenario)
         cpu = cpu_seconds(process.pid) - logged_in[0]
