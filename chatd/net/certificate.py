@@ -24,7 +24,7 @@ from attrs import frozen
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # chatd's own certificate: the longest validity Apple's platforms accept
@@ -34,6 +34,10 @@ SELF_SIGNED_DAYS = 825
 RENEW_BEFORE_DAYS = 30
 CERTIFICATE_FILE = "certificate.pem"
 KEY_FILE = "key.pem"
+
+
+# The kinds of private key a TLS server can sign its handshakes with.
+TLS_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
 
 
 class CertificateError(Exception):
@@ -83,6 +87,8 @@ def load(certificate_file: Path, key_file: Path, now: datetime.datetime | None =
         raise CertificateError(f"{key_file}: the key is encrypted; chatd needs it without a password") from None
     except (ValueError, UnsupportedAlgorithm):
         raise CertificateError(f"{key_file}: not a PEM private key") from None
+    if not isinstance(key, TLS_KEY_TYPES):
+        raise CertificateError(f"{key_file}: not a kind of key TLS can use (RSA, ECDSA or EdDSA)")
     server = chain[0]
     if server.public_key().public_bytes(*_PUBLIC) != key.public_key().public_bytes(*_PUBLIC):
         raise CertificateError(f"{key_file}: not the key of the certificate in {certificate_file}")

@@ -13,7 +13,7 @@ import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from chatd.net.certificate import (
     CERTIFICATE_FILE,
@@ -59,6 +59,7 @@ def test_an_operators_certificate_with_its_chain_is_loaded_with_its_fingerprint(
     ("another key", "{key}: not the key of the certificate in {cert}"),
     ("encrypted key", "{key}: the key is encrypted; chatd needs it without a password"),
     ("directory", "{cert}: a directory, not a file"),
+    ("key exchange key", "{key}: not a kind of key TLS can use (RSA, ECDSA or EdDSA)"),
 ])
 def test_a_bad_certificate_or_key_is_one_line_naming_the_file_and_why(operator_files, problem, expected):
     """Each way the operator's files can be wrong gives its own line, naming the file."""
@@ -78,6 +79,9 @@ def test_a_bad_certificate_or_key_is_one_line_naming_the_file_and_why(operator_f
         key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
         key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.BestAvailableEncryption(b"secret")))
+    elif problem == "key exchange key":
+        key_file.write_bytes(x25519.X25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     elif problem == "directory":
         certificate_file.unlink()
         certificate_file.mkdir()
