@@ -32,6 +32,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 # fewer than RENEW_BEFORE days are left.
 SELF_SIGNED_DAYS = 825
 RENEW_BEFORE_DAYS = 30
+# A PEM chain of a few certificates is a few KiB.
+MAX_FILE_BYTES = 1024 * 1024
 CERTIFICATE_FILE = "certificate.pem"
 KEY_FILE = "key.pem"
 
@@ -130,14 +132,19 @@ _PUBLIC = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicK
 
 
 def _read(path: Path) -> bytes:
+    """The file's bytes, at most MAX_FILE_BYTES of them (an operator's typo must not read /dev/zero for ever)."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise CertificateError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise CertificateError(f"{path}: a directory, not a file") from None
     except OSError as error:
         raise CertificateError(f"{path}: cannot be read ({error.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise CertificateError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; not a certificate or a key")
+    return data
 
 
 def _make(host_names: Iterable[str], addresses: Iterable[str], now: datetime.datetime) -> tuple[bytes, bytes]:

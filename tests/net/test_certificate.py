@@ -60,6 +60,7 @@ def test_an_operators_certificate_with_its_chain_is_loaded_with_its_fingerprint(
     ("encrypted key", "{key}: the key is encrypted; chatd needs it without a password"),
     ("directory", "{cert}: a directory, not a file"),
     ("key exchange key", "{key}: not a kind of key TLS can use (RSA, ECDSA or EdDSA)"),
+    ("endless file", "{cert}: larger than 1024 KiB; not a certificate or a key"),
 ])
 def test_a_bad_certificate_or_key_is_one_line_naming_the_file_and_why(operator_files, problem, expected):
     """Each way the operator's files can be wrong gives its own line, naming the file."""
@@ -82,6 +83,9 @@ def test_a_bad_certificate_or_key_is_one_line_naming_the_file_and_why(operator_f
     elif problem == "key exchange key":
         key_file.write_bytes(x25519.X25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    elif problem == "endless file":
+        certificate_file.unlink()
+        certificate_file.symlink_to("/dev/zero")
     elif problem == "directory":
         certificate_file.unlink()
         certificate_file.mkdir()
