@@ -150,11 +150,12 @@ def login(index: int, irc: bool) -> bytes:
     return b"NICK c%d\r\nUSER c%d 0 * :c%d\r\n" % (index, index, index) if irc else b"c%d\r\n" % index
 
 
-def run(code: Path, scenario: str, size: int, tune_gc: bool = False) -> None:
+def run(code: Path, scenario: str, size: int, tune_gc: bool = False) -> Any:
     """
     One scenario of `size` steps (logins, or lines), in this process; with
     `tune_gc`, Python's collector set as both chatds' twistd plugins set it
-    (chatd.service.tap), which a process of its own should.
+    (chatd.service.tap), which a process of its own should.  Returns the
+    chat server, for a test to see that the steps were done.
     """
     import gc
 
@@ -170,7 +171,7 @@ def run(code: Path, scenario: str, size: int, tune_gc: bool = False) -> None:
             transport, _ = connect(door, index, login(index, is_irc))
             clock.advance(0)
             transport.clear()
-        return
+        return telnet.server
     users = []
     for index in range(USERS):
         users.append(connect(door, index, login(index, is_irc)))
@@ -188,7 +189,7 @@ def run(code: Path, scenario: str, size: int, tune_gc: bool = False) -> None:
                 for transport, _ in users:
                     transport.clear()
             if lines >= size:
-                return
+                return telnet.server
 
 
 def count(code: Path, scenario: str, size: int) -> int:

@@ -50,7 +50,7 @@ from chatd.irc.parse import (
     Whois,
     parse_line,
 )
-from chatd.net.addresses import describe_peer
+from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.door import Door
 from chatd.net.life import IDLE, LOGIN, ConnectionLife
 
@@ -76,7 +76,7 @@ class IrcSession(Protocol):
         self._settings = factory.settings
         self._server_name = factory.server_name
         self.peer = peer
-        self.address = str(getattr(peer, "host", peer))
+        self.address = peer_host(peer)
         self._buffer = b""
         self._skipping = False  # dropping the rest of an over-long line
         self._life: ConnectionLife | None = None

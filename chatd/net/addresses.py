@@ -16,6 +16,11 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def peer_host(address: IAddress) -> str:
+    """A connection's peer as bans and the per-address limit know it: its host (192.0.2.7, 2001:db8::7)."""
+    return str(getattr(address, "host", address))
+
+
 def describe_peer(address: IAddress) -> str:
     """A connection's peer for the log: 192.0.2.7:50312, [2001:db8::7]:50312."""
     host, port = getattr(address, "host", None), getattr(address, "port", None)

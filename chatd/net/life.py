@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.core.session import ISession
-from chatd.net.addresses import describe_peer
+from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.door import Door
 from chatd.net.flow import FloodGate, SendQueue
 from chatd.net.limits import Slot
@@ -92,7 +92,7 @@ class ConnectionLife:
         self.session = session
         self._transport = transport
         self.peer = peer
-        self.address = str(getattr(peer, "host", peer))
+        self.address = peer_host(peer)
         self._slot: Slot | None = None  # a place in the limits taken by another (the web's HTTP connection)
         self._counted = False  # counted in the limits by this life
         # The door's hot paths write to the send queue and read into the flood gate directly.

@@ -36,7 +36,7 @@ from chatd.core.batch import Share
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.core.text import clean
-from chatd.net.addresses import describe_peer
+from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.door import Door
 from chatd.net.flow import unacknowledged_bytes
 from chatd.net.life import LOGIN, ConnectionLife
@@ -79,7 +79,7 @@ class TelnetSession(TelnetServer):
         self._server = factory.server
         self._settings = factory.settings
         self.peer = peer
-        self.address = str(getattr(peer, "host", peer))
+        self.address = peer_host(peer)
         self._editor = LineEditor(self._settings.max_line_bytes, self._settings.charset)
         self.dialect = TelnetDialect.of(self._settings.charset, self._server.default_channel)
         self._hinted_charset = False

@@ -96,7 +96,7 @@ from zope.interface import implementer
 from chatd.core import commands
 from chatd.core.batch import Share
 from chatd.core.session import ISession
-from chatd.net.addresses import describe_peer
+from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.door import Door
 from chatd.net.life import IDLE, LOGIN, ConnectionLife
 from chatd.net.twisted_private import after_each_read, partial_message_size, tcp_transport_of
@@ -133,7 +133,7 @@ class WebSession:
         self._settings = factory.settings
         self._request = request
         self._peer: IAddress = request.getClientAddress()
-        self.address = str(getattr(self._peer, "host", self._peer))
+        self.address = peer_host(self._peer)
         self._websocket: Any = None
         self._tcp: Any = None
         self._life: ConnectionLife | None = None

@@ -36,7 +36,7 @@ from twisted.web.websocket import WebSocketResource
 
 from chatd.core.moderation import Moderation
 from chatd.net.limits import ConnectionLimits, Slot
-from chatd.net.addresses import describe_peer
+from chatd.net.addresses import describe_peer, peer_host
 from chatd.web.protocol import WebDoor
 
 log = Logger()
@@ -123,7 +123,7 @@ class ChatSite(Site):
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
         assert addr is not None  # Twisted's TCP ports always pass the peer's address
-        host = str(getattr(addr, "host", addr))
+        host = peer_host(addr)
         if self._moderation is not None and self._moderation.is_banned(host):
             log.info("refused {peer} (web): banned", peer=describe_peer(addr))
             return Refusal(b"403 Forbidden", "you are banned from this server")

@@ -34,10 +34,14 @@ def test_the_heap_clock_runs_calls_in_time_order_and_honours_cancel_and_reset():
     assert ran == ["moved earlier", "one", "two", "moved later"]
 
 
-def test_every_scenario_runs_on_this_checkout():
-    """Each scenario the counts are made of runs to its end on the code of this checkout."""
-    for scenario in instructions.SCENARIOS:
-        instructions.run(REPO, scenario, 40)
+def test_every_scenario_does_its_steps_on_this_checkout():
+    """Each scenario the counts are made of does what it counts: its logins, or its lines said in #lobby."""
+    for scenario, (unit, _, _) in instructions.SCENARIOS.items():
+        server = instructions.run(REPO, scenario, 40)
+        if unit == "login":
+            assert server.count == 40, scenario
+        else:
+            assert (server.count, server.messages) == (instructions.USERS, 40), scenario
 
 
 def test_the_scenarios_doors_share_one_chat_and_deliver():
