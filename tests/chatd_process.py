@@ -21,11 +21,18 @@ TIMEOUT_SECONDS = 10
 
 
 def twistd_command(*chatd_args: str) -> list[str]:
-    """twistd running chatd; its web page and IRC port on free ports unless the test says otherwise (8080 and 6667 may be taken)."""
+    """
+    twistd running chatd; its web page and IRC ports, plain and TLS, on
+    free ports unless the test says otherwise (8080, 6667, 8443 and 6697
+    may be taken).
+    """
     if not any(arg.startswith(("--web-port", "--no-web")) for arg in chatd_args):
         chatd_args = (*chatd_args, "--web-port", "0")
     if not any(arg.startswith(("--irc-port", "--no-irc")) for arg in chatd_args):
         chatd_args = (*chatd_args, "--irc-port", "0")
+    for tls_port in ("--web-tls-port", "--irc-tls-port"):
+        if not any(arg.startswith((tls_port, "--no-tls")) for arg in chatd_args):
+            chatd_args = (*chatd_args, tls_port, "0")
     return [str(TWISTD), "-n", "--pidfile=", "chatd", *chatd_args]
 
 

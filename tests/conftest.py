@@ -1,12 +1,18 @@
 """Shared fixtures: captured chatd log lines, free loopback ports."""
 
+import os
 import random
 import socket
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from twisted.logger import formatEvent, globalLogPublisher
+
+# chatd keeps its self-signed TLS certificate in $XDG_STATE_HOME/chatd: for the
+# tests (and every chatd they start), a directory of their own, not the user's.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="chatd-tests-state-")
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ from chatd.irc.parse import (
     parse_line,
 )
 from chatd.net.addresses import describe_peer, peer_host
+from chatd.net.handshake import login_deadline_of, speaks_tls
 from chatd.net.door import Door
 from chatd.net.life import IDLE, LOGIN, ConnectionLife
 
@@ -87,6 +88,7 @@ class IrcSession(Protocol):
         self.registered = False
         self.away = ""
         self._known_nick = "*"
+        self._first_data = True  # until the first read, which may be a TLS ClientHello
 
     @property
     def nick(self) -> str:
@@ -100,12 +102,16 @@ class IrcSession(Protocol):
 
     def connectionMade(self) -> None:
         self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer)
-        self._life.admit(ping_interval=PING_INTERVAL_SECONDS)
+        self._life.admit(ping_interval=PING_INTERVAL_SECONDS, login_deadline=login_deadline_of(self.transport))
 
     def dataReceived(self, data: bytes) -> None:
         life = self._life
         if life is None or not life.started or life.closing:
             return
+        if self._first_data:
+            self._first_data = False
+            if speaks_tls(data) and self._start_tls(data):
+                return
         life.heard()
         life.activity()
         try:
@@ -113,6 +119,21 @@ class IrcSession(Protocol):
         except Exception:
             log.failure("error handling input from {peer}; closing", peer=describe_peer(self.peer))
             life.abort()
+
+    def _start_tls(self, data: bytes) -> bool:
+        """
+        The first bytes were a ClientHello (an IRC client with TLS on the
+        plain port): TLS from here on, served by a new session after it;
+        False if TLS is off (--no-tls) or this is TLS already.
+        """
+        life, entrance = self._life, self.factory.tls
+        assert life is not None
+        if entrance is None or life.tls:
+            return False
+        deadline = life.login_deadline
+        life.hand_over("TLS")
+        entrance.unwrap(self.transport, self.peer, data, deadline)
+        return True
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._life is not None:

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from chatd.core.server import ChatServer
 from chatd.net.flow import FlowCounts, Flusher
+from chatd.net.handshake import TLSEntrance
 from chatd.net.limits import ConnectionLimits
 
 log = Logger()
@@ -41,7 +42,11 @@ class Settings:
 
 
 class Connection(Protocol):
-    """A door's connection, as shutdown needs it (chatd.net.life.ConnectionLife)."""
+    """A door's connection, as shutdown and the metrics need it (chatd.net.life.ConnectionLife)."""
+
+    @property
+    def tls(self) -> bool:
+        """Whether it runs over TLS."""
 
     def shutting_down(self) -> None:
         """Tell the user the server is shutting down (after what waits for them)."""
@@ -127,6 +132,8 @@ class Door:
     flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server.turn), takes_self=True))
     counts: FlowCounts = field(factory=FlowCounts)
     connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
+    # The way in for a connection whose first bytes are a TLS ClientHello (None: --no-tls).
+    tls: TLSEntrance | None = None
     # The door's name in the log, after a peer: "" (telnet), " (web)", " (IRC)".
     log_name = ""
 

@@ -29,6 +29,7 @@ from chatd.core.session import ISession
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.door import Door
 from chatd.net.flow import FloodGate, SendQueue
+from chatd.net.handshake import is_tls
 from chatd.net.limits import Slot
 from chatd.net.keepalive import KeepAlive
 
@@ -109,14 +110,17 @@ class ConnectionLife:
 
     # -- from the door: the life's steps
 
-    def admit(self, consumer: Any = None, ping_interval: float | None = None, slot: Slot | None = None) -> bool:
+    def admit(self, consumer: Any = None, ping_interval: float | None = None, slot: Slot | None = None,
+              login_deadline: float | None = None) -> bool:
         """
         Count the connection in the limits and start its life, or refuse it
         (False).  `consumer` is what the send queue registers with as a
         producer (the transport, unless something already is its producer: a
         web request); a `ping_interval` turns keep-alive pings on; a `slot`
         is a place in the limits already taken (the web door's HTTP
-        connection), so the limits are not asked again.
+        connection), so the limits are not asked again.  A `login_deadline`
+        (a TLS connection's, from its TCP connect) is when the login timeout
+        ends, instead of --login-timeout from now.
         """
         door = self._door
         if slot is None:
@@ -132,10 +136,10 @@ class ConnectionLife:
                 return False
             self._counted = True
         self._slot = slot
-        self._start(consumer, ping_interval)
+        self._start(consumer, ping_interval, login_deadline)
         return True
 
-    def _start(self, consumer: Any, ping_interval: float | None) -> None:
+    def _start(self, consumer: Any, ping_interval: float | None, login_deadline: float | None) -> None:
         door, settings, transport = self._door, self._door.settings, self._transport
         self.started = True
         door.opened(self)
@@ -151,7 +155,10 @@ class ConnectionLife:
             set_option = getattr(transport, option, None)
             if set_option is not None:
                 set_option(True)
-        self._login_call = door.clock.callLater(settings.login_timeout_seconds, self._login_timed_out)
+        login_seconds = settings.login_timeout_seconds
+        if login_deadline is not None:
+            login_seconds = max(0.0, login_deadline - door.clock.seconds())
+        self._login_call = door.clock.callLater(login_seconds, self._login_timed_out)
         if ping_interval is not None:
             self._keepalive = KeepAlive(door.clock, ping_interval, self._ping, self._ping_timed_out)
         # No log line yet: one when a nickname is chosen (the server's), or one
@@ -187,6 +194,17 @@ class ConnectionLife:
         idle_timeout = self._door.settings.idle_timeout_seconds
         if idle_timeout > 0 and self.started and not self.lost:  # not once its timers are stopped
             self._idle_call = self._door.clock.callLater(idle_timeout, self._idle_over)
+
+    @property
+    def login_deadline(self) -> float | None:
+        """When the login timeout ends (None: logged in, or not started)."""
+        call = self._login_call
+        return call.getTime() if call is not None and call.active() else None
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection runs over TLS."""
+        return is_tls(self._transport)
 
     def write(self, data: bytes) -> None:
         if self.send_queue is not None:

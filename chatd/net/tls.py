@@ -30,6 +30,8 @@ from chatd.net.certificate import TLS_KEY_TYPES, Certificate, CertificateError
 log = Logger()
 
 RELOAD_SECONDS = 30.0
+# The one application protocol chatd names in ALPN: a browser's (chatd's web page speaks HTTP/1.1 only).
+HTTP_ALPN = b"http/1.1"
 
 
 def tls_options(certificate: Certificate) -> CertificateOptions:
@@ -42,8 +44,20 @@ def tls_options(certificate: Certificate) -> CertificateOptions:
                                  raiseMinimumTo=TLSVersion.TLSv1_2)
     # Compression is off in CertificateOptions already (CRIME); renegotiation is
     # turned off here (a client's renegotiations cost the server a handshake each).
-    options.getContext().set_options(SSL.OP_NO_RENEGOTIATION)
+    context = options.getContext()
+    context.set_options(SSL.OP_NO_RENEGOTIATION)
+    context.set_alpn_select_callback(_choose_protocol)
     return options
+
+
+def _choose_protocol(connection: SSL.Connection, offered: list[bytes]) -> Any:
+    """
+    ALPN: HTTP/1.1 for a client that offers it (every browser and curl do),
+    which tells a door before any byte of the request that this is HTTP; any
+    other client goes on without an application protocol named, rather than
+    being refused.
+    """
+    return HTTP_ALPN if HTTP_ALPN in offered else SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 def _signature(certificate: Certificate) -> tuple[tuple[int, int, int], ...]:

@@ -66,8 +66,9 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet import udp
+from twisted.internet import tcp, udp
 from twisted.internet.interfaces import IListeningPort
+from twisted.protocols.policies import ProtocolWrapper
 
 from chatd.core.batch import Buffer
 
@@ -77,13 +78,23 @@ _BUFFER_STATE = ("socket", "connected", "dataBuffer", "_tempDataLen", "_writeDis
 def socket_of(transport: Any) -> socket.socket | None:
     """
     The socket of a Twisted TCP transport whose buffer state chatd can
-    read (see nothing_buffered); None for any other transport (a test's,
-    TLS), which then just gets `write`.
+    read (see nothing_buffered), and which carries clear text; None for any
+    other transport (a test's, TLS), which then just gets `write`.
     """
-    if all(hasattr(transport, name) for name in _BUFFER_STATE):
+    if _is_tcp(transport) and not transport.TLS:
         sock: socket.socket = transport.socket
         return sock
     return None
+
+
+def _is_tcp(transport: Any) -> bool:
+    """
+    A TCP connection itself, whose buffer state chatd can read.  Not a
+    wrapper around one (TLS): Twisted's wrappers pass any attribute they
+    lack on to the TCP connection under them, and a send on that socket
+    would bypass the wrapper (clear text on a TLS connection).
+    """
+    return isinstance(transport, tcp.Connection) and all(hasattr(transport, name) for name in _BUFFER_STATE)
 
 
 def nothing_buffered(transport: Any) -> bool:
@@ -119,11 +130,11 @@ def send_now(transport: Any, sock: socket.socket, parts: Sequence[Buffer]) -> in
 
 def write_out(transport: Any) -> None:
     """
-    Hand what a TCP transport (one socket_of accepts) holds to the kernel
+    Hand what a TCP transport (TLS or not: what it holds is ready to send) holds to the kernel
     now, as the reactor would on its next poll; what the socket does not
     take stays for the reactor.  A connection found broken is aborted.
     """
-    if socket_of(transport) is None or nothing_buffered(transport) or not transport.connected:
+    if not _is_tcp(transport) or nothing_buffered(transport) or not transport.connected:
         return
     if transport.doWrite() is not None:  # the reactor would now close it
         transport.abortConnection()
@@ -162,10 +173,18 @@ def after_each_read(channel: Any, check: Callable[[], None]) -> None:
 
 
 def hand_over(transport: Any, protocol: Any, first_bytes: bytes) -> None:
-    """From now on `protocol` is the TCP connection's: it is connected, and gets `first_bytes` as its first read."""
-    transport.protocol = protocol
+    """
+    From now on `protocol` is the connection's: it is connected, and gets
+    `first_bytes` (if any) as its first read.  `transport` is a TCP one, or
+    a wrapper around one (TLS), whose `wrappedProtocol` is public.
+    """
+    if isinstance(transport, ProtocolWrapper):
+        transport.wrappedProtocol = protocol
+    else:
+        transport.protocol = protocol
     protocol.makeConnection(transport)
-    protocol.dataReceived(first_bytes)
+    if first_bytes:
+        protocol.dataReceived(first_bytes)
 
 
 def when_lost(protocol: Any, then: Callable[[Any], None]) -> None:

@@ -4,7 +4,10 @@ format, through prometheus_client.  They are read when scraped, from counts
 that the chat keeps anyway (an integer added to per delivery), so fan-out
 pays nothing for them but one timing per turn.
 
-    chatd_connections{door="telnet"|"web"|"irc"}   open connections (web: WebSockets)
+    chatd_connections{door="telnet"|"web"|"irc",tls="yes"|"no"}
+                                              open connections (web: WebSockets), by door and TLS or not
+    chatd_tls_handshakes_failed_total         TLS handshakes that failed, were abandoned, too slow or refused
+                                              (without --no-tls)
     chatd_users                               users who have chosen a nickname
     chatd_channels                            channels
     chatd_messages_total                      messages said, public and private
@@ -29,7 +32,7 @@ and with --cluster:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sized
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -37,7 +40,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from chatd.core.server import ChatServer
+from chatd.net.door import Connection
 from chatd.net.flow import FlowCounts
+from chatd.net.handshake import HandshakeFailures
 
 if TYPE_CHECKING:
     from chatd.bus.redis import RedisBus
@@ -49,19 +54,26 @@ FAN_OUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 class ChatCollector(Collector):
     """The chat's counts and gauges, read at each scrape."""
 
-    def __init__(self, server: ChatServer, doors: Mapping[str, Sized], counts: FlowCounts,
-                 bus: RedisBus | None = None) -> None:
+    def __init__(self, server: ChatServer, doors: Mapping[str, Iterable[Connection]], counts: FlowCounts,
+                 bus: RedisBus | None = None, handshake_failures: HandshakeFailures | None = None) -> None:
         self._server = server
+        self._handshake_failures = handshake_failures
         self._doors = doors
         self._counts = counts
         self._bus = bus
 
     def collect(self) -> Iterator[Metric]:
         server, counts = self._server, self._counts
-        connections = GaugeMetricFamily("chatd_connections", "Open connections, by front door.", labels=["door"])
+        connections = GaugeMetricFamily("chatd_connections", "Open connections, by front door and TLS or not.",
+                                        labels=["door", "tls"])
         for door, open_connections in self._doors.items():
-            connections.add_metric([door], len(open_connections))
+            over_tls = [connection.tls for connection in open_connections]
+            connections.add_metric([door, "yes"], sum(over_tls))
+            connections.add_metric([door, "no"], len(over_tls) - sum(over_tls))
         yield connections
+        if self._handshake_failures is not None:
+            yield CounterMetricFamily("chatd_tls_handshakes_failed", "TLS handshakes that failed, were abandoned, "
+                                      "too slow or refused.", value=self._handshake_failures.count)
         yield GaugeMetricFamily("chatd_users", "Users who have chosen a nickname.", value=server.count)
         yield GaugeMetricFamily("chatd_channels", "Channels.", value=server.channel_count)
         yield CounterMetricFamily("chatd_messages", "Messages said, public and private.", value=server.messages)
@@ -102,12 +114,13 @@ def fan_out_histogram(registry: CollectorRegistry) -> Histogram:
                      buckets=FAN_OUT_BUCKETS, registry=registry)
 
 
-def chat_metrics(server: ChatServer, doors: Mapping[str, Sized], counts: FlowCounts,
-                 bus: RedisBus | None = None, registry: CollectorRegistry | None = None) -> CollectorRegistry:
+def chat_metrics(server: ChatServer, doors: Mapping[str, Iterable[Connection]], counts: FlowCounts,
+                 bus: RedisBus | None = None, registry: CollectorRegistry | None = None,
+                 handshake_failures: HandshakeFailures | None = None) -> CollectorRegistry:
     """
     A registry of the chat's metrics: `registry` (with the fan-out
     histogram), or one of its own, not prometheus_client's global one.
     """
     registry = CollectorRegistry() if registry is None else registry
-    registry.register(ChatCollector(server, doors, counts, bus))
+    registry.register(ChatCollector(server, doors, counts, bus, handshake_failures))
     return registry

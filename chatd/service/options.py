@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
+from pathlib import Path
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
@@ -32,6 +33,7 @@ from chatd.core.server import DEFAULT_CHANNEL, DEFAULT_MAX_CHANNELS, DEFAULT_QUI
 from chatd.core.text import clean
 from chatd.lan.announcement import DEFAULT_BROADCAST_PORT, DEFAULT_GROUP, DEFAULT_MULTICAST_PORT
 from chatd.net.addresses import ipv4_address, multicast_group
+from chatd.net.certificate import Certificate, CertificateError, default_state_dir, load, self_signed
 from chatd.net.door import Settings
 from chatd.service.listening import FallbackSpecError, fallback_ports
 from chatd.telnet.charset import CharsetError, check_charset
@@ -44,6 +46,8 @@ else:  # pragma: no cover - Python 3.10
 DEFAULT_ECHO_PORT = 41234
 DEFAULT_WEB_PORT = 8080
 DEFAULT_IRC_PORT = 6667
+DEFAULT_WEB_TLS_PORT = 8443
+DEFAULT_IRC_TLS_PORT = 6697
 MIN_LINE_BYTES = 64
 MAX_LINE_BYTES = 1024 * 1024
 MAX_NAME_CHARS = 64
@@ -211,8 +215,8 @@ def _setting_default(field: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-SECTIONS = CHAT, LIMITS, DOORS, CLUSTER, LAN, FILES = (
-    "The chat", "Limits", "Web and IRC", "Cluster", "LAN", "Files and config")
+SECTIONS = CHAT, LIMITS, DOORS, TLS, CLUSTER, LAN, FILES = (
+    "The chat", "Limits", "Web and IRC", "TLS", "Cluster", "LAN", "Files and config")
 
 OPTIONS: tuple[Option, ...] = (
     Option("config", "A TOML file of options, by these names (port = 8088, no-web = true); the command line wins.",
@@ -223,6 +227,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("fallback", "Where to go when the port is taken: a count N tries PORT+1 ... PORT+N; a list of ports and "
            "ranges is tried in the order given (8089-8099,9000); 0 turns fallback off.", default="10", section=CHAT),
     Option("port-file", "Write the port actually bound to this file, atomically, once listening.", section=FILES),
+    Option("state-dir", "Directory where chatd keeps what it makes for itself (its TLS certificate and key). "
+           "[default: $XDG_STATE_HOME/chatd, else ~/.local/state/chatd]", section=FILES),
     Option("name", "The server's display name, shown in the greeting. [default: the host name]", server_name,
            setting="server_name", section=CHAT),
     Option("charset", "The encoding new connections start with (utf-8, gbk, big5, latin-1, ...); users change theirs "
@@ -275,6 +281,19 @@ OPTIONS: tuple[Option, ...] = (
            str(DEFAULT_IRC_PORT), section=DOORS),
     Option("irc-fallback", "Where the IRC port goes when it is taken (as --fallback).", default="10", section=DOORS),
     Option("no-irc", "Do not listen for IRC clients.", flag=True, section=DOORS),
+    Option("tls-cert", "PEM file of the server's TLS certificate (the server's first, then its chain); with "
+           "--tls-key. [default: chatd's own self-signed one, made once in --state-dir]", section=TLS),
+    Option("tls-key", "PEM file of that certificate's private key, without a password.", section=TLS),
+    Option("no-tls", "Serve no TLS: no TLS ports, and a TLS client on a plain port is closed.", flag=True,
+           section=TLS),
+    Option("web-tls-port", "TCP port of the web page over TLS (https://, and its wss:// chat); 0 takes any free "
+           "port.", port, str(DEFAULT_WEB_TLS_PORT), section=TLS),
+    Option("web-tls-fallback", "Where the web page over TLS goes when its port is taken (as --fallback).",
+           default="10", section=TLS),
+    Option("irc-tls-port", "TCP port for IRC clients over TLS (irssi -tls, WeeChat, HexChat); 0 takes any free "
+           "port.", port, str(DEFAULT_IRC_TLS_PORT), section=TLS),
+    Option("irc-tls-fallback", "Where the IRC port over TLS goes when it is taken (as --fallback).", default="10",
+           section=TLS),
     Option("cluster", "Share channels, nicknames and history with other chatd nodes through the Redis at this URL: "
            "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or rediss:// for TLS. [default: this process alone]",
            cluster_address, section=CLUSTER),
@@ -368,6 +387,9 @@ class Options(usage.Options):
         self["fallback-ports"] = _fallback("fallback", self["fallback"], self["port"])
         self["web-fallback-ports"] = _fallback("web-fallback", self["web-fallback"], self["web-port"])
         self["irc-fallback-ports"] = _fallback("irc-fallback", self["irc-fallback"], self["irc-port"])
+        self["web-tls-fallback-ports"] = _fallback("web-tls-fallback", self["web-tls-fallback"], self["web-tls-port"])
+        self["irc-tls-fallback-ports"] = _fallback("irc-tls-fallback", self["irc-tls-fallback"], self["irc-tls-port"])
+        self["certificate"], self["certificate-origin"] = (None, "") if self["no-tls"] else tls_certificate(self)
         # The echo never takes a port of the announcements, by default or as
         # given, so a second chatd on this host cannot walk onto them.
         announcement_ports = sorted({DEFAULT_BROADCAST_PORT, DEFAULT_MULTICAST_PORT,
@@ -377,6 +399,41 @@ class Options(usage.Options):
                                    f"({', '.join(map(str, announcement_ports))}); choose another")
         self["echo-fallback-ports"] = _fallback("echo-fallback", self["echo-fallback"], self["echo-port"],
                                                 avoid=announcement_ports)
+
+
+def tls_certificate(options: Options) -> tuple[Certificate, str]:
+    """
+    The certificate TLS serves, and where it came from (for the log): the
+    operator's (--tls-cert, --tls-key), checked, or chatd's own, made on
+    the first start in --state-dir and reused on every later one.
+    """
+    certificate_file, key_file = options["tls-cert"], options["tls-key"]
+    if (certificate_file is None) != (key_file is None):
+        given = "--tls-cert" if key_file is None else "--tls-key"
+        raise usage.UsageError(f"{given}: --tls-cert and --tls-key go together (give both, or neither for "
+                               "chatd's own certificate)")
+    if certificate_file is not None:
+        try:
+            return load(Path(certificate_file), Path(key_file)), f"from {certificate_file}"
+        except CertificateError as problem:
+            raise usage.UsageError(f"--tls-cert: {problem}") from None
+    state_dir = Path(options["state-dir"]) if options["state-dir"] else default_state_dir()
+    host_name = socket.gethostname()
+    try:
+        certificate, new = self_signed(state_dir, [host_name], [options["interface"], *_host_addresses(host_name)])
+    except OSError as problem:
+        raise usage.UsageError(f"--state-dir: cannot keep chatd's certificate in {state_dir}: "
+                               f"{problem.strerror or problem}") from None
+    return certificate, f"chatd's own, {'made now' if new else 'kept'} in {state_dir}"
+
+
+def _host_addresses(host_name: str) -> list[str]:
+    """The addresses this host's name has (those others on the LAN may use), for the self-signed certificate."""
+    try:
+        found = socket.getaddrinfo(host_name, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return []
+    return sorted({str(info[4][0]).partition("%")[0] for info in found})
 
 
 def _fallback(key: str, spec: str, first: int, avoid: Collection[int] = ()) -> list[int]:

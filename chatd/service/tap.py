@@ -12,7 +12,6 @@ import gc
 import ipaddress
 import signal
 import socket
-from collections.abc import Sized
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -33,7 +32,11 @@ from chatd.lan.udp import (
     listen_udp_with_destinations,
     multicast_setup,
 )
+from chatd.net.certificate import load
+from chatd.net.door import Connections
 from chatd.net.flow import FlowCounts, Flusher
+from chatd.net.handshake import HandshakeFailures, TLSEntrance
+from chatd.net.tls import ServerTLS
 from chatd.net.limits import ConnectionLimits, raise_open_files_limit
 from chatd.service.metrics import chat_metrics, fan_out_histogram
 from chatd.service.options import Options, settings_of
@@ -99,7 +102,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         server.observers.append(transcript.record)
     # One turn, one set of counts and one set of limits for every front door.
     counts = FlowCounts()
-    doors: dict[str, Sized] = {}
+    doors: dict[str, Connections] = {}
     bus = None
     if options["cluster"] is not None:  # other nodes' events arrive as a turn of their own
         bus = RedisBus(options["cluster"], options["cluster-name"], server, reactor)
@@ -107,7 +110,6 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         cluster = _Cluster(bus)
         cluster.setName("cluster")
         cluster.setServiceParent(top)
-    chat_metrics(server, doors, counts, bus, registry)
     flusher = Flusher(reactor, turn)
     web_door = site = irc_door = None
     if not options["no-web"]:
@@ -120,6 +122,24 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     # A browser at the chat port gets the same page, and an IRC client is served as on the IRC port.
     telnet_door = TelnetDoor(server, settings, reactor, limits, flusher, counts, web=site, irc=irc_door)
     doors["telnet"] = telnet_door.connections
+    server_tls = handshake_failures = None
+    if options["certificate"] is not None:
+        server_tls, handshake_failures = _server_tls(options, worker), HandshakeFailures(reactor)
+
+        def entrance(door: Any, web: Any = None) -> TLSEntrance:
+            assert server_tls is not None and handshake_failures is not None
+            return TLSEntrance(server_tls, door, clock=reactor, limits=limits,
+                               is_banned=lambda address: moderation is not None and moderation.is_banned(address),
+                               login_timeout_seconds=settings.login_timeout_seconds, failures=handshake_failures,
+                               web=web)
+
+        # A ClientHello on any plain port is served as TLS; on the chat port, one whose ALPN asks for HTTP is the web page's.
+        telnet_door.tls = entrance(telnet_door, web=site)
+        if irc_door is not None:
+            irc_door.tls = entrance(irc_door)
+        if site is not None:
+            site.tls = entrance(site)
+    chat_metrics(server, doors, counts, bus, registry, handshake_failures)
     shutting: list[Any] = [door for door in (telnet_door, web_door, irc_door) if door is not None]
     chat = FallbackListener(
         _binding(reactor, telnet_door, worker),
@@ -141,6 +161,15 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         )
         irc_listener.setName("irc")
         irc_listener.setServiceParent(top)
+        if irc_door.tls is not None:
+            irc_tls_listener = FallbackListener(
+                _binding(reactor, irc_door.tls, worker),
+                options["interface"],
+                [options["irc-tls-port"], *options["irc-tls-fallback-ports"]],
+                what=_door_name("IRC over TLS", worker),
+            )
+            irc_tls_listener.setName("irc-tls")
+            irc_tls_listener.setServiceParent(top)
 
     web: FallbackListener | None = None
     if site is not None:
@@ -154,6 +183,18 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         )
         web.setName("web")
         web.setServiceParent(top)
+        if site.tls is not None:
+            web_tls = FallbackListener(
+                _binding(reactor, site.tls, worker),
+                options["interface"],
+                [options["web-tls-port"], *options["web-tls-fallback-ports"]],
+                what=_door_name("web page over TLS", worker),
+                after_listening=(lambda port: log.info("{line}", line=_web_address_line(options["interface"], port,
+                                                                                        "https")))
+                if worker <= 1 else None,
+            )
+            web_tls.setName("web-tls")
+            web_tls.setServiceParent(top)
 
     if not options["no-echo"]:
         _echo(options, reactor).setServiceParent(top)
@@ -192,6 +233,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         )
         announcer.setName("broadcast")
         announcer.setServiceParent(top)
+    if server_tls is not None:
+        watch = _CertificateWatch(server_tls, reactor)
+        watch.setName("certificate")
+        watch.setServiceParent(top)
     if worker:
         WorkerLife(reactor).setServiceParent(top)  # last: every listener listens by now
     return top
@@ -231,9 +276,12 @@ def _supervise_workers(options: Options, reactor: Any) -> MultiService:
     """
     top = MultiService()
     held, lines, ports = [], [], {}
+    no_tls = options["certificate"] is None
     for door, option, what, absent in (("chat", "port", "chat room", False),
                                        ("irc", "irc-port", "IRC", options["no-irc"]),
-                                       ("web", "web-port", "web page", options["no-web"])):
+                                       ("web", "web-port", "web page", options["no-web"]),
+                                       ("irc-tls", "irc-tls-port", "IRC over TLS", options["no-irc"] or no_tls),
+                                       ("web-tls", "web-tls-port", "web page over TLS", options["no-web"] or no_tls)):
         if absent:
             continue
         fallback = "fallback-ports" if door == "chat" else f"{door}-fallback-ports"
@@ -332,16 +380,44 @@ def _exit_zero_on_signals(reactor: Any, foreground: bool) -> None:
     reactor.callWhenRunning(install)
 
 
-def _web_address_line(interface: str, port: int) -> str:
+def _web_address_line(interface: str, port: int, scheme: str = "http") -> str:
     """
     Where to point a browser: the interface when it is a concrete address;
     listening on all, this host's name (as others on the LAN may know it)
     and localhost.
     """
     if not ipaddress.ip_address(interface).is_unspecified:
-        return f"open http://{format_address(interface, port)}/ in a browser to chat"
-    return (f"open http://{format_address(socket.gethostname(), port)}/ in a browser to chat "
-            f"(http://localhost:{port}/ on this machine)")
+        return f"open {scheme}://{format_address(interface, port)}/ in a browser to chat"
+    return (f"open {scheme}://{format_address(socket.gethostname(), port)}/ in a browser to chat "
+            f"({scheme}://localhost:{port}/ on this machine)")
+
+
+def _server_tls(options: Options, worker: int) -> ServerTLS:
+    """
+    TLS for every door: the certificate (its fingerprint logged, for users
+    to compare with what their browser shows), followed on disk.
+    """
+    certificate = options["certificate"]
+    if worker <= 1:
+        log.info("TLS certificate {origin}; SHA-256 fingerprint {fingerprint}", origin=options["certificate-origin"],
+                 fingerprint=certificate.fingerprint)
+    return ServerTLS(certificate, lambda: load(certificate.certificate_file, certificate.key_file))
+
+
+class _CertificateWatch(Service):
+    """Looks at the certificate's files while chatd runs, so a replaced one is served without a restart."""
+
+    def __init__(self, server_tls: ServerTLS, reactor: Any) -> None:
+        self.server_tls = server_tls
+        self.reactor = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self.server_tls.start(self.reactor)
+
+    def stopService(self) -> Any:
+        self.server_tls.stop()
+        return super().stopService()
 
 
 def _concrete_ipv4(interface: str) -> str | None:

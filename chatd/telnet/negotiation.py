@@ -56,6 +56,8 @@ from twisted.conch.telnet import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chatd.net.handshake import speaks_tls
+
 log = Logger()
 
 BINARY = b"\x00"  # RFC 856 (twisted.conch.telnet names the other options, not this one)
@@ -64,9 +66,8 @@ MAX_SUBNEGOTIATION_BYTES = 4096
 
 _SPECIAL = re.compile(b"[\r\xff]")
 
-# The first bytes of a connection from a web browser or a TLS client.
+# The first bytes of a connection from a web browser.
 _HTTP_REQUEST_LINE = re.compile(rb"(?:GET|POST|HEAD|PUT|DELETE|OPTIONS|CONNECT|PATCH|TRACE) \S+ HTTP/\d")
-_TLS_CLIENT_HELLO = re.compile(rb"\x16\x03[\x00-\x04]")
 # What an IRC client sends first: capability negotiation, or registration.
 _IRC_REGISTRATION = re.compile(rb"(?:CAP|NICK|USER|PASS) \S")
 
@@ -75,7 +76,7 @@ def wrong_protocol(first_bytes: bytes) -> str | None:
     """"HTTP", "TLS" or "IRC" if a connection's first bytes are that, not telnet; else None."""
     if _HTTP_REQUEST_LINE.match(first_bytes):
         return "HTTP"
-    if _TLS_CLIENT_HELLO.match(first_bytes):
+    if speaks_tls(first_bytes):
         return "TLS"
     if _IRC_REGISTRATION.match(first_bytes):
         return "IRC"

@@ -39,6 +39,7 @@ from chatd.core.text import clean
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.door import Door
 from chatd.net.flow import unacknowledged_bytes
+from chatd.net.handshake import login_deadline_of
 from chatd.net.life import LOGIN, ConnectionLife
 from chatd.net.twisted_private import hand_over
 from chatd.telnet import render
@@ -98,7 +99,7 @@ class TelnetSession(TelnetServer):
 
     def connectionMade(self) -> None:
         self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer)
-        if self._life.admit():
+        if self._life.admit(login_deadline=login_deadline_of(self.transport)):
             self._awaiting_greeting = True
             self.factory.greeting_wait.add(self)
 
@@ -135,16 +136,16 @@ class TelnetSession(TelnetServer):
         user's, and it was handed on or closed.  A browser that speaks before
         the greeting (`http://HOST:8088/`) is served the web page, as on the
         web port, and an IRC client (its first line CAP, NICK, USER or PASS)
-        as on the IRC port.  A TLS client is closed (chatd speaks no TLS
-        yet).  Any other client that types ahead (`printf 'alice\nhi\n' |
+        as on the IRC port.  A TLS client's connection becomes a TLS one, and
+        is then served as a plain one would be (unless TLS is off: then it is
+        closed).  Any other client that types ahead (`printf 'alice\nhi\n' |
         nc HOST 8088`) is greeted at once, and its first answer goes out
         with the greeting.
         """
         kind = wrong_protocol(data)
         waiting, self._awaiting_greeting = self._awaiting_greeting, False
         if kind == "TLS":
-            log.info("{peer} spoke TLS, which chatd does not; closing", peer=describe_peer(self.peer))
-            self.disconnect("TLS client")
+            self._start_tls(data)
             return False
         if kind == "HTTP" and waiting and self.factory.web is not None:
             self._hand_over(self.factory.web, "web", data)
@@ -160,6 +161,19 @@ class TelnetSession(TelnetServer):
         if waiting:
             self._greet()
         return True
+
+    def _start_tls(self, data: bytes) -> None:
+        """The first bytes were a ClientHello: TLS from here on (the TLS entrance makes a new session after it)."""
+        life, entrance = self._life, self.factory.tls
+        assert life is not None
+        if entrance is None or life.tls:
+            log.info("{peer} spoke TLS{inside}; closing", peer=describe_peer(self.peer),
+                     inside=" inside TLS" if life.tls else ", which is off here (--no-tls)")
+            self.disconnect("TLS client")
+            return
+        deadline = life.login_deadline
+        life.hand_over("TLS")
+        entrance.unwrap(self.transport, self.peer, data, deadline)
 
     def _hand_over(self, door: IProtocolFactory, name: str, data: bytes) -> None:
         """

@@ -35,6 +35,7 @@ from twisted.web.static import File
 from twisted.web.websocket import WebSocketResource
 
 from chatd.core.moderation import Moderation
+from chatd.net.handshake import TLSEntrance, is_tls, speaks_tls
 from chatd.net.limits import ConnectionLimits, Slot
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.web.protocol import WebDoor
@@ -82,9 +83,35 @@ class ChatRequest(Request):
 
 
 class ChatChannel(HTTPChannel):
-    """An HTTP connection, holding its place in the connection limits until it closes."""
+    """
+    An HTTP connection, holding its place in the connection limits until it
+    closes; one whose first bytes are a TLS ClientHello (https:// to the
+    plain web port) becomes a TLS connection, served as HTTP after the
+    handshake.
+    """
 
     slot: Slot | None = None
+    site: ChatSite
+    _first_data = True
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._first_data:
+            self._first_data = False
+            entrance = self.site.tls
+            if entrance is not None and speaks_tls(data) and not is_tls(self.transport):
+                self._start_tls(entrance, data)
+                return
+        super().dataReceived(data)
+
+    def _start_tls(self, entrance: TLSEntrance, data: bytes) -> None:
+        """This channel is done with: its timeout, its place as the transport's producer and in the limits."""
+        self.setTimeout(None)
+        transport: Any = self.transport
+        transport.unregisterProducer()
+        if self.slot is not None:
+            self.slot.release()
+            self.slot = None
+        entrance.unwrap(transport, transport.getPeer(), data, None)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         super().connectionLost(reason)
@@ -115,6 +142,8 @@ class ChatSite(Site):
     protocol = ChatChannel  # type: ignore[assignment]
     requestFactory = ChatRequest
     noisy = False
+    # The way in for a connection whose first bytes are a TLS ClientHello (None: --no-tls).
+    tls: TLSEntrance | None = None
 
     def __init__(self, resource: Resource, limits: ConnectionLimits, moderation: Moderation | None) -> None:
         super().__init__(resource, timeout=HTTP_IDLE_TIMEOUT_SECONDS)

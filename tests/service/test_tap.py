@@ -103,7 +103,7 @@ def test_make_service_is_a_multiservice_with_the_chat_listener_first():
     """The chat room is the first child of a MultiService; the web page and echo are on by default, announcers are opt-in."""
     service = makeService(parse("--port", "0", "--interface", "127.0.0.1"))
     assert IServiceCollection.providedBy(service)
-    assert [child.name for child in service] == ["chat", "irc", "web", "echo"]
+    assert [child.name for child in service] == ["chat", "irc", "irc-tls", "web", "web-tls", "echo", "certificate"]
     chat = service.getServiceNamed("chat")
     assert (chat.interface, chat.candidates) == ("127.0.0.1", [0])
     web = service.getServiceNamed("web")
@@ -111,8 +111,12 @@ def test_make_service_is_a_multiservice_with_the_chat_listener_first():
 
 
 def test_announcers_join_as_siblings_and_echo_and_the_web_can_be_turned_off():
-    """--multicast and --broadcast add announcers after the chat room; --no-echo, --no-web and --no-irc remove those."""
-    service = makeService(parse("--port", "0", "--no-echo", "--no-web", "--no-irc", "--multicast", "--broadcast"))
+    """
+    --multicast and --broadcast add announcers after the chat room; --no-echo, --no-web, --no-irc and --no-tls
+    remove those (and the certificate's watch).
+    """
+    service = makeService(parse("--port", "0", "--no-echo", "--no-web", "--no-irc", "--no-tls", "--multicast",
+                                "--broadcast"))
     assert [child.name for child in service] == ["chat", "multicast", "broadcast"]
 
 
@@ -145,7 +149,8 @@ def test_cluster_options_are_checked_and_a_password_is_never_repeated():
 def test_with_a_cluster_the_bus_joins_the_services_before_the_chat_room():
     """With --cluster the bus is the first service, so it starts before the chat room listens."""
     service = makeService(parse("--port", "0", "--interface", "127.0.0.1", "--cluster", "redis://127.0.0.1:1/0"))
-    assert [child.name for child in service] == ["cluster", "chat", "irc", "web", "echo"]
+    assert [child.name for child in service] == ["cluster", "chat", "irc", "irc-tls", "web", "web-tls", "echo",
+                                                 "certificate"]
 
 
 

@@ -393,14 +393,19 @@ def test_a_browser_after_the_greeting_gets_a_hint_and_is_closed(factory, first_b
 
 
 @pytest.mark.parametrize("wait_for_greeting", [True, False])
-def test_a_tls_client_is_closed_with_a_log_line(factory, log_lines, wait_for_greeting):
-    """A TLS ClientHello on the chat port is closed with a log line, whether it came before the greeting or after."""
+def test_a_tls_client_is_closed_with_a_log_line_when_tls_is_off(factory, log_lines, wait_for_greeting):
+    """
+    With TLS off (--no-tls: the door has no TLS entrance), a TLS ClientHello
+    on the chat port is closed with a log line, whether it came before the
+    greeting or after.
+    """
+    assert factory.tls is None
     client = Client(factory, 1, wait_for_greeting=wait_for_greeting)
     client.take()
     client.send(bytes.fromhex("160301020001") + b"\x00" * 40)
     client.take()
     assert client.transport.disconnecting
-    assert "127.0.0.1:1 spoke TLS, which chatd does not; closing" in log_lines
+    assert "127.0.0.1:1 spoke TLS, which is off here (--no-tls); closing" in log_lines
     factory.clock.advance(GREETING_WAIT_SECONDS)
     assert client.take() == b""  # and no greeting follows
 
