@@ -9,7 +9,7 @@ ARGS   ?=
 # (packages joined by commas).  `make test` installs the missing ones.
 TEST_PROGRAMS := telnet:telnet nc:netcat-openbsd plink:putty-tools cc:gcc,libc6-dev \
                  chromium:chromium chromedriver:chromium-driver irssi:irssi \
-                 redis-server:redis-server
+                 redis-server:redis-server openssl:openssl socat:socat
 
 .PHONY: run test test-programs clean
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -34,6 +36,28 @@ def twistd_command(*chatd_args: str) -> list[str]:
         if not any(arg.startswith((tls_port, "--no-tls")) for arg in chatd_args):
             chatd_args = (*chatd_args, tls_port, "0")
     return [str(TWISTD), "-n", "--pidfile=", "chatd", *chatd_args]
+
+
+def trusting(certificate: Path | None = None, alpn: list[str] | None = None) -> ssl.SSLContext:
+    """
+    A TLS client context that trusts `certificate` (a CA's, or chatd's own
+    self-signed one: its fingerprint is checked by the test instead), or
+    anything when None; offering `alpn` if given.
+    """
+    context = ssl.create_default_context(cafile=None if certificate is None else str(certificate))
+    if certificate is None:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    return context
+
+
+def peer_fingerprint(sock: ssl.SSLSocket) -> str:
+    """The SHA-256 fingerprint of the certificate the server showed, as chatd logs it."""
+    certificate = sock.getpeercert(binary_form=True)
+    assert certificate is not None
+    return hashlib.sha256(certificate).digest().hex(":").upper()
 
 
 def environment() -> dict[str, str]:
@@ -139,13 +163,16 @@ class ChatdProcess(Process):
 
 
 class LineClient:
-    """A raw TCP client that reads CR LF lines, as nc would."""
+    """A raw TCP client that reads CR LF lines, as nc would; over TLS, as `openssl s_client` would, given a context."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", source: str | None = None) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", source: str | None = None,
+                 tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> None:
         # Loopback connections come from 127.0.0.1 whatever the destination,
         # unless the source is chosen: tests that need two addresses choose it.
         source_address = (source, 0) if source else None
         self.sock = socket.create_connection((host, port), timeout=TIMEOUT_SECONDS, source_address=source_address)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=server_hostname)
         self._buffer = b""
         self.charset = "utf-8"
 
@@ -209,8 +236,11 @@ class WebClient:
     twisted.web.websocket, used here from the client's end.
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1", origin: str | None = None, path: str = "/chat") -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", origin: str | None = None, path: str = "/chat",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.sock = socket.create_connection((host, port), timeout=TIMEOUT_SECONDS)
+        if tls is not None:  # wss://
+            self.sock = tls.wrap_socket(self.sock)
         self.ws = WSConnection(ConnectionType.CLIENT)
         headers = [] if origin is None else [("Origin", origin)]
         self.sock.sendall(self.ws.send(Request(host=f"{host}:{port}", target=path, extra_headers=headers)))

@@ -28,6 +28,7 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IAddress, IDelayedCall, IHandshakeListener, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -67,6 +68,32 @@ class TLSConnection(TLSMemoryBIOProtocol):
     # without TLS's own close: a door that half-closes (telnet) looks for
     # this, finds None, and closes the whole connection instead.
     loseWriteConnection = None
+
+    def loseConnection(self) -> None:
+        """
+        TLS's close (close_notify) after everything written, then the TCP
+        connection's, without waiting for the peer's close_notify as Twisted
+        would: a browser closing a WebSocket waits for the server to close
+        the TCP connection first (RFC 6455, 7.1.1), and a client that never
+        answers must not hold its connection open.  (Everything a door
+        wrote has gone through TLS by now: a door's connection starts after
+        the handshake, and TLS then encrypts each write at once.)
+        """
+        super().loseConnection()
+        if self.connected:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        """
+        A TCP connection chatd closed, and that closed cleanly, closed
+        cleanly, whether or not the peer said close_notify first (Twisted
+        would call it lost): a browser's closed WebSocket is its user's Quit.
+        """
+        if self.disconnecting and reason.check(ConnectionDone):
+            self.connected = False
+            ProtocolWrapper.connectionLost(self, reason)
+            return
+        super().connectionLost(reason)
 
 
 def is_tls(transport: Any) -> bool:

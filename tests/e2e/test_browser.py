@@ -6,8 +6,13 @@ telnet-style client on the other side.  Waits are for what the page shows
 desktop-sized window are saved in the test's temporary directory.
 """
 
+import base64
+import hashlib
 import re
 import shutil
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 import pytest
 from tests.chatd_process import ChatdProcess, LineClient
@@ -24,13 +29,13 @@ PHONE = (390, 844)
 DESKTOP = (1280, 800)
 
 
-def chromium(tmp_path, size):
+def chromium(tmp_path, size, *flags):
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
     # Headless, and never reaching beyond loopback.
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / f'chromium-{size[0]}'}", f"--window-size={size[0]},{size[1]}"):
+                 f"--user-data-dir={tmp_path / f'chromium-{size[0]}'}", f"--window-size={size[0]},{size[1]}", *flags):
         options.add_argument(flag)
     # An explicit chromedriver: selenium then never looks for (or downloads) one.
     return webdriver.Chrome(options=options, service=Service(executable_path=shutil.which("chromedriver")))
@@ -150,3 +155,46 @@ def test_the_page_says_when_the_server_goes_and_comes_back_by_itself(tmp_path):
             first.stop()
         if browser is not None:
             browser.quit()
+
+
+def spki_hash(certificate_file):
+    """What Chromium's --ignore-certificate-errors-spki-list takes: the base64 SHA-256 of the certificate's public key."""
+    certificate = x509.load_pem_x509_certificate(certificate_file.read_bytes())
+    public_key = certificate.public_key().public_bytes(serialization.Encoding.DER,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(public_key).digest()).decode()
+
+
+def test_a_browser_over_https_on_the_chat_port_and_on_its_own_port_chats_with_a_telnet_user(tmp_path):
+    """
+    Headless Chromium, trusting chatd's own self-signed certificate by its
+    public key's hash (as a user who checked the fingerprint accepts it),
+    opens https:// on the chat port (told from telnet by ALPN) and on the web
+    page's TLS port, logs in over wss:// and chats with a plain telnet user.
+    """
+    state = tmp_path / "state"
+    process = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--name", "lab", "--no-echo",
+                           "--state-dir", str(state), cwd=tmp_path)
+    browser = None
+    try:
+        port = int(re.search(r":(\d+)$", process.wait_for_log("chat room listening on").strip()).group(1))
+        tls_port = int(re.search(r":(\d+)$", process.wait_for_log("web page over TLS listening on").strip()).group(1))
+        bob = LineClient(port).login("bob")
+        browser = chromium(tmp_path, DESKTOP, f"--ignore-certificate-errors-spki-list={spki_hash(state / 'certificate.pem')}")
+        for number, url in enumerate((f"https://127.0.0.1:{port}/", f"https://127.0.0.1:{tls_port}/")):
+            nick = f"alice{number}"
+            browser.get(url)
+            WebDriverWait(browser, 10).until(shown.visibility_of_element_located((By.ID, "nick")))
+            type_into(browser, "nick", nick)
+            WebDriverWait(browser, 10).until(shown.visibility_of_element_located((By.ID, "say")))
+            assert bob.read_line() == f"*** {nick} has joined ({2 + number} users online)"
+            type_into(browser, "say", f"hello over https from {url}")
+            assert bob.read_line() == f"<{nick}> hello over https from {url}"
+            bob.send_line(f"hello {nick}")
+            wait_for_line(browser, f"hello {nick}")
+            assert browser.execute_script("return location.protocol") == "https:"
+        bob.close()
+    finally:
+        if browser is not None:
+            browser.quit()
+        process.stop()

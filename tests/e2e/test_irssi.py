@@ -7,6 +7,7 @@ telnet-style client in the same channels.
 import shutil
 
 import pexpect
+import trustme
 import pytest
 from tests.chatd_process import TIMEOUT_SECONDS, ChatdProcess, LineClient
 
@@ -57,3 +58,53 @@ def test_irssi_connects_registers_joins_chats_and_quits(ports, tmp_path):
     finally:
         irssi.close(force=True)
         bob.close()
+
+
+def test_irssi_over_tls_verifies_the_operators_certificate_and_chats(tmp_path):
+    """
+    irssi with TLS (its server entry `use_tls`, verifying against the test's
+    own CA, as `/connect -tls -tls_cafile` does) connects to the IRC port
+    over TLS, joins and chats with a plain telnet user.  (irssi matches only
+    DNS names of the certificate, so it connects to "localhost".)
+    """
+    irssi_path = shutil.which("irssi")
+    if irssi_path is None:
+        pytest.fail("irssi is not installed; make test installs it (see TEST_PROGRAMS in the Makefile)")
+    ca = trustme.CA()
+    issued = ca.issue_cert("localhost", "127.0.0.1")
+    issued.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "certificate.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    port_file = tmp_path / "port"
+    server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab",
+                          "--no-echo", "--no-web", "--tls-cert", str(tmp_path / "certificate.pem"),
+                          "--tls-key", str(tmp_path / "key.pem"), cwd=tmp_path)
+    try:
+        server.wait_for_log("chat room listening on")
+        tls_port = int(server.wait_for_log("IRC over TLS listening on").rsplit(":", 1)[1])
+        bob = LineClient(int(port_file.read_text())).login("bob")
+        home = tmp_path / "irssi"
+        home.mkdir()
+        (home / "config").write_text(
+            'servers = ( { address = "localhost"; chatnet = "lab"; port = "%d"; use_tls = "yes"; tls_verify = "yes";'
+            ' tls_cafile = "%s"; autoconnect = "yes"; } );\n'
+            'chatnets = { lab = { type = "IRC"; }; };\n'
+            'settings = { core = { nick = "alice"; real_name = "Alice"; user_name = "alice"; };'
+            ' "irc/core" = { cmd_queue_speed = "0msec"; max_cmds_at_once = "100"; }; };\n'
+            % (tls_port, tmp_path / "ca.pem"))
+        irssi = pexpect.spawn(irssi_path, ["--home", str(home)], timeout=TIMEOUT_SECONDS, encoding="utf-8",
+                              dimensions=(40, 160), env={"TERM": "xterm"})
+        try:
+            assert bob.read_line() == "*** alice has joined (2 users online)"
+            irssi.send("/join #lobby\r")
+            irssi.send("hello over TLS from irssi\r")
+            assert bob.read_line() == "<alice> hello over TLS from irssi"
+            bob.send_line("hello from telnet")
+            irssi.expect_exact("hello from telnet")
+            irssi.send("/quit\r")
+            irssi.expect(pexpect.EOF)
+        finally:
+            irssi.close(force=True)
+            bob.close()
+    finally:
+        server.stop()

@@ -151,8 +151,8 @@ def test_the_page_health_and_metrics_are_served(chat):
     text = urllib.request.urlopen(f"http://127.0.0.1:{chat.web}/metrics", timeout=10).read().decode()
     samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
                for family in text_string_to_metric_families(text) for sample in family.samples}
-    assert samples[("chatd_connections", (("door", "telnet"),))] == 1
-    assert samples[("chatd_connections", (("door", "web"),))] == 1
+    assert samples[("chatd_connections", (("door", "telnet"), ("tls", "no")))] == 1
+    assert samples[("chatd_connections", (("door", "web"), ("tls", "no")))] == 1
     assert samples[("chatd_users", ())] == 2
     assert samples[("chatd_channels", ())] == 1
     assert samples[("chatd_messages_total", ())] == 1
@@ -178,10 +178,7 @@ def test_the_chat_port_serves_a_browser_the_page_and_the_chat(tmp_path):
         typed_ahead.send(b"carol\r\nhello\r\n")
         assert typed_ahead.read_lines(3) == ["*** Welcome to chatd on lab. 2 users online.", "*** Choose a nickname:",
                                              "*** Hello carol! Type /help for commands."]
-        tls = LineClient(port)
-        tls.send(bytes.fromhex("16030100c4010000c00303") + b"\x00" * 32)
-        assert tls.read_until_closed() == b""
-        server.wait_for_log("spoke TLS, which chatd does not; closing")
+        # https:// on the same port, and TLS clients: tests/e2e/test_tls.py.
     finally:
         server.stop()
 
