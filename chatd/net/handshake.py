@@ -80,7 +80,7 @@ class TLSConnection(TLSMemoryBIOProtocol):
         the handshake, and TLS then encrypts each write at once.)
         """
         super().loseConnection()
-        if self.connected:
+        if self.connected and self.transport is not None:
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
