@@ -14,9 +14,13 @@ from twisted.internet import defer
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 
+from chatd.net.certificate import self_signed
+from chatd.net.handshake import HandshakeFailures, TLSEntrance
+from chatd.net.limits import ConnectionLimits
+from chatd.net.tls import ServerTLS
 from chatd.net.twisted_private import accept_now, listening_socket, nothing_buffered, socket_of, write_out
 
 
@@ -64,6 +68,31 @@ def test_a_tcp_transport_writes_out_what_it_holds_when_told():
 def test_a_transport_without_that_state_gets_no_socket():
     """Anything else (a test's StringTransport, TLS) is written to the usual way."""
     assert socket_of(StringTransport()) is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_tls_connection_over_a_tcp_one_gets_no_socket_though_its_wrapper_passes_the_tcp_ones_on(tmp_path):
+    """
+    Twisted's TLS wrapper passes any attribute it lacks to the TCP transport
+    under it, socket and buffer state included: socket_of must still say
+    None for it (a send on that socket would be clear text under TLS), and
+    for a TCP transport that carries TLS itself (startTLS).
+    """
+    port, client, server = yield one_connection()
+    try:
+        certificate, _ = self_signed(tmp_path, ["lab-pc"], [])
+        entrance = TLSEntrance(ServerTLS(certificate, lambda: certificate), Factory(),
+                               clock=Clock(), limits=ConnectionLimits(10, 10), is_banned=lambda address: False,
+                               login_timeout_seconds=60, failures=HandshakeFailures(Clock()))
+        tls = entrance.buildProtocol(server.transport.getPeer())
+        tls.transport = server.transport  # as makeConnection would set it, without starting a handshake
+        assert tls.socket is server.transport.socket  # passed on
+        assert socket_of(tls) is None
+        server.transport.TLS = True  # as startTLS leaves a TCP transport
+        assert socket_of(server.transport) is None
+    finally:
+        client.close()
+        yield port.stopListening()
 
 
 def test_a_listening_port_accepts_when_asked_before_the_reactor_runs():
