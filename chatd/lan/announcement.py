@@ -9,7 +9,8 @@ unicast in answer to a query (always under MAX_ANNOUNCEMENT_BYTES):
 
     {"service": "chatd", "v": 1, "id": "9f1c2a4be07d3361", "name": "lab",
      "host": "192.0.2.5", "port": 8089, "users": 3, "channels": 2, "uptime": 125,
-     "seq": 26, "ts": 1795000000, "state": "up", "interval": 5, "web": 8080, "cluster": "chatd"}
+     "seq": 26, "ts": 1795000000, "state": "up", "interval": 5, "web": 8080, "cluster": "chatd",
+     "irc": 6667, "https": 8443, "ircs": 6697, "fingerprint": "3A:F1:...:9C"}
 
     id        random, new at each start of a chatd process
     host      the address to connect to: the chat --interface when it is a
@@ -29,6 +30,13 @@ unicast in answer to a query (always under MAX_ANNOUNCEMENT_BYTES):
               fallback; absent when the server runs without it (--no-web)
     cluster   the --cluster-name of the cluster the server is a node of (its
               users are every node's); absent when it runs alone
+    irc       the TCP port for IRC clients; absent without it (--no-irc)
+    https     the web page's TLS port (https://HOST:HTTPS/); ircs, the IRC
+              port over TLS; absent without them (--no-tls, --no-web, --no-irc)
+    fingerprint  the SHA-256 fingerprint of the server's TLS certificate
+              (32 colon-separated upper-case hex pairs, as browsers show it),
+              for users to compare before they accept it; absent with --no-tls.
+              The chat port takes TLS too, whenever this is present.
 
 A query, which asks every server that hears it to answer at once by unicast:
 
@@ -41,6 +49,7 @@ as long as its answer, so a query can never be used to amplify traffic.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from attrs import evolve, frozen
@@ -54,6 +63,9 @@ DEFAULT_BROADCAST_PORT = 41235
 MAX_ANNOUNCEMENT_BYTES = 511
 QUERY_BYTES = 512
 MAX_NAME_CHARS = 64
+# The ports an announcement may carry besides the chat's and the web page's.
+_OPTIONAL_PORTS = ("irc", "https", "ircs")
+_FINGERPRINT = re.compile(r"(?:[0-9A-F]{2}:){31}[0-9A-F]{2}")
 
 
 class NotAnAnnouncement(ValueError):
@@ -75,6 +87,10 @@ class Announcement:
     channels: int = 1
     web: int | None = None
     cluster: str | None = None
+    irc: int | None = None
+    https: int | None = None
+    ircs: int | None = None
+    fingerprint: str | None = None
 
     def fields(self) -> dict[str, Any]:
         """The whole JSON object, `service` and `v` first."""
@@ -87,6 +103,11 @@ class Announcement:
             fields["web"] = self.web
         if self.cluster is not None:
             fields["cluster"] = self.cluster
+        for name in _OPTIONAL_PORTS:
+            if getattr(self, name) is not None:
+                fields[name] = getattr(self, name)
+        if self.fingerprint is not None:
+            fields["fingerprint"] = self.fingerprint
         return fields
 
     def encode(self) -> bytes:
@@ -129,12 +150,17 @@ def decode(data: bytes) -> Announcement:
             channels=_optional_int(fields, "channels", 1),
             web=_get(fields, "web", int) if "web" in fields else None,
             cluster=_get(fields, "cluster", str) if "cluster" in fields else None,
+            fingerprint=_get(fields, "fingerprint", str) if "fingerprint" in fields else None,
+            **{name: _get(fields, name, int) for name in _OPTIONAL_PORTS if name in fields},
         )
     except KeyError as missing:
         raise NotAnAnnouncement(f"missing field {missing}") from None
-    for name, port in (("port", announcement.port), ("web", announcement.web)):
+    for name in ("port", "web", *_OPTIONAL_PORTS):
+        port = getattr(announcement, name)
         if port is not None and not 1 <= port <= 65535:
             raise NotAnAnnouncement(f"{name} out of range: {port}")
+    if announcement.fingerprint is not None and not _FINGERPRINT.fullmatch(announcement.fingerprint):
+        raise NotAnAnnouncement("fingerprint is not a SHA-256 fingerprint")
     if announcement.state not in ("up", "stopping"):
         raise NotAnAnnouncement(f"unknown state: {announcement.state!r}")
     return announcement

@@ -11,6 +11,11 @@ What it prints:
 
     chatd "lab" at 192.0.2.5:8089, 3 users          an announcement (of a server without its web page)
     chatd "lab" at 192.0.2.5:8089, 3 users, web page http://192.0.2.5:8080/
+    chatd "lab" at 192.0.2.5:8088, 3 users, web page http://192.0.2.5:8080/ and https://192.0.2.5:8443/,
+        IRC 6667 and 6697 (TLS), TLS certificate SHA-256 3A:F1:...:9C
+                                                     (one line) a server with TLS: its chat port
+                                                     takes TLS too; compare the fingerprint with
+                                                     the one the browser or client shows
     chatd "lab-2" at 192.0.2.6:8088, 4 users, node 2 of cluster "chatd"
                                                      a node of a cluster (the users
                                                      are its own; the chat is the
@@ -102,8 +107,15 @@ def describe(found: Announcement, node: int | None = None) -> str:
     """What chatd-listen says of an announcement; `node`: its place among the nodes of its cluster heard."""
     users = f"{found.users} user{'' if found.users == 1 else 's'}"
     web = "" if found.web is None else f", web page http://{format_address(found.host, found.web)}/"
+    if found.https is not None:
+        web += f"{' and' if web else ', web page'} https://{format_address(found.host, found.https)}/"
+    irc_ports = [str(found.irc)] if found.irc is not None else []
+    if found.ircs is not None:
+        irc_ports.append(f"{found.ircs} (TLS)")
+    irc = f", IRC {' and '.join(irc_ports)}" if irc_ports else ""
+    tls = "" if found.fingerprint is None else f", TLS certificate SHA-256 {found.fingerprint}"
     cluster = "" if found.cluster is None else f', node {node or 1} of cluster "{clean(found.cluster)}"'
-    return f'chatd "{clean(found.name)}" at {format_address(found.host, found.port)}, {users}{web}{cluster}'
+    return f'chatd "{clean(found.name)}" at {format_address(found.host, found.port)}, {users}{web}{irc}{tls}{cluster}'
 
 
 class Listener(DatagramProtocol):

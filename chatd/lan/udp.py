@@ -324,6 +324,10 @@ class Herald:
     channels: Callable[[], int] = lambda: 1
     web_port: Callable[[], int | None] = lambda: None  # None: no web page
     cluster: str | None = None  # the name of the cluster this process is a node of
+    irc_port: Callable[[], int | None] = lambda: None  # None: no IRC port
+    web_tls_port: Callable[[], int | None] = lambda: None  # None: no TLS (or no web page)
+    irc_tls_port: Callable[[], int | None] = lambda: None
+    fingerprint: Callable[[], str | None] = lambda: None  # of the TLS certificate served now; None: no TLS
     id: str = field(factory=lambda: os.urandom(8).hex())
     started: float = field(init=False)
     _seq: int = field(init=False, default=0)
@@ -336,7 +340,8 @@ class Herald:
         now = self.clock.seconds()
         return Announcement(
             id=self.id, name=self.name, host=host, port=self.chat_port() or 0, users=self.users(),
-            channels=self.channels(), web=self.web_port(), cluster=self.cluster,
+            channels=self.channels(), web=self.web_port(), cluster=self.cluster, irc=self.irc_port(),
+            https=self.web_tls_port(), ircs=self.irc_tls_port(), fingerprint=self.fingerprint(),
             uptime=int(now - self.started), seq=self._seq, ts=int(now), state=state, interval=self.interval,
         )
 

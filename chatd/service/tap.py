@@ -152,6 +152,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     chat.setName("chat")
     chat.setServiceParent(top)
 
+    irc_listener = irc_tls_listener = web_tls = None
     if irc_door is not None:
         irc_listener = FallbackListener(
             _binding(reactor, irc_door, worker),
@@ -211,6 +212,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             clock=reactor,
             interval=options["announce-interval"],
             cluster=None if bus is None else bus.cluster,
+            irc_port=lambda: None if irc_listener is None else irc_listener.port,
+            web_tls_port=lambda: None if web_tls is None else web_tls.port,
+            irc_tls_port=lambda: None if irc_tls_listener is None else irc_tls_listener.port,
+            fingerprint=lambda: None if server_tls is None else server_tls.certificate.fingerprint,
         )
     if options["multicast"] and announcing:
         multicast_interface = options["multicast-interface"] or _concrete_ipv4(options["interface"])

@@ -40,11 +40,14 @@ def announcing(tmp_path):
             cwd=tmp_path,
         )
         try:
+            fingerprint = server.wait_for_log("TLS certificate").rsplit(" ", 1)[1]
             server.wait_for_log("chat room listening on 127.0.0.1")
-            web_port = int(server.wait_for_log("web page listening on 127.0.0.1:").rsplit(":", 1)[1])
+            ports = {key: int(server.wait_for_log(f"{what} listening on 127.0.0.1:").rsplit(":", 1)[1])
+                     for key, what in (("irc_port", "IRC"), ("irc_tls_port", "IRC over TLS"),
+                                       ("web_port", "web page"), ("web_tls_port", "web page over TLS"))}
             server.wait_for_log("broadcast announcer announcing")  # the last service to start
-            yield {"server": server, "chat_port": first + 1, "web_port": web_port, "multicast": multicast_port,
-                   "broadcast": broadcast_port}
+            yield {"server": server, "chat_port": first + 1, **ports, "fingerprint": fingerprint,
+                   "multicast": multicast_port, "broadcast": broadcast_port}
         finally:
             if server.process.poll() is None:
                 server.stop()
@@ -67,6 +70,8 @@ def test_multicast_announces_real_port_live_user_count_and_stopping(announcing, 
         first = next_announcement(listener)
         assert (first["port"], first["host"], first["name"], first["users"], first["state"], first["web"]) == (
             announcing["chat_port"], "127.0.0.1", "lab", 0, "up", announcing["web_port"])
+        assert (first["irc"], first["https"], first["ircs"], first["fingerprint"]) == (
+            announcing["irc_port"], announcing["web_tls_port"], announcing["irc_tls_port"], announcing["fingerprint"])
         alice = LineClient(announcing["chat_port"]).login("alice")
         while (seen := next_announcement(listener))["users"] != 1:
             assert seen["users"] == 0
@@ -105,12 +110,18 @@ def test_multicast_announces_the_live_channel_count(announcing, tmp_path):
 
 
 def test_readable_lines_and_gone_on_stopping(announcing, tmp_path):
-    """Without --json: one readable line per announcement, and 'is gone' after the stopping datagram."""
+    """
+    Without --json: one readable line per announcement (every door's port
+    and the TLS certificate's fingerprint), and 'is gone' after the stopping
+    datagram.
+    """
     listener = listen(tmp_path, "--interface", "127.0.0.1", "--port", str(announcing["multicast"]), "--timeout", "30")
     try:
         port = announcing["chat_port"]
         assert listener.wait_for_line("chatd") == (
-            f'chatd "lab" at 127.0.0.1:{port}, 0 users, web page http://127.0.0.1:{announcing["web_port"]}/')
+            f'chatd "lab" at 127.0.0.1:{port}, 0 users, web page http://127.0.0.1:{announcing["web_port"]}/ and '
+            f'https://127.0.0.1:{announcing["web_tls_port"]}/, IRC {announcing["irc_port"]} and '
+            f'{announcing["irc_tls_port"]} (TLS), TLS certificate SHA-256 {announcing["fingerprint"]}')
         announcing["server"].stop()
         assert listener.wait_for_line("is gone") == f'chatd "lab" at 127.0.0.1:{port} is gone (stopping)'
     finally:

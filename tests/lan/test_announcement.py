@@ -55,10 +55,31 @@ def test_decode_reverses_encode():
     assert decode(LAB.encode()) == LAB
 
 
+FINGERPRINT = ":".join(["AB"] * 32)
+
+
+def test_a_server_with_tls_announces_its_tls_ports_and_fingerprint():
+    """The IRC port, the TLS ports and the certificate's fingerprint go out and come back as they were."""
+    with_tls = evolve(LAB, irc=6667, https=8443, ircs=6697, fingerprint=FINGERPRINT)
+    fields = json.loads(with_tls.encode())
+    assert (fields["irc"], fields["https"], fields["ircs"], fields["fingerprint"]) == (6667, 8443, 6697, FINGERPRINT)
+    assert decode(with_tls.encode()) == with_tls
+
+
+def test_a_fingerprint_that_is_not_one_is_not_an_announcement():
+    """A fingerprint with markup or control bytes, or of the wrong length, never reaches a listener's screen."""
+    for bad in ("<b>AB</b>", FINGERPRINT + "\x1b[31m", FINGERPRINT[:-3], FINGERPRINT.lower()):
+        fields = json.loads(evolve(LAB, fingerprint=FINGERPRINT).encode())
+        fields["fingerprint"] = bad
+        with pytest.raises(NotAnAnnouncement):
+            decode(json.dumps(fields).encode())
+
+
 def test_announcements_stay_under_512_bytes_whatever_the_name():
-    """A name of many 4-byte characters is shortened to fit."""
+    """A name of many 4-byte characters is shortened to fit, beside every port and the fingerprint."""
     big = Announcement(id="x" * 16, name="𝔘" * 200, host="2001:db8::1234:5678", port=65535, users=10**6,
-                       uptime=10**9, seq=10**12, ts=4 * 10**9)
+                       uptime=10**9, seq=10**12, ts=4 * 10**9, web=65535, cluster="c" * 64, irc=65535,
+                       https=65535, ircs=65535, fingerprint=FINGERPRINT)
     data = big.encode()
     assert len(data) <= MAX_ANNOUNCEMENT_BYTES
     assert decode(data).name.startswith("𝔘")

@@ -39,6 +39,17 @@ def test_stopping_drops_at_once_and_junk_is_counted():
     assert listener.ignored == 1
 
 
+def test_a_server_with_tls_is_one_line_with_every_door_and_its_fingerprint():
+    """The readable line names the web page over http and https, the IRC ports and the TLS fingerprint."""
+    clock, said = Clock(), []
+    listener = Listener(clock, said.append)
+    fingerprint = ":".join(["3A"] * 32)
+    listener.datagramReceived(announcement(name="lab", web=8080, irc=6667, https=8443, ircs=6697,
+                                           fingerprint=fingerprint), ("127.0.0.1", 41236))
+    assert said == [f'chatd "lab" at 127.0.0.1:8089, 1 user, web page http://127.0.0.1:8080/ and '
+                    f'https://127.0.0.1:8443/, IRC 6667 and 6697 (TLS), TLS certificate SHA-256 {fingerprint}']
+
+
 def test_json_prints_the_whole_announcement():
     """--json: each announcement's whole object, service and v included."""
     clock, said = Clock(), []
