@@ -139,6 +139,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             irc_door.tls = entrance(irc_door)
         if site is not None:
             site.tls = entrance(site)
+        if web_door is not None:  # the page over plain HTTP links to itself over TLS, with the fingerprint to check
+            web_door.https = lambda: None if web_tls is None or web_tls.port is None else (
+                web_tls.port, server_tls.certificate.fingerprint)
     chat_metrics(server, doors, counts, bus, registry, handshake_failures)
     shutting: list[Any] = [door for door in (telnet_door, web_door, irc_door) if door is not None]
     chat = FallbackListener(

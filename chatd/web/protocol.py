@@ -32,7 +32,9 @@ user's current one):
 
 To the browser:
 
-    {"type": "welcome", "server": NAME, "users": N}           on connecting
+    {"type": "welcome", "server": NAME, "users": N,           on connecting; over plain HTTP, with
+     ["https": {"port": P, "fingerprint": F}]}                 where the page is over TLS, and the
+                                                               certificate's SHA-256 fingerprint
     {"type": "logged-in", "nick": N, "channel": C, "history": [EVENT ...]}
     {"type": "events", "events": [EVENT ...]}                  what happened: one frame per turn
     {"type": "channel-joined", "channel": C, "count": N, "topic": T, "history": [EVENT ...]}
@@ -83,7 +85,7 @@ ban, it says why and waits for its user.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from attrs import define
@@ -156,7 +158,8 @@ class WebSession:
         life.admit(consumer=self._request, ping_interval=PING_INTERVAL_SECONDS,
                    slot=getattr(self._request.channel, "slot", None))
         after_each_read(self._request.channel, self._check_partial_message)
-        life.write(text_frame(render.welcome(self._server.name, self._server.everyone)))
+        https = None if life.tls else self.factory.https()
+        life.write(text_frame(render.welcome(self._server.name, self._server.everyone, https)))
 
     def textMessageReceived(self, message: str) -> None:
         life = self._life
@@ -288,6 +291,8 @@ class WebDoor(Door):
     """Builds a WebSession for each WebSocket to the chat (a twisted.web.websocket WebSocketServerFactory)."""
 
     log_name = " (web)"
+    # Where the page is over TLS, and the fingerprint to check there: (port, fingerprint); None: no TLS.
+    https: Callable[[], tuple[int, str] | None] = lambda: None
 
     def buildProtocol(self, request: Request) -> WebSession:
         return WebSession(self, request)

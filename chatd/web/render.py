@@ -50,8 +50,12 @@ def _events(recent: tuple[Event, ...]) -> list[Any]:
     return [json.loads(event(item)) for item in recent]
 
 
-def welcome(server_name: str, count: int) -> bytes:
-    return message("welcome", server=server_name, users=count)
+def welcome(server_name: str, count: int, https: tuple[int, str] | None = None) -> bytes:
+    """The first word to a browser; `https`: where the page is over TLS, and its certificate's fingerprint."""
+    if https is None:
+        return message("welcome", server=server_name, users=count)
+    port, fingerprint = https
+    return message("welcome", server=server_name, users=count, https={"port": port, "fingerprint": fingerprint})
 
 
 def error(reason: str, code: str = "refused") -> bytes:

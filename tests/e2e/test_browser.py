@@ -171,20 +171,29 @@ def test_a_browser_over_https_on_the_chat_port_and_on_its_own_port_chats_with_a_
     public key's hash (as a user who checked the fingerprint accepts it),
     opens https:// on the chat port (told from telnet by ALPN) and on the web
     page's TLS port, logs in over wss:// and chats with a plain telnet user.
+    The page over plain HTTP links there, showing the fingerprint chatd logged.
     """
     state = tmp_path / "state"
     process = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--name", "lab", "--no-echo",
                            "--state-dir", str(state), cwd=tmp_path)
     browser = None
     try:
+        fingerprint = process.wait_for_log("TLS certificate").rsplit(" ", 1)[1]
         port = int(re.search(r":(\d+)$", process.wait_for_log("chat room listening on").strip()).group(1))
+        web_port = int(re.search(r":(\d+)$", process.wait_for_log("web page listening on").strip()).group(1))
         tls_port = int(re.search(r":(\d+)$", process.wait_for_log("web page over TLS listening on").strip()).group(1))
         bob = LineClient(port).login("bob")
         browser = chromium(tmp_path, DESKTOP, f"--ignore-certificate-errors-spki-list={spki_hash(state / 'certificate.pem')}")
+        # Over plain HTTP, the login form links to the page over TLS, with the fingerprint to check there.
+        browser.get(f"http://127.0.0.1:{web_port}/")
+        WebDriverWait(browser, 10).until(shown.visibility_of_element_located((By.ID, "login-tls")))
+        assert browser.find_element(By.ID, "tls-link").get_attribute("href") == f"https://127.0.0.1:{tls_port}/"
+        assert browser.find_element(By.ID, "tls-fingerprint").text == fingerprint
         for number, url in enumerate((f"https://127.0.0.1:{port}/", f"https://127.0.0.1:{tls_port}/")):
             nick = f"alice{number}"
             browser.get(url)
             WebDriverWait(browser, 10).until(shown.visibility_of_element_located((By.ID, "nick")))
+            assert not browser.find_element(By.ID, "login-tls").is_displayed()  # over TLS already
             type_into(browser, "nick", nick)
             WebDriverWait(browser, 10).until(shown.visibility_of_element_located((By.ID, "say")))
             assert bob.read_line() == f"*** {nick} has joined ({2 + number} users online)"

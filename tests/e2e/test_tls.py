@@ -123,6 +123,14 @@ def test_tls_on_every_door_chats_with_a_plain_telnet_user(server):
     assert "chatd_tls_handshakes_failed_total 0.0" in exposition
 
 
+def test_the_page_over_plain_http_is_told_where_it_is_over_tls_and_the_fingerprint(server):
+    """The welcome over a plain WebSocket names the TLS port and the fingerprint; over wss it needs not."""
+    plain = WebClient(server.web)
+    assert plain.receive()["https"] == {"port": server.web_tls, "fingerprint": server.fingerprint}
+    private = WebClient(server.web_tls, tls=trusting())
+    assert "https" not in private.receive()
+
+
 def test_https_on_the_chat_port_is_told_by_alpn_before_the_greeting_wait(server):
     """
     Chromium opens TLS connections ahead of time and may send its request

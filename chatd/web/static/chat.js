@@ -21,6 +21,22 @@ const state = {
 
 const $ = (id) => document.getElementById(id);
 
+// Over plain HTTP, the server says where the page is over TLS and the
+// certificate's fingerprint: the login form links there, with the
+// fingerprint to compare with what the browser shows.
+function offerTLS(https) {
+  const offer = $("login-tls");
+  if (!https || location.protocol !== "http:" || !Number.isInteger(https.port)) {
+    offer.hidden = true;
+    return;
+  }
+  const url = `https://${location.hostname}:${https.port}/`;
+  $("tls-link").href = url;
+  $("tls-link").textContent = url;
+  $("tls-fingerprint").textContent = String(https.fingerprint);
+  offer.hidden = false;
+}
+
 // -- the connection
 
 function connect() {
@@ -79,6 +95,7 @@ function receive(data) {
       $("login-server").textContent = data.server;
       $("login-users").textContent = `${data.users} ${data.users === 1 ? "user" : "users"} online`;
       document.title = `chatd on ${data.server}`;
+      offerTLS(data.https);
       if (state.wantedNick) {
         send({type: "login", nick: state.wantedNick});
       } else {
