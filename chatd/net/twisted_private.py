@@ -11,7 +11,10 @@ Twisted changes what these rely on.
    calls and a trip through the poll loop per connection per turn).  Reads
    `twisted.internet.abstract.FileDescriptor`'s `dataBuffer`,
    `_tempDataLen` and `_writeDisconnected`, and the TCP transport's
-   `socket` and `connected`.
+   `socket`, `connected` and `TLS`.  Never on a TLS connection: its bytes
+   must go through TLS, and Twisted's TLS wrapper passes these very
+   attributes on to the TCP transport under it, so only a
+   `twisted.internet.tcp.Connection` itself, without TLS, qualifies.
 
 2. The listening self-check (chatd.service.listening): right after
    binding, before the reactor runs, chatd connects to its own port (or
@@ -36,7 +39,10 @@ Twisted changes what these rely on.
    first bytes, before the greeting, are an HTTP request is handed to the
    web page's HTTP server by pointing the TCP transport's `protocol` at it
    (Twisted's tcp.Connection delivers reads and the close to whatever that
-   attribute holds).
+   attribute holds).  The same hand-over makes a plain port's connection
+   a TLS one when its first bytes are a ClientHello (chatd.net.handshake),
+   and, through the TLS wrapper, hands a connection to its door once the
+   handshake is done: there by the wrapper's public `wrappedProtocol`.
 
 5. The cluster bus's entries go out at once (chatd.bus.link): a turn's
    entry, written to the Redis connection by txredisapi (which buffers it
