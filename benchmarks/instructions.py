@@ -106,28 +106,17 @@ class HeapClock:
 def doors(code: Path, clock: HeapClock, quiet_limits: bool) -> tuple[Any, Any]:
     """
     A telnet door and an IRC door on one chat server, from the chatd in
-    `code`: this one, or chatd before.  (Before the structure issue the
-    classes had other names and homes, and the server no turn of its own;
-    this can go once "chatd before" is past it.)
+    `code`: this one, or chatd before.
     """
     sys.path.insert(0, str(code))
     from chatd.core.server import ChatServer
+    from chatd.core.turn import Turn
+    from chatd.irc.protocol import IrcDoor
+    from chatd.net.door import Settings
+    from chatd.net.limits import ConnectionLimits
+    from chatd.telnet.protocol import TelnetDoor
 
-    try:
-        from chatd.core.turn import Turn
-        from chatd.irc.protocol import IrcDoor
-        from chatd.net.door import Settings
-        from chatd.net.limits import ConnectionLimits
-        from chatd.telnet.protocol import TelnetDoor
-
-        server = ChatServer("lab", clock, turn=Turn(clock))
-    except ImportError:
-        from chatd.irc.protocol import IrcFactory as IrcDoor  # type: ignore  # chatd before's
-        from chatd.service.limits import ConnectionLimits  # type: ignore  # chatd before's
-        from chatd.service.sessions import Settings  # type: ignore  # chatd before's
-        from chatd.telnet.protocol import ChatFactory as TelnetDoor  # type: ignore  # chatd before's
-
-        server = ChatServer("lab", clock)
+    server = ChatServer("lab", clock, turn=Turn(clock))
     settings = Settings("lab")
     if quiet_limits:  # the line scenarios: no flood gate holding lines back
         settings = Settings("lab", rate_lines_per_second=1e9, rate_burst_lines=10**9, flood_queue_lines=10**6)

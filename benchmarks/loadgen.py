@@ -330,13 +330,18 @@ def udp_echo(port: int, seconds: float = 3.0, in_flight: int = 64, size: int = 6
 
 
 def compile_c(source: Path, build: Path) -> Path | None:
-    """`source` compiled into the directory `build` with the system's C compiler, or None without one."""
+    """
+    `source` compiled into the directory `build` with the system's C
+    compiler, or None without one.  A source that includes OpenSSL's
+    headers (c/loadgen.c, for its TLS clients) is linked with OpenSSL.
+    """
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
     binary = build / source.stem
+    libraries = ["-lssl", "-lcrypto"] if "#include <openssl/" in source.read_text() else []
     if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
-        subprocess.run([compiler, "-O2", "-o", str(binary), str(source)], check=True)
+        subprocess.run([compiler, "-O2", "-o", str(binary), str(source), *libraries], check=True)
     return binary
 
 
@@ -349,7 +354,7 @@ class CLoadGenerator:
     def fan_out(self, port: int, clients: int, senders: int, lines: int, size: int = 64,
                 rate: float | None = None, timeout: float = 120.0, processes: int = 1, channels: int = 0,
                 join: bool = False, door: str = "telnet", ready: Callable[[], None] | None = None,
-                ports: list[int] | None = None, others_only: bool = False) -> Result:
+                ports: list[int] | None = None, others_only: bool = False, tls: bool = False) -> Result:
         """
         Like `fan_out`: client i in process i % processes; all log in, then
         all start together (`ready` is called just before).  With `door`
@@ -358,6 +363,7 @@ class CLoadGenerator:
         `ports`, process i connects to ports[i % len(ports)] (the nodes of a
         cluster); with `others_only`, latency is sampled only on lines from
         senders of other processes (so, on different nodes, cross-node).
+        With `tls`, every client speaks TLS on that port.
         """
         if door != "telnet" and channels:
             raise ValueError("the web and IRC clients are all in one channel")
@@ -368,7 +374,7 @@ class CLoadGenerator:
                  str(rate or 0), str(timeout), str(worker), str(processes), str(channels), str(int(join)),
                  *([door] if door != "telnet" else [])],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                env={**os.environ, "LOADGEN_OTHERS_ONLY": "1" if others_only else "0"})
+                env={**os.environ, "LOADGEN_OTHERS_ONLY": "1" if others_only else "0", "LOADGEN_TLS": str(int(tls))})
             for worker in range(processes)
         ]
         try:
@@ -389,10 +395,14 @@ class CLoadGenerator:
         return Result.combined([Result(**part) for part in parts])  # the JSON has Result's fields
 
     @contextmanager
-    def _logged_in(self, port: int, count: int, door: str = "telnet") -> Iterator[None]:
-        """Like `_logged_in`: c/loadgen.c holds the clients until its stdin closes (IRC clients with `door` "irc")."""
+    def _logged_in(self, port: int, count: int, door: str = "telnet", tls: bool = False) -> Iterator[None]:
+        """
+        Like `_logged_in`: c/loadgen.c holds the clients until its stdin
+        closes (IRC clients with `door` "irc"; over TLS with `tls`).
+        """
         holder = subprocess.Popen([str(self.binary), "idle", str(port), str(count), *([door] if door != "telnet" else [])],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, "LOADGEN_TLS": str(int(tls))})
         try:
             if holder.stdout.readline().strip() != "ready":
                 raise RuntimeError("the C load generator failed to log in")
@@ -408,10 +418,13 @@ class CLoadGenerator:
             return (rss_kib() - before) / count
 
     def log_in_seconds(self, port: int, count: int, door: str = "telnet",
-                       after: Callable[[], None] | None = None) -> float:
-        """Like `log_in_seconds` (over IRC with `door` "irc"); `after` runs while the clients are still in."""
+                       after: Callable[[], None] | None = None, tls: bool = False) -> float:
+        """
+        Like `log_in_seconds` (over IRC with `door` "irc"; over TLS with
+        `tls`); `after` runs while the clients are still in.
+        """
         start = time.monotonic()
-        with self._logged_in(port, count, door):
+        with self._logged_in(port, count, door, tls):
             seconds = time.monotonic() - start
             if after is not None:
                 after()

@@ -56,11 +56,12 @@ CHATD_UNTHROTTLED = [
 ]
 
 # The "chatd before" column: chatd as it was before the change being
-# measured.  Now the end of the cluster, before the structure issue
-# (a1f1db0, the end of the IRC door, is the one the cluster was measured
-# against; eaa1096, the end of the channels work, the web and IRC doors;
-# 963cd8b, before channels, the channels work).
-BEFORE = "a1dac47"
+# measured.  Now the end of the structure issue, before TLS (a1dac47, the
+# end of the cluster, is the one the structure was measured against;
+# a1f1db0, the end of the IRC door, the cluster; eaa1096, the end of the
+# channels work, the web and IRC doors; 963cd8b, before channels, the
+# channels work).
+BEFORE = "23ec6ff"
 
 SCENARIOS = {
     "all send": dict(clients=100, senders=100, lines=200, size=64),
@@ -85,6 +86,21 @@ QUICK_DOORS = {
 # Targets: a door's fan-out costs at most this many times telnet's per
 # delivery (server CPU time).
 DOOR_TARGETS = {"web": 2.0, "irc": 1.2}
+# TLS clients beside plain ones (issue 20): telnet clients on the chat port,
+# over TLS (unwrapped there, as `openssl s_client` would be) or not, each on
+# a fresh chatd, in the same run; and a login storm of each.
+TLS_SCENARIOS = {
+    "tls: all send": dict(clients=100, senders=100, lines=200, size=64),
+    "tls: latency": dict(clients=200, senders=10, lines=100, size=64, rate=20.0),
+}
+QUICK_TLS = {
+    "tls: all send": dict(clients=30, senders=30, lines=50, size=64),
+    "tls: latency": dict(clients=50, senders=5, lines=20, size=64, rate=20.0),
+}
+TLS_LOGIN_STORM = 1_000
+QUICK_TLS_LOGIN_STORM = 100
+# Targets, TLS against plain: server CPU per delivery, p99 latency, and the storm's time.
+TLS_TARGETS = {"server_cpu_us_per_delivery": 3.0, "p99_ms": 1.5, "login_seconds": 3.0}
 # Several nodes through Redis (issue 13), against one node under the same
 # load, in the same run.  Two load generator processes, one per node, each
 # driving every other client: half of every channel on each node.  Latency
@@ -462,6 +478,43 @@ def measure_door_logins(generator: Any, door: str, count: int, chatd: Chatd = ("
                 "connections": count, "lost": 0, "duplicated": 0, "reordered": 0}
 
 
+def measure_tls_logins(generator: Any, count: int, tls: bool) -> dict:
+    """A login storm of telnet clients on the chat port, over TLS or not: its seconds, and the server's CPU time."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", "chatd", "--port", str(port),
+               "--interface", "127.0.0.1", "--web-port", "0", "--irc-port", "0", "--web-tls-port", "0",
+               "--irc-tls-port", "0", *CHATD_UNTHROTTLED]
+    with running(start(command, port)) as process:
+        cpu = cpu_seconds(process.pid)
+        seconds = generator.log_in_seconds(port, count, tls=tls)
+        return {"server": f"chatd telnet{' TLS' if tls else ''}", "login_seconds": seconds,
+                "server_cpu_ms_per_login": (cpu_seconds(process.pid) - cpu) / count * 1e3,
+                "connections": count, "lost": 0, "duplicated": 0, "reordered": 0}
+
+
+def print_tls_table(scenarios: dict, runs: list[dict]) -> None:
+    """TLS clients against plain ones (telnet on the chat port), medians of the same run's rounds."""
+    def median(scenario: str, server: str, key: str) -> float:
+        return median_of(runs, scenario, server, key)
+
+    print()
+    print("| scenario | measure | TLS | plain | TLS / plain | target | met |")
+    print("|---|---|---|---|---|---|---|")
+    rows = [(scenario, key) for scenario in scenarios for key in ("server_cpu_us_per_delivery", "p50_ms", "p99_ms")]
+    rows.append(("tls: log in", "login_seconds"))
+    rows.append(("tls: log in", "server_cpu_ms_per_login"))
+    for scenario, key in rows:
+        if not any(run["scenario"] == scenario for run in runs):
+            continue
+        tls, plain = median(scenario, "chatd telnet TLS", key), median(scenario, "chatd telnet", key)
+        ratio = tls / plain
+        target = TLS_TARGETS.get(key)
+        met = "" if target is None else ("yes" if ratio <= target else "NO")
+        print(f"| {scenario} | {key} | {tls:.3f} | {plain:.3f} | {ratio:.2f}x | "
+              f"{'' if target is None else f'<= {target:g}x'} | {met} |")
+    check_correct(runs, scenarios, "TLS")
+
+
 def measure_logins(generator: Any, name: str, command: list[str], code: Path, port: int, count: int) -> dict:
     with running(start(command, port, code)):
         return {"server": name, "login_seconds": generator.log_in_seconds(port, count), "connections": count,
@@ -488,9 +541,12 @@ def measure(generator: Any, name: str, command: list[str], code: Path, port: int
         }
 
 
-def measure_door(generator: Any, door: str, scenario: dict, processes: int, chatd: Chatd = ("chatd", "chatd", REPO)
-                 ) -> dict:
-    """One fan-out scenario against a fresh chatd, its clients on one front door: "telnet", "web" or "irc"."""
+def measure_door(generator: Any, door: str, scenario: dict, processes: int, chatd: Chatd = ("chatd", "chatd", REPO),
+                 tls: bool = False) -> dict:
+    """
+    One fan-out scenario against a fresh chatd, its clients on one front
+    door: "telnet", "web" or "irc"; with `tls`, over TLS on that door's port.
+    """
     label, plugin, code = chatd
     port, web_port, irc_port = free_port(), free_port(), free_port()
     command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", plugin, "--port", str(port),
@@ -500,10 +556,11 @@ def measure_door(generator: Any, door: str, scenario: dict, processes: int, chat
     with running(start(command, target, code)) as process:  # ready when the door's own port is
         logged_in: list[float] = []  # the server's CPU time once every client is in: the count starts there
         result = generator.fan_out(target, processes=processes, door=door,
-                                   ready=lambda: logged_in.append(cpu_seconds(process.pid)), **scenario)
+                                   ready=lambda: logged_in.append(cpu_seconds(process.pid)),
+                                   **({"tls": True} if tls else {}), **scenario)
         cpu = cpu_seconds(process.pid) - logged_in[0]
         return {
-            "server": f"{label} {door}",
+            "server": f"{label} {door}{' TLS' if tls else ''}",
             "deliveries_per_second": result.deliveries_per_second,
             "server_cpu_us_per_delivery": cpu / result.deliveries * 1e6 if result.deliveries else float("nan"),
             "p50_ms": result.percentile(0.5), "p99_ms": result.percentile(0.99), "max_ms": result.percentile(1.0),
@@ -556,6 +613,8 @@ def main() -> None:
     parser.add_argument("--python-generator", action="store_true", help="use the Python load generator")
     parser.add_argument("--doors-only", action="store_true",
                         help="only the front-door scenarios (web and IRC beside telnet)")
+    parser.add_argument("--tls-only", action="store_true",
+                        help="only the TLS scenarios (TLS clients beside plain ones, and their login storms)")
     parser.add_argument("--cluster-only", action="store_true",
                         help="only the cluster scenarios (two nodes and two workers beside one node, with Redis)")
     parser.add_argument("--before", default=BEFORE,
@@ -582,7 +641,29 @@ def main() -> None:
     runs: list[dict] = []
     cluster_scenarios = QUICK_CLUSTER if args.quick else CLUSTER_SCENARIOS
     can_cluster = c_generator is not None and shutil.which("redis-server") is not None
+    tls_scenarios = QUICK_TLS if args.quick else TLS_SCENARIOS
     for repetition in range(args.repetitions):
+        if c_generator and not args.doors_only and not args.cluster_only:
+            for scenario_name, scenario in tls_scenarios.items():
+                for tls in (True, False):  # interleaved
+                    run = measure_door(generator, "telnet", scenario, args.processes, tls=tls)
+                    run.update(scenario=scenario_name, repetition=repetition)
+                    runs.append(run)
+                    print(f"  {scenario_name:>20} {run['server']:>17}: {run['deliveries_per_second'] / 1e6:6.3f} M/s, "
+                          f"server {run['server_cpu_us_per_delivery']:.3f} us CPU per delivery, "
+                          f"latency p50/99/max {run['p50_ms']:.2f}/{run['p99_ms']:.2f}/{run['max_ms']:.2f} ms  "
+                          f"lost {run['lost']} dup {run['duplicated']} reord {run['reordered']}", flush=True)
+            storm = QUICK_TLS_LOGIN_STORM if args.quick else TLS_LOGIN_STORM
+            for tls in (True, False):
+                run = measure_tls_logins(generator, storm, tls)
+                run.update(scenario="tls: log in", repetition=repetition)
+                runs.append(run)
+                print(f"  {'tls: log in ' + str(storm):>20} {run['server']:>17}: {run['login_seconds']:.2f} s, "
+                      f"{run['server_cpu_ms_per_login']:.3f} ms server CPU per login", flush=True)
+        elif not c_generator and repetition == 0:
+            print("  tls: left out (TLS clients need c/loadgen.c, and so a C compiler and OpenSSL's headers)")
+        if args.tls_only:
+            continue
         for scenario_name, scenario in (cluster_scenarios if not args.doors_only else {}).items():
             if not can_cluster:
                 print(f"  {scenario_name}: left out (it needs c/loadgen.c, so a C compiler, and redis-server)")
@@ -658,8 +739,12 @@ def main() -> None:
          "generator": "C" if c_generator else "Python", "processes": args.processes,
          "scenarios": scenarios, "cluster_scenarios": cluster_scenarios, "idle_connections": idle,
          "runs": runs}, indent=1))
+    if any(run["scenario"].startswith("tls: ") for run in runs):
+        print_tls_table(tls_scenarios, runs)
+    if args.tls_only:
+        return
     if not args.doors_only and not args.cluster_only:
-        print_table(scenarios, [run for run in runs if not run["scenario"].startswith(("doors: ", "cluster: "))])
+        print_table(scenarios, [run for run in runs if not run["scenario"].startswith(("doors: ", "cluster: ", "tls: "))])
     if not args.cluster_only:
         print_door_table(QUICK_DOORS if args.quick else DOOR_SCENARIOS, runs)
     if not args.doors_only:

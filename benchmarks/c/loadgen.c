@@ -33,6 +33,11 @@
  * only of lines from senders another of the STEP processes drives: with the
  * processes on different nodes of a cluster, the cross-node deliveries.
  *
+ * With LOADGEN_TLS=1, every client speaks TLS (OpenSSL; the certificate is
+ * not checked: loopback only), on any door: a batch of connections makes
+ * its handshakes together, then logs in as over plain TCP, and the run
+ * reads and writes through TLS.
+ *
  * A client logs in by sending "cINDEX" and reading up to "*** Hello".  A
  * sender's line is "m SENDER SEQ SENT_NS xxx...": every receiver checks that
  * each sender's SEQ arrives exactly once and in order, and every 8th SEQ is a
@@ -40,7 +45,11 @@
  * Lines that do not carry "<cN> m " (server notices) are skipped. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,9 +69,13 @@
 static int web, irc;
 /* LOADGEN_OTHERS_ONLY: sample only lines from senders of other processes (STEP of them). */
 static int others_only_step;
+/* LOADGEN_TLS: every client over TLS, with this context. */
+static SSL_CTX *tls;
 
 typedef struct {
     int fd, index;
+    SSL *ssl;                /* over TLS: the client's TLS connection */
+    size_t tls_retry;        /* over TLS: the length of a write to repeat as it was (OpenSSL's rule) */
     char *partial;           /* an incomplete last line (or frame) from the previous read */
     size_t partial_length, partial_capacity;
     uint32_t *next_seq;      /* per sender */
@@ -84,6 +97,78 @@ static int64_t now_ns(void) {
 }
 
 static void die(const char *what) { perror(what); exit(2); }
+
+/* A TLS result as read()/send() would give it: -1 with EAGAIN for "again later", 0 for the end. */
+static ssize_t tls_result(client_t *c, int result) {
+    if (result > 0) return result;
+    switch (SSL_get_error(c->ssl, result)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE: errno = EAGAIN; return -1;
+    case SSL_ERROR_ZERO_RETURN: return 0;
+    default: ERR_print_errors_fp(stderr); errno = EIO; return -1;
+    }
+}
+
+/* Read or write on a client's connection, through TLS when it has it (blocking while the socket is). */
+static ssize_t client_read(client_t *c, void *buffer, size_t size) {
+    return c->ssl ? tls_result(c, SSL_read(c->ssl, buffer, (int)size)) : read(c->fd, buffer, size);
+}
+
+static ssize_t client_write(client_t *c, const void *data, size_t size) {
+    if (!c->ssl) return write(c->fd, data, size);
+    if (c->tls_retry) size = c->tls_retry;  /* a write that could not finish is repeated with the same length */
+    ssize_t written = tls_result(c, SSL_write(c->ssl, data, (int)size));
+    c->tls_retry = written < 0 && errno == EAGAIN ? size : 0;
+    return written;
+}
+
+/* Without blocking (the run; over TLS the socket is non-blocking by then). */
+static ssize_t client_send(client_t *c, const void *data, size_t size) {
+    return c->ssl ? client_write(c, data, size) : send(c->fd, data, size, MSG_DONTWAIT);
+}
+
+static ssize_t client_recv(client_t *c, void *buffer, size_t size) {
+    return c->ssl ? client_read(c, buffer, size) : recv(c->fd, buffer, size, MSG_DONTWAIT);
+}
+
+static void set_blocking(int fd, int blocking) {
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, blocking ? flags & ~O_NONBLOCK : flags | O_NONBLOCK);
+}
+
+/* The TLS handshakes of clients [start, end), all at once: each socket non-blocking until its handshake is done. */
+static void tls_handshakes(client_t *clients, int start, int end) {
+    int count = end - start, left = count;
+    if (count <= 0) return;
+    struct pollfd *waiting = calloc(count, sizeof *waiting);
+    for (int i = 0; i < count; i++) {
+        client_t *c = &clients[start + i];
+        c->ssl = SSL_new(tls);
+        if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) die("SSL_new");
+        set_blocking(c->fd, 0);
+        waiting[i].fd = c->fd;
+        waiting[i].events = POLLOUT;
+    }
+    while (left) {
+        for (int i = 0; i < count; i++) {
+            client_t *c = &clients[start + i];
+            if (waiting[i].fd < 0 || !waiting[i].revents) continue;
+            int result = SSL_connect(c->ssl);
+            if (result == 1) {
+                set_blocking(c->fd, 1);
+                waiting[i].fd = -1;
+                left--;
+                continue;
+            }
+            int error = SSL_get_error(c->ssl, result);
+            if (error == SSL_ERROR_WANT_READ) waiting[i].events = POLLIN;
+            else if (error == SSL_ERROR_WANT_WRITE) waiting[i].events = POLLOUT;
+            else { fprintf(stderr, "client %d: TLS handshake failed\n", c->index); ERR_print_errors_fp(stderr); exit(2); }
+        }
+        if (left && poll(waiting, count, 10000) <= 0) { fprintf(stderr, "TLS handshakes timed out\n"); exit(2); }
+    }
+    free(waiting);
+}
 
 static void raise_fd_limit(void) {
     struct rlimit limit;
@@ -139,10 +224,10 @@ static size_t whole_frame(const char *p, const char *end, size_t *header) {
     return (size_t)(end - p) >= size + length ? size + length : 0;
 }
 
-static void send_message(int fd, const char *payload) {
+static void send_message(client_t *c, const char *payload) {
     char frame[512];
     size_t length = web_frame(frame, payload, strlen(payload));
-    if (write(fd, frame, length) != (ssize_t)length) die("write message");
+    if (client_write(c, frame, length) != (ssize_t)length) die("write message");
 }
 
 /* Read frames until one whose payload holds `wanted`; what follows it is kept as the client's partial input. */
@@ -167,7 +252,7 @@ static void read_until_message(client_t *c, char *buffer, size_t size, size_t ha
         }
         memmove(buffer, p, end - p);
         have = end - p;
-        ssize_t got = read(c->fd, buffer + have, size - have);
+        ssize_t got = client_read(c, buffer + have, size - have);
         if (got <= 0) { fprintf(stderr, "client %d: closed %s\n", c->index, doing); exit(2); }
         have += got;
     }
@@ -178,7 +263,7 @@ static void web_log_in(client_t *c, char *buffer, size_t size) {
     size_t have = 0;
     char *end_of_headers = NULL;
     while (!end_of_headers) {
-        ssize_t got = read(c->fd, buffer + have, size - 1 - have);
+        ssize_t got = client_read(c, buffer + have, size - 1 - have);
         if (got <= 0) { fprintf(stderr, "client %d: closed during the handshake\n", c->index); exit(2); }
         have += got;
         buffer[have] = 0;
@@ -190,7 +275,7 @@ static void web_log_in(client_t *c, char *buffer, size_t size) {
     }
     char login[64];
     snprintf(login, sizeof login, "{\"type\":\"login\",\"nick\":\"c%d\"}", c->index);
-    send_message(c->fd, login);
+    send_message(c, login);
     size_t rest = buffer + have - (end_of_headers + 4);
     memmove(buffer, end_of_headers + 4, rest);
     read_until_message(c, buffer, size, rest, "\"type\":\"logged-in\"", "during login");
@@ -210,6 +295,10 @@ static void log_in(client_t *clients, int count, int port) {
             if (connect(c->fd, (struct sockaddr *)&address, sizeof address) < 0) die("connect");
             int one = 1;
             setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        if (tls) tls_handshakes(clients, start, end);
+        for (int i = start; i < end; i++) {
+            client_t *c = &clients[i];
             char first[256];
             int length = web ? snprintf(first, sizeof first,
                                         "GET /chat HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
@@ -218,7 +307,7 @@ static void log_in(client_t *clients, int count, int port) {
                        : irc ? snprintf(first, sizeof first, "NICK c%d\r\nUSER c%d 0 * :c%d\r\n", c->index, c->index,
                                         c->index)
                              : snprintf(first, sizeof first, "c%d\r\n", c->index);
-            if (write(c->fd, first, length) != length) die("write nickname");
+            if (client_write(c, first, length) != length) die("write nickname");
         }
         for (int i = start; i < end; i++) {
             client_t *c = &clients[i];
@@ -232,7 +321,7 @@ static void log_in(client_t *clients, int count, int port) {
             if (irc) snprintf(marker, sizeof marker, " 366 c%d #", c->index);
             else strcpy(marker, "*** Hello");
             while (!(hello && memchr(hello, '\n', buffer + have - hello))) {
-                ssize_t got = read(c->fd, buffer + have, 65535 - have);
+                ssize_t got = client_read(c, buffer + have, 65535 - have);
                 if (got <= 0) { fprintf(stderr, "client %d: closed during login\n", c->index); exit(2); }
                 have += got;
                 buffer[have] = 0;
@@ -259,7 +348,7 @@ static void join_channels(client_t *clients, int count, int channels) {
     for (int i = 0; i < count; i++) {
         char line[64];
         int length = snprintf(line, sizeof line, "/join #ch%d\r\n", clients[i].index % channels);
-        if (write(clients[i].fd, line, length) != length) die("write join");
+        if (client_write(&clients[i], line, length) != length) die("write join");
     }
     for (int i = 0; i < count; i++) {
         client_t *c = &clients[i];
@@ -268,7 +357,7 @@ static void join_channels(client_t *clients, int count, int channels) {
         buffer[have] = 0;
         char *joined = strstr(buffer, "*** You joined");
         while (!(joined && memchr(joined, '\n', buffer + have - joined))) {
-            ssize_t got = read(c->fd, buffer + have, size - 1 - have);
+            ssize_t got = client_read(c, buffer + have, size - 1 - have);
             if (got <= 0) { fprintf(stderr, "client %d: closed while joining\n", c->index); exit(2); }
             have += got;
             buffer[have] = 0;
@@ -483,6 +572,7 @@ static int chat(int port, int total, int senders, long lines, int size, double r
     long expected = 0;
     int talkers = 0;
     for (int i = 0; i < count; i++) {
+        if (clients[i].ssl) set_blocking(clients[i].fd, 0);  /* TLS reads and writes cannot say MSG_DONTWAIT */
         struct epoll_event event = {.events = EPOLLIN, .data.ptr = &clients[i]};
         if (epoll_ctl(epoll, EPOLL_CTL_ADD, clients[i].fd, &event) < 0) die("epoll_ctl");
         int sends = clients[i].index < senders;
@@ -512,7 +602,7 @@ static int chat(int port, int total, int senders, long lines, int size, double r
                 if (due > 0) make_lines(c, due, size);
             }
             if (c->out_end > c->out_start) {
-                ssize_t written = send(c->fd, c->out + c->out_start, c->out_end - c->out_start, MSG_DONTWAIT);
+                ssize_t written = client_send(c, c->out + c->out_start, c->out_end - c->out_start);
                 if (written > 0) c->out_start += written;
                 else if (written < 0 && errno != EAGAIN) die("send");
                 pending |= c->out_end > c->out_start || (rate == 0 && c->sent < c->to_send);
@@ -523,21 +613,25 @@ static int chat(int port, int total, int senders, long lines, int size, double r
             client_t *c = events[e].data.ptr;
             /* Read onto what is left of the last read, in the client's own
              * buffer: a web frame can span many reads, and copying it
-             * again at each one would make its reading quadratic. */
-            if (c->partial_capacity - c->partial_length < READ_SIZE / 4) {
-                c->partial_capacity = c->partial_length + READ_SIZE;
-                c->partial = realloc(c->partial, c->partial_capacity);
+             * again at each one would make its reading quadratic.  Over
+             * TLS, a read gives one record at most: read until there is no
+             * more (epoll cannot see what OpenSSL holds). */
+            for (;;) {
+                if (c->partial_capacity - c->partial_length < READ_SIZE / 4) {
+                    c->partial_capacity = c->partial_length + READ_SIZE;
+                    c->partial = realloc(c->partial, c->partial_capacity);
+                }
+                ssize_t got = client_recv(c, c->partial + c->partial_length, c->partial_capacity - c->partial_length);
+                if (got < 0 && errno == EAGAIN) break;
+                if (got <= 0) { fprintf(stderr, "server closed client %d\n", c->index); exit(2); }
+                const char *end = c->partial + c->partial_length + got;
+                const char *rest = web ? check_frames(c, c->partial, end, senders, &tally)
+                                 : irc ? check_irc_lines(c, c->partial, end, senders, &tally)
+                                       : check_lines(c, c->partial, end, senders, channels, &tally);
+                c->partial_length = end - rest;
+                memmove(c->partial, rest, c->partial_length);
+                if (!c->ssl) break;  /* plain: level-triggered epoll says when there is more */
             }
-            ssize_t got = recv(c->fd, c->partial + c->partial_length, c->partial_capacity - c->partial_length,
-                               MSG_DONTWAIT);
-            if (got < 0 && errno == EAGAIN) continue;
-            if (got <= 0) { fprintf(stderr, "server closed client %d\n", c->index); exit(2); }
-            const char *end = c->partial + c->partial_length + got;
-            const char *rest = web ? check_frames(c, c->partial, end, senders, &tally)
-                             : irc ? check_irc_lines(c, c->partial, end, senders, &tally)
-                                   : check_lines(c, c->partial, end, senders, channels, &tally);
-            c->partial_length = end - rest;
-            memmove(c->partial, rest, c->partial_length);
         }
     }
     double seconds = now_seconds() - start;
@@ -577,6 +671,13 @@ static int udp(int port, double seconds, int in_flight, int size) {
 
 int main(int argc, char **argv) {
     raise_fd_limit();
+    const char *over_tls = getenv("LOADGEN_TLS");
+    if (over_tls && strcmp(over_tls, "1") == 0) {
+        tls = SSL_CTX_new(TLS_client_method());
+        if (!tls) die("SSL_CTX_new");
+        SSL_CTX_set_verify(tls, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_mode(tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
     if (argc == 14 && strcmp(argv[1], "chat") == 0 && (strcmp(argv[13], "web") == 0 || strcmp(argv[13], "irc") == 0)) {
         web = strcmp(argv[13], "web") == 0;
         irc = !web;

@@ -43,6 +43,8 @@ Twisted changes what these rely on.
    a TLS one when its first bytes are a ClientHello (chatd.net.handshake),
    and, through the TLS wrapper, hands a connection to its door once the
    handshake is done: there by the wrapper's public `wrappedProtocol`.
+   Before the greeting, `input_waiting` peeks (MSG_PEEK) at the TCP
+   transport's socket for first bytes the reactor has not read yet.
 
 5. The cluster bus's entries go out at once (chatd.bus.link): a turn's
    entry, written to the Redis connection by txredisapi (which buffers it
@@ -91,6 +93,27 @@ def socket_of(transport: Any) -> socket.socket | None:
         sock: socket.socket = transport.socket
         return sock
     return None
+
+
+def tcp_under(transport: Any) -> Any | None:
+    """The TCP connection under a wrapper (TLS) whose buffer state chatd can read (see write_out); else None."""
+    under = transport.transport if isinstance(transport, ProtocolWrapper) else None
+    return under if _is_tcp(under) else None
+
+
+def input_waiting(transport: Any) -> bool:
+    """
+    Whether bytes from the peer wait on a TCP transport's socket, not yet
+    read by the reactor (a peek: they stay for it); False for any other
+    transport.
+    """
+    sock = socket_of(transport)
+    if sock is None:
+        return False
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # nothing waiting (EAGAIN), or the connection is broken: the reactor will hear
+        return False
 
 
 def _is_tcp(transport: Any) -> bool:

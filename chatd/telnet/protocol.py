@@ -41,7 +41,7 @@ from chatd.net.door import Door
 from chatd.net.flow import unacknowledged_bytes
 from chatd.net.handshake import login_deadline_of
 from chatd.net.life import LOGIN, ConnectionLife
-from chatd.net.twisted_private import hand_over
+from chatd.net.twisted_private import hand_over, input_waiting
 from chatd.telnet import render
 from chatd.telnet.charset import CharsetError, check_charset
 from chatd.telnet.dialect import Outgoing, TelnetDialect, encode
@@ -104,8 +104,17 @@ class TelnetSession(TelnetServer):
             self.factory.greeting_wait.add(self)
 
     def greeting_due(self) -> None:
-        """GREETING_WAIT_SECONDS have passed in silence: a telnet user, waiting to be greeted."""
+        """
+        GREETING_WAIT_SECONDS have passed in silence: a telnet user, waiting
+        to be greeted.  Unless the first bytes are in fact here, not yet
+        read: a busy server's reactor may come to the timer before the read
+        (a storm of logins), and a greeting sent then would break a TLS
+        client's handshake or a browser's page.  Those bytes decide, as if
+        they had been read in time.
+        """
         if self._awaiting_greeting and self._life is not None and not self._life.closing:
+            if input_waiting(self.transport):
+                return
             self._greet()
 
     def _greet(self) -> None:

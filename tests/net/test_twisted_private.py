@@ -21,7 +21,7 @@ from chatd.net.certificate import self_signed
 from chatd.net.handshake import HandshakeFailures, TLSEntrance
 from chatd.net.limits import ConnectionLimits
 from chatd.net.tls import ServerTLS
-from chatd.net.twisted_private import accept_now, listening_socket, nothing_buffered, socket_of, write_out
+from chatd.net.twisted_private import input_waiting, accept_now, listening_socket, nothing_buffered, socket_of, write_out
 
 
 @pytest_twisted.inlineCallbacks
@@ -60,6 +60,25 @@ def test_a_tcp_transport_writes_out_what_it_holds_when_told():
         assert client.recv(100) == b"now, not at the next poll"  # no reactor turn in between
         write_out(transport)  # nothing held: nothing happens
         write_out(StringTransport())
+    finally:
+        client.close()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_input_waiting_sees_bytes_the_reactor_has_not_read_yet_and_leaves_them():
+    """A peek: True while the client's bytes wait unread, and the reactor still reads them afterwards."""
+    port, client, server = yield one_connection()
+    try:
+        transport = server.transport
+        assert not input_waiting(transport)
+        assert not input_waiting(StringTransport())
+        client.sendall(b"first words")
+        select.select([transport.socket], [], [], 5)  # arrived (the reactor, blocked here, has not read them)
+        assert input_waiting(transport)
+        read = defer.Deferred()
+        server.dataReceived = read.callback
+        assert (yield read) == b"first words"
     finally:
         client.close()
         yield port.stopListening()
