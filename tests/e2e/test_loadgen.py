@@ -90,3 +90,20 @@ def test_the_c_generator_checks_every_line_over_irc_too(chatd_port, c_generator)
     assert result.expected == 4 * 30 * 11
     assert (result.deliveries, result.lost, result.duplicated, result.reordered) == (result.expected, 0, 0, 0)
     assert len(result.latencies_ms) == 4 * 11 * 4
+
+
+@pytest.mark.parametrize("door", ["telnet", "irc", "web"])
+def test_the_c_generator_checks_every_line_over_tls_on_every_door(chatd_port, c_generator, door):
+    """
+    The TLS scenarios' clients (LOADGEN_TLS): 12 clients over TLS on a
+    door's plain port get every line once, in order; 50 log in over TLS.
+    """
+    port, server = chatd_port
+    target = {"telnet": port, "irc": server.irc_port, "web": server.web_port}[door]
+    result = c_generator.fan_out(target, clients=12, senders=4, lines=30, size=64, timeout=60, processes=2, door=door,
+                                 tls=True)
+    assert result.expected == 4 * 30 * 11
+    assert (result.deliveries, result.lost, result.duplicated, result.reordered) == (result.expected, 0, 0, 0)
+    if door != "web":  # the storm's clients are telnet or IRC ones
+        c_generator.log_in_seconds(target, 50, door, tls=True)
+        assert server.wait_for_log("c49 joined")
