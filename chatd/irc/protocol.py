@@ -52,6 +52,7 @@ from chatd.irc.parse import (
 )
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.handshake import login_deadline_of, speaks_tls
+from chatd.net.twisted_private import input_waiting
 from chatd.net.door import Door
 from chatd.net.life import IDLE, LOGIN, ConnectionLife
 
@@ -101,6 +102,10 @@ class IrcSession(Protocol):
     # -- from the transport
 
     def connectionMade(self) -> None:
+        entrance = self.factory.tls
+        if entrance is not None and speaks_tls(input_waiting(self.transport, 3)):
+            entrance.unwrap(self.transport, self.peer, b"", None)  # a ClientHello came with it: TLS at once
+            return
         self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer)
         self._life.admit(ping_interval=PING_INTERVAL_SECONDS, login_deadline=login_deadline_of(self.transport))
 

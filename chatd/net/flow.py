@@ -29,7 +29,7 @@ from zope.interface import implementer
 from chatd.core.batch import Buffer
 from chatd.core.turn import Turn
 from chatd.net.limits import TokenBucket
-from chatd.net.twisted_private import send_now, socket_of, tcp_under, write_out
+from chatd.net.twisted_private import send_now, socket_of
 
 # More buffers than this in one send are joined first (the kernel takes at
 # most IOV_MAX, 1024 on Linux, in one sendmsg).
@@ -82,7 +82,7 @@ class Flusher:
 class SendQueue:
     """What is on its way to one connection, bounded."""
 
-    __slots__ = ("_transport", "_consumer", "_socket", "_under", "max_bytes", "_overflowed", "_flusher", "_turn", "_pending",
+    __slots__ = ("_transport", "_consumer", "_socket", "max_bytes", "_overflowed", "_flusher", "_turn", "_pending",
                  "pending_bytes", "_scheduled", "_paused", "_closed")
 
     def __init__(self, transport: Any, max_bytes: int, overflowed: Callable[[], None], flusher: Flusher,
@@ -96,7 +96,6 @@ class SendQueue:
         self._transport = transport
         self._consumer = transport if consumer is None else consumer
         self._socket = socket_of(transport)
-        self._under = None if self._socket is not None else tcp_under(transport)  # TLS's TCP connection
         self.max_bytes = max_bytes
         self._overflowed = overflowed
         self._flusher = flusher
@@ -189,11 +188,6 @@ class SendQueue:
                 self._transport.write(bytes(parts[0][sent:]))
         elif sent < sum(map(len, parts)):
             self._transport.write(b"".join(parts)[sent:])
-        if self._under is not None:
-            # Over TLS: the bytes, encrypted by now, wait in the TCP
-            # connection's buffer for the next poll; hand them to the
-            # kernel now instead, as the direct send does for clear text.
-            write_out(self._under)
 
 
 def unacknowledged_bytes(transport: Any) -> int:

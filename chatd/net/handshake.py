@@ -36,7 +36,7 @@ from zope.interface import implementer
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.limits import ConnectionLimits, Slot
 from chatd.net.tls import HTTP_ALPN, ServerTLS
-from chatd.net.twisted_private import hand_over
+from chatd.net.twisted_private import hand_over, send_eagerly
 
 log = Logger()
 
@@ -68,6 +68,16 @@ class TLSConnection(TLSMemoryBIOProtocol):
     # without TLS's own close: a door that half-closes (telnet) looks for
     # this, finds None, and closes the whole connection instead.
     loseWriteConnection = None
+
+    def makeConnection(self, transport: Any) -> None:
+        """
+        Over a TCP connection whose records go to its socket as soon as
+        they are made: a turn's share for a member, encrypted, is then sent
+        at the end of the turn, as a plain connection's is, not at the
+        reactor's next poll.
+        """
+        send_eagerly(transport)
+        super().makeConnection(transport)
 
     def loseConnection(self) -> None:
         """

@@ -14,7 +14,10 @@ Twisted changes what these rely on.
    `socket`, `connected` and `TLS`.  Never on a TLS connection: its bytes
    must go through TLS, and Twisted's TLS wrapper passes these very
    attributes on to the TCP transport under it, so only a
-   `twisted.internet.tcp.Connection` itself, without TLS, qualifies.
+   `twisted.internet.tcp.Connection` itself, without TLS, qualifies.  Under
+   a TLS connection, the TCP transport's `write` (an instance attribute
+   over Twisted's method) sends each record of ciphertext the same way
+   (`send_eagerly`).
 
 2. The listening self-check (chatd.service.listening): right after
    binding, before the reactor runs, chatd connects to its own port (or
@@ -95,25 +98,42 @@ def socket_of(transport: Any) -> socket.socket | None:
     return None
 
 
-def tcp_under(transport: Any) -> Any | None:
-    """The TCP connection under a wrapper (TLS) whose buffer state chatd can read (see write_out); else None."""
-    under = transport.transport if isinstance(transport, ProtocolWrapper) else None
-    return under if _is_tcp(under) else None
-
-
-def input_waiting(transport: Any) -> bool:
+def send_eagerly(transport: Any) -> None:
     """
-    Whether bytes from the peer wait on a TCP transport's socket, not yet
-    read by the reactor (a peek: they stay for it); False for any other
-    transport.
+    From now on, what is written to this TCP transport (the one under a TLS
+    connection, which writes each record of ciphertext as OpenSSL makes it)
+    goes to its socket at once while nothing waits in its buffer, as the
+    direct send does for clear text (see send_now); the rest, and all of it
+    once something waits, through Twisted's `write`.  Nothing for a
+    transport whose buffer state chatd cannot read.
+    """
+    if not _is_tcp(transport):
+        return
+    sock, buffered_write = transport.socket, transport.write
+
+    def write(data: bytes) -> None:
+        sent = send_now(transport, sock, (data,)) if data else 0
+        if sent is None:  # the peer had reset the connection: it is being closed
+            return
+        if sent < len(data):
+            buffered_write(data[sent:] if sent else data)
+
+    transport.write = write
+
+
+def input_waiting(transport: Any, size: int = 1) -> bytes:
+    """
+    Up to `size` of the bytes from the peer that wait on a TCP transport's
+    socket, not yet read by the reactor (a peek: they stay for it); b"" if
+    none, and for any other transport.
     """
     sock = socket_of(transport)
     if sock is None:
-        return False
+        return b""
     try:
-        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        return sock.recv(size, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except OSError:  # nothing waiting (EAGAIN), or the connection is broken: the reactor will hear
-        return False
+        return b""
 
 
 def _is_tcp(transport: Any) -> bool:
@@ -159,8 +179,8 @@ def send_now(transport: Any, sock: socket.socket, parts: Sequence[Buffer]) -> in
 
 def write_out(transport: Any) -> None:
     """
-    Hand what a TCP transport (TLS or not: what it holds is ready to send) holds to the kernel
-    now, as the reactor would on its next poll; what the socket does not
+    Hand what a TCP transport (TLS or not: what it holds is ready to send)
+    holds to the kernel now, as the reactor would on its next poll; what the socket does not
     take stays for the reactor.  A connection found broken is aborted.
     """
     if not _is_tcp(transport) or nothing_buffered(transport) or not transport.connected:

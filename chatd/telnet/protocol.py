@@ -39,7 +39,7 @@ from chatd.core.text import clean
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.door import Door
 from chatd.net.flow import unacknowledged_bytes
-from chatd.net.handshake import login_deadline_of
+from chatd.net.handshake import login_deadline_of, speaks_tls
 from chatd.net.life import LOGIN, ConnectionLife
 from chatd.net.twisted_private import hand_over, input_waiting
 from chatd.telnet import render
@@ -98,6 +98,13 @@ class TelnetSession(TelnetServer):
     # -- from the transport
 
     def connectionMade(self) -> None:
+        entrance = self.factory.tls
+        if entrance is not None and speaks_tls(input_waiting(self.transport, 3)):
+            # A TLS client's ClientHello came with the connection (it
+            # always does, unless the network is slow): TLS at once,
+            # without a telnet session's life first.
+            entrance.unwrap(self.transport, self.peer, b"", None)
+            return
         self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer)
         if self._life.admit(login_deadline=login_deadline_of(self.transport)):
             self._awaiting_greeting = True

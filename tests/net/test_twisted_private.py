@@ -71,11 +71,11 @@ def test_input_waiting_sees_bytes_the_reactor_has_not_read_yet_and_leaves_them()
     port, client, server = yield one_connection()
     try:
         transport = server.transport
-        assert not input_waiting(transport)
-        assert not input_waiting(StringTransport())
+        assert input_waiting(transport) == b""
+        assert input_waiting(StringTransport()) == b""
         client.sendall(b"first words")
         select.select([transport.socket], [], [], 5)  # arrived (the reactor, blocked here, has not read them)
-        assert input_waiting(transport)
+        assert input_waiting(transport) == b"f"
         read = defer.Deferred()
         server.dataReceived = read.callback
         assert (yield read) == b"first words"

@@ -410,6 +410,35 @@ def test_a_tls_client_is_closed_with_a_log_line_when_tls_is_off(factory, log_lin
     assert client.take() == b""  # and no greeting follows
 
 
+def test_a_tls_client_that_speaks_after_the_connection_is_unwrapped_and_keeps_its_place_and_deadline(factory,
+                                                                                                 tmp_path):
+    """
+    A ClientHello that comes after the connection (not with it): the telnet
+    session ends quietly, the connection becomes a TLS one whose handshake
+    holds the one place in the limits, and the login timeout still counts
+    from the TCP connect.
+    """
+    from tests.net.test_handshake import client_hello
+    from chatd.net.certificate import self_signed
+    from chatd.net.handshake import HandshakeFailures, TLSConnection, TLSEntrance
+    from chatd.net.tls import ServerTLS
+
+    certificate, _ = self_signed(tmp_path, ["lab"], [])
+    factory.tls = TLSEntrance(ServerTLS(certificate, lambda: certificate), factory, clock=factory.clock,
+                              limits=factory.limits, is_banned=lambda address: False, login_timeout_seconds=60,
+                              failures=HandshakeFailures(factory.clock))
+    client = Client(factory, 1, wait_for_greeting=False)
+    factory.clock.advance(GREETING_WAIT_SECONDS / 2)
+    client.send(client_hello())
+    assert isinstance(client.transport.protocol, TLSConnection)
+    assert client.transport.value().startswith(b"\x16\x03")  # the ServerHello, not a greeting
+    assert factory.limits.total == 1 and len(factory.connections) == 0
+    factory.clock.advance(60 - GREETING_WAIT_SECONDS / 2 - 0.001)
+    assert not client.transport.disconnecting
+    factory.clock.advance(0.001)  # 60 s after the TCP connect, not after the ClientHello
+    assert client.transport.disconnecting
+
+
 def test_the_greeting_comes_after_a_moment_of_silence(factory):
     """A client that says nothing is greeted after GREETING_WAIT_SECONDS."""
     client = Client(factory, 1, wait_for_greeting=False)
