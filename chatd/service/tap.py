@@ -123,6 +123,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     telnet_door = TelnetDoor(server, settings, reactor, limits, flusher, counts, web=site, irc=irc_door)
     doors["telnet"] = telnet_door.connections
     server_tls = handshake_failures = None
+    # The listeners made below, which the web page's offer of TLS and the announcements name.
+    irc_listener = irc_tls_listener = web_tls = None
     if options["certificate"] is not None:
         server_tls, handshake_failures = _server_tls(options, worker), HandshakeFailures(reactor)
 
@@ -155,7 +157,6 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     chat.setName("chat")
     chat.setServiceParent(top)
 
-    irc_listener = irc_tls_listener = web_tls = None
     if irc_door is not None:
         irc_listener = FallbackListener(
             _binding(reactor, irc_door, worker),
