@@ -10,6 +10,9 @@ ARGS   ?=
 TEST_PROGRAMS := telnet:telnet nc:netcat-openbsd plink:putty-tools cc:gcc,libc6-dev \
                  chromium:chromium chromedriver:chromium-driver irssi:irssi \
                  redis-server:redis-server openssl:openssl socat:socat
+# Headers the benchmarks' C load generator is compiled with (its TLS
+# clients link OpenSSL), as HEADER:DEBIAN-PACKAGES, under /usr/include.
+TEST_HEADERS := openssl/ssl.h:libssl-dev
 
 .PHONY: run test test-programs clean
 
@@ -33,6 +36,9 @@ test-programs:
 	@missing=""; \
 	for entry in $(TEST_PROGRAMS); do \
 	    command -v "$${entry%%:*}" >/dev/null 2>&1 || missing="$$missing $$(echo "$${entry#*:}" | tr , ' ')"; \
+	done; \
+	for entry in $(TEST_HEADERS); do \
+	    [ -e "/usr/include/$${entry%%:*}" ] || missing="$$missing $$(echo "$${entry#*:}" | tr , ' ')"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" -ne 0 ]; then \
