@@ -26,7 +26,7 @@ from typing import Any, Callable
 from OpenSSL import SSL
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IAddress, IDelayedCall, IHandshakeListener, IProtocolFactory, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
@@ -93,7 +93,7 @@ class TLSConnection(TLSMemoryBIOProtocol):
         if self.connected and self.transport is not None:
             self.transport.loseConnection()
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
         A TCP connection chatd closed, and that closed cleanly, closed
         cleanly, whether or not the peer said close_notify first (Twisted
@@ -200,7 +200,7 @@ class Handshake(Protocol):
     def dataReceived(self, data: bytes) -> None:
         """Never called: TLS delivers nothing before the handshake is done, and then the door has the connection."""
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._end()
         if not self._over:
             self._over = True
