@@ -95,9 +95,10 @@ class TLSConnection(TLSMemoryBIOProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
-        A TCP connection chatd closed, and that closed cleanly, closed
-        cleanly, whether or not the peer said close_notify first (Twisted
-        would call it lost): a browser's closed WebSocket is its user's Quit.
+        When chatd closed the connection and TCP ended cleanly, the door
+        hears of a clean close, whether or not the peer sent its
+        close_notify first (Twisted would call it lost): a browser that
+        closes its WebSocket is its user's Quit, not a lost connection.
         """
         if self.disconnecting and reason.check(ConnectionDone):
             self.connected = False
