@@ -12,6 +12,7 @@ import gc
 import ipaddress
 import signal
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -158,48 +159,18 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     chat.setServiceParent(top)
 
     if irc_door is not None:
-        irc_listener = FallbackListener(
-            _binding(reactor, irc_door, worker),
-            options["interface"],
-            [options["irc-port"], *options["irc-fallback-ports"]],
-            what=_door_name("IRC", worker),
-        )
-        irc_listener.setName("irc")
-        irc_listener.setServiceParent(top)
+        irc_listener = _listener(top, "irc", irc_door, options, "irc-port", "IRC", reactor, worker)
         if irc_door.tls is not None:
-            irc_tls_listener = FallbackListener(
-                _binding(reactor, irc_door.tls, worker),
-                options["interface"],
-                [options["irc-tls-port"], *options["irc-tls-fallback-ports"]],
-                what=_door_name("IRC over TLS", worker),
-            )
-            irc_tls_listener.setName("irc-tls")
-            irc_tls_listener.setServiceParent(top)
+            irc_tls_listener = _listener(top, "irc-tls", irc_door.tls, options, "irc-tls-port", "IRC over TLS",
+                                         reactor, worker)
 
     web: FallbackListener | None = None
     if site is not None:
-        web = FallbackListener(
-            _binding(reactor, site, worker),
-            options["interface"],
-            [options["web-port"], *options["web-fallback-ports"]],
-            what=_door_name("web page", worker),
-            after_listening=(lambda port: log.info("{line}", line=_web_address_line(options["interface"], port)))
-            if worker <= 1 else None,
-        )
-        web.setName("web")
-        web.setServiceParent(top)
+        web = _listener(top, "web", site, options, "web-port", "web page", reactor, worker,
+                        _say_where_to_browse(options["interface"], "http") if worker <= 1 else None)
         if site.tls is not None:
-            web_tls = FallbackListener(
-                _binding(reactor, site.tls, worker),
-                options["interface"],
-                [options["web-tls-port"], *options["web-tls-fallback-ports"]],
-                what=_door_name("web page over TLS", worker),
-                after_listening=(lambda port: log.info("{line}", line=_web_address_line(options["interface"], port,
-                                                                                        "https")))
-                if worker <= 1 else None,
-            )
-            web_tls.setName("web-tls")
-            web_tls.setServiceParent(top)
+            web_tls = _listener(top, "web-tls", site.tls, options, "web-tls-port", "web page over TLS", reactor,
+                                worker, _say_where_to_browse(options["interface"], "https") if worker <= 1 else None)
 
     if not options["no-echo"]:
         _echo(options, reactor).setServiceParent(top)
@@ -249,6 +220,23 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if worker:
         WorkerLife(reactor).setServiceParent(top)  # last: every listener listens by now
     return top
+
+
+def _listener(top: MultiService, name: str, factory: Any, options: Options, port_option: str, what: str,
+              reactor: Any, worker: int, after_listening: Callable[[int], None] | None = None) -> FallbackListener:
+    """A front door's listener on its --*-port, falling back as its --*-fallback says: a service of `top`, named `name`."""
+    fallback = f"{port_option.removesuffix('-port')}-fallback-ports"
+    listener = FallbackListener(_binding(reactor, factory, worker), options["interface"],
+                                [options[port_option], *options[fallback]], what=_door_name(what, worker),
+                                after_listening=after_listening)
+    listener.setName(name)
+    listener.setServiceParent(top)
+    return listener
+
+
+def _say_where_to_browse(interface: str, scheme: str) -> Callable[[int], None]:
+    """Once the web page listens (over `scheme`), the log says where to point a browser."""
+    return lambda port: log.info("{line}", line=_web_address_line(interface, port, scheme))
 
 
 def _door_name(what: str, worker: int) -> str:
