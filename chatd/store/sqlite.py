@@ -1,0 +1,287 @@
+"""
+The store of one machine: SQLite, from Python's standard library, in one
+file of the state directory (chatd.core.store says what a store does).
+
+- **One writer, off the reactor's thread.** Twisted's `adbapi`
+  ConnectionPool with a single connection: every read and write runs in
+  its thread, in order.  A turn's events are one transaction; while one is
+  being written, the next turns' events wait (at most PENDING_EVENTS) and
+  go together in the next.
+- **WAL mode**, so a reader never waits for the writer, and a crash loses at
+  most the transaction being written (`synchronous=NORMAL`: a power cut may
+  lose the last ones acknowledged, never the file).
+- **A schema version** (`PRAGMA user_version`) with a migration from each
+  version to the next, and chatd's mark (`PRAGMA application_id`), checked
+  when the store is opened, before the reactor runs: a file that is not a
+  database, is damaged, is another program's or is from a newer chatd is
+  one line naming it (StoreError), never a new file over it.
+- **Faults.** A write that fails (a full disk, a read-only file) is logged
+  once by kind; the events wait, and the write is tried again after
+  RETRY_SECONDS, doubling up to MAX_RETRY_SECONDS, until it goes through.
+  `healthy` says whether the last write went through.
+- **What comes back from disk is checked**: a channel's name must be one,
+  and every text is cleaned of control characters, as a user's line is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chatd.core.events import Event, TopicChanged, from_json, to_json
+from chatd.core.nicknames import ChannelNameError, check_channel_name, name_key
+from chatd.core.store import KEPT, IStore, KeptChannel, KeptEvent
+from chatd.core.text import clean
+
+log = Logger()
+
+STORE_FILE = "chatd.sqlite3"
+# chatd's mark in the file's header ("chat"), so another program's database is never taken for ours.
+APPLICATION_ID = 0x63686174
+# The schema, one migration per version: MIGRATIONS[n] takes a store from version n to n + 1.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,   -- the channel's key (as chatd.core.nicknames.name_key makes it)
+        at REAL NOT NULL,        -- unix time
+        event TEXT NOT NULL      -- the event, in chatd.core.events' JSON
+    );
+    CREATE INDEX events_by_channel ON events (channel, id);
+    CREATE INDEX events_by_time ON events (at);
+    CREATE TABLE channels (
+        key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        topic TEXT NOT NULL DEFAULT '',
+        topic_by TEXT NOT NULL DEFAULT '',
+        topic_at REAL NOT NULL DEFAULT 0,
+        used_at REAL NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+PENDING_EVENTS = 100_000  # events waiting to be written, at most; past it the oldest are not kept
+RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 30.0
+
+
+class StoreError(Exception):
+    """The store cannot be used: str() is one line naming the file and why."""
+
+
+def check(path: Path) -> None:
+    """
+    Open the store at `path` (making it, and its schema, if there is no
+    file), bring its schema up to date, and close it again; StoreError if
+    it cannot be chatd's store.  Synchronous: run before the reactor.
+    """
+    try:
+        connection = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as problem:
+        raise StoreError(f"{path}: cannot open it: {problem}") from None
+    try:
+        _prepare(connection, path)
+    except sqlite3.DatabaseError as problem:
+        raise StoreError(f"{path}: not a SQLite database, or damaged ({problem})") from None
+    finally:
+        connection.close()
+
+
+def _prepare(connection: sqlite3.Connection, path: Path) -> None:
+    """Check the file is chatd's (or new), and migrate its schema to SCHEMA_VERSION."""
+    application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if application_id != APPLICATION_ID and (application_id or version or tables):
+        raise StoreError(f"{path}: another program's database, not chatd's store")
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path}: made by a newer chatd (schema {version}; this one knows up to {SCHEMA_VERSION})")
+    if connection.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+        raise StoreError(f"{path}: damaged (SQLite's quick_check failed); restore it from a backup, or move it away")
+    if connection.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+        raise StoreError(f"{path}: cannot use SQLite's write-ahead log here")
+    for number in range(version, SCHEMA_VERSION):
+        connection.executescript(f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; "
+                                 f"PRAGMA application_id = {APPLICATION_ID}; COMMIT;")
+
+
+def _open(connection: sqlite3.Connection) -> None:
+    """Each connection of the pool: WAL (set by check), and commits that wait for the log, not the disk."""
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA foreign_keys=ON")
+
+
+@implementer(IStore)
+class SQLiteStore:
+    """The store in one SQLite file (see the module's docstring)."""
+
+    def __init__(self, path: Path, reactor: Any, default_channel: str, clock: IReactorTime | None = None,
+                 pool: Callable[..., adbapi.ConnectionPool] = adbapi.ConnectionPool) -> None:
+        """
+        The store at `path`, its one connection in a thread of `reactor`'s,
+        its retries timed by `clock` (the reactor, unless a test's).
+        """
+        check(path)
+        self.path = path
+        self._clock = reactor if clock is None else clock
+        self._default_channel = default_channel
+        self._pool = pool("sqlite3", str(path), check_same_thread=False, cp_min=1, cp_max=1, cp_openfun=_open,
+                          cp_noisy=False, cp_reactor=reactor)
+        self._pending: list[KeptEvent] = []
+        self._writing: Deferred[None] | None = None
+        self._retry: IDelayedCall | None = None
+        self._retry_seconds = RETRY_SECONDS
+        self._failing: str | None = None  # the kind of the last failed write, until one goes through
+        self.dropped = 0  # events not kept: more than PENDING_EVENTS waited
+        self._closing: Deferred[None] | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the last write went through (or none failed yet)."""
+        return self._failing is None
+
+    # -- writing
+
+    def record(self, events: Sequence[Event]) -> None:
+        kept = [event for event in events if isinstance(event, KEPT)]
+        if not kept:
+            return
+        self._pending.extend(kept)
+        if len(self._pending) > PENDING_EVENTS:
+            over = len(self._pending) - PENDING_EVENTS
+            del self._pending[:over]
+            self.dropped += over
+        if self._writing is None and self._retry is None:
+            self._write()
+
+    def _write(self) -> None:
+        self._retry = None
+        batch, self._pending = self._pending, []
+        rows = [(name_key(event.channel), event.at, to_json(event, exact_time=True), event) for event in batch]
+        self._writing = self._pool.runInteraction(_insert, rows)
+        self._writing.addCallbacks(self._written, self._not_written, errbackArgs=(batch,))
+
+    def _written(self, _: object) -> None:
+        self._writing = None
+        self._retry_seconds = RETRY_SECONDS
+        if self._failing is not None:
+            log.info("the store at {path} is written to again", path=str(self.path))
+            self._failing = None
+        if self._pending:
+            self._write()
+        elif self._closing is not None:
+            self._closing.callback(None)
+
+    def _not_written(self, failure: Failure, batch: list[KeptEvent]) -> None:
+        self._writing = None
+        self._pending[:0] = batch  # first again, in order
+        kind = _kind_of(failure)
+        if kind != self._failing:
+            log.error("the store at {path} cannot be written ({kind}); what was said waits, and is written "
+                      "once it can be", path=str(self.path), kind=kind)
+            self._failing = kind
+        self._retry = self._clock.callLater(self._retry_seconds, self._write)
+        self._retry_seconds = min(self._retry_seconds * 2, MAX_RETRY_SECONDS)
+
+    # -- reading
+
+    def history(self, channel: str, count: int, before: float | None = None) -> Deferred[list[Event]]:
+        found: Deferred[Any] = self._pool.runQuery(
+            "SELECT event FROM events WHERE channel = ? AND at < ? ORDER BY id DESC LIMIT ?",
+            (name_key(channel), float("inf") if before is None else before, count))
+        events: Deferred[list[Event]] = found.addCallback(
+            lambda rows: [event for (text,) in reversed(rows) if (event := self._checked(text)) is not None])
+        return events
+
+    def channels(self) -> Deferred[list[KeptChannel]]:
+        found: Deferred[Any] = self._pool.runQuery(
+            "SELECT name, topic, topic_by, topic_at, used_at FROM channels ORDER BY used_at DESC")
+        channels: Deferred[list[KeptChannel]] = found.addCallback(
+            lambda rows: [channel for row in rows if (channel := _checked_channel(*row)) is not None])
+        return channels
+
+    def _checked(self, text: str) -> KeptEvent | None:
+        """An event read back, if it is one of a channel's kept events, with its texts cleaned."""
+        event = from_json(text, self._default_channel)
+        if not isinstance(event, KEPT):
+            return None
+        try:
+            channel = check_channel_name(event.channel)
+        except ChannelNameError:
+            return None
+        if isinstance(event, TopicChanged):
+            return TopicChanged(channel, clean(event.nick), clean(event.topic), at=event.at)
+        return type(event)(channel, clean(event.nick), clean(event.text), at=event.at)
+
+    # -- housekeeping
+
+    def forget_before(self, when: float) -> Deferred[int]:
+        forgotten: Deferred[int] = self._pool.runInteraction(_forget_before, when)
+        return forgotten
+
+    def close(self) -> Deferred[None]:
+        """Write what waits (unless the store is failing: then it is lost, and logged), then close."""
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+            self._retry = None
+            if self._pending:
+                log.error("the store at {path} could not be written: {count} event(s) were not kept",
+                          path=str(self.path), count=len(self._pending))
+                self._pending.clear()
+        elif self._writing is not None or self._pending:
+            if self._writing is None:
+                self._write()
+            self._closing = Deferred()
+            return self._closing.addCallback(lambda _: self._pool.close())
+        self._pool.close()
+        return succeed(None)
+
+
+def _insert(cursor: Any, rows: list[tuple[str, float, str, KeptEvent]]) -> None:
+    """One turn's (or several turns') events, in one transaction (adbapi commits it)."""
+    cursor.executemany("INSERT INTO events (channel, at, event) VALUES (?, ?, ?)",
+                       [(key, at, text) for key, at, text, _ in rows])
+    for key, at, _, event in rows:
+        cursor.execute("INSERT INTO channels (key, name, used_at) VALUES (?, ?, ?) "
+                       "ON CONFLICT (key) DO UPDATE SET name = excluded.name, used_at = excluded.used_at",
+                       (key, event.channel, at))
+        if isinstance(event, TopicChanged):
+            cursor.execute("UPDATE channels SET topic = ?, topic_by = ?, topic_at = ? WHERE key = ?",
+                           (event.topic, event.nick, event.at, key))
+
+
+def _forget_before(cursor: Any, when: float) -> int:
+    cursor.execute("DELETE FROM events WHERE at < ?", (when,))
+    forgotten: int = cursor.rowcount
+    cursor.execute("DELETE FROM channels WHERE used_at < ? AND topic = ''", (when,))
+    return forgotten
+
+
+def _checked_channel(name: str, topic: str, topic_by: str, topic_at: float, used_at: float) -> KeptChannel | None:
+    try:
+        name = check_channel_name(name)
+    except ChannelNameError:
+        return None
+    return KeptChannel(name, clean(topic), clean(topic_by), float(topic_at), float(used_at))
+
+
+def _kind_of(failure: Failure) -> str:
+    """A failed write's kind, for the log: "disk full", "read-only", or SQLite's own words."""
+    error = failure.value
+    text = str(error).lower()
+    if "full" in text:
+        return "disk full"
+    if "readonly" in text or "read-only" in text:
+        return "read-only"
+    if isinstance(error, sqlite3.Error):
+        return f"{type(error).__name__}: {error}"
+    return failure.getErrorMessage()

@@ -1,0 +1,150 @@
+"""
+chatd.store.sqlite against real SQLite files in the test's directory, its
+writes and reads in adbapi's thread as in chatd (the real reactor): what is
+kept comes back after the store is closed and opened again, bad files are
+one line each, and a write that fails waits and goes through later.
+"""
+
+import sqlite3
+
+import pytest
+import pytest_twisted
+from twisted.enterprise import adbapi
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+
+from chatd.core.events import Acted, Joined, Said, TopicChanged, Whispered
+from chatd.core.store import KeptChannel
+from chatd.store.sqlite import APPLICATION_ID, RETRY_SECONDS, SCHEMA_VERSION, SQLiteStore, StoreError, check
+
+
+def store_at(path):
+    return SQLiteStore(path, reactor, "#lobby")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_channels_messages_actions_and_topic_come_back_after_a_restart(tmp_path):
+    """Said, Acted and TopicChanged are kept, in order, per channel; joins and private messages are not."""
+    path = tmp_path / "chatd.sqlite3"
+    store = store_at(path)
+    store.record([Said("#lobby", "alice", "hi", at=100.0), Joined("#lobby", "bob", 2, at=101.0),
+                  Whispered("alice", "bob", "secret", at=102.0)])
+    store.record([Acted("#Lab", "bob", "waves", at=103.0), TopicChanged("#lab", "bob", "robots", at=104.0)])
+    store.record([Said("#lobby", "bob", "hello", at=105.0)])
+    yield store.close()
+
+    again = store_at(path)
+    try:
+        assert (yield again.history("#lobby", 10)) == [Said("#lobby", "alice", "hi", at=100.0),
+                                                       Said("#lobby", "bob", "hello", at=105.0)]
+        assert (yield again.history("#LAB", 10)) == [Acted("#Lab", "bob", "waves", at=103.0),
+                                                     TopicChanged("#lab", "bob", "robots", at=104.0)]
+        assert (yield again.history("#lobby", 1)) == [Said("#lobby", "bob", "hello", at=105.0)]
+        assert (yield again.history("#lobby", 10, before=105.0)) == [Said("#lobby", "alice", "hi", at=100.0)]
+        assert (yield again.channels()) == [KeptChannel("#lobby", used_at=105.0),
+                                            KeptChannel("#lab", "robots", "bob", 104.0, 104.0)]
+    finally:
+        yield again.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_old_history_is_forgotten(tmp_path):
+    """forget_before (--history-days) removes what happened before the time given, and says how much."""
+    store = store_at(tmp_path / "chatd.sqlite3")
+    try:
+        store.record([Said("#lobby", "alice", "old", at=10.0), Said("#lobby", "alice", "new", at=20.0)])
+        yield store.history("#lobby", 1)  # the write before is done by then: one writer, in order
+        assert (yield store.forget_before(15.0)) == 1
+        assert (yield store.history("#lobby", 10)) == [Said("#lobby", "alice", "new", at=20.0)]
+    finally:
+        yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_what_comes_back_from_disk_is_checked(tmp_path):
+    """Control bytes written into the file by someone else are cleaned; a row that is no channel's is left out."""
+    path = tmp_path / "chatd.sqlite3"
+    check(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO events (channel, at, event) VALUES ('#lobby', 1, ?)",
+                           ('{"ts": 1, "event": "said", "channel": "#lobby", "nick": "eve\\u001b[2J", '
+                            '"text": "hi\\u0007\\u001b]0;owned\\u0007"}',))
+        connection.execute("INSERT INTO events (channel, at, event) VALUES ('#lobby', 2, ?)",
+                           ('{"ts": 2, "event": "said", "channel": "not a channel", "nick": "eve", "text": "x"}',))
+        connection.execute("INSERT INTO events (channel, at, event) VALUES ('#lobby', 3, 'garbage')")
+        connection.execute("INSERT INTO channels (key, name, topic, used_at) VALUES ('#x', '#x', 'a\u001b[31mb', 1)")
+        connection.execute("INSERT INTO channels (key, name, used_at) VALUES ('y z', 'y z', 2)")
+    store = store_at(path)
+    try:
+        assert (yield store.history("#lobby", 10)) == [Said("#lobby", "eve", "hi", at=1.0)]
+        assert (yield store.channels()) == [KeptChannel("#x", "ab", used_at=1.0)]
+    finally:
+        yield store.close()
+
+
+def test_a_new_store_is_chatds_in_wal_mode_with_the_current_schema(tmp_path):
+    """check makes the file: chatd's mark, the schema version, the write-ahead log."""
+    path = tmp_path / "chatd.sqlite3"
+    check(path)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    check(path)  # and opens it again as it is
+
+
+def test_a_file_that_is_not_chatds_store_is_one_line_naming_it(tmp_path):
+    """Garbage, another program's database and a newer chatd's store are refused, and left as they were."""
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"not a database at all, " * 100)
+    foreign = tmp_path / "foreign.sqlite3"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE recipes (name TEXT)")
+    newer = tmp_path / "newer.sqlite3"
+    check(newer)
+    with sqlite3.connect(newer) as connection:
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    for path, said in ((garbage, "not a SQLite database, or damaged"),
+                       (foreign, "another program's database, not chatd's store"),
+                       (newer, f"made by a newer chatd (schema {SCHEMA_VERSION + 1}")):
+        before = path.read_bytes()
+        with pytest.raises(StoreError) as refused:
+            check(path)
+        assert str(refused.value).startswith(f"{path}: {said}") and "\n" not in str(refused.value)
+        assert path.read_bytes() == before
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_write_that_fails_waits_and_goes_through_once_it_can(tmp_path, log_lines):
+    """
+    The store full (SQLite's max_page_count, which fails a write as a full
+    disk does, SQLITE_FULL): the write fails and is logged once, by kind;
+    the events wait and more join them; once there is room again they are
+    all kept, in order.
+    """
+    pools = []
+
+    def pool(*args, **options):
+        pools.append(adbapi.ConnectionPool(*args, **options))
+        return pools[-1]
+
+    clock = Clock()  # the retries' time; the store's thread is the reactor's
+    store = SQLiteStore(tmp_path / "chatd.sqlite3", reactor, "#lobby", clock=clock, pool=pool)
+    try:
+        store.record([Said("#lobby", "alice", "one", at=1.0)])
+        # Each query runs after the writes before it, in the store's one thread, and answers after their results.
+        [[pages]] = yield pools[0].runQuery("PRAGMA page_count")
+        yield pools[0].runOperation(f"PRAGMA max_page_count = {pages}")
+        store.record([Said("#lobby", "alice", "two " + "x" * 20_000, at=2.0)])
+        store.record([Said("#lobby", "alice", "three", at=3.0)])
+        assert [event.text for event in (yield store.history("#lobby", 10))] == ["one"]  # the rest wait
+        assert not store.healthy
+        yield pools[0].runOperation("PRAGMA max_page_count = 1073741823")
+        clock.advance(RETRY_SECONDS)
+        assert [event.text[:5] for event in (yield store.history("#lobby", 10))] == ["one", "two x", "three"]
+        assert store.healthy
+        assert [line for line in log_lines if "cannot be written" in line] == [
+            f"the store at {tmp_path / 'chatd.sqlite3'} cannot be written (disk full); what was said waits, and is "
+            "written once it can be"]
+    finally:
+        yield store.close()
