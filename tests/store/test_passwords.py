@@ -1,0 +1,78 @@
+"""
+chatd.store.passwords with argon2-cffi and its own thread (the real reactor):
+a password checks against its hash and no other does, the work is never on
+the reactor's thread, and the queue of waiting work is bounded.
+"""
+
+import threading
+
+import pytest
+import pytest_twisted
+from argon2 import PasswordHasher
+from twisted.internet import reactor
+from twisted.internet.defer import DeferredList
+
+from chatd.store.passwords import LANES, MAX_WAITING, MEMORY_KIB, TIME_COST, Passwords, PasswordsBusy, weakness
+
+
+@pytest.fixture
+def passwords():
+    made = Passwords(reactor)
+    made.start()
+    yield made
+    made.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_password_checks_against_its_hash_and_no_other_does(passwords):
+    """argon2id with chatd's parameters; the wrong password, and a damaged hash, check as False."""
+    kept = yield passwords.hash("correct horse battery")
+    assert kept.startswith(f"$argon2id$v=19$m={MEMORY_KIB},t={TIME_COST},p={LANES}$")
+    assert "correct horse" not in kept
+    assert (yield passwords.check(kept, "correct horse battery")) is True
+    assert (yield passwords.check(kept, "correct horse batterY")) is False
+    assert (yield passwords.check("$argon2id$v=19$damaged", "correct horse battery")) is False
+    assert not passwords.outdated(kept)
+    assert passwords.outdated(PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("x" * 8))
+
+
+@pytest_twisted.inlineCallbacks
+def test_hashing_happens_in_its_own_thread_never_the_reactors(passwords):
+    """The hasher runs in the passwords' thread; the reactor's thread only gets the result."""
+    threads = []
+
+    class Recording(PasswordHasher):
+        def hash(self, password, **options):
+            threads.append(threading.current_thread())
+            return super().hash(password, **options)
+
+    own = Passwords(reactor, Recording(time_cost=1, memory_cost=8192, parallelism=1))
+    own.start()
+    try:
+        yield own.hash("correct horse battery")
+    finally:
+        own.stop()
+    assert threads and threads[0] is not threading.main_thread() and "chatd-passwords" in threads[0].name
+
+
+@pytest_twisted.inlineCallbacks
+def test_past_max_waiting_more_work_is_refused_at_once_and_the_rest_is_done(passwords):
+    """A flood of checks: MAX_WAITING wait their turn; the next is PasswordsBusy at once; later ones go again."""
+    cheap = Passwords(reactor, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    cheap.start()
+    try:
+        waiting = [cheap.hash("correct horse battery") for _ in range(MAX_WAITING)]
+        with pytest.raises(PasswordsBusy):
+            yield cheap.hash("one too many")
+        results = yield DeferredList(waiting, consumeErrors=True)
+        assert all(ok for ok, _ in results)
+        assert (yield cheap.hash("after the flood")).startswith("$argon2id$")
+    finally:
+        cheap.stop()
+
+
+def test_a_weak_password_is_refused_with_one_line():
+    """Under 8 characters, or the nickname itself (any case): refused, saying why; otherwise None."""
+    assert weakness("short", "alice") == "a password needs at least 8 characters"
+    assert weakness("ALICEBOB", "alicebob") == "a password may not be the nickname itself"
+    assert weakness("correct horse", "alice") is None
