@@ -210,8 +210,16 @@ def echo_commands(port: int, build: Path) -> dict[str, list[str]]:
 
 
 def spawn(command: list[str], code: Path = REPO) -> subprocess.Popen:
-    """A server process running the chatd in `code` (this checkout by default), its output discarded."""
-    env = dict(os.environ, PYTHONPATH=str(code) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    """
+    A server process running the chatd in `code` (this checkout by default),
+    its output discarded, and a state directory of its own (a chatd's
+    certificate and store, which start empty: no history from an earlier run).
+    """
+    states = Path(tempfile.gettempdir()) / "chatd-benchmarks"
+    states.mkdir(exist_ok=True)
+    state = tempfile.mkdtemp(dir=states, prefix="state-")
+    env = dict(os.environ, PYTHONPATH=str(code) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               XDG_STATE_HOME=state)
     return subprocess.Popen(command, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

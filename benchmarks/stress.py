@@ -190,7 +190,7 @@ def start_server(reactor: Any, workdir: Path, clients: int) -> Any:
         watch, str(twistd),
         [str(twistd), "-n", "--pidfile=", "chatd", "--port", "0", "--interface", "127.0.0.1",
          "--port-file", str(port_file), "--echo-port", "0", "--max-clients", str(clients + 100),
-         "--login-timeout", str(MAX_SECONDS * 2)],
+         "--login-timeout", str(MAX_SECONDS * 2), "--state-dir", str(workdir / "state")],
         env=env, path=str(workdir),
     )
     yield listening

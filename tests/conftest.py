@@ -10,9 +10,17 @@ from pathlib import Path
 import pytest
 from twisted.logger import formatEvent, globalLogPublisher
 
-# chatd keeps its self-signed TLS certificate in $XDG_STATE_HOME/chatd: for the
-# tests (and every chatd they start), a directory of their own, not the user's.
+# chatd keeps its self-signed TLS certificate and its store in
+# $XDG_STATE_HOME/chatd: for the tests (and every chatd they start), a
+# directory of their own, never the user's; and one for each test (below),
+# so that no test sees another's history.
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="chatd-tests-state-")
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory, monkeypatch):
+    """Each test's own $XDG_STATE_HOME: its chatds' certificate and store, shared by its restarts only."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
 @pytest.fixture

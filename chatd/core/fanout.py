@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 from chatd.core.batch import Batch, Runs, Share, from_index, without
 from chatd.core.bus import IBus
+from chatd.core.store import IStore, NoStore
 from chatd.core.channel import Channel, Member
 from chatd.core.events import BusEvent, Crowd, Event
 from chatd.core.roster import Roster
@@ -42,10 +43,12 @@ class FanOut:
     """The turn's events on their way to this node's members and to the bus."""
 
     def __init__(self, roster: Roster, turn: Turn | None, bus: Callable[[], IBus],
-                 observers: list[Callable[[Event], None]], drop: Callable[[ISession], None]) -> None:
+                 observers: list[Callable[[Event], None]], drop: Callable[[ISession], None],
+                 store: Callable[[], IStore] = NoStore) -> None:
         self._roster = roster
         self._turn = turn
         self._bus = bus  # the server's bus, as it is now (a cluster's is given after the server is made)
+        self._store = store  # the server's store, as it is now
         self._observers = observers  # told every event: the transcript
         self._drop_session = drop  # a member whose delivery failed: the server makes it leave
         # Events waiting to be delivered: (event, audience, the member it is not for).
@@ -122,9 +125,9 @@ class FanOut:
 
     def publish(self) -> None:
         """
-        Hand this node's events to the bus, then deliver the events that
-        wait, each member's in one delivery.  The bus first: the other
-        nodes' users then get them while this node's are being served.
+        Hand this node's events to the bus and the store, then deliver the
+        events that wait, each member's in one delivery.  The bus first: the
+        other nodes' users then get them while this node's are being served.
         """
         if self._publishing:
             return  # the loop below gets to what was added meanwhile
@@ -134,6 +137,7 @@ class FanOut:
                 if self._outgoing:
                     outgoing, self._outgoing = self._outgoing, []
                     self._bus().publish(outgoing)
+                    self._store().record(outgoing)
                 if self._pending:
                     pending, caught_up = self._pending, self._caught_up
                     self._pending, self._caught_up = [], {}

@@ -19,7 +19,7 @@ from attrs import frozen
 
 from chatd.core import replies
 from chatd.core.channel import Channel, Member, Remote
-from chatd.core.events import Event
+from chatd.core.events import Event, TopicChanged
 from chatd.core.history import History
 from chatd.core.nicknames import NicknameError, Registry, RenameWindow, check_nickname, name_key
 from chatd.core.session import ISession
@@ -64,8 +64,9 @@ class Roster:
         # By key.
         self.channels: dict[str, Channel] = {}
         self.channel_names: Registry[Channel] = Registry()
-        # The history of channels that emptied (and of those in the transcript),
-        # for when they are created again; the most recent max_channels kept.
+        # The history of channels that emptied (and of those in the store or the
+        # transcript), and their topics (their last TopicChanged), for when they
+        # are created again; the most recent max_channels kept.
         self._dormant: OrderedDict[str, tuple[Event, ...]] = OrderedDict(
             (key, tuple(events)) for key, events in recent.items())
 
@@ -114,6 +115,10 @@ class Roster:
         key = name_key(name)
         recent = self._dormant.pop(key, ())
         channel = self.channels[key] = Channel(name, History(self.history_size, recent))
+        for event in reversed(recent):  # the topic it had, if it had one
+            if isinstance(event, TopicChanged):
+                channel.topic, channel.topic_by, channel.topic_at = event.topic, event.nick, event.at
+                break
         self.channel_names.claim(name, channel)
         return channel
 
@@ -133,7 +138,10 @@ class Roster:
             return False
         del self.channels[channel.key]
         self.channel_names.release(channel.name, channel)
-        self._dormant[channel.key] = channel.history.recent()
+        kept = channel.history.recent()
+        if channel.topic:  # its topic, for when it is made again
+            kept += (TopicChanged(channel.name, channel.topic_by, channel.topic, at=channel.topic_at),)
+        self._dormant[channel.key] = kept
         while len(self._dormant) > self.max_channels:
             self._dormant.popitem(last=False)
         return True

@@ -38,6 +38,7 @@ from twisted.logger import Logger
 from chatd.core import commands, replies
 from chatd.core.batch import Batch, Share
 from chatd.core.bus import IBus, LocalBus
+from chatd.core.store import IStore, NoStore
 from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels, members_for
 from chatd.core.channel import Member
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
@@ -73,6 +74,8 @@ class ChatServer:
     max_channels: int = DEFAULT_MAX_CHANNELS
     quiet_joins: int = DEFAULT_QUIET_JOINS
     bus: IBus = field(factory=LocalBus)
+    # Where this node's channels' history and topics are kept beyond the process (chatd.core.store).
+    store: IStore = field(factory=NoStore)
     # This node's name in a cluster (it settles a nickname two nodes gave at once).
     node: str = ""
     # Called with every event: the transcript.
@@ -94,7 +97,8 @@ class ChatServer:
         self.default_channel = check_channel_name(self.default_channel)
         roster = self._roster = Roster(self.history_size, self.max_channels, self.recent)
         fan_out = self._fan_out = FanOut(roster, self.turn, lambda: self.bus, self.observers,
-                                         lambda session: self.depart(session, "Connection lost"))
+                                         lambda session: self.depart(session, "Connection lost"),
+                                         lambda: self.store)
         crowd = self._crowd = Crowd(self.clock, roster, fan_out, self.quiet_joins, self.default_channel)
         self._mirror = Mirror(self.clock, roster, fan_out, crowd, self.moderation, lambda: self.node, self._remove,
                               self._change_nick)

@@ -1,12 +1,13 @@
 """
-The store: what the chat keeps beyond its process.
+The store: what the chat keeps beyond its process.  Pure.
 
-The core hands its store each turn's events once (`record`); the store
-keeps the ones worth keeping (a channel's messages, actions and topic
-changes) and answers what was kept (`history`, `channels`).  `NoStore`, for
-a chat that remembers nothing, keeps nothing.  The SQLite store of one
-machine is chatd.store.sqlite; what a store reads back comes from disk and
-is checked before it is handed over.
+The core hands its store this node's events once per turn (`record`), as it
+hands them to its bus; the store keeps the ones worth keeping (KEPT: a
+channel's messages, actions and topic changes), off the reactor's thread.
+What was kept comes back at the next start, before the chat begins, as
+the server's `recent` events (chatd.service.tap).  `NoStore`, for a chat
+that remembers nothing, keeps nothing; the SQLite store of one machine is
+chatd.store.sqlite.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attrs import frozen
-from twisted.internet.defer import Deferred, succeed
 from zope.interface import Interface, implementer
 
-from chatd.core.events import Acted, Event, Said, TopicChanged
+from chatd.core.events import Acted, BusEvent, Said, TopicChanged
 
 # The events a store keeps: a channel's public history.
 KEPT = (Said, Acted, TopicChanged)
@@ -26,7 +26,7 @@ KeptEvent = Said | Acted | TopicChanged
 
 @frozen
 class KeptChannel:
-    """A channel as the store remembers it: its topic, and when it was last used."""
+    """A channel as a store remembers it: its topic, and when it was last used."""
 
     name: str
     topic: str = ""
@@ -36,40 +36,13 @@ class KeptChannel:
 
 
 class IStore(Interface):
-    def record(events: Sequence[Event]) -> None:
-        """One turn's events, in order: those of KEPT are kept (in one write, off the reactor's thread)."""
-
-    def history(channel: str, count: int, before: float | None = None) -> Deferred[list[Event]]:
-        """
-        The last `count` kept events of `channel` (before the time `before`,
-        if given), oldest first.
-        """
-
-    def channels() -> Deferred[list[KeptChannel]]:
-        """Every channel with something kept, the most recently used first."""
-
-    def forget_before(when: float) -> Deferred[int]:
-        """Forget the events from before the unix time `when` (--history-days); how many were forgotten."""
-
-    def close() -> Deferred[None]:
-        """Write what is still waiting, then let go of the store."""
+    def record(events: Sequence[BusEvent]) -> None:
+        """This node's events of one turn, in order: those of KEPT are kept (in one write, off the reactor's thread)."""
 
 
 @implementer(IStore)
 class NoStore:
     """A chat that remembers nothing beyond its process."""
 
-    def record(self, events: Sequence[Event]) -> None:
+    def record(self, events: Sequence[BusEvent]) -> None:
         pass
-
-    def history(self, channel: str, count: int, before: float | None = None) -> Deferred[list[Event]]:
-        return succeed([])
-
-    def channels(self) -> Deferred[list[KeptChannel]]:
-        return succeed([])
-
-    def forget_before(self, when: float) -> Deferred[int]:
-        return succeed(0)
-
-    def close(self) -> Deferred[None]:
-        return succeed(None)

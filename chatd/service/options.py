@@ -36,6 +36,7 @@ from chatd.net.addresses import ipv4_address, multicast_group
 from chatd.net.certificate import Certificate, CertificateError, default_state_dir, load, self_signed
 from chatd.net.door import Settings
 from chatd.service.listening import FallbackSpecError, fallback_ports
+from chatd.store.sqlite import STORE_FILE, StoreError, check
 from chatd.telnet.charset import CharsetError, check_charset
 
 if sys.version_info >= (3, 11):
@@ -227,16 +228,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("fallback", "Where to go when the port is taken: a count N tries PORT+1 ... PORT+N; a list of ports and "
            "ranges is tried in the order given (8089-8099,9000); 0 turns fallback off.", default="10", section=CHAT),
     Option("port-file", "Write the port actually bound to this file, atomically, once listening.", section=FILES),
-    Option("state-dir", "Directory where chatd keeps what it makes for itself (its TLS certificate and key). "
-           "[default: $XDG_STATE_HOME/chatd, else ~/.local/state/chatd]", section=FILES),
+    Option("state-dir", "Directory where chatd keeps what it makes for itself: its TLS certificate and key, and "
+           "its store (chatd.sqlite3: channels, topics and history). [default: $XDG_STATE_HOME/chatd, else "
+           "~/.local/state/chatd]", section=FILES),
+    Option("no-store", "Keep nothing on disk: channels, topics and history start empty at each start (or from "
+           "--transcript). A node of a --cluster keeps nothing either, for now.", flag=True, section=FILES),
     Option("name", "The server's display name, shown in the greeting. [default: the host name]", server_name,
            setting="server_name", section=CHAT),
     Option("charset", "The encoding new connections start with (utf-8, gbk, big5, latin-1, ...); users change theirs "
            "with /charset.", charset, _setting_default("charset"), setting="charset", section=CHAT),
     Option("default-channel", "The channel every user is in once they choose a nickname.", channel_name,
            DEFAULT_CHANNEL, section=CHAT),
-    Option("history", "Recent messages shown to a user who joins (0: none); kept across restarts with --transcript.",
-           whole(0, 10_000, "a number of messages from 0 to 10000"), "20", section=CHAT),
+    Option("history", "Recent messages shown to a user who joins (0: none); kept across restarts in the store "
+           "(see --state-dir).", whole(0, 10_000, "a number of messages from 0 to 10000"), "20", section=CHAT),
+    Option("history-days", "Days a channel's messages, actions and topic changes are kept in the store; 0 keeps "
+           "them for ever.", whole(0, 36_500, "a number of days from 0"), "30", section=CHAT),
     Option("max-channels", "Most channels on the server at once; users create them with /join.", count,
            str(DEFAULT_MAX_CHANNELS), section=CHAT),
     Option("quiet-joins", "Above this many members a channel stops announcing each join and leave and sums them up "
@@ -390,6 +396,7 @@ class Options(usage.Options):
         self["web-tls-fallback-ports"] = _fallback("web-tls-fallback", self["web-tls-fallback"], self["web-tls-port"])
         self["irc-tls-fallback-ports"] = _fallback("irc-tls-fallback", self["irc-tls-fallback"], self["irc-tls-port"])
         self["certificate"], self["certificate-origin"] = (None, "") if self["no-tls"] else tls_certificate(self)
+        self["store-path"] = None if self["no-store"] or self["cluster"] is not None else store_path(self)
         # The echo never takes a port of the announcements, by default or as
         # given, so a second chatd on this host cannot walk onto them.
         announcement_ports = sorted({DEFAULT_BROADCAST_PORT, DEFAULT_MULTICAST_PORT,
@@ -417,7 +424,7 @@ def tls_certificate(options: Options) -> tuple[Certificate, str]:
             return load(Path(certificate_file), Path(key_file)), f"from {certificate_file}"
         except CertificateError as problem:
             raise usage.UsageError(f"--tls-cert: {problem}") from None
-    state_dir = Path(options["state-dir"]) if options["state-dir"] else default_state_dir()
+    state_dir = state_directory(options)
     host_name = socket.gethostname()
     try:
         certificate, new = self_signed(state_dir, [host_name], [options["interface"], *_host_addresses(host_name)])
@@ -425,6 +432,30 @@ def tls_certificate(options: Options) -> tuple[Certificate, str]:
         raise usage.UsageError(f"--state-dir: cannot keep chatd's certificate in {state_dir}: "
                                f"{problem.strerror or problem}") from None
     return certificate, f"chatd's own, {'made now' if new else 'kept'} in {state_dir}"
+
+
+def state_directory(options: Options) -> Path:
+    """--state-dir, or its default."""
+    return Path(options["state-dir"]) if options["state-dir"] else default_state_dir()
+
+
+def store_path(options: Options) -> Path:
+    """
+    The store's file in the state directory, checked (and made, with its
+    schema, if there is none): a file that cannot be chatd's store is one
+    line, and chatd does not start.
+    """
+    state_dir = state_directory(options)
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as problem:
+        raise usage.UsageError(f"--state-dir: cannot make {state_dir}: {problem.strerror or problem}") from None
+    path = state_dir / STORE_FILE
+    try:
+        check(path)
+    except StoreError as problem:
+        raise usage.UsageError(f"--state-dir: {problem}") from None
+    return path
 
 
 def _host_addresses(host_name: str) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredList
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from chatd.bus.redis import RedisBus
@@ -48,7 +49,8 @@ from chatd.service.listening import (
     TCPBinding,
     UDPBinding,
 )
-from chatd.service.transcript import Transcript, recent_messages
+from chatd.service.transcript import Transcript, merged_recent, recent_messages
+from chatd.store.sqlite import SQLiteStore, kept_at_start
 from chatd.service.workers import Reservations, SharedPortBinding, Supervisor, WorkerLife, reserve_port, worker_command
 from chatd.telnet.protocol import TelnetDoor
 from chatd.irc.protocol import IrcDoor
@@ -56,6 +58,8 @@ from chatd.web.protocol import WebDoor
 from chatd.web.site import web_site
 
 log = Logger()
+
+FORGET_EVERY_SECONDS = 3600.0
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
@@ -83,11 +87,16 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
                  capacity=capacity, max=options["max-clients"])
     limits = ConnectionLimits(options["max-clients"], options["max-per-ip"])
     top = MultiService()
-    transcript = None
+    transcript = store = None
     recent: dict[str, Any] = {}
+    if options["store-path"] is not None:  # channels, their topics and their history, as they were
+        recent = kept_at_start(options["store-path"], options["history"], options["max-channels"],
+                               options["default-channel"])
+        store = SQLiteStore(options["store-path"], reactor, options["default-channel"])
     if options["transcript"] and worker <= 1:  # one transcript for the workers of --workers: the first one's
-        recent = recent_messages(options["transcript"], options["history"], options["default-channel"],
+        logged = recent_messages(options["transcript"], options["history"], options["default-channel"],
                                  options["max-channels"])
+        recent = merged_recent(recent, logged, options["history"])
         transcript = Transcript(options["transcript"], options["transcript-max-bytes"])
     moderation = None
     if options["oper-password"] is not None:
@@ -101,6 +110,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     )
     if transcript is not None:
         server.observers.append(transcript.record)
+    if store is not None:
+        server.store = store
     # One turn, one set of counts and one set of limits for every front door.
     counts = FlowCounts()
     doors: dict[str, Connections] = {}
@@ -153,7 +164,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         [options["port"], *options["fallback-ports"]],
         None if worker else options["port-file"],  # the parent of --workers writes it
         what=_door_name("chat room", worker),
-        after_stop_listening=lambda: _shut_down(server, shutting, options["shutdown-grace"], transcript, bus),
+        after_stop_listening=lambda: _shut_down(server, shutting, options["shutdown-grace"], transcript, bus, store),
     )
     chat.setName("chat")
     chat.setServiceParent(top)
@@ -213,6 +224,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         )
         announcer.setName("broadcast")
         announcer.setServiceParent(top)
+    if store is not None:
+        forgetting = _Forgetting(store, options["history-days"], reactor)
+        forgetting.setName("store")
+        forgetting.setServiceParent(top)
     if server_tls is not None:
         watch = _CertificateWatch(server_tls, reactor)
         watch.setName("certificate")
@@ -300,7 +315,7 @@ def _supervise_workers(options: Options, reactor: Any) -> MultiService:
 
 
 def _shut_down(server: ChatServer, doors: list[Any], grace: float, transcript: Transcript | None,
-               bus: RedisBus | None = None) -> Any:
+               bus: RedisBus | None = None, store: SQLiteStore | None = None) -> Any:
     """
     Close every connection of every front door, then leave the cluster
     (the others have heard of their leaving) and close the transcript,
@@ -317,7 +332,43 @@ def _shut_down(server: ChatServer, doors: list[Any], grace: float, transcript: T
             return result
 
         closed.addBoth(close_transcript)
+    if store is not None:  # last: it keeps what was said until the end
+
+        def close_store(result: object) -> object:
+            return store.close().addBoth(lambda _: result)
+
+        closed.addBoth(close_store)
     return closed
+
+
+class _Forgetting(Service):
+    """
+    Starts the store (its connection, in its thread); then it forgets what
+    is older than --history-days (0: nothing), at once and every
+    FORGET_EVERY_SECONDS.  (It is closed last of all, in _shut_down.)
+    """
+
+    def __init__(self, store: SQLiteStore, days: int, reactor: Any) -> None:
+        self._store = store
+        self._days = days
+        self._loop = LoopingCall(self._forget)
+        self._loop.clock = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self._store.start()
+        if self._days:
+            self._loop.start(FORGET_EVERY_SECONDS, now=True)
+
+    def stopService(self) -> Any:
+        if self._loop.running:
+            self._loop.stop()
+        return super().stopService()
+
+    def _forget(self) -> None:
+        before = self._loop.clock.seconds() - self._days * 24 * 3600
+        self._store.forget_before(before).addErrback(
+            lambda failure: log.warn("the store could not forget old history: {why}", why=failure.getErrorMessage()))
 
 
 class _Cluster(Service):

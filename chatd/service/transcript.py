@@ -23,7 +23,7 @@ most five old files are kept.  Lines written before channels existed (no
 from __future__ import annotations
 
 import os
-from collections import deque
+from collections import Counter, deque
 
 from twisted.logger import Logger
 from twisted.python.logfile import LogFile
@@ -94,3 +94,37 @@ def recent_messages(path: str, count: int, default_channel: str, max_channels: i
                     if len(found) > max_channels:
                         del found[next(iter(found))]
     return {key: list(kept) for key, kept in found.items()}
+
+
+def merged_recent(kept: dict[str, list[Event]], logged: dict[str, list[Event]], count: int) -> dict[str, list[Event]]:
+    """
+    The store's channels (their topics and recent lines), with the
+    transcript's recent lines of each channel added: the transcript is
+    written as each line is said, the store within a moment, so after a
+    kill -9 the transcript may have a last line the store has not.  Each
+    line once (a line is the same in both if its kind, second, nick and
+    text are; as many times as the source that has it most often), oldest
+    first, the last `count` of each channel; the channels in the order
+    they were last used.
+    """
+    merged = dict(kept)
+    for key, lines in logged.items():
+        known = merged.pop(key, [])
+        topics = [event for event in known if not isinstance(event, MESSAGES)]
+        mine: list[Event] = [event for event in known if isinstance(event, MESSAGES)]
+        have = Counter(_same(event) for event in mine)
+        added: Counter[tuple[object, ...]] = Counter()
+        for event in lines:
+            added[_same(event)] += 1
+            if added[_same(event)] > have[_same(event)]:
+                mine.append(event)
+        # By the second (all the transcript knows), keeping the order within one: the store's lines, then
+        # those only the transcript has (said after them, and not yet in the store).
+        mine.sort(key=lambda event: int(event.at))
+        merged[key] = [*topics, *(mine[-count:] if count else [])]
+    return merged
+
+
+def _same(event: Event) -> tuple[object, ...]:
+    """What a line is in both the store and the transcript (which has its time to the second)."""
+    return (type(event), int(event.at), getattr(event, "nick", ""), getattr(event, "text", ""))

@@ -37,7 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.core.events import Event, TopicChanged, from_json, to_json
+from chatd.core.events import KIND_NAMES, MESSAGES, BusEvent, Event, TopicChanged, from_json, to_json
 from chatd.core.nicknames import ChannelNameError, check_channel_name, name_key
 from chatd.core.store import KEPT, IStore, KeptChannel, KeptEvent
 from chatd.core.text import clean
@@ -54,9 +54,10 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY,
         channel TEXT NOT NULL,   -- the channel's key (as chatd.core.nicknames.name_key makes it)
         at REAL NOT NULL,        -- unix time
+        kind TEXT NOT NULL,      -- the kind of event, as chatd.core.events.KIND_NAMES names it
         event TEXT NOT NULL      -- the event, in chatd.core.events' JSON
     );
-    CREATE INDEX events_by_channel ON events (channel, id);
+    CREATE INDEX events_by_channel ON events (channel, kind, id);
     CREATE INDEX events_by_time ON events (at);
     CREATE TABLE channels (
         key TEXT PRIMARY KEY,
@@ -120,6 +121,37 @@ def _open(connection: sqlite3.Connection) -> None:
     connection.execute("PRAGMA foreign_keys=ON")
 
 
+def kept_at_start(path: Path, count: int, max_channels: int, default_channel: str) -> dict[str, list[Event]]:
+    """
+    What the store at `path` kept, for the chat's start (synchronous: run
+    before the reactor): for each of the `max_channels` channels used most
+    recently (the least recent first, as the server takes them), its topic
+    (as the TopicChanged that set it) and its last `count` messages and
+    actions, oldest first; by the channel's key.  Checked as `history` is.
+    """
+    connection = sqlite3.connect(path)
+    try:
+        channels = connection.execute(
+            "SELECT key, name, topic, topic_by, topic_at, used_at FROM channels ORDER BY used_at DESC LIMIT ?",
+            (max_channels,)).fetchall()
+        kept: dict[str, list[Event]] = {}
+        for key, *fields in reversed(channels):
+            channel = _checked_channel(*fields)
+            if channel is None or name_key(channel.name) != key:
+                continue
+            events: list[Event] = []
+            if channel.topic:
+                events.append(TopicChanged(channel.name, channel.topic_by, channel.topic, at=channel.topic_at))
+            rows = connection.execute("SELECT event FROM events WHERE channel = ? AND kind IN ('said', 'acted') "
+                                      "ORDER BY id DESC LIMIT ?", (key, count)).fetchall() if count else []
+            events += [event for (text,) in reversed(rows)
+                       if isinstance(event := _checked(text, default_channel), MESSAGES)]
+            kept[key] = events
+        return kept
+    finally:
+        connection.close()
+
+
 @implementer(IStore)
 class SQLiteStore:
     """The store in one SQLite file (see the module's docstring)."""
@@ -132,10 +164,11 @@ class SQLiteStore:
         """
         check(path)
         self.path = path
+        self._reactor = reactor
         self._clock = reactor if clock is None else clock
         self._default_channel = default_channel
-        self._pool = pool("sqlite3", str(path), check_same_thread=False, cp_min=1, cp_max=1, cp_openfun=_open,
-                          cp_noisy=False, cp_reactor=reactor)
+        self._make_pool = pool
+        self._pool: adbapi.ConnectionPool | None = None  # from start() on
         self._pending: list[KeptEvent] = []
         self._writing: Deferred[None] | None = None
         self._retry: IDelayedCall | None = None
@@ -144,6 +177,18 @@ class SQLiteStore:
         self.dropped = 0  # events not kept: more than PENDING_EVENTS waited
         self._closing: Deferred[None] | None = None
 
+    def start(self) -> None:
+        """Open the store's connection, in its thread (before: what is recorded waits)."""
+        self._pool = self._make_pool("sqlite3", str(self.path), check_same_thread=False, cp_min=1, cp_max=1,
+                                     cp_openfun=_open, cp_noisy=False, cp_reactor=self._reactor)
+        if self._pending:
+            self._write()
+
+    @property
+    def _connection(self) -> adbapi.ConnectionPool:
+        assert self._pool is not None, "the store is not started"
+        return self._pool
+
     @property
     def healthy(self) -> bool:
         """Whether the last write went through (or none failed yet)."""
@@ -151,7 +196,7 @@ class SQLiteStore:
 
     # -- writing
 
-    def record(self, events: Sequence[Event]) -> None:
+    def record(self, events: Sequence[BusEvent]) -> None:
         kept = [event for event in events if isinstance(event, KEPT)]
         if not kept:
             return
@@ -160,14 +205,15 @@ class SQLiteStore:
             over = len(self._pending) - PENDING_EVENTS
             del self._pending[:over]
             self.dropped += over
-        if self._writing is None and self._retry is None:
+        if self._writing is None and self._retry is None and self._pool is not None:
             self._write()
 
     def _write(self) -> None:
         self._retry = None
         batch, self._pending = self._pending, []
-        rows = [(name_key(event.channel), event.at, to_json(event, exact_time=True), event) for event in batch]
-        self._writing = self._pool.runInteraction(_insert, rows)
+        rows = [(name_key(event.channel), event.at, KIND_NAMES[type(event)], to_json(event, exact_time=True), event)
+                for event in batch]
+        self._writing = self._connection.runInteraction(_insert, rows)
         self._writing.addCallbacks(self._written, self._not_written, errbackArgs=(batch,))
 
     def _written(self, _: object) -> None:
@@ -195,41 +241,32 @@ class SQLiteStore:
     # -- reading
 
     def history(self, channel: str, count: int, before: float | None = None) -> Deferred[list[Event]]:
-        found: Deferred[Any] = self._pool.runQuery(
+        found: Deferred[Any] = self._connection.runQuery(
             "SELECT event FROM events WHERE channel = ? AND at < ? ORDER BY id DESC LIMIT ?",
             (name_key(channel), float("inf") if before is None else before, count))
         events: Deferred[list[Event]] = found.addCallback(
-            lambda rows: [event for (text,) in reversed(rows) if (event := self._checked(text)) is not None])
+            lambda rows: [event for (text,) in reversed(rows)
+                          if (event := _checked(text, self._default_channel)) is not None])
         return events
 
     def channels(self) -> Deferred[list[KeptChannel]]:
-        found: Deferred[Any] = self._pool.runQuery(
+        found: Deferred[Any] = self._connection.runQuery(
             "SELECT name, topic, topic_by, topic_at, used_at FROM channels ORDER BY used_at DESC")
         channels: Deferred[list[KeptChannel]] = found.addCallback(
             lambda rows: [channel for row in rows if (channel := _checked_channel(*row)) is not None])
         return channels
 
-    def _checked(self, text: str) -> KeptEvent | None:
-        """An event read back, if it is one of a channel's kept events, with its texts cleaned."""
-        event = from_json(text, self._default_channel)
-        if not isinstance(event, KEPT):
-            return None
-        try:
-            channel = check_channel_name(event.channel)
-        except ChannelNameError:
-            return None
-        if isinstance(event, TopicChanged):
-            return TopicChanged(channel, clean(event.nick), clean(event.topic), at=event.at)
-        return type(event)(channel, clean(event.nick), clean(event.text), at=event.at)
-
     # -- housekeeping
 
     def forget_before(self, when: float) -> Deferred[int]:
-        forgotten: Deferred[int] = self._pool.runInteraction(_forget_before, when)
+        forgotten: Deferred[int] = self._connection.runInteraction(_forget_before, when)
         return forgotten
 
     def close(self) -> Deferred[None]:
         """Write what waits (unless the store is failing: then it is lost, and logged), then close."""
+        pool = self._pool
+        if pool is None:
+            return succeed(None)
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
             self._retry = None
@@ -241,16 +278,16 @@ class SQLiteStore:
             if self._writing is None:
                 self._write()
             self._closing = Deferred()
-            return self._closing.addCallback(lambda _: self._pool.close())
-        self._pool.close()
+            return self._closing.addCallback(lambda _: pool.close())
+        pool.close()
         return succeed(None)
 
 
-def _insert(cursor: Any, rows: list[tuple[str, float, str, KeptEvent]]) -> None:
+def _insert(cursor: Any, rows: list[tuple[str, float, str, str, KeptEvent]]) -> None:
     """One turn's (or several turns') events, in one transaction (adbapi commits it)."""
-    cursor.executemany("INSERT INTO events (channel, at, event) VALUES (?, ?, ?)",
-                       [(key, at, text) for key, at, text, _ in rows])
-    for key, at, _, event in rows:
+    cursor.executemany("INSERT INTO events (channel, at, kind, event) VALUES (?, ?, ?, ?)",
+                       [(key, at, kind, text) for key, at, kind, text, _ in rows])
+    for key, at, _, _, event in rows:
         cursor.execute("INSERT INTO channels (key, name, used_at) VALUES (?, ?, ?) "
                        "ON CONFLICT (key) DO UPDATE SET name = excluded.name, used_at = excluded.used_at",
                        (key, event.channel, at))
@@ -264,6 +301,20 @@ def _forget_before(cursor: Any, when: float) -> int:
     forgotten: int = cursor.rowcount
     cursor.execute("DELETE FROM channels WHERE used_at < ? AND topic = ''", (when,))
     return forgotten
+
+
+def _checked(text: str, default_channel: str) -> KeptEvent | None:
+    """An event read back, if it is one of a channel's kept events, with its texts cleaned."""
+    event = from_json(text, default_channel)
+    if not isinstance(event, KEPT):
+        return None
+    try:
+        channel = check_channel_name(event.channel)
+    except ChannelNameError:
+        return None
+    if isinstance(event, TopicChanged):
+        return TopicChanged(channel, clean(event.nick), clean(event.topic), at=event.at)
+    return type(event)(channel, clean(event.nick), clean(event.text), at=event.at)
 
 
 def _checked_channel(name: str, topic: str, topic_by: str, topic_at: float, used_at: float) -> KeptChannel | None:

@@ -15,6 +15,7 @@ from chatd.core import replies as r
 from chatd.core.events import Acted, Crowd, Joined, Left, Parted, Renamed, Said, TopicChanged
 from chatd.core.server import CROWD_SUMMARY_SECONDS, LOGIN_LINES_PER_PERIOD, MAX_CHANNELS_PER_USER, ChatServer
 from chatd.core.session import ISession
+from chatd.core.store import IStore
 from chatd.core.turn import Turn
 from tests.fakes import Session, current_channel
 
@@ -133,8 +134,11 @@ def test_with_no_channel_left_text_is_refused(server, log):
     assert log == [("alice", "replies", [r.Error("you are in no channel; join one first", "no-channel")])]
 
 
-def test_an_empty_channel_vanishes_with_its_topic_but_the_default_one_stays(server, log):
-    """An emptied channel goes, with its topic; the default channel stays even when empty."""
+def test_an_empty_channel_vanishes_keeping_its_topic_and_the_default_one_stays(server, log):
+    """
+    An emptied channel goes, keeping its topic (as it keeps its history) for
+    when it is made again; the default channel stays even when empty.
+    """
     (alice,) = online(server, log, "alice")
     server.handle(alice, c.Join("#lab"))
     server.handle(alice, c.Topic(None, "soldering"))
@@ -143,7 +147,7 @@ def test_an_empty_channel_vanishes_with_its_topic_but_the_default_one_stays(serv
     assert server.channel("#lab") is None and server.channel("#lobby") is not None
     log.clear()
     server.handle(alice, c.Join("#lab"))
-    assert log == [("alice", "replies", [r.ChannelJoined("#lab", 1, "", (), ("alice",))])]
+    assert log == [("alice", "replies", [r.ChannelJoined("#lab", 1, "soldering", (), ("alice",), "alice", 0.0)])]
 
 
 def test_topic_is_shown_set_and_cleared(server, log):
@@ -406,3 +410,39 @@ def test_the_core_imports_no_front_door_and_no_reactor():
                     assert name.startswith("chatd.core"), f"{path.name} imports {name}"
                 if name.startswith("twisted"):
                     assert name in allowed_twisted, f"{path.name} imports {name}"
+
+
+class RecordingStore:
+    """A store that notes what it is handed, turn by turn."""
+
+    def __init__(self):
+        self.turns = []
+
+    def record(self, events):
+        self.turns.append(list(events))
+
+
+def test_each_turns_events_of_this_node_go_to_the_store_once(turned, log):
+    """The store is handed this node's events once per turn, in order, as the bus is (it keeps what it wants)."""
+    store = turned.store = RecordingStore()
+    verifyObject(IStore, store, tentative=True)
+    (alice,) = online(turned, log, "alice")
+    store.turns.clear()
+    turned.turn.begin()
+    turned.handle(alice, c.Say("one"))
+    turned.handle(alice, c.Act("two"))
+    turned.turn.end()
+    assert [[type(event) for event in turn] for turn in store.turns] == [[Said, Acted]]
+    assert [event.text for event in store.turns[0]] == ["one", "two"]
+
+
+def test_a_channel_kept_from_before_comes_back_with_its_topic_and_history(log):
+    """The store's `recent` events at start: the channel, made again, has its topic and shows its lines."""
+    kept = {"#lab": [TopicChanged("#lab", "alice", "robots", at=5.0), Said("#lab", "alice", "bring irons", at=6.0)]}
+    server = ChatServer("lab", Clock(), history_size=10, recent=kept)
+    (bob,) = online(server, log, "bob")
+    log.clear()
+    server.handle(bob, c.Join("#lab"))
+    assert log == [("bob", "replies", [r.ChannelJoined("#lab", 1, "robots", (Said("#lab", "alice", "bring irons",
+                                                                                      at=6.0),),
+                                                      ("bob",), "alice", 5.0)])]

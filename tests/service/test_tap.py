@@ -103,7 +103,8 @@ def test_make_service_is_a_multiservice_with_the_chat_listener_first():
     """The chat room is the first child of a MultiService; the web page and echo are on by default, announcers are opt-in."""
     service = makeService(parse("--port", "0", "--interface", "127.0.0.1"))
     assert IServiceCollection.providedBy(service)
-    assert [child.name for child in service] == ["chat", "irc", "irc-tls", "web", "web-tls", "echo", "certificate"]
+    assert [child.name for child in service] == ["chat", "irc", "irc-tls", "web", "web-tls", "echo", "store",
+                                                 "certificate"]
     chat = service.getServiceNamed("chat")
     assert (chat.interface, chat.candidates) == ("127.0.0.1", [0])
     web = service.getServiceNamed("web")
@@ -112,11 +113,11 @@ def test_make_service_is_a_multiservice_with_the_chat_listener_first():
 
 def test_announcers_join_as_siblings_and_echo_and_the_web_can_be_turned_off():
     """
-    --multicast and --broadcast add announcers after the chat room; --no-echo, --no-web, --no-irc and --no-tls
-    remove those (and the certificate's watch).
+    --multicast and --broadcast add announcers after the chat room; --no-echo, --no-web, --no-irc, --no-tls and
+    --no-store remove those (and the certificate's watch, and the store's).
     """
-    service = makeService(parse("--port", "0", "--no-echo", "--no-web", "--no-irc", "--no-tls", "--multicast",
-                                "--broadcast"))
+    service = makeService(parse("--port", "0", "--no-echo", "--no-web", "--no-irc", "--no-tls", "--no-store",
+                                "--multicast", "--broadcast"))
     assert [child.name for child in service] == ["chat", "multicast", "broadcast"]
 
 

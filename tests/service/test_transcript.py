@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from chatd.core.events import Acted, Crowd, Joined, Left, Parted, Renamed, Said, TopicChanged, from_json, to_json
 from chatd.core.history import History
-from chatd.service.transcript import Transcript, recent_messages
+from chatd.service.transcript import Transcript, merged_recent, recent_messages
 
 NOON = 1795000000.0  # 2026-11-18T11:06:40Z
 
@@ -132,3 +132,21 @@ def test_an_event_after_a_torn_last_line_starts_a_line_of_its_own(tmp_path):
     assert lines[1] == '{"ts": "2026-11-18T11:0'
     assert from_json(lines[2], "#lobby") == after
     assert recent_messages(str(path), 5, "#lobby", 100) == {"#lobby": [whole, after]}
+
+
+def test_the_stores_history_and_the_transcripts_are_merged_each_line_once():
+    """
+    After a kill -9 the transcript may hold a last line the store has not:
+    the merge has each line once, in the order said (the transcript's times
+    are whole seconds), the last `count`, and the store's topic first.
+    """
+    topic = TopicChanged("#lab", "alice", "robots", at=99.0)
+    kept = {"#lab": [topic, Said("#lab", "alice", "first", at=100.2), Acted("#lab", "bob", "waves", at=100.7)],
+            "#lobby": [Said("#lobby", "bob", "hi", at=50.5)]}
+    logged = {"#lab": [Acted("#lab", "bob", "waves", at=100.0), Said("#lab", "alice", "third", at=100.0)],
+              "#new": [Said("#new", "carol", "only here", at=101.0)]}
+    merged = merged_recent(kept, logged, 2)
+    assert merged["#lab"] == [topic, Acted("#lab", "bob", "waves", at=100.7), Said("#lab", "alice", "third", at=100.0)]
+    assert merged["#lobby"] == [Said("#lobby", "bob", "hi", at=50.5)]
+    assert merged["#new"] == [Said("#new", "carol", "only here", at=101.0)]
+    assert list(merged) == ["#lobby", "#lab", "#new"]  # the last used last

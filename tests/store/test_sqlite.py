@@ -19,7 +19,9 @@ from chatd.store.sqlite import APPLICATION_ID, RETRY_SECONDS, SCHEMA_VERSION, SQ
 
 
 def store_at(path):
-    return SQLiteStore(path, reactor, "#lobby")
+    store = SQLiteStore(path, reactor, "#lobby")
+    store.start()
+    return store
 
 
 @pytest_twisted.inlineCallbacks
@@ -66,12 +68,12 @@ def test_what_comes_back_from_disk_is_checked(tmp_path):
     path = tmp_path / "chatd.sqlite3"
     check(path)
     with sqlite3.connect(path) as connection:
-        connection.execute("INSERT INTO events (channel, at, event) VALUES ('#lobby', 1, ?)",
+        connection.execute("INSERT INTO events (channel, at, kind, event) VALUES ('#lobby', 1, 'said', ?)",
                            ('{"ts": 1, "event": "said", "channel": "#lobby", "nick": "eve\\u001b[2J", '
                             '"text": "hi\\u0007\\u001b]0;owned\\u0007"}',))
-        connection.execute("INSERT INTO events (channel, at, event) VALUES ('#lobby', 2, ?)",
+        connection.execute("INSERT INTO events (channel, at, kind, event) VALUES ('#lobby', 2, 'said', ?)",
                            ('{"ts": 2, "event": "said", "channel": "not a channel", "nick": "eve", "text": "x"}',))
-        connection.execute("INSERT INTO events (channel, at, event) VALUES ('#lobby', 3, 'garbage')")
+        connection.execute("INSERT INTO events (channel, at, kind, event) VALUES ('#lobby', 3, 'said', 'garbage')")
         connection.execute("INSERT INTO channels (key, name, topic, used_at) VALUES ('#x', '#x', 'a\u001b[31mb', 1)")
         connection.execute("INSERT INTO channels (key, name, used_at) VALUES ('y z', 'y z', 2)")
     store = store_at(path)
@@ -130,6 +132,7 @@ def test_a_write_that_fails_waits_and_goes_through_once_it_can(tmp_path, log_lin
 
     clock = Clock()  # the retries' time; the store's thread is the reactor's
     store = SQLiteStore(tmp_path / "chatd.sqlite3", reactor, "#lobby", clock=clock, pool=pool)
+    store.start()
     try:
         store.record([Said("#lobby", "alice", "one", at=1.0)])
         # Each query runs after the writes before it, in the store's one thread, and answers after their results.
