@@ -4,9 +4,11 @@ file of the state directory (chatd.core.store says what a store does).
 
 - **One writer, off the reactor's thread.** Twisted's `adbapi`
   ConnectionPool with a single connection: every read and write runs in
-  its thread, in order.  A turn's events are one transaction; while one is
-  being written, the next turns' events wait (at most PENDING_EVENTS) and
-  go together in the next.
+  its thread, in order.  The events of the turns of FLUSH_SECONDS go in one
+  transaction (a commit writes several pages of the log, whatever it
+  holds: one per turn cost a busy chat a fifth of its speed), and while one
+  is being written the next ones wait (at most PENDING_EVENTS).  A read
+  writes what waits first, so it sees every event recorded before it.
 - **WAL mode**, so a reader never waits for the writer, and a crash loses at
   most the transaction being written (`synchronous=NORMAL`: a power cut may
   lose the last ones acknowledged, never the file).
@@ -71,6 +73,8 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 PENDING_EVENTS = 100_000  # events waiting to be written, at most; past it the oldest are not kept
+# How long recorded events wait to be written with the next ones: a kill -9 loses at most this (and the write).
+FLUSH_SECONDS = 0.1
 RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
 
@@ -171,6 +175,7 @@ class SQLiteStore:
         self._pool: adbapi.ConnectionPool | None = None  # from start() on
         self._pending: list[KeptEvent] = []
         self._writing: Deferred[None] | None = None
+        self._flush: IDelayedCall | None = None  # the next write, FLUSH_SECONDS after the first event it holds
         self._retry: IDelayedCall | None = None
         self._retry_seconds = RETRY_SECONDS
         self._failing: str | None = None  # the kind of the last failed write, until one goes through
@@ -205,15 +210,23 @@ class SQLiteStore:
             over = len(self._pending) - PENDING_EVENTS
             del self._pending[:over]
             self.dropped += over
-        if self._writing is None and self._retry is None and self._pool is not None:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """The next write, FLUSH_SECONDS from now, unless one is due or under way, or the store not started."""
+        if self._writing is None and self._retry is None and self._flush is None and self._pool is not None:
+            self._flush = self._clock.callLater(FLUSH_SECONDS, self._write)
+
+    def _write_now(self) -> None:
+        """Write what waits at once (a read follows, or the store closes), unless a write is under way or failing."""
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
             self._write()
 
     def _write(self) -> None:
-        self._retry = None
+        self._flush = self._retry = None
         batch, self._pending = self._pending, []
-        rows = [(name_key(event.channel), event.at, KIND_NAMES[type(event)], to_json(event, exact_time=True), event)
-                for event in batch]
-        self._writing = self._connection.runInteraction(_insert, rows)
+        self._writing = self._connection.runInteraction(_insert, batch)
         self._writing.addCallbacks(self._written, self._not_written, errbackArgs=(batch,))
 
     def _written(self, _: object) -> None:
@@ -222,10 +235,13 @@ class SQLiteStore:
         if self._failing is not None:
             log.info("the store at {path} is written to again", path=str(self.path))
             self._failing = None
-        if self._pending:
-            self._write()
-        elif self._closing is not None:
-            self._closing.callback(None)
+        if self._closing is not None:
+            if self._pending:
+                self._write()
+            else:
+                self._closing.callback(None)
+        elif self._pending:
+            self._schedule()
 
     def _not_written(self, failure: Failure, batch: list[KeptEvent]) -> None:
         self._writing = None
@@ -241,6 +257,7 @@ class SQLiteStore:
     # -- reading
 
     def history(self, channel: str, count: int, before: float | None = None) -> Deferred[list[Event]]:
+        self._write_now()
         found: Deferred[Any] = self._connection.runQuery(
             "SELECT event FROM events WHERE channel = ? AND at < ? ORDER BY id DESC LIMIT ?",
             (name_key(channel), float("inf") if before is None else before, count))
@@ -250,6 +267,7 @@ class SQLiteStore:
         return events
 
     def channels(self) -> Deferred[list[KeptChannel]]:
+        self._write_now()
         found: Deferred[Any] = self._connection.runQuery(
             "SELECT name, topic, topic_by, topic_at, used_at FROM channels ORDER BY used_at DESC")
         channels: Deferred[list[KeptChannel]] = found.addCallback(
@@ -259,6 +277,7 @@ class SQLiteStore:
     # -- housekeeping
 
     def forget_before(self, when: float) -> Deferred[int]:
+        self._write_now()
         forgotten: Deferred[int] = self._connection.runInteraction(_forget_before, when)
         return forgotten
 
@@ -267,6 +286,7 @@ class SQLiteStore:
         pool = self._pool
         if pool is None:
             return succeed(None)
+        self._write_now()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
             self._retry = None
@@ -283,17 +303,24 @@ class SQLiteStore:
         return succeed(None)
 
 
-def _insert(cursor: Any, rows: list[tuple[str, float, str, str, KeptEvent]]) -> None:
-    """One turn's (or several turns') events, in one transaction (adbapi commits it)."""
-    cursor.executemany("INSERT INTO events (channel, at, kind, event) VALUES (?, ?, ?, ?)",
-                       [(key, at, kind, text) for key, at, kind, text, _ in rows])
-    for key, at, _, _, event in rows:
-        cursor.execute("INSERT INTO channels (key, name, used_at) VALUES (?, ?, ?) "
-                       "ON CONFLICT (key) DO UPDATE SET name = excluded.name, used_at = excluded.used_at",
-                       (key, event.channel, at))
-        if isinstance(event, TopicChanged):
-            cursor.execute("UPDATE channels SET topic = ?, topic_by = ?, topic_at = ? WHERE key = ?",
-                           (event.topic, event.nick, event.at, key))
+def _insert(cursor: Any, batch: list[KeptEvent]) -> None:
+    """
+    One turn's (or several turns') events, in one transaction (adbapi
+    commits it), in the store's thread: encoded there, and each channel's
+    row brought up to date once, whatever the number of its lines.
+    """
+    rows, used, topics = [], {}, {}
+    for event in batch:
+        key = name_key(event.channel)
+        rows.append((key, event.at, KIND_NAMES[type(event)], to_json(event, exact_time=True)))
+        used[key] = (key, event.channel, event.at)
+        if type(event) is TopicChanged:
+            topics[key] = (event.topic, event.nick, event.at, key)
+    cursor.executemany("INSERT INTO events (channel, at, kind, event) VALUES (?, ?, ?, ?)", rows)
+    cursor.executemany("INSERT INTO channels (key, name, used_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+                       "DO UPDATE SET name = excluded.name, used_at = excluded.used_at", list(used.values()))
+    cursor.executemany("UPDATE channels SET topic = ?, topic_by = ?, topic_at = ? WHERE key = ?",
+                       list(topics.values()))
 
 
 def _forget_before(cursor: Any, when: float) -> int:

@@ -135,7 +135,9 @@ def test_a_write_that_fails_waits_and_goes_through_once_it_can(tmp_path, log_lin
     store.start()
     try:
         store.record([Said("#lobby", "alice", "one", at=1.0)])
-        # Each query runs after the writes before it, in the store's one thread, and answers after their results.
+        # A read writes what waits first; each query runs after the writes before it, in the store's one
+        # thread, and answers after their results.
+        assert [event.text for event in (yield store.history("#lobby", 10))] == ["one"]
         [[pages]] = yield pools[0].runQuery("PRAGMA page_count")
         yield pools[0].runOperation(f"PRAGMA max_page_count = {pages}")
         store.record([Said("#lobby", "alice", "two " + "x" * 20_000, at=2.0)])
