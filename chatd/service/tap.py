@@ -93,6 +93,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         recent = kept_at_start(options["store-path"], options["history"], options["max-channels"],
                                options["default-channel"])
         store = SQLiteStore(options["store-path"], reactor, options["default-channel"])
+        if worker <= 1:
+            log.info("channels, topics and history are kept in {path} ({count} channel(s) from before)",
+                     path=str(options["store-path"]), count=len(recent))
     if options["transcript"] and worker <= 1:  # one transcript for the workers of --workers: the first one's
         logged = recent_messages(options["transcript"], options["history"], options["default-channel"],
                                  options["max-channels"])

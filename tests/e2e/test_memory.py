@@ -58,6 +58,8 @@ def test_channels_topics_and_history_survive_a_restart(tmp_path):
         assert server.stop() == 0
     server, port = start(tmp_path)
     try:
+        kept = f"channels, topics and history are kept in {tmp_path / 'state' / 'chatd.sqlite3'} (2 channel(s) from before)"
+        assert any(line.endswith(kept) for line in server.log)  # logged before the port, which start() waited for
         check_memory(port)
     finally:
         server.stop()
