@@ -247,6 +247,12 @@ class SQLiteStore:
         self._writing = None
         self._pending[:0] = batch  # first again, in order
         kind = _kind_of(failure)
+        if self._closing is not None:  # chatd is stopping: it does not wait for the disk
+            log.error("the store at {path} could not be written ({kind}): {count} event(s) were not kept",
+                      path=str(self.path), kind=kind, count=len(self._pending))
+            self._pending.clear()
+            self._closing.callback(None)
+            return
         if kind != self._failing:
             log.error("the store at {path} cannot be written ({kind}); what was said waits, and is written "
                       "once it can be", path=str(self.path), kind=kind)

@@ -153,3 +153,23 @@ def test_a_write_that_fails_waits_and_goes_through_once_it_can(tmp_path, log_lin
             "written once it can be"]
     finally:
         yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_closing_does_not_wait_for_a_store_that_cannot_be_written(tmp_path, log_lines):
+    """chatd stopping with the store full: close() ends at once, saying how many events were not kept."""
+    pools = []
+
+    def pool(*args, **options):
+        pools.append(adbapi.ConnectionPool(*args, **options))
+        return pools[-1]
+
+    store = SQLiteStore(tmp_path / "chatd.sqlite3", reactor, "#lobby", clock=Clock(), pool=pool)
+    store.start()
+    store.record([Said("#lobby", "alice", "one", at=1.0)])
+    yield store.history("#lobby", 1)
+    [[pages]] = yield pools[0].runQuery("PRAGMA page_count")
+    yield pools[0].runOperation(f"PRAGMA max_page_count = {pages}")
+    store.record([Said("#lobby", "alice", "two " + "x" * 20_000, at=2.0)])
+    yield store.close()  # returns, though the write failed
+    assert log_lines[-1].endswith("could not be written (disk full): 1 event(s) were not kept")
