@@ -52,7 +52,6 @@ from chatd.irc.parse import (
 )
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.handshake import login_deadline_of, speaks_tls
-from chatd.net.twisted_private import input_waiting
 from chatd.net.door import Door
 from chatd.net.life import IDLE, LOGIN, ConnectionLife
 
@@ -103,8 +102,7 @@ class IrcSession(Protocol):
 
     def connectionMade(self) -> None:
         entrance = self.factory.tls
-        if entrance is not None and speaks_tls(input_waiting(self.transport, 3)):
-            entrance.unwrap(self.transport, self.peer, b"", None)  # a ClientHello came with it: TLS at once
+        if entrance is not None and entrance.took_at_accept(self.transport, self.peer):
             return
         self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer)
         self._life.admit(ping_interval=PING_INTERVAL_SECONDS, login_deadline=login_deadline_of(self.transport))
@@ -115,7 +113,7 @@ class IrcSession(Protocol):
             return
         if self._first_data:
             self._first_data = False
-            if speaks_tls(data) and self._start_tls(data):
+            if speaks_tls(data) and life.start_tls(self.factory.tls, data):  # TLS on the plain port
                 return
         life.heard()
         life.activity()
@@ -124,21 +122,6 @@ class IrcSession(Protocol):
         except Exception:
             log.failure("error handling input from {peer}; closing", peer=describe_peer(self.peer))
             life.abort()
-
-    def _start_tls(self, data: bytes) -> bool:
-        """
-        The first bytes were a ClientHello (an IRC client with TLS on the
-        plain port): TLS from here on, served by a new session after it;
-        False if TLS is off (--no-tls) or this is TLS already.
-        """
-        life, entrance = self._life, self.factory.tls
-        assert life is not None
-        if entrance is None or life.tls:
-            return False
-        deadline = life.login_deadline
-        life.hand_over("TLS")
-        entrance.unwrap(self.transport, self.peer, data, deadline)
-        return True
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._life is not None:

@@ -29,7 +29,7 @@ from chatd.core.session import ISession
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.door import Door
 from chatd.net.flow import FloodGate, SendQueue
-from chatd.net.handshake import is_tls
+from chatd.net.handshake import TLSEntrance, is_tls
 from chatd.net.limits import Slot
 from chatd.net.keepalive import KeepAlive
 
@@ -242,6 +242,20 @@ class ConnectionLife:
 
     def shutting_down(self) -> None:
         self._wire.shutting_down()
+
+    def start_tls(self, entrance: TLSEntrance | None, first_bytes: bytes) -> bool:
+        """
+        The connection's first bytes were a ClientHello: it goes to TLS (this
+        life ends, its place in the limits and its login deadline go with
+        it), and a new session of the door serves it after the handshake.
+        False if TLS is off (no entrance) or this is TLS already.
+        """
+        if entrance is None or self.tls:
+            return False
+        deadline = self.login_deadline
+        self.hand_over("TLS")
+        entrance.unwrap(self._transport, self.peer, first_bytes, deadline)
+        return True
 
     def hand_over(self, door: str) -> None:
         """The connection goes to another door (with its place in the limits): this life ends, quietly."""

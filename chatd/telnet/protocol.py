@@ -39,7 +39,7 @@ from chatd.core.text import clean
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.door import Door
 from chatd.net.flow import unacknowledged_bytes
-from chatd.net.handshake import login_deadline_of, speaks_tls
+from chatd.net.handshake import login_deadline_of
 from chatd.net.life import LOGIN, ConnectionLife
 from chatd.net.twisted_private import hand_over, input_waiting
 from chatd.telnet import render
@@ -99,11 +99,7 @@ class TelnetSession(TelnetServer):
 
     def connectionMade(self) -> None:
         entrance = self.factory.tls
-        if entrance is not None and speaks_tls(input_waiting(self.transport, 3)):
-            # A TLS client's ClientHello came with the connection (it
-            # always does, unless the network is slow): TLS at once,
-            # without a telnet session's life first.
-            entrance.unwrap(self.transport, self.peer, b"", None)
+        if entrance is not None and entrance.took_at_accept(self.transport, self.peer):
             return
         self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer)
         if self._life.admit(login_deadline=login_deadline_of(self.transport)):
@@ -161,7 +157,12 @@ class TelnetSession(TelnetServer):
         kind = wrong_protocol(data)
         waiting, self._awaiting_greeting = self._awaiting_greeting, False
         if kind == "TLS":
-            self._start_tls(data)
+            life = self._life
+            assert life is not None
+            if not life.start_tls(self.factory.tls, data):
+                log.info("{peer} spoke TLS{inside}; closing", peer=describe_peer(self.peer),
+                         inside=" inside TLS" if life.tls else ", which is off here (--no-tls)")
+                self.disconnect("TLS client")
             return False
         if kind == "HTTP" and waiting and self.factory.web is not None:
             self._hand_over(self.factory.web, "web", data)
@@ -177,19 +178,6 @@ class TelnetSession(TelnetServer):
         if waiting:
             self._greet()
         return True
-
-    def _start_tls(self, data: bytes) -> None:
-        """The first bytes were a ClientHello: TLS from here on (the TLS entrance makes a new session after it)."""
-        life, entrance = self._life, self.factory.tls
-        assert life is not None
-        if entrance is None or life.tls:
-            log.info("{peer} spoke TLS{inside}; closing", peer=describe_peer(self.peer),
-                     inside=" inside TLS" if life.tls else ", which is off here (--no-tls)")
-            self.disconnect("TLS client")
-            return
-        deadline = life.login_deadline
-        life.hand_over("TLS")
-        entrance.unwrap(self.transport, self.peer, data, deadline)
 
     def _hand_over(self, door: IProtocolFactory, name: str, data: bytes) -> None:
         """
