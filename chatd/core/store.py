@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from attrs import frozen
 from zope.interface import Interface, implementer
 
 from chatd.core.events import Acted, BusEvent, Said, TopicChanged
@@ -22,17 +21,6 @@ from chatd.core.events import Acted, BusEvent, Said, TopicChanged
 # The events a store keeps: a channel's public history.
 KEPT = (Said, Acted, TopicChanged)
 KeptEvent = Said | Acted | TopicChanged
-
-
-@frozen
-class KeptChannel:
-    """A channel as a store remembers it: its topic, and when it was last used."""
-
-    name: str
-    topic: str = ""
-    topic_by: str = ""
-    topic_at: float = 0.0
-    used_at: float = 0.0
 
 
 class IStore(Interface):

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from attrs import frozen
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -41,7 +42,7 @@ from zope.interface import implementer
 
 from chatd.core.events import KIND_NAMES, MESSAGES, BusEvent, Event, TopicChanged, from_json, to_json
 from chatd.core.nicknames import ChannelNameError, check_channel_name, name_key
-from chatd.core.store import KEPT, IStore, KeptChannel, KeptEvent
+from chatd.core.store import KEPT, IStore, KeptEvent
 from chatd.core.text import clean
 
 log = Logger()
@@ -77,6 +78,17 @@ PENDING_EVENTS = 100_000  # events waiting to be written, at most; past it the o
 FLUSH_SECONDS = 0.1
 RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
+
+
+@frozen
+class KeptChannel:
+    """A channel as the store remembers it: its topic, and when it was last used."""
+
+    name: str
+    topic: str = ""
+    topic_by: str = ""
+    topic_at: float = 0.0
+    used_at: float = 0.0
 
 
 class StoreError(Exception):
@@ -271,14 +283,6 @@ class SQLiteStore:
             lambda rows: [event for (text,) in reversed(rows)
                           if (event := _checked(text, self._default_channel)) is not None])
         return events
-
-    def channels(self) -> Deferred[list[KeptChannel]]:
-        self._write_now()
-        found: Deferred[Any] = self._connection.runQuery(
-            "SELECT name, topic, topic_by, topic_at, used_at FROM channels ORDER BY used_at DESC")
-        channels: Deferred[list[KeptChannel]] = found.addCallback(
-            lambda rows: [channel for row in rows if (channel := _checked_channel(*row)) is not None])
-        return channels
 
     # -- housekeeping
 

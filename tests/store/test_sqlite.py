@@ -14,8 +14,8 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from chatd.core.events import Acted, Joined, Said, TopicChanged, Whispered
-from chatd.core.store import KeptChannel
-from chatd.store.sqlite import APPLICATION_ID, RETRY_SECONDS, SCHEMA_VERSION, SQLiteStore, StoreError, check
+from chatd.store.sqlite import (APPLICATION_ID, RETRY_SECONDS, SCHEMA_VERSION, SQLiteStore, StoreError, check,
+                                kept_at_start)
 
 
 def store_at(path):
@@ -43,10 +43,13 @@ def test_a_channels_messages_actions_and_topic_come_back_after_a_restart(tmp_pat
                                                      TopicChanged("#lab", "bob", "robots", at=104.0)]
         assert (yield again.history("#lobby", 1)) == [Said("#lobby", "bob", "hello", at=105.0)]
         assert (yield again.history("#lobby", 10, before=105.0)) == [Said("#lobby", "alice", "hi", at=100.0)]
-        assert (yield again.channels()) == [KeptChannel("#lobby", used_at=105.0),
-                                            KeptChannel("#lab", "robots", "bob", 104.0, 104.0)]
     finally:
         yield again.close()
+    # What the chat gets at its next start: each channel's topic, then its last lines; the last used last.
+    assert kept_at_start(path, 1, 10, "#lobby") == {
+        "#lab": [TopicChanged("#lab", "bob", "robots", at=104.0), Acted("#Lab", "bob", "waves", at=103.0)],
+        "#lobby": [Said("#lobby", "bob", "hello", at=105.0)]}
+    assert list(kept_at_start(path, 1, 1, "#lobby")) == ["#lobby"]  # at most max_channels, the most recent
 
 
 @pytest_twisted.inlineCallbacks
@@ -76,10 +79,12 @@ def test_what_comes_back_from_disk_is_checked(tmp_path):
         connection.execute("INSERT INTO events (channel, at, kind, event) VALUES ('#lobby', 3, 'said', 'garbage')")
         connection.execute("INSERT INTO channels (key, name, topic, used_at) VALUES ('#x', '#x', 'a\u001b[31mb', 1)")
         connection.execute("INSERT INTO channels (key, name, used_at) VALUES ('y z', 'y z', 2)")
+        connection.execute("INSERT INTO channels (key, name, used_at) VALUES ('#lobby', '#lobby', 3)")
+    assert kept_at_start(path, 10, 10, "#lobby") == {"#x": [TopicChanged("#x", "", "ab", at=0.0)],
+                                                     "#lobby": [Said("#lobby", "eve", "hi", at=1.0)]}
     store = store_at(path)
     try:
         assert (yield store.history("#lobby", 10)) == [Said("#lobby", "eve", "hi", at=1.0)]
-        assert (yield store.channels()) == [KeptChannel("#x", "ab", used_at=1.0)]
     finally:
         yield store.close()
 
