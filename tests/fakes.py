@@ -16,6 +16,7 @@ from zope.interface import implementer
 
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
+from chatd.core.store import KEPT, MAX_NOTES, IStore, KeptAccount, NoStore, Taken, mentioning
 from chatd.core.turn import Turn
 from chatd.net.door import Settings
 from chatd.net.limits import ConnectionLimits
@@ -65,6 +66,94 @@ class Session:
 
     def disconnect(self, reason):
         self.log.append((self.name, "disconnect", reason))
+
+
+@implementer(IStore)
+class MemoryStore(NoStore):
+    """
+    A store in memory for the core's tests: accounts with their passwords as
+    given (no hashing), notes, and kept events.  Its answers come at once,
+    unless `hold` is set: then they wait in `held` until `release()`, as a
+    real store's come in a later reactor turn.
+    """
+
+    def __init__(self, accounts=()):
+        self.passwords = {}  # by nickname key
+        self.nicks = {}
+        self.left_at = {}
+        self.notes = {}
+        self.events = []
+        self.hold = False
+        self.held = []
+        self.checks = 0
+        self.healthy = True
+        self.watchers = []
+        for nick, password in accounts:
+            self.passwords[nick.casefold()], self.nicks[nick.casefold()] = password, nick
+
+    def _answer(self, result):
+        done = Deferred()
+        if self.hold:
+            self.held.append((done, result))
+        elif isinstance(result, Exception):
+            done.errback(result)
+        else:
+            done.callback(result)
+        return done
+
+    def release(self):
+        held, self.held = self.held, []
+        for done, result in held:
+            done.errback(result) if isinstance(result, Exception) else done.callback(result)
+
+    def watch(self, changed):
+        self.watchers.append(changed)
+
+    def record(self, events):
+        self.events.extend(event for event in events if isinstance(event, KEPT))
+
+    def history(self, channel, count, before=None):
+        return self._answer([event for event in self.events if event.channel.casefold() == channel.casefold()
+                             and (before is None or event.at < before)][-count:])
+
+    def accounts(self):
+        return [KeptAccount(nick, self.left_at.get(key)) for key, nick in self.nicks.items()]
+
+    def register(self, nick, password, at):
+        if nick.casefold() in self.passwords:
+            return self._answer(Taken(nick))
+        self.passwords[nick.casefold()], self.nicks[nick.casefold()] = password, nick
+        return self._answer(None)
+
+    def check_password(self, nick, password):
+        self.checks += 1
+        return self._answer(self.passwords.get(nick.casefold()) == password)
+
+    def change_password(self, nick, password):
+        self.passwords[nick.casefold()] = password
+        return self._answer(None)
+
+    def unregister(self, nick):
+        self.passwords.pop(nick.casefold(), None)
+        self.nicks.pop(nick.casefold(), None)
+        self.notes.pop(nick.casefold(), None)
+        return self._answer(None)
+
+    def left(self, nick, at):
+        self.left_at[nick.casefold()] = at
+
+    def leave_note(self, recipient, note):
+        notes = self.notes.setdefault(recipient.casefold(), [])
+        if len(notes) >= MAX_NOTES:
+            return self._answer(False)
+        notes.append(note)
+        return self._answer(True)
+
+    def take_notes(self, recipient):
+        return self._answer(self.notes.pop(recipient.casefold(), []))
+
+    def mentions(self, nick, since):
+        return self._answer(mentioning([event for event in self.events if event.at > since], nick))
 
 
 # -- a real loopback connection, for the connection runtime

@@ -9,14 +9,21 @@ None means the user's current channel.
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import field, frozen
 
 
 @frozen
 class LogIn:
-    """Choose a nickname and enter the chat (and its default channel)."""
+    """
+    Choose a nickname and enter the chat (and its default channel).  A
+    registered nickname takes its password: given here (IRC's PASS), else
+    asked for (replies.PasswordWanted), or, for a door that cannot ask
+    (IRC), the user enters as a guest and may /identify later.
+    """
 
     nick: str
+    password: str | None = field(default=None, repr=False)
+    as_guest: bool = False
 
 
 @frozen
@@ -113,4 +120,50 @@ class Bans:
     pass
 
 
-Command = LogIn | Say | Act | Msg | Join | Part | Topic | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
+@frozen
+class Identify:
+    """
+    Prove an account's password.  Before logging in: the answer to
+    PasswordWanted (nick None), or an account named up front (IRC's SASL).
+    Logged in: take registered `nick` (None: the one wanted at login, or
+    the current one).
+    """
+
+    password: str = field(repr=False)
+    nick: str | None = None
+
+
+@frozen
+class Register:
+    """Keep the current nickname for its user, with this password."""
+
+    password: str = field(repr=False)
+
+
+@frozen
+class ChangePassword:
+    old: str = field(repr=False)
+    new: str = field(repr=False)
+
+
+@frozen
+class Unregister:
+    password: str = field(repr=False)
+
+
+@frozen
+class History:
+    """Older lines of the current channel (or `channel`), from the store."""
+
+    count: int
+    channel: str | None = None
+    before: float | None = None  # unix time: lines said before it
+
+
+@frozen
+class Mentions:
+    """The lines that named the user while they were away."""
+
+
+Command = (LogIn | Say | Act | Msg | Join | Part | Topic | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
+           | Identify | Register | ChangePassword | Unregister | History | Mentions)

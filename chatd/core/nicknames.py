@@ -174,20 +174,20 @@ class Registry(Generic[Holder]):
                 del self._by_skeleton[skeleton]
 
 
-class RenameWindow:
-    """At most `count` renames per `seconds`, per user."""
+class RateWindow:
+    """At most `count` of something (renames, wrong passwords) per `seconds`, for each who (a user, an address)."""
 
     def __init__(self, count: int = 3, seconds: float = 60.0) -> None:
         self.count, self.seconds = count, seconds
         self._renamed_at: dict[object, list[float]] = {}
 
     def wait(self, who: object, now: float) -> float:
-        """Seconds `who` must wait before renaming again; 0: may rename now."""
+        """Seconds `who` must wait before the next; 0: may go on now."""
         recent = [at for at in self._renamed_at.get(who, ()) if now - at < self.seconds]
         self._renamed_at[who] = recent
         return 0.0 if len(recent) < self.count else recent[0] + self.seconds - now
 
-    def renamed(self, who: object, now: float) -> None:
+    def happened(self, who: object, now: float) -> None:
         self._renamed_at.setdefault(who, []).append(now)
 
     def forget(self, who: object) -> None:

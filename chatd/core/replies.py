@@ -14,6 +14,7 @@ from __future__ import annotations
 from attrs import frozen
 
 from chatd.core.events import Event
+from chatd.core.store import Note
 
 
 @frozen
@@ -139,6 +140,93 @@ class BanList:
 
 
 @frozen
+class PasswordWanted:
+    """`nick` is registered: the next thing the session sends is its password (a door hides it as it is typed)."""
+
+    nick: str
+    tries_left: int
+
+
+@frozen
+class GuestNickname:
+    """`wanted` is registered and no password came (IRC): the session is `nick` until it identifies."""
+
+    wanted: str
+    nick: str
+
+
+@frozen
+class Identified:
+    """The session proved it owns account `nick`."""
+
+    nick: str
+
+
+@frozen
+class Registered:
+    """`nick` is kept for the session from now on."""
+
+    nick: str
+
+
+@frozen
+class PasswordChanged:
+    nick: str
+
+
+@frozen
+class Unregistered:
+    nick: str
+
+
+@frozen
+class NoteKept:
+    """A private message to registered `to`, who is away: kept for when they come back."""
+
+    to: str
+    text: str
+
+
+@frozen
+class NotesWhileAway:
+    """The private messages left for the session while it was away, oldest first (each is shown once)."""
+
+    notes: tuple[Note, ...]
+
+
+@frozen
+class MentionsWhileAway:
+    """How many lines named the user in each channel since they left: (channel, count), busiest first."""
+
+    counts: tuple[tuple[str, int], ...]
+
+
+@frozen
+class MentionList:
+    """The lines that named the user since they last left, oldest first."""
+
+    events: tuple[Event, ...]
+
+
+@frozen
+class HistoryShown:
+    """Older lines of `channel`, from the store, oldest first."""
+
+    channel: str
+    events: tuple[Event, ...]
+
+
+@frozen
+class HistoryNotKept:
+    """The store cannot write: what is said now reaches who is online, and is not kept (until it can be again)."""
+
+
+@frozen
+class HistoryKeptAgain:
+    """The store writes again."""
+
+
+@frozen
 class Error:
     """A refusal: the sentence a person reads, its kind, and what it is about (a nickname, a channel), if anything."""
 
@@ -150,7 +238,9 @@ class Error:
 Reply = (
     LoggedIn | ChannelJoined | NowTalkingIn | ChannelParted | UserList | ChannelMembers | ChannelList
     | TopicShown | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
-    | BanList | Error
+    | BanList | PasswordWanted | GuestNickname | Identified | Registered | PasswordChanged | Unregistered
+    | NoteKept | NotesWhileAway | MentionsWhileAway | MentionList | HistoryShown | HistoryNotKept | HistoryKeptAgain
+    | Error
 )
 
 

@@ -21,7 +21,7 @@ from chatd.core import replies
 from chatd.core.channel import Channel, Member, Remote
 from chatd.core.events import Event, TopicChanged
 from chatd.core.history import History
-from chatd.core.nicknames import NicknameError, Registry, RenameWindow, check_nickname, name_key
+from chatd.core.nicknames import NicknameError, Registry, RateWindow, check_nickname, name_key
 from chatd.core.session import ISession
 
 
@@ -60,7 +60,7 @@ class Roster:
         # Users on other nodes of the cluster, by (node, nickname key).
         self.remote: dict[tuple[str, str], Remote] = {}
         self.nicknames: Registry[ISession | Remote] = Registry()
-        self.renames = RenameWindow()
+        self.renames = RateWindow()
         # By key.
         self.channels: dict[str, Channel] = {}
         self.channel_names: Registry[Channel] = Registry()

@@ -17,6 +17,7 @@ state:
     crowd.py      big channels' joins and leaves, and login storms in the log, summed up
     mirror.py     the other nodes of a cluster: their events and states, this node's state
     moderator.py  /oper, /kick, /ban, /unban, /bans
+    accounts.py   registered nicknames, passwords, notes and mentions for those away
 
 The server owns its turn (chatd.core.turn): each entry point begins one,
 and until it ends events wait; then they go out together, one delivery
@@ -34,11 +35,13 @@ from collections.abc import Callable, Iterable, Mapping
 from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatd.core import commands, replies
+from chatd.core.accounts import Accounts, Hooks
 from chatd.core.batch import Batch, Share
 from chatd.core.bus import IBus, LocalBus
-from chatd.core.store import IStore, NoStore
+from chatd.core.store import MAX_HISTORY, IStore, NoStore
 from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels, members_for
 from chatd.core.channel import Member
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
@@ -90,6 +93,7 @@ class ChatServer:
     _mirror: Mirror = field(init=False)
     _moderator: Moderator = field(init=False)
     _channels: Channels = field(init=False)
+    _accounts: Accounts = field(init=False)
     # Messages said (public and private), for /metrics.
     messages: int = field(init=False, default=0)
 
@@ -104,6 +108,11 @@ class ChatServer:
                               self._change_nick)
         self._moderator = Moderator(self.clock, roster, fan_out, self.moderation, self.tell, self._remove)
         self._channels = Channels(self.clock, roster, fan_out, crowd, self.max_channels, self.tell)
+        self._accounts = Accounts(self.clock, roster, lambda: self.store, Hooks(
+            self._begin_turn, self.tell, self._remove, self._log_in, self._enter, self._change_nick,
+            roster.members.get))
+        self._accounts.load(self.store.accounts())
+        self.store.watch(self._store_health)
         roster.create_channel(self.default_channel)
         if self.turn is not None:
             self.turn.fan_out(fan_out.publish)
@@ -146,6 +155,11 @@ class ChatServer:
         """The nickname, as its user has it, of whoever is online as `nick` (in any case); None if nobody is."""
         return self._roster.online(nick)
 
+    def registered(self, nick: str) -> str | None:
+        """The registered nickname `nick` is (in any case), if it is one."""
+        account = self._accounts.registered.holder(nick)
+        return None if account is None else account.nick
+
     def channel(self, name: str) -> ChannelView | None:
         """The channel called `name` ("#" optional, any case) as it is now, if there is one."""
         channel = self._roster.channel(name)
@@ -184,6 +198,7 @@ class ChatServer:
         roster.present.discard(session)
         if self.moderation is not None:
             self.moderation.forget(session)
+        self._accounts.departed(session, session in roster.members)
         member = roster.members.pop(session, None)
         if member is None:
             return
@@ -195,6 +210,16 @@ class ChatServer:
             if self._channels.leave(member, channel):
                 told.add(channel.key)
         self._fan_out.broadcast(Left(member.nick, reason, at=self.clock.seconds()), frozenset(told))
+
+    def expire_accounts(self, unused_since: float) -> None:
+        """Free the registered nicknames nobody has used since `unused_since` (unix time)."""
+        def expired(nicks: list[str]) -> None:
+            for nick in nicks:
+                self._accounts.forget(nick)
+                log.info("{nick} was not used for a long time, and is not registered any more", nick=nick)
+
+        self.store.expire_accounts(unused_since, self._accounts.identified_nicks()).addCallbacks(
+            expired, lambda failure: log.failure("expiring accounts failed", failure))
 
     def stop(self) -> None:
         """The server is shutting down: no summary is left waiting, and the log counts every login."""
@@ -246,8 +271,12 @@ class ChatServer:
 
     def _handle_before_login(self, session: ISession, command: commands.Command) -> None:
         match command:
-            case commands.LogIn(nick) | commands.Nick(nick):
+            case commands.LogIn(nick, password, as_guest):
+                self._log_in(session, nick, password, as_guest)
+            case commands.Nick(nick):
                 self._log_in(session, nick)
+            case commands.Identify(password, nick):
+                self._accounts.identify(session, password, nick)
             case commands.Quit():
                 self._bye(session)
             case commands.Names(None):
@@ -286,6 +315,18 @@ class ChatServer:
                 self._bye(session)
             case commands.Oper() | commands.Kick() | commands.Ban() | commands.Unban() | commands.Bans():
                 self._moderator.carry_out(member, command)
+            case commands.Identify(password, nick):
+                self._accounts.identify(session, password, nick)
+            case commands.Register(password):
+                self._accounts.register(member, password)
+            case commands.ChangePassword(old, new):
+                self._accounts.change_password(member, old, new)
+            case commands.Unregister(password):
+                self._accounts.unregister(member, password)
+            case commands.Mentions():
+                self._accounts.mentions(member)
+            case commands.History(count, channel, before):
+                self._history(member, count, channel, before)
             case _:
                 raise TypeError(f"the server does not handle {command!r}")
 
@@ -296,10 +337,14 @@ class ChatServer:
             self._fan_out.broadcast(kind(target.name, member.nick, text, at=self.clock.seconds()), target.key,
                                     member.session, target)
 
-    def _log_in(self, session: ISession, wanted: str) -> None:
+    def _log_in(self, session: ISession, wanted: str, password: str | None = None, as_guest: bool = False) -> None:
         nick = self._available_nickname(session, wanted)
-        if nick is None:
+        if nick is None or self._accounts.holds_back(session, nick, password, as_guest):
             return
+        self._enter(session, nick)
+
+    def _enter(self, session: ISession, nick: str) -> None:
+        """`session` logs in as `nick`, which it may have."""
         roster = self._roster
         member = roster.members[session] = Member(session, nick)
         roster.nicknames.claim(nick, session)
@@ -309,7 +354,10 @@ class ChatServer:
         self._crowd.logged_in(nick, session.address)
         self.tell(session, replies.LoggedIn(nick, lobby.name, lobby.history.recent(), members_for(session, lobby),
                                             lobby.topic, lobby.topic_by, lobby.topic_at))
+        if not self.store.healthy:
+            self.tell(session, replies.HistoryNotKept())
         self._crowd.announce_join(member, lobby)
+        self._accounts.welcome(member)
 
     def _rename(self, member: Member, wanted: str) -> None:
         session, old = member.session, member.nick
@@ -319,13 +367,15 @@ class ChatServer:
         if new == old:
             self.tell(session, replies.Error(f"you are already {old}", "same-nickname", new))
             return
+        if self._accounts.keeps_from(session, new):
+            return
         now = self.clock.seconds()
         wait = self._roster.renames.wait(session, now)
         if wait:
             self.tell(session, replies.Error(f"too many nickname changes, wait {math.ceil(wait)} s",
                                              "rename-too-soon", new))
             return
-        self._roster.renames.renamed(session, now)
+        self._roster.renames.happened(session, now)
         self._change_nick(member, new)
 
     def _change_nick(self, member: Member, new: str) -> None:
@@ -360,12 +410,39 @@ class ChatServer:
             return
         recipient = self._roster.local_member(to_nick)
         if recipient is None:
-            self.tell(member.session, replies.Error(f"no such nick: {to_nick}", "no-such-nick", to_nick))
+            if self._accounts.leave_note(member, to_nick, text):
+                self.messages += 1
+            else:
+                self.tell(member.session, replies.Error(f"no such nick: {to_nick}", "no-such-nick", to_nick))
             return
         self.messages += 1
         if fan_out.caught_up_with(recipient):
             fan_out.send(recipient, replies.PrivateReceived(member.nick, text))
         self.tell(member.session, replies.PrivateSent(recipient.nick, text))
+
+    def _history(self, member: Member, count: int, channel: str | None, before: float | None) -> None:
+        target = self._channels.target(member, channel)
+        if target is None:
+            return
+        session, name = member.session, target.name
+
+        def found(events: object) -> None:
+            self._begin_turn()
+            if session in self._roster.members:
+                self.tell(session, replies.HistoryShown(name, tuple(events)))  # type: ignore[arg-type]
+
+        def failed(failure: Failure) -> None:
+            log.failure("reading history failed", failure)
+            self._begin_turn()
+            if session in self._roster.members:
+                self.tell(session, replies.Error("the history cannot be read now: try again later",
+                                                 "store-unavailable"))
+
+        self.store.history(name, max(1, min(count, MAX_HISTORY)), before).addCallbacks(found, failed)
+
+    def _store_health(self, healthy: bool) -> None:
+        """The store started (or stopped) failing to write: everyone online hears it once."""
+        self.tell_everyone(replies.HistoryKeptAgain() if healthy else replies.HistoryNotKept())
 
     def _bye(self, session: ISession) -> None:
         self.tell(session, replies.Bye())

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from chatd.bus.redis import RedisBus
 from chatd.core.moderation import Moderation
 from chatd.core.server import ChatServer
+from chatd.core.store import NoStore
 from chatd.core.turn import Turn
 from chatd.lan.udp import (
     AnnouncerProtocol,
@@ -109,12 +110,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     server = ChatServer(
         settings.server_name, reactor, default_channel=options["default-channel"], history_size=options["history"],
         recent=recent, moderation=moderation, max_channels=options["max-channels"], quiet_joins=options["quiet-joins"],
-        turn=turn,
+        turn=turn, store=NoStore() if store is None else store,
     )
     if transcript is not None:
         server.observers.append(transcript.record)
-    if store is not None:
-        server.store = store
     # One turn, one set of counts and one set of limits for every front door.
     counts = FlowCounts()
     doors: dict[str, Connections] = {}

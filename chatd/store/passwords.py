@@ -29,20 +29,10 @@ TIME_COST = 3
 MEMORY_KIB = 12 * 1024
 LANES = 1
 MAX_WAITING = 200
-MIN_CHARACTERS = 8
 
 
 class PasswordsBusy(Exception):
     """Too many password checks wait already: try again in a moment."""
-
-
-def weakness(password: str, nick: str) -> str | None:
-    """Why `password` may not be an account's (one line), or None."""
-    if len(password) < MIN_CHARACTERS:
-        return f"a password needs at least {MIN_CHARACTERS} characters"
-    if password.casefold() == nick.casefold():
-        return "a password may not be the nickname itself"
-    return None
 
 
 class Passwords:

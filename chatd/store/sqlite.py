@@ -41,9 +41,21 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.core.events import KIND_NAMES, MESSAGES, BusEvent, Event, TopicChanged, from_json, to_json
-from chatd.core.nicknames import ChannelNameError, check_channel_name, name_key
-from chatd.core.store import KEPT, IStore, KeptEvent
+from chatd.core.nicknames import ChannelNameError, NicknameError, check_channel_name, check_nickname, name_key
+from chatd.core.store import (
+    KEPT,
+    MAX_MENTIONS,
+    MAX_NOTES,
+    IStore,
+    KeptAccount,
+    KeptEvent,
+    Note,
+    StoreUnavailable,
+    Taken,
+    mentioning,
+)
 from chatd.core.text import clean
+from chatd.store.passwords import Passwords, PasswordsBusy
 
 log = Logger()
 
@@ -71,11 +83,32 @@ MIGRATIONS: tuple[str, ...] = (
         used_at REAL NOT NULL
     );
     """,
+    """
+    CREATE TABLE accounts (
+        key TEXT PRIMARY KEY,    -- the nickname's key (name_key)
+        nick TEXT NOT NULL,      -- as registered
+        hash TEXT NOT NULL,      -- argon2id, in its PHC string (chatd.store.passwords)
+        registered_at REAL NOT NULL,
+        seen_at REAL NOT NULL,   -- the last registration, login or leaving: --account-expiry-days counts from it
+        left_at REAL             -- when its owner last left the chat (mentions since then); NULL: not yet
+    );
+    CREATE TABLE notes (
+        id INTEGER PRIMARY KEY,
+        recipient TEXT NOT NULL REFERENCES accounts (key) ON DELETE CASCADE,
+        sender TEXT NOT NULL,
+        at REAL NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX notes_by_recipient ON notes (recipient, id);
+    CREATE INDEX notes_by_time ON notes (at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 PENDING_EVENTS = 100_000  # events waiting to be written, at most; past it the oldest are not kept
 # How long recorded events wait to be written with the next ones: a kill -9 loses at most this (and the write).
 FLUSH_SECONDS = 0.1
+# The messages a search for mentions reads, at most (the most recent).
+MENTION_SCAN = 50_000
 RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
 
@@ -173,10 +206,12 @@ class SQLiteStore:
     """The store in one SQLite file (see the module's docstring)."""
 
     def __init__(self, path: Path, reactor: Any, default_channel: str, clock: IReactorTime | None = None,
-                 pool: Callable[..., adbapi.ConnectionPool] = adbapi.ConnectionPool) -> None:
+                 pool: Callable[..., adbapi.ConnectionPool] = adbapi.ConnectionPool,
+                 passwords: Passwords | None = None) -> None:
         """
         The store at `path`, its one connection in a thread of `reactor`'s,
-        its retries timed by `clock` (the reactor, unless a test's).
+        its retries timed by `clock` (the reactor, unless a test's), its
+        passwords hashed and checked by `passwords` (in a thread of their own).
         """
         check(path)
         self.path = path
@@ -193,11 +228,14 @@ class SQLiteStore:
         self._failing: str | None = None  # the kind of the last failed write, until one goes through
         self.dropped = 0  # events not kept: more than PENDING_EVENTS waited
         self._closing: Deferred[None] | None = None
+        self._passwords = Passwords(reactor) if passwords is None else passwords
+        self._watchers: list[Callable[[bool], None]] = []
 
     def start(self) -> None:
         """Open the store's connection, in its thread (before: what is recorded waits)."""
         self._pool = self._make_pool("sqlite3", str(self.path), check_same_thread=False, cp_min=1, cp_max=1,
                                      cp_openfun=_open, cp_noisy=False, cp_reactor=self._reactor)
+        self._passwords.start()
         if self._pending:
             self._write()
 
@@ -210,6 +248,13 @@ class SQLiteStore:
     def healthy(self) -> bool:
         """Whether the last write went through (or none failed yet)."""
         return self._failing is None
+
+    def watch(self, changed: Callable[[bool], None]) -> None:
+        self._watchers.append(changed)
+
+    def _health_changed(self, healthy: bool) -> None:
+        for changed in self._watchers:
+            changed(healthy)
 
     # -- writing
 
@@ -247,6 +292,7 @@ class SQLiteStore:
         if self._failing is not None:
             log.info("the store at {path} is written to again", path=str(self.path))
             self._failing = None
+            self._health_changed(True)
         if self._closing is not None:
             if self._pending:
                 self._write()
@@ -268,7 +314,9 @@ class SQLiteStore:
         if kind != self._failing:
             log.error("the store at {path} cannot be written ({kind}); what was said waits, and is written "
                       "once it can be", path=str(self.path), kind=kind)
-            self._failing = kind
+            was_healthy, self._failing = self._failing is None, kind
+            if was_healthy:
+                self._health_changed(False)
         self._retry = self._clock.callLater(self._retry_seconds, self._write)
         self._retry_seconds = min(self._retry_seconds * 2, MAX_RETRY_SECONDS)
 
@@ -284,11 +332,95 @@ class SQLiteStore:
                           if (event := _checked(text, self._default_channel)) is not None])
         return events
 
+    # -- accounts
+
+    def accounts(self) -> list[KeptAccount]:
+        """Every registered nickname, read at once (before the reactor runs), checked as a nickname typed is."""
+        connection = sqlite3.connect(self.path)
+        try:
+            rows = connection.execute("SELECT key, nick, left_at FROM accounts").fetchall()
+        finally:
+            connection.close()
+        kept = []
+        for key, nick, left_at in rows:
+            try:
+                nick = check_nickname(clean(nick))
+            except NicknameError:
+                continue
+            if name_key(nick) == key:
+                kept.append(KeptAccount(nick, None if left_at is None else float(left_at)))
+        return kept
+
+    def register(self, nick: str, password: str, at: float) -> Deferred[None]:
+        def keep(kept_hash: str) -> Deferred[None]:
+            kept: Deferred[None] = self._connection.runInteraction(_register, name_key(nick), nick, kept_hash, at)
+            return kept
+
+        return _answer(self._hashed(password).addCallback(keep), "register")
+
+    def check_password(self, nick: str, password: str) -> Deferred[bool]:
+        def check(rows: list[tuple[str]]) -> Deferred[bool] | bool:
+            return bool(rows) and self._passwords_answer(self._passwords.check(rows[0][0], password))
+
+        found: Deferred[Any] = self._connection.runQuery("SELECT hash FROM accounts WHERE key = ?", (name_key(nick),))
+        return _answer(found.addCallback(check), "check a password")
+
+    def change_password(self, nick: str, password: str) -> Deferred[None]:
+        def keep(kept_hash: str) -> Deferred[None]:
+            kept: Deferred[None] = self._connection.runOperation("UPDATE accounts SET hash = ? WHERE key = ?",
+                                                                 (kept_hash, name_key(nick)))
+            return kept
+
+        return _answer(self._hashed(password).addCallback(keep), "change a password")
+
+    def _hashed(self, password: str) -> Deferred[str]:
+        return self._passwords_answer(self._passwords.hash(password))
+
+    def _passwords_answer(self, work: Deferred[Any]) -> Deferred[Any]:
+        def busy(failure: Failure) -> None:
+            failure.trap(PasswordsBusy)
+            raise StoreUnavailable("too many passwords are being checked at once: try again in a moment")
+
+        return work.addErrback(busy)
+
+    def unregister(self, nick: str) -> Deferred[None]:
+        return _answer(self._connection.runOperation("DELETE FROM accounts WHERE key = ?", (name_key(nick),)),
+                       "unregister")
+
+    def left(self, nick: str, at: float) -> None:
+        self._connection.runOperation("UPDATE accounts SET left_at = ?, seen_at = ? WHERE key = ?",
+                                      (at, at, name_key(nick))).addErrback(
+            lambda failure: log.warn("the store could not keep when {nick} left: {why}", nick=nick,
+                                     why=_kind_of(failure)))
+
+    def expire_accounts(self, unused_since: float, online: Sequence[str]) -> Deferred[list[str]]:
+        return _answer(self._connection.runInteraction(_expire, unused_since, {name_key(nick) for nick in online}),
+                       "expire accounts")
+
+    # -- notes and mentions
+
+    def leave_note(self, recipient: str, note: Note) -> Deferred[bool]:
+        return _answer(self._connection.runInteraction(_leave_note, name_key(recipient), note), "keep a message")
+
+    def take_notes(self, recipient: str) -> Deferred[list[Note]]:
+        return _answer(self._connection.runInteraction(_take_notes, name_key(recipient)), "read messages")
+
+    def mentions(self, nick: str, since: float) -> Deferred[list[Event]]:
+        self._write_now()
+        return _answer(self._connection.runInteraction(_mentions, nick, since, self._default_channel),
+                       "find mentions")
+
     # -- housekeeping
 
     def forget_before(self, when: float) -> Deferred[int]:
+        """Forget the history older than `when` (unix time); how many events went."""
         self._write_now()
         forgotten: Deferred[int] = self._connection.runInteraction(_forget_before, when)
+        return forgotten
+
+    def forget_notes_before(self, when: float) -> Deferred[int]:
+        """Forget the notes left before `when` and never taken; how many went."""
+        forgotten: Deferred[int] = self._connection.runInteraction(_forget_notes_before, when)
         return forgotten
 
     def close(self) -> Deferred[None]:
@@ -296,6 +428,7 @@ class SQLiteStore:
         pool = self._pool
         if pool is None:
             return succeed(None)
+        self._passwords.stop()
         self._write_now()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
@@ -338,6 +471,59 @@ def _forget_before(cursor: Any, when: float) -> int:
     forgotten: int = cursor.rowcount
     cursor.execute("DELETE FROM channels WHERE used_at < ? AND topic = ''", (when,))
     return forgotten
+
+
+def _register(cursor: Any, key: str, nick: str, kept_hash: str, at: float) -> None:
+    cursor.execute("INSERT INTO accounts (key, nick, hash, registered_at, seen_at) VALUES (?, ?, ?, ?, ?) "
+                   "ON CONFLICT (key) DO NOTHING", (key, nick, kept_hash, at, at))
+    if cursor.rowcount != 1:
+        raise Taken(nick)
+
+
+def _expire(cursor: Any, unused_since: float, online: set[str]) -> list[str]:
+    rows = cursor.execute("SELECT key, nick FROM accounts WHERE seen_at < ?", (unused_since,)).fetchall()
+    expired = [(key, nick) for key, nick in rows if key not in online]
+    cursor.executemany("DELETE FROM accounts WHERE key = ?", [(key,) for key, _ in expired])
+    return [nick for _, nick in expired]
+
+
+def _leave_note(cursor: Any, recipient: str, note: Note) -> bool:
+    waiting = cursor.execute("SELECT count(*) FROM notes WHERE recipient = ?", (recipient,)).fetchone()[0]
+    if waiting >= MAX_NOTES:
+        return False
+    cursor.execute("INSERT INTO notes (recipient, sender, at, text) VALUES (?, ?, ?, ?)",
+                   (recipient, note.sender, note.at, note.text))
+    return True
+
+
+def _take_notes(cursor: Any, recipient: str) -> list[Note]:
+    rows = cursor.execute("SELECT sender, at, text FROM notes WHERE recipient = ? ORDER BY id",
+                          (recipient,)).fetchall()
+    cursor.execute("DELETE FROM notes WHERE recipient = ?", (recipient,))
+    return [Note(clean(sender), clean(text), float(at)) for sender, at, text in rows]
+
+
+def _mentions(cursor: Any, nick: str, since: float, default_channel: str) -> list[Event]:
+    rows = cursor.execute("SELECT event FROM events WHERE at > ? AND kind IN ('said', 'acted') "
+                          "ORDER BY id DESC LIMIT ?", (since, MENTION_SCAN)).fetchall()
+    events = [event for (text,) in reversed(rows) if (event := _checked(text, default_channel)) is not None]
+    return mentioning(events, nick)[-MAX_MENTIONS:]
+
+
+def _forget_notes_before(cursor: Any, when: float) -> int:
+    cursor.execute("DELETE FROM notes WHERE at < ?", (when,))
+    forgotten: int = cursor.rowcount
+    return forgotten
+
+
+def _answer(work: Deferred[Any], doing: str) -> Deferred[Any]:
+    """`work`, whose failure to read or write the file becomes StoreUnavailable, a line a user may read."""
+    def unavailable(failure: Failure) -> None:
+        failure.trap(sqlite3.Error)
+        log.error("the store could not {doing}: {kind}", doing=doing, kind=_kind_of(failure))
+        raise StoreUnavailable(f"the store cannot {doing} now ({_kind_of(failure)}): try again later")
+
+    return work.addErrback(unavailable)
 
 
 def _checked(text: str, default_channel: str) -> KeptEvent | None:

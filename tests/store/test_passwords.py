@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList
 
-from chatd.store.passwords import LANES, MAX_WAITING, MEMORY_KIB, TIME_COST, Passwords, PasswordsBusy, weakness
+from chatd.store.passwords import LANES, MAX_WAITING, MEMORY_KIB, TIME_COST, Passwords, PasswordsBusy
 
 
 @pytest.fixture
@@ -70,9 +70,3 @@ def test_past_max_waiting_more_work_is_refused_at_once_and_the_rest_is_done(pass
     finally:
         cheap.stop()
 
-
-def test_a_weak_password_is_refused_with_one_line():
-    """Under 8 characters, or the nickname itself (any case): refused, saying why; otherwise None."""
-    assert weakness("short", "alice") == "a password needs at least 8 characters"
-    assert weakness("ALICEBOB", "alicebob") == "a password may not be the nickname itself"
-    assert weakness("correct horse", "alice") is None

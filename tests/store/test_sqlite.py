@@ -13,9 +13,13 @@ from twisted.enterprise import adbapi
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
-from chatd.core.events import Acted, Joined, Said, TopicChanged, Whispered
-from chatd.store.sqlite import (APPLICATION_ID, RETRY_SECONDS, SCHEMA_VERSION, SQLiteStore, StoreError, check,
-                                kept_at_start)
+from argon2 import PasswordHasher
+
+from chatd.core.events import Acted, Joined, Said, TopicChanged, Whispered, to_json
+from chatd.core.store import MAX_NOTES, KeptAccount, Note, Taken
+from chatd.store.passwords import Passwords
+from chatd.store.sqlite import (APPLICATION_ID, MIGRATIONS, RETRY_SECONDS, SCHEMA_VERSION, SQLiteStore, StoreError,
+                                check, kept_at_start)
 
 
 def store_at(path):
@@ -178,3 +182,106 @@ def test_closing_does_not_wait_for_a_store_that_cannot_be_written(tmp_path, log_
     store.record([Said("#lobby", "alice", "two " + "x" * 20_000, at=2.0)])
     yield store.close()  # returns, though the write failed
     assert log_lines[-1].endswith("could not be written (disk full): 1 event(s) were not kept")
+
+
+def cheap_store_at(path):
+    """A store whose passwords are hashed with argon2's cheapest parameters: the tests check keeping, not strength."""
+    store = SQLiteStore(path, reactor, "#lobby", passwords=Passwords(reactor, PasswordHasher(
+        time_cost=1, memory_cost=8, parallelism=1)))
+    store.start()
+    return store
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_account_is_kept_with_its_password_hash_and_no_password(tmp_path):
+    """register keeps the nickname and an argon2id hash (never the password); check, change and unregister use it."""
+    path = tmp_path / "chatd.sqlite3"
+    store = cheap_store_at(path)
+    try:
+        yield store.register("Alice", "correct horse", 100.0)
+        with pytest.raises(Taken):
+            yield store.register("ALICE", "another one", 101.0)
+        assert (yield store.check_password("alice", "correct horse")) is True
+        assert (yield store.check_password("alice", "wrong horse")) is False
+        assert (yield store.check_password("nobody", "correct horse")) is False
+        yield store.change_password("alice", "battery staple")
+        assert (yield store.check_password("alice", "battery staple")) is True
+        store.left("alice", 200.0)
+        [[kept_hash]] = yield store._connection.runQuery("SELECT hash FROM accounts")
+        assert kept_hash.startswith("$argon2id$") and "battery" not in kept_hash
+    finally:
+        yield store.close()
+    assert b"battery staple" not in path.read_bytes()
+    again = cheap_store_at(path)
+    try:
+        assert again.accounts() == [KeptAccount("Alice", 200.0)]
+        yield again.unregister("alice")
+        assert again.accounts() == []
+    finally:
+        yield again.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_notes_are_kept_up_to_the_limit_and_taken_once(tmp_path):
+    """At most MAX_NOTES notes wait for one account; take_notes gives them, oldest first, once; unregister drops them."""
+    store = cheap_store_at(tmp_path / "chatd.sqlite3")
+    try:
+        yield store.register("bob", "correct horse", 1.0)
+        for number in range(MAX_NOTES):
+            assert (yield store.leave_note("Bob", Note("alice", f"note {number}", float(number)))) is True
+        assert (yield store.leave_note("bob", Note("alice", "one too many", 500.0))) is False
+        taken = yield store.take_notes("BOB")
+        assert [note.text for note in taken] == [f"note {number}" for number in range(MAX_NOTES)]
+        assert (yield store.take_notes("bob")) == []
+        yield store.leave_note("bob", Note("alice", "old\x1b[2J", 5.0))
+        assert (yield store.forget_notes_before(4.0)) == 0
+        assert (yield store.take_notes("bob")) == [Note("alice", "old", 5.0)]  # cleaned, as a line typed is
+        yield store.leave_note("bob", Note("alice", "for nobody", 6.0))
+        yield store.unregister("bob")
+        yield store.register("bob", "correct horse", 7.0)
+        assert (yield store.take_notes("bob")) == []
+    finally:
+        yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_mentions_are_found_in_the_history_since_a_time(tmp_path):
+    """mentions: the kept messages since a time that name the nickname as a word, said by others."""
+    store = cheap_store_at(tmp_path / "chatd.sqlite3")
+    try:
+        store.record([Said("#lab", "alice", "bob: hi", at=1.0), Said("#lab", "alice", "BOB, later", at=3.0),
+                      Acted("#lobby", "carol", "waves at bob", at=4.0), Said("#lab", "bob", "I am bob", at=5.0),
+                      Said("#lab", "alice", "bobby is not him", at=6.0)])
+        found = yield store.mentions("bob", 2.0)
+        assert found == [Said("#lab", "alice", "BOB, later", at=3.0), Acted("#lobby", "carol", "waves at bob", at=4.0)]
+    finally:
+        yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_accounts_unused_for_long_expire_but_not_those_online(tmp_path):
+    """expire_accounts forgets the accounts not seen since the time given, except those online; it names them."""
+    store = cheap_store_at(tmp_path / "chatd.sqlite3")
+    try:
+        for nick, at in (("old", 1.0), ("online", 1.0), ("recent", 50.0)):
+            yield store.register(nick, "correct horse", at)
+        assert (yield store.expire_accounts(10.0, ["Online"])) == ["old"]
+        assert sorted(account.nick for account in store.accounts()) == ["online", "recent"]
+    finally:
+        yield store.close()
+
+
+def test_a_store_of_the_first_schema_is_migrated_keeping_its_history(tmp_path):
+    """A file made by the first release (schema 1) gains the accounts and notes tables, and keeps what it had."""
+    path = tmp_path / "chatd.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(f"{MIGRATIONS[0]}; PRAGMA user_version = 1; PRAGMA application_id = {APPLICATION_ID};")
+        connection.execute("INSERT INTO events (channel, at, kind, event) VALUES ('#lobby', 1, 'said', ?)",
+                           (to_json(Said("#lobby", "alice", "from before", at=1.0), exact_time=True),))
+    connection.close()
+    check(path)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert connection.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
+    connection.close()
+    assert kept_at_start(path, 10, 10, "#lobby") == {}  # no channels row in the old file: history stays in events

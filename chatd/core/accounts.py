@@ -1,0 +1,460 @@
+"""
+Accounts: registered nicknames, the passwords that guard them, and what
+waits for their owners while they are away.  Pure: the store
+(chatd.core.store) hashes, checks and keeps; this decides.
+
+- **Who is registered** is known here, in memory (read from the store at
+  the start), in a Registry like the one of online nicknames, so a
+  nickname that looks like a registered one is refused as taken, and a
+  registered one asks for its password, without waiting for the disk.
+- **A password** is asked for (`PasswordWanted`), or comes with the login
+  (IRC's PASS), or before it (IRC's SASL); a door that cannot ask (IRC)
+  logs its user in as a guest, who may identify later and then becomes
+  the registered nickname.  MAX_TRIES wrong passwords close the
+  connection, and one address gets FAILURES_PER_ADDRESS wrong passwords
+  per FAILURE_SECONDS: past that, its tries wait.  One check at a time
+  per session.  A password is never logged, and no reply carries it.
+- **While its owner is away**, a private message to a registered nickname
+  is kept as a note; at the owner's next login (after the password) come
+  the notes, once, and how many times each channel named them since they
+  left.
+
+Every answer from the store comes in a later reactor turn: the session may
+have gone, or the account been dropped, meanwhile, and both are checked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from attrs import define
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chatd.core import replies
+from chatd.core.channel import Member
+from chatd.core.nicknames import MAX_NICK_CHARS, RateWindow, Registry, name_key
+from chatd.core.roster import Roster
+from chatd.core.session import ISession
+from chatd.core.store import MAX_NOTES, IStore, KeptAccount, Note, StoreUnavailable, Taken
+
+log = Logger()
+
+MAX_TRIES = 3
+FAILURES_PER_ADDRESS = 10
+FAILURE_SECONDS = 60.0
+MIN_PASSWORD_CHARACTERS = 8
+
+
+def password_weakness(password: str, nick: str) -> str | None:
+    """Why `password` may not guard `nick` (one line), or None."""
+    if len(password) < MIN_PASSWORD_CHARACTERS:
+        return f"a password needs at least {MIN_PASSWORD_CHARACTERS} characters"
+    if password.casefold() == nick.casefold():
+        return "a password may not be the nickname itself"
+    return None
+
+
+@define(eq=False)
+class Account:
+    """A registered nickname, as the chat knows it."""
+
+    nick: str  # as registered
+    left_at: float | None = None  # when its owner last left the chat
+
+
+@define(eq=False)
+class Hooks:
+    """What the accounts ask of the server."""
+
+    begin_turn: Callable[[], None]
+    tell: Callable[..., None]
+    remove: Callable[[ISession, object, str], None]
+    log_in: Callable[[ISession, str], None]  # try a login again: the session is identified now
+    enter: Callable[[ISession, str], None]  # log in as this (free, unregistered) nickname
+    rename: Callable[[Member, str], None]  # the member takes its account's nickname
+    member: Callable[[ISession], Member | None]
+
+
+class Accounts:
+    """The chat's accounts (see the module's docstring)."""
+
+    def __init__(self, clock: IReactorTime, roster: Roster, store: Callable[[], IStore], hooks: Hooks) -> None:
+        self._clock = clock
+        self._roster = roster
+        self._store = store
+        self._hooks = hooks
+        self.registered: Registry[Account] = Registry()
+        self.identified: dict[ISession, Account] = {}
+        self._asked: dict[ISession, tuple[Account, str]] = {}  # the password prompt is out: account, nick typed
+        self._wanted: dict[ISession, Account] = {}  # logged in as a guest, wanting this account
+        self._tries: dict[ISession, int] = {}  # wrong passwords so far
+        self._busy: set[ISession] = set()  # a check (or a registration) is under way
+        self._away_since: dict[ISession, float | None] = {}  # when an identified member last left, for /mentions
+        self._failures = RateWindow(FAILURES_PER_ADDRESS, FAILURE_SECONDS)
+
+    def load(self, kept: Iterable[KeptAccount]) -> None:
+        for account in kept:
+            if self.registered.holder(account.nick) is None:
+                self.registered.claim(account.nick, Account(account.nick, account.left_at))
+
+    def identified_nicks(self) -> list[str]:
+        return [account.nick for account in self.identified.values()]
+
+    # -- logging in
+
+    def holds_back(self, session: ISession, nick: str, password: str | None, as_guest: bool) -> bool:
+        """
+        Whether an account keeps `session` from logging in as `nick` now;
+        if so, the session was told why, or asked for the password, or is
+        being checked, or went in as a guest.
+        """
+        clash = self.registered.clash(nick, self.identified.get(session))
+        if clash is None:
+            return False
+        account = self.registered.holder(clash)
+        assert account is not None
+        tell = self._hooks.tell
+        if name_key(account.nick) != name_key(nick):
+            tell(session, replies.Error(f"nickname is taken: {nick} (it looks like {account.nick}, a registered "
+                                        "nickname)", "nickname-taken", nick))
+        elif password is not None:
+            self._check(session, account, password, lambda: self._hooks.log_in(session, nick))
+        elif as_guest:
+            guest = self._guest_name(session, nick)
+            if guest is None:
+                tell(session, replies.Error(f"{nick} is registered: log in with its password", "nickname-taken", nick))
+                return True
+            self._wanted[session] = account
+            self._hooks.enter(session, guest)
+            tell(session, replies.GuestNickname(account.nick, guest))
+        else:
+            self._asked[session] = (account, nick)
+            tell(session, replies.PasswordWanted(account.nick, MAX_TRIES - self._tries.get(session, 0)))
+        return True
+
+    def keeps_from(self, session: ISession, nick: str) -> bool:
+        """Whether an account keeps a logged-in `session` from renaming to `nick` (it was told why)."""
+        clash = self.registered.clash(nick, self.identified.get(session))
+        if clash is None:
+            return False
+        if name_key(clash) == name_key(nick):
+            account = self.registered.holder(clash)
+            assert account is not None
+            refusal = replies.Error(f"{account.nick} is registered: /identify {account.nick} PASSWORD takes it",
+                                    "nickname-taken", nick)
+        else:
+            refusal = replies.Error(f"nickname is taken: {nick} (it looks like {clash}, a registered nickname)",
+                                    "nickname-taken", nick)
+        self._hooks.tell(session, refusal)
+        return True
+
+    def _guest_name(self, session: ISession, nick: str) -> str | None:
+        base = nick[: MAX_NICK_CHARS - 3] + "_"
+        for number in range(1, 100):
+            guest = f"{base}{number}"
+            if self._roster.nickname_refusal(session, guest)[1] is None and self.registered.clash(guest, None) is None:
+                return guest
+        return None
+
+    def identify(self, session: ISession, password: str, nick: str | None) -> None:
+        """Identify (see commands.Identify)."""
+        tell, member = self._hooks.tell, self._hooks.member(session)
+        asked = self._asked.get(session)
+        if nick is not None:
+            account = self.registered.holder(nick)
+            if account is None:
+                tell(session, replies.Error(f"{nick} is not registered", "not-registered", nick))
+                return
+        elif member is None:
+            if asked is None:
+                tell(session, replies.Error("choose a nickname first", "not-logged-in"))
+                return
+            account = asked[0]
+        else:
+            found = self._wanted.get(session) or self.registered.holder(member.nick)
+            if found is None:
+                tell(session, replies.Error(f"{member.nick} is not registered: /register PASSWORD keeps it for you",
+                                            "not-registered", member.nick))
+                return
+            account = found
+        if self.identified.get(session) is account:
+            tell(session, replies.Error(f"you are identified as {account.nick} already", "already-identified"))
+            return
+        self._check(session, account, password, lambda: self._identified(session, account))
+
+    def _identified(self, session: ISession, account: Account) -> None:
+        member = self._hooks.member(session)
+        asked = self._asked.pop(session, None)
+        if member is None:
+            if asked is not None and asked[0] is account:
+                self._hooks.log_in(session, asked[1])
+            else:  # named up front (SASL): the login comes next
+                self._hooks.tell(session, replies.Identified(account.nick))
+            return
+        self._wanted.pop(session, None)
+        self._hooks.tell(session, replies.Identified(account.nick))
+        if name_key(member.nick) != name_key(account.nick):
+            self._hooks.rename(member, account.nick)
+        self.welcome(member)
+
+    def cancel(self, session: ISession) -> None:
+        """The session answered the password prompt with nothing: it chooses another nickname."""
+        self._asked.pop(session, None)
+
+    # -- the password check, off the reactor's thread
+
+    def _check(self, session: ISession, account: Account, password: str, then: Callable[[], None]) -> None:
+        tell = self._hooks.tell
+        if session in self._busy:
+            tell(session, replies.Error("your password is being checked: wait for the answer", "busy"))
+            return
+        wait = self._failures.wait(session.address, self._clock.seconds())
+        if wait:
+            tell(session, replies.Error(f"too many wrong passwords from {session.address}: wait {math.ceil(wait)} s",
+                                        "too-many-tries"))
+            self._ask_again(session, account)
+            return
+        self._busy.add(session)
+        checked = self._store().check_password(account.nick, password)
+        checked.addBoth(self._checked, session, account, then)
+
+    def _checked(self, result: bool | Failure, session: ISession, account: Account, then: Callable[[], None]) -> None:
+        self._busy.discard(session)
+        if session not in self._roster.present:
+            return
+        self._hooks.begin_turn()
+        tell = self._hooks.tell
+        if isinstance(result, Failure):
+            tell(session, self._unavailable(result, f"checking {account.nick}'s password"))
+            self._ask_again(session, account)
+            return
+        if self.registered.holder(account.nick) is not account:
+            tell(session, replies.Error(f"{account.nick} is not registered any more", "not-registered", account.nick))
+            self._asked.pop(session, None)
+            return
+        if not result:
+            self._wrong(session, account)
+            return
+        self._tries.pop(session, None)
+        self.identified[session] = account
+        log.info("{address} identified as {nick}", address=session.address, nick=account.nick)
+        then()
+
+    def _wrong(self, session: ISession, account: Account) -> None:
+        self._failures.happened(session.address, self._clock.seconds())
+        tries = self._tries[session] = self._tries.get(session, 0) + 1
+        log.info("wrong password for {nick} from {address}", nick=account.nick, address=session.address)
+        if tries >= MAX_TRIES:
+            self._hooks.remove(session, replies.Error(f"wrong password {MAX_TRIES} times: goodbye", "too-many-tries"),
+                               "Wrong password")
+            return
+        self._hooks.tell(session, replies.Error(f"wrong password for {account.nick}", "wrong-password", account.nick))
+        self._ask_again(session, account)
+
+    def _ask_again(self, session: ISession, account: Account) -> None:
+        if session in self._asked:
+            self._hooks.tell(session, replies.PasswordWanted(account.nick, MAX_TRIES - self._tries.get(session, 0)))
+
+    def _unavailable(self, failure: Failure, doing: str) -> replies.Error:
+        if failure.check(StoreUnavailable):
+            return replies.Error(str(failure.value), "store-unavailable")
+        log.failure("{doing} failed", failure, doing=doing)
+        return replies.Error("the store cannot answer now: try again later", "store-unavailable")
+
+    # -- what an identified user does
+
+    def register(self, member: Member, password: str) -> None:
+        session, nick, tell = member.session, member.nick, self._hooks.tell
+        account = self.registered.holder(nick)
+        if account is not None:
+            mine = self.identified.get(session) is account
+            tell(session, replies.Error(f"you registered {nick} already" if mine else f"{nick} is registered already",
+                                        "already-registered", nick))
+            return
+        weakness = password_weakness(password, nick)
+        if weakness is not None:
+            tell(session, replies.Error(weakness, "weak-password"))
+            return
+        if session in self._busy:
+            tell(session, replies.Error("your password is being checked: wait for the answer", "busy"))
+            return
+        self._busy.add(session)
+
+        def registered(result: object) -> None:
+            self._busy.discard(session)
+            self._hooks.begin_turn()
+            if isinstance(result, Failure):
+                if result.check(Taken):
+                    answer = replies.Error(f"{nick} was registered by someone else a moment ago", "already-registered",
+                                           nick)
+                else:
+                    answer = self._unavailable(result, f"registering {nick}")
+                if session in self._roster.present:
+                    tell(session, answer)
+                return
+            if self.registered.holder(nick) is None:
+                account = Account(nick)
+                self.registered.claim(nick, account)
+                if session in self._roster.present:
+                    self.identified[session] = account
+            log.info("{nick} registered", nick=nick)
+            if session in self._roster.present:
+                tell(session, replies.Registered(nick))
+
+        self._store().register(nick, password, self._clock.seconds()).addBoth(registered)
+
+    def change_password(self, member: Member, old: str, new: str) -> None:
+        session, tell = member.session, self._hooks.tell
+        account = self._own_account(member, "/password")
+        if account is None:
+            return
+        weakness = password_weakness(new, account.nick)
+        if weakness is not None:
+            tell(session, replies.Error(weakness, "weak-password"))
+            return
+
+        def change() -> None:
+            def changed(result: object) -> None:
+                self._hooks.begin_turn()
+                if session in self._roster.present:
+                    tell(session, self._unavailable(result, "changing a password") if isinstance(result, Failure)
+                         else replies.PasswordChanged(account.nick))
+
+            self._store().change_password(account.nick, new).addBoth(changed)
+
+        self._check(session, account, old, change)
+
+    def unregister(self, member: Member, password: str) -> None:
+        session = member.session
+        account = self._own_account(member, "/unregister")
+        if account is None:
+            return
+
+        def drop() -> None:
+            def dropped(result: object) -> None:
+                self._hooks.begin_turn()
+                if isinstance(result, Failure):
+                    if session in self._roster.present:
+                        self._hooks.tell(session, self._unavailable(result, f"unregistering {account.nick}"))
+                    return
+                self.forget(account.nick)
+                log.info("{nick} unregistered", nick=account.nick)
+                if session in self._roster.present:
+                    self._hooks.tell(session, replies.Unregistered(account.nick))
+
+            self._store().unregister(account.nick).addBoth(dropped)
+
+        self._check(session, account, password, drop)
+
+    def forget(self, nick: str) -> None:
+        """`nick` is not registered any more (unregistered, or expired): free it, and whoever identified with it."""
+        account = self.registered.holder(nick)
+        if account is None:
+            return
+        self.registered.release(account.nick, account)
+        for holders in (self.identified, self._wanted):
+            for session in [session for session, held in holders.items() if held is account]:
+                del holders[session]
+
+    def _own_account(self, member: Member, command: str) -> Account | None:
+        account = self.identified.get(member.session)
+        if account is None:
+            self._hooks.tell(member.session, replies.Error(
+                f"{command} is for a registered nickname you have identified for", "not-identified"))
+        return account
+
+    # -- notes, mentions, coming and going
+
+    def leave_note(self, member: Member, to_nick: str, text: str) -> bool:
+        """
+        A private message to `to_nick`, who is not online: kept for them if
+        they are registered (True), and the sender told; False if not.
+        """
+        account = self.registered.holder(to_nick)
+        if account is None:
+            return False
+        session = member.session
+
+        def kept(result: object) -> None:
+            self._hooks.begin_turn()
+            if session not in self._roster.present:
+                return
+            if isinstance(result, Failure):
+                self._hooks.tell(session, self._unavailable(result, f"keeping a message for {account.nick}"))
+            elif result:
+                self._hooks.tell(session, replies.NoteKept(account.nick, text))
+            else:
+                self._hooks.tell(session, replies.Error(
+                    f"{account.nick} has {MAX_NOTES} messages waiting already: yours was not kept", "notes-full",
+                    account.nick))
+
+        self._store().leave_note(account.nick, Note(member.nick, text, self._clock.seconds())).addBoth(kept)
+        return True
+
+    def welcome(self, member: Member) -> None:
+        """An identified member is in: the notes left for them, then how often they were named while away."""
+        session = member.session
+        account = self.identified.get(session)
+        if account is None:
+            return
+        since = self._away_since[session] = account.left_at
+        store, tell = self._store(), self._hooks.tell
+
+        def notes(result: object) -> None:
+            if isinstance(result, Failure):
+                tell(session, self._unavailable(result, f"reading {account.nick}'s notes"))
+            elif result:
+                tell(session, replies.NotesWhileAway(tuple(result)))  # type: ignore[arg-type]
+
+        def mentions(result: object) -> None:
+            if isinstance(result, Failure):
+                tell(session, self._unavailable(result, f"finding {account.nick}'s mentions"))
+            elif result:
+                counts = Counter(event.channel for event in result)  # type: ignore[attr-defined]
+                tell(session, replies.MentionsWhileAway(tuple(counts.most_common())))
+
+        def then(answer: Callable[[object], None]) -> Callable[[object], None]:
+            def after(result: object) -> None:
+                self._hooks.begin_turn()
+                if self.identified.get(session) is account:
+                    answer(result)
+            return after
+
+        store.take_notes(account.nick).addBoth(then(notes))
+        if since is not None:
+            store.mentions(account.nick, since).addBoth(then(mentions))
+
+    def mentions(self, member: Member) -> None:
+        """/mentions: the lines that named an identified member since they last left."""
+        session = member.session
+        account = self._own_account(member, "/mentions")
+        if account is None:
+            return
+        since = self._away_since.get(session)
+        if since is None:
+            self._hooks.tell(session, replies.MentionList(()))
+            return
+
+        def found(result: object) -> None:
+            self._hooks.begin_turn()
+            if session in self._roster.present:
+                self._hooks.tell(session, self._unavailable(result, "finding mentions") if isinstance(result, Failure)
+                                 else replies.MentionList(tuple(result)))  # type: ignore[arg-type]
+
+        self._store().mentions(account.nick, since).addBoth(found)
+
+    def departed(self, session: ISession, logged_in: bool) -> None:
+        """The session is gone: an identified owner who was in the chat left it now."""
+        account = self.identified.pop(session, None)
+        if account is not None and logged_in:
+            account.left_at = self._clock.seconds()
+            self._store().left(account.nick, account.left_at)
+        self._asked.pop(session, None)
+        self._wanted.pop(session, None)
+        self._tries.pop(session, None)
+        self._away_since.pop(session, None)
+        self._busy.discard(session)
