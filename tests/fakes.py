@@ -87,6 +87,7 @@ class MemoryStore(NoStore):
         self.held = []
         self.checks = 0
         self.healthy = True
+        self.keeps_accounts = True
         self.watchers = []
         for nick, password in accounts:
             self.passwords[nick.casefold()], self.nicks[nick.casefold()] = password, nick

@@ -122,19 +122,24 @@ class Accounts:
             tell(session, replies.Error(f"nickname is taken: {nick} (it looks like {account.nick}, a registered "
                                         "nickname)", "nickname-taken", nick))
         elif password is not None:
-            self._check(session, account, password, lambda: self._hooks.log_in(session, nick))
+            self._check(session, account, password, lambda: self._hooks.log_in(session, nick),
+                        lambda: self._as_guest(session, account, nick) if as_guest else None)
         elif as_guest:
-            guest = self._guest_name(session, nick)
-            if guest is None:
-                tell(session, replies.Error(f"{nick} is registered: log in with its password", "nickname-taken", nick))
-                return True
-            self._wanted[session] = account
-            self._hooks.enter(session, guest)
-            tell(session, replies.GuestNickname(account.nick, guest))
+            self._as_guest(session, account, nick)
         else:
             self._asked[session] = (account, nick)
             tell(session, replies.PasswordWanted(account.nick, MAX_TRIES - self._tries.get(session, 0)))
         return True
+
+    def _as_guest(self, session: ISession, account: Account, nick: str) -> None:
+        guest = self._guest_name(session, nick)
+        if guest is None:
+            self._hooks.tell(session, replies.Error(f"{nick} is registered: log in with its password",
+                                                    "nickname-taken", nick))
+            return
+        self._wanted[session] = account
+        self._hooks.enter(session, guest)
+        self._hooks.tell(session, replies.GuestNickname(account.nick, guest))
 
     def keeps_from(self, session: ISession, nick: str) -> bool:
         """Whether an account keeps a logged-in `session` from renaming to `nick` (it was told why)."""
@@ -201,13 +206,14 @@ class Accounts:
             self._hooks.rename(member, account.nick)
         self.welcome(member)
 
-    def cancel(self, session: ISession) -> None:
-        """The session answered the password prompt with nothing: it chooses another nickname."""
-        self._asked.pop(session, None)
-
     # -- the password check, off the reactor's thread
 
-    def _check(self, session: ISession, account: Account, password: str, then: Callable[[], None]) -> None:
+    def _check(self, session: ISession, account: Account, password: str, then: Callable[[], None],
+               otherwise: Callable[[], None] | None = None) -> None:
+        """
+        Check `password` for `account`: then `then()`; if it is wrong, the
+        session is told, and `otherwise()` (if given) or asked again.
+        """
         tell = self._hooks.tell
         if session in self._busy:
             tell(session, replies.Error("your password is being checked: wait for the answer", "busy"))
@@ -220,9 +226,10 @@ class Accounts:
             return
         self._busy.add(session)
         checked = self._store().check_password(account.nick, password)
-        checked.addBoth(self._checked, session, account, then)
+        checked.addBoth(self._checked, session, account, then, otherwise)
 
-    def _checked(self, result: bool | Failure, session: ISession, account: Account, then: Callable[[], None]) -> None:
+    def _checked(self, result: bool | Failure, session: ISession, account: Account, then: Callable[[], None],
+                 otherwise: Callable[[], None] | None) -> None:
         self._busy.discard(session)
         if session not in self._roster.present:
             return
@@ -237,14 +244,14 @@ class Accounts:
             self._asked.pop(session, None)
             return
         if not result:
-            self._wrong(session, account)
+            self._wrong(session, account, otherwise)
             return
         self._tries.pop(session, None)
         self.identified[session] = account
         log.info("{address} identified as {nick}", address=session.address, nick=account.nick)
         then()
 
-    def _wrong(self, session: ISession, account: Account) -> None:
+    def _wrong(self, session: ISession, account: Account, otherwise: Callable[[], None] | None) -> None:
         self._failures.happened(session.address, self._clock.seconds())
         tries = self._tries[session] = self._tries.get(session, 0) + 1
         log.info("wrong password for {nick} from {address}", nick=account.nick, address=session.address)
@@ -253,7 +260,10 @@ class Accounts:
                                "Wrong password")
             return
         self._hooks.tell(session, replies.Error(f"wrong password for {account.nick}", "wrong-password", account.nick))
-        self._ask_again(session, account)
+        if otherwise is not None:
+            otherwise()
+        else:
+            self._ask_again(session, account)
 
     def _ask_again(self, session: ISession, account: Account) -> None:
         if session in self._asked:

@@ -13,7 +13,8 @@ from importlib import resources
 from typing import Generic, TypeVar
 
 MAX_NICK_CHARS = 24
-RESERVED_NICKS = frozenset({"server", "chatd"})
+# "nickserv": IRC clients send it passwords (chatd answers it itself); nobody may pose as it.
+RESERVED_NICKS = frozenset({"server", "chatd", "nickserv"})
 NICK_PUNCTUATION = "_-[]{}|^"
 MAX_CHANNEL_CHARS = 32  # after the "#"
 CHANNEL_PUNCTUATION = "-_."

@@ -155,6 +155,11 @@ class ChatServer:
         """The nickname, as its user has it, of whoever is online as `nick` (in any case); None if nobody is."""
         return self._roster.online(nick)
 
+    @property
+    def keeps_accounts(self) -> bool:
+        """Whether nicknames can be registered here."""
+        return bool(self.store.keeps_accounts)
+
     def registered(self, nick: str) -> str | None:
         """The registered nickname `nick` is (in any case), if it is one."""
         account = self._accounts.registered.holder(nick)

@@ -73,6 +73,7 @@ class Taken(Exception):
 
 class IStore(Interface):
     healthy = Attribute("Whether the store is writing what it is given (False: a full disk, a failing Redis...).")
+    keeps_accounts = Attribute("Whether accounts can be registered (False: a chat that remembers nothing).")
 
     def watch(changed: Callable[[bool], None]) -> None:
         """Call `changed(healthy)` each time the store starts or stops failing to write."""
@@ -137,6 +138,7 @@ class NoStore:
     """A chat that remembers nothing beyond its process: no history, no accounts."""
 
     healthy = True
+    keeps_accounts = False
 
     def watch(self, changed: Callable[[bool], None]) -> None:
         pass

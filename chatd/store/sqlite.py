@@ -205,6 +205,8 @@ def kept_at_start(path: Path, count: int, max_channels: int, default_channel: st
 class SQLiteStore:
     """The store in one SQLite file (see the module's docstring)."""
 
+    keeps_accounts = True
+
     def __init__(self, path: Path, reactor: Any, default_channel: str, clock: IReactorTime | None = None,
                  pool: Callable[..., adbapi.ConnectionPool] = adbapi.ConnectionPool,
                  passwords: Passwords | None = None) -> None:

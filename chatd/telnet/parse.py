@@ -23,6 +23,12 @@ What a user can type (command words are case-insensitive, short forms too):
     /ban NICK|ADDR [MIN]    Ban        (operators) ban an address, 0 minutes: until restart
     /unban ADDRESS          Unban      (operators)
     /bans                   Bans       (operators) list the bans
+    /register PASSWORD      Register   keep your nickname for you
+    /identify [NICK] PASSWORD  Identify  prove you own a registered nickname (NICK: take it)
+    /password OLD NEW       ChangePassword
+    /unregister PASSWORD    Unregister
+    /history [N]            History    the current channel's last N lines (default 50)
+    /mentions               Mentions   the lines that named you while you were away
     anything else /...      Invalid    (this front door's own) with the reason to show
 
 Everything but Help, Charset and Invalid is a protocol-neutral command of
@@ -38,19 +44,25 @@ from chatd.core.commands import (
     Act,
     Ban,
     Bans,
+    ChangePassword,
     Channels,
     Command,
+    History,
+    Identify,
     Join,
     Kick,
+    Mentions,
     Msg,
     Names,
     Nick,
     Oper,
     Part,
     Quit,
+    Register,
     Say,
     Topic,
     Unban,
+    Unregister,
 )
 
 
@@ -72,6 +84,9 @@ class Invalid:
 
 
 LineCommand = Command | Help | Charset | Invalid
+
+# What /history shows when it is not told how many lines.
+DEFAULT_HISTORY_LINES = 50
 
 # Whole lines that are commands by themselves, without a slash.
 _BARE_WORDS: dict[str, LineCommand] = {
@@ -153,6 +168,21 @@ def _parse_slash_command(text: str) -> LineCommand:
         return Unban(argument) if argument and " " not in argument else Invalid("usage: /unban ADDRESS")
     if word == "bans":
         return Bans()
+    if word == "register":
+        return Register(argument) if argument else Invalid("usage: /register PASSWORD")
+    if word == "identify":
+        return Identify(argument) if argument else Invalid("usage: /identify [NICK] PASSWORD")
+    if word == "password":
+        old, _, new = argument.partition(" ")
+        return ChangePassword(old, new.strip()) if new.strip() else Invalid("usage: /password OLD NEW")
+    if word == "unregister":
+        return Unregister(argument) if argument else Invalid("usage: /unregister PASSWORD")
+    if word == "history":
+        if argument and not argument.isdigit():
+            return Invalid("usage: /history [N]")
+        return History(int(argument) if argument else DEFAULT_HISTORY_LINES)
+    if word == "mentions":
+        return Mentions()
     return Invalid(f"unknown command /{word} (try /help)")
 
 

@@ -7,8 +7,20 @@ The telnet front door: a TCP connection as a session of the chat server.
           -> bytes in this connection's charset (dialect.py) -> socket
 
 This front door owns its login dialogue (a greeting, then any line is the
-nickname wanted), its syntax and every string it shows; /charset and /help
-are answered here, because they belong to the connection, not the chat.
+nickname wanted, and for a registered one the next line is its password),
+its syntax and every string it shows; /charset and /help are answered
+here, because they belong to the connection, not the chat.
+
+While a password is typed, nothing of it is shown.  A client that echoes
+what its user types itself (line mode: Linux telnet to any port but 23
+starts so, without a word of telnet) is asked to stop: the server WILL
+ECHO, as telnetd's login does, and then echoes nothing of the password but
+its line end.  A client in character mode is echoed nothing but the line
+end.  A client that agreed stays in character mode afterwards, with chatd
+echoing and editing, as it would have been had it negotiated from the
+start.  This is the one place chatd sends telnet bytes to a client that
+has not shown it speaks telnet: nc shows them as a stray character or two
+before the password prompt, and cannot hide the password.
 """
 
 from __future__ import annotations
@@ -26,12 +38,13 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IReactorTime,
 )
+from twisted.conch.telnet import ECHO
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.core import commands
+from chatd.core import commands, replies as core_replies
 from chatd.core.batch import Share
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
@@ -90,10 +103,16 @@ class TelnetSession(TelnetServer):
         self._first_data = True
         self._awaiting_greeting = False  # until the greeting is sent (or the first bytes make it moot)
         self._life: ConnectionLife | None = None
+        self._password_for: str | None = None  # the registered nickname whose password the next line is
 
     @property
     def charset(self) -> str:
         return self._editor.charset
+
+    @property
+    def awaits_password(self) -> bool:
+        """Whether the next line is a registered nickname's password."""
+        return self._password_for is not None
 
     # -- from the transport
 
@@ -257,7 +276,8 @@ class TelnetSession(TelnetServer):
                     assert gate is not None
                     gate.line(text)
                 case Echo(text):
-                    self._write(encode(text, self.charset))
+                    if self._password_for is None or text == "\r\n":  # a password shows nothing but its Enter
+                        self._write(encode(text, self.charset))
                 case LineTooLong():
                     self._tell(render.line_too_long(self._settings.max_line_bytes))
                 case Undecodable():
@@ -270,6 +290,9 @@ class TelnetSession(TelnetServer):
     def let_through(self, text: str) -> None:
         life = self._life
         assert life is not None
+        if self._password_for is not None:
+            self._password_typed(text)
+            return
         command = parse_line(clean(text))
         if command is None:
             return
@@ -280,8 +303,20 @@ class TelnetSession(TelnetServer):
             self._server.handle(self, command)  # the usual line, the short way
             return
         carry_out(self._server, self, command)
-        if not life.logged_in and self._server.nick_of(self) is not None:
-            life.chose_nickname()
+
+    def _password_typed(self, password: str) -> None:
+        """The line after `*** NICK is registered; password:`; an empty one chooses another nickname."""
+        self._password_for = None
+        if password.strip():
+            self._server.handle(self, commands.Identify(password))
+        else:
+            self._server.tell(self, render.choose_nickname())
+
+    def _hide_password(self, nick: str) -> None:
+        """The next line is `nick`'s password: nothing of it is shown (see the module's docstring)."""
+        self._password_for = nick
+        if not self.echoing:
+            self.will(ECHO).addErrback(lambda failure: None)  # refused, or already asked: the client echoes
 
     def refuse(self, reason: str) -> None:
         self._tell(render.error(reason))
@@ -354,9 +389,16 @@ class TelnetSession(TelnetServer):
             replies = [self._switch_charset(replies[0].charset)]
         self._write_above_input(Outgoing([line for reply in replies for line in render.reply_lines(reply, lobby)])
                                 .encoded(self.charset))
+        life = self._life
+        if life is not None and not life.logged_in:
+            for reply in replies:
+                if type(reply) is core_replies.PasswordWanted:
+                    self._hide_password(reply.nick)
+                elif type(reply) is core_replies.LoggedIn:
+                    life.chose_nickname()
 
     def _write_above_input(self, data: bytes) -> None:
-        partial = self._editor.partial if self.echoing else ""
+        partial = self._editor.partial if self.echoing and self._password_for is None else ""
         if partial:
             # The user is typing: print the message above their partial line,
             # then draw the partial line again, so nothing gets garbled.
@@ -395,7 +437,7 @@ def greeting(server: ChatServer) -> tuple[str, str]:
     return render.welcome(server.name, server.everyone), render.choose_nickname()
 
 
-def carry_out(server: ChatServer, session: ISession, command: LineCommand) -> None:
+def carry_out(server: ChatServer, session: TelnetSession, command: LineCommand) -> None:
     """
     One line's command, as this front door means it.  Until a nickname is
     chosen, a line is the nickname wanted, and every answer ends with the
@@ -405,16 +447,21 @@ def carry_out(server: ChatServer, session: ISession, command: LineCommand) -> No
     prompt = () if logged_in else (render.choose_nickname(),)
     match command:
         case Help():
-            server.tell(session, *render.help_lines(server.moderation is not None), *prompt)
+            server.tell(session, *render.help_lines(server.moderation is not None, server.keeps_accounts), *prompt)
         case Invalid(reason):
             server.tell(session, render.error(reason), *prompt)
         case Charset():
             raise TypeError("/charset belongs to the connection")
+        case commands.Identify(password, None) if " " in password:
+            # /identify NICK PASSWORD, or a password with a space in it
+            first, _, rest = password.partition(" ")
+            named = server.registered(first)
+            server.handle(session, commands.Identify(rest.strip(), named) if named else command)
         case _ if logged_in:
             server.handle(session, command)
         case commands.Say(text, None) | commands.Nick(text):
             server.handle(session, commands.LogIn(text))
-            if server.nick_of(session) is None:
+            if server.nick_of(session) is None and not session.awaits_password:
                 server.tell(session, *prompt)
         case commands.Names(None):
             server.handle(session, command)

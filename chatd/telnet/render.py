@@ -43,6 +43,14 @@ on them.  The transport adds CR LF to each line.
     *** Error: too many connections from your address over --max-per-ip, then closed
     *** Error: no nickname chosen within 60 s; closing    --login-timeout
     *** Error: no input for 600 s; closing            --idle-timeout
+    *** alice is registered; password:                a registered nickname chosen (echo off while typed)
+    *** alice is registered to you now; ...           /register
+    *** You are identified as alice                   /identify
+    *** bob is away; they get your message when they log in    /msg to a registered user who is away
+    *** 2 messages while you were away:               at login, then a line each: [Dec 05 14:02] *bob* TEXT
+    *** You were mentioned 3 times in #lab since you left (/mentions lists them)
+    *** History of #lab (2 lines):                    /history, then a line each, then *** End of history
+    *** History is not being saved: ...               the store cannot write (and: *** History is saved again)
     This is chatd, a telnet chat server, not an HTTP server. Connect with: telnet HOST PORT
 """
 
@@ -231,9 +239,75 @@ OPERATOR_HELP = (
 )
 
 
-def help_lines(moderation: bool) -> tuple[str, ...]:
-    """/help: every command, the operators' ones only where moderation is on."""
-    return HELP + OPERATOR_HELP if moderation else HELP
+# Shown only where accounts can be kept (not with --no-store).
+ACCOUNT_HELP = (
+    "***   /register PASSWORD                 keep your nickname for you (8 characters at least)",
+    "***   /identify [NICK] PASSWORD          prove a registered nickname is yours (NICK: become it)",
+    "***   /password OLD NEW                  change your password",
+    "***   /unregister PASSWORD               free your nickname",
+    "***   /mentions                          the lines that named you while you were away",
+)
+HISTORY_HELP = "***   /history [N]                       the channel's last N lines (default 50)"
+
+
+def help_lines(moderation: bool, accounts: bool = False) -> tuple[str, ...]:
+    """/help: every command; the operators' ones only where moderation is on, accounts' where they are kept."""
+    return HELP + ((HISTORY_HELP, *ACCOUNT_HELP) if accounts else ()) + (OPERATOR_HELP if moderation else ())
+
+
+def when(at: float) -> str:
+    """A time that may be days ago, in the server's local time: "Dec 05 14:02"."""
+    return time.strftime("%b %d %H:%M", time.localtime(at))
+
+
+def times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
+def password_wanted(nick: str) -> str:
+    return f"*** {nick} is registered; password:"
+
+
+def account_lines(reply: object, lobby: str) -> list[str] | None:
+    """The lines of the core's replies about accounts, notes, mentions and history; None for any other."""
+    match reply:
+        case replies.PasswordWanted(nick):
+            return [password_wanted(nick)]
+        case replies.GuestNickname(wanted, nick):
+            return [f"*** {wanted} is registered: you are {nick} until you /identify {wanted} PASSWORD"]
+        case replies.Identified(nick):
+            return [f"*** You are identified as {nick}"]
+        case replies.Registered(nick):
+            return [f"*** {nick} is registered to you now: from now on, choosing it asks for your password"]
+        case replies.PasswordChanged(nick):
+            return [f"*** Your password for {nick} is changed"]
+        case replies.Unregistered(nick):
+            return [f"*** {nick} is not registered any more"]
+        case replies.NoteKept(to):
+            return [f"*** {to} is away; they get your message when they log in"]
+        case replies.NotesWhileAway(notes):
+            count = len(notes)
+            return [f"*** {count} message{'' if count == 1 else 's'} while you were away:",
+                    *(f"[{when(note.at)}] {private_to_recipient(note.sender, note.text)}" for note in notes)]
+        case replies.MentionsWhileAway(counts):
+            return [f"*** You were mentioned {times(count)} in {channel} since you left (/mentions lists them)"
+                    for channel, count in counts]
+        case replies.MentionList(events):
+            if not events:
+                return ["*** No mentions since you left"]
+            return [f"*** Mentioned {times(len(events))} since you left:",
+                    *(f"[{when(item.at)}] {event(item, None, lobby)}" for item in events), "*** End of mentions"]
+        case replies.HistoryShown(channel, events):
+            if not events:
+                return [f"*** No history kept for {channel}"]
+            return [f"*** History of {channel} ({len(events)} line{'' if len(events) == 1 else 's'}):",
+                    *(f"[{when(item.at)}] {event(item, channel, lobby)}" for item in events), "*** End of history"]
+        case replies.HistoryNotKept():
+            return ["*** History is not being saved: the server cannot write its store (what is said still "
+                    "reaches everyone online)"]
+        case replies.HistoryKeptAgain():
+            return ["*** History is saved again"]
+    return None
 
 
 def history_lines(recent: tuple[Event, ...], current: str | None, lobby: str) -> list[str]:
@@ -305,4 +379,7 @@ def reply_lines(reply: object, lobby: str) -> list[str]:
             return [contact_lost()]
         case replies.ContactRestored(gap):
             return [contact_restored(gap)]
-    raise TypeError(f"not a reply: {reply!r}")
+    lines = account_lines(reply, lobby)
+    if lines is None:
+        raise TypeError(f"not a reply: {reply!r}")
+    return lines

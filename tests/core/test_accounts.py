@@ -289,3 +289,20 @@ def test_a_weak_password_is_refused_with_one_line():
     assert password_weakness("short", "alice") == "a password needs at least 8 characters"
     assert password_weakness("ALICEBOB", "alicebob") == "a password may not be the nickname itself"
     assert password_weakness("correct horse", "alice") is None
+
+
+def test_a_wrong_password_with_the_login_lets_an_irc_client_in_as_a_guest(server, log):
+    """IRC's PASS with the wrong password: the client is told, and enters as a guest (it cannot be asked again)."""
+    bob = arrive(server, log, "bob")
+    server.handle(bob, c.LogIn("bob", password="wrong horse", as_guest=True))
+    assert server.nick_of(bob) == "bob_1"
+    said = replies_of(log, "bob")
+    assert said[0] == r.Error("wrong password for bob", "wrong-password", "bob")
+    assert r.GuestNickname("bob", "bob_1") in said
+
+
+def test_nobody_may_pose_as_nickserv(server, log):
+    """NickServ is reserved: IRC clients send it passwords, and chatd answers for it."""
+    eve = arrive(server, log, "eve")
+    server.handle(eve, c.LogIn("NickServ"))
+    assert replies_of(log, "eve") == [r.Error("nickname is reserved: NickServ", "bad-nickname", "NickServ")]
