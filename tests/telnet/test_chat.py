@@ -32,6 +32,7 @@ class FakeMember:
         self.name, self.events, self.address = name, events, address
         self.dialect = TelnetDialect(charset)
         self.lists_members = False
+        self.awaits_password = False  # no registered nicknames here: a TelnetSession's, for carry_out
         self.deliveries = 0
 
     def deliver(self, share):
