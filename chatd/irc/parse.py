@@ -10,7 +10,7 @@ module's own values; the rest are the core's.
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.words.protocols.irc import parsemsg
 
 from chatd.core import commands
@@ -26,7 +26,21 @@ class Cap:
 
 @frozen
 class Pass:
-    pass
+    password: str = field(repr=False)
+
+
+@frozen
+class Authenticate:
+    """SASL (IRCv3): a mechanism, then the client's data in base64 ("+": empty, "*": abort)."""
+
+    argument: str = field(repr=False)
+
+
+@frozen
+class NickServ:
+    """A line for NickServ (`/msg NickServ IDENTIFY pw`), which chatd answers itself."""
+
+    text: str = field(repr=False)
 
 
 @frozen
@@ -96,13 +110,13 @@ class Unknown:
     command: str
 
 
-IrcCommand = (Cap | Pass | User | Ping | Pong | PartAll | Who | Whois | Mode | ListChannels | Away | NeedMoreParams
+IrcCommand = (Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | Mode | ListChannels | Away | NeedMoreParams
               | NoRecipient | NoTextToSend | Unknown)
 Parsed = Command | IrcCommand
 
 # Commands that need this many parameters at least.
 _MINIMUM = {"NICK": 1, "USER": 4, "JOIN": 1, "PART": 1, "TOPIC": 1, "KICK": 2, "OPER": 2, "PING": 1,
-            "WHOIS": 1, "MODE": 1, "CAP": 1}
+            "WHOIS": 1, "MODE": 1, "CAP": 1, "PASS": 1, "AUTHENTICATE": 1}
 
 
 def parse_line(line: str) -> list[Parsed]:
@@ -143,7 +157,11 @@ def parse_line(line: str) -> list[Parsed]:
         case "CAP":
             return [Cap(params[0].upper(), params[1] if len(params) > 1 else "")]
         case "PASS":
-            return [Pass()]
+            return [Pass(params[0])]
+        case "AUTHENTICATE":
+            return [Authenticate(params[0])]
+        case "NICKSERV" | "NS":
+            return [NickServ(" ".join(params))]
         case "USER":
             return [User(params[0], params[3])]
         case "PING":
@@ -168,6 +186,8 @@ def _message(command: str, params: list[str]) -> list[Parsed]:
     if len(params) < 2 or not params[1]:
         return [NoTextToSend()]
     text = params[1]
+    if params[0].casefold() == "nickserv":  # chatd answers for it (chatd.irc.protocol)
+        return [NickServ(text)] if command == "PRIVMSG" else []
     action = text.startswith("\x01ACTION ") or text == "\x01ACTION\x01"
     if action:
         text = text[len("\x01ACTION "):].rstrip("\x01")

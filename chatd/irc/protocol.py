@@ -6,14 +6,21 @@ chat server.
           -> parse_line (parse.py) -> ChatServer.handle (core/server.py)
     ChatServer -> deliver(Share) -> IRC lines (dialect.py, render.py) -> socket
 
-Registration as current clients do it: CAP LS (an empty list; registration
-then waits for CAP END), PASS (ignored), NICK and USER; then 001-005,
-LUSERS, the MOTD's absence, and the default channel's JOIN, as telnet users
-are put in it.
+Registration as current clients do it: CAP LS (registration then waits
+for CAP END), PASS, NICK and USER; then 001-005, LUSERS, the MOTD's
+absence, and the default channel's JOIN, as telnet users are put in it.
+
+Accounts (where the chat keeps them): SASL PLAIN (the `sasl` capability,
+AUTHENTICATE, 900/903/904/906/907/908, as irssi, WeeChat and HexChat do it),
+PASS (the registered nickname's password), and the NickServ commands
+clients automate (`/msg NickServ IDENTIFY pw`, `REGISTER pw`), answered by
+chatd itself.  A registered nickname without its password enters as a
+guest (`bob_1`), and becomes the nickname once it identifies.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,11 +40,13 @@ from chatd.core.session import ISession
 from chatd.irc import render
 from chatd.irc.dialect import IRC, encode
 from chatd.irc.parse import (
+    Authenticate,
     Away,
     Cap,
     ListChannels,
     Mode,
     NeedMoreParams,
+    NickServ,
     NoRecipient,
     NoTextToSend,
     PartAll,
@@ -58,6 +67,9 @@ from chatd.net.life import IDLE, LOGIN, ConnectionLife
 log = Logger()
 
 MAX_LINE_BYTES = 510  # RFC 1459: 512 with CR LF
+# SASL: the client's data comes in base64 chunks of 400 bytes; PLAIN's is small, and more is refused.
+SASL_CHUNK = 400
+MAX_SASL_BYTES = 1200
 # A PING after this long without a word from the client; as long again
 # without an answer, and it is gone ("Ping timeout").
 PING_INTERVAL_SECONDS = 90.0
@@ -85,6 +97,10 @@ class IrcSession(Protocol):
         self._wanted_nick: str | None = None
         self._user_given = False
         self._negotiating = False
+        self._password: str | None = None  # PASS
+        self._sasl: str | None = None  # the client's SASL data so far, once it chose PLAIN
+        self._authenticating = False  # a SASL password is being checked
+        self.account: str | None = None  # the account SASL or NickServ identified
         self.registered = False
         self.away = ""
         self._known_nick = "*"
@@ -188,16 +204,20 @@ class IrcSession(Protocol):
             case Cap("LS" | "LIST"):
                 if not self.registered:
                     self._negotiating = True
-                self._tell(render.line(name, "CAP", nick, command.subcommand, ""))
+                offered = self._capabilities(command.subcommand == "LS" and command.argument >= "302")
+                self._tell(render.line(name, "CAP", nick, command.subcommand, offered))
             case Cap("REQ", wanted):
-                self._tell(render.line(name, "CAP", nick, "NAK", wanted))
+                known = wanted.split() and all(cap in self._capabilities(False).split() for cap in wanted.split())
+                self._tell(render.line(name, "CAP", nick, "ACK" if known else "NAK", wanted))
             case Cap("END"):
                 self._negotiating = False
                 self._try_to_register()
             case Cap():
                 self._tell(render.numeric(name, "410", nick, command.subcommand, "Invalid CAP command"))
-            case Pass():
-                pass
+            case Authenticate(argument):
+                self._authenticate(argument)
+            case Pass(password):
+                self._password = password
             case Ping(token):
                 self._tell(render.line(name, "PONG", name, token))
             case Pong():
@@ -219,9 +239,79 @@ class IrcSession(Protocol):
             case _:
                 self._carry_out_registered(command)
 
+    def _capabilities(self, with_values: bool) -> str:
+        """What CAP LS offers: SASL PLAIN where accounts are kept."""
+        if not self._server.keeps_accounts:
+            return ""
+        return "sasl=PLAIN" if with_values else "sasl"
+
+    def _authenticate(self, argument: str) -> None:
+        """One AUTHENTICATE line of a SASL PLAIN exchange (IRCv3 SASL 3.1)."""
+        name, nick = self._server_name, self.nick
+        if not self._server.keeps_accounts:
+            self._tell(render.numeric(name, irc.ERR_UNKNOWNCOMMAND, nick, "AUTHENTICATE", "Unknown command"))
+        elif self.account is not None:
+            self._tell(render.numeric(name, "907", nick, "You have already authenticated using SASL"))
+        elif argument == "*":
+            self._sasl = None
+            self._tell(render.numeric(name, "906", nick, "SASL authentication aborted"))
+        elif self._sasl is None:
+            if argument.upper() == "PLAIN":
+                self._sasl = ""
+                self._tell("AUTHENTICATE +")
+            else:
+                self._tell(render.numeric(name, "908", nick, "PLAIN", "are available SASL mechanisms"),
+                           render.numeric(name, "904", nick, "SASL authentication failed"))
+        else:
+            self._sasl += "" if argument == "+" else argument
+            if len(self._sasl) > MAX_SASL_BYTES:
+                self._sasl = None
+                self._tell(render.numeric(name, "905", nick, "SASL message too long"))
+            elif len(argument) < SASL_CHUNK:  # the last chunk
+                self._plain(self._sasl)
+
+    def _plain(self, data: str) -> None:
+        """PLAIN's data: authorization identity, authentication identity (the account), password."""
+        self._sasl = None
+        try:
+            authorization, account, password = base64.b64decode(data, validate=True).decode().split("\0")
+        except (ValueError, UnicodeDecodeError):
+            self._tell(render.numeric(self._server_name, "904", self.nick, "SASL authentication failed"))
+            return
+        if authorization and authorization.casefold() != account.casefold():
+            self._tell(render.numeric(self._server_name, "904", self.nick, "SASL authentication failed"))
+            return
+        self._authenticating = True
+        self._server.handle(self, commands.Identify(password, account))
+
+    def _nickserv(self, text: str) -> None:
+        """What chatd answers for NickServ: IDENTIFY [ACCOUNT] PASSWORD, REGISTER PASSWORD [EMAIL], DROP, HELP."""
+        verb, _, rest = text.strip().partition(" ")
+        verb, rest = verb.upper(), rest.strip()
+        if verb == "IDENTIFY" and rest:
+            first, _, password = rest.partition(" ")
+            named = self._server.registered(first) if password else None
+            self._server.handle(self, commands.Identify(password.strip(), named) if named
+                                else commands.Identify(rest))
+        elif verb == "REGISTER" and rest:
+            password, _, email = rest.rpartition(" ") if "@" in rest.rsplit(" ", 1)[-1] else (rest, "", "")
+            self._server.handle(self, commands.Register(password.strip()))
+        elif verb in ("DROP", "UNREGISTER") and rest:
+            self._server.handle(self, commands.Unregister(rest))
+        elif verb == "PASSWORD" and " " in rest:
+            old, _, new = rest.partition(" ")
+            self._server.handle(self, commands.ChangePassword(old, new.strip()))
+        else:
+            self._tell(*render.nickserv(self.nick, [
+                "chatd answers for NickServ:", "IDENTIFY [ACCOUNT] PASSWORD  prove a registered nickname is yours",
+                "REGISTER PASSWORD  keep your nickname for you (8 characters at least)",
+                "PASSWORD OLD NEW  change your password", "DROP PASSWORD  free your nickname"]))
+
     def _carry_out_registered(self, command: object) -> None:
         server, name, nick = self._server, self._server_name, self.nick
         match command:
+            case NickServ(text):
+                self._nickserv(text)
             case PartAll():
                 for channel in server.channels_of(self):
                     server.handle(self, commands.Part(channel))
@@ -251,11 +341,7 @@ class IrcSession(Protocol):
         """NICK and USER given, and no CAP negotiation under way: the nickname is asked for."""
         if self.registered or self._negotiating or not self._user_given or self._wanted_nick is None:
             return
-        self._server.handle(self, commands.LogIn(self._wanted_nick))
-        if self._server.nick_of(self) is not None:
-            self.registered = True
-            assert self._life is not None
-            self._life.chose_nickname()
+        self._server.handle(self, commands.LogIn(self._wanted_nick, self._password, as_guest=True))
 
     def _mode(self, target: str, change: str) -> None:
         name, nick = self._server_name, self.nick
@@ -313,7 +399,21 @@ class IrcSession(Protocol):
         for answer in answers:
             if isinstance(answer, str):  # a line of this door's own
                 lines.append(answer)
+                continue
+            if isinstance(answer, replies.Identified):
+                self.account = answer.nick
+            if self._authenticating and isinstance(answer, (replies.Identified, replies.Error)):
+                self._authenticating = False
+                if isinstance(answer, replies.Identified):
+                    self.account = answer.nick
+                    lines += [render.numeric(name, "900", nick, render.mask(nick), answer.nick,
+                                             f"You are now logged in as {answer.nick}"),
+                              render.numeric(name, "903", nick, "SASL authentication successful")]
+                else:
+                    lines.append(render.numeric(name, "904", nick, "SASL authentication failed"))
             elif isinstance(answer, replies.LoggedIn):
+                self.registered = True
+                life.chose_nickname()
                 lines += render.welcome(name, answer.nick, self._server.everyone, self._server.channel_count,
                                         self.factory.isupport)
                 lines += render.joined(name, answer.nick, answer.channel, answer.topic, answer.topic_by,

@@ -9,6 +9,7 @@ from a telnet or web user reaches IRC clients as several lines.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 from twisted.words.protocols import irc
@@ -212,7 +213,77 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
         case replies.ContactRestored(gap):
             return [line(server, "NOTICE", nick, "Back in contact with the rest of the chat" + (
                 "; some of what was said elsewhere meanwhile is lost" if gap else ""))]
-    raise TypeError(f"not a reply: {answer!r}")
+    lines = account_reply(server, nick, answer)
+    if lines is None:
+        raise TypeError(f"not a reply: {answer!r}")
+    return lines
+
+
+NICKSERV = "NickServ"
+
+
+def nickserv(nick: str, texts: Iterable[str]) -> list[str]:
+    """NOTICEs from NickServ, for whom chatd answers."""
+    return [text for said in texts for text in text_lines(mask(NICKSERV), "NOTICE", nick, said)]
+
+
+def notices(server: str, nick: str, texts: Iterable[str]) -> list[str]:
+    return [text for said in texts for text in text_lines(server, "NOTICE", nick, said)]
+
+
+def when(at: float) -> str:
+    """A time that may be days ago, in the server's local time: "Dec 05 14:02"."""
+    return time.strftime("%b %d %H:%M", time.localtime(at))
+
+
+def _shown(item: Event) -> str:
+    if isinstance(item, Said):
+        return f"[{when(item.at)}] {item.channel} <{item.nick}> {item.text}"
+    if isinstance(item, Acted):
+        return f"[{when(item.at)}] {item.channel} * {item.nick} {item.text}"
+    if isinstance(item, TopicChanged):
+        return f"[{when(item.at)}] {item.channel} {item.nick} set the topic: {item.topic}"
+    return ""
+
+
+def account_reply(server: str, nick: str, answer: object) -> list[str] | None:
+    """The core's replies about accounts, notes, mentions and history; None for any other."""
+    match answer:
+        case replies.Identified(account):
+            return [numeric(server, "900", nick, mask(nick), account, f"You are now logged in as {account}"),
+                    *nickserv(nick, [f"You are now identified as {account}"])]
+        case replies.GuestNickname(wanted, guest):
+            return nickserv(guest, [f"{wanted} is registered: you are {guest} until you identify "
+                                    f"(/msg {NICKSERV} IDENTIFY password, or SASL)"])
+        case replies.PasswordWanted(wanted):
+            return nickserv(nick, [f"{wanted} is registered: /msg {NICKSERV} IDENTIFY {wanted} password"])
+        case replies.Registered(account):
+            return nickserv(nick, [f"{account} is registered to you now: from now on, it asks for your password"])
+        case replies.PasswordChanged(account):
+            return nickserv(nick, [f"Your password for {account} is changed"])
+        case replies.Unregistered(account):
+            return nickserv(nick, [f"{account} is not registered any more"])
+        case replies.NoteKept(to):
+            return notices(server, nick, [f"{to} is away; they get your message when they log in"])
+        case replies.NotesWhileAway(notes):
+            count = len(notes)
+            return notices(server, nick, [f"{count} message{'' if count == 1 else 's'} while you were away:",
+                                          *(f"[{when(note.at)}] <{note.sender}> {note.text}" for note in notes)])
+        case replies.MentionsWhileAway(counts):
+            return notices(server, nick, [f"You were mentioned {'once' if count == 1 else f'{count} times'} in "
+                                          f"{channel} since you left" for channel, count in counts])
+        case replies.MentionList(events):
+            return notices(server, nick, [*(_shown(item) for item in events), "End of mentions"]
+                           if events else ["No mentions since you left"])
+        case replies.HistoryShown(channel, events):
+            return notices(server, nick, [*(_shown(item) for item in events), f"End of history of {channel}"]
+                           if events else [f"No history kept for {channel}"])
+        case replies.HistoryNotKept():
+            return notices(server, nick, ["History is not being saved: the server cannot write its store (what is "
+                                          "said still reaches everyone online)"])
+        case replies.HistoryKeptAgain():
+            return notices(server, nick, ["History is saved again"])
+    return None
 
 
 def error(server: str, nick: str, reason: str, code: str, subject: str = "") -> str:
