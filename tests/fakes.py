@@ -14,6 +14,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 from zope.interface import implementer
 
+from chatd.core.events import Acted, Said
 from chatd.core.server import ChatServer
 from chatd.core.session import ISession
 from chatd.core.store import KEPT, MAX_NOTES, IStore, KeptAccount, NoStore, Taken, mentioning
@@ -88,6 +89,7 @@ class MemoryStore(NoStore):
         self.checks = 0
         self.healthy = True
         self.keeps_accounts = True
+        self.read_marks = {}
         self.watchers = []
         for nick, password in accounts:
             self.passwords[nick.casefold()], self.nicks[nick.casefold()] = password, nick
@@ -152,6 +154,19 @@ class MemoryStore(NoStore):
 
     def take_notes(self, recipient):
         return self._answer(self.notes.pop(recipient.casefold(), []))
+
+    def mark_read(self, nick, channel, at):
+        self.read_marks[nick.casefold(), channel.casefold()] = at
+
+    def unread(self, nick):
+        counts = {}
+        for (who, channel), at in self.read_marks.items():
+            if who == nick.casefold():
+                count = sum(1 for event in self.events if event.channel.casefold() == channel and event.at > at
+                            and isinstance(event, (Said, Acted)))
+                if count:
+                    counts[channel] = count
+        return self._answer(list(counts.items()))
 
     def mentions(self, nick, since):
         return self._answer(mentioning([event for event in self.events if event.at > since], nick))

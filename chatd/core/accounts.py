@@ -434,9 +434,22 @@ class Accounts:
                     answer(result)
             return after
 
+        def unread(result: object) -> None:
+            if isinstance(result, Failure):
+                log.failure("counting unread lines failed", result)
+            elif result:
+                tell(session, replies.Unread(tuple(result)))  # type: ignore[arg-type]
+
         store.take_notes(account.nick).addBoth(then(notes))
         if since is not None:
             store.mentions(account.nick, since).addBoth(then(mentions))
+        store.unread(account.nick).addBoth(then(unread))
+
+    def read(self, member: Member, channel: str, at: float) -> None:
+        """An identified member read `channel` up to `at`: kept, for their unread counts on any device."""
+        account = self.identified.get(member.session)
+        if account is not None and name_key(channel) in member.channels:
+            self._store().mark_read(account.nick, channel, min(at, self._clock.seconds()))
 
     def mentions(self, member: Member) -> None:
         """/mentions: the lines that named an identified member since they last left."""

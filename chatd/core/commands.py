@@ -165,5 +165,13 @@ class Mentions:
     """The lines that named the user while they were away."""
 
 
+@frozen
+class Read:
+    """The user has read `channel` up to `at` (unix time): kept for an identified user's unread counts."""
+
+    channel: str
+    at: float
+
+
 Command = (LogIn | Say | Act | Msg | Join | Part | Topic | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
-           | Identify | Register | ChangePassword | Unregister | History | Mentions)
+           | Identify | Register | ChangePassword | Unregister | History | Mentions | Read)

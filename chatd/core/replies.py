@@ -209,6 +209,13 @@ class MentionList:
 
 
 @frozen
+class Unread:
+    """At login, for an identified user: the lines said in each channel since they last read it there."""
+
+    counts: tuple[tuple[str, int], ...]
+
+
+@frozen
 class HistoryShown:
     """Older lines of `channel`, from the store, oldest first."""
 
@@ -239,7 +246,7 @@ Reply = (
     LoggedIn | ChannelJoined | NowTalkingIn | ChannelParted | UserList | ChannelMembers | ChannelList
     | TopicShown | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
     | BanList | PasswordWanted | GuestNickname | Identified | Registered | PasswordChanged | Unregistered
-    | NoteKept | NotesWhileAway | MentionsWhileAway | MentionList | HistoryShown | HistoryNotKept | HistoryKeptAgain
+    | NoteKept | NotesWhileAway | MentionsWhileAway | MentionList | Unread | HistoryShown | HistoryNotKept | HistoryKeptAgain
     | Error
 )
 

@@ -330,6 +330,8 @@ class ChatServer:
                 self._accounts.unregister(member, password)
             case commands.Mentions():
                 self._accounts.mentions(member)
+            case commands.Read(channel, at):
+                self._accounts.read(member, channel, at)
             case commands.History(count, channel, before):
                 self._history(member, count, channel, before)
             case _:

@@ -114,6 +114,12 @@ class IStore(Interface):
     def mentions(nick: str, since: float) -> Deferred[list[Event]]:
         """The kept messages since `since` that name `nick` (see `mentioning`), oldest first, at most MAX_MENTIONS."""
 
+    def mark_read(nick: str, channel: str, at: float) -> None:
+        """Registered `nick` has read `channel` up to `at` (kept with the next write)."""
+
+    def unread(nick: str) -> Deferred[list[tuple[str, int]]]:
+        """For each channel `nick` marked read: the messages said there since (the channels with any)."""
+
 
 def mentioning(events: Sequence[Event], nick: str) -> list[Event]:
     """
@@ -177,4 +183,10 @@ class NoStore:
         return succeed([])
 
     def mentions(self, nick: str, since: float) -> Deferred[list[Event]]:
+        return succeed([])
+
+    def mark_read(self, nick: str, channel: str, at: float) -> None:
+        pass
+
+    def unread(self, nick: str) -> Deferred[list[tuple[str, int]]]:
         return succeed([])

@@ -283,6 +283,8 @@ def account_reply(server: str, nick: str, answer: object) -> list[str] | None:
                                           "said still reaches everyone online)"])
         case replies.HistoryKeptAgain():
             return notices(server, nick, ["History is saved again"])
+        case replies.Unread():
+            return []  # the web page's: IRC clients keep their own
     return None
 
 

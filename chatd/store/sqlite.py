@@ -101,6 +101,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX notes_by_recipient ON notes (recipient, id);
     CREATE INDEX notes_by_time ON notes (at);
+    CREATE TABLE read_marks (    -- how far each account has read each channel (on the web page), for unread counts
+        account TEXT NOT NULL REFERENCES accounts (key) ON DELETE CASCADE,
+        channel TEXT NOT NULL,   -- the channel's key
+        at REAL NOT NULL,
+        PRIMARY KEY (account, channel)
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -412,6 +418,17 @@ class SQLiteStore:
         return _answer(self._connection.runInteraction(_mentions, nick, since, self._default_channel),
                        "find mentions")
 
+    def mark_read(self, nick: str, channel: str, at: float) -> None:
+        self._connection.runOperation(
+            "INSERT INTO read_marks (account, channel, at) VALUES (?, ?, ?) ON CONFLICT (account, channel) "
+            "DO UPDATE SET at = max(at, excluded.at)", (name_key(nick), name_key(channel), at)).addErrback(
+            lambda failure: log.warn("the store could not keep how far {nick} read: {why}", nick=nick,
+                                     why=_kind_of(failure)))
+
+    def unread(self, nick: str) -> Deferred[list[tuple[str, int]]]:
+        self._write_now()
+        return _answer(self._connection.runInteraction(_unread, name_key(nick)), "count unread lines")
+
     # -- housekeeping
 
     def forget_before(self, when: float) -> Deferred[int]:
@@ -510,6 +527,20 @@ def _mentions(cursor: Any, nick: str, since: float, default_channel: str) -> lis
                           "ORDER BY id DESC LIMIT ?", (since, MENTION_SCAN)).fetchall()
     events = [event for (text,) in reversed(rows) if (event := _checked(text, default_channel)) is not None]
     return mentioning(events, nick)[-MAX_MENTIONS:]
+
+
+def _unread(cursor: Any, account: str) -> list[tuple[str, int]]:
+    rows = cursor.execute(
+        "SELECT c.name, (SELECT count(*) FROM events e WHERE e.channel = m.channel AND e.kind IN ('said', 'acted') "
+        "AND e.at > m.at) FROM read_marks m JOIN channels c ON c.key = m.channel WHERE m.account = ?",
+        (account,)).fetchall()
+    counts = []
+    for name, count in rows:
+        try:
+            counts.append((check_channel_name(name), int(count)))
+        except ChannelNameError:
+            continue
+    return [(name, count) for name, count in counts if count]
 
 
 def _forget_notes_before(cursor: Any, when: float) -> int:

@@ -307,6 +307,8 @@ def account_lines(reply: object, lobby: str) -> list[str] | None:
                     "reaches everyone online)"]
         case replies.HistoryKeptAgain():
             return ["*** History is saved again"]
+        case replies.Unread():
+            return []  # the web page's: telnet shows no unread counts
     return None
 
 

@@ -18,6 +18,7 @@ from attrs import frozen
 
 from chatd.core import commands
 from chatd.core.commands import Command
+from chatd.core.store import MAX_HISTORY
 from chatd.core.text import clean
 
 
@@ -95,6 +96,27 @@ class _Fields:
             raise _TooLong()
         return clean(encoded.decode("utf-8"))
 
+    def password(self, name: str) -> str:
+        """A password: cleaned as a line typed on telnet is, never shown, and required."""
+        value = self.text(name)
+        if not value:
+            raise _Missing(f'"{name}" is empty')
+        return value
+
+    def count(self, name: str, default: int, most: int) -> int:
+        value = self._fields.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise _Missing(f'"{name}" is not a number from 1 to {most}')
+        return value
+
+    def time(self, name: str) -> float | None:
+        value = self._fields.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 2 ** 40:
+            raise _Missing(f'"{name}" is not a unix time')
+        return float(value)
+
     def number(self, name: str, default: float) -> float:
         value = self._fields.get(name, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10_000_000:
@@ -129,8 +151,20 @@ def _kick(fields: _Fields) -> Command:
     return commands.Kick(fields.text("nick").strip(), (fields.optional("reason") or "").strip())
 
 
+def _login(fields: _Fields) -> Command:
+    password = fields.optional("password")
+    return commands.LogIn(fields.text("nick").strip(), password or None)
+
+
+def _read(fields: _Fields) -> Command:
+    at = fields.time("at")
+    if at is None:
+        raise _Missing('"at" is missing')
+    return commands.Read(fields.text("channel").strip(), at)
+
+
 _PARSERS: dict[str, Callable[[_Fields], Command | None]] = {
-    "login": lambda fields: commands.LogIn(fields.text("nick").strip()),
+    "login": _login,
     "nick": lambda fields: commands.Nick(fields.text("nick").strip()),
     "say": _say,
     "act": _act,
@@ -147,4 +181,12 @@ _PARSERS: dict[str, Callable[[_Fields], Command | None]] = {
                                        fields.number("minutes", commands.DEFAULT_BAN_MINUTES)),
     "unban": lambda fields: commands.Unban(fields.text("address").strip()),
     "bans": lambda fields: commands.Bans(),
+    "identify": lambda fields: commands.Identify(fields.password("password"), fields.optional("nick")),
+    "register": lambda fields: commands.Register(fields.password("password")),
+    "password": lambda fields: commands.ChangePassword(fields.password("old"), fields.password("new")),
+    "unregister": lambda fields: commands.Unregister(fields.password("password")),
+    "history": lambda fields: commands.History(fields.count("count", 50, MAX_HISTORY), fields.optional("channel"),
+                                               fields.time("before")),
+    "mentions": lambda fields: commands.Mentions(),
+    "read": _read,
 }

@@ -13,7 +13,8 @@ one JSON object with a "type"; all text is UTF-8 and is shown as text.
 From the browser (fields in [] may be left out; a channel left out is the
 user's current one):
 
-    {"type": "login", "nick": N}                 choose a nickname: the first message
+    {"type": "login", "nick": N, ["password": P]}   choose a nickname: the first message (a registered
+                                                 one's password with it, or after "password-wanted")
     {"type": "say", "text": T, ["channel": C]}   a public message
     {"type": "act", "text": T, ["channel": C]}   an action (/me)
     {"type": "msg", "to": N, "text": T}          a private message
@@ -29,6 +30,13 @@ user's current one):
     {"type": "ban", "target": NICK_OR_ADDRESS, ["minutes": M]}   60 unless given; 0: until restart
     {"type": "unban", "address": A}
     {"type": "bans"}
+    {"type": "identify", "password": P, ["nick": N]}   prove a registered nickname is yours (N: become it)
+    {"type": "register", "password": P}          keep your nickname for you
+    {"type": "password", "old": P, "new": P}
+    {"type": "unregister", "password": P}
+    {"type": "history", ["channel": C], ["count": N], ["before": TS]}   older lines (50 unless given)
+    {"type": "mentions"}                         the lines that named you since you left
+    {"type": "read", "channel": C, "at": TS}     read up to TS: an identified user's unread counts follow them
 
 To the browser:
 
@@ -52,6 +60,18 @@ To the browser:
     {"type": "contact", "contact": BOOL, "gap": BOOL}          in a cluster: this server lost
         (false) or regained (true) contact with the others; gap: some of what
         was said elsewhere meanwhile is lost
+    {"type": "password-wanted", "nick": N, "tries": N}         N is registered: send its password (a login)
+    {"type": "guest", "wanted": N, "nick": N}                  (not sent to the page: IRC's guests)
+    {"type": "identified", "nick": N}, {"type": "registered", "nick": N},
+    {"type": "password-changed", "nick": N}, {"type": "unregistered", "nick": N}
+    {"type": "note-kept", "to": N, "text": T}                  N is away: they get it when they log in
+    {"type": "notes", "notes": [{"sender": N, "text": T, "at": TS} ...]}   left for you while away
+    {"type": "mentions-while-away", "counts": [[C, N] ...]}    how often each channel named you
+    {"type": "mentions", "events": [EVENT ...]}                /mentions
+    {"type": "unread", "counts": {C: N ...}}                   at login: said since you last read C
+    {"type": "history", "channel": C, "events": [EVENT ...]}   older lines, oldest first
+    {"type": "history-kept", "kept": BOOL}                     the server stopped (or went back to)
+        keeping what is said
     {"type": "error", "reason": TEXT, "code": CODE}            a refusal; nothing closes
     {"type": "closing", "reason": TEXT, "code": CODE}          the server closes the connection next
 
@@ -95,7 +115,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from chatd.core import commands
+from chatd.core import commands, replies as core_replies
 from chatd.core.batch import Share
 from chatd.core.session import ISession
 from chatd.net.addresses import describe_peer, peer_host
@@ -159,7 +179,8 @@ class WebSession:
                    slot=getattr(self._request.channel, "slot", None))
         after_each_read(self._request.channel, self._check_partial_message)
         https = None if life.tls else self.factory.https()
-        life.write(text_frame(render.welcome(self._server.name, self._server.everyone, https)))
+        life.write(text_frame(render.welcome(self._server.name, self._server.everyone, https,
+                                             self._server.keeps_accounts)))
 
     def textMessageReceived(self, message: str) -> None:
         life = self._life
@@ -227,10 +248,8 @@ class WebSession:
                 self._tell(render.error(reason, code))
             case TooLong():
                 self._tell(render.line_too_long(max_line))
-            case commands.LogIn(nick) | commands.Nick(nick) if not self._life.logged_in:
+            case commands.Nick(nick) if not self._life.logged_in:
                 self._server.handle(self, commands.LogIn(nick))
-                if self._server.nick_of(self) is not None:
-                    self._life.chose_nickname()
             case _:
                 self._server.handle(self, parsed)
 
@@ -279,6 +298,8 @@ class WebSession:
         if life is not None and life.started:
             for reply in replies:
                 life.write(text_frame(render.reply(reply)))
+                if type(reply) is core_replies.LoggedIn:
+                    life.chose_nickname()
 
     def disconnect(self, reason: str) -> None:
         """Close once everything delivered has been sent, with WebSocket's closing handshake."""

@@ -50,12 +50,17 @@ def _events(recent: tuple[Event, ...]) -> list[Any]:
     return [json.loads(event(item)) for item in recent]
 
 
-def welcome(server_name: str, count: int, https: tuple[int, str] | None = None) -> bytes:
-    """The first word to a browser; `https`: where the page is over TLS, and its certificate's fingerprint."""
+def welcome(server_name: str, count: int, https: tuple[int, str] | None = None, accounts: bool = False) -> bytes:
+    """
+    The first word to a browser; `https`: where the page is over TLS, and
+    its certificate's fingerprint; `accounts`: whether nicknames can be
+    registered here.
+    """
     if https is None:
-        return message("welcome", server=server_name, users=count)
+        return message("welcome", server=server_name, users=count, accounts=accounts)
     port, fingerprint = https
-    return message("welcome", server=server_name, users=count, https={"port": port, "fingerprint": fingerprint})
+    return message("welcome", server=server_name, users=count, accounts=accounts,
+                   https={"port": port, "fingerprint": fingerprint})
 
 
 def error(reason: str, code: str = "refused") -> bytes:
@@ -136,4 +141,33 @@ def reply(answer: object) -> bytes:
             return message("contact", contact=False, gap=False)
         case replies.ContactRestored(gap):
             return message("contact", contact=True, gap=gap)
+        case replies.PasswordWanted(nick, tries_left):
+            return message("password-wanted", nick=nick, tries=tries_left)
+        case replies.GuestNickname(wanted, nick):
+            return message("guest", wanted=wanted, nick=nick)
+        case replies.Identified(nick):
+            return message("identified", nick=nick)
+        case replies.Registered(nick):
+            return message("registered", nick=nick)
+        case replies.PasswordChanged(nick):
+            return message("password-changed", nick=nick)
+        case replies.Unregistered(nick):
+            return message("unregistered", nick=nick)
+        case replies.NoteKept(to, text):
+            return message("note-kept", to=to, text=plain(text))
+        case replies.NotesWhileAway(notes):
+            return message("notes", notes=[{"sender": note.sender, "text": plain(note.text), "at": int(note.at)}
+                                           for note in notes])
+        case replies.MentionsWhileAway(counts):
+            return message("mentions-while-away", counts=[[channel, count] for channel, count in counts])
+        case replies.MentionList(events):
+            return message("mentions", events=_events(events))
+        case replies.Unread(counts):
+            return message("unread", counts={channel: count for channel, count in counts})
+        case replies.HistoryShown(channel, events):
+            return message("history", channel=channel, events=_events(events))
+        case replies.HistoryNotKept():
+            return message("history-kept", kept=False)
+        case replies.HistoryKeptAgain():
+            return message("history-kept", kept=True)
     raise TypeError(f"not a reply: {answer!r}")

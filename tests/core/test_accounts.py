@@ -306,3 +306,23 @@ def test_nobody_may_pose_as_nickserv(server, log):
     eve = arrive(server, log, "eve")
     server.handle(eve, c.LogIn("NickServ"))
     assert replies_of(log, "eve") == [r.Error("nickname is reserved: NickServ", "bad-nickname", "NickServ")]
+
+
+def test_unread_counts_follow_an_identified_user_to_their_next_login(server, log):
+    """How far an identified user read a channel is kept; at the next login they hear what was said since."""
+    clock = server.clock
+    bob = log_in(server, log, "bob", "correct horse")
+    alice = log_in(server, log, "alice")
+    clock.advance(1)
+    server.handle(alice, c.Say("read this"))
+    server.handle(bob, c.Read("#lobby", clock.seconds()))
+    server.handle(alice, c.Read("#lobby", clock.seconds()))  # not identified: nothing is kept
+    server.depart(bob, "Quit")
+    clock.advance(1)
+    server.handle(alice, c.Say("one"))
+    server.handle(alice, c.Say("two"))
+    log.clear()
+    bob = arrive(server, log, "bob")
+    server.handle(bob, c.LogIn("bob"))
+    server.handle(bob, c.Identify("correct horse"))
+    assert r.Unread((("#lobby", 2),)) in replies_of(log, "bob")

@@ -285,3 +285,19 @@ def test_a_store_of_the_first_schema_is_migrated_keeping_its_history(tmp_path):
         assert connection.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
     connection.close()
     assert kept_at_start(path, 10, 10, "#lobby") == {}  # no channels row in the old file: history stays in events
+
+
+@pytest_twisted.inlineCallbacks
+def test_unread_counts_are_the_messages_since_each_channels_read_mark(tmp_path):
+    """mark_read keeps the latest mark per account and channel; unread counts the messages said after it."""
+    store = cheap_store_at(tmp_path / "chatd.sqlite3")
+    try:
+        yield store.register("bob", "correct horse", 1.0)
+        store.record([Said("#Lab", "alice", "one", at=10.0), Said("#lab", "alice", "two", at=20.0),
+                      Acted("#lab", "alice", "waves", at=30.0), Said("#lobby", "alice", "x", at=5.0)])
+        store.mark_read("bob", "#lab", 15.0)
+        store.mark_read("bob", "#lab", 12.0)  # an older mark (another device) does not move it back
+        store.mark_read("bob", "#lobby", 50.0)
+        assert (yield store.unread("BOB")) == [("#lab", 2)]
+    finally:
+        yield store.close()

@@ -160,7 +160,7 @@ def test_a_session_is_a_session(site, clock):
 def test_welcome_login_and_one_frame_per_turn(site, clock):
     """A browser is welcomed, logs in, and gets one frame for a turn's events from several users."""
     alice = Browser(site, clock)
-    assert alice.messages() == [{"type": "welcome", "server": "lab", "users": 0}]
+    assert alice.messages() == [{"type": "welcome", "server": "lab", "users": 0, "accounts": False}]
     alice.send({"type": "login", "nick": "alice"})
     [hello] = alice.messages()
     assert (hello["type"], hello["nick"], hello["channel"], hello["history"]) == ("logged-in", "alice", "#lobby", [])
