@@ -101,6 +101,11 @@ class Accounts:
             if self.registered.holder(account.nick) is None:
                 self.registered.claim(account.nick, Account(account.nick, account.left_at))
 
+    def account_of(self, session: ISession) -> str:
+        """The registered nickname `session` identified for; "" if none."""
+        account = self.identified.get(session)
+        return "" if account is None else account.nick
+
     def identified_nicks(self) -> list[str]:
         return [account.nick for account in self.identified.values()]
 
@@ -445,11 +450,11 @@ class Accounts:
             store.mentions(account.nick, since).addBoth(then(mentions))
         store.unread(account.nick).addBoth(then(unread))
 
-    def read(self, member: Member, channel: str, at: float) -> None:
-        """An identified member read `channel` up to `at`: kept, for their unread counts on any device."""
+    def read(self, member: Member, channel: str) -> None:
+        """An identified member has read `channel` up to now: kept, for their unread counts on any device."""
         account = self.identified.get(member.session)
         if account is not None and name_key(channel) in member.channels:
-            self._store().mark_read(account.nick, channel, min(at, self._clock.seconds()))
+            self._store().mark_read(account.nick, channel, self._clock.seconds())
 
     def mentions(self, member: Member) -> None:
         """/mentions: the lines that named an identified member since they last left."""

@@ -167,10 +167,9 @@ class Mentions:
 
 @frozen
 class Read:
-    """The user has read `channel` up to `at` (unix time): kept for an identified user's unread counts."""
+    """The user has read `channel` up to now (the server's time): kept for an identified user's unread counts."""
 
     channel: str
-    at: float
 
 
 Command = (LogIn | Say | Act | Msg | Join | Part | Topic | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans

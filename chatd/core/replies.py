@@ -28,6 +28,7 @@ class LoggedIn:
     topic: str = ""
     topic_by: str = ""  # who set it, and when (unix time)
     topic_at: float = 0.0
+    account: str = ""  # the registered nickname the session identified for ("": none)
 
 
 @frozen

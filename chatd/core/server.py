@@ -330,8 +330,8 @@ class ChatServer:
                 self._accounts.unregister(member, password)
             case commands.Mentions():
                 self._accounts.mentions(member)
-            case commands.Read(channel, at):
-                self._accounts.read(member, channel, at)
+            case commands.Read(channel):
+                self._accounts.read(member, channel)
             case commands.History(count, channel, before):
                 self._history(member, count, channel, before)
             case _:
@@ -360,7 +360,8 @@ class ChatServer:
         roster.add_member(member, lobby)
         self._crowd.logged_in(nick, session.address)
         self.tell(session, replies.LoggedIn(nick, lobby.name, lobby.history.recent(), members_for(session, lobby),
-                                            lobby.topic, lobby.topic_by, lobby.topic_at))
+                                            lobby.topic, lobby.topic_by, lobby.topic_at,
+                                            self._accounts.account_of(session)))
         if not self.store.healthy:
             self.tell(session, replies.HistoryNotKept())
         self._crowd.announce_join(member, lobby)

@@ -156,13 +156,6 @@ def _login(fields: _Fields) -> Command:
     return commands.LogIn(fields.text("nick").strip(), password or None)
 
 
-def _read(fields: _Fields) -> Command:
-    at = fields.time("at")
-    if at is None:
-        raise _Missing('"at" is missing')
-    return commands.Read(fields.text("channel").strip(), at)
-
-
 _PARSERS: dict[str, Callable[[_Fields], Command | None]] = {
     "login": _login,
     "nick": lambda fields: commands.Nick(fields.text("nick").strip()),
@@ -188,5 +181,5 @@ _PARSERS: dict[str, Callable[[_Fields], Command | None]] = {
     "history": lambda fields: commands.History(fields.count("count", 50, MAX_HISTORY), fields.optional("channel"),
                                                fields.time("before")),
     "mentions": lambda fields: commands.Mentions(),
-    "read": _read,
+    "read": lambda fields: commands.Read(fields.text("channel").strip()),
 }

@@ -34,18 +34,23 @@ user's current one):
     {"type": "register", "password": P}          keep your nickname for you
     {"type": "password", "old": P, "new": P}
     {"type": "unregister", "password": P}
-    {"type": "history", ["channel": C], ["count": N], ["before": TS]}   older lines (50 unless given)
+    {"type": "history", ["channel": C], ["count": N], ["before": TIME]}   older lines (50 unless given),
+                                                 said before TIME (a message's "oldest")
     {"type": "mentions"}                         the lines that named you since you left
-    {"type": "read", "channel": C, "at": TS}     read up to TS: an identified user's unread counts follow them
+    {"type": "read", "channel": C}               read up to now: an identified user's unread counts follow them
 
 To the browser:
 
     {"type": "welcome", "server": NAME, "users": N,           on connecting; over plain HTTP, with
      ["https": {"port": P, "fingerprint": F}]}                 where the page is over TLS, and the
                                                                certificate's SHA-256 fingerprint
-    {"type": "logged-in", "nick": N, "channel": C, "history": [EVENT ...]}
+    {"type": "logged-in", "nick": N, "channel": C, "history": [EVENT ...], "oldest": TIME, "account": N}
+                                                               account: the registered nickname
+                                                               identified for ("": none); oldest: the
+                                                               exact time of history's first line
+                                                               (null: none), to ask for older ones
     {"type": "events", "events": [EVENT ...]}                  what happened: one frame per turn
-    {"type": "channel-joined", "channel": C, "count": N, "topic": T, "history": [EVENT ...]}
+    {"type": "channel-joined", "channel": C, "count": N, "topic": T, "history": [EVENT ...], "oldest": TIME}
     {"type": "now-talking-in", "channel": C}                   a join of a channel one is in
     {"type": "channel-parted", "channel": C, "current": C or null}
     {"type": "members", "channel": C, "nicks": [N ...]}        names of a channel
@@ -69,7 +74,7 @@ To the browser:
     {"type": "mentions-while-away", "counts": [[C, N] ...]}    how often each channel named you
     {"type": "mentions", "events": [EVENT ...]}                /mentions
     {"type": "unread", "counts": {C: N ...}}                   at login: said since you last read C
-    {"type": "history", "channel": C, "events": [EVENT ...]}   older lines, oldest first
+    {"type": "history", "channel": C, "events": [EVENT ...], "oldest": TIME}   older lines, oldest first
     {"type": "history-kept", "kept": BOOL}                     the server stopped (or went back to)
         keeping what is said
     {"type": "error", "reason": TEXT, "code": CODE}            a refusal; nothing closes

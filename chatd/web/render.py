@@ -50,6 +50,15 @@ def _events(recent: tuple[Event, ...]) -> list[Any]:
     return [json.loads(event(item)) for item in recent]
 
 
+def _oldest(recent: tuple[Event, ...]) -> float | None:
+    """
+    The exact time of the first of these lines: what the page asks for
+    older lines "before" (an event's own time is in whole seconds, and a
+    busy channel says many lines in one).
+    """
+    return recent[0].at if recent else None
+
+
 def welcome(server_name: str, count: int, https: tuple[int, str] | None = None, accounts: bool = False) -> bytes:
     """
     The first word to a browser; `https`: where the page is over TLS, and
@@ -102,10 +111,12 @@ def reply(answer: object) -> bytes:
     if isinstance(answer, bytes):
         return answer
     match answer:
-        case replies.LoggedIn(nick, channel, recent):
-            return message("logged-in", nick=nick, channel=channel, history=_events(recent))
+        case replies.LoggedIn(nick, channel, recent, account=account):
+            return message("logged-in", nick=nick, channel=channel, history=_events(recent), oldest=_oldest(recent),
+                           account=account)
         case replies.ChannelJoined(channel, count, topic, recent):
-            return message("channel-joined", channel=channel, count=count, topic=plain(topic), history=_events(recent))
+            return message("channel-joined", channel=channel, count=count, topic=plain(topic), history=_events(recent),
+                           oldest=_oldest(recent))
         case replies.NowTalkingIn(channel):
             return message("now-talking-in", channel=channel)
         case replies.ChannelParted(channel, current):
@@ -165,7 +176,7 @@ def reply(answer: object) -> bytes:
         case replies.Unread(counts):
             return message("unread", counts={channel: count for channel, count in counts})
         case replies.HistoryShown(channel, events):
-            return message("history", channel=channel, events=_events(events))
+            return message("history", channel=channel, events=_events(events), oldest=_oldest(events))
         case replies.HistoryNotKept():
             return message("history-kept", kept=False)
         case replies.HistoryKeptAgain():

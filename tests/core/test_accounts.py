@@ -315,8 +315,8 @@ def test_unread_counts_follow_an_identified_user_to_their_next_login(server, log
     alice = log_in(server, log, "alice")
     clock.advance(1)
     server.handle(alice, c.Say("read this"))
-    server.handle(bob, c.Read("#lobby", clock.seconds()))
-    server.handle(alice, c.Read("#lobby", clock.seconds()))  # not identified: nothing is kept
+    server.handle(bob, c.Read("#lobby"))
+    server.handle(alice, c.Read("#lobby"))  # not identified: nothing is kept
     server.depart(bob, "Quit")
     clock.advance(1)
     server.handle(alice, c.Say("one"))

@@ -121,7 +121,7 @@ def test_text_is_cleaned_and_a_lone_surrogate_is_no_text():
 def test_replies_render_as_the_protocol_says():
     """Replies render as the JSON messages the protocol documents."""
     assert json.loads(render.reply(replies.ChannelJoined("#lab", 3, "solder", ()))) == {
-        "type": "channel-joined", "channel": "#lab", "count": 3, "topic": "solder", "history": []}
+        "type": "channel-joined", "channel": "#lab", "count": 3, "topic": "solder", "history": [], "oldest": None}
     assert json.loads(render.reply(replies.Error("nope", "no-such-nick"))) == {
         "type": "error", "reason": "nope", "code": "no-such-nick"}
     assert json.loads(render.reply(replies.PrivateReceived("bob", "<b>"))) == {

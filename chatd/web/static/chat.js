@@ -1,7 +1,11 @@
 // chatd's chat page.  It speaks the JSON protocol documented at the top of
 // chatd/web/protocol.py over one WebSocket to /chat on the server that
 // served it.  Everything users wrote is put on the page with textContent,
-// never as HTML.
+// never as HTML; the one exception is a link (http or https only), which
+// becomes an <a> whose href the browser's URL parser checked, opening a new
+// tab with rel="noopener noreferrer".  A registered nickname's password is
+// kept in this tab's memory only (to log in again after a reconnect), never
+// in the browser's storage.
 "use strict";
 
 const RECONNECT_DELAYS = [1, 2, 4, 8, 15, 30]; // seconds, then 30 s each time
@@ -17,6 +21,12 @@ const state = {
   attempt: 0,            // reconnects since the last success
   stayClosed: false,     // the server closed us for good (kicked, bye ...)
   server: "chatd",
+  accounts: false,       // whether nicknames can be registered on this server
+  identified: false,     // logged in to a registered nickname with its password
+  password: null,        // that password, in memory, for reconnecting
+  pendingPassword: null, // a password sent, until the server says it is the one
+  unreadAtLogin: new Map(), // channel -> lines said since last read (other devices too), until it opens
+  readTimers: new Map(), // channel -> the timer that tells the server it was read
 };
 
 const $ = (id) => document.getElementById(id);
@@ -96,8 +106,11 @@ function receive(data) {
       $("login-users").textContent = `${data.users} ${data.users === 1 ? "user" : "users"} online`;
       document.title = `chatd on ${data.server}`;
       offerTLS(data.https);
+      state.accounts = Boolean(data.accounts);
       if (state.wantedNick) {
-        send({type: "login", nick: state.wantedNick});
+        const login = {type: "login", nick: state.wantedNick};
+        if (state.password) { login.password = state.password; state.pendingPassword = state.password; }
+        send(login);
       } else {
         showLogin();
       }
@@ -107,8 +120,14 @@ function receive(data) {
       state.attempt = 0;
       state.nick = data.nick;
       state.wantedNick = data.nick;
+      state.identified = Boolean(data.account);
+      state.password = state.identified ? state.pendingPassword || state.password : null;
+      state.pendingPassword = null;
+      $("password-row").hidden = true;
+      $("password").value = "";
       showChat();
-      openChannel(data.channel, "", data.history);
+      renderAccount();
+      openChannel(data.channel, "", data.history, data.oldest);
       for (const name of state.rejoin) {  // after a reconnect: the channels one was in
         if (name !== data.channel) send({type: "join", channel: name});
       }
@@ -119,7 +138,7 @@ function receive(data) {
       for (const event of data.events) happened(event, false);
       break;
     case "channel-joined":
-      openChannel(data.channel, data.topic, data.history);
+      openChannel(data.channel, data.topic, data.history, data.oldest);
       break;
     case "now-talking-in":
       show(data.channel);
@@ -149,9 +168,81 @@ function receive(data) {
     }
     case "private":
       add(state.current, line({kind: "private", nick: `*${data.sender}*`, text: data.text}), true);
+      notify(`${data.sender} (private)`, data.text);
       break;
     case "private-sent":
       add(state.current, line({kind: "private", nick: `→ *${data.to}*`, text: data.text}), false);
+      break;
+    case "password-wanted":
+      state.password = state.pendingPassword = null;
+      $("password-label").textContent = `${data.nick} is registered: its password`;
+      $("password-row").hidden = false;
+      $("password").value = "";
+      showLogin();
+      $("password").focus();
+      break;
+    case "identified":
+      state.identified = true;
+      state.password = state.pendingPassword || state.password;
+      notice(`You are identified as ${data.nick}.`);
+      renderAccount();
+      break;
+    case "registered":
+      state.identified = true;
+      state.password = state.pendingPassword;
+      notice(`${data.nick} is registered to you now: from now on, choosing it asks for your password.`);
+      renderAccount();
+      break;
+    case "password-changed":
+      state.password = state.pendingPassword;
+      notice(`Your password for ${data.nick} is changed.`);
+      break;
+    case "unregistered":
+      state.identified = false;
+      state.password = null;
+      notice(`${data.nick} is not registered any more.`);
+      renderAccount();
+      break;
+    case "note-kept":
+      notice(`${data.to} is away; they get your message when they log in.`);
+      break;
+    case "notes":
+      notice(`${data.notes.length} ${data.notes.length === 1 ? "message" : "messages"} while you were away:`);
+      for (const note of data.notes) {
+        add(null, line({kind: "private", nick: `*${note.sender}*`, text: note.text, time: note.at * 1000, day: true}));
+      }
+      break;
+    case "mentions-while-away":
+      for (const [channel, count] of data.counts) {
+        notice(`You were mentioned ${count === 1 ? "once" : `${count} times`} in ${channel} since you left ` +
+               "(/mentions lists them).");
+      }
+      break;
+    case "mentions":
+      if (!data.events.length) { notice("No mentions since you left."); break; }
+      for (const array of data.events) {
+        const event = eventObject(array);
+        add(null, line({kind: event.event === "acted" ? "action" : "said", nick: event.nick, text: event.text,
+                        time: event.ts, day: true, where: event.channel}));
+      }
+      break;
+    case "unread": {
+      const elsewhere = [];
+      for (const [name, count] of Object.entries(data.counts)) {
+        const channel = state.channels.get(name);
+        if (channel && name !== state.current) { channel.unread += count; renderChannels(); }
+        else if (!channel) { state.unreadAtLogin.set(name, count); elsewhere.push({name, count}); }
+      }
+      if (elsewhere.length) unreadElsewhere(elsewhere);
+      break;
+    }
+    case "history":
+      older(data.channel, data.events, data.oldest);
+      break;
+    case "history-kept":
+      notice(data.kept ? "History is saved again."
+                       : "History is not being saved: the server cannot write its store (what is said still " +
+                         "reaches everyone online).", data.kept ? "notice" : "error");
       break;
     case "operator": notice("You are now an operator."); break;
     case "kicked":
@@ -180,6 +271,8 @@ function receive(data) {
       }
       if (!state.nick) {
         $("login-error").textContent = data.reason;
+        state.pendingPassword = null;
+        $("password").value = "";
         showLogin();
       } else {
         notice(`Error: ${data.reason}`, "error");
@@ -235,6 +328,7 @@ function happened(array, old) {
       const item = line({kind: event.event === "acted" ? "action" : "said", nick: event.nick, text: event.text, time,
                          mention, old});
       add(channel.name, item, !old, mention);
+      if (mention) notify(`${event.nick} in ${channel.name}`, event.text);
       break;
     }
     case "joined":
@@ -292,12 +386,17 @@ function mentions(text) {
 
 // -- channels
 
-function openChannel(name, topic, history) {
+// `oldest`: the exact time of the history's first line, from which older ones are asked for.
+function openChannel(name, topic, history, oldest) {
   let channel = state.channels.get(name);
   if (!channel) {
-    channel = {name, topic, members: new Set(), lines: [], unread: 0, mention: false};
+    channel = {name, topic, members: new Set(), lines: [], unread: 0, mention: false, oldest: null, loading: false,
+               complete: false};
     state.channels.set(name, channel);
   }
+  if (oldest) channel.oldest = oldest;
+  const unread = state.unreadAtLogin.get(name);
+  state.unreadAtLogin.delete(name);
   channel.topic = topic;
   if (channel.lines.length) {  // back after a reconnect: what was said meanwhile is in the history
     add(name, line({kind: "notice", text: "Reconnected. Recent messages:"}));
@@ -305,6 +404,51 @@ function openChannel(name, topic, history) {
   for (const event of history || []) happened(event, true);
   send({type: "names", channel: name});
   show(name);
+  if (unread) {
+    notice(`${unread} ${unread === 1 ? "line was" : "lines were"} said here since you last read it; scroll up for them.`);
+  }
+}
+
+// Older lines of a channel, from the server's store, put above what it shows.
+function older(name, events, oldest) {
+  const channel = state.channels.get(name);
+  if (!channel) return;
+  channel.loading = false;
+  if (oldest) channel.oldest = oldest;
+  const items = [];
+  for (const array of events) {
+    const event = eventObject(array);
+    if (event.event !== "said" && event.event !== "acted" && event.event !== "topic") continue;
+    items.push(event.event === "topic"
+      ? line({kind: "notice", time: event.ts, day: true, old: true, text: `${event.nick} set the topic: ${event.topic}`})
+      : line({kind: event.event === "acted" ? "action" : "said", nick: event.nick, text: event.text, time: event.ts,
+              day: true, old: true}));
+  }
+  if (!items.length || channel.lines.length + items.length > MAX_LINES_PER_CHANNEL) channel.complete = true;
+  channel.lines.unshift(...items.slice(Math.max(0, items.length - (MAX_LINES_PER_CHANNEL - channel.lines.length))));
+  if (channel.name === state.current) {
+    const list = $("messages");
+    const fromBottom = list.scrollHeight - list.scrollTop;
+    list.prepend(...items);
+    list.scrollTop = list.scrollHeight - fromBottom;  // what was on screen stays where it was
+  }
+}
+
+// The user scrolled to the top of a channel: its older lines, once each.
+function loadOlder() {
+  const channel = state.current && state.channels.get(state.current);
+  if (!channel || channel.loading || channel.complete || !state.nick) return;
+  channel.loading = true;
+  send({type: "history", channel: channel.name, count: 50, before: channel.oldest || Date.now() / 1000});
+}
+
+// An identified user's reading of the channel shown, a moment after, for their unread counts on other devices.
+function markRead(name) {
+  if (!state.identified || !name || document.hidden || state.readTimers.has(name)) return;
+  state.readTimers.set(name, setTimeout(() => {
+    state.readTimers.delete(name);
+    if (state.current === name && !document.hidden && state.nick) send({type: "read", channel: name});
+  }, 2000));
 }
 
 function closeChannel(name) {
@@ -320,29 +464,81 @@ function show(name) {
   channel.unread = 0;
   channel.mention = false;
   render();
+  markRead(name);
 }
 
 // -- the page
 
-function line({kind, nick, text, time, mention, old}) {
+// `day`: the time may be days ago, so the date is shown too; `where`: the channel, for a line shown elsewhere.
+function line({kind, nick, text, time, mention, old, day, where}) {
   const item = document.createElement("li");
   item.className = kind + (mention ? " mention" : "") + (old ? " history" : "");
   const stamp = document.createElement("span");
   stamp.className = "time";
   const when = time ? new Date(time) : new Date();
-  stamp.textContent = when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  stamp.textContent = day ? when.toLocaleString([], {month: "short", day: "numeric", hour: "2-digit", minute: "2-digit"})
+                          : when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
   item.append(stamp);
+  if (where) item.append(`${where} `);
   if (kind === "said" || kind === "private") {
     const who = document.createElement("span");
     who.className = "nick";
     who.textContent = kind === "said" ? `<${nick}>` : nick;
-    item.append(who, " ", text);
+    item.append(who, " ", ...withLinks(text));
   } else if (kind === "action") {
-    item.append(`* ${nick} ${text}`);
+    item.append(`* ${nick} `, ...withLinks(text));
   } else {
     item.append(text);
   }
   return item;
+}
+
+// http and https addresses in a message, as links; everything else stays text.  Punctuation that ends a
+// sentence is not part of the address; anything the browser's URL parser does not take stays text.
+const LINK = /\bhttps?:\/\/[^\s<>"]+/gi;
+
+function withLinks(text) {
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(LINK)) {
+    const address = match[0].replace(/[.,;:!?')\]}]+$/, "");
+    let url = null;
+    try { url = new URL(address); } catch (error) { url = null; }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) continue;
+    parts.push(text.slice(last, match.index));
+    const link = document.createElement("a");
+    link.href = url.href;
+    link.textContent = address;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    parts.push(link);
+    last = match.index + address.length;
+  }
+  parts.push(text.slice(last));
+  return parts.filter((part) => part !== "");
+}
+
+// A browser notification (if the user allowed them with the bell) while the tab is hidden.
+function notify(title, body) {
+  if (!("Notification" in window) || Notification.permission !== "granted" || !document.hidden) return;
+  new Notification(title, {body, tag: `chatd-${title}`});
+}
+
+function renderBell() {
+  const bell = $("bell");
+  bell.hidden = !("Notification" in window) || !state.nick;
+  if (bell.hidden) return;
+  const permission = Notification.permission;
+  bell.textContent = permission === "granted" ? "Notifications on"
+    : permission === "denied" ? "Notifications blocked" : "Notifications off";
+  bell.disabled = permission !== "default";
+}
+
+// The offer to register the nickname, for a user who has not.
+function renderAccount() {
+  $("register-form").hidden = !(state.accounts && state.nick && !state.identified);
+  $("register-nick").textContent = state.nick || "";
+  renderBell();
 }
 
 // Add a line to a channel's log (the current one when `name` is null).
@@ -360,6 +556,7 @@ function add(name, item, counts = false, mention = false) {
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     list.append(item);
     if (atBottom) list.scrollTop = list.scrollHeight;
+    if (counts) markRead(channel.name);
   } else if (counts) {
     channel.unread += 1;
     channel.mention = channel.mention || mention;
@@ -446,6 +643,22 @@ function listChannels(channels) {
   add(null, item);
 }
 
+// Channels with lines unread since this user last read them (here or on another device), to join.
+function unreadElsewhere(channels) {
+  const item = document.createElement("li");
+  item.className = "notice unread-elsewhere";
+  item.append("Unread since you last read them: ");
+  channels.forEach(({name, count}, index) => {
+    const join = document.createElement("button");
+    join.type = "button";
+    join.className = "channel-button";
+    join.textContent = `${name} (${count})`;
+    join.addEventListener("click", () => send({type: "join", channel: name}));
+    item.append(index ? ", " : "", join);
+  });
+  add(null, item);
+}
+
 function showLogin() {
   $("login").hidden = false;
   $("chat").hidden = true;
@@ -470,6 +683,8 @@ const HELP = [
   "/nick NAME  rename;  /topic [TEXT]  show or set the topic (/topic - clears it)",
   "/list [#NAME]  who is online, or in a channel;  /channels  every channel",
   "/quit [REASON]  leave the chat",
+  "/history [N]  older lines of this channel (or scroll up);  /mentions  the lines that named you while away",
+  "/register PASSWORD  keep your nickname;  /identify PASSWORD;  /password OLD NEW;  /unregister PASSWORD",
   "Operators: /oper PASSWORD, /kick NICK [REASON], /ban NICK|ADDRESS [MINUTES], /unban ADDRESS, /bans",
 ];
 
@@ -503,6 +718,27 @@ function command(text) {
     }
     case "unban": return first ? {type: "unban", address: first} : usage("/unban ADDRESS");
     case "bans": return {type: "bans"};
+    case "register":
+      if (!argument) return usage("/register PASSWORD");
+      state.pendingPassword = argument;
+      return {type: "register", password: argument};
+    case "identify":
+      if (!argument) return usage("/identify PASSWORD");
+      state.pendingPassword = argument;
+      return {type: "identify", password: argument};
+    case "password":
+      if (!first || !after) return usage("/password OLD NEW");
+      state.pendingPassword = after;
+      return {type: "password", old: first, new: after};
+    case "unregister": return argument ? {type: "unregister", password: argument} : usage("/unregister PASSWORD");
+    case "history": {
+      if (argument && !/^\d+$/.test(argument)) return usage("/history [N]");
+      const channel = state.current && state.channels.get(state.current);
+      const before = channel && channel.oldest ? channel.oldest : undefined;
+      if (channel) channel.loading = true;
+      return {type: "history", channel: state.current || undefined, count: Number(argument || 50), before};
+    }
+    case "mentions": return {type: "mentions"};
     case "help": case "?":
       for (const help of HELP) notice(help);
       return null;
@@ -525,8 +761,24 @@ document.addEventListener("DOMContentLoaded", () => {
     const nick = $("nick").value.trim();
     if (!nick) return;
     $("login-error").textContent = "";
-    send({type: "login", nick});
+    const login = {type: "login", nick};
+    const password = $("password-row").hidden ? "" : $("password").value;
+    if (password) { login.password = password; state.pendingPassword = password; }
+    send(login);
   });
+  $("nick").addEventListener("input", () => { $("password-row").hidden = true; });  // another nickname: ask again
+  $("register-form").addEventListener("submit", (submitted) => {
+    submitted.preventDefault();
+    const password = $("register-password").value;
+    state.pendingPassword = password;
+    if (send({type: "register", password})) $("register-password").value = "";
+  });
+  $("bell").addEventListener("click", () => {
+    if ("Notification" in window) Notification.requestPermission().then(renderBell);
+  });
+  $("messages").addEventListener("scroll", () => { if ($("messages").scrollTop < 40) loadOlder(); });
+  $("messages").addEventListener("wheel", (wheel) => { if (wheel.deltaY < 0 && $("messages").scrollTop === 0) loadOlder(); });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) markRead(state.current); });
   $("say-form").addEventListener("submit", (submitted) => {
     submitted.preventDefault();
     const text = $("say").value;
