@@ -95,6 +95,7 @@ class Accounts:
         self._busy: set[ISession] = set()  # a check (or a registration) is under way
         self._away_since: dict[ISession, float | None] = {}  # when an identified member last left, for /mentions
         self._failures = RateWindow(FAILURES_PER_ADDRESS, FAILURE_SECONDS)
+        self.wrong_passwords = 0  # for /metrics
 
     def load(self, kept: Iterable[KeptAccount]) -> None:
         for account in kept:
@@ -258,6 +259,7 @@ class Accounts:
 
     def _wrong(self, session: ISession, account: Account, otherwise: Callable[[], None] | None) -> None:
         self._failures.happened(session.address, self._clock.seconds())
+        self.wrong_passwords += 1
         tries = self._tries[session] = self._tries.get(session, 0) + 1
         log.info("wrong password for {nick} from {address}", nick=account.nick, address=session.address)
         if tries >= MAX_TRIES:

@@ -143,6 +143,9 @@ class Registry(Generic[Holder]):
         self._by_key: dict[str, Holder] = {}
         self._by_skeleton: dict[str, tuple[Holder, str]] = {}
 
+    def __len__(self) -> int:
+        return len(self._by_key)
+
     def holder(self, name: str) -> Holder | None:
         return self._by_key.get(name_key(name))
 

@@ -160,6 +160,16 @@ class ChatServer:
         """Whether nicknames can be registered here."""
         return bool(self.store.keeps_accounts)
 
+    @property
+    def accounts(self) -> int:
+        """Registered nicknames."""
+        return len(self._accounts.registered)
+
+    @property
+    def wrong_passwords(self) -> int:
+        """Wrong passwords tried for registered nicknames, for /metrics."""
+        return self._accounts.wrong_passwords
+
     def registered(self, nick: str) -> str | None:
         """The registered nickname `nick` is (in any case), if it is one."""
         account = self._accounts.registered.holder(nick)

@@ -83,6 +83,12 @@ class ChatCollector(Collector):
                                   value=counts.flood_delayed_lines)
         yield CounterMetricFamily("chatd_send_queue_drops", "Connections dropped for falling --sendq bytes behind.",
                                   value=counts.send_queue_drops)
+        if server.keeps_accounts:
+            yield GaugeMetricFamily("chatd_store_healthy", "1 while the store writes what it is given; 0 while it "
+                                    "fails (a full disk...): history is then not kept.", value=int(server.store.healthy))
+            yield GaugeMetricFamily("chatd_accounts", "Registered nicknames.", value=server.accounts)
+            yield CounterMetricFamily("chatd_wrong_passwords", "Wrong passwords tried for registered nicknames.",
+                                      value=server.wrong_passwords)
         bus = self._bus
         if bus is not None:
             for family, name, documentation, value in (

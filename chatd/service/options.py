@@ -229,10 +229,12 @@ OPTIONS: tuple[Option, ...] = (
            "ranges is tried in the order given (8089-8099,9000); 0 turns fallback off.", default="10", section=CHAT),
     Option("port-file", "Write the port actually bound to this file, atomically, once listening.", section=FILES),
     Option("state-dir", "Directory where chatd keeps what it makes for itself: its TLS certificate and key, and "
-           "its store (chatd.sqlite3: channels, topics and history). [default: $XDG_STATE_HOME/chatd, else "
+           "its store (chatd.sqlite3: channels, topics, history, accounts and messages for people who are away). "
+           "[default: $XDG_STATE_HOME/chatd, else "
            "~/.local/state/chatd]", section=FILES),
     Option("no-store", "Keep nothing on disk: channels, topics and history start empty at each start (or from "
-           "--transcript). A node of a --cluster keeps nothing either, for now.", flag=True, section=FILES),
+           "--transcript), and nicknames cannot be registered. A node of a --cluster keeps nothing either, for now.",
+           flag=True, section=FILES),
     Option("name", "The server's display name, shown in the greeting. [default: the host name]", server_name,
            setting="server_name", section=CHAT),
     Option("charset", "The encoding new connections start with (utf-8, gbk, big5, latin-1, ...); users change theirs "
@@ -243,6 +245,8 @@ OPTIONS: tuple[Option, ...] = (
            "(see --state-dir).", whole(0, 10_000, "a number of messages from 0 to 10000"), "20", section=CHAT),
     Option("history-days", "Days a channel's messages, actions and topic changes are kept in the store; 0 keeps "
            "them for ever.", whole(0, 36_500, "a number of days from 0"), "30", section=CHAT),
+    Option("account-expiry-days", "Days a registered nickname nobody logs in to stays registered; then it is free "
+           "again (0: never).", whole(0, 36_500, "a number of days from 0"), "180", section=CHAT),
     Option("max-channels", "Most channels on the server at once; users create them with /join.", count,
            str(DEFAULT_MAX_CHANNELS), section=CHAT),
     Option("quiet-joins", "Above this many members a channel stops announcing each join and leave and sums them up "

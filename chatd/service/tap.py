@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from chatd.bus.redis import RedisBus
 from chatd.core.moderation import Moderation
 from chatd.core.server import ChatServer
-from chatd.core.store import NoStore
+from chatd.core.store import NOTE_DAYS, NoStore
 from chatd.core.turn import Turn
 from chatd.lan.udp import (
     AnnouncerProtocol,
@@ -227,7 +227,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         announcer.setName("broadcast")
         announcer.setServiceParent(top)
     if store is not None:
-        forgetting = _Forgetting(store, options["history-days"], reactor)
+        forgetting = _Forgetting(store, server, options["history-days"], options["account-expiry-days"], reactor)
         forgetting.setName("store")
         forgetting.setServiceParent(top)
     if server_tls is not None:
@@ -345,22 +345,25 @@ def _shut_down(server: ChatServer, doors: list[Any], grace: float, transcript: T
 
 class _Forgetting(Service):
     """
-    Starts the store (its connection, in its thread); then it forgets what
-    is older than --history-days (0: nothing), at once and every
-    FORGET_EVERY_SECONDS.  (It is closed last of all, in _shut_down.)
+    Starts the store (its connection, in its thread); then, at once and
+    every FORGET_EVERY_SECONDS, it forgets the history older than
+    --history-days (0: none), the messages for people away older than
+    NOTE_DAYS, and the accounts nobody used for --account-expiry-days
+    (0: none).  (It is closed last of all, in _shut_down.)
     """
 
-    def __init__(self, store: SQLiteStore, days: int, reactor: Any) -> None:
+    def __init__(self, store: SQLiteStore, server: ChatServer, days: int, account_days: int, reactor: Any) -> None:
         self._store = store
+        self._server = server
         self._days = days
+        self._account_days = account_days
         self._loop = LoopingCall(self._forget)
         self._loop.clock = reactor
 
     def startService(self) -> None:
         super().startService()
         self._store.start()
-        if self._days:
-            self._loop.start(FORGET_EVERY_SECONDS, now=True)
+        self._loop.start(FORGET_EVERY_SECONDS, now=True)
 
     def stopService(self) -> Any:
         if self._loop.running:
@@ -368,9 +371,15 @@ class _Forgetting(Service):
         return super().stopService()
 
     def _forget(self) -> None:
-        before = self._loop.clock.seconds() - self._days * 24 * 3600
-        self._store.forget_before(before).addErrback(
-            lambda failure: log.warn("the store could not forget old history: {why}", why=failure.getErrorMessage()))
+        now, day = self._loop.clock.seconds(), 24 * 3600
+        if self._days:
+            self._store.forget_before(now - self._days * day).addErrback(
+                lambda failure: log.warn("the store could not forget old history: {why}",
+                                         why=failure.getErrorMessage()))
+        self._store.forget_notes_before(now - NOTE_DAYS * day).addErrback(
+            lambda failure: log.warn("the store could not forget old messages: {why}", why=failure.getErrorMessage()))
+        if self._account_days:
+            self._server.expire_accounts(now - self._account_days * day)
 
 
 class _Cluster(Service):
