@@ -11,6 +11,7 @@ from __future__ import annotations
 import pexpect
 import pytest
 
+from chatd.core.accounts import FAILURES_PER_ADDRESS
 from tests.chatd_process import TIMEOUT_SECONDS, ChatdProcess, LineClient
 from tests.e2e.test_real_clients import require
 
@@ -140,3 +141,37 @@ def come_back(port, nick):
 def text(data):
     """What a client that speaks no telnet read, less the IAC WILL ECHO of the password prompt."""
     return data.replace(b"\xff\xfb\x01", b"").decode()
+
+
+def test_wrong_passwords_from_one_address_are_throttled(chatd):
+    """
+    Past FAILURES_PER_ADDRESS wrong passwords a minute from one address
+    (over several connections, three tries each), that address's next try
+    is told to wait, even with the right password; another address is not.
+    """
+    register(chatd, "alice")
+    answers = []
+    while not answers or "wait" not in answers[-1]:
+        guess = LineClient(chatd)
+        guess.read_lines(2)
+        guess.send_line("alice")
+        for _ in range(3):
+            guess.read_until(b"password:\r\n")
+            guess.send_line("a wrong guess")
+            answers.append(text(guess.read_until(b"\r\n")).strip())
+            if "wait" in answers[-1]:
+                break
+        else:
+            guess.read_until_closed()
+    wrong = [answer for answer in answers if answer.startswith("*** Error: wrong password")]
+    assert len(wrong) == FAILURES_PER_ADDRESS and len(answers) == FAILURES_PER_ADDRESS + 1
+    assert answers[-1].startswith("*** Error: too many wrong passwords from 127.0.0.1: wait ")
+    guess.read_until(b"password:\r\n")
+    guess.send_line(PASSWORD)  # the right one: still told to wait
+    assert b"too many wrong passwords from 127.0.0.1" in guess.read_until(b" s\r\n")
+    elsewhere = LineClient(chatd, source="127.0.0.2")
+    elsewhere.read_lines(2)
+    elsewhere.send_line("alice")
+    elsewhere.read_until(b"password:\r\n")
+    elsewhere.send_line(PASSWORD)
+    elsewhere.read_until(b"*** Hello alice! Type /help for commands.\r\n")
