@@ -5,6 +5,7 @@ print a table of medians, ratios (same run) and the targets.
     .venv/bin/python benchmarks/run.py                 # full run
     .venv/bin/python benchmarks/run.py --quick         # a smaller, faster one
     .venv/bin/python benchmarks/run.py --instructions  # chatd against before, in instructions (valgrind)
+    .venv/bin/python benchmarks/run.py --passwords-only  # a storm of password logins, and others' latency
 
 Servers: chatd (twistd, flood control and send queue set high enough not to
 throttle the benchmark), chatd as it was before the channels work (built
@@ -21,6 +22,7 @@ not swing as times on a shared machine do.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -28,7 +30,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,6 +126,16 @@ CLUSTER_LAYOUTS = ("one node", "two nodes", "two workers")
 # 0.7 of one node's.
 CLUSTER_P50_ADDED_MS = 1.0
 CLUSTER_PER_NODE_RATIO = 0.7
+# A storm of password logins (issue 21): registered users logging in at
+# once, each with its password (argon2id, checked in chatd's one password
+# thread), while 200 others chat as in "latency".  Target: those others'
+# p99 latency within 2x of the same chat without the storm, same run.
+PASSWORD_STORM = 1_000
+QUICK_PASSWORD_STORM = 100
+PASSWORD_STORM_SCENARIO = dict(clients=200, senders=10, lines=100, size=64, rate=20.0)
+QUICK_PASSWORD_STORM_SCENARIO = dict(clients=50, senders=5, lines=20, size=64, rate=20.0)
+PASSWORD_STORM_P99_TARGET = 2.0
+STORM_PASSWORD = "storm password"
 IDLE_CONNECTIONS = 10_000  # also the "log in 10000" run
 LOGIN_STORM = 5_000
 
@@ -500,6 +514,109 @@ def measure_tls_logins(generator: Any, count: int, tls: bool) -> dict:
                 "connections": count, "lost": 0, "duplicated": 0, "reordered": 0}
 
 
+def registered_state(count: int, build: Path) -> Path:
+    """
+    A state directory whose store holds `count` registered nicknames,
+    storm0 ... storm(count-1), each with STORM_PASSWORD: hashed once, with
+    chatd's own argon2id parameters (a hash holds its salt, and one serves
+    them all).
+    """
+    from argon2 import PasswordHasher, Type
+
+    from chatd.store.passwords import LANES, MEMORY_KIB, TIME_COST
+    from chatd.store.sqlite import STORE_FILE, check
+
+    state = Path(tempfile.mkdtemp(dir=build, prefix="passwords-"))
+    path = state / STORE_FILE
+    check(path)
+    kept_hash = PasswordHasher(time_cost=TIME_COST, memory_cost=MEMORY_KIB, parallelism=LANES,
+                               type=Type.ID).hash(STORM_PASSWORD)
+    with sqlite3.connect(path) as connection:
+        now = time.time()  # used now: not expired (--account-expiry-days)
+        connection.executemany("INSERT INTO accounts (key, nick, hash, registered_at, seen_at) VALUES (?, ?, ?, ?, ?)",
+                               [(f"storm{number}", f"storm{number}", kept_hash, now, now) for number in range(count)])
+    connection.close()
+    return state
+
+
+async def _password_storm(port: int, count: int) -> tuple[float, int]:
+    """`count` registered users log in at once over telnet, each with its password: (seconds, busy answers)."""
+    busy = 0
+
+    async def one(number: int) -> asyncio.StreamWriter:
+        nonlocal busy
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await reader.readuntil(b"nickname:\r\n")
+        writer.write(f"storm{number}\r\n".encode())
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            if b"password:" in line:
+                writer.write(STORM_PASSWORD.encode() + b"\r\n")
+            elif b"try again in a moment" in line:
+                busy += 1  # the password thread's queue was full: asked again, and answered again
+            elif b"*** Hello" in line:  # (after IAC WILL ECHO, the prompt's one telnet request)
+                return writer
+
+    began = time.monotonic()
+    writers = await asyncio.wait_for(asyncio.gather(*(one(number) for number in range(count))), 600)
+    seconds = time.monotonic() - began
+    for writer in writers:
+        writer.close()
+    return seconds, busy
+
+
+def measure_password_storm(generator: Any, count: int, scenario: dict, storm: bool, build: Path) -> dict:
+    """
+    The latency scenario on a chatd whose store holds `count` accounts:
+    with `storm`, they all log in with their passwords as it starts.  The
+    others' latency, the storm's seconds, and the server's CPU time.
+    """
+    port = free_port()
+    state = registered_state(count, build)
+    command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", "chatd", "--port", str(port),
+               "--interface", "127.0.0.1", "--web-port", "0", "--irc-port", "0", "--state-dir", str(state),
+               *CHATD_UNTHROTTLED]
+    with running(start(command, port)) as process:
+        cpu = cpu_seconds(process.pid)
+        stormed: dict[str, Any] = {}
+        threads: list[threading.Thread] = []
+
+        def ready() -> None:
+            if storm:
+                thread = threading.Thread(target=lambda: stormed.update(
+                    zip(("seconds", "busy"), asyncio.run(_password_storm(port, count)))))
+                thread.start()
+                threads.append(thread)
+
+        result = generator.fan_out(port, ready=ready, **scenario)
+        for thread in threads:
+            thread.join(600)
+        shutil.rmtree(state, ignore_errors=True)
+        if storm and "seconds" not in stormed:
+            raise RuntimeError("the password storm did not finish")
+        return {"server": "chatd, storm" if storm else "chatd, no storm", "p50_ms": result.percentile(0.5),
+                "p99_ms": result.percentile(0.99), "max_ms": result.percentile(1.0),
+                "deliveries_per_second": result.deliveries_per_second, "lost": result.lost,
+                "duplicated": result.duplicated, "reordered": result.reordered,
+                "storm_seconds": stormed.get("seconds", 0.0), "busy_answers": stormed.get("busy", 0),
+                "server_cpu_seconds": cpu_seconds(process.pid) - cpu}
+
+
+def print_password_table(runs: list[dict], count: int) -> None:
+    stormed = [run for run in runs if run["scenario"] == "password storm"]
+    check_correct(stormed, {"password storm": None}, "password storm")
+    quiet, storm = (median_of(stormed, "password storm", server, "p99_ms")
+                    for server in ("chatd, no storm", "chatd, storm"))
+    seconds = statistics.median(run["storm_seconds"] for run in stormed if run["server"] == "chatd, storm")
+    busy = max(run["busy_answers"] for run in stormed if run["server"] == "chatd, storm")
+    ratio = storm / quiet
+    print(f"\npassword storm: {count} registered users log in with their passwords while 200 others chat")
+    print(f"  the others' p99 latency: {quiet:.2f} ms without the storm, {storm:.2f} ms with it: {ratio:.2f}x "
+          f"(target <= {PASSWORD_STORM_P99_TARGET:.1f}x) {'ok' if ratio <= PASSWORD_STORM_P99_TARGET else 'MISSED'}")
+    print(f"  the storm: {seconds:.1f} s for {count} logins ({seconds / count * 1e3:.1f} ms each, one password "
+          f"thread); 'try again' answers: {busy}")
+
+
 def print_tls_table(scenarios: dict, runs: list[dict]) -> None:
     """TLS clients against plain ones (telnet on the chat port), medians of the same run's rounds."""
     def median(scenario: str, server: str, key: str) -> float:
@@ -627,6 +744,8 @@ def main() -> None:
                         help="only the cluster scenarios (two nodes and two workers beside one node, with Redis)")
     parser.add_argument("--before", default=BEFORE,
                         help=f"git revision of the 'chatd before' column (default {BEFORE}); '' leaves it out")
+    parser.add_argument("--passwords-only", action="store_true",
+                        help="only the storm of password logins, against the same chat without it")
     parser.add_argument("--instructions", action="store_true",
                         help="only the instruction counts (valgrind): chatd's work per login and per line "
                              "against chatd before's")
@@ -650,7 +769,19 @@ def main() -> None:
     cluster_scenarios = QUICK_CLUSTER if args.quick else CLUSTER_SCENARIOS
     can_cluster = c_generator is not None and shutil.which("redis-server") is not None
     tls_scenarios = QUICK_TLS if args.quick else TLS_SCENARIOS
+    password_storm = QUICK_PASSWORD_STORM if args.quick else PASSWORD_STORM
     for repetition in range(args.repetitions):
+        if args.passwords_only:
+            for storm in (True, False):  # interleaved
+                run = measure_password_storm(generator, password_storm, QUICK_PASSWORD_STORM_SCENARIO if args.quick
+                                             else PASSWORD_STORM_SCENARIO, storm, build)
+                run.update(scenario="password storm", repetition=repetition)
+                runs.append(run)
+                print(f"  {'password storm':>15} {run['server']:>16}: latency p50/99/max {run['p50_ms']:.2f}/"
+                      f"{run['p99_ms']:.2f}/{run['max_ms']:.2f} ms, storm {run['storm_seconds']:.1f} s "
+                      f"('try again': {run['busy_answers']}), server cpu {run['server_cpu_seconds']:.2f} s  "
+                      f"lost {run['lost']} dup {run['duplicated']} reord {run['reordered']}", flush=True)
+            continue
         if c_generator and not args.doors_only and not args.cluster_only:
             for scenario_name, scenario in tls_scenarios.items():
                 for tls in (True, False):  # interleaved
@@ -747,6 +878,9 @@ def main() -> None:
          "generator": "C" if c_generator else "Python", "processes": args.processes,
          "scenarios": scenarios, "cluster_scenarios": cluster_scenarios, "idle_connections": idle,
          "runs": runs}, indent=1))
+    if args.passwords_only:
+        print_password_table(runs, password_storm)
+        return
     if any(run["scenario"].startswith("tls: ") for run in runs):
         print_tls_table(tls_scenarios, runs)
     if args.tls_only:
