@@ -129,7 +129,7 @@ class Accounts:
                                         "nickname)", "nickname-taken", nick))
         elif password is not None:
             self._check(session, account, password, lambda: self._hooks.log_in(session, nick),
-                        lambda: self._as_guest(session, account, nick) if as_guest else None)
+                        (lambda: self._as_guest(session, account, nick)) if as_guest else None)
         elif as_guest:
             self._as_guest(session, account, nick)
         else:
@@ -209,6 +209,11 @@ class Accounts:
         self._wanted.pop(session, None)
         self._hooks.tell(session, replies.Identified(account.nick))
         if name_key(member.nick) != name_key(account.nick):
+            refusal = self._roster.nickname_refusal(session, account.nick)[1]
+            if refusal is not None:  # the owner is online already, on another connection
+                self._hooks.tell(session, replies.Error(f"{account.nick} is online already, on another connection",
+                                                        "nickname-taken", account.nick))
+                return
             self._hooks.rename(member, account.nick)
         self.welcome(member)
 

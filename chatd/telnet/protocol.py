@@ -387,8 +387,13 @@ class TelnetSession(TelnetServer):
         lobby = self._server.default_channel
         if type(replies[0]) is CharsetSwitch:
             replies = [self._switch_charset(replies[0].charset)]
-        self._write_above_input(Outgoing([line for reply in replies for line in render.reply_lines(reply, lobby)])
-                                .encoded(self.charset))
+        lines = [line for reply in replies for line in render.reply_lines(reply, lobby)]
+        if self.factory.tls is not None and any(type(reply) in _PASSWORD_SET for reply in replies):
+            life = self._life
+            if life is not None and not life.tls:
+                here = self.transport.getHost()
+                lines.append(render.unencrypted_password(here.host, here.port))
+        self._write_above_input(Outgoing(lines).encoded(self.charset))
         life = self._life
         if life is not None and not life.logged_in:
             for reply in replies:
@@ -427,6 +432,9 @@ class CharsetSwitch:
 
     charset: str
 
+
+# Replies to a password just chosen: on a plain connection, the user hears it was not encrypted.
+_PASSWORD_SET = (core_replies.Registered, core_replies.PasswordChanged)
 
 # The commands this front door answers itself.
 _FRONT_DOOR_COMMANDS = (Help, Invalid, Charset)

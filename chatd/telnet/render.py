@@ -264,6 +264,12 @@ def times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
 
 
+def unencrypted_password(host: str, port: int) -> str:
+    """After a password went over a plain connection where TLS was there to carry it."""
+    return (f"*** This connection is not encrypted: others on the network could read that password. "
+            f"For a private one: openssl s_client -quiet -connect {host}:{port}")
+
+
 def password_wanted(nick: str) -> str:
     return f"*** {nick} is registered; password:"
 

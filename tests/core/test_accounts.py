@@ -326,3 +326,13 @@ def test_unread_counts_follow_an_identified_user_to_their_next_login(server, log
     server.handle(bob, c.LogIn("bob"))
     server.handle(bob, c.Identify("correct horse"))
     assert r.Unread((("#lobby", 2),)) in replies_of(log, "bob")
+
+
+def test_identifying_for_a_nickname_its_owner_holds_on_another_connection_does_not_take_it(server, log):
+    """The owner online twice (the web page and telnet): /identify NICK on the second is told, and nothing breaks."""
+    bob = log_in(server, log, "bob", "correct horse")
+    other = log_in(server, log, "elsewhere")
+    server.handle(other, c.Identify("correct horse", "bob"))
+    assert replies_of(log, "elsewhere")[-1] == r.Error("bob is online already, on another connection",
+                                                      "nickname-taken", "bob")
+    assert (server.nick_of(bob), server.nick_of(other)) == ("bob", "elsewhere")

@@ -39,6 +39,9 @@ def register(port, nick):
     user = LineClient(port).login(nick)
     user.send_line(f"/register {PASSWORD}")
     assert user.read_line() == f"*** {nick} is registered to you now: from now on, choosing it asks for your password"
+    assert user.read_line() == (  # TLS is there to carry it (on this very port)
+        f"*** This connection is not encrypted: others on the network could read that password. For a private one: "
+        f"openssl s_client -quiet -connect 127.0.0.1:{port}")
     user.send_line("/quit")
     user.read_until(b"*** Bye!\r\n")
     user.close()

@@ -538,6 +538,7 @@ function renderBell() {
 function renderAccount() {
   $("register-form").hidden = !(state.accounts && state.nick && !state.identified);
   $("register-nick").textContent = state.nick || "";
+  $("register-plain").hidden = location.protocol !== "http:";
   renderBell();
 }
 
