@@ -96,8 +96,11 @@ class Connections:
         flusher.flush()  # what was said this turn comes before the notice
         closing = list(self._open)
         for connection in closing:
-            connection.shutting_down()
-            connection.disconnect("server shutting down")
+            try:
+                connection.shutting_down()
+                connection.disconnect("server shutting down")
+            except Exception:  # one broken connection never stops the rest of the shutdown
+                log.failure("closing a connection at shutdown failed")
         # Everyone leaves for that reason, as the log and the transcript say;
         # the lines that would tell the others go nowhere, as all are closing.
         for connection in closing:

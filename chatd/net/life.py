@@ -231,7 +231,7 @@ class ConnectionLife:
             self._wire.goodbye(reason)
         if self.send_queue is not None:
             self.send_queue.close()  # what is queued goes to the transport before it closes
-        if first:
+        if first and not self.lost:  # (a lost connection's transport is gone: nothing to close)
             self._wire.close()
         if self.lost:  # closed already, and was still saying its queued lines: no more
             self._gone("Connection lost")

@@ -26,14 +26,19 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from chatd.core.store import StoreUnavailable
+
 TIME_COST = 3
 MEMORY_KIB = 12 * 1024
 LANES = 1
 MAX_WAITING = 1000
 
 
-class PasswordsBusy(Exception):
-    """Too many password checks wait already: try again in a moment."""
+class PasswordsBusy(StoreUnavailable):
+    """Too many password checks wait already: try again in a moment (what a user reads)."""
+
+    def __init__(self) -> None:
+        super().__init__("too many passwords are being checked at once: try again in a moment")
 
 
 class Passwords:
@@ -47,10 +52,17 @@ class Passwords:
         self._waiting = 0
 
     def start(self) -> None:
+        """
+        Start the thread, and stop it when the reactor shuts down, whatever
+        else happens then (as Twisted does for its own thread pool): a thread
+        still running would keep the process from exiting.
+        """
         self._pool.start()
+        self._reactor.addSystemEventTrigger("during", "shutdown", self.stop)
 
     def stop(self) -> None:
-        self._pool.stop()
+        if self._pool.started:
+            self._pool.stop()
 
     def hash(self, password: str) -> Deferred[str]:
         """The argon2id hash (PHC string, with its salt and parameters) to keep for `password`."""

@@ -70,3 +70,25 @@ def test_past_max_waiting_more_work_is_refused_at_once_and_the_rest_is_done(pass
     finally:
         cheap.stop()
 
+
+
+def test_the_password_thread_stops_when_the_reactor_shuts_down():
+    """
+    Started, the password thread stops at the reactor's shutdown whatever
+    else happens then: a thread left running keeps the process from exiting
+    (chatd once stayed alive after "Server Shut Down").  Stopping twice is harmless.
+    """
+    triggers = []
+
+    class Reactor:
+        def addSystemEventTrigger(self, phase, event, callable):
+            triggers.append((phase, event, callable))
+
+    passwords = Passwords(Reactor())
+    passwords.start()
+    [(phase, event, stop)] = triggers
+    assert (phase, event) == ("during", "shutdown")
+    assert passwords._pool.started
+    stop()
+    assert not passwords._pool.started and not any(thread.is_alive() for thread in passwords._pool.threads)
+    passwords.stop()

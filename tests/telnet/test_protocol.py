@@ -714,3 +714,29 @@ def test_a_reset_user_still_saying_queued_lines_is_closed_at_shutdown():
     assert [life.session for life in factory.connections] == [alice.protocol]
     alice.protocol.connectionLost(Failure(ConnectionDone()))
     assert done.called
+
+
+def test_shutdown_with_a_reset_connection_still_saying_its_queued_lines_closes_everyone():
+    """
+    A user reset their connection with lines still waiting in the flood
+    queue (still said, at the usual rate); at the shutdown, that connection
+    is not closed again (its socket is gone: closing it raised, which
+    stopped the shutdown half way), the others get the notice and leave,
+    and the shutdown ends.
+    """
+    clock = Clock()
+    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", rate_lines_per_second=1, rate_burst_lines=1), clock)
+    alice, bob = login(factory, "alice"), login(factory, "bob", 40001)
+    alice.take()
+    alice.send(b"".join(b"queued %d\r\n" % number for number in range(5)))
+    alice.protocol.connectionLost(Failure(ConnectionLost()))
+
+    def gone(*args):
+        raise ValueError("file descriptor cannot be a negative integer (-1)")  # as epoll says of a closed socket
+
+    alice.transport.loseWriteConnection = alice.transport.loseConnection = gone
+    done = factory.shut_down(5)
+    assert bob.take().endswith(b"*** Server shutting down\r\n")
+    assert factory.server.nicks() == []
+    bob.protocol.connectionLost(Failure(ConnectionDone()))
+    assert done.called
