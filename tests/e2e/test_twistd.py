@@ -19,7 +19,10 @@ from tests.chatd_process import (
 )
 from tests.conftest import free_port_run, occupied
 
-from chatd.telnet.render import HELP
+from chatd.telnet.render import help_lines
+
+# What /help lists on a chatd with its store (accounts kept) and no moderation, as these tests start it.
+HELP = help_lines(moderation=False, accounts=True)
 
 IAC, DO, DONT, WILL = b"\xff", b"\xfd", b"\xfe", b"\xfb"
 WINDOWS_TELNET_HELLO = bytes.fromhex("FFFB1F FFFB20 FFFB18 FFFB27 FFFD01 FFFB03 FFFD03".replace(" ", ""))
