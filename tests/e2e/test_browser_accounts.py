@@ -10,7 +10,6 @@ telnet user leaves a message and a mention, back from irssi with SASL).
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 
 import pexpect
@@ -19,8 +18,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as shown
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.chatd_process import TIMEOUT_SECONDS, ChatdProcess, LineClient
+from tests.chatd_process import ChatdProcess, LineClient
 from tests.e2e.test_browser import DESKTOP, chromium, type_into, wait_for_line
+from tests.e2e.test_irssi import irssi_with_sasl
 
 PASSWORD = "tea and biscuits"
 
@@ -167,9 +167,6 @@ def test_a_new_user_registers_on_the_page_and_comes_back_from_irssi_to_a_note_an
     back from irssi with SASL PLAIN and is shown both.
     """
     port, web_port, irc_port, server = chatd
-    irssi_path = shutil.which("irssi")
-    if irssi_path is None:
-        pytest.fail("irssi is not installed; make test installs it (see TEST_PROGRAMS in the Makefile)")
     browser = chromium(tmp_path, DESKTOP)
     try:
         register_on_the_page(browser, web_port, "alice")
@@ -180,16 +177,7 @@ def test_a_new_user_registers_on_the_page_and_comes_back_from_irssi_to_a_note_an
     bob.send_line("/msg alice your parcel is at the desk")
     assert bob.read_line() == "*** alice is away; they get your message when they log in"
     bob.send_line("alice, are you coming on Friday?")
-    home = tmp_path / "irssi"
-    home.mkdir()
-    (home / "config").write_text(f"""
-settings = {{ "irc/core" = {{ cmd_queue_speed = "0msec"; max_cmds_at_once = "100"; }}; }};
-chatnets = {{ lab = {{ type = "IRC"; sasl_mechanism = "PLAIN"; sasl_username = "alice";
-                       sasl_password = "{PASSWORD}"; }}; }};
-servers = ( {{ address = "127.0.0.1"; port = "{irc_port}"; chatnet = "lab"; autoconnect = "yes"; }} );
-""")
-    irssi = pexpect.spawn(irssi_path, ["--home", str(home), "-n", "alice"], timeout=TIMEOUT_SECONDS,
-                          encoding="utf-8", dimensions=(40, 160), env={"TERM": "xterm"})
+    irssi = irssi_with_sasl(tmp_path, irc_port, "alice", PASSWORD)
     try:
         assert bob.read_line() == "*** alice has joined (2 users online)"
         irssi.expect_exact("1 message while you were away:")

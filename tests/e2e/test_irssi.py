@@ -110,6 +110,27 @@ def test_irssi_over_tls_verifies_the_operators_certificate_and_chats(tmp_path):
         server.stop()
 
 
+def irssi_with_sasl(tmp_path, irc_port, nick, password):
+    """
+    Debian's irssi, configured for SASL PLAIN as its documentation says
+    (the chatnet's sasl_mechanism, sasl_username and sasl_password),
+    connecting at once to chatd's IRC port as `nick`.
+    """
+    irssi_path = shutil.which("irssi")
+    if irssi_path is None:
+        pytest.fail("irssi is not installed; make test installs it (see TEST_PROGRAMS in the Makefile)")
+    home = tmp_path / "irssi"
+    home.mkdir()
+    (home / "config").write_text(f"""
+settings = {{ "irc/core" = {{ cmd_queue_speed = "0msec"; max_cmds_at_once = "100"; }}; }};
+chatnets = {{ lab = {{ type = "IRC"; sasl_mechanism = "PLAIN"; sasl_username = "{nick}";
+                       sasl_password = "{password}"; }}; }};
+servers = ( {{ address = "127.0.0.1"; port = "{irc_port}"; chatnet = "lab"; autoconnect = "yes"; }} );
+""")
+    return pexpect.spawn(irssi_path, ["--home", str(home), "-n", nick], timeout=TIMEOUT_SECONDS, encoding="utf-8",
+                         dimensions=(40, 160), env={"TERM": "xterm"})
+
+
 def test_irssi_with_sasl_comes_back_to_a_message_and_a_mention(tmp_path):
     """
     alice registered her nickname; while she is away a telnet user leaves
@@ -117,9 +138,6 @@ def test_irssi_with_sasl_comes_back_to_a_message_and_a_mention(tmp_path):
     SASL PLAIN as its documentation says (the chatnet's sasl_mechanism,
     sasl_username and sasl_password), logs in as alice and shows both.
     """
-    irssi_path = shutil.which("irssi")
-    if irssi_path is None:
-        pytest.fail("irssi is not installed; make test installs it (see TEST_PROGRAMS in the Makefile)")
     port_file = tmp_path / "port"
     server = ChatdProcess("--port", "0", "--interface", "127.0.0.1", "--port-file", str(port_file), "--name", "lab",
                           "--no-echo", "--no-web", "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
@@ -136,16 +154,7 @@ def test_irssi_with_sasl_comes_back_to_a_message_and_a_mention(tmp_path):
         bob.send_line("/msg alice the printer works again")
         assert bob.read_line() == "*** alice is away; they get your message when they log in"
         bob.send_line("is alice coming to lunch?")
-        home = tmp_path / "irssi"
-        home.mkdir()
-        (home / "config").write_text(f"""
-settings = {{ "irc/core" = {{ cmd_queue_speed = "0msec"; max_cmds_at_once = "100"; }}; }};
-chatnets = {{ lab = {{ type = "IRC"; sasl_mechanism = "PLAIN"; sasl_username = "alice";
-                       sasl_password = "tea and biscuits"; }}; }};
-servers = ( {{ address = "127.0.0.1"; port = "{irc_port}"; chatnet = "lab"; autoconnect = "yes"; }} );
-""")
-        irssi = pexpect.spawn(irssi_path, ["--home", str(home), "-n", "alice"], timeout=TIMEOUT_SECONDS,
-                              encoding="utf-8", dimensions=(40, 160), env={"TERM": "xterm"})
+        irssi = irssi_with_sasl(tmp_path, irc_port, "alice", "tea and biscuits")
         try:
             assert bob.read_line() == "*** alice has joined (2 users online)"  # as alice, not a guest
             irssi.expect_exact("1 message while you were away:")
