@@ -12,6 +12,17 @@ What the cluster keeps in Redis, for `--cluster-name NAME`:
     chatd:NAME:nodes     the set of node IDs, to find the nodes by
     chatd:NAME:epoch     made once; a different one means Redis lost its data
 
+The cluster's store (chatd.bus.store), what one machine keeps in SQLite:
+
+    chatd:NAME:accounts          a hash: a nickname's key -> its account, JSON
+                                 (nick, argon2id hash, registered_at, seen_at, left_at)
+    chatd:NAME:accounts:version  counts the changes to the accounts, for nodes to notice
+    chatd:NAME:notes:KEY         a list: the messages waiting for account KEY, JSON
+    chatd:NAME:read:KEY          a hash: channel key -> how far account KEY read it
+    chatd:NAME:history:CHANNEL   a list: a channel's kept events, JSON, the last
+                                 HISTORY_LINES of them
+    chatd:NAME:history           the set of channel keys that have a history list
+
 Everything read from these keys is input like any other: another program
 (or an operator) may have written anything there.
 """
@@ -56,6 +67,27 @@ class Keys:
 
     def node(self, name: str) -> str:
         return self._prefix + "node:" + name
+
+    @property
+    def accounts(self) -> str:
+        return self._prefix + "accounts"
+
+    @property
+    def accounts_version(self) -> str:
+        return self._prefix + "accounts:version"
+
+    def notes(self, account: str) -> str:
+        return self._prefix + "notes:" + account
+
+    def read(self, account: str) -> str:
+        return self._prefix + "read:" + account
+
+    @property
+    def history_channels(self) -> str:
+        return self._prefix + "history"
+
+    def history(self, channel: str) -> str:
+        return self._prefix + "history:" + channel
 
 
 def stream_id(text: str) -> tuple[int, int]:

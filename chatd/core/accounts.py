@@ -102,6 +102,37 @@ class Accounts:
             if self.registered.holder(account.nick) is None:
                 self.registered.claim(account.nick, Account(account.nick, account.left_at))
 
+    def sync(self, kept: Iterable[KeptAccount]) -> None:
+        """
+        The registered nicknames as the cluster's store has them now: other
+        nodes' registrations (and the list at the start), expiries and
+        departures.  A user of this node who holds a nickname registered
+        elsewhere meanwhile, without its password, becomes a guest.
+        """
+        now = {name_key(account.nick): account for account in kept}
+        for account in self.registered.holders():
+            if name_key(account.nick) not in now:
+                self.forget(account.nick)
+        for found in now.values():
+            known = self.registered.holder(found.nick)
+            if known is None:
+                new = Account(found.nick, found.left_at)
+                self.registered.claim(found.nick, new)
+                self._displace(new)
+            elif found.left_at is not None and (known.left_at is None or found.left_at > known.left_at):
+                known.left_at = found.left_at  # left on another node
+
+    def _displace(self, account: Account) -> None:
+        """Members of this node holding `account`'s nickname (or a look-alike) without its password: guests now."""
+        for session, member in list(self._roster.members.items()):
+            if self.registered.clash(member.nick, self.identified.get(session)) is None:
+                continue
+            guest = self._guest_name(session, member.nick)
+            if guest is not None:
+                self._wanted[session] = account
+                self._hooks.rename(member, guest)
+                self._hooks.tell(session, replies.GuestNickname(account.nick, guest))
+
     def account_of(self, session: ISession) -> str:
         """The registered nickname `session` identified for; "" if none."""
         account = self.identified.get(session)

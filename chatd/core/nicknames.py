@@ -146,6 +146,10 @@ class Registry(Generic[Holder]):
     def __len__(self) -> int:
         return len(self._by_key)
 
+    def holders(self) -> list[Holder]:
+        """Everyone who holds a name (once each, for each name they hold)."""
+        return list(self._by_key.values())
+
     def holder(self, name: str) -> Holder | None:
         return self._by_key.get(name_key(name))
 

@@ -41,7 +41,7 @@ from chatd.core import commands, replies
 from chatd.core.accounts import Accounts, Hooks
 from chatd.core.batch import Batch, Share
 from chatd.core.bus import IBus, LocalBus
-from chatd.core.store import MAX_HISTORY, IStore, NoStore
+from chatd.core.store import MAX_HISTORY, IStore, KeptAccount, NoStore
 from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels, members_for
 from chatd.core.channel import Member
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
@@ -225,6 +225,11 @@ class ChatServer:
             if self._channels.leave(member, channel):
                 told.add(channel.key)
         self._fan_out.broadcast(Left(member.nick, reason, at=self.clock.seconds()), frozenset(told))
+
+    def accounts_changed(self, kept: Iterable[KeptAccount]) -> None:
+        """The registered nicknames as the cluster's store has them now (see Accounts.sync)."""
+        self._begin_turn()
+        self._accounts.sync(kept)
 
     def expire_accounts(self, unused_since: float) -> None:
         """Free the registered nicknames nobody has used since `unused_since` (unix time)."""

@@ -31,7 +31,9 @@ from attrs import frozen
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import Attribute, Interface, implementer
 
-from chatd.core.events import Acted, BusEvent, Event, Said, TopicChanged
+from chatd.core.events import Acted, BusEvent, Event, Said, TopicChanged, from_json
+from chatd.core.nicknames import ChannelNameError, check_channel_name
+from chatd.core.text import clean
 
 # The events a store keeps: a channel's public history.
 KEPT = (Said, Acted, TopicChanged)
@@ -119,6 +121,24 @@ class IStore(Interface):
 
     def unread(nick: str) -> Deferred[list[tuple[str, int]]]:
         """For each channel `nick` marked read: the messages said there since (the channels with any)."""
+
+
+def checked_event(text: str, default_channel: str) -> KeptEvent | None:
+    """
+    An event a store read back (from disk, from Redis: another program may
+    have written anything there), if it is one of a channel's kept events,
+    with a valid channel name and its texts cleaned as a line typed is.
+    """
+    event = from_json(text, default_channel)
+    if not isinstance(event, KEPT):
+        return None
+    try:
+        channel = check_channel_name(event.channel)
+    except ChannelNameError:
+        return None
+    if isinstance(event, TopicChanged):
+        return TopicChanged(channel, clean(event.nick), clean(event.topic), at=event.at)
+    return type(event)(channel, clean(event.nick), clean(event.text), at=event.at)
 
 
 def mentioning(events: Sequence[Event], nick: str) -> list[Event]:

@@ -232,8 +232,9 @@ OPTIONS: tuple[Option, ...] = (
            "its store (chatd.sqlite3: channels, topics, history, accounts and messages for people who are away). "
            "[default: $XDG_STATE_HOME/chatd, else "
            "~/.local/state/chatd]", section=FILES),
-    Option("no-store", "Keep nothing on disk: channels, topics and history start empty at each start (or from "
-           "--transcript), and nicknames cannot be registered. A node of a --cluster keeps nothing either, for now.",
+    Option("no-store", "Keep nothing: channels, topics and history start empty at each start (or from "
+           "--transcript), and nicknames cannot be registered. A node of a --cluster keeps accounts, messages for "
+           "people who are away and history in the cluster's Redis, unless this is given.",
            flag=True, section=FILES),
     Option("name", "The server's display name, shown in the greeting. [default: the host name]", server_name,
            setting="server_name", section=CHAT),

@@ -22,6 +22,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from chatd.bus.redis import RedisBus
+from chatd.bus.store import RedisStore
 from chatd.core.moderation import Moderation
 from chatd.core.server import ChatServer
 from chatd.core.store import NOTE_DAYS, NoStore
@@ -51,6 +52,7 @@ from chatd.service.listening import (
     UDPBinding,
 )
 from chatd.service.transcript import Transcript, merged_recent, recent_messages
+from chatd.store.passwords import Passwords
 from chatd.store.sqlite import SQLiteStore, kept_at_start
 from chatd.service.workers import Reservations, SharedPortBinding, Supervisor, WorkerLife, reserve_port, worker_command
 from chatd.telnet.protocol import TelnetDoor
@@ -88,8 +90,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
                  capacity=capacity, max=options["max-clients"])
     limits = ConnectionLimits(options["max-clients"], options["max-per-ip"])
     top = MultiService()
-    transcript = store = None
+    transcript = None
+    store: SQLiteStore | RedisStore | None = None
     recent: dict[str, Any] = {}
+    if options["cluster"] is not None and not options["no-store"]:  # accounts, notes and history in its Redis
+        store = RedisStore(options["cluster"], options["cluster-name"], reactor, Passwords(reactor),
+                           options["default-channel"])
     if options["store-path"] is not None:  # channels, their topics and their history, as they were
         recent = kept_at_start(options["store-path"], options["history"], options["max-channels"],
                                options["default-channel"])
@@ -114,6 +120,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     )
     if transcript is not None:
         server.observers.append(transcript.record)
+    if isinstance(store, RedisStore):
+        store.accounts_changed = server.accounts_changed
     # One turn, one set of counts and one set of limits for every front door.
     counts = FlowCounts()
     doors: dict[str, Connections] = {}
@@ -317,7 +325,7 @@ def _supervise_workers(options: Options, reactor: Any) -> MultiService:
 
 
 def _shut_down(server: ChatServer, doors: list[Any], grace: float, transcript: Transcript | None,
-               bus: RedisBus | None = None, store: SQLiteStore | None = None) -> Any:
+               bus: RedisBus | None = None, store: SQLiteStore | RedisStore | None = None) -> Any:
     """
     Close every connection of every front door, then leave the cluster
     (the others have heard of their leaving) and close the transcript,
@@ -352,7 +360,8 @@ class _Forgetting(Service):
     (0: none).  (It is closed last of all, in _shut_down.)
     """
 
-    def __init__(self, store: SQLiteStore, server: ChatServer, days: int, account_days: int, reactor: Any) -> None:
+    def __init__(self, store: SQLiteStore | RedisStore, server: ChatServer, days: int, account_days: int,
+                 reactor: Any) -> None:
         self._store = store
         self._server = server
         self._days = days
@@ -363,7 +372,8 @@ class _Forgetting(Service):
     def startService(self) -> None:
         super().startService()
         self._store.start()
-        self._loop.start(FORGET_EVERY_SECONDS, now=True)
+        # The cluster's Redis is not connected yet: its first forgetting waits an hour.
+        self._loop.start(FORGET_EVERY_SECONDS, now=isinstance(self._store, SQLiteStore))
 
     def stopService(self) -> Any:
         if self._loop.running:

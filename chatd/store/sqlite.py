@@ -40,7 +40,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.core.events import KIND_NAMES, MESSAGES, BusEvent, Event, TopicChanged, from_json, to_json
+from chatd.core.events import KIND_NAMES, MESSAGES, BusEvent, Event, TopicChanged, to_json
 from chatd.core.nicknames import ChannelNameError, NicknameError, check_channel_name, check_nickname, name_key
 from chatd.core.store import (
     KEPT,
@@ -52,10 +52,11 @@ from chatd.core.store import (
     Note,
     StoreUnavailable,
     Taken,
+    checked_event,
     mentioning,
 )
 from chatd.core.text import clean
-from chatd.store.passwords import Passwords, PasswordsBusy
+from chatd.store.passwords import Passwords
 
 log = Logger()
 
@@ -200,7 +201,7 @@ def kept_at_start(path: Path, count: int, max_channels: int, default_channel: st
             rows = connection.execute("SELECT event FROM events WHERE channel = ? AND kind IN ('said', 'acted') "
                                       "ORDER BY id DESC LIMIT ?", (key, count)).fetchall() if count else []
             events += [event for (text,) in reversed(rows)
-                       if isinstance(event := _checked(text, default_channel), MESSAGES)]
+                       if isinstance(event := checked_event(text, default_channel), MESSAGES)]
             kept[key] = events
         return kept
     finally:
@@ -337,7 +338,7 @@ class SQLiteStore:
             (name_key(channel), float("inf") if before is None else before, count))
         events: Deferred[list[Event]] = found.addCallback(
             lambda rows: [event for (text,) in reversed(rows)
-                          if (event := _checked(text, self._default_channel)) is not None])
+                          if (event := checked_event(text, self._default_channel)) is not None])
         return events
 
     # -- accounts
@@ -364,11 +365,11 @@ class SQLiteStore:
             kept: Deferred[None] = self._connection.runInteraction(_register, name_key(nick), nick, kept_hash, at)
             return kept
 
-        return _answer(self._hashed(password).addCallback(keep), "register")
+        return _answer(self._passwords.hash(password).addCallback(keep), "register")
 
     def check_password(self, nick: str, password: str) -> Deferred[bool]:
         def check(rows: list[tuple[str]]) -> Deferred[bool] | bool:
-            return bool(rows) and self._passwords_answer(self._passwords.check(rows[0][0], password))
+            return bool(rows) and self._passwords.check(rows[0][0], password)
 
         found: Deferred[Any] = self._connection.runQuery("SELECT hash FROM accounts WHERE key = ?", (name_key(nick),))
         return _answer(found.addCallback(check), "check a password")
@@ -379,17 +380,7 @@ class SQLiteStore:
                                                                  (kept_hash, name_key(nick)))
             return kept
 
-        return _answer(self._hashed(password).addCallback(keep), "change a password")
-
-    def _hashed(self, password: str) -> Deferred[str]:
-        return self._passwords_answer(self._passwords.hash(password))
-
-    def _passwords_answer(self, work: Deferred[Any]) -> Deferred[Any]:
-        def busy(failure: Failure) -> None:
-            failure.trap(PasswordsBusy)
-            raise StoreUnavailable("too many passwords are being checked at once: try again in a moment")
-
-        return work.addErrback(busy)
+        return _answer(self._passwords.hash(password).addCallback(keep), "change a password")
 
     def unregister(self, nick: str) -> Deferred[None]:
         return _answer(self._connection.runOperation("DELETE FROM accounts WHERE key = ?", (name_key(nick),)),
@@ -525,7 +516,7 @@ def _take_notes(cursor: Any, recipient: str) -> list[Note]:
 def _mentions(cursor: Any, nick: str, since: float, default_channel: str) -> list[Event]:
     rows = cursor.execute("SELECT event FROM events WHERE at > ? AND kind IN ('said', 'acted') "
                           "ORDER BY id DESC LIMIT ?", (since, MENTION_SCAN)).fetchall()
-    events = [event for (text,) in reversed(rows) if (event := _checked(text, default_channel)) is not None]
+    events = [event for (text,) in reversed(rows) if (event := checked_event(text, default_channel)) is not None]
     return mentioning(events, nick)[-MAX_MENTIONS:]
 
 
@@ -557,20 +548,6 @@ def _answer(work: Deferred[Any], doing: str) -> Deferred[Any]:
         raise StoreUnavailable(f"the store cannot {doing} now ({_kind_of(failure)}): try again later")
 
     return work.addErrback(unavailable)
-
-
-def _checked(text: str, default_channel: str) -> KeptEvent | None:
-    """An event read back, if it is one of a channel's kept events, with its texts cleaned."""
-    event = from_json(text, default_channel)
-    if not isinstance(event, KEPT):
-        return None
-    try:
-        channel = check_channel_name(event.channel)
-    except ChannelNameError:
-        return None
-    if isinstance(event, TopicChanged):
-        return TopicChanged(channel, clean(event.nick), clean(event.topic), at=event.at)
-    return type(event)(channel, clean(event.nick), clean(event.text), at=event.at)
 
 
 def _checked_channel(name: str, topic: str, topic_by: str, topic_at: float, used_at: float) -> KeptChannel | None:
