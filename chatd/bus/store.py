@@ -21,7 +21,10 @@ marks.  chatd.core.store says what a store does.
 - **Faults** follow the bus's rules (chatd.bus.errors): every error reply
   is counted by kind and told once; a write that fails waits and is tried
   again, with a backoff; a read that fails is a StoreUnavailable the user
-  reads (try again).  `healthy` is whether writes go through.
+  reads (try again).  `healthy` is whether Redis takes the writes: a
+  Redis that refuses them (full) makes users hear that history is not
+  being saved; one out of reach is the bus's to tell (one fault, one
+  notice), and what waits is written when it is back.
 - **What comes back from Redis is checked** as a line typed is: nicknames
   and channel names must be valid, texts are cleaned.
 """
@@ -287,7 +290,10 @@ class RedisStore:
         self._writing = None
         self._pending[:0] = batch
         kind = self.errors.note("EVAL (history)", failure, "what was said waits, and is written again")
-        self._set_failing(kind)
+        if failure.check(txredisapi.ResponseError):
+            # Redis refuses (full, a permission taken away): users hear history is not saved.  A Redis out
+            # of reach (closed, frozen) is the bus's to tell: "lost contact with the rest of the chat".
+            self._set_failing(kind)
         if not self._stopping:
             self._retry = self._clock.callLater(self._retry_seconds, self._write)
             self._retry_seconds = min(self._retry_seconds * 2, MAX_RETRY_SECONDS)

@@ -110,17 +110,23 @@ class Accounts:
         elsewhere meanwhile, without its password, becomes a guest.
         """
         now = {name_key(account.nick): account for account in kept}
+        freed = added = 0
         for account in self.registered.holders():
             if name_key(account.nick) not in now:
                 self.forget(account.nick)
+                freed += 1
         for found in now.values():
             known = self.registered.holder(found.nick)
             if known is None:
                 new = Account(found.nick, found.left_at)
                 self.registered.claim(found.nick, new)
                 self._displace(new)
+                added += 1
             elif found.left_at is not None and (known.left_at is None or found.left_at > known.left_at):
                 known.left_at = found.left_at  # left on another node
+        if added or freed:
+            log.info("accounts: {added} registered and {freed} freed in the cluster; {count} registered in all",
+                     added=added, freed=freed, count=len(self.registered))
 
     def _displace(self, account: Account) -> None:
         """Members of this node holding `account`'s nickname (or a look-alike) without its password: guests now."""

@@ -379,3 +379,33 @@ def test_a_node_stopped_while_redis_is_frozen_stops_at_once_and_says_what_it_cou
     # and alice and bob leaving as the node stops
     assert any(f"cluster: stopping out of contact with Redis: {int(held) + 2} events of this node's users never "
                "reached the other nodes" in line for line in one.process.log)
+
+
+def test_an_account_a_note_and_history_are_the_clusters(cluster, redis):
+    """
+    alice registers on node one and leaves; bob, on node two, leaves her a
+    message (node two learnt of her account from the cluster's Redis);
+    alice comes back on node two with her password and gets it, once; the
+    lines said on node one are node two's /history too.  Nobody on node two
+    can take "alice" without the password.
+    """
+    one, two = cluster.node("one"), cluster.node("two")
+    alice = one.telnet("alice")
+    alice.send_line("/register tea and biscuits")
+    alice.read_until(b"is registered to you now")
+    alice.send_line("said on node one")
+    alice.send_line("/quit")
+    alice.read_until(b"*** Bye!")
+    two.process.wait_for_log("accounts: 1 registered and 0 freed in the cluster")  # node two knows her account
+    bob = cluster.keep(two.telnet("bob"))
+    bob.send_line("/msg alice your parcel is at the desk")
+    bob.read_until(b"*** alice is away; they get your message when they log in\r\n")
+    back = cluster.keep(LineClient(two.port))
+    back.read_lines(2)
+    back.send_line("alice")
+    assert back.read_line() == "*** alice is registered; password:"
+    back.send_line("tea and biscuits")
+    seen = back.read_until(b"*bob* your parcel is at the desk\r\n").replace(b"\xff\xfb\x01", b"").decode()
+    assert "*** 1 message while you were away:" in seen
+    back.send_line("/history 5")
+    assert "<alice> said on node one" in back.read_until(b"*** End of history\r\n").decode()

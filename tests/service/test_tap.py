@@ -148,10 +148,13 @@ def test_cluster_options_are_checked_and_a_password_is_never_repeated():
 
 
 def test_with_a_cluster_the_bus_joins_the_services_before_the_chat_room():
-    """With --cluster the bus is the first service, so it starts before the chat room listens."""
+    """
+    With --cluster the bus is the first service, so it starts before the
+    chat room listens; the cluster's store (its Redis) is a service too.
+    """
     service = makeService(parse("--port", "0", "--interface", "127.0.0.1", "--cluster", "redis://127.0.0.1:1/0"))
     assert [child.name for child in service] == ["cluster", "chat", "irc", "irc-tls", "web", "web-tls", "echo",
-                                                 "certificate"]
+                                                 "store", "certificate"]
 
 
 
