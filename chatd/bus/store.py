@@ -50,6 +50,7 @@ from chatd.bus.link import Link
 from chatd.core.events import MESSAGES, BusEvent, Event, to_json
 from chatd.core.nicknames import NicknameError, check_nickname, name_key
 from chatd.core.store import (
+    CHATD,
     KEPT,
     MAX_MENTIONS,
     MAX_NOTES,
@@ -62,6 +63,7 @@ from chatd.core.store import (
     Taken,
     checked_event,
     mentioning,
+    undelivered,
 )
 from chatd.core.text import clean
 
@@ -75,6 +77,8 @@ RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
 SYNC_SECONDS = 2.0
 NOTE_SECONDS = NOTE_DAYS * 24 * 3600
+# A notes list expires a day after its last note could: the hourly forgetting tells the senders first.
+NOTE_LIFETIME_MS = (NOTE_SECONDS + 24 * 3600) * 1000
 
 # ARGV: the history keys' prefix, the lines kept, then (channel key, event) pairs.
 APPEND_SCRIPT = """
@@ -471,17 +475,43 @@ class RedisStore:
         return forgotten
 
     def forget_notes_before(self, when: float) -> Deferred[int]:
-        """Notes expire by themselves here (NOTE_DAYS after the last one left), and older ones are never taken."""
-        return succeed(0)
+        """
+        Forget the notes left before `when` and never taken (the first of
+        each list: notes are pushed in time order), telling each sender who
+        is registered (a note of chatd's); how many went.
+        """
+        @inlineCallbacks
+        def forget(fields: Any) -> Any:
+            accounts = {key: account for key, value in _pairs(fields) if (account := _account(value)) is not None}
+            forgotten = 0
+            for key, account in accounts.items():
+                rows = yield self._read("LRANGE", self._keys.notes(key), 0, -1)
+                notes = [_note(row) for row in rows or []]  # None: not a note (another program's)
+                expired = next((index for index, note in enumerate(notes) if note is not None and note.at >= when),
+                               len(notes))
+                if not expired:
+                    continue
+                yield self._read("LTRIM", self._keys.notes(key), expired, -1)
+                forgotten += expired
+                for note in notes[:expired]:
+                    if note is None or note.sender == CHATD or name_key(note.sender) not in accounts:
+                        continue
+                    sender = name_key(note.sender)
+                    told = undelivered(account["nick"], note, self._clock.seconds())
+                    yield self._read("RPUSH", self._keys.notes(sender), _note_json(told))
+                    yield self._read("PEXPIRE", self._keys.notes(sender), NOTE_LIFETIME_MS)
+            return forgotten
+
+        forgotten: Deferred[int] = self._read("HGETALL", self._keys.accounts).addCallback(forget)
+        return forgotten
 
     # -- notes, mentions, read marks
 
     def leave_note(self, recipient: str, note: Note) -> Deferred[bool]:
         key = name_key(recipient)
         kept: Deferred[bool] = self._read(
-            "EVAL", LEAVE_NOTE_SCRIPT, 2, self._keys.notes(key), self._keys.accounts, key,
-            json.dumps({"sender": note.sender, "text": note.text, "at": note.at}), MAX_NOTES,
-            int(NOTE_SECONDS * 1000)).addCallback(lambda answer: int(answer) == 1)
+            "EVAL", LEAVE_NOTE_SCRIPT, 2, self._keys.notes(key), self._keys.accounts, key, _note_json(note),
+            MAX_NOTES, NOTE_LIFETIME_MS).addCallback(lambda answer: int(answer) == 1)
         return kept
 
     def take_notes(self, recipient: str) -> Deferred[list[Note]]:
@@ -566,6 +596,10 @@ def _account(value: Any) -> dict[str, Any] | None:
     if not isinstance(kept_hash, str):
         return None
     return dict(account, nick=nick, seen_at=seen_at, left_at=left_at)
+
+
+def _note_json(note: Note) -> str:
+    return json.dumps({"sender": note.sender, "text": note.text, "at": note.at})
 
 
 def _note(value: Any) -> Note | None:

@@ -25,6 +25,7 @@ machine is chatd.store.sqlite.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 
 from attrs import frozen
@@ -63,6 +64,17 @@ class KeptAccount:
 
     nick: str
     left_at: float | None  # when its owner last left the chat; None: never yet
+
+
+# Who signs the notes chatd itself leaves (a reserved nickname: nobody can pose as it).
+CHATD = "chatd"
+
+
+def undelivered(recipient: str, note: Note, now: float) -> Note:
+    """The note that tells `note`'s sender it was never taken: `recipient` did not log in within NOTE_DAYS."""
+    when = time.strftime("%b %d %H:%M", time.localtime(note.at))
+    return Note(CHATD, f"your message to {recipient} of {when} was not delivered: they did not log in within "
+                       f"{NOTE_DAYS} days", now)
 
 
 class StoreUnavailable(Exception):

@@ -43,6 +43,7 @@ from zope.interface import implementer
 from chatd.core.events import KIND_NAMES, MESSAGES, BusEvent, Event, TopicChanged, to_json
 from chatd.core.nicknames import ChannelNameError, NicknameError, check_channel_name, check_nickname, name_key
 from chatd.core.store import (
+    CHATD,
     KEPT,
     MAX_MENTIONS,
     MAX_NOTES,
@@ -54,6 +55,7 @@ from chatd.core.store import (
     Taken,
     checked_event,
     mentioning,
+    undelivered,
 )
 from chatd.core.text import clean
 from chatd.store.passwords import Passwords
@@ -429,8 +431,12 @@ class SQLiteStore:
         return forgotten
 
     def forget_notes_before(self, when: float) -> Deferred[int]:
-        """Forget the notes left before `when` and never taken; how many went."""
-        forgotten: Deferred[int] = self._connection.runInteraction(_forget_notes_before, when)
+        """
+        Forget the notes left before `when` and never taken, telling each
+        sender who is registered (a note of chatd's); how many went.
+        """
+        forgotten: Deferred[int] = self._connection.runInteraction(_forget_notes_before, when,
+                                                                   self._clock.seconds())
         return forgotten
 
     def close(self) -> Deferred[None]:
@@ -534,10 +540,16 @@ def _unread(cursor: Any, account: str) -> list[tuple[str, int]]:
     return [(name, count) for name, count in counts if count]
 
 
-def _forget_notes_before(cursor: Any, when: float) -> int:
+def _forget_notes_before(cursor: Any, when: float, now: float) -> int:
+    expired = cursor.execute("SELECT a.nick, n.sender, n.at, n.text FROM notes n JOIN accounts a ON a.key = n.recipient "
+                             "WHERE n.at < ? ORDER BY n.id", (when,)).fetchall()
     cursor.execute("DELETE FROM notes WHERE at < ?", (when,))
-    forgotten: int = cursor.rowcount
-    return forgotten
+    for recipient, sender, at, text in expired:
+        if sender != CHATD:  # chatd's own notes tell nobody
+            told = undelivered(recipient, Note(sender, text, float(at)), now)
+            cursor.execute("INSERT INTO notes (recipient, sender, at, text) SELECT key, ?, ?, ? FROM accounts "
+                           "WHERE key = ?", (told.sender, told.at, told.text, name_key(sender)))
+    return len(expired)
 
 
 def _answer(work: Deferred[Any], doing: str) -> Deferred[Any]:

@@ -193,3 +193,20 @@ def test_a_user_holding_a_nickname_registered_elsewhere_meanwhile_becomes_a_gues
     finally:
         yield first.close()
         yield second.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_note_nobody_took_in_time_is_forgotten_and_its_registered_sender_told(two):
+    """forget_notes_before, in the cluster: the old notes go; a registered sender gets chatd's note saying so."""
+    first, second = two
+    yield defer.gatherResults([first.in_contact(), second.in_contact()])
+    for nick in ("bob", "alice"):
+        yield first.register(nick, "correct horse", 1.0)
+    now = reactor.seconds()
+    yield first.leave_note("bob", Note("alice", "lunch?", now - 100))
+    yield first.leave_note("bob", Note("stranger", "hello", now - 90))
+    yield first.leave_note("bob", Note("alice", "still there?", now))
+    assert (yield second.forget_notes_before(now - 50)) == 2
+    assert [note.text for note in (yield first.take_notes("bob"))] == ["still there?"]
+    [told] = yield first.take_notes("alice")
+    assert told.sender == "chatd" and told.text.startswith("your message to bob of ")

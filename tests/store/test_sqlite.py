@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from argon2 import PasswordHasher
 
 from chatd.core.events import Acted, Joined, Said, TopicChanged, Whispered, to_json
-from chatd.core.store import MAX_NOTES, KeptAccount, Note, Taken
+from chatd.core.store import MAX_NOTES, NOTE_DAYS, KeptAccount, Note, Taken
 from chatd.store.passwords import Passwords
 from chatd.store.sqlite import (APPLICATION_ID, MIGRATIONS, RETRY_SECONDS, SCHEMA_VERSION, SQLiteStore, StoreError,
                                 check, kept_at_start)
@@ -299,5 +299,25 @@ def test_unread_counts_are_the_messages_since_each_channels_read_mark(tmp_path):
         store.mark_read("bob", "#lab", 12.0)  # an older mark (another device) does not move it back
         store.mark_read("bob", "#lobby", 50.0)
         assert (yield store.unread("BOB")) == [("#lab", 2)]
+    finally:
+        yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_note_nobody_took_in_time_is_forgotten_and_its_registered_sender_told(tmp_path):
+    """forget_notes_before: the old notes go; a sender who is registered gets chatd's note saying so, others nothing."""
+    store = cheap_store_at(tmp_path / "chatd.sqlite3")
+    try:
+        for nick in ("bob", "alice"):
+            yield store.register(nick, "correct horse", 1.0)
+        yield store.leave_note("bob", Note("alice", "lunch?", 10.0))
+        yield store.leave_note("bob", Note("stranger", "hello", 11.0))
+        yield store.leave_note("bob", Note("alice", "still there?", 100.0))
+        assert (yield store.forget_notes_before(50.0)) == 2
+        assert [note.text for note in (yield store.take_notes("bob"))] == ["still there?"]
+        [told] = yield store.take_notes("alice")
+        assert told.sender == "chatd"
+        assert told.text.startswith("your message to bob of ") and told.text.endswith(
+            f"was not delivered: they did not log in within {NOTE_DAYS} days")
     finally:
         yield store.close()
