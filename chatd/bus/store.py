@@ -44,7 +44,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.bus.address import RedisAddress
-from chatd.bus.errors import ErrorReplies
+from chatd.bus.errors import ErrorReplies, describe
 from chatd.bus.keys import Keys
 from chatd.bus.link import Link
 from chatd.core.events import MESSAGES, BusEvent, Event, to_json
@@ -166,7 +166,7 @@ class RedisStore:
         self._passwords = passwords
         self._default_channel = default_channel
         self.errors = ErrorReplies()
-        self._link = Link(address, REPLY_TIMEOUT_SECONDS, self._up, self._down, self._refused, self._refused)
+        self._link = Link(address, REPLY_TIMEOUT_SECONDS, self._up, self._down, self._refused, self._unreachable)
         self._pending: list[KeptEvent] = []
         self._writing: Deferred[Any] | None = None
         self._flush: IDelayedCall | None = None
@@ -202,14 +202,16 @@ class RedisStore:
             self._retry.cancel()
         if self._writing is not None:
             yield self._writing
+        why = "no contact with Redis"
         if self._pending and self._link.connection is not None:
             try:
                 yield self._append(self._pending)
                 self._pending = []
-            except Exception:
-                pass
+            except Exception as error:
+                why = describe(Failure(error))[1]
         if self._pending:
-            log.error("cluster store: {count} event(s) were not kept in Redis", count=len(self._pending))
+            log.error("cluster store: {count} event(s) were not kept in Redis ({why})", count=len(self._pending),
+                      why=why)
         self._passwords.stop()
         self._link.stopTrying()
         yield self._link.disconnect()
@@ -232,7 +234,10 @@ class RedisStore:
             self._write()
 
     def _down(self, why: str) -> None:
-        pass  # the bus says so to users and the log; what waits is written once Redis is back
+        """The bus tells users and the log of a Redis out of reach; what waits is written once it is back."""
+
+    def _unreachable(self, why: str) -> None:
+        """A connection attempt failed: the bus says so, once; the link tries again."""
 
     def _refused(self, why: str) -> None:
         log.error("cluster store: Redis at {address} refused this node: {why}", address=str(self.address), why=why)
@@ -268,7 +273,12 @@ class RedisStore:
             self._flush = self._clock.callLater(FLUSH_SECONDS, self._write)
 
     def _write(self) -> None:
-        self._flush = self._retry = None
+        self._flush = None
+        if self._retry is not None and self._retry.active():  # back in contact before the retry was due
+            self._retry.cancel()
+        self._retry = None
+        if self._link.connection is None or not self._pending:
+            return  # out of reach: written when Redis is back (_up)
         batch, self._pending = self._pending, []
         try:
             self._writing = self._append(batch)
