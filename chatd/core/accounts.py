@@ -40,6 +40,7 @@ from chatd.core.nicknames import MAX_NICK_CHARS, RateWindow, Registry, name_key
 from chatd.core.roster import Roster
 from chatd.core.session import ISession
 from chatd.core.store import MAX_NOTES, IStore, KeptAccount, Note, StoreUnavailable, Taken
+from chatd.core.text import clean
 
 log = Logger()
 
@@ -47,6 +48,15 @@ MAX_TRIES = 3
 FAILURES_PER_ADDRESS = 10
 FAILURE_SECONDS = 60.0
 MIN_PASSWORD_CHARACTERS = 8
+
+
+def same_everywhere(password: str) -> str:
+    """
+    A password as every door passes it on: without control characters and
+    without spaces at either end, so one typed on telnet (which cleans and
+    trims a line) is the same on IRC or the web page.
+    """
+    return clean(password).strip()
 
 
 def password_weakness(password: str, nick: str) -> str | None:
@@ -273,7 +283,7 @@ class Accounts:
             self._ask_again(session, account)
             return
         self._busy.add(session)
-        checked = self._store().check_password(account.nick, password)
+        checked = self._store().check_password(account.nick, same_everywhere(password))
         checked.addBoth(self._checked, session, account, then, otherwise)
 
     def _checked(self, result: bool | Failure, session: ISession, account: Account, then: Callable[[], None],
@@ -328,6 +338,7 @@ class Accounts:
 
     def register(self, member: Member, password: str) -> None:
         session, nick, tell = member.session, member.nick, self._hooks.tell
+        password = same_everywhere(password)
         account = self.registered.holder(nick)
         if account is not None:
             mine = self.identified.get(session) is account
@@ -371,6 +382,7 @@ class Accounts:
         account = self._own_account(member, "/password")
         if account is None:
             return
+        new = same_everywhere(new)
         weakness = password_weakness(new, account.nick)
         if weakness is not None:
             tell(session, replies.Error(weakness, "weak-password"))

@@ -336,3 +336,14 @@ def test_identifying_for_a_nickname_its_owner_holds_on_another_connection_does_n
     assert replies_of(log, "elsewhere")[-1] == r.Error("bob is online already, on another connection",
                                                       "nickname-taken", "bob")
     assert (server.nick_of(bob), server.nick_of(other)) == ("bob", "elsewhere")
+
+
+def test_a_password_is_the_same_on_every_door(server, store, log):
+    """Spaces at either end and control characters are no part of a password, whichever door carried it."""
+    carol = log_in(server, log, "carol")
+    server.handle(carol, c.Register("  tea and\x07 biscuits \t"))
+    assert store.passwords["carol"] == "tea and biscuits"
+    server.depart(carol, "Quit")
+    again = arrive(server, log, "again")
+    server.handle(again, c.LogIn("carol", password="tea and biscuits\r"))
+    assert server.nick_of(again) == "carol"
