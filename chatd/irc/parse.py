@@ -82,7 +82,26 @@ class Mode:
 
 @frozen
 class ListChannels:
-    pass
+    names: tuple[str, ...] = ()  # LIST #a,#b: those only; (): every channel
+
+
+@frozen
+class Ison:
+    """Which of these nicknames are online (irssi's and HexChat's notify lists ask this way)."""
+
+    nicks: tuple[str, ...]
+
+
+@frozen
+class Userhost:
+    nicks: tuple[str, ...]  # at most five
+
+
+@frozen
+class ServerQuery:
+    """TIME, VERSION, INFO or MOTD: about this server."""
+
+    command: str
 
 
 @frozen
@@ -110,13 +129,14 @@ class Unknown:
     command: str
 
 
-IrcCommand = (Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | Mode | ListChannels | Away | NeedMoreParams
+IrcCommand = (Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | Mode | ListChannels
+              | Ison | Userhost | ServerQuery | Away | NeedMoreParams
               | NoRecipient | NoTextToSend | Unknown)
 Parsed = Command | IrcCommand
 
 # Commands that need this many parameters at least.
 _MINIMUM = {"NICK": 1, "USER": 4, "JOIN": 1, "PART": 1, "TOPIC": 1, "KICK": 2, "OPER": 2, "PING": 1,
-            "WHOIS": 1, "MODE": 1, "CAP": 1, "PASS": 1, "AUTHENTICATE": 1}
+            "WHOIS": 1, "MODE": 1, "CAP": 1, "PASS": 1, "AUTHENTICATE": 1, "ISON": 1, "USERHOST": 1}
 
 
 def parse_line(line: str) -> list[Parsed]:
@@ -147,7 +167,14 @@ def parse_line(line: str) -> list[Parsed]:
         case "NAMES":
             return [commands.Names(name) for name in params[0].split(",") if name] if params else [commands.Names()]
         case "LIST":
-            return [ListChannels()]
+            names = params[0].split(",") if params and params[0].startswith("#") else []
+            return [ListChannels(tuple(name for name in names if name))]
+        case "ISON":
+            return [Ison(tuple(nick for param in params for nick in param.split() if nick))]
+        case "USERHOST":
+            return [Userhost(tuple(nick for param in params for nick in param.split() if nick)[:5])]
+        case "TIME" | "VERSION" | "INFO" | "MOTD":
+            return [ServerQuery(command)]
         case "QUIT":
             return [commands.Quit(clean(params[0], keep_formatting=True) if params and params[0].strip() else "Quit")]
         case "OPER":

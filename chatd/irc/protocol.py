@@ -43,6 +43,7 @@ from chatd.irc.parse import (
     Authenticate,
     Away,
     Cap,
+    Ison,
     ListChannels,
     Mode,
     NeedMoreParams,
@@ -53,8 +54,10 @@ from chatd.irc.parse import (
     Pass,
     Ping,
     Pong,
+    ServerQuery,
     Unknown,
     User,
+    Userhost,
     Who,
     Whois,
     parse_line,
@@ -315,8 +318,19 @@ class IrcSession(Protocol):
             case PartAll():
                 for channel in server.channels_of(self):
                     server.handle(self, commands.Part(channel))
+            case ListChannels(names) if names:
+                self._tell(*render.listing(name, nick, [view for channel in names
+                                                        if (view := server.channel(channel)) is not None]))
             case ListChannels():
                 server.handle(self, commands.Channels())
+            case Ison(nicks):
+                self._tell(render.numeric(name, irc.RPL_ISON, nick, text=" ".join(self._online(nicks))))
+            case Userhost(nicks):
+                self._tell(render.numeric(name, irc.RPL_USERHOST, nick, text=" ".join(
+                    f"{online}={'-' if online == nick and self.away else '+'}{online}@{render.HOST}"
+                    for online in self._online(nicks))))
+            case ServerQuery(query):
+                self._tell(*render.about_server(name, nick, query, self.factory.isupport))
             case Away(text):
                 self.away = text
                 code = irc.RPL_NOWAWAY if text else irc.RPL_UNAWAY
@@ -336,6 +350,10 @@ class IrcSession(Protocol):
                 self._tell(render.numeric(name, irc.ERR_UNKNOWNCOMMAND, nick, verb, "Unknown command"))
             case _:  # the rest of the core's commands: QUIT, OPER, LIST's Channels ...
                 server.handle(self, command)  # type: ignore[arg-type]
+
+    def _online(self, nicks: Sequence[str]) -> list[str]:
+        """Those of `nicks` online, as their users have them (ISON, USERHOST)."""
+        return [online for wanted in nicks if (online := self._server.online(wanted)) is not None]
 
     def _try_to_register(self) -> None:
         """NICK and USER given, and no CAP negotiation under way: the nickname is asked for."""

@@ -14,7 +14,9 @@ from collections.abc import Iterable, Sequence
 
 from twisted.words.protocols import irc
 
+from chatd import __version__
 from chatd.core import replies
+from chatd.core.roster import ChannelView
 from chatd.core.events import Acted, Crowd, Event, Joined, Left, Parted, Renamed, Said, TopicChanged
 
 HOST = "chatd"
@@ -217,6 +219,29 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
     if lines is None:
         raise TypeError(f"not a reply: {answer!r}")
     return lines
+
+
+def listing(server: str, nick: str, channels: Sequence[ChannelView]) -> list[str]:
+    """LIST #a,#b: those of the channels named that there are (321, 322 each, 323)."""
+    return [numeric(server, irc.RPL_LISTSTART, nick, "Channel", "Users  Name"),
+            *(numeric(server, irc.RPL_LIST, nick, view.name, str(view.count), text=view.topic) for view in channels),
+            numeric(server, irc.RPL_LISTEND, nick, "End of /LIST")]
+
+
+def about_server(server: str, nick: str, query: str, isupport: Sequence[str]) -> list[str]:
+    """TIME, VERSION, INFO and MOTD."""
+    match query:
+        case "TIME":
+            return [numeric(server, irc.RPL_TIME, nick, server, time.strftime("%A %B %d %Y -- %H:%M:%S %z"))]
+        case "VERSION":
+            return [numeric(server, irc.RPL_VERSION, nick, f"chatd-{__version__}.", server,
+                            "a chat server for a LAN: telnet, the web and IRC into the same channels"),
+                    numeric(server, irc.RPL_ISUPPORT, nick, *isupport, "are supported by this server")]
+        case "INFO":
+            return [numeric(server, irc.RPL_INFO, nick, f"chatd {__version__}, a chat server for a LAN"),
+                    numeric(server, irc.RPL_INFO, nick, "telnet, the web page and IRC clients share its channels"),
+                    numeric(server, irc.RPL_ENDOFINFO, nick, "End of /INFO list")]
+    return [numeric(server, irc.ERR_NOMOTD, nick, "MOTD File is missing")]
 
 
 NICKSERV = "NickServ"

@@ -309,3 +309,33 @@ def test_a_banned_address_is_refused_with_error(clock):
     banned = Client(factory, 1)
     assert banned.transport.value() == b"ERROR :Closing Link: 127.0.0.2 (you are banned from this server)\r\n"
     assert banned.transport.disconnecting
+
+
+def test_ison_and_userhost_answer_who_is_online(factory):
+    """ISON (303) and USERHOST (302): the nicknames online, as their users have them; '-' for one's own away."""
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("Bob")
+    alice.send("AWAY :lunch")
+    alice.take()
+    alice.send("ISON bob carol ALICE", "USERHOST bob alice carol")
+    assert alice.take() == [":lab 303 alice :Bob alice", ":lab 302 alice :Bob=+Bob@chatd alice=-alice@chatd"]
+
+
+def test_list_with_channels_lists_only_those(factory):
+    """LIST #a,#b: 321, a 322 for each of those that exist, 323; LIST alone is every channel."""
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("JOIN #lab", "TOPIC #lab :solder")
+    alice.take()
+    alice.send("LIST #lab,#nope")
+    assert alice.take() == [":lab 321 alice Channel :Users  Name", ":lab 322 alice #lab 1 :solder",
+                            ":lab 323 alice :End of /LIST"]
+
+
+def test_time_version_info_and_motd_are_answered(factory):
+    """TIME (391), VERSION (351 and 005), INFO (371, 374) and MOTD (422): no 421 for what clients ask at connect."""
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("TIME", "VERSION", "INFO", "MOTD")
+    assert codes(alice.take()) == ["391", "351", "005", "371", "371", "374", "422"]
