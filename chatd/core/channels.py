@@ -112,8 +112,8 @@ class Channels:
         member.update_view()
         log.info("{nick} left {channel}{reason}", nick=member.nick, channel=channel.name,
                  reason=f" ({reason})" if reason else "")
-        self._tell(member.session, replies.ChannelParted(channel.name,
-                                                        None if member.current is None else member.current.name))
+        self._tell(member.session, replies.ChannelParted(
+            channel.name, None if member.current is None else member.current.name, reason))
         parted = Parted(channel.name, member.nick, reason, channel.count - 1, at=self._clock.seconds())
         self._fan_out.broadcast(parted, channel.key if self.leave(member, channel) else frozenset())
 

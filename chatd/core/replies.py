@@ -55,6 +55,7 @@ class NowTalkingIn:
 class ChannelParted:
     channel: str
     current: str | None  # the user's current channel now; None: in no channel
+    reason: str = ""  # as the user gave it (IRC clients show it in their own PART)
 
 
 @frozen

@@ -110,6 +110,17 @@ class Away:
 
 
 @frozen
+class Quietly:
+    """
+    A NOTICE's command: carried out, but never answered with an error, and a
+    private one only to a user online (no note is kept): RFC 2812 3.3.2,
+    automatic replies must never be sent in answer to a NOTICE, or bots loop.
+    """
+
+    command: commands.Say | commands.Act | commands.Msg
+
+
+@frozen
 class NeedMoreParams:
     command: str
 
@@ -130,7 +141,7 @@ class Unknown:
 
 
 IrcCommand = (Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | Mode | ListChannels
-              | Ison | Userhost | ServerQuery | Away | NeedMoreParams
+              | Ison | Userhost | ServerQuery | Quietly | Away | NeedMoreParams
               | NoRecipient | NoTextToSend | Unknown)
 Parsed = Command | IrcCommand
 
@@ -207,11 +218,16 @@ def parse_line(line: str) -> list[Parsed]:
 
 
 def _message(command: str, params: list[str]) -> list[Parsed]:
-    """PRIVMSG and NOTICE: to a channel (a message, or a CTCP ACTION), or to a nick (a private message)."""
+    """
+    PRIVMSG and NOTICE: to a channel (a message, or a CTCP ACTION), or to a
+    nick (a private message).  A NOTICE's are Quietly: never answered with
+    an error, and nothing at all for a NOTICE with nowhere to go.
+    """
+    notice = command == "NOTICE"
     if not params:
-        return [NoRecipient(command)]
+        return [] if notice else [NoRecipient(command)]
     if len(params) < 2 or not params[1]:
-        return [NoTextToSend()]
+        return [] if notice else [NoTextToSend()]
     text = params[1]
     if params[0].casefold() == "nickserv":  # chatd answers for it (chatd.irc.protocol)
         return [NickServ(text)] if command == "PRIVMSG" else []
@@ -223,10 +239,10 @@ def _message(command: str, params: list[str]) -> list[Parsed]:
     text = clean(text, keep_formatting=True)  # bold and colours stay for IRC clients (chatd.core.text.plain)
     if not text.strip():
         return []
-    found: list[Parsed] = []
+    found: list[commands.Say | commands.Act | commands.Msg] = []
     for target in params[0].split(","):
         if target.startswith("#"):
             found.append(commands.Act(text, target) if action else commands.Say(text, target))
         elif target:
             found.append(commands.Msg(target, f"* {text}" if action else text))
-    return found
+    return [Quietly(command) for command in found] if notice else list(found)

@@ -54,6 +54,7 @@ from chatd.irc.parse import (
     Pass,
     Ping,
     Pong,
+    Quietly,
     ServerQuery,
     Unknown,
     User,
@@ -103,6 +104,7 @@ class IrcSession(Protocol):
         self._password: str | None = None  # PASS
         self._sasl: str | None = None  # the client's SASL data so far, once it chose PLAIN
         self._authenticating = False  # a SASL password is being checked
+        self._quiet = False  # carrying out a NOTICE: its errors are not sent back
         self.account: str | None = None  # the account SASL or NickServ identified
         self.registered = False
         self.away = ""
@@ -315,6 +317,14 @@ class IrcSession(Protocol):
         match command:
             case NickServ(text):
                 self._nickserv(text)
+            case Quietly(commands.Msg(to)) if server.online(to) is None:
+                pass  # nobody to hear it, and nothing to say back
+            case Quietly(quiet):
+                self._quiet = True
+                try:
+                    server.handle(self, quiet)
+                finally:
+                    self._quiet = False
             case PartAll():
                 for channel in server.channels_of(self):
                     server.handle(self, commands.Part(channel))
@@ -417,6 +427,8 @@ class IrcSession(Protocol):
         for answer in answers:
             if isinstance(answer, str):  # a line of this door's own
                 lines.append(answer)
+                continue
+            if self._quiet and isinstance(answer, replies.Error):
                 continue
             if isinstance(answer, replies.Identified):
                 self.account = answer.nick

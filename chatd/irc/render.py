@@ -174,8 +174,8 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
     numerics name.
     """
     match answer:
-        case replies.ChannelParted(channel):
-            return [line(mask(nick), "PART", channel)]
+        case replies.ChannelParted(channel, _, reason):
+            return [line(mask(nick), "PART", channel, text=reason) if reason else line(mask(nick), "PART", channel)]
         case replies.NowTalkingIn():
             return []  # IRC has no current channel
         case replies.UserList(nicks):

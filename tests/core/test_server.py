@@ -120,7 +120,7 @@ def test_parting_the_current_channel_falls_back_to_the_latest_joined_one(server,
     log.clear()
     server.handle(alice, c.Part(None, "lunch"))
     assert log == [
-        ("alice", "replies", [r.ChannelParted("#a", "#c")]),
+        ("alice", "replies", [r.ChannelParted("#a", "#c", "lunch")]),
         ("bob", "events", [Parted("#a", "alice", "lunch", 1)]),
     ]
 

@@ -123,7 +123,7 @@ def test_join_part_and_join_0(factory):
                             ":lab 366 alice #a :End of /NAMES list"]
     assert bob.take() == [":alice!alice@chatd JOIN #a"]
     bob.send("PART #a :lunch")
-    assert bob.take() == [":bob!bob@chatd PART #a"]
+    assert bob.take() == [":bob!bob@chatd PART #a :lunch"]  # the reason in the leaver's own PART too
     assert alice.take() == [":bob!bob@chatd PART #a :lunch"]
     bob.send("JOIN 0")
     assert bob.take() == [":bob!bob@chatd PART #lobby", ":bob!bob@chatd PART #b"]
@@ -272,15 +272,15 @@ def test_a_joiner_gets_the_topic_with_who_set_it_and_when(factory, clock):
 
 
 def test_the_rest_of_the_numerics(factory, clock):
-    """CAP's other subcommands, USER again, JOIN without a channel and NOTICE to nobody, each with its numeric."""
+    """CAP's other subcommands, USER again and JOIN without a channel, each with its numeric; NOTICE to nobody gets none."""
     alice = Client(factory, 1)
     alice.send("CAP LIST", "CAP FROB")
     assert alice.take() == [":lab CAP * LIST :", ":lab 410 * FROB :Invalid CAP command"]
     alice.send("CAP END")
     alice.register("alice")
-    alice.send("USER again 0 * :Again", "JOIN", "NOTICE nobody :x")
+    alice.send("USER again 0 * :Again", "JOIN", "NOTICE nobody :x", "NOTICE #nowhere :x", "NOTICE", "PRIVMSG nobody :x")
     assert alice.take() == [":lab 462 alice :You may not reregister", ":lab 461 alice JOIN :Not enough parameters",
-                            ":lab 401 alice nobody :no such nick: nobody"]
+                            ":lab 401 alice nobody :no such nick: nobody"]  # PRIVMSG's 401; nothing for a NOTICE
 
 
 def test_login_and_idle_timeouts_end_with_error(clock):
@@ -339,3 +339,16 @@ def test_time_version_info_and_motd_are_answered(factory):
     alice.register("alice")
     alice.send("TIME", "VERSION", "INFO", "MOTD")
     assert codes(alice.take()) == ["391", "351", "005", "371", "371", "374", "422"]
+
+
+def test_a_notice_reaches_its_channel_and_is_never_answered_with_an_error(factory):
+    """A NOTICE to a channel is said there; one to a channel one is not in gets no 442 back (RFC 2812 3.3.2)."""
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.register("bob")
+    alice.send("JOIN #lab")
+    alice.take()
+    bob.take()
+    alice.send("NOTICE #lobby :hello all", "NOTICE #lab,#elsewhere :only some")
+    assert alice.take() == []
+    assert bob.take() == [":alice!alice@chatd PRIVMSG #lobby :hello all"]
