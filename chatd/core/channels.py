@@ -55,7 +55,10 @@ class Channels:
             return member.current
         channel = self._roster.channel(name)
         shown = name if name.startswith("#") else f"#{name}"
-        if channel is None or member.session not in channel.members:
+        if channel is None:
+            self._tell(member.session, replies.Error(f"no such channel: {shown}", "no-such-channel", shown))
+            return None
+        if member.session not in channel.members:
             self._tell(member.session, replies.Error(f"you are not in {shown}", "not-in-channel", shown))
             return None
         return channel

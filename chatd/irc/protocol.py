@@ -105,6 +105,8 @@ class IrcSession(Protocol):
         self._sasl: str | None = None  # the client's SASL data so far, once it chose PLAIN
         self._authenticating = False  # a SASL password is being checked
         self._quiet = False  # carrying out a NOTICE: its errors are not sent back
+        self._speaking = False  # carrying out a PRIVMSG to a channel: not being in it is 404
+        self._naming = False  # carrying out NAMES: a channel that is not there is its 366 alone
         self.account: str | None = None  # the account SASL or NickServ identified
         self.registered = False
         self.away = ""
@@ -339,6 +341,8 @@ class IrcSession(Protocol):
                 self._tell(render.numeric(name, irc.RPL_USERHOST, nick, text=" ".join(
                     f"{online}={'-' if online == nick and self.away else '+'}{online}@{render.HOST}"
                     for online in self._online(nicks))))
+            case ServerQuery("LUSERS"):
+                self._tell(*render.lusers(name, nick, server.everyone, server.count, server.channel_count))
             case ServerQuery(query):
                 self._tell(*render.about_server(name, nick, query, self.factory.isupport))
             case Away(text):
@@ -358,6 +362,18 @@ class IrcSession(Protocol):
                 self._tell(render.numeric(name, irc.ERR_NOTEXTTOSEND, nick, "No text to send"))
             case Unknown(verb):
                 self._tell(render.numeric(name, irc.ERR_UNKNOWNCOMMAND, nick, verb, "Unknown command"))
+            case commands.Say() | commands.Act():
+                self._speaking = True
+                try:
+                    server.handle(self, command)
+                finally:
+                    self._speaking = False
+            case commands.Names(str()):
+                self._naming = True
+                try:
+                    server.handle(self, command)
+                finally:
+                    self._naming = False
             case _:  # the rest of the core's commands: QUIT, OPER, LIST's Channels ...
                 server.handle(self, command)  # type: ignore[arg-type]
 
@@ -428,8 +444,16 @@ class IrcSession(Protocol):
             if isinstance(answer, str):  # a line of this door's own
                 lines.append(answer)
                 continue
-            if self._quiet and isinstance(answer, replies.Error):
-                continue
+            if isinstance(answer, replies.Error):
+                if self._quiet:
+                    continue
+                if self._speaking and answer.code == "not-in-channel":
+                    lines.append(render.numeric(name, irc.ERR_CANNOTSENDTOCHAN, nick, answer.subject,
+                                                "Cannot send to channel"))
+                    continue
+                if self._naming and answer.code == "no-such-channel":
+                    lines.append(render.numeric(name, irc.RPL_ENDOFNAMES, nick, answer.subject, "End of /NAMES list"))
+                    continue
             if isinstance(answer, replies.Identified):
                 self.account = answer.nick
             if self._authenticating and isinstance(answer, (replies.Identified, replies.Error)):
@@ -444,8 +468,8 @@ class IrcSession(Protocol):
             elif isinstance(answer, replies.LoggedIn):
                 self.registered = True
                 life.chose_nickname()
-                lines += render.welcome(name, answer.nick, self._server.everyone, self._server.channel_count,
-                                        self.factory.isupport)
+                lines += render.welcome(name, answer.nick, self._server.everyone, self._server.count,
+                                        self._server.channel_count, self.factory.isupport)
                 lines += render.joined(name, answer.nick, answer.channel, answer.topic, answer.topic_by,
                                        answer.topic_at, answer.nicks, answer.history)
             elif isinstance(answer, replies.ChannelJoined):

@@ -109,7 +109,7 @@ def event(happened: Event) -> list[str]:
     raise TypeError(f"not an event: {happened!r}")
 
 
-def welcome(server: str, nick: str, users: int, channels: int, isupport: Sequence[str]) -> list[str]:
+def welcome(server: str, nick: str, users: int, local: int, channels: int, isupport: Sequence[str]) -> list[str]:
     """001 to 005, LUSERS and the MOTD's absence: what a client waits for before it is registered."""
     return [
         numeric(server, irc.RPL_WELCOME, nick, f"Welcome to chatd on {server}, {nick}"),
@@ -117,8 +117,23 @@ def welcome(server: str, nick: str, users: int, channels: int, isupport: Sequenc
         numeric(server, irc.RPL_CREATED, nick, "This server was started for a LAN"),
         numeric(server, irc.RPL_MYINFO, nick, server, "chatd", "i", "nt"),
         numeric(server, irc.RPL_ISUPPORT, nick, *isupport, "are supported by this server"),
-        numeric(server, irc.RPL_LUSERCLIENT, nick, f"There are {users} users on {channels} channels"),
+        *lusers(server, nick, users, local, channels),
         numeric(server, irc.ERR_NOMOTD, nick, "MOTD File is missing"),
+    ]
+
+
+def lusers(server: str, nick: str, users: int, local: int, channels: int) -> list[str]:
+    """
+    LUSERS: everyone online (every node of a cluster) and this server's
+    own users (251, 254, 255, 265, 266; no operators or unknown
+    connections counted: 252 and 253 are left out, as RFC 2812 allows for none).
+    """
+    return [
+        numeric(server, irc.RPL_LUSERCLIENT, nick, f"There are {users} users and 0 invisible on 1 servers"),
+        numeric(server, irc.RPL_LUSERCHANNELS, nick, str(channels), "channels formed"),
+        numeric(server, irc.RPL_LUSERME, nick, f"I have {local} clients and 0 servers"),
+        numeric(server, "265", nick, str(local), str(local), f"Current local users {local}, max {local}"),
+        numeric(server, "266", nick, str(users), str(users), f"Current global users {users}, max {users}"),
     ]
 
 

@@ -89,15 +89,21 @@ def test_a_channel_hears_only_its_own_members(server, log):
 
 
 def test_saying_in_a_named_channel_keeps_the_current_one(server, log):
-    """/msg #lobby TEXT from #lab: said in #lobby, and #lab stays current."""
+    """
+    /msg #lobby TEXT from #lab: said in #lobby, and #lab stays current; a
+    channel that is not there, and one the user is not in, are refused as such.
+    """
     alice, bob = online(server, log, "alice", "bob")
     server.handle(alice, c.Join("#lab"))
+    server.handle(bob, c.Join("#bobs"))
     log.clear()
     server.handle(alice, c.Say("back soon", "#lobby"))
     server.handle(alice, c.Say("nope", "#elsewhere"))
+    server.handle(alice, c.Say("nope", "#bobs"))
     assert log == [
         ("bob", "events", [Said("#lobby", "alice", "back soon")]),
-        ("alice", "replies", [r.Error("you are not in #elsewhere", "not-in-channel", "#elsewhere")]),
+        ("alice", "replies", [r.Error("no such channel: #elsewhere", "no-such-channel", "#elsewhere")]),
+        ("alice", "replies", [r.Error("you are not in #bobs", "not-in-channel", "#bobs")]),
     ]
     assert current_channel(server, alice) == "#lab"
 

@@ -140,9 +140,9 @@ def test_channel_refusals_are_one_clear_line(chat):
     for line, answer in [
         ("/join #no way", "*** Error: channel name may not contain spaces: use # then letters, digits and -_."),
         ("/join", "*** Error: usage: /join NAME"),
-        ("/part #nowhere", "*** Error: you are not in #nowhere"),
+        ("/part #nowhere", "*** Error: no such channel: #nowhere"),
         ("/list #nowhere", "*** Error: no such channel: #nowhere"),
-        ("/msg #nowhere hi", "*** Error: you are not in #nowhere"),
+        ("/msg #nowhere hi", "*** Error: no such channel: #nowhere"),
     ]:
         alice.send_line(line)
         assert alice.read_line() == answer, line

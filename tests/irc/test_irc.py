@@ -68,14 +68,15 @@ def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lob
     assert alice.take() == [":lab CAP * NAK multi-prefix"]
     alice.send("CAP END")
     lines = alice.take()
-    assert codes(lines) == ["001", "002", "003", "004", "005", "251", "422", "JOIN", "353", "366"]
+    assert codes(lines) == ["001", "002", "003", "004", "005", "251", "254", "255", "265", "266", "422", "JOIN", "353",
+                            "366"]
     assert lines[0] == ":lab 001 alice :Welcome to chatd on lab, alice"
     isupport = lines[4].split()
     for token in ("CASEMAPPING=ascii", "CHANTYPES=#", "NICKLEN=24", "CHANNELLEN=33", "NETWORK=lab"):
         assert token in isupport
     assert any(token.startswith("PREFIX=") for token in isupport)
-    assert lines[7:] == [":alice!alice@chatd JOIN #lobby", ":lab 353 alice = #lobby :alice",
-                         ":lab 366 alice #lobby :End of /NAMES list"]
+    assert lines[11:] == [":alice!alice@chatd JOIN #lobby", ":lab 353 alice = #lobby :alice",
+                          ":lab 366 alice #lobby :End of /NAMES list"]
 
 
 def test_commands_before_registration_get_451_and_a_taken_nick_433(factory):
@@ -105,9 +106,13 @@ def test_messages_actions_and_private_messages_both_ways(factory):
     assert alice.take() == [":bob!bob@chatd PRIVMSG #lobby :hi all", ":bob!bob@chatd PRIVMSG #lobby :\x01ACTION waves\x01",
                             ":bob!bob@chatd PRIVMSG alice :psst", ":bob!bob@chatd PRIVMSG #lobby :a notice"]
     assert bob.take() == []  # IRC clients show what they send themselves
-    bob.send("PRIVMSG nobody :hello", "PRIVMSG #lab :hello", "PRIVMSG", "PRIVMSG alice")
-    assert bob.take() == [":lab 401 bob nobody :no such nick: nobody", ":lab 442 bob #lab :you are not in #lab",
-                          ":lab 411 bob :No recipient given (PRIVMSG)", ":lab 412 bob :No text to send"]
+    alice.send("JOIN #alices")
+    bob.send("PRIVMSG nobody :hello", "PRIVMSG #lab :hello", "PRIVMSG #alices :hello", "PRIVMSG", "PRIVMSG alice",
+             "NAMES #lab")
+    assert bob.take() == [":lab 401 bob nobody :no such nick: nobody", ":lab 403 bob #lab :no such channel: #lab",
+                          ":lab 404 bob #alices :Cannot send to channel",
+                          ":lab 411 bob :No recipient given (PRIVMSG)", ":lab 412 bob :No text to send",
+                          ":lab 366 bob #lab :End of /NAMES list"]
 
 
 def test_join_part_and_join_0(factory):
@@ -334,11 +339,16 @@ def test_list_with_channels_lists_only_those(factory):
 
 
 def test_time_version_info_and_motd_are_answered(factory):
-    """TIME (391), VERSION (351 and 005), INFO (371, 374) and MOTD (422): no 421 for what clients ask at connect."""
+    """TIME (391), VERSION (351, 005), INFO (371, 374), MOTD (422), LUSERS: no 421 for what clients ask at connect."""
     alice = Client(factory, 1)
     alice.register("alice")
-    alice.send("TIME", "VERSION", "INFO", "MOTD")
-    assert codes(alice.take()) == ["391", "351", "005", "371", "371", "374", "422"]
+    alice.send("TIME", "VERSION", "INFO", "MOTD", "LUSERS")
+    lines = alice.take()
+    assert codes(lines) == ["391", "351", "005", "371", "371", "374", "422", "251", "254", "255", "265", "266"]
+    assert lines[-5:] == [":lab 251 alice :There are 1 users and 0 invisible on 1 servers",
+                          ":lab 254 alice 1 :channels formed", ":lab 255 alice :I have 1 clients and 0 servers",
+                          ":lab 265 alice 1 1 :Current local users 1, max 1",
+                          ":lab 266 alice 1 1 :Current global users 1, max 1"]
 
 
 def test_a_notice_reaches_its_channel_and_is_never_answered_with_an_error(factory):
