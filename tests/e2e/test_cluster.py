@@ -269,7 +269,7 @@ def nothing_within(client, seconds):
 
 
 def test_nothing_is_lost_while_redis_is_frozen_for_ten_seconds(cluster, redis):
-    """SIGSTOP of redis-server for 10 s while users on two nodes keep talking: all of it arrives, in order."""
+    """SIGSTOP of redis-server while users on two nodes keep talking for 10 s: all of it arrives, in order."""
     one, two = cluster.node("one"), cluster.node("two")
     alice = cluster.keep(one.telnet("alice"))
     bob = cluster.keep(two.telnet("bob"))
@@ -278,11 +278,11 @@ def test_nothing_is_lost_while_redis_is_frozen_for_ten_seconds(cluster, redis):
     redis.pause()
     said = 0
     try:
-        frozen = time.monotonic()
         for client in (alice, bob):
             while client.read_line() != "*** Lost contact with the rest of the chat; retrying":
                 pass
-        while time.monotonic() - frozen < 10:  # both keep talking, a line a second each
+        talking = time.monotonic()  # ten seconds from here: how soon the loss is noticed swings on a busy machine
+        while time.monotonic() - talking < 10:  # both keep talking, a line a second each
             alice.send_line(f"alice {said}")
             bob.send_line(f"bob {said}")
             said += 1
