@@ -187,16 +187,16 @@ class RateWindow:
 
     def __init__(self, count: int = 3, seconds: float = 60.0) -> None:
         self.count, self.seconds = count, seconds
-        self._renamed_at: dict[object, list[float]] = {}
+        self._times: dict[object, list[float]] = {}
 
     def wait(self, who: object, now: float) -> float:
         """Seconds `who` must wait before the next; 0: may go on now."""
-        recent = [at for at in self._renamed_at.get(who, ()) if now - at < self.seconds]
-        self._renamed_at[who] = recent
+        recent = [at for at in self._times.get(who, ()) if now - at < self.seconds]
+        self._times[who] = recent
         return 0.0 if len(recent) < self.count else recent[0] + self.seconds - now
 
     def happened(self, who: object, now: float) -> None:
-        self._renamed_at.setdefault(who, []).append(now)
+        self._times.setdefault(who, []).append(now)
 
     def forget(self, who: object) -> None:
-        self._renamed_at.pop(who, None)
+        self._times.pop(who, None)

@@ -104,9 +104,7 @@ class IrcSession(Protocol):
         self._password: str | None = None  # PASS
         self._sasl: str | None = None  # the client's SASL data so far, once it chose PLAIN
         self._authenticating = False  # a SASL password is being checked
-        self._quiet = False  # carrying out a NOTICE: its errors are not sent back
-        self._speaking = False  # carrying out a PRIVMSG to a channel: not being in it is 404
-        self._naming = False  # carrying out NAMES: a channel that is not there is its 366 alone
+        self._answering: str | None = None  # the command (NOTICE, PRIVMSG, NAMES) whose refusals are being sent
         self.account: str | None = None  # the account SASL or NickServ identified
         self.registered = False
         self.away = ""
@@ -322,11 +320,7 @@ class IrcSession(Protocol):
             case Quietly(commands.Msg(to)) if server.online(to) is None:
                 pass  # nobody to hear it, and nothing to say back
             case Quietly(quiet):
-                self._quiet = True
-                try:
-                    server.handle(self, quiet)
-                finally:
-                    self._quiet = False
+                self._handle_as("NOTICE", quiet)
             case PartAll():
                 for channel in server.channels_of(self):
                     server.handle(self, commands.Part(channel))
@@ -363,19 +357,19 @@ class IrcSession(Protocol):
             case Unknown(verb):
                 self._tell(render.numeric(name, irc.ERR_UNKNOWNCOMMAND, nick, verb, "Unknown command"))
             case commands.Say() | commands.Act():
-                self._speaking = True
-                try:
-                    server.handle(self, command)
-                finally:
-                    self._speaking = False
+                self._handle_as("PRIVMSG", command)
             case commands.Names(str()):
-                self._naming = True
-                try:
-                    server.handle(self, command)
-                finally:
-                    self._naming = False
+                self._handle_as("NAMES", command)
             case _:  # the rest of the core's commands: QUIT, OPER, LIST's Channels ...
                 server.handle(self, command)  # type: ignore[arg-type]
+
+    def _handle_as(self, verb: str, command: commands.Command) -> None:
+        """Carry out `command` for IRC's `verb`, whose refusals IRC answers its own way (render.refusal)."""
+        self._answering = verb
+        try:
+            self._server.handle(self, command)
+        finally:
+            self._answering = None
 
     def _online(self, nicks: Sequence[str]) -> list[str]:
         """Those of `nicks` online, as their users have them (ISON, USERHOST)."""
@@ -444,22 +438,11 @@ class IrcSession(Protocol):
             if isinstance(answer, str):  # a line of this door's own
                 lines.append(answer)
                 continue
-            if isinstance(answer, replies.Error):
-                if self._quiet:
-                    continue
-                if self._speaking and answer.code == "not-in-channel":
-                    lines.append(render.numeric(name, irc.ERR_CANNOTSENDTOCHAN, nick, answer.subject,
-                                                "Cannot send to channel"))
-                    continue
-                if self._naming and answer.code == "no-such-channel":
-                    lines.append(render.numeric(name, irc.RPL_ENDOFNAMES, nick, answer.subject, "End of /NAMES list"))
-                    continue
             if isinstance(answer, replies.Identified):
                 self.account = answer.nick
             if self._authenticating and isinstance(answer, (replies.Identified, replies.Error)):
                 self._authenticating = False
                 if isinstance(answer, replies.Identified):
-                    self.account = answer.nick
                     lines += [render.numeric(name, "900", nick, render.mask(nick), answer.nick,
                                              f"You are now logged in as {answer.nick}"),
                               render.numeric(name, "903", nick, "SASL authentication successful")]
@@ -472,6 +455,8 @@ class IrcSession(Protocol):
                                         self._server.channel_count, self.factory.isupport)
                 lines += render.joined(name, answer.nick, answer.channel, answer.topic, answer.topic_by,
                                        answer.topic_at, answer.nicks, answer.history)
+            elif isinstance(answer, replies.Error):
+                lines += render.refusal(name, nick, answer, self._answering)
             elif isinstance(answer, replies.ChannelJoined):
                 lines += render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
                                        answer.nicks, answer.history)

@@ -328,6 +328,22 @@ def account_reply(server: str, nick: str, answer: object) -> list[str] | None:
     return None
 
 
+def refusal(server: str, nick: str, answer: replies.Error, verb: str | None) -> list[str]:
+    """
+    A refusal of the core's, as IRC answers it to `verb` (the command it
+    refuses, when that matters): nothing at all to a NOTICE (RFC 2812
+    3.3.2: automatic replies would make bots loop), 404 to a PRIVMSG to a
+    channel one is not in, and NAMES's 366 alone for a channel that is not there.
+    """
+    if verb == "NOTICE":
+        return []
+    if verb == "PRIVMSG" and answer.code == "not-in-channel":
+        return [numeric(server, irc.ERR_CANNOTSENDTOCHAN, nick, answer.subject, "Cannot send to channel")]
+    if verb == "NAMES" and answer.code == "no-such-channel":
+        return [numeric(server, irc.RPL_ENDOFNAMES, nick, answer.subject, "End of /NAMES list")]
+    return [error(server, nick, answer.reason, answer.code, answer.subject)]
+
+
 def error(server: str, nick: str, reason: str, code: str, subject: str = "") -> str:
     """A refusal: its numeric (about `subject`, the nick or channel asked for) where IRC has one, else a NOTICE."""
     number = ERROR_NUMERICS.get(code)
