@@ -29,7 +29,10 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+from typing import Any
+
 from attrs import define
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -328,6 +331,21 @@ class Accounts:
         if session in self._asked:
             self._hooks.tell(session, replies.PasswordWanted(account.nick, MAX_TRIES - self._tries.get(session, 0)))
 
+    def _when_answered(self, session: ISession, work: Deferred[Any], doing: str,
+                       answer: Callable[[Any], replies.Reply]) -> None:
+        """
+        When the store's `work` answers, in a later turn: `answer(result)` is
+        the reply, which `session` hears if it is still here; a failure is
+        the line saying the store cannot answer now.
+        """
+        def answered(result: object) -> None:
+            self._hooks.begin_turn()
+            reply = self._unavailable(result, doing) if isinstance(result, Failure) else answer(result)
+            if session in self._roster.present:
+                self._hooks.tell(session, reply)
+
+        work.addBoth(answered)
+
     def _unavailable(self, failure: Failure, doing: str) -> replies.Error:
         if failure.check(StoreUnavailable):
             return replies.Error(str(failure.value), "store-unavailable")
@@ -389,13 +407,8 @@ class Accounts:
             return
 
         def change() -> None:
-            def changed(result: object) -> None:
-                self._hooks.begin_turn()
-                if session in self._roster.present:
-                    tell(session, self._unavailable(result, "changing a password") if isinstance(result, Failure)
-                         else replies.PasswordChanged(account.nick))
-
-            self._store().change_password(account.nick, new).addBoth(changed)
+            self._when_answered(session, self._store().change_password(account.nick, new), "changing a password",
+                                lambda _: replies.PasswordChanged(account.nick))
 
         self._check(session, account, old, change)
 
@@ -405,21 +418,13 @@ class Accounts:
         if account is None:
             return
 
-        def drop() -> None:
-            def dropped(result: object) -> None:
-                self._hooks.begin_turn()
-                if isinstance(result, Failure):
-                    if session in self._roster.present:
-                        self._hooks.tell(session, self._unavailable(result, f"unregistering {account.nick}"))
-                    return
-                self.forget(account.nick)
-                log.info("{nick} unregistered", nick=account.nick)
-                if session in self._roster.present:
-                    self._hooks.tell(session, replies.Unregistered(account.nick))
+        def dropped(_: object) -> replies.Unregistered:
+            self.forget(account.nick)
+            log.info("{nick} unregistered", nick=account.nick)
+            return replies.Unregistered(account.nick)
 
-            self._store().unregister(account.nick).addBoth(dropped)
-
-        self._check(session, account, password, drop)
+        self._check(session, account, password, lambda: self._when_answered(
+            session, self._store().unregister(account.nick), f"unregistering {account.nick}", dropped))
 
     def forget(self, nick: str) -> None:
         """`nick` is not registered any more (unregistered, or expired): free it, and whoever identified with it."""
@@ -448,22 +453,15 @@ class Accounts:
         account = self.registered.holder(to_nick)
         if account is None:
             return False
-        session = member.session
 
-        def kept(result: object) -> None:
-            self._hooks.begin_turn()
-            if session not in self._roster.present:
-                return
-            if isinstance(result, Failure):
-                self._hooks.tell(session, self._unavailable(result, f"keeping a message for {account.nick}"))
-            elif result:
-                self._hooks.tell(session, replies.NoteKept(account.nick, text))
-            else:
-                self._hooks.tell(session, replies.Error(
-                    f"{account.nick} has {MAX_NOTES} messages waiting already: yours was not kept", "notes-full",
-                    account.nick))
+        def kept(taken: object) -> replies.Reply:
+            if taken:
+                return replies.NoteKept(account.nick, text)
+            return replies.Error(f"{account.nick} has {MAX_NOTES} messages waiting already: yours was not kept",
+                                 "notes-full", account.nick)
 
-        self._store().leave_note(account.nick, Note(member.nick, text, self._clock.seconds())).addBoth(kept)
+        self._when_answered(member.session, self._store().leave_note(
+            account.nick, Note(member.nick, text, self._clock.seconds())), f"keeping a message for {account.nick}", kept)
         return True
 
     def welcome(self, member: Member) -> None:
@@ -523,13 +521,8 @@ class Accounts:
             self._hooks.tell(session, replies.MentionList(()))
             return
 
-        def found(result: object) -> None:
-            self._hooks.begin_turn()
-            if session in self._roster.present:
-                self._hooks.tell(session, self._unavailable(result, "finding mentions") if isinstance(result, Failure)
-                                 else replies.MentionList(tuple(result)))  # type: ignore[arg-type]
-
-        self._store().mentions(account.nick, since).addBoth(found)
+        self._when_answered(session, self._store().mentions(account.nick, since), "finding mentions",
+                            lambda found: replies.MentionList(tuple(found)))
 
     def departed(self, session: ISession, logged_in: bool) -> None:
         """The session is gone: an identified owner who was in the chat left it now."""
