@@ -103,16 +103,11 @@ class TelnetSession(TelnetServer):
         self._first_data = True
         self._awaiting_greeting = False  # until the greeting is sent (or the first bytes make it moot)
         self._life: ConnectionLife | None = None
-        self._password_for: str | None = None  # the registered nickname whose password the next line is
+        self.awaits_password = False  # the next line is a registered nickname's password
 
     @property
     def charset(self) -> str:
         return self._editor.charset
-
-    @property
-    def awaits_password(self) -> bool:
-        """Whether the next line is a registered nickname's password."""
-        return self._password_for is not None
 
     # -- from the transport
 
@@ -276,7 +271,7 @@ class TelnetSession(TelnetServer):
                     assert gate is not None
                     gate.line(text)
                 case Echo(text):
-                    if self._password_for is None or text == "\r\n":  # a password shows nothing but its Enter
+                    if not self.awaits_password or text == "\r\n":  # a password shows nothing but its Enter
                         self._write(encode(text, self.charset))
                 case LineTooLong():
                     self._tell(render.line_too_long(self._settings.max_line_bytes))
@@ -290,7 +285,7 @@ class TelnetSession(TelnetServer):
     def let_through(self, text: str) -> None:
         life = self._life
         assert life is not None
-        if self._password_for is not None:
+        if self.awaits_password:
             self._password_typed(text)
             return
         command = parse_line(clean(text))
@@ -306,15 +301,15 @@ class TelnetSession(TelnetServer):
 
     def _password_typed(self, password: str) -> None:
         """The line after `*** NICK is registered; password:`; an empty one chooses another nickname."""
-        self._password_for = None
+        self.awaits_password = False
         if password.strip():
             self._server.handle(self, commands.Identify(password))
         else:
             self._server.tell(self, render.choose_nickname())
 
-    def _hide_password(self, nick: str) -> None:
-        """The next line is `nick`'s password: nothing of it is shown (see the module's docstring)."""
-        self._password_for = nick
+    def _hide_password(self) -> None:
+        """The next line is a password: nothing of it is shown (see the module's docstring)."""
+        self.awaits_password = True
         if not self.echoing:
             self.will(ECHO).addErrback(lambda failure: None)  # refused, or already asked: the client echoes
 
@@ -398,12 +393,12 @@ class TelnetSession(TelnetServer):
         if life is not None and not life.logged_in:
             for reply in replies:
                 if type(reply) is core_replies.PasswordWanted:
-                    self._hide_password(reply.nick)
+                    self._hide_password()
                 elif type(reply) is core_replies.LoggedIn:
                     life.chose_nickname()
 
     def _write_above_input(self, data: bytes) -> None:
-        partial = self._editor.partial if self.echoing and self._password_for is None else ""
+        partial = self._editor.partial if self.echoing and not self.awaits_password else ""
         if partial:
             # The user is typing: print the message above their partial line,
             # then draw the partial line again, so nothing gets garbled.
