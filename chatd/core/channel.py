@@ -12,6 +12,7 @@ from __future__ import annotations
 from attrs import Factory, define, field
 
 from chatd.core.history import History
+from chatd.core.modes import ChannelModes
 from chatd.core.nicknames import name_key
 from chatd.core.session import ISession
 
@@ -54,6 +55,9 @@ class Channel:
     topic: str = ""
     topic_by: str = ""  # who set it, and when (unix time)
     topic_at: float = 0.0
+    modes: ChannelModes = field(factory=ChannelModes)
+    # Members with a rank ("@" operator, "+" voiced, "@+" both), on any node.
+    ranks: dict[ISession | Remote, str] = field(factory=dict)
     # Joins and leaves not announced one by one (see --quiet-joins), since
     # the last summary: how many, the nickname each session that came or
     # went had when it last did (by session here, by `Remote` elsewhere),
@@ -80,6 +84,31 @@ class Channel:
     def nicks(self) -> list[str]:
         """Every member's nickname: this node's first, then other nodes'."""
         return [member.nick for member in self.members.values()] + [remote.nick for remote in self.elsewhere]
+
+    def listed(self) -> list[str]:
+        """Every member's nickname after their rank ("@alice", "+bob", "carol"), as member lists show them."""
+        ranks = self.ranks
+        if not ranks:
+            return self.nicks()
+        return ([ranks.get(member.session, "") + member.nick for member in self.members.values()]
+                + [ranks.get(remote, "") + remote.nick for remote in self.elsewhere])
+
+    def rank_of(self, who: ISession | Remote) -> str:
+        return self.ranks.get(who, "")
+
+    def set_rank(self, who: ISession | Remote, rank: str, on: bool) -> bool:
+        """Give (`on`) or take `who`'s "@" or "+"; True if that changed it."""
+        had = self.ranks.get(who, "")
+        now = ("@" if "@" in had or (on and rank == "@") else "") + ("+" if "+" in had or (on and rank == "+") else "")
+        if not on:
+            now = now.replace(rank, "")
+        if now == had:
+            return False
+        if now:
+            self.ranks[who] = now
+        else:
+            del self.ranks[who]
+        return True
 
     def nick_of(self, who: ISession | Remote) -> str | None:
         """The nickname of `who` if they are a member."""

@@ -1,8 +1,9 @@
 """
-Channels' rules: joining (made on the first join, at most --max-channels
-on a server and MAX_CHANNELS_PER_USER for a user, look-alike names
-refused), parting (a channel emptied goes, but the default one), topics,
-a channel's names and the channel list.  Pure.
+Channels' rules: joining (made on the first join, whose maker is its
+operator; at most --max-channels on a server and MAX_CHANNELS_PER_USER
+for a user, look-alike names refused; past the channel's modes), parting
+(a channel emptied goes, but the default one), topics, a channel's names
+and the channel list (secret channels only to their members).  Pure.
 
 The state is the roster's (chatd.core.roster); what is announced goes
 through the fan-out (chatd.core.fanout) and, in big channels, the crowd
@@ -22,6 +23,7 @@ from chatd.core.crowd import Crowd
 from chatd.core.events import Parted, TopicChanged
 from chatd.core.fanout import FanOut
 from chatd.core.nicknames import ChannelNameError, check_channel_name, name_key
+from chatd.core.operators import Operators
 from chatd.core.roster import Roster
 from chatd.core.session import ISession
 
@@ -32,20 +34,32 @@ MAX_CHANNELS_PER_USER = 20
 
 def members_for(session: ISession, channel: Channel) -> tuple[str, ...]:
     """A channel's members, for a session whose door shows them on joining (see ISession.lists_members)."""
-    return tuple(channel.nicks()) if session.lists_members else ()
+    return tuple(channel.listed()) if session.lists_members else ()
 
 
 class Channels:
     """Carries out a member's channel commands."""
 
-    def __init__(self, clock: IReactorTime, roster: Roster, fan_out: FanOut, crowd: Crowd, max_channels: int,
-                 tell: Callable[..., None]) -> None:
+    def __init__(self, clock: IReactorTime, roster: Roster, fan_out: FanOut, crowd: Crowd, operators: Operators,
+                 max_channels: int, tell: Callable[..., None], account_of: Callable[[ISession], str]) -> None:
         self._clock = clock
         self._roster = roster
         self._fan_out = fan_out
         self._crowd = crowd
+        self._operators = operators
         self._max_channels = max_channels
         self._tell = tell  # replies to the member whose command this is
+        self._account_of = account_of  # the account a session identified for ("": none)
+
+    def find(self, member: Member, name: str | None) -> Channel | None:
+        """The channel named (the member need not be in it), or their current one; None, and they are told why."""
+        if name is None:
+            return self.target(member, None)
+        channel = self._roster.channel(name)
+        if channel is None:
+            shown = name if name.startswith("#") else f"#{name}"
+            self._tell(member.session, replies.Error(f"no such channel: {shown}", "no-such-channel", shown))
+        return channel
 
     def target(self, member: Member, name: str | None) -> Channel | None:
         """The channel a message goes to: the named one (which the member must be in), or their current one."""
@@ -63,12 +77,12 @@ class Channels:
             return None
         return channel
 
-    def join(self, member: Member, wanted: str) -> None:
+    def join(self, member: Member, wanted: str, key: str = "") -> None:
         session, roster = member.session, self._roster
         try:
             name = check_channel_name(wanted)
-        except ChannelNameError as refusal:
-            self._tell(session, replies.Error(str(refusal), "bad-channel-name", wanted))
+        except ChannelNameError as bad_name:
+            self._tell(session, replies.Error(str(bad_name), "bad-channel-name", wanted))
             return
         channel = roster.channels.get(name_key(name))
         if channel is not None and session in channel.members:
@@ -94,10 +108,21 @@ class Channels:
                     f"this server has {self._max_channels} channels, its most; join one of them", "too-many-channels",
                     name))
                 return
+        else:
+            refusal = self._operators.join_refusal(member, channel, key)
+            if refusal is not None:
+                self._tell(session, refusal)
+                return
         if not self._fan_out.caught_up_with(member):
             return
         if channel is None:
             channel = roster.create_channel(name)
+            channel.modes.created_at = self._clock.seconds()
+            channel.modes.founder = self._account_of(session)
+            channel.ranks[session] = "@"
+        elif channel.modes.founder and channel.modes.founder == self._account_of(session):
+            channel.ranks[session] = "@"
+        channel.modes.invited.discard(name_key(member.nick))
         roster.add_member(member, channel)
         log.info("{nick} joined {channel} ({count} in it)", nick=member.nick, channel=channel.name,
                  count=channel.count)
@@ -124,6 +149,7 @@ class Channels:
         """Take `member` out of `channel` (the member keeps its own record); True if its members are told."""
         loud = self._crowd.is_loud(channel)
         del channel.members[member.session]
+        channel.ranks.pop(member.session, None)
         return self._crowd.left(channel, member.session, member.nick, loud)
 
     def topic(self, member: Member, name: str | None, text: str | None) -> None:
@@ -134,17 +160,29 @@ class Channels:
             self._tell(member.session, replies.TopicShown(channel.name, channel.topic, channel.topic_by,
                                                          channel.topic_at))
             return
+        refusal = self._operators.topic_refusal(member, channel)
+        if refusal is not None:
+            self._tell(member.session, refusal)
+            return
         channel.topic, channel.topic_by, channel.topic_at = text, member.nick, self._clock.seconds()
         log.info("{nick} set the topic of {channel}", nick=member.nick, channel=channel.name)
         self._fan_out.broadcast(TopicChanged(channel.name, member.nick, text, at=self._clock.seconds()), channel.key)
 
     def names(self, member: Member, name: str) -> None:
+        """A channel's members, with their ranks; a secret one's only to its members."""
         channel = self._roster.channel(name)
-        if channel is None:
+        if channel is None or not self.visible(channel, member.session):
             self._tell(member.session, replies.Error(f"no such channel: {name}", "no-such-channel", name))
             return
-        self._tell(member.session, replies.ChannelMembers(channel.name, tuple(channel.nicks())))
+        self._tell(member.session, replies.ChannelMembers(channel.name, tuple(channel.listed())))
 
-    def listing(self) -> replies.ChannelList:
+    def listing(self, session: ISession | None) -> replies.ChannelList:
+        """The channels (a secret one only to its members)."""
         return replies.ChannelList(tuple(replies.ChannelInfo(channel.name, channel.count, channel.topic)
-                                         for channel in self._roster.channels.values()))
+                                         for channel in self._roster.channels.values()
+                                         if self.visible(channel, session)))
+
+    @staticmethod
+    def visible(channel: Channel, session: ISession | None) -> bool:
+        """Whether `session` (None: someone not logged in) may see `channel` listed: +s hides it from outsiders."""
+        return "s" not in channel.modes.flags or (session is not None and session in channel.members)

@@ -49,6 +49,7 @@ class Msg:
 @frozen
 class Join:
     channel: str
+    key: str = field(default="", repr=False)  # a +k channel's key
 
 
 @frozen
@@ -63,6 +64,34 @@ class Topic:
 
     channel: str | None = None
     text: str | None = None
+
+
+@frozen
+class Mode:
+    """
+    Show a channel's modes (no words), list its bans or exceptions (`b`,
+    `e`), or change them: `+k secret`, `+o-v bob carol` (chatd.core.modes).
+    """
+
+    channel: str | None
+    words: tuple[str, ...] = ()
+
+
+@frozen
+class KickFrom:
+    """An operator of a channel puts `nick` out of it (the user stays online)."""
+
+    channel: str | None
+    nick: str
+    reason: str = ""
+
+
+@frozen
+class Invite:
+    """Invite `nick` into a channel (past +i, +k, +l and +b, once)."""
+
+    nick: str
+    channel: str | None = None
 
 
 @frozen
@@ -172,5 +201,5 @@ class Read:
     channel: str
 
 
-Command = (LogIn | Say | Act | Msg | Join | Part | Topic | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
+Command = (LogIn | Say | Act | Msg | Join | Part | Topic | Mode | KickFrom | Invite | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
            | Identify | Register | ChangePassword | Unregister | History | Mentions | Read)

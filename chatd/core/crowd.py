@@ -54,7 +54,8 @@ class Crowd:
 
     def announce_join(self, member: Member, channel: Channel) -> None:
         """`member` joined `channel`: announced, or counted if the channel is big."""
-        event = Joined(channel.name, member.nick, channel.count, at=self._clock.seconds())
+        event = Joined(channel.name, member.nick, channel.count, channel.rank_of(member.session),
+                       at=self._clock.seconds())
         if channel.count > self.quiet_joins:
             self._quiet_join(channel, member.session, member.nick)
             self._fan_out.broadcast(event, frozenset())

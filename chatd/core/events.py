@@ -49,6 +49,7 @@ class Joined(_Happened):
     channel: str
     nick: str
     count: int  # members of the channel, the joiner included
+    rank: str = ""  # "@" for an operator (who made the channel, or its founder), as chatd.core.modes names ranks
 
 
 @frozen
@@ -66,6 +67,26 @@ class TopicChanged(_Happened):
     channel: str
     nick: str
     topic: str  # "": cleared
+
+
+@frozen
+class ModeChanged(_Happened):
+    """`nick` changed `channel`'s modes (chatd.core.modes): each change and its argument ("" for none)."""
+
+    channel: str
+    nick: str
+    changes: tuple[tuple[str, str], ...]
+
+
+@frozen
+class Kicked(_Happened):
+    """`by`, an operator of `channel`, put `nick` out of it; `nick` stays online."""
+
+    channel: str
+    nick: str
+    by: str
+    reason: str
+    count: int  # members left in the channel
 
 
 @frozen
@@ -100,7 +121,7 @@ class Left(_Happened):
     reason: str
 
 
-Event = Said | Acted | Joined | Parted | TopicChanged | Crowd | Renamed | Left
+Event = Said | Acted | Joined | Parted | TopicChanged | ModeChanged | Kicked | Crowd | Renamed | Left
 
 
 # -- what only the cluster's bus carries: requests to the node that has a
@@ -114,6 +135,15 @@ class Whispered(_Happened):
     nick: str
     to: str
     text: str
+
+
+@frozen
+class InviteSent(_Happened):
+    """`nick` invited `to`, a user on another node, into `channel`."""
+
+    nick: str
+    to: str
+    channel: str
 
 
 @frozen
@@ -143,7 +173,7 @@ class KickOrdered(_Happened):
     reason: str
 
 
-BusEvent = Event | Whispered | Banned | Unbanned | KickOrdered
+BusEvent = Event | Whispered | InviteSent | Banned | Unbanned | KickOrdered
 
 # Messages and actions: what history keeps and a joiner is shown.
 MESSAGES = (Said, Acted)
@@ -152,8 +182,8 @@ MESSAGES = (Said, Acted)
 
 _KINDS: dict[str, type[Any]] = {
     "said": Said, "acted": Acted, "joined": Joined, "parted": Parted, "topic": TopicChanged,
-    "crowd": Crowd, "renamed": Renamed, "left": Left,
-    "whispered": Whispered, "banned": Banned, "unbanned": Unbanned, "kick-ordered": KickOrdered,
+    "mode": ModeChanged, "kicked": Kicked, "crowd": Crowd, "renamed": Renamed, "left": Left,
+    "whispered": Whispered, "invite-sent": InviteSent, "banned": Banned, "unbanned": Unbanned, "kick-ordered": KickOrdered,
 }
 # Each kind's name, as the transcript (and every front door that names events) calls it.
 KIND_NAMES: dict[type[Any], str] = {kind: name for name, kind in _KINDS.items()}
@@ -213,6 +243,8 @@ def from_json(line: str, default_channel: str, origin: str = "") -> BusEvent | N
         if kind is Crowd:
             for name in ("joiners", "leavers"):
                 fields[name] = tuple(fields.get(name, ()))
+        if kind is ModeChanged:
+            fields["changes"] = tuple((str(change), str(argument)) for change, argument in fields["changes"])
         fields.setdefault("origin", origin)
         event: BusEvent = kind(**fields, at=when)
         return event

@@ -25,9 +25,12 @@ from chatd.core.events import (
     Acted,
     Banned,
     BusEvent,
+    InviteSent,
     Joined,
+    Kicked,
     KickOrdered,
     Left,
+    ModeChanged,
     Parted,
     Renamed,
     Said,
@@ -39,6 +42,7 @@ from chatd.core.fanout import FanOut
 from chatd.core.moderation import Moderation
 from chatd.core.moderator import ban_address, kicked_by
 from chatd.core.nicknames import MAX_NICK_CHARS, name_key
+from chatd.core.operators import Operators, apply_change, put_out
 from chatd.core.remote import NodeState, Topic
 from chatd.core.roster import Roster
 from chatd.core.session import ISession
@@ -50,13 +54,14 @@ class Mirror:
     """The rest of the cluster, as this node knows it."""
 
     def __init__(self, clock: IReactorTime, roster: Roster, fan_out: FanOut, crowd: Crowd,
-                 moderation: Moderation | None, node: Callable[[], str],
+                 moderation: Moderation | None, operators: Operators, node: Callable[[], str],
                  remove: Callable[[ISession, object, str], None], rename: Callable[[Member, str], None]) -> None:
         self._clock = clock
         self._roster = roster
         self._fan_out = fan_out
         self._crowd = crowd
         self._moderation = moderation
+        self._operators = operators
         self._node = node  # this node's name (given after the server is made)
         self._remove = remove  # a session taken out: it reads a notice, the others a reason
         self._rename = rename  # a member of this node renamed (their nickname went to another node's user)
@@ -144,6 +149,23 @@ class Mirror:
                 channel = self._roster.known_channel(name)
                 channel.topic, channel.topic_by, channel.topic_at = topic, nick, event.at
                 self._fan_out.broadcast(event, channel.key)
+            case ModeChanged(name, nick, changes):
+                channel = self._roster.known_channel(name)
+                made = tuple(outcome for change in changes
+                             if isinstance(outcome := apply_change(self._roster, channel, change, nick, event.at),
+                                           tuple) and outcome[0])
+                if made:
+                    self._fan_out.broadcast(ModeChanged(channel.name, nick, made, at=event.at, origin=event.origin),
+                                            channel.key)
+            case Kicked(name, nick):
+                where = self._roster.channel(name)
+                holder = self._roster.nicknames.holder(nick)
+                if where is not None and holder is not None and where.nick_of(holder) is not None:
+                    put_out(self._roster, self._fan_out, self._crowd, where, holder, event)
+            case InviteSent(nick, to, name):
+                target, where = self._roster.local_member(to), self._roster.channel(name)
+                if target is not None and where is not None:
+                    self._operators.invited(target, where, nick)
             case Whispered(nick, to, text):
                 recipient = self._roster.local_member(to)
                 if recipient is not None and self._fan_out.caught_up_with(recipient):
@@ -165,6 +187,8 @@ class Mirror:
             return
         remote.channels[channel.key] = channel
         channel.elsewhere[remote] = None
+        if event.rank:
+            channel.ranks[remote] = event.rank
         self._crowd.remote_joined(remote, channel, event)
 
     def _parted(self, event: Parted) -> None:
@@ -174,6 +198,7 @@ class Mirror:
             return
         loud = self._crowd.is_loud(channel)
         del channel.elsewhere[remote]
+        channel.ranks.pop(remote, None)
         self._fan_out.broadcast(event, channel.key if self._crowd.left(channel, remote, remote.nick, loud)
                                 else frozenset())
 
@@ -186,6 +211,7 @@ class Mirror:
         for channel in remote.channels.values():
             loud = self._crowd.is_loud(channel)
             del channel.elsewhere[remote]
+            channel.ranks.pop(remote, None)
             if self._crowd.left(channel, remote, remote.nick, loud):
                 told.add(channel.key)
         self._fan_out.broadcast(event, frozenset(told))

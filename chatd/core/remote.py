@@ -17,7 +17,8 @@ from typing import Any
 
 from attrs import evolve, fields, frozen
 
-from chatd.core.events import BusEvent
+from chatd.core.events import BusEvent, ModeChanged
+from chatd.core.modes import KNOWN
 from chatd.core.nicknames import ChannelNameError, NicknameError, check_channel_name, check_nickname
 from chatd.core.text import clean
 
@@ -96,7 +97,19 @@ def checked(event: BusEvent) -> BusEvent | None:
                 changes[attribute.name] = wanted
     except (NicknameError, ChannelNameError):
         return None
+    if isinstance(event, ModeChanged):
+        kept = tuple((change, argument) for change, argument in event.changes
+                     if _mode_change(change, argument))
+        if kept != event.changes:
+            changes["changes"] = kept
     return evolve(event, **changes) if changes else event
+
+
+def _mode_change(change: object, argument: object) -> bool:
+    """A change as this node makes them: a sign and a known letter, and one word (a nickname, a key, a mask) or none."""
+    return (type(change) is str and len(change) == 2 and change[0] in "+-" and change[1] in KNOWN
+            and type(argument) is str and len(argument) <= 200 and argument == clean(argument)
+            and not any(character.isspace() for character in argument))
 
 
 @lru_cache(maxsize=4096)  # a chat's few names come again and again

@@ -92,6 +92,41 @@ class TopicShown:
 
 
 @frozen
+class ModesShown:
+    """A channel's modes ("+klnt"), their arguments (a key only to its members), and when it was made."""
+
+    channel: str
+    modes: str
+    arguments: tuple[str, ...]
+    created_at: float
+
+
+@frozen
+class MaskList:
+    """A channel's bans (`kind` "b") or exceptions ("e"): (mask, set by, at)."""
+
+    channel: str
+    kind: str
+    entries: tuple[tuple[str, str, float], ...]
+
+
+@frozen
+class Inviting:
+    """To whoever invited `nick` into `channel`."""
+
+    nick: str
+    channel: str
+
+
+@frozen
+class InvitedTo:
+    """`by` invited the session into `channel`."""
+
+    by: str
+    channel: str
+
+
+@frozen
 class PrivateSent:
     """To the sender of a private message."""
 
@@ -242,11 +277,12 @@ class Error:
     reason: str
     code: str = "refused"
     subject: str = ""
+    channel: str = ""  # the channel, when the subject is a user or a mode letter in it
 
 
 Reply = (
     LoggedIn | ChannelJoined | NowTalkingIn | ChannelParted | UserList | ChannelMembers | ChannelList
-    | TopicShown | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
+    | TopicShown | ModesShown | MaskList | Inviting | InvitedTo | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
     | BanList | PasswordWanted | GuestNickname | Identified | Registered | PasswordChanged | Unregistered
     | NoteKept | NotesWhileAway | MentionsWhileAway | MentionList | Unread | HistoryShown | HistoryNotKept | HistoryKeptAgain
     | Error

@@ -17,6 +17,7 @@ state:
     crowd.py      big channels' joins and leaves, and login storms in the log, summed up
     mirror.py     the other nodes of a cluster: their events and states, this node's state
     moderator.py  /oper, /kick, /ban, /unban, /bans
+    operators.py  channel operators: modes, kicks from a channel, invitations, and what modes let through
     accounts.py   registered nicknames, passwords, notes and mentions for those away
 
 The server owns its turn (chatd.core.turn): each entry point begins one,
@@ -50,6 +51,7 @@ from chatd.core.fanout import FanOut
 from chatd.core.mirror import Mirror
 from chatd.core.moderation import Moderation
 from chatd.core.moderator import Moderator
+from chatd.core.operators import Operators
 from chatd.core.nicknames import check_channel_name, name_key
 from chatd.core.remote import NodeState
 from chatd.core.roster import ChannelView, Roster
@@ -92,6 +94,7 @@ class ChatServer:
     _crowd: Crowd = field(init=False)
     _mirror: Mirror = field(init=False)
     _moderator: Moderator = field(init=False)
+    _operators: Operators = field(init=False)
     _channels: Channels = field(init=False)
     _accounts: Accounts = field(init=False)
     # Messages said (public and private), for /metrics.
@@ -104,16 +107,19 @@ class ChatServer:
                                          lambda session: self.depart(session, "Connection lost"),
                                          lambda: self.store)
         crowd = self._crowd = Crowd(self.clock, roster, fan_out, self.quiet_joins, self.default_channel)
-        self._mirror = Mirror(self.clock, roster, fan_out, crowd, self.moderation, lambda: self.node, self._remove,
-                              self._change_nick)
+        operators = self._operators = Operators(self.clock, roster, fan_out, self.moderation, crowd, self.tell)
+        self._mirror = Mirror(self.clock, roster, fan_out, crowd, self.moderation, operators, lambda: self.node,
+                              self._remove, self._change_nick)
         self._moderator = Moderator(self.clock, roster, fan_out, self.moderation, self.tell, self._remove)
-        self._channels = Channels(self.clock, roster, fan_out, crowd, self.max_channels, self.tell)
         self._accounts = Accounts(self.clock, roster, lambda: self.store, Hooks(
             self._begin_turn, self.tell, self._remove, self._log_in, self._enter, self._change_nick,
             roster.members.get))
+        self._channels = Channels(self.clock, roster, fan_out, crowd, operators, self.max_channels, self.tell,
+                                  self._accounts.account_of)
         self._accounts.load(self.store.accounts())
         self.store.watch(self._store_health)
-        roster.create_channel(self.default_channel)
+        # Nobody made the default channel, so nobody is its operator: its topic is anyone's.
+        roster.create_channel(self.default_channel).modes.flags.discard("t")
         if self.turn is not None:
             self.turn.fan_out(fan_out.publish)
 
@@ -302,7 +308,7 @@ class ChatServer:
             case commands.Names(None):
                 self.tell(session, replies.UserList(tuple(self.nicks())))
             case commands.Channels():
-                self.tell(session, self._channels.listing())
+                self.tell(session, self._channels.listing(None))
             case _:
                 self.tell(session, replies.Error("choose a nickname first", "not-logged-in"))
 
@@ -316,14 +322,23 @@ class ChatServer:
                 self._speak(member, Acted, text, channel)
             case commands.Msg(to_nick, text):
                 self._private(member, to_nick, text)
-            case commands.Join(channel):
-                self._channels.join(member, channel)
+            case commands.Join(channel, key):
+                self._channels.join(member, channel, key)
             case commands.Part(channel, reason):
                 self._channels.part(member, channel, reason)
             case commands.Topic(channel, text):
                 self._channels.topic(member, channel, text)
+            case commands.Mode(name, words):
+                if (found := self._channels.find(member, name)) is not None:
+                    self._operators.mode(member, found, words)
+            case commands.KickFrom(name, nick, reason):
+                if (found := self._channels.find(member, name)) is not None:
+                    self._operators.kick(member, found, nick, reason)
+            case commands.Invite(nick, name):
+                if (found := self._channels.target(member, name)) is not None:
+                    self._operators.invite(member, found, nick)
             case commands.Channels():
-                self.tell(session, self._channels.listing())
+                self.tell(session, self._channels.listing(session))
             case commands.Names(None):
                 self.tell(session, replies.UserList(tuple(self.nicks())))
             case commands.Names(str(name)):
@@ -354,10 +369,17 @@ class ChatServer:
 
     def _speak(self, member: Member, kind: type[Said] | type[Acted], text: str, channel: str | None) -> None:
         target = self._channels.target(member, channel)
-        if target is not None:
-            self.messages += 1
-            self._fan_out.broadcast(kind(target.name, member.nick, text, at=self.clock.seconds()), target.key,
-                                    member.session, target)
+        if target is None:
+            return
+        modes = target.modes
+        if "m" in modes.flags or modes.masks["b"]:  # rarely: the hot path asks no more
+            refusal = self._operators.speech_refusal(member, target)
+            if refusal is not None:
+                self.tell(member.session, refusal)
+                return
+        self.messages += 1
+        self._fan_out.broadcast(kind(target.name, member.nick, text, at=self.clock.seconds()), target.key,
+                                member.session, target)
 
     def _log_in(self, session: ISession, wanted: str, password: str | None = None, as_guest: bool = False) -> None:
         nick = self._available_nickname(session, wanted)

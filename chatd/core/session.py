@@ -16,6 +16,9 @@ from chatd.core.batch import Share
 
 class ISession(Interface):
     address = Attribute("The address the user comes from, as a string (for bans).")
+    username = Attribute(
+        "The user name the door was given (IRC's USER), or \"\": the nickname stands for it (in ban masks)."
+    )
     dialect = Attribute(
         "A hashable value that encodes events for this session (see chatd.core.batch.IDialect); "
         "sessions with equal dialects share the same bytes."

@@ -106,6 +106,8 @@ class IrcSession(Protocol):
         self._authenticating = False  # a SASL password is being checked
         self._answering: str | None = None  # the command (NOTICE, PRIVMSG, NAMES) whose refusals are being sent
         self.account: str | None = None  # the account SASL or NickServ identified
+        self.username = ""  # USER's
+        self.realname = ""
         self.registered = False
         self.away = ""
         self._known_nick = "*"
@@ -233,7 +235,8 @@ class IrcSession(Protocol):
                 self._tell(render.numeric(name, irc.ERR_NEEDMOREPARAMS, nick, verb, "Not enough parameters"))
             case User() if self.registered:
                 self._tell(render.numeric(name, irc.ERR_ALREADYREGISTRED, nick, "You may not reregister"))
-            case User():
+            case User(username, realname):
+                self.username, self.realname = username, realname
                 self._user_given = True
                 self._try_to_register()
             case commands.Nick(wanted) if not self.registered:

@@ -153,6 +153,7 @@ class WebSession:
 
     dialect = JSON
     lists_members = False  # the page asks for a channel's members
+    username = ""  # no user name but the nickname
 
     def __init__(self, factory: WebDoor, request: Request) -> None:
         self.factory = factory

@@ -35,6 +35,7 @@ DEADLINE_SECONDS = 10
 class Session:
     """A user: records what reaches it, and fires waiters whose condition what reached it meets."""
 
+    username = ""
     dialect = "fake"
     lists_members = True
 

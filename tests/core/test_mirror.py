@@ -120,6 +120,7 @@ def test_joins_parts_renames_and_quits_reach_the_other_node(wire, log):
     alice = log_in(a, log, "alice")
     bob = log_in(b, log, "bob")
     b.handle(bob, c.Join("#lab"))
+    b.handle(bob, c.Mode("#lab", ("-t",)))  # bob made #lab: anyone may set its topic now
     wire.deliver()
     log.clear()
     a.handle(alice, c.Join("#lab"))

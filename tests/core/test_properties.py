@@ -27,6 +27,7 @@ CHANNELS = ["#lobby", "#a", "#b", "#c"]
 
 @implementer(ISession)
 class Session:
+    username = ""
     dialect = "fake"
     lists_members = True
     address = "127.0.0.1"
@@ -68,7 +69,8 @@ class Session:
         for reply in replies:
             match reply:
                 case r.LoggedIn() | r.ChannelJoined():
-                    self.lists[reply.channel] = set(reply.nicks)  # the reply says who is in it
+                    # The reply says who is in it (each after their rank: "@" for who made it).
+                    self.lists[reply.channel] = {nick.lstrip("@+") for nick in reply.nicks}
                 case r.ChannelParted(channel):
                     del self.lists[channel]
 

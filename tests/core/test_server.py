@@ -79,8 +79,8 @@ def test_a_channel_hears_only_its_own_members(server, log):
     server.handle(alice, c.Say("hi lab"))
     server.handle(carol, c.Say("hi lobby"))
     assert log == [
-        ("alice", "replies", [r.ChannelJoined("#lab", 1, "", (), ("alice",))]),
-        ("bob", "replies", [r.ChannelJoined("#lab", 2, "", (), ("alice", "bob"))]),
+        ("alice", "replies", [r.ChannelJoined("#lab", 1, "", (), ("@alice",))]),
+        ("bob", "replies", [r.ChannelJoined("#lab", 2, "", (), ("@alice", "bob"))]),
         ("alice", "events", [Joined("#lab", "bob", 2)]),
         ("bob", "events", [Said("#lab", "alice", "hi lab")]),
         ("alice", "events", [Said("#lobby", "carol", "hi lobby")]),
@@ -153,7 +153,7 @@ def test_an_empty_channel_vanishes_keeping_its_topic_and_the_default_one_stays(s
     assert server.channel("#lab") is None and server.channel("#lobby") is not None
     log.clear()
     server.handle(alice, c.Join("#lab"))
-    assert log == [("alice", "replies", [r.ChannelJoined("#lab", 1, "soldering", (), ("alice",), "alice", 0.0)])]
+    assert log == [("alice", "replies", [r.ChannelJoined("#lab", 1, "soldering", (), ("@alice",), "alice", 0.0)])]
 
 
 def test_topic_is_shown_set_and_cleared(server, log):
@@ -277,7 +277,7 @@ def test_a_member_who_joins_mid_turn_gets_only_what_follows(turned, log):
     server.handle(alice, c.Say("after bob", "#lab"))
     server.turn.end()
     assert [entry for entry in log if entry[0] == "bob"] == [
-        ("bob", "replies", [r.ChannelJoined("#lab", 2, "", (), ("alice", "bob"))]),
+        ("bob", "replies", [r.ChannelJoined("#lab", 2, "", (), ("@alice", "bob"))]),
         ("bob", "events", [Said("#lab", "alice", "after bob")]),
     ]
 
@@ -353,7 +353,7 @@ def test_history_is_per_channel(log):
     server.handle(alice, c.Say("lab talk"))
     log.clear()
     server.handle(bob, c.Join("#lab"))
-    assert log[0] == ("bob", "replies", [r.ChannelJoined("#lab", 2, "", (Said("#lab", "alice", "lab talk"),), ("alice", "bob"))])
+    assert log[0] == ("bob", "replies", [r.ChannelJoined("#lab", 2, "", (Said("#lab", "alice", "lab talk"),), ("@alice", "bob"))])
 
 
 def test_history_of_a_channel_outlives_its_emptying_and_comes_from_before_a_restart(log):
@@ -366,8 +366,8 @@ def test_history_of_a_channel_outlives_its_emptying_and_comes_from_before_a_rest
     server.handle(bob, c.Join("#lab"))
     server.handle(bob, c.Join("#old"))
     joins = [entry[2][0] for entry in log if entry[0] == "bob" and entry[1] == "replies"]
-    assert joins == [r.ChannelJoined("#lab", 1, "", (Said("#lab", "alice", "lab talk"),), ("bob",)),
-                     r.ChannelJoined("#old", 1, "", (Said("#Old", "zed", "long ago"),), ("bob",))]
+    assert joins == [r.ChannelJoined("#lab", 1, "", (Said("#lab", "alice", "lab talk"),), ("@bob",)),
+                     r.ChannelJoined("#old", 1, "", (Said("#Old", "zed", "long ago"),), ("@bob",))]
 
 
 def test_commands_before_logging_in(server, log):
@@ -394,7 +394,7 @@ def test_names_and_channels(server, log):
     server.handle(alice, c.Names("#nope"))
     server.handle(alice, c.Channels())
     assert log == [
-        ("alice", "replies", [r.ChannelMembers("#lab", ("bob",))]),
+        ("alice", "replies", [r.ChannelMembers("#lab", ("@bob",))]),
         ("alice", "replies", [r.Error("no such channel: #nope", "no-such-channel", "#nope")]),
         ("alice", "replies", [r.ChannelList((r.ChannelInfo("#lobby", 2, ""), r.ChannelInfo("#lab", 1, "solder")))]),
     ]
@@ -456,4 +456,4 @@ def test_a_channel_kept_from_before_comes_back_with_its_topic_and_history(log):
     server.handle(bob, c.Join("#lab"))
     assert log == [("bob", "replies", [r.ChannelJoined("#lab", 1, "robots", (Said("#lab", "alice", "bring irons",
                                                                                       at=6.0),),
-                                                      ("bob",), "alice", 5.0)])]
+                                                      ("@bob",), "alice", 5.0)])]

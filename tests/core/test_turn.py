@@ -21,6 +21,7 @@ from chatd.core.turn import Turn
 class MinimalDoor:
     """The least a door can be: commands in, whatever comes back recorded. It never touches the turn."""
 
+    username = ""
     dialect = "minimal"
     lists_members = True
 
@@ -68,7 +69,7 @@ def test_a_door_that_never_touches_the_turn_gets_everything_in_order():
         ("bob", "events", [("Said", "one")]),
         ("bob", "replies", [r.PrivateReceived("alice", "psst")]),
         ("bob", "events", [("Said", "two")]),
-        ("bob", "replies", [r.ChannelJoined("#lab", 1, "", (), ("bob",))]),
+        ("bob", "replies", [r.ChannelJoined("#lab", 1, "", (), ("@bob",))]),
         ("bob", "events", [("Joined", "alice"), ("Said", "three")]),
         ("bob", "replies", [r.Bye()]),
         ("bob", "disconnect", "quit"),

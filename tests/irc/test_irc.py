@@ -124,7 +124,7 @@ def test_join_part_and_join_0(factory):
     bob.send("JOIN #a,#b")
     assert codes(bob.take()) == ["JOIN", "353", "366", "JOIN", "353", "366"]
     alice.send("JOIN #a")
-    assert alice.take() == [":alice!alice@chatd JOIN #a", ":lab 353 alice = #a :bob alice",
+    assert alice.take() == [":alice!alice@chatd JOIN #a", ":lab 353 alice = #a :@bob alice",
                             ":lab 366 alice #a :End of /NAMES list"]
     assert bob.take() == [":alice!alice@chatd JOIN #a"]
     bob.send("PART #a :lunch")

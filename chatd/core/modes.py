@@ -1,0 +1,169 @@
+"""
+A channel's modes, as IRC named them and every door shows them: its
+rules (`+t`, `+k KEY`, `+l N`, `+i`, `+m`, `+s`, `+n`), its ban and
+exception masks (`+b`, `+e`), and its members' ranks (`@` operator, `+`
+voiced).  Pure: state and the functions that read and change it; who may
+change it is chatd.core.operators'.
+
+The letters are chat's lingua franca, so they are the core's own names for
+them: IRC sends them as they are, telnet and the web page type `/mode #lab
++k secret` too, and the operators' shorter commands (`/op`, `/ban`) are
+changes spelt out.
+
+Masks are `nick!user@host` with `*` and `?` wildcards, matched ignoring
+case, as IRC servers match them; a user matches by their address as well
+as by the host IRC shows (`chatd`), so `*!*@192.168.1.7` bans a machine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+from attrs import define, field, frozen
+
+# Rules a channel has or not; and those with an argument.
+FLAGS = "imnst"
+# With an argument when set (the key, the limit) and, for lists, when unset too.
+WITH_ARGUMENT_WHEN_SET = "kl"
+LISTS = "be"
+RANKS = {"o": "@", "v": "+"}
+# What an operator may change, in one string: how IRC's 004 and CHANMODES name them.
+KNOWN = "beiklmnostv"
+
+# The host every user shows (IRC's `nick!user@chatd`): a user's address is theirs to know, and the server's.
+SHOWN_HOST = "chatd"
+
+# The most bans (and, apart, exceptions) a channel keeps, as InspIRCd's default allows.
+MAX_MASKS = 100
+# The most changes one command makes (IRC's MODES).
+MAX_CHANGES = 20
+MAX_KEY_CHARS = 32
+
+# A change: "+k" and its argument ("" for none), "-o" and a nickname.
+Change = tuple[str, str]
+
+
+@frozen
+class MaskEntry:
+    mask: str
+    by: str
+    at: float
+
+
+@define
+class ChannelModes:
+    """One channel's modes (a new one's: +nt), masks and invitations."""
+
+    flags: set[str] = field(factory=lambda: {"n", "t"})
+    key: str = ""
+    limit: int = 0  # 0: none
+    # +b and +e, by mask, in the order set.
+    masks: dict[str, dict[str, MaskEntry]] = field(factory=lambda: {"b": {}, "e": {}})
+    # Nickname keys invited (INVITE) since they last joined: they pass +i, +k, +l and +b once.
+    invited: set[str] = field(factory=set)
+    # The account that founded the channel ("" none): it is made operator whenever it joins.
+    founder: str = ""
+    created_at: float = 0.0
+
+    def shown(self, with_key: bool) -> tuple[str, tuple[str, ...]]:
+        """The modes as IRC's 324 has them: "+klnt" and ("secret", "10"); the key as "*" unless `with_key`."""
+        letters = sorted(self.flags | ({"k"} if self.key else set()) | ({"l"} if self.limit else set()))
+        arguments = []
+        for letter in letters:
+            if letter == "k":
+                arguments.append(self.key if with_key else "*")
+            elif letter == "l":
+                arguments.append(str(self.limit))
+        return "+" + "".join(letters), tuple(arguments)
+
+    def banned(self, masks: Sequence[str]) -> bool:
+        """Whether a user known by these `nick!user@host` forms is banned here (and not excepted)."""
+        return (any(matches(ban, masks) for ban in self.masks["b"])
+                and not any(matches(exception, masks) for exception in self.masks["e"]))
+
+
+def user_masks(nick: str, user: str, hosts: Iterable[str]) -> tuple[str, ...]:
+    """The `nick!user@host` forms a user is known by, one for each of their hosts."""
+    return tuple(f"{nick}!{user}@{host}" for host in hosts if host)
+
+
+def matches(mask: str, masks: Sequence[str]) -> bool:
+    pattern = _pattern(mask)
+    return any(pattern.fullmatch(known) for known in masks)
+
+
+@lru_cache(maxsize=1024)
+def _pattern(mask: str) -> re.Pattern[str]:
+    """A mask's wildcards (`*`, `?`) as a regular expression; every other character as itself, ignoring case."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in mask),
+                      re.IGNORECASE | re.DOTALL)
+
+
+def full_mask(mask: str) -> str:
+    """A mask as servers keep it: `bob` -> `bob!*@*`, `*@host` -> `*!*@host`, `u@h` -> `*!u@h`."""
+    mask = mask.strip()
+    nick, bang, rest = mask.partition("!")
+    if not bang:
+        if "@" in mask:
+            nick, rest = "*", mask
+        else:
+            rest = "*"
+    user, at, host = rest.partition("@")
+    if not at:
+        host = "*"
+    return f"{nick or '*'}!{user or '*'}@{host or '*'}"
+
+
+@frozen
+class ModeWords:
+    """A mode string and its arguments, read as changes: what was understood, and the letters that were not."""
+
+    changes: tuple[Change, ...]
+    unknown: tuple[str, ...] = ()
+    # The lists asked for (a bare `b` or `+b`), which are shown, not changed.
+    lists: tuple[str, ...] = ()
+
+
+def read_mode_words(words: Sequence[str]) -> ModeWords:
+    """
+    `+o-v bob carol`, `+k secret`, `-l`, `b`: the changes (each with its
+    argument, "" when it takes none), the unknown letters, and a list asked
+    for.  A change that needs an argument and lacks it is left out, as
+    IRC servers drop it.  At most MAX_CHANGES.
+    """
+    if not words:
+        return ModeWords(())
+    modes, arguments = words[0], list(words[1:])
+    sign, changes, unknown, lists = "+", [], [], []
+    for letter in modes:
+        if letter in "+-":
+            sign = letter
+            continue
+        if letter not in KNOWN:
+            unknown.append(letter)
+            continue
+        takes = letter in RANKS or letter in LISTS or (sign == "+" and letter in WITH_ARGUMENT_WHEN_SET)
+        if sign == "-" and letter == "k":  # IRC clients send the key to unset it; a person may not
+            changes.append(("-k", arguments.pop(0) if arguments else ""))
+        elif not takes:
+            changes.append((sign + letter, ""))
+        elif arguments:
+            changes.append((sign + letter, arguments.pop(0)))
+        elif letter in LISTS:
+            lists.append(letter)
+    return ModeWords(tuple(changes[:MAX_CHANGES]), tuple(unknown), tuple(lists))
+
+
+def spelt(changes: Sequence[Change]) -> tuple[str, ...]:
+    """Changes as one mode string and its arguments: (("+o", "bob"), ("+t", "")) -> ("+ot", "bob")."""
+    letters, arguments, sign = [], [], ""
+    for change, argument in changes:
+        if change[0] != sign:
+            sign = change[0]
+            letters.append(sign)
+        letters.append(change[1])
+        if argument:
+            arguments.append(argument)
+    return ("".join(letters), *arguments)
