@@ -118,7 +118,7 @@ def apply_change(roster: Roster, channel: Channel, change: Change, by: str, at: 
                                  channel.name, letter)
         kept[mask] = MaskEntry(mask, by, at)
         return change[0], mask
-    return replies.Error(f"no such mode: {letter}", "unknown-mode", letter, channel.name)
+    return replies.Error(f"no such mode: {letter}", "unknown-mode", letter)
 
 
 def put_out(roster: Roster, fan_out: FanOut, crowd: Crowd, channel: Channel, who: Who, kicked: Kicked) -> None:
@@ -207,7 +207,7 @@ class Operators:
         session, modes = member.session, channel.modes
         read = read_mode_words(words)
         for letter in read.unknown:
-            self._tell(session, replies.Error(f"no such mode: {letter}", "unknown-mode", letter, channel.name))
+            self._tell(session, replies.Error(f"no such mode: {letter}", "unknown-mode", letter))
         for letter in read.lists:
             entries = tuple((entry.mask, entry.by, entry.at) for entry in modes.masks[letter].values())
             self._tell(session, replies.MaskList(channel.name, letter, entries))

@@ -35,6 +35,8 @@ class ChannelView:
     topic_by: str
     topic_at: float
     history: tuple[Event, ...]
+    listed: tuple[str, ...] = ()  # the nicknames, each after its rank ("@alice")
+    secret: bool = False  # +s: not for outsiders' lists
 
     @property
     def count(self) -> int:
@@ -44,7 +46,7 @@ class ChannelView:
     @classmethod
     def of(cls, channel: Channel) -> ChannelView:
         return cls(channel.name, tuple(channel.nicks()), channel.topic, channel.topic_by, channel.topic_at,
-                   channel.history.recent())
+                   channel.history.recent(), tuple(channel.listed()), "s" in channel.modes.flags)
 
 
 class Roster:

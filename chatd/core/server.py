@@ -119,7 +119,9 @@ class ChatServer:
         self._accounts.load(self.store.accounts())
         self.store.watch(self._store_health)
         # Nobody made the default channel, so nobody is its operator: its topic is anyone's.
-        roster.create_channel(self.default_channel).modes.flags.discard("t")
+        lobby = roster.create_channel(self.default_channel)
+        lobby.modes.flags.discard("t")
+        lobby.modes.created_at = self.clock.seconds()
         if self.turn is not None:
             self.turn.fan_out(fan_out.publish)
 

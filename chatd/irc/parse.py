@@ -75,7 +75,9 @@ class Whois:
 
 
 @frozen
-class Mode:
+class UserMode:
+    """MODE of a nickname: a user's own modes (a channel's are the core's commands.Mode)."""
+
     target: str
     change: str  # "" asks for the modes
 
@@ -140,13 +142,14 @@ class Unknown:
     command: str
 
 
-IrcCommand = (Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | Mode | ListChannels
+IrcCommand = (Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
               | Ison | Userhost | ServerQuery | Quietly | Away | NeedMoreParams
               | NoRecipient | NoTextToSend | Unknown)
 Parsed = Command | IrcCommand
 
 # Commands that need this many parameters at least.
-_MINIMUM = {"NICK": 1, "USER": 4, "JOIN": 1, "PART": 1, "TOPIC": 1, "KICK": 2, "OPER": 2, "PING": 1,
+_MINIMUM = {"NICK": 1, "USER": 4, "JOIN": 1, "PART": 1, "TOPIC": 1, "KICK": 2, "KILL": 1, "INVITE": 2, "OPER": 2,
+            "PING": 1,
             "WHOIS": 1, "MODE": 1, "CAP": 1, "PASS": 1, "AUTHENTICATE": 1, "ISON": 1, "USERHOST": 1}
 
 
@@ -167,7 +170,9 @@ def parse_line(line: str) -> list[Parsed]:
         case "JOIN":
             if params[0] == "0":
                 return [PartAll()]
-            return [commands.Join(name) for name in params[0].split(",") if name]
+            keys = params[1].split(",") if len(params) > 1 else []
+            return [commands.Join(name, keys[index] if index < len(keys) else "")
+                    for index, name in enumerate(params[0].split(",")) if name]
         case "PART":
             reason = clean(params[1], keep_formatting=True) if len(params) > 1 else ""
             return [commands.Part(name, reason) for name in params[0].split(",") if name]
@@ -191,7 +196,11 @@ def parse_line(line: str) -> list[Parsed]:
         case "OPER":
             return [commands.Oper(params[1])]
         case "KICK":
-            return [commands.Kick(params[1], clean(params[2], keep_formatting=True) if len(params) > 2 else "")]
+            return _kick(params)
+        case "KILL":  # a server operator's: disconnect
+            return [commands.Kick(params[0], clean(params[1], keep_formatting=True) if len(params) > 1 else "")]
+        case "INVITE":
+            return [commands.Invite(params[0], params[1])]
         case "CAP":
             return [Cap(params[0].upper(), params[1] if len(params) > 1 else "")]
         case "PASS":
@@ -211,10 +220,21 @@ def parse_line(line: str) -> list[Parsed]:
         case "WHOIS":
             return [Whois(params[-1])]  # WHOIS [server] nick
         case "MODE":
-            return [Mode(params[0], " ".join(params[1:]))]
+            if params[0].startswith("#"):
+                return [commands.Mode(params[0], tuple(params[1:]))]
+            return [UserMode(params[0], " ".join(params[1:]))]
         case "AWAY":
             return [Away(clean(params[0]) if params else "")]
     return [Unknown(command)]
+
+
+def _kick(params: list[str]) -> list[Parsed]:
+    """KICK #a nick[,nick] [reason], or KICK #a,#b nick1,nick2 (each channel its user), as RFC 2812 3.2.8 has it."""
+    channels, nicks = params[0].split(","), [nick for nick in params[1].split(",") if nick]
+    reason = clean(params[2], keep_formatting=True) if len(params) > 2 else ""
+    if len(channels) == 1:
+        return [commands.KickFrom(channels[0], nick, reason) for nick in nicks]
+    return [commands.KickFrom(channel, nick, reason) for channel, nick in zip(channels, nicks)]
 
 
 def _message(command: str, params: list[str]) -> list[Parsed]:

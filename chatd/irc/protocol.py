@@ -34,6 +34,7 @@ from zope.interface import implementer
 
 from chatd.core import commands, replies
 from chatd.core.batch import Share
+from chatd.core.modes import MAX_CHANGES, MAX_KEY_CHARS, MAX_MASKS
 from chatd.core.nicknames import MAX_CHANNEL_CHARS, MAX_NICK_CHARS
 from chatd.core.server import MAX_CHANNELS_PER_USER
 from chatd.core.session import ISession
@@ -45,7 +46,7 @@ from chatd.irc.parse import (
     Cap,
     Ison,
     ListChannels,
-    Mode,
+    UserMode,
     NeedMoreParams,
     NickServ,
     NoRecipient,
@@ -328,8 +329,9 @@ class IrcSession(Protocol):
                 for channel in server.channels_of(self):
                     server.handle(self, commands.Part(channel))
             case ListChannels(names) if names:
-                self._tell(*render.listing(name, nick, [view for channel in names
-                                                        if (view := server.channel(channel)) is not None]))
+                self._tell(*render.listing(name, nick, [
+                    view for channel in names if (view := server.channel(channel)) is not None
+                    and (not view.secret or nick in view.nicks)]))
             case ListChannels():
                 server.handle(self, commands.Channels())
             case Ison(nicks):
@@ -347,8 +349,8 @@ class IrcSession(Protocol):
                 code = irc.RPL_NOWAWAY if text else irc.RPL_UNAWAY
                 self._tell(render.numeric(name, code, nick, "You have been marked as being away" if text
                                           else "You are no longer marked as being away"))
-            case Mode(target, change):
-                self._mode(target, change)
+            case UserMode(target, _):
+                self._user_mode(target)
             case Who(mask):
                 self._who(mask)
             case Whois(target):
@@ -363,6 +365,8 @@ class IrcSession(Protocol):
                 self._handle_as("PRIVMSG", command)
             case commands.Names(str()):
                 self._handle_as("NAMES", command)
+            case commands.Mode():
+                self._handle_as("MODE", command)
             case _:  # the rest of the core's commands: QUIT, OPER, LIST's Channels ...
                 server.handle(self, command)  # type: ignore[arg-type]
 
@@ -384,31 +388,27 @@ class IrcSession(Protocol):
             return
         self._server.handle(self, commands.LogIn(self._wanted_nick, self._password, as_guest=True))
 
-    def _mode(self, target: str, change: str) -> None:
+    def _user_mode(self, target: str) -> None:
+        """A user's modes: +i for everyone, and nobody else's to change (502)."""
         name, nick = self._server_name, self.nick
-        if target.startswith("#"):
-            if self._server.channel(target) is None:
-                self._tell(render.numeric(name, irc.ERR_NOSUCHCHANNEL, nick, target, "No such channel"))
-            elif not change or change in ("b", "+b"):  # the modes, or the ban list some clients ask for on join
-                if change:
-                    self._tell(render.numeric(name, irc.RPL_ENDOFBANLIST, nick, target, "End of channel ban list"))
-                else:
-                    self._tell(render.numeric(name, irc.RPL_CHANNELMODEIS, nick, target, "+nt"))
-            else:
-                self._tell(render.numeric(name, irc.ERR_CHANOPRIVSNEEDED, nick, target,
-                                          "Channel modes are not kept on chatd"))
+        if self._server.online(target) != nick:
+            self._tell(render.numeric(name, irc.ERR_USERSDONTMATCH, nick, "Can't change mode for other users"))
         else:
             self._tell(render.numeric(name, irc.RPL_UMODEIS, nick, "+i"))
 
     def _who(self, mask: str) -> None:
+        """352 for a channel's members (each with H and their highest rank) or one nickname, then 315."""
         name, nick = self._server_name, self.nick
         channel = self._server.channel(mask) if mask.startswith("#") else None
+        if channel is not None and channel.secret and nick not in channel.nicks:
+            channel = None
         online = self._server.online(mask)
-        nicks = channel.nicks if channel is not None else (online,) if online is not None else ()
+        listed = channel.listed if channel is not None else (online,) if online is not None else ()
         where = channel.name if channel is not None else "*"
-        for member in nicks:
-            self._tell(render.numeric(name, irc.RPL_WHOREPLY, nick, where, member, render.HOST, name, member, "H",
-                                      f"0 {member}"))
+        for member in listed:
+            bare = member.lstrip("@+")
+            self._tell(render.numeric(name, irc.RPL_WHOREPLY, nick, where, bare, render.HOST, name, bare,
+                                      "H" + member[:len(member) - len(bare)][:1], f"0 {bare}"))
         self._tell(render.numeric(name, irc.RPL_ENDOFWHO, nick, mask, "End of /WHO list"))
 
     def _whois(self, target: str) -> None:
@@ -498,7 +498,8 @@ class IrcDoor(Door, Factory[IrcSession]):
     def isupport(self) -> list[str]:
         return ["CASEMAPPING=ascii", "CHANTYPES=#", f"NICKLEN={MAX_NICK_CHARS}",
                 f"CHANNELLEN={MAX_CHANNEL_CHARS + 1}", "PREFIX=(ov)@+", f"NETWORK={self.server_name}",
-                f"CHANLIMIT=#:{MAX_CHANNELS_PER_USER}"]
+                f"CHANLIMIT=#:{MAX_CHANNELS_PER_USER}", "CHANMODES=be,k,l,imnst", "EXCEPTS=e",
+                f"MODES={MAX_CHANGES}", f"KEYLEN={MAX_KEY_CHARS}", f"MAXLIST=be:{MAX_MASKS}"]
 
     def buildProtocol(self, addr: IAddress | None) -> IrcSession:
         assert addr is not None

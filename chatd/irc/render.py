@@ -17,9 +17,22 @@ from twisted.words.protocols import irc
 from chatd import __version__
 from chatd.core import replies
 from chatd.core.roster import ChannelView
-from chatd.core.events import Acted, Crowd, Event, Joined, Left, Parted, Renamed, Said, TopicChanged
+from chatd.core.events import (
+    Acted,
+    Crowd,
+    Event,
+    Joined,
+    Kicked,
+    Left,
+    ModeChanged,
+    Parted,
+    Renamed,
+    Said,
+    TopicChanged,
+)
+from chatd.core.modes import KNOWN, SHOWN_HOST, spelt
 
-HOST = "chatd"
+HOST = SHOWN_HOST
 MAX_LINE_BYTES = 510  # without CR LF
 
 # The core's refusals, as IRC numerics.
@@ -35,6 +48,16 @@ ERROR_NUMERICS = {
     "too-many-joined": irc.ERR_TOOMANYCHANNELS,
     "too-many-channels": irc.ERR_TOOMANYCHANNELS,
     "not-operator": irc.ERR_NOPRIVILEGES,
+    "not-channel-operator": irc.ERR_CHANOPRIVSNEEDED,
+    "user-not-in-channel": irc.ERR_USERNOTINCHANNEL,
+    "already-in-channel": irc.ERR_USERONCHANNEL,
+    "unknown-mode": irc.ERR_UNKNOWNMODE,
+    "banned-from-channel": irc.ERR_BANNEDFROMCHAN,
+    "invite-only": irc.ERR_INVITEONLYCHAN,
+    "bad-channel-key": irc.ERR_BADCHANNELKEY,
+    "channel-full": irc.ERR_CHANNELISFULL,
+    "cannot-send": irc.ERR_CANNOTSENDTOCHAN,
+    "mask-list-full": irc.ERR_BANLISTFULL,
     "no-moderation": irc.ERR_NOPRIVILEGES,
     "wrong-password": irc.ERR_PASSWDMISMATCH,
     "not-logged-in": irc.ERR_NOTREGISTERED,
@@ -91,12 +114,20 @@ def event(happened: Event) -> list[str]:
             return text_lines(mask(nick), "PRIVMSG", channel, text)
         case Acted(channel, nick, text):
             return text_lines(mask(nick), "PRIVMSG", channel, f"\x01ACTION {text}\x01")
-        case Joined(channel, nick):
+        case Joined(channel, nick, rank=rank):
+            if rank:  # its founder, back: made operator by the server, as services do it
+                return [line(mask(nick), "JOIN", channel),
+                        line(HOST, "MODE", channel, "+" + "".join(RANK_LETTERS[sign] for sign in rank),
+                             *([nick] * len(rank)))]
             return [line(mask(nick), "JOIN", channel)]
         case Parted(channel, nick, reason):
             return [line(mask(nick), "PART", channel, text=reason) if reason else line(mask(nick), "PART", channel)]
         case TopicChanged(channel, nick, topic):
             return [line(mask(nick), "TOPIC", channel, text=topic)]
+        case ModeChanged(channel, nick, changes):
+            return [line(mask(nick), "MODE", channel, *spelt(changes))]
+        case Kicked(channel, nick, by, reason):
+            return [line(mask(by), "KICK", channel, nick, text=reason or by)]
         case Crowd(channel, joiners=joiners, leavers=leavers):
             # An IRC client keeps its member list from JOIN and PART: the
             # summary of a big channel tells it who came and who went.
@@ -109,13 +140,16 @@ def event(happened: Event) -> list[str]:
     raise TypeError(f"not an event: {happened!r}")
 
 
+RANK_LETTERS = {"@": "o", "+": "v"}
+
+
 def welcome(server: str, nick: str, users: int, local: int, channels: int, isupport: Sequence[str]) -> list[str]:
     """001 to 005, LUSERS and the MOTD's absence: what a client waits for before it is registered."""
     return [
         numeric(server, irc.RPL_WELCOME, nick, f"Welcome to chatd on {server}, {nick}"),
         numeric(server, irc.RPL_YOURHOST, nick, f"Your host is {server}, running chatd"),
         numeric(server, irc.RPL_CREATED, nick, "This server was started for a LAN"),
-        numeric(server, irc.RPL_MYINFO, nick, server, "chatd", "i", "nt"),
+        numeric(server, irc.RPL_MYINFO, nick, server, f"chatd-{__version__}", "i", KNOWN, "beklov"),
         numeric(server, irc.RPL_ISUPPORT, nick, *isupport, "are supported by this server"),
         *lusers(server, nick, users, local, channels),
         numeric(server, irc.ERR_NOMOTD, nick, "MOTD File is missing"),
@@ -163,13 +197,18 @@ def _history_line(server: str, channel: str, item: Event) -> list[str]:
 
 
 def names(server: str, nick: str, channel: str, members: Iterable[str]) -> list[str]:
-    """353 (as many as it takes, each within 512 bytes) and 366."""
+    """
+    353 (as many as it takes, each within 512 bytes) and 366; each member
+    after their highest rank ("@bob": IRC's without multi-prefix).
+    """
     head = f":{server} {irc.RPL_NAMREPLY} {nick} = {channel} :"
     room = MAX_LINE_BYTES - len(head.encode())
     lines: list[str] = []
     chunk: list[str] = []
     size = -1  # the spaces between names: one fewer than the names
     for member in members:
+        if member[0] in "@+" and member[1:2] in ("@", "+"):
+            member = member[0] + member.lstrip("@+")
         width = len(member) + 1 if member.isascii() else len(member.encode()) + 1
         if chunk and size + width > room:
             lines.append(head + " ".join(chunk))
@@ -206,6 +245,20 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
                 return [numeric(server, irc.RPL_TOPIC, nick, channel, text=topic),
                         topic_who_time(server, nick, channel, by, at)]
             return [numeric(server, irc.RPL_NOTOPIC, nick, channel, "No topic is set")]
+        case replies.ModesShown(channel, modes, arguments, created_at):
+            return [numeric(server, irc.RPL_CHANNELMODEIS, nick, channel, modes, *arguments),
+                    numeric(server, "329", nick, channel, str(int(created_at)))]
+        case replies.MaskList(channel, "b", entries):
+            return [*(numeric(server, irc.RPL_BANLIST, nick, channel, mask, by, str(int(at))) for mask, by, at in entries),
+                    numeric(server, irc.RPL_ENDOFBANLIST, nick, channel, "End of channel ban list")]
+        case replies.MaskList(channel, _, entries):
+            return [*(numeric(server, irc.RPL_EXCEPTLIST, nick, channel, mask, by, str(int(at)))
+                      for mask, by, at in entries),
+                    numeric(server, irc.RPL_ENDOFEXCEPTLIST, nick, channel, "End of channel exception list")]
+        case replies.Inviting(invited, channel):
+            return [numeric(server, irc.RPL_INVITING, nick, invited, channel)]
+        case replies.InvitedTo(by, channel):
+            return [line(mask(by), "INVITE", nick, channel)]
         case replies.PrivateSent():
             return []  # IRC clients show what they sent themselves
         case replies.PrivateReceived(sender, text):
@@ -223,8 +276,8 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
             return [line(server, "NOTICE", nick, f"Unbanned {address}")]
         case replies.BanList(bans):
             return [line(server, "NOTICE", nick, f"Bans: {', '.join(bans)}" if bans else "No bans")]
-        case replies.Error(reason, code, subject):
-            return [error(server, nick, reason, code, subject)]
+        case replies.Error(reason, code, subject, channel):
+            return [error(server, nick, reason, code, subject, channel)]
         case replies.ContactLost():
             return [line(server, "NOTICE", nick, "Lost contact with the rest of the chat; retrying")]
         case replies.ContactRestored(gap):
@@ -341,12 +394,15 @@ def refusal(server: str, nick: str, answer: replies.Error, verb: str | None) -> 
         return [numeric(server, irc.ERR_CANNOTSENDTOCHAN, nick, answer.subject, "Cannot send to channel")]
     if verb == "NAMES" and answer.code == "no-such-channel":
         return [numeric(server, irc.RPL_ENDOFNAMES, nick, answer.subject, "End of /NAMES list")]
-    return [error(server, nick, answer.reason, answer.code, answer.subject)]
+    return [error(server, nick, answer.reason, answer.code, answer.subject, answer.channel)]
 
 
-def error(server: str, nick: str, reason: str, code: str, subject: str = "") -> str:
-    """A refusal: its numeric (about `subject`, the nick or channel asked for) where IRC has one, else a NOTICE."""
+def error(server: str, nick: str, reason: str, code: str, subject: str = "", channel: str = "") -> str:
+    """
+    A refusal: its numeric (about `subject`, the nick or channel asked for,
+    and the `channel` a nick is in) where IRC has one, else a NOTICE.
+    """
     number = ERROR_NUMERICS.get(code)
     if number is None:
         return line(server, "NOTICE", nick or "*", f"Error: {reason}")
-    return numeric(server, number, nick, *((subject,) if subject else ()), reason)
+    return numeric(server, number, nick, *(part for part in (subject, channel) if part), reason)

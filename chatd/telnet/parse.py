@@ -9,7 +9,7 @@ What a user can type (command words are case-insensitive, short forms too):
     /msg NICK TEXT          Msg        private message
     c:NICK:TEXT             Msg
     /msg #CHANNEL TEXT      Say        to a channel you are in, without switching to it
-    /join NAME              Join       join (or create) #NAME and talk there
+    /join NAME [KEY]        Join       join (or create) #NAME and talk there (KEY: a +k channel's)
     /part [NAME] [REASON]   Part       leave #NAME (the current channel when NAME is left out)
     /topic [TEXT | -]       Topic      show, set or (-) clear the current channel's topic
     /channels, /rooms       Channels   the channels there are
@@ -18,11 +18,16 @@ What a user can type (command words are case-insensitive, short forms too):
     /quit [REASON]          Quit       leave; bare `quit` and `byebye` too
     /help, help             Help       (this front door's own)
     /charset [NAME]         Charset    (this front door's own) show or set this connection's encoding
-    /oper PASSWORD          Oper       become an operator
-    /kick NICK [REASON]     Kick       (operators) disconnect a user
-    /ban NICK|ADDR [MIN]    Ban        (operators) ban an address, 0 minutes: until restart
-    /unban ADDRESS          Unban      (operators)
-    /bans                   Bans       (operators) list the bans
+    /mode [#CH] [MODES ARGS]  Mode     show or change a channel's modes (#CH: the current one if left out)
+    /op /deop /voice /devoice [#CH] NICK ...  Mode   +o, -o, +v, -v (channel operators)
+    /kick #CH NICK [REASON] KickFrom   (channel operators) put NICK out of #CH
+    /ban #CH MASK, /unban #CH MASK, /bans #CH  Mode   +b, -b, b: a channel's bans
+    /invite NICK [#CH]      Invite     invite NICK into #CH (past +i, +k, +l and +b)
+    /oper PASSWORD          Oper       become an operator (of the server)
+    /kick NICK [REASON]     Kick       (server operators) disconnect a user
+    /ban NICK|ADDR [MIN]    Ban        (server operators) ban an address, 0 minutes: until restart
+    /unban ADDRESS          Unban      (server operators)
+    /bans                   Bans       (server operators) list the bans
     /register PASSWORD      Register   keep your nickname for you
     /identify [NICK] PASSWORD  Identify  prove you own a registered nickname (NICK: take it)
     /password OLD NEW       ChangePassword
@@ -49,9 +54,12 @@ from chatd.core.commands import (
     Command,
     History,
     Identify,
+    Invite,
     Join,
     Kick,
+    KickFrom,
     Mentions,
+    Mode,
     Msg,
     Names,
     Nick,
@@ -141,7 +149,22 @@ def _parse_slash_command(text: str) -> LineCommand:
     if word in ("list", "who", "names"):
         return Names(argument.split()[0]) if argument else Names()
     if word == "join":
-        return Join(argument) if argument else Invalid("usage: /join NAME")
+        name, _, key = argument.partition(" ")
+        return Join(name, key.strip()) if name else Invalid("usage: /join NAME [KEY]")
+    if word == "mode":
+        channel, words = _channel_first(argument)
+        return Mode(channel, words)
+    if word in _RANK_CHANGES:
+        channel, nicks = _channel_first(argument)
+        if not nicks:
+            return Invalid(f"usage: /{word} [#CHANNEL] NICK ...")
+        sign, letter = _RANK_CHANGES[word]
+        return Mode(channel, (sign + letter * len(nicks), *nicks))
+    if word == "invite":
+        nick, _, channel = argument.partition(" ")
+        return Invite(nick, channel.strip() or None) if nick else Invalid("usage: /invite NICK [#CHANNEL]")
+    if word in ("kick", "ban", "unban", "bans") and argument.startswith("#"):
+        return _channel_moderation(word, argument)
     if word == "part":
         channel, _, reason = argument.partition(" ")
         return Part(channel or None, reason.strip())
@@ -184,6 +207,31 @@ def _parse_slash_command(text: str) -> LineCommand:
     if word == "mentions":
         return Mentions()
     return Invalid(f"unknown command /{word} (try /help)")
+
+
+# /op and its kin: the mode change each stands for.
+_RANK_CHANGES = {"op": ("+", "o"), "deop": ("-", "o"), "voice": ("+", "v"), "devoice": ("-", "v")}
+
+
+def _channel_first(argument: str) -> tuple[str | None, tuple[str, ...]]:
+    """A channel named first (else None: the current one), and the words after it."""
+    words = tuple(argument.split())
+    if words and words[0].startswith("#"):
+        return words[0], words[1:]
+    return None, words
+
+
+def _channel_moderation(word: str, argument: str) -> LineCommand:
+    """/kick #CH NICK [REASON], /ban #CH MASK, /unban #CH MASK, /bans #CH: a channel operator's."""
+    channel, _, rest = argument.partition(" ")
+    target, _, reason = rest.strip().partition(" ")
+    if word == "bans":
+        return Mode(channel, ("b",))
+    if not target:
+        return Invalid(f"usage: /{word} #CHANNEL {'NICK [REASON]' if word == 'kick' else 'MASK'}")
+    if word == "kick":
+        return KickFrom(channel, target, reason.strip())
+    return Mode(channel, ("+b" if word == "ban" else "-b", target))
 
 
 def _ban(argument: str) -> LineCommand:

@@ -31,6 +31,12 @@ on them.  The transport adds CR LF to each line.
     *** Commands: ...                                 /help: one line per command (HELP, OPERATOR_HELP)
     *** Error: REASON                                 every refusal
     *** Your input is not valid utf-8; ...            once, on undecodable input
+    *** alice sets mode +o bob on #lab                a channel's modes changed (MODE)
+    *** bob was kicked from #lab by alice (REASON)    a kick out of one channel
+    *** Modes of #lab: +knt solder                    /mode #lab (the key only to members)
+    *** Bans of #lab: *!*@10.0.0.7 (alice, Dec 05 14:02)   /bans #lab (or: *** #lab has no bans)
+    *** You invited bob into #lab                     /invite bob #lab; bob sees:
+    *** alice invites you into #lab (/join #lab)
     *** Server shutting down                          to everyone, on SIGTERM or SIGINT
     *** You are now an operator                       /oper with the right password
     *** You were kicked by alice (REASON)             to a kicked user; the others see
@@ -60,7 +66,20 @@ import time
 from collections.abc import Iterable
 
 from chatd.core import replies
-from chatd.core.events import Acted, Crowd, Event, Joined, Left, Parted, Renamed, Said, TopicChanged
+from chatd.core.events import (
+    Acted,
+    Crowd,
+    Event,
+    Joined,
+    Kicked,
+    Left,
+    ModeChanged,
+    Parted,
+    Renamed,
+    Said,
+    TopicChanged,
+)
+from chatd.core.modes import spelt
 from chatd.core.server import MAX_CHANNELS_PER_USER
 
 def event(happened: Event, current: str | None = None, lobby: str = "#lobby") -> str:
@@ -80,6 +99,10 @@ def event(happened: Event, current: str | None = None, lobby: str = "#lobby") ->
             return f"*** {nick} has left {channel}" + (f" ({reason})" if reason else "")
         case TopicChanged(channel, nick, topic):
             return f"*** {nick} set the topic of {channel}: {topic}" if topic else f"*** {nick} cleared the topic of {channel}"
+        case ModeChanged(channel, nick, changes):
+            return f"*** {nick} sets mode {' '.join(spelt(changes))} on {channel}"
+        case Kicked(channel, nick, by, reason):
+            return f"*** {nick} was kicked from {channel} by {by}" + (f" ({reason})" if reason else "")
         case Crowd(channel, joined, left, count):
             return f"*** {joined} joined, {left} left {channel} ({users(count)})"
         case Renamed(old, new):
@@ -217,7 +240,7 @@ HELP = (
     "***   TEXT or b:TEXT                     say TEXT in your current channel",
     "***   /me TEXT                           act: everyone sees * yournick TEXT",
     "***   /msg NICK TEXT or c:NICK:TEXT      private message to NICK",
-    "***   /join NAME                         join (or create) #NAME and talk there",
+    "***   /join NAME [KEY]                   join (or create) #NAME and talk there (KEY: if it has one)",
     "***   /msg #NAME TEXT                    say TEXT in #NAME, one of your channels",
     "***   /part [NAME] [REASON]              leave #NAME (or your current channel)",
     "***   /channels or /rooms                the channels there are",
@@ -226,16 +249,21 @@ HELP = (
     "***   /nick NEW or n:NEW                 change your nickname",
     "***   /charset [NAME]                    show or set your encoding (utf-8, gbk, big5, latin-1, ...)",
     "***   /quit [REASON], quit or byebye     leave",
+    "***   /mode [#NAME] [+k KEY|+l N|+imst]  show or change a channel's modes (its operators: @)",
+    "***   /op, /deop, /voice, /devoice NICK  give or take @ (operator) or + (may speak when +m)",
+    "***   /kick #NAME NICK [REASON]          put NICK out of #NAME (its operators)",
+    "***   /ban #NAME MASK, /unban, /bans     a channel's bans: NICK, *!*@ADDRESS ... (its operators)",
+    "***   /invite NICK [#NAME]               invite NICK into #NAME (past +i, a key or a ban)",
     "***   /help or help                      this list",
     "***   //TEXT                             say a line that starts with /",
 )
 
 # Shown only on a server with moderation (--oper-password-file), where they can work.
 OPERATOR_HELP = (
-    "***   /oper PASSWORD                     become an operator",
-    "***   /kick NICK [REASON]                operators: disconnect NICK",
-    "***   /ban NICK|ADDRESS [MINUTES]        operators: ban an address (default 60, 0: until restart)",
-    "***   /unban ADDRESS, /bans              operators: lift a ban, list the bans",
+    "***   /oper PASSWORD                     become an operator of the server",
+    "***   /kick NICK [REASON]                server operators: disconnect NICK",
+    "***   /ban NICK|ADDRESS [MINUTES]        server operators: ban an address (default 60, 0: until restart)",
+    "***   /unban ADDRESS, /bans              server operators: lift a ban, list the bans",
 )
 
 
@@ -359,12 +387,24 @@ def reply_lines(reply: object, lobby: str) -> list[str]:
         case replies.UserList(nicks):
             return [user_list(nicks)]
         case replies.ChannelMembers(channel, nicks):
-            ordered = sorted(nicks, key=lambda nick: (nick.casefold(), nick))
+            ordered = sorted(nicks, key=lambda nick: (nick.lstrip("@+").casefold(), nick))
             return [f"*** {users(len(ordered))} in {channel}: {', '.join(ordered)}"]
         case replies.ChannelList(channels):
             return channel_list(channels)
         case replies.TopicShown(channel, topic):
             return [f"*** Topic of {channel}: {topic}" if topic else f"*** {channel} has no topic"]
+        case replies.ModesShown(channel, modes, arguments):
+            return [f"*** Modes of {channel}: {' '.join((modes, *arguments))}"]
+        case replies.MaskList(channel, kind, entries):
+            what = "bans" if kind == "b" else "exceptions"
+            if not entries:
+                return [f"*** {channel} has no {what}"]
+            return [f"*** {what.capitalize()} of {channel}: "
+                    + ", ".join(f"{mask} ({by}, {when(at)})" for mask, by, at in entries)]
+        case replies.Inviting(nick, channel):
+            return [f"*** You invited {nick} into {channel}"]
+        case replies.InvitedTo(by, channel):
+            return [f"*** {by} invites you into {channel} (/join {channel})"]
         case replies.PrivateSent(to, text):
             return [private_to_sender(to, text)]
         case replies.PrivateReceived(sender, text):

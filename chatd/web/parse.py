@@ -96,6 +96,19 @@ class _Fields:
             raise _TooLong()
         return clean(encoded.decode("utf-8"))
 
+    def words(self, name: str) -> tuple[str, ...]:
+        """A list of at most 21 words (a mode string and its arguments), each as a text."""
+        value = self._fields.get(name, [])
+        if not isinstance(value, list) or len(value) > 21 or not all(isinstance(word, str) for word in value):
+            raise _Missing(f'"{name}" is not a list of at most 21 words')
+        return tuple(word for word in (self._word(word) for word in value) if word)
+
+    def _word(self, value: str) -> str:
+        encoded = value.encode("utf-8", "replace")
+        if len(encoded) > self._max_text_bytes:
+            raise _TooLong()
+        return clean(encoded.decode("utf-8")).strip()
+
     def password(self, name: str) -> str:
         """A password: cleaned as a line typed on telnet is, never shown, and required."""
         value = self.text(name)
@@ -148,7 +161,14 @@ def _quit(fields: _Fields) -> Command:
 
 
 def _kick(fields: _Fields) -> Command:
-    return commands.Kick(fields.text("nick").strip(), (fields.optional("reason") or "").strip())
+    """A channel's operator's kick when it names a channel; else a server operator's."""
+    nick, reason, channel = fields.text("nick").strip(), (fields.optional("reason") or "").strip(), fields.optional("channel")
+    return commands.KickFrom(channel.strip(), nick, reason) if channel else commands.Kick(nick, reason)
+
+
+def _mode(fields: _Fields) -> Command:
+    words = fields.words("words")
+    return commands.Mode(fields.optional("channel"), words)
 
 
 def _login(fields: _Fields) -> Command:
@@ -162,7 +182,9 @@ _PARSERS: dict[str, Callable[[_Fields], Command | None]] = {
     "say": _say,
     "act": _act,
     "msg": _msg,
-    "join": lambda fields: commands.Join(fields.text("channel").strip()),
+    "join": lambda fields: commands.Join(fields.text("channel").strip(), (fields.optional("key") or "").strip()),
+    "mode": _mode,
+    "invite": lambda fields: commands.Invite(fields.text("nick").strip(), fields.optional("channel")),
     "part": _part,
     "topic": lambda fields: commands.Topic(fields.optional("channel"), fields.optional("topic")),
     "names": lambda fields: commands.Names(fields.optional("channel")),

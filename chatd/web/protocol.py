@@ -18,15 +18,19 @@ user's current one):
     {"type": "say", "text": T, ["channel": C]}   a public message
     {"type": "act", "text": T, ["channel": C]}   an action (/me)
     {"type": "msg", "to": N, "text": T}          a private message
-    {"type": "join", "channel": C}               join (creating it if needed) and talk there
+    {"type": "join", "channel": C, ["key": K]}   join (creating it if needed) and talk there; K: a +k channel's key
     {"type": "part", ["channel": C], ["reason": R]}
     {"type": "topic", ["channel": C], ["topic": T]}   show the topic; set it; "" clears it
     {"type": "names", ["channel": C]}            the channel's members; without: everyone online
     {"type": "channels"}                         the channel list
     {"type": "nick", "nick": N}                  rename
     {"type": "quit", ["reason": R]}
-    {"type": "oper", "password": P}              then, as an operator:
-    {"type": "kick", "nick": N, ["reason": R]}
+    {"type": "mode", ["channel": C], ["words": [W ...]]}   show (no words) or change a channel's modes,
+                                                 as IRC writes them: ["+o", "bob"], ["+k", "key"], ["b"] (its bans)
+    {"type": "kick", "nick": N, "channel": C, ["reason": R]}   a channel's operator puts N out of C
+    {"type": "invite", "nick": N, ["channel": C]}
+    {"type": "oper", "password": P}              then, as an operator of the server:
+    {"type": "kick", "nick": N, ["reason": R]}   (no channel: disconnect N)
     {"type": "ban", "target": NICK_OR_ADDRESS, ["minutes": M]}   60 unless given; 0: until restart
     {"type": "unban", "address": A}
     {"type": "bans"}
@@ -53,7 +57,12 @@ To the browser:
     {"type": "channel-joined", "channel": C, "count": N, "topic": T, "history": [EVENT ...], "oldest": TIME}
     {"type": "now-talking-in", "channel": C}                   a join of a channel one is in
     {"type": "channel-parted", "channel": C, "current": C or null}
-    {"type": "members", "channel": C, "nicks": [N ...]}        names of a channel
+    {"type": "members", "channel": C, "nicks": [N ...]}        names of a channel, each after its rank
+                                                               ("@alice" operator, "+bob" voiced)
+    {"type": "modes", "channel": C, "modes": "+knt", "arguments": [A ...], "created": TS}
+    {"type": "masks", "channel": C, "list": "b" or "e", "entries": [{"mask": M, "by": N, "at": TS} ...]}
+    {"type": "inviting", "nick": N, "channel": C}              your invitation went out
+    {"type": "invited", "by": N, "channel": C}                 N invites you into C
     {"type": "users", "nicks": [N ...]}                        names without a channel
     {"type": "channels", "channels": [{"name": C, "count": N, "topic": T} ...]}
     {"type": "topic", "channel": C, "topic": T}                "" when none is set
@@ -77,7 +86,8 @@ To the browser:
     {"type": "history", "channel": C, "events": [EVENT ...], "oldest": TIME}   older lines, oldest first
     {"type": "history-kept", "kept": BOOL}                     the server stopped (or went back to)
         keeping what is said
-    {"type": "error", "reason": TEXT, "code": CODE}            a refusal; nothing closes
+    {"type": "error", "reason": TEXT, "code": CODE, ["subject": S]}   a refusal; nothing closes (S: the
+                                                               channel or nickname it is about)
     {"type": "closing", "reason": TEXT, "code": CODE}          the server closes the connection next
 
 An EVENT is an array: its kind, its unix time in seconds, then the fields
@@ -85,9 +95,11 @@ the transcript has for it (docs/operations.md, "Transcript and history"), in thi
 
     ["said", TS, CHANNEL, NICK, TEXT]          a message
     ["acted", TS, CHANNEL, NICK, TEXT]         an action (/me)
-    ["joined", TS, CHANNEL, NICK, COUNT]       COUNT: members now
+    ["joined", TS, CHANNEL, NICK, COUNT, RANK] COUNT: members now; RANK: "@" (made it, or its founder) or ""
     ["parted", TS, CHANNEL, NICK, REASON, COUNT]
     ["topic", TS, CHANNEL, NICK, TOPIC]        "" when cleared
+    ["mode", TS, CHANNEL, NICK, [[CHANGE, ARGUMENT] ...]]   NICK changed C's modes: ["+o", "bob"], ["+t", ""]
+    ["kicked", TS, CHANNEL, NICK, BY, REASON, COUNT]   BY put NICK out of CHANNEL
     ["crowd", TS, CHANNEL, JOINED, LEFT, COUNT, [NICK ...], [NICK ...]]
         in a channel above --quiet-joins: how many came and went since the
         last one, who of them is in now and who is gone (for member lists)

@@ -130,6 +130,15 @@ def reply(answer: object) -> bytes:
                                                  for info in channels])
         case replies.TopicShown(channel, topic):
             return message("topic", channel=channel, topic=plain(topic))
+        case replies.ModesShown(channel, modes, arguments, created_at):
+            return message("modes", channel=channel, modes=modes, arguments=list(arguments), created=int(created_at))
+        case replies.MaskList(channel, kind, entries):
+            return message("masks", channel=channel, list=kind,
+                           entries=[{"mask": mask, "by": by, "at": int(at)} for mask, by, at in entries])
+        case replies.Inviting(nick, channel):
+            return message("inviting", nick=nick, channel=channel)
+        case replies.InvitedTo(by, channel):
+            return message("invited", by=by, channel=channel)
         case replies.PrivateSent(to, text):
             return message("private-sent", to=to, text=plain(text))
         case replies.PrivateReceived(sender, text):
@@ -146,8 +155,8 @@ def reply(answer: object) -> bytes:
             return message("ban-lifted", address=address)
         case replies.BanList(shown):
             return message("bans", bans=list(shown))
-        case replies.Error(reason, code):
-            return error(reason, code)
+        case replies.Error(reason, code, subject):
+            return message("error", reason=reason, code=code, subject=subject) if subject else error(reason, code)
         case replies.ContactLost():
             return message("contact", contact=False, gap=False)
         case replies.ContactRestored(gap):

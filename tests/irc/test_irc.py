@@ -152,7 +152,7 @@ def test_topic_names_list_who_whois_mode_away_and_unknown(factory):
         ":lab 352 alice #lobby alice chatd lab alice H :0 alice", ":lab 315 alice #lobby :End of /WHO list",
         ":lab 311 alice alice alice chatd * alice", ":lab 312 alice alice lab chatd",
         ":lab 318 alice ALICE :End of /WHOIS list",
-        ":lab 324 alice #lobby +nt", ":lab 221 alice +i",
+        ":lab 324 alice #lobby +n", ":lab 329 alice #lobby 0", ":lab 221 alice +i",
         ":lab 368 alice #lobby :End of channel ban list",
         ":lab 306 alice :You have been marked as being away", ":lab 305 alice :You are no longer marked as being away",
         ":lab 421 alice FROB :Unknown command",
@@ -242,7 +242,7 @@ def test_history_on_join_is_notices_from_the_server(clock):
 
 
 def test_an_operator_kicks_and_the_kicked_user_is_told_then_closed(clock):
-    """An operator's KICK tells the user, closes them, and a non-operator gets 481."""
+    """A server operator's KILL tells the user, closes them; a non-operator gets 481 (and 482 for a channel's KICK)."""
     from chatd.core.moderation import Moderation
 
     factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock), moderation=Moderation("s3cret", clock)), Settings("lab"), clock)
@@ -250,14 +250,15 @@ def test_an_operator_kicks_and_the_kicked_user_is_told_then_closed(clock):
     op.register("op")
     bob.register("bob")
     op.take()
-    op.send("KICK #lobby bob :spam")
-    assert op.take() == [":lab 481 op :you are not an operator"]
+    op.send("KILL bob :spam", "KICK #lobby bob :spam")
+    assert op.take() == [":lab 481 op :you are not an operator",
+                         ":lab 482 op #lobby :you are not an operator of #lobby"]
     op.send("OPER op wrong")
     assert op.take() == [":lab 464 op :wrong password"]
     clock.advance(120)  # past the wait after a wrong password
     op.send("OPER op s3cret")
     assert op.take() == [":lab 381 op :You are now an IRC operator"]
-    op.send("KICK #lobby bob :spam")
+    op.send("KILL bob :spam")
     assert bob.take() == [":lab NOTICE bob :You were kicked by op (spam)",
                           "ERROR :Closing Link: 127.0.0.3 (Kicked by op: spam)"]
     assert op.take() == [":bob!bob@chatd QUIT :Kicked by op: spam"]
@@ -362,3 +363,63 @@ def test_a_notice_reaches_its_channel_and_is_never_answered_with_an_error(factor
     alice.send("NOTICE #lobby :hello all", "NOTICE #lab,#elsewhere :only some")
     assert alice.take() == []
     assert bob.take() == [":alice!alice@chatd PRIVMSG #lobby :hello all"]
+
+
+def test_channel_operators_modes_kick_and_invite_as_irc_clients_see_them(factory, clock):
+    """
+    The maker of a channel is @ in NAMES and WHO; MODE shows 324 and 329,
+    sets +o, +k and +i as one MODE line to everyone; a join without the key
+    is 475, with it in; 482 for a non-operator; INVITE is 341 and an INVITE
+    line; 473 without an invitation; KICK is one KICK line to all, the kicked too.
+    """
+    clock.advance(1795000000)
+    alice, bob, carol = Client(factory, 1), Client(factory, 2), Client(factory, 3)
+    for client, nick in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+        client.register(nick)
+    alice.take()
+    alice.send("JOIN #lab")
+    assert alice.take()[1:3] == [":lab 353 alice = #lab :@alice", ":lab 366 alice #lab :End of /NAMES list"]
+    alice.send("MODE #lab", "WHO #lab")
+    assert alice.take() == [":lab 324 alice #lab +nt", ":lab 329 alice #lab 1795000000",
+                            ":lab 352 alice #lab alice chatd lab alice H@ :0 alice",
+                            ":lab 315 alice #lab :End of /WHO list"]
+    alice.send("MODE #lab +k solder")
+    assert alice.take() == [":alice!alice@chatd MODE #lab +k solder"]
+    bob.take()
+    bob.send("JOIN #lab", "JOIN #lab solder")
+    assert bob.take()[:3] == [":lab 475 bob #lab :#lab has a key: /join #lab KEY", ":bob!bob@chatd JOIN #lab",
+                              ":lab 353 bob = #lab :@alice bob"]
+    bob.send("MODE #lab +i", "KICK #lab alice")
+    assert bob.take() == [":lab 482 bob #lab :you are not an operator of #lab"] * 2
+    alice.send("MODE #lab +iv bob", "MODE #lab b")
+    assert alice.take() == [":bob!bob@chatd JOIN #lab", ":alice!alice@chatd MODE #lab +iv bob",
+                            ":lab 368 alice #lab :End of channel ban list"]
+    carol.take()
+    carol.send("JOIN #lab")
+    assert carol.take() == [":lab 473 carol #lab :#lab is invite only: an operator of it may /invite you"]
+    alice.send("INVITE carol #lab")
+    assert alice.take() == [":lab 341 alice carol #lab"]
+    assert carol.take() == [":alice!alice@chatd INVITE carol #lab"]
+    carol.send("JOIN #lab")
+    assert carol.take()[:2] == [":carol!carol@chatd JOIN #lab", ":lab 353 carol = #lab :@alice +bob carol"]
+    bob.take()
+    alice.send("KICK #lab carol :not now", "KICK #lab bob")
+    kicks = [":alice!alice@chatd KICK #lab carol :not now", ":alice!alice@chatd KICK #lab bob :alice"]
+    assert alice.take()[-2:] == kicks
+    assert bob.take() == kicks
+    assert carol.take() == [kicks[0]]
+
+
+def test_join_keys_kick_lists_and_kill_parse_as_rfc_2812_has_them():
+    """JOIN's keys go with its channels in order; KICK takes one channel and many users, or pairs; KILL is the server's."""
+    from chatd.core import commands
+    from chatd.irc.parse import parse_line
+
+    assert parse_line("JOIN #a,#b,#c k1,k2") == [commands.Join("#a", "k1"), commands.Join("#b", "k2"),
+                                                 commands.Join("#c")]
+    assert parse_line("KICK #a bob,carol :out") == [commands.KickFrom("#a", "bob", "out"),
+                                                   commands.KickFrom("#a", "carol", "out")]
+    assert parse_line("KICK #a,#b bob,carol") == [commands.KickFrom("#a", "bob"), commands.KickFrom("#b", "carol")]
+    assert parse_line("KILL bob :spam") == [commands.Kick("bob", "spam")]
+    assert parse_line("MODE #a +o-v bob carol") == [commands.Mode("#a", ("+o-v", "bob", "carol"))]
+    assert parse_line("INVITE bob #a") == [commands.Invite("bob", "#a")]

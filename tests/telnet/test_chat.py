@@ -261,7 +261,7 @@ def test_quit_before_joining_just_says_bye(room, events):
 
 
 def test_help_lists_every_command(room, events):
-    """Help is one line per command, after a heading; without moderation, no operator command."""
+    """Help is one line per command, after a heading; without moderation, no server operator's command."""
     (alice,) = joined(room, events, "alice")
     handle(room, alice, Help())
     assert [line for _, line in events] == list(HELP)
@@ -269,7 +269,7 @@ def test_help_lists_every_command(room, events):
     for form in ["b:TEXT", "/me", "/msg", "c:NICK:TEXT", "/list", "/who", "/names", "/nick", "n:NEW",
                  "/charset", "/quit", "byebye", "/help", "//TEXT"]:
         assert form in text
-    for form in ["/oper", "/kick", "/ban", "/unban", "/bans"]:
+    for form in ["/oper", "/kick NICK", "/ban NICK", "/unban ADDRESS, /bans"]:
         assert form not in text
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chatd.core.commands import Channels, Join, Names, Part, Topic
+from chatd.core.commands import Ban, Channels, Invite, Join, Kick, KickFrom, Mode, Names, Part, Topic
 from chatd.telnet.parse import (
     Act,
     Charset,
@@ -60,7 +60,25 @@ from chatd.telnet.parse import (
         ("trailing spaces   ", Say("trailing spaces")),
         ("/join lab", Join("lab")),
         ("/JOIN #Lab", Join("#Lab")),
-        ("/join", Invalid("usage: /join NAME")),
+        ("/join", Invalid("usage: /join NAME [KEY]")),
+        ("/join #lab solder", Join("#lab", "solder")),
+        ("/mode", Mode(None, ())),
+        ("/mode #lab +k solder", Mode("#lab", ("+k", "solder"))),
+        ("/mode +m", Mode(None, ("+m",))),
+        ("/op bob carol", Mode(None, ("+oo", "bob", "carol"))),
+        ("/deop #lab bob", Mode("#lab", ("-o", "bob"))),
+        ("/voice bob", Mode(None, ("+v", "bob"))),
+        ("/devoice bob", Mode(None, ("-v", "bob"))),
+        ("/op", Invalid("usage: /op [#CHANNEL] NICK ...")),
+        ("/kick #lab bob too loud", KickFrom("#lab", "bob", "too loud")),
+        ("/kick #lab", Invalid("usage: /kick #CHANNEL NICK [REASON]")),
+        ("/kick bob spam", Kick("bob", "spam")),
+        ("/ban #lab *!*@10.0.0.7", Mode("#lab", ("+b", "*!*@10.0.0.7"))),
+        ("/unban #lab bob", Mode("#lab", ("-b", "bob"))),
+        ("/bans #lab", Mode("#lab", ("b",))),
+        ("/ban bob 5", Ban("bob", 5.0)),
+        ("/invite bob #lab", Invite("bob", "#lab")),
+        ("/invite bob", Invite("bob", None)),
         ("/part", Part(None, "")),
         ("/part lab", Part("lab", "")),
         ("/part #lab off to eat", Part("#lab", "off to eat")),

@@ -39,6 +39,23 @@ def test_event_lines_of_other_channels_carry_the_channel():
     assert line(Crowd("#lobby", 12, 3, 214)) == "*** 12 joined, 3 left #lobby (214 users)"
 
 
+def test_channel_operators_lines():
+    """Modes, kicks, mode and ban lists and invitations, as telnet users read them; member lists sorted past ranks."""
+    from chatd.core import replies
+    from chatd.core.events import Kicked, ModeChanged
+
+    assert render.event(ModeChanged("#lab", "alice", (("+o", "bob"), ("-k", "*")))) == (
+        "*** alice sets mode +o-k bob * on #lab")
+    assert render.event(Kicked("#lab", "bob", "alice", "loud", 2)) == "*** bob was kicked from #lab by alice (loud)"
+    assert render.reply_lines(replies.ModesShown("#lab", "+knt", ("solder",), 0.0), "#lobby") == [
+        "*** Modes of #lab: +knt solder"]
+    assert render.reply_lines(replies.MaskList("#lab", "b", ()), "#lobby") == ["*** #lab has no bans"]
+    assert render.reply_lines(replies.InvitedTo("alice", "#lab"), "#lobby") == [
+        "*** alice invites you into #lab (/join #lab)"]
+    assert render.reply_lines(replies.ChannelMembers("#lab", ("carol", "@bob", "+alice")), "#lobby") == [
+        "*** 3 users in #lab: +alice, @bob, carol"]
+
+
 def test_welcome_counts_users_in_words():
     """0 users, 1 user, 2 users."""
     assert render.welcome("lab", 0) == "*** Welcome to chatd on lab. 0 users online."

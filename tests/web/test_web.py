@@ -99,6 +99,13 @@ def test_every_message_type_is_a_command():
     assert parse({"type": "ban", "target": "bob", "minutes": 0}) == c.Ban("bob", 0)
     assert parse({"type": "unban", "address": "192.0.2.7"}) == c.Unban("192.0.2.7")
     assert parse({"type": "bans"}) == c.Bans()
+    assert parse({"type": "join", "channel": "#lab", "key": "solder"}) == c.Join("#lab", "solder")
+    assert parse({"type": "mode", "channel": "#lab", "words": ["+ov", "bob", "carol"]}) == c.Mode(
+        "#lab", ("+ov", "bob", "carol"))
+    assert parse({"type": "mode"}) == c.Mode(None, ())
+    assert parse({"type": "kick", "channel": "#lab", "nick": "bob"}) == c.KickFrom("#lab", "bob", "")
+    assert parse({"type": "invite", "nick": "bob", "channel": "#lab"}) == c.Invite("bob", "#lab")
+    assert parse({"type": "mode", "words": "+o bob"}) == Invalid('mode: "words" is not a list of at most 21 words')
 
 
 def test_bad_messages_are_told_apart():

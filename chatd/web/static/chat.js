@@ -16,7 +16,8 @@ const state = {
   nick: null,            // once logged in
   wantedNick: null,      // what to log in as again after a reconnect
   current: null,         // the channel shown
-  channels: new Map(),   // name -> {name, topic, members: Set, lines: [li], unread, mention}
+  channels: new Map(),   // name -> {name, topic, members: Set, ranks: Map(nick -> "@" "+" "@+"), lines: [li], ...}
+  keys: new Map(),       // channel -> the key it was joined with (+k), to join it again after a reconnect
   rejoin: [],            // channels to join again after a reconnect
   attempt: 0,            // reconnects since the last success
   stayClosed: false,     // the server closed us for good (kicked, bye ...)
@@ -129,7 +130,7 @@ function receive(data) {
       renderAccount();
       openChannel(data.channel, "", data.history, data.oldest);
       for (const name of state.rejoin) {  // after a reconnect: the channels one was in
-        if (name !== data.channel) send({type: "join", channel: name});
+        if (name !== data.channel) send({type: "join", channel: name, key: state.keys.get(name)});
       }
       state.rejoin = [];
       setStatus(`Connected as ${data.nick}`);
@@ -150,10 +151,21 @@ function receive(data) {
       break;
     case "members": {
       const channel = state.channels.get(data.channel);
-      if (channel) { channel.members = new Set(data.nicks); if (channel.name === state.current) renderMembers(); }
+      if (channel) { setMembers(channel, data.nicks); if (channel.name === state.current) renderMembers(); }
       else notice(`${data.nicks.length} in ${data.channel}: ${data.nicks.join(", ")}`);
       break;
     }
+    case "modes":
+      notice(`Modes of ${data.channel}: ${[data.modes, ...data.arguments].join(" ")}`);
+      break;
+    case "masks": {
+      const what = data.list === "b" ? "bans" : "exceptions";
+      notice(data.entries.length ? `${what[0].toUpperCase()}${what.slice(1)} of ${data.channel}: `
+        + data.entries.map((entry) => `${entry.mask} (${entry.by})`).join(", ") : `${data.channel} has no ${what}`);
+      break;
+    }
+    case "inviting": notice(`You invited ${data.nick} into ${data.channel}`); break;
+    case "invited": offerJoin(`${data.by} invites you into ${data.channel}: `, data.channel); break;
     case "users":
       notice(`${data.nicks.length} ${data.nicks.length === 1 ? "user" : "users"} online: ${data.nicks.join(", ")}`);
       break;
@@ -264,6 +276,10 @@ function receive(data) {
       closed("You left the chat.");
       break;
     case "error":
+      if (data.code === "bad-channel-key" && data.subject) {
+        askKey(data.subject, data.reason);
+        break;
+      }
       if (data.code === "banned") {  // the connection closes next: do not come back
         state.stayClosed = true;
         closed("You are banned from this server.");
@@ -301,9 +317,11 @@ function closed(reason) {
 const EVENT_FIELDS = {
   said: ["channel", "nick", "text"],
   acted: ["channel", "nick", "text"],
-  joined: ["channel", "nick", "count"],
+  joined: ["channel", "nick", "count", "rank"],
   parted: ["channel", "nick", "reason", "count"],
   topic: ["channel", "nick", "topic"],
+  mode: ["channel", "nick", "changes"],
+  kicked: ["channel", "nick", "by", "reason", "count"],
   crowd: ["channel", "joined", "left", "count", "joiners", "leavers"],
   renamed: ["old", "new"],
   left: ["nick", "reason"],
@@ -334,11 +352,13 @@ function happened(array, old) {
     case "joined":
       if (!channel) return;
       channel.members.add(event.nick);
+      if (event.rank) channel.ranks.set(event.nick, event.rank);
       add(channel.name, line({kind: "notice", text: `${event.nick} joined (${event.count})`, time}));
       break;
     case "parted":
       if (!channel) return;
       channel.members.delete(event.nick);
+      channel.ranks.delete(event.nick);
       add(channel.name, line({kind: "notice", text: `${event.nick} left` + (event.reason ? ` (${event.reason})` : ""),
                               time}));
       break;
@@ -347,6 +367,34 @@ function happened(array, old) {
       for (const nick of event.leavers || []) channel.members.delete(nick);
       for (const nick of event.joiners || []) channel.members.add(nick);
       add(channel.name, line({kind: "notice", text: `${event.joined} joined, ${event.left} left (${event.count})`, time}));
+      break;
+    case "mode": {
+      if (!channel) return;
+      for (const [change, argument] of event.changes) {
+        const rank = {o: "@", v: "+"}[change[1]];
+        if (!rank) continue;
+        const had = channel.ranks.get(argument) || "";
+        const now = change[0] === "+" ? (had.includes(rank) ? had : (rank === "@" ? "@" + had : had + "+"))
+                                      : had.replace(rank, "");
+        if (now) channel.ranks.set(argument, now); else channel.ranks.delete(argument);
+      }
+      const words = spelt(event.changes);
+      add(channel.name, line({kind: "notice", text: `${event.nick} sets mode ${words}`, time}));
+      break;
+    }
+    case "kicked":
+      if (!channel) return;
+      channel.members.delete(event.nick);
+      channel.ranks.delete(event.nick);
+      add(channel.name, line({kind: "notice", time,
+        text: `${event.nick} was kicked by ${event.by}` + (event.reason ? ` (${event.reason})` : "")}));
+      if (event.nick === state.nick) {  // out of it: the latest other channel shows, and says why
+        closeChannel(channel.name);
+        const latest = [...state.channels.keys()].pop();
+        if (latest) show(latest);
+        notice(`You were kicked from ${channel.name} by ${event.by}` + (event.reason ? ` (${event.reason})` : ""),
+               "error");
+      }
       break;
     case "topic":
       if (!channel) return;
@@ -362,6 +410,7 @@ function happened(array, old) {
       for (const each of state.channels.values()) {
         if (each.members.delete(event.old)) {
           each.members.add(event.new);
+          if (each.ranks.has(event.old)) { each.ranks.set(event.new, each.ranks.get(event.old)); each.ranks.delete(event.old); }
           add(each.name, line({kind: "notice", text: `${event.old} is now known as ${event.new}`, time}));
         }
       }
@@ -369,6 +418,7 @@ function happened(array, old) {
     case "left":
       for (const each of state.channels.values()) {
         if (each.members.delete(event.nick)) {
+          each.ranks.delete(event.nick);
           add(each.name, line({kind: "notice", text: `${event.nick} left the chat (${event.reason})`, time}));
         }
       }
@@ -390,8 +440,8 @@ function mentions(text) {
 function openChannel(name, topic, history, oldest) {
   let channel = state.channels.get(name);
   if (!channel) {
-    channel = {name, topic, members: new Set(), lines: [], unread: 0, mention: false, oldest: null, loading: false,
-               complete: false};
+    channel = {name, topic, members: new Set(), ranks: new Map(), lines: [], unread: 0, mention: false, oldest: null,
+               loading: false, complete: false};
     state.channels.set(name, channel);
   }
   if (oldest) channel.oldest = oldest;
@@ -453,6 +503,7 @@ function markRead(name) {
 
 function closeChannel(name) {
   state.channels.delete(name);
+  state.keys.delete(name);
   if (state.current === name) state.current = null;
   render();
 }
@@ -616,16 +667,82 @@ function renderTopic() {
   $("topic-text").textContent = channel ? channel.topic : "";
 }
 
+// Operators first, then voiced members, then the rest, each by name; each shown after its rank, as IRC clients do.
 function renderMembers() {
   const channel = state.current && state.channels.get(state.current);
-  const nicks = channel ? [...channel.members].sort((a, b) => a.localeCompare(b, undefined, {sensitivity: "base"})) : [];
+  const order = (nick) => ({"@": 0, "+": 1}[(channel.ranks.get(nick) || "_")[0]] ?? 2);
+  const nicks = channel ? [...channel.members].sort((a, b) => order(a) - order(b)
+                                                    || a.localeCompare(b, undefined, {sensitivity: "base"})) : [];
   $("member-count").textContent = channel ? `${nicks.length} in ${channel.name}` : "";
   $("member-list").replaceChildren(...nicks.map((nick) => {
     const item = document.createElement("li");
-    item.textContent = nick;
+    item.textContent = (channel.ranks.get(nick) || "")[0] ? channel.ranks.get(nick)[0] + nick : nick;
     item.classList.toggle("me", nick === state.nick);
+    item.classList.toggle("operator", (channel.ranks.get(nick) || "").includes("@"));
     return item;
   }));
+}
+
+// A channel's members as the server lists them, each after its rank: "@alice", "+bob", "carol".
+function setMembers(channel, listed) {
+  channel.members = new Set();
+  channel.ranks = new Map();
+  for (const entry of listed) {
+    const rank = entry.match(/^[@+]*/)[0];
+    const nick = entry.slice(rank.length);
+    channel.members.add(nick);
+    if (rank) channel.ranks.set(nick, rank);
+  }
+}
+
+// Changes as IRC writes them: [["+o", "bob"], ["+t", ""]] -> "+ot bob".
+function spelt(changes) {
+  let letters = "", sign = "";
+  const words = [];
+  for (const [change, argument] of changes) {
+    if (change[0] !== sign) { sign = change[0]; letters += sign; }
+    letters += change[1];
+    if (argument) words.push(argument);
+  }
+  return [letters, ...words].join(" ");
+}
+
+// A channel with a key (+k): the user types it here, and joins.
+function askKey(name, reason) {
+  const item = document.createElement("li");
+  item.className = "notice key-form";
+  const form = document.createElement("form");
+  const input = document.createElement("input");
+  input.type = "password";
+  input.placeholder = "key";
+  input.setAttribute("aria-label", `Key of ${name}`);
+  const join = document.createElement("button");
+  join.type = "submit";
+  join.textContent = `Join ${name}`;
+  form.append(`${reason}. Key: `, input, " ", join);
+  form.addEventListener("submit", (submitted) => {
+    submitted.preventDefault();
+    if (!input.value) return;
+    state.keys.set(name, input.value);
+    send({type: "join", channel: name, key: input.value});
+    item.remove();
+  });
+  item.append(form);
+  add(null, item);
+  input.focus();
+}
+
+// A notice with a button that joins `name`.
+function offerJoin(text, name) {
+  const item = document.createElement("li");
+  item.className = "notice";
+  const join = document.createElement("button");
+  join.type = "button";
+  join.className = "channel-button";
+  join.textContent = `Join ${name}`;
+  join.addEventListener("click", () => send({type: "join", channel: name}));
+  item.append(text, join);
+  add(null, item);
 }
 
 function listChannels(channels) {
@@ -686,7 +803,10 @@ const HELP = [
   "/quit [REASON]  leave the chat",
   "/history [N]  older lines of this channel (or scroll up);  /mentions  the lines that named you while away",
   "/register PASSWORD  keep your nickname;  /identify PASSWORD;  /password OLD NEW;  /unregister PASSWORD",
-  "Operators: /oper PASSWORD, /kick NICK [REASON], /ban NICK|ADDRESS [MINUTES], /unban ADDRESS, /bans",
+  "/join #NAME KEY  a channel with a key;  /invite NICK [#NAME]  invite someone in",
+  "Channel operators (@): /mode [#NAME] [+k KEY|+l N|+i|+m|+s|+t ...], /op NICK, /deop NICK, /voice NICK, /devoice NICK,"
+    + " /kick #NAME NICK [REASON], /ban #NAME MASK, /unban #NAME MASK, /bans #NAME",
+  "Server operators: /oper PASSWORD, /kick NICK [REASON], /ban NICK|ADDRESS [MINUTES], /unban ADDRESS, /bans",
 ];
 
 function command(text) {
@@ -698,7 +818,23 @@ function command(text) {
   const first = argument.split(" ")[0];
   const after = argument.slice(first.length).trim();
   switch (word.toLowerCase()) {
-    case "join": case "j": return first ? {type: "join", channel: first} : usage("/join #NAME");
+    case "join": case "j":
+      if (!first) return usage("/join #NAME [KEY]");
+      if (after) state.keys.set(first.startsWith("#") ? first : `#${first}`, after);
+      return after ? {type: "join", channel: first, key: after} : {type: "join", channel: first};
+    case "mode": {
+      const [channel, words] = channelFirst(argument);
+      return {type: "mode", channel, words};
+    }
+    case "op": case "deop": case "voice": case "devoice": {
+      const [channel, nicks] = channelFirst(argument);
+      if (!nicks.length) return usage(`/${word.toLowerCase()} [#NAME] NICK ...`);
+      const [sign, letter] = {op: "+o", deop: "-o", voice: "+v", devoice: "-v"}[word.toLowerCase()];
+      return {type: "mode", channel, words: [sign + letter.repeat(nicks.length), ...nicks]};
+    }
+    case "invite":
+      return first ? {type: "invite", nick: first, channel: after || state.current || undefined}
+                   : usage("/invite NICK [#NAME]");
     case "part": case "leave":
       return {type: "part", channel: first || state.current || undefined, reason: after};
     case "me": return argument ? {type: "act", text: argument, channel: state.current || undefined} : usage("/me TEXT");
@@ -712,13 +848,24 @@ function command(text) {
     case "channels": case "rooms": return {type: "channels"};
     case "quit": case "exit": return {type: "quit", reason: argument || undefined};
     case "oper": return first ? {type: "oper", password: argument} : usage("/oper PASSWORD");
-    case "kick": return first ? {type: "kick", nick: first, reason: after} : usage("/kick NICK [REASON]");
-    case "ban": {
+    case "kick":
+      if (first.startsWith("#")) {  // a channel's operator: out of that channel
+        const [nick, ...reason] = after.split(" ");
+        return nick ? {type: "kick", channel: first, nick, reason: reason.join(" ").trim()}
+                    : usage("/kick #NAME NICK [REASON]");
+      }
+      return first ? {type: "kick", nick: first, reason: after} : usage("/kick NICK [REASON]");
+    case "ban": case "unban": {
+      const unban = word.toLowerCase() === "unban";
+      if (first.startsWith("#")) {  // a channel's operator: a mask in that channel's bans
+        return after ? {type: "mode", channel: first, words: [unban ? "-b" : "+b", after]}
+                     : usage(`/${unban ? "unban" : "ban"} #NAME MASK`);
+      }
+      if (unban) return first ? {type: "unban", address: first} : usage("/unban ADDRESS");
       if (!first || (after && !/^\d+$/.test(after))) return usage("/ban NICK|ADDRESS [MINUTES]");
       return after ? {type: "ban", target: first, minutes: Number(after)} : {type: "ban", target: first};
     }
-    case "unban": return first ? {type: "unban", address: first} : usage("/unban ADDRESS");
-    case "bans": return {type: "bans"};
+    case "bans": return first.startsWith("#") ? {type: "mode", channel: first, words: ["b"]} : {type: "bans"};
     case "register":
       if (!argument) return usage("/register PASSWORD");
       state.pendingPassword = argument;
@@ -747,6 +894,13 @@ function command(text) {
       notice(`Unknown command /${word}; /help lists them.`, "error");
       return null;
   }
+}
+
+// "#lab +k key" -> ["#lab", ["+k", "key"]]; without a channel first, the current one.
+function channelFirst(argument) {
+  const words = argument.split(" ").filter((word) => word);
+  if (words.length && words[0].startsWith("#")) return [words[0], words.slice(1)];
+  return [state.current || undefined, words];
 }
 
 function usage(text) {
