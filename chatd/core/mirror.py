@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from chatd.core import replies
-from chatd.core.channel import Member, Remote
+from chatd.core.channel import Channel, Member, Remote
 from chatd.core.crowd import Crowd
 from chatd.core.events import (
     Acted,
@@ -43,7 +43,8 @@ from chatd.core.moderation import Moderation
 from chatd.core.moderator import ban_address, kicked_by
 from chatd.core.nicknames import MAX_NICK_CHARS, name_key
 from chatd.core.operators import Operators, apply_change, put_out
-from chatd.core.remote import NodeState, Topic
+from chatd.core.modes import MaskEntry
+from chatd.core.remote import ChannelState, NodeState, Topic
 from chatd.core.roster import Roster
 from chatd.core.session import ISession
 
@@ -90,7 +91,19 @@ class Mirror:
                   for member in roster.members.values()),
             tuple(Topic(channel.name, channel.topic, channel.topic_by, channel.topic_at)
                   for channel in roster.channels.values() if channel.topic),
-            () if self._moderation is None else tuple(self._moderation.in_force()))
+            () if self._moderation is None else tuple(self._moderation.in_force()),
+            tuple(kept for channel in roster.channels.values()
+                  if (kept := self._channel_state(channel)).ranks or kept.changed_at or kept.founder))
+
+    @staticmethod
+    def _channel_state(channel: Channel) -> ChannelState:
+        modes = channel.modes
+        return ChannelState(
+            channel.name, "".join(sorted(modes.flags)), modes.key, modes.limit,
+            tuple((kind, entry.mask, entry.by, entry.at) for kind, kept in modes.masks.items() for entry in kept.values()),
+            modes.founder, modes.created_at, modes.changed_at,
+            tuple((member.nick, channel.ranks[session]) for session, member in channel.members.items()
+                  if session in channel.ranks))
 
     def adopt(self, node: str, state: NodeState, reason: str = "Left the chat") -> None:
         """
@@ -122,6 +135,25 @@ class Mirror:
             where = roster.channel(topic.channel)
             if where is not None and topic.at >= where.topic_at:
                 where.topic, where.topic_by, where.topic_at = topic.text, topic.by, topic.at
+        for modes in state.channels:
+            where = roster.channel(modes.channel)
+            if where is not None:
+                self._adopt_modes(node, where, modes)
+
+    def _adopt_modes(self, node: str, channel: Channel, kept: ChannelState) -> None:
+        """A channel's modes as `node` has them: its users' ranks, and the modes if an operator changed them later."""
+        for nick, rank in kept.ranks:
+            remote = self._roster.remote.get((node, name_key(nick)))
+            if remote is not None and remote in channel.elsewhere:
+                channel.ranks[remote] = rank
+        modes = channel.modes
+        if kept.changed_at <= modes.changed_at:
+            return
+        modes.flags, modes.key, modes.limit = set(kept.flags), kept.key, kept.limit
+        modes.masks = {"b": {}, "e": {}}
+        for kind, mask, by, at in kept.masks:
+            modes.masks[kind][mask] = MaskEntry(mask, by, at)
+        modes.founder, modes.created_at, modes.changed_at = kept.founder, kept.created_at, kept.changed_at
 
     def lose_node(self, node: str, reason: str = "Server lost") -> None:
         """`node` is gone: its users leave every channel, and their nicknames are free."""
@@ -155,6 +187,7 @@ class Mirror:
                              if isinstance(outcome := apply_change(self._roster, channel, change, nick, event.at),
                                            tuple) and outcome[0])
                 if made:
+                    channel.modes.changed_at = event.at
                     self._fan_out.broadcast(ModeChanged(channel.name, nick, made, at=event.at, origin=event.origin),
                                             channel.key)
             case Kicked(name, nick):

@@ -66,6 +66,7 @@ class ChannelModes:
     # The account that founded the channel ("" none): it is made operator whenever it joins.
     founder: str = ""
     created_at: float = 0.0
+    changed_at: float = 0.0  # when an operator last changed the modes (a cluster's nodes keep the latest)
 
     def shown(self, with_key: bool) -> tuple[str, tuple[str, ...]]:
         """The modes as IRC's 324 has them: "+klnt" and ("secret", "10"); the key as "*" unless `with_key`."""

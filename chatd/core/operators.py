@@ -228,6 +228,7 @@ class Operators:
             elif outcome[0]:
                 made.append(outcome)
         if made:
+            modes.changed_at = now
             log.info("{nick} set {channel} {changes}", nick=member.nick, channel=channel.name,
                      changes=" ".join(change + (f" {argument}" if argument else "") for change, argument in made))
             self._fan_out.broadcast(ModeChanged(channel.name, member.nick, tuple(made), at=now), channel.key)

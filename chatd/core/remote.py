@@ -18,7 +18,7 @@ from typing import Any
 from attrs import evolve, fields, frozen
 
 from chatd.core.events import BusEvent, ModeChanged
-from chatd.core.modes import KNOWN
+from chatd.core.modes import FLAGS, KNOWN, LISTS
 from chatd.core.nicknames import ChannelNameError, NicknameError, check_channel_name, check_nickname
 from chatd.core.text import clean
 
@@ -28,6 +28,25 @@ class Topic:
     text: str
     by: str
     at: float
+
+
+@frozen
+class ChannelState:
+    """
+    A channel's modes as a node has them (chatd.core.modes), with when an
+    operator last changed them (the latest wins), and the ranks of that
+    node's users in it.
+    """
+
+    channel: str
+    flags: str  # "nt"
+    key: str = ""
+    limit: int = 0
+    masks: tuple[tuple[str, str, str, float], ...] = ()  # (list "b" or "e", mask, by, at)
+    founder: str = ""
+    created_at: float = 0.0
+    changed_at: float = 0.0
+    ranks: tuple[tuple[str, str], ...] = ()  # (nickname, "@", "+" or "@+")
 
 
 @frozen
@@ -42,17 +61,23 @@ class NodeState:
     users: tuple[tuple[str, tuple[str, ...]], ...] = ()
     topics: tuple[Topic, ...] = ()
     bans: tuple[tuple[str, float | None], ...] = ()
+    channels: tuple[ChannelState, ...] = ()
 
 
 def state_to_json(state: NodeState) -> str:
     """
     A node's state as one JSON object: {"users": [[NICK, [CHANNEL, ...]], ...],
-    "topics": [[CHANNEL, TEXT, BY, AT], ...], "bans": [[ADDRESS, UNTIL or null], ...]}.
+    "topics": [[CHANNEL, TEXT, BY, AT], ...], "bans": [[ADDRESS, UNTIL or null], ...],
+    "channels": [[CHANNEL, FLAGS, KEY, LIMIT, [[LIST, MASK, BY, AT], ...], FOUNDER, CREATED, CHANGED,
+    [[NICK, RANK], ...]], ...]}.
     """
     return json.dumps({
         "users": [[nick, list(channels)] for nick, channels in state.users],
         "topics": [[topic.channel, topic.text, topic.by, topic.at] for topic in state.topics],
         "bans": [[address, until] for address, until in state.bans],
+        "channels": [[modes.channel, modes.flags, modes.key, modes.limit, [list(mask) for mask in modes.masks],
+                      modes.founder, modes.created_at, modes.changed_at, [list(rank) for rank in modes.ranks]]
+                     for modes in state.channels],
     }, ensure_ascii=False)
 
 
@@ -64,7 +89,13 @@ def state_from_json(text: str) -> NodeState:
             tuple((str(nick), tuple(str(name) for name in channels)) for nick, channels in fields["users"]),
             tuple(Topic(str(channel), str(topic), str(by), float(at)) for channel, topic, by, at in fields["topics"]),
             tuple((str(address), None if until is None else float(until))
-                  for address, until in fields.get("bans", ())))
+                  for address, until in fields.get("bans", ())),
+            tuple(ChannelState(str(channel), str(flags), str(key), int(limit),
+                               tuple((str(kind), str(mask), str(by), float(at)) for kind, mask, by, at in masks),
+                               str(founder), float(created), float(changed),
+                               tuple((str(nick), str(rank)) for nick, rank in ranks))
+                  for channel, flags, key, limit, masks, founder, created, changed, ranks
+                  in fields.get("channels", ())))
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"not a node's state: {error}") from error
 
@@ -137,4 +168,16 @@ def checked_state(state: NodeState) -> NodeState:
                                 check_nickname(topic.by), topic.at))
         except (NicknameError, ChannelNameError):
             continue
-    return NodeState(tuple(users), tuple(topics), state.bans)
+    kept_modes = []
+    for modes in state.channels:
+        try:
+            kept_modes.append(ChannelState(
+                check_channel_name(modes.channel), "".join(flag for flag in modes.flags if flag in FLAGS),
+                modes.key if _mode_change("+k", modes.key) else "", max(0, min(modes.limit, 1_000_000)),
+                tuple(mask for mask in modes.masks if mask[0] in LISTS and _mode_change("+b", mask[1])
+                      and _mode_change("+b", mask[2])),
+                modes.founder if _mode_change("+o", modes.founder) else "", modes.created_at, modes.changed_at,
+                tuple((check_nickname(nick), rank) for nick, rank in modes.ranks if rank in ("@", "+", "@+"))))
+        except (NicknameError, ChannelNameError):
+            continue
+    return NodeState(tuple(users), tuple(topics), state.bans, tuple(kept_modes))

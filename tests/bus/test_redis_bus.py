@@ -201,7 +201,7 @@ def test_a_node_that_joins_later_knows_who_is_where_and_what_was_said(nodes):
     b.handle(bob, c.Join("#lab"))
     [joined] = [item for item in bob.got if isinstance(item, r.ChannelJoined)]
     assert joined == r.ChannelJoined("#lab", 2, "soldering", (
-        Said("#lab", "alice", "first!", at=pytest.approx(time.time(), abs=5), origin="a"),), ("bob", "alice"), "alice",
+        Said("#lab", "alice", "first!", at=pytest.approx(time.time(), abs=5), origin="a"),), ("bob", "@alice"), "alice",
         pytest.approx(time.time(), abs=5))
     other = b.log_in("Alice")
     assert other.got[-1] == r.Error("nickname is taken: Alice", "nickname-taken", "Alice")

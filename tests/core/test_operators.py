@@ -358,3 +358,28 @@ def test_a_mode_change_from_the_bus_is_checked_like_input():
     event = from_json(to_json(ModeChanged("#lab", "alice", (("+o", "bob"), ("+x", ""), ("+k", "a\x1bb"),
                                                             ("+k", "two words"))), exact_time=True), "#lobby")
     assert checked(event).changes == (("+o", "bob"),)
+
+
+def test_a_node_that_comes_later_adopts_the_modes_ranks_and_bans(log):
+    """A node's state carries its channels' modes, masks and its users' ranks; one adopting it has them too."""
+    from chatd.core.remote import checked_state, state_from_json, state_to_json
+
+    wire, clock = Wire(), Clock()
+    clock.advance(1795000000)
+    a = wire.node("a", clock)
+    alice, bob = log_in(a, log, "alice"), log_in(a, log, "bob")
+    a.handle(alice, c.Join("#lab"))
+    a.handle(bob, c.Join("#lab"))
+    a.handle(alice, c.Mode("#lab", ("+kvb", "solder", "bob", "*@10.*")))
+    a.turn.end()
+    late = wire.node("late")
+    carol = log_in(late, log, "carol")
+    late.adopt("a", checked_state(state_from_json(state_to_json(a.state()))))
+    log.clear()
+    late.handle(carol, c.Names("#lab"))
+    late.handle(carol, c.Mode("#lab"))
+    late.handle(carol, c.Join("#lab"))
+    late.turn.end()
+    assert replies_to(log, "carol") == [r.ChannelMembers("#lab", ("@alice", "+bob")),
+                                        r.ModesShown("#lab", "+knt", ("*",), 1795000000.0),
+                                        r.Error("#lab has a key: /join #lab KEY", "bad-channel-key", "#lab")]

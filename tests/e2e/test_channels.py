@@ -107,9 +107,14 @@ def test_topics_channel_lists_and_members(chat):
     assert bob.read_line() == "*** 2 channels: #lobby (2), #lab (2)"
     bob.read_line()
     bob.send_line("/list #lab")
-    assert bob.read_line() == "*** 2 users in #lab: alice, bob"
+    assert bob.read_line() == "*** 2 users in #lab: @alice, bob"  # alice made it: its operator
     bob.send_line("/list")  # everyone online, as before channels
     assert bob.read_line() == "*** 2 users online: alice, bob"
+    bob.send_line("/topic -")  # new channels are +t: the topic is their operators'
+    assert bob.read_line() == "*** Error: you are not an operator of #lab"
+    alice.send_line("/mode -t")
+    assert alice.read_line() == "*** alice sets mode -t on #lab"
+    assert bob.read_line() == "*** alice sets mode -t on #lab"
     bob.send_line("/topic -")
     assert bob.read_line() == "*** bob cleared the topic of #lab"
     assert alice.read_line() == "*** bob cleared the topic of #lab"
@@ -138,8 +143,8 @@ def test_channel_refusals_are_one_clear_line(chat):
     """Every channel refusal is one *** Error line, with this door's syntax where it names a command."""
     alice = chat("alice")
     for line, answer in [
-        ("/join #no way", "*** Error: channel name may not contain spaces: use # then letters, digits and -_."),
-        ("/join", "*** Error: usage: /join NAME"),
+        ("/join #no!way", "*** Error: channel name may not contain '!': use # then letters, digits and -_."),
+        ("/join", "*** Error: usage: /join NAME [KEY]"),
         ("/part #nowhere", "*** Error: no such channel: #nowhere"),
         ("/list #nowhere", "*** Error: no such channel: #nowhere"),
         ("/msg #nowhere hi", "*** Error: no such channel: #nowhere"),

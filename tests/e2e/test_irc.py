@@ -126,7 +126,7 @@ def test_irc_formatting_stays_for_irc_clients_and_goes_for_telnet(chat):
 
 
 def test_an_irc_operator_kicks_a_telnet_user(tmp_path):
-    """An IRC client that is an operator kicks a telnet user, who is told and closed."""
+    """An IRC client that is a server operator KILLs a telnet user, who is told and closed."""
     password = tmp_path / "oper"
     password.write_text("s3cret\n")
     port_file = tmp_path / "port"
@@ -143,7 +143,7 @@ def test_an_irc_operator_kicks_a_telnet_user(tmp_path):
         assert op.read_line() == ":mallory!mallory@chatd JOIN #lobby"
         op.send_line("OPER op s3cret")
         assert op.read_line() == ":lab 381 op :You are now an IRC operator"
-        op.send_line("KICK #lobby mallory :spamming")
+        op.send_line("KILL mallory :spamming")
         assert mallory.read_until_closed().decode().startswith("*** You were kicked by op (spamming)\r\n")
         assert op.read_line() == ":mallory!mallory@chatd QUIT :Kicked by op: spamming"
         server.wait_for_log("op kicked mallory")

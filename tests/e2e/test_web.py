@@ -65,7 +65,7 @@ def test_web_and_telnet_users_talk_both_ways_in_two_channels(chat):
     alice = chat.browser("alice")
     bob = chat.telnet("bob")
     [joined] = alice.events()
-    assert joined[0] == "joined" and abs(joined[1] - time.time()) < 60 and joined[2:] == ["#lobby", "bob", 2]
+    assert joined[0] == "joined" and abs(joined[1] - time.time()) < 60 and joined[2:] == ["#lobby", "bob", 2, ""]
     alice.send_json({"type": "say", "text": "hello from the web"})
     assert bob.read_line() == "<alice> hello from the web"
     bob.send_line("hi from telnet, Алиса")
@@ -107,7 +107,8 @@ def test_a_nickname_taken_on_one_front_door_is_taken_on_the_other(chat):
     web = chat.browser()
     assert web.receive()["type"] == "welcome"
     web.send_json({"type": "login", "nick": "ALICE"})
-    assert web.receive() == {"type": "error", "reason": "nickname is taken: ALICE", "code": "nickname-taken"}
+    assert web.receive() == {"type": "error", "reason": "nickname is taken: ALICE", "code": "nickname-taken",
+                             "subject": "ALICE"}
     web.send_json({"type": "login", "nick": "aIice"})  # a look-alike
     assert web.receive()["code"] == "nickname-taken"
 
