@@ -51,7 +51,7 @@ def sessions_in(server: ChatServer, channel: str) -> list[ISession]:
 class Session:
     """Records ("events", [...]) per delivery, ("replies", [...]) per send, and disconnects, in one shared list."""
 
-    username = ""
+    username = realname = ""
     dialect = "fake"
     lists_members = True
 

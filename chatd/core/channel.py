@@ -29,6 +29,9 @@ class Member:
     # The channels and the current one, as one hashable value: members with
     # the same view get the same share of a turn.
     view: tuple[frozenset[str], str | None] = (frozenset(), None)
+    away: str = ""  # why they are away ("": here)
+    signon: float = 0.0  # when they logged in (unix time)
+    active_at: float = 0.0  # when they last said something (for idle times)
 
     def update_view(self) -> None:
         self.view = (frozenset(self.channels), None if self.current is None else self.current.name)

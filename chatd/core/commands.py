@@ -95,6 +95,20 @@ class Invite:
 
 
 @frozen
+class Away:
+    """Mark oneself away, with why; text "": back."""
+
+    text: str = ""
+
+
+@frozen
+class Whois:
+    """What there is to know of the user online as `nick`."""
+
+    nick: str
+
+
+@frozen
 class Channels:
     """Which channels there are."""
 
@@ -201,5 +215,5 @@ class Read:
     channel: str
 
 
-Command = (LogIn | Say | Act | Msg | Join | Part | Topic | Mode | KickFrom | Invite | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
+Command = (LogIn | Say | Act | Msg | Join | Part | Topic | Mode | KickFrom | Invite | Away | Whois | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
            | Identify | Register | ChangePassword | Unregister | History | Mentions | Read)

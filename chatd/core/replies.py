@@ -127,6 +127,40 @@ class InvitedTo:
 
 
 @frozen
+class AwayChanged:
+    """The session is marked away now (or back)."""
+
+    away: bool
+
+
+@frozen
+class IsAway:
+    """To the sender of a private message: its recipient is marked away, and why."""
+
+    nick: str
+    text: str
+
+
+@frozen
+class UserInfo:
+    """
+    What there is to know of a user online (WHOIS): of one on another node
+    of a cluster, its nickname, channels and node only.
+    """
+
+    nick: str
+    username: str  # the door's (IRC's USER), else the nickname
+    realname: str
+    channels: tuple[str, ...]  # each after the user's rank in it ("@#lab"); secret ones only to who shares them
+    away: str = ""
+    signon: float = 0.0  # 0: not known (another node's user)
+    idle_seconds: float = 0.0
+    account: str = ""
+    operator: bool = False  # of the server
+    node: str = ""  # "": this one
+
+
+@frozen
 class PrivateSent:
     """To the sender of a private message."""
 
@@ -282,7 +316,7 @@ class Error:
 
 Reply = (
     LoggedIn | ChannelJoined | NowTalkingIn | ChannelParted | UserList | ChannelMembers | ChannelList
-    | TopicShown | ModesShown | MaskList | Inviting | InvitedTo | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
+    | TopicShown | ModesShown | MaskList | Inviting | InvitedTo | AwayChanged | IsAway | UserInfo | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
     | BanList | PasswordWanted | GuestNickname | Identified | Registered | PasswordChanged | Unregistered
     | NoteKept | NotesWhileAway | MentionsWhileAway | MentionList | Unread | HistoryShown | HistoryNotKept | HistoryKeptAgain
     | Error

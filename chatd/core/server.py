@@ -44,7 +44,7 @@ from chatd.core.batch import Batch, Share
 from chatd.core.bus import IBus, LocalBus
 from chatd.core.store import MAX_HISTORY, IStore, KeptAccount, NoStore
 from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels, members_for
-from chatd.core.channel import Member
+from chatd.core.channel import Member, Remote
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
 from chatd.core.events import Acted, BusEvent, Event, Left, Renamed, Said, Whispered
 from chatd.core.fanout import FanOut
@@ -182,6 +182,26 @@ class ChatServer:
         """The registered nickname `nick` is (in any case), if it is one."""
         account = self._accounts.registered.holder(nick)
         return None if account is None else account.nick
+
+    def user_info(self, nick: str, asker: ISession | None = None) -> replies.UserInfo | None:
+        """
+        What there is to know of whoever is online as `nick` (None: nobody);
+        their secret channels only if `asker` shares them.
+        """
+        roster = self._roster
+        holder = roster.nicknames.holder(nick)
+        if holder is None:
+            return None
+        joined = holder.channels.values() if isinstance(holder, Remote) else roster.members[holder].channels.values()
+        channels = tuple(channel.rank_of(holder)[:1] + channel.name for channel in joined
+                         if self._channels.visible(channel, asker))
+        if isinstance(holder, Remote):
+            return replies.UserInfo(holder.nick, holder.nick, "", channels, node=holder.node)
+        found = roster.members[holder]
+        return replies.UserInfo(
+            found.nick, holder.username or found.nick, holder.realname, channels, found.away, found.signon,
+            self.clock.seconds() - found.active_at, self._accounts.account_of(holder),
+            self.moderation is not None and self.moderation.is_operator(holder))
 
     def channel(self, name: str) -> ChannelView | None:
         """The channel called `name` ("#" optional, any case) as it is now, if there is one."""
@@ -339,6 +359,11 @@ class ChatServer:
             case commands.Invite(nick, name):
                 if (found := self._channels.target(member, name)) is not None:
                     self._operators.invite(member, found, nick)
+            case commands.Away(text):
+                member.away = text
+                self.tell(session, replies.AwayChanged(bool(text)))
+            case commands.Whois(nick):
+                self._whois(member, nick)
             case commands.Channels():
                 self.tell(session, self._channels.listing(session))
             case commands.Names(None):
@@ -380,8 +405,8 @@ class ChatServer:
                 self.tell(member.session, refusal)
                 return
         self.messages += 1
-        self._fan_out.broadcast(kind(target.name, member.nick, text, at=self.clock.seconds()), target.key,
-                                member.session, target)
+        now = member.active_at = self.clock.seconds()
+        self._fan_out.broadcast(kind(target.name, member.nick, text, at=now), target.key, member.session, target)
 
     def _log_in(self, session: ISession, wanted: str, password: str | None = None, as_guest: bool = False) -> None:
         nick = self._available_nickname(session, wanted)
@@ -393,6 +418,7 @@ class ChatServer:
         """`session` logs in as `nick`, which it may have."""
         roster = self._roster
         member = roster.members[session] = Member(session, nick)
+        member.signon = member.active_at = self.clock.seconds()
         roster.nicknames.claim(nick, session)
         lobby = roster.channels[name_key(self.default_channel)]
         self._fan_out.joined_mid_turn(session)  # what was said before they came is not for them
@@ -449,6 +475,7 @@ class ChatServer:
 
     def _private(self, member: Member, to_nick: str, text: str) -> None:
         fan_out = self._fan_out
+        member.active_at = self.clock.seconds()
         remote = self._roster.remote_holder(to_nick)
         if remote is not None:  # their node delivers it
             self.messages += 1
@@ -466,6 +493,13 @@ class ChatServer:
         if fan_out.caught_up_with(recipient):
             fan_out.send(recipient, replies.PrivateReceived(member.nick, text))
         self.tell(member.session, replies.PrivateSent(recipient.nick, text))
+        if recipient.away:
+            self.tell(member.session, replies.IsAway(recipient.nick, recipient.away))
+
+    def _whois(self, member: Member, nick: str) -> None:
+        found = self.user_info(nick, member.session)
+        self.tell(member.session, found if found is not None
+                  else replies.Error(f"no such nick: {nick}", "no-such-nick", nick))
 
     def _history(self, member: Member, count: int, channel: str | None, before: float | None) -> None:
         target = self._channels.target(member, channel)

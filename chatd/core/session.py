@@ -19,6 +19,7 @@ class ISession(Interface):
     username = Attribute(
         "The user name the door was given (IRC's USER), or \"\": the nickname stands for it (in ban masks)."
     )
+    realname = Attribute("The real name the door was given (IRC's USER), or \"\".")
     dialect = Attribute(
         "A hashable value that encodes events for this session (see chatd.core.batch.IDialect); "
         "sessions with equal dialects share the same bytes."

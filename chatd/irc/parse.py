@@ -67,6 +67,7 @@ class PartAll:
 @frozen
 class Who:
     mask: str
+    fields: str = ""  # WHOX's: "%cuhnfar,TOKEN" without the %; "": a plain WHO
 
 
 @frozen
@@ -210,13 +211,14 @@ def parse_line(line: str) -> list[Parsed]:
         case "NICKSERV" | "NS":
             return [NickServ(" ".join(params))]
         case "USER":
-            return [User(params[0], params[3])]
+            return [User(_username(params[0]), clean(params[3]).strip()[:MAX_REALNAME_CHARS])]
         case "PING":
             return [Ping(params[0])]
         case "PONG":
             return [Pong(params[0] if params else "")]
         case "WHO":
-            return [Who(params[0] if params else "*")]
+            fields = params[1][1:] if len(params) > 1 and params[1].startswith("%") else ""
+            return [Who(params[0] if params else "*", fields)]
         case "WHOIS":
             return [Whois(params[-1])]  # WHOIS [server] nick
         case "MODE":
@@ -226,6 +228,17 @@ def parse_line(line: str) -> list[Parsed]:
         case "AWAY":
             return [Away(clean(params[0]) if params else "")]
     return [Unknown(command)]
+
+
+# A user name as servers keep one: letters, digits and a little punctuation, at most USERLEN.
+USERLEN = 10
+MAX_REALNAME_CHARS = 100
+
+
+def _username(given: str) -> str:
+    """USER's user name, kept to what is safe in a `nick!user@host` mask ("" if nothing is)."""
+    return "".join(character for character in given if character.isascii() and (character.isalnum()
+                                                                               or character in "-_.[]{}|^"))[:USERLEN]
 
 
 def _kick(params: list[str]) -> list[Parsed]:

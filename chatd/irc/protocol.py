@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from chatd.core import commands, replies
 from chatd.core.batch import Share
-from chatd.core.modes import MAX_CHANGES, MAX_KEY_CHARS, MAX_MASKS
+from chatd.core.modes import MAX_CHANGES, MAX_KEY_CHARS, MAX_MASKS, matches
 from chatd.core.nicknames import MAX_CHANNEL_CHARS, MAX_NICK_CHARS
 from chatd.core.server import MAX_CHANNELS_PER_USER
 from chatd.core.session import ISession
@@ -62,6 +62,7 @@ from chatd.irc.parse import (
     Userhost,
     Who,
     Whois,
+    USERLEN,
     parse_line,
 )
 from chatd.net.addresses import describe_peer, peer_host
@@ -110,7 +111,6 @@ class IrcSession(Protocol):
         self.username = ""  # USER's
         self.realname = ""
         self.registered = False
-        self.away = ""
         self._known_nick = "*"
         self._first_data = True  # until the first read, which may be a TLS ClientHello
 
@@ -337,24 +337,22 @@ class IrcSession(Protocol):
             case Ison(nicks):
                 self._tell(render.numeric(name, irc.RPL_ISON, nick, text=" ".join(self._online(nicks))))
             case Userhost(nicks):
+                found = [user for wanted in nicks if (user := server.user_info(wanted)) is not None]
                 self._tell(render.numeric(name, irc.RPL_USERHOST, nick, text=" ".join(
-                    f"{online}={'-' if online == nick and self.away else '+'}{online}@{render.HOST}"
-                    for online in self._online(nicks))))
+                    f"{user.nick}{'*' if user.operator else ''}={'-' if user.away else '+'}{user.username}@{render.HOST}"
+                    for user in found)))
             case ServerQuery("LUSERS"):
                 self._tell(*render.lusers(name, nick, server.everyone, server.count, server.channel_count))
             case ServerQuery(query):
                 self._tell(*render.about_server(name, nick, query, self.factory.isupport))
             case Away(text):
-                self.away = text
-                code = irc.RPL_NOWAWAY if text else irc.RPL_UNAWAY
-                self._tell(render.numeric(name, code, nick, "You have been marked as being away" if text
-                                          else "You are no longer marked as being away"))
+                server.handle(self, commands.Away(text))
             case UserMode(target, _):
                 self._user_mode(target)
-            case Who(mask):
-                self._who(mask)
+            case Who(mask, fields):
+                self._who(mask, fields)
             case Whois(target):
-                self._whois(target)
+                self._handle_as("WHOIS", commands.Whois(target))
             case NoRecipient(verb):
                 self._tell(render.numeric(name, irc.ERR_NORECIPIENT, nick, f"No recipient given ({verb})"))
             case NoTextToSend():
@@ -396,30 +394,35 @@ class IrcSession(Protocol):
         else:
             self._tell(render.numeric(name, irc.RPL_UMODEIS, nick, "+i"))
 
-    def _who(self, mask: str) -> None:
-        """352 for a channel's members (each with H and their highest rank) or one nickname, then 315."""
-        name, nick = self._server_name, self.nick
-        channel = self._server.channel(mask) if mask.startswith("#") else None
-        if channel is not None and channel.secret and nick not in channel.nicks:
-            channel = None
-        online = self._server.online(mask)
-        listed = channel.listed if channel is not None else (online,) if online is not None else ()
-        where = channel.name if channel is not None else "*"
+    def _who(self, mask: str, fields: str) -> None:
+        """
+        WHO: a channel's members (each with H or G and their highest rank), or
+        everyone whose nickname, user name or real name the mask matches (`*`
+        and `0`: everyone); 352 each, or WHOX's 354 with the fields asked, then 315.
+        """
+        server, name, nick = self._server, self._server_name, self.nick
+        if mask.startswith("#"):
+            channel = server.channel(mask)
+            if channel is not None and channel.secret and nick not in channel.nicks:
+                channel = None
+            where = "*" if channel is None else channel.name
+            listed = () if channel is None else channel.listed
+        else:
+            where, everyone = "*", mask in ("*", "0")
+            listed = tuple(online for online in server.nicks()
+                           if everyone or matches(mask, [online]) or self._matches_user(mask, online))
         for member in listed:
             bare = member.lstrip("@+")
-            self._tell(render.numeric(name, irc.RPL_WHOREPLY, nick, where, bare, render.HOST, name, bare,
-                                      "H" + member[:len(member) - len(bare)][:1], f"0 {bare}"))
+            user = server.user_info(bare, self)
+            if user is not None:
+                rank = member[:len(member) - len(bare)][:1]
+                self._tell(render.who_line(name, nick, where, user, rank, fields))
         self._tell(render.numeric(name, irc.RPL_ENDOFWHO, nick, mask, "End of /WHO list"))
 
-    def _whois(self, target: str) -> None:
-        name, nick = self._server_name, self.nick
-        online = self._server.online(target)
-        if online is None:
-            self._tell(render.numeric(name, irc.ERR_NOSUCHNICK, nick, target, "No such nick/channel"))
-        else:
-            self._tell(render.numeric(name, irc.RPL_WHOISUSER, nick, online, online, render.HOST, "*", online))
-            self._tell(render.numeric(name, irc.RPL_WHOISSERVER, nick, online, name, "chatd"))
-        self._tell(render.numeric(name, irc.RPL_ENDOFWHOIS, nick, target, "End of /WHOIS list"))
+    def _matches_user(self, mask: str, nick: str) -> bool:
+        user = self._server.user_info(nick, self)
+        return user is not None and (matches(mask, [f"{user.nick}!{user.username}@{render.HOST}"])
+                                     or matches(mask, [user.realname]))
 
     def _tell(self, *lines: str) -> None:
         self._server.tell(self, *lines)
@@ -499,7 +502,8 @@ class IrcDoor(Door, Factory[IrcSession]):
         return ["CASEMAPPING=ascii", "CHANTYPES=#", f"NICKLEN={MAX_NICK_CHARS}",
                 f"CHANNELLEN={MAX_CHANNEL_CHARS + 1}", "PREFIX=(ov)@+", f"NETWORK={self.server_name}",
                 f"CHANLIMIT=#:{MAX_CHANNELS_PER_USER}", "CHANMODES=be,k,l,imnst", "EXCEPTS=e",
-                f"MODES={MAX_CHANGES}", f"KEYLEN={MAX_KEY_CHARS}", f"MAXLIST=be:{MAX_MASKS}"]
+                f"MODES={MAX_CHANGES}", f"KEYLEN={MAX_KEY_CHARS}", f"MAXLIST=be:{MAX_MASKS}", "WHOX",
+                f"USERLEN={USERLEN}"]
 
     def buildProtocol(self, addr: IAddress | None) -> IrcSession:
         assert addr is not None

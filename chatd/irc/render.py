@@ -259,6 +259,13 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
             return [numeric(server, irc.RPL_INVITING, nick, invited, channel)]
         case replies.InvitedTo(by, channel):
             return [line(mask(by), "INVITE", nick, channel)]
+        case replies.AwayChanged(away):
+            return [numeric(server, irc.RPL_NOWAWAY, nick, "You have been marked as being away") if away
+                    else numeric(server, irc.RPL_UNAWAY, nick, "You are no longer marked as being away")]
+        case replies.IsAway(away_nick, text):
+            return [numeric(server, irc.RPL_AWAY, nick, away_nick, text=text)]
+        case replies.UserInfo():
+            return whois(server, nick, answer)
         case replies.PrivateSent():
             return []  # IRC clients show what they sent themselves
         case replies.PrivateReceived(sender, text):
@@ -287,6 +294,44 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
     if lines is None:
         raise TypeError(f"not a reply: {answer!r}")
     return lines
+
+
+def whois(server: str, nick: str, user: replies.UserInfo) -> list[str]:
+    """WHOIS: 311, 319, 312, 313, 301, 317, 330 (each where there is something to say), 318."""
+    lines = [numeric(server, irc.RPL_WHOISUSER, nick, user.nick, user.username, HOST, "*", text=user.realname)]
+    if user.channels:
+        lines.append(numeric(server, irc.RPL_WHOISCHANNELS, nick, user.nick, text=" ".join(user.channels)))
+    lines.append(numeric(server, irc.RPL_WHOISSERVER, nick, user.nick, user.node or server,
+                         "another server of this chat" if user.node else "chatd"))
+    if user.operator:
+        lines.append(numeric(server, irc.RPL_WHOISOPERATOR, nick, user.nick, "is an IRC operator"))
+    if user.away:
+        lines.append(numeric(server, irc.RPL_AWAY, nick, user.nick, text=user.away))
+    if not user.node:  # this server knows when its own users came and last spoke
+        lines.append(numeric(server, irc.RPL_WHOISIDLE, nick, user.nick, str(int(user.idle_seconds)),
+                             str(int(user.signon)), "seconds idle, signon time"))
+    if user.account:
+        lines.append(numeric(server, "330", nick, user.nick, user.account, "is logged in as"))
+    return lines + [numeric(server, irc.RPL_ENDOFWHOIS, nick, user.nick, "End of /WHOIS list")]
+
+
+def who_line(server: str, nick: str, channel: str, user: replies.UserInfo, rank: str, fields: str) -> str:
+    """
+    352 (`channel user host server nick flags :hops realname`), or, for
+    WHOX's `fields` (`cuhnfar,TOKEN`), 354 with those asked, in WHOX's order.
+    """
+    flags = ("G" if user.away else "H") + ("*" if user.operator else "") + rank
+    if not fields:
+        return numeric(server, irc.RPL_WHOREPLY, nick, channel, user.username, HOST, user.node or server, user.nick,
+                       flags, text=f"0 {user.realname}")
+    letters, _, token = fields.partition(",")
+    values = {"t": token or "0", "c": channel, "u": user.username, "i": "255.255.255.255", "h": HOST,
+              "s": user.node or server, "n": user.nick, "f": flags, "d": "0", "l": str(int(user.idle_seconds)),
+              "a": user.account or "0", "o": "n/a", "r": user.realname}
+    asked = [values[letter] for letter in "tcuihsnfdlaor" if letter in letters]
+    if asked and "r" in letters:
+        return numeric(server, "354", nick, *asked[:-1], text=asked[-1])
+    return numeric(server, "354", nick, *asked)
 
 
 def listing(server: str, nick: str, channels: Sequence[ChannelView]) -> list[str]:
@@ -394,6 +439,9 @@ def refusal(server: str, nick: str, answer: replies.Error, verb: str | None) -> 
         return [numeric(server, irc.ERR_CANNOTSENDTOCHAN, nick, answer.subject, "Cannot send to channel")]
     if verb == "NAMES" and answer.code == "no-such-channel":
         return [numeric(server, irc.RPL_ENDOFNAMES, nick, answer.subject, "End of /NAMES list")]
+    if verb == "WHOIS" and answer.code == "no-such-nick":
+        return [numeric(server, irc.ERR_NOSUCHNICK, nick, answer.subject, "No such nick/channel"),
+                numeric(server, irc.RPL_ENDOFWHOIS, nick, answer.subject, "End of /WHOIS list")]
     return [error(server, nick, answer.reason, answer.code, answer.subject, answer.channel)]
 
 

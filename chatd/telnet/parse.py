@@ -23,6 +23,8 @@ What a user can type (command words are case-insensitive, short forms too):
     /kick #CH NICK [REASON] KickFrom   (channel operators) put NICK out of #CH
     /ban #CH MASK, /unban #CH MASK, /bans #CH  Mode   +b, -b, b: a channel's bans
     /invite NICK [#CH]      Invite     invite NICK into #CH (past +i, +k, +l and +b)
+    /away [TEXT]            Away       mark yourself away (why: TEXT), or back
+    /whois NICK             Whois      what there is to know of NICK
     /oper PASSWORD          Oper       become an operator (of the server)
     /kick NICK [REASON]     Kick       (server operators) disconnect a user
     /ban NICK|ADDR [MIN]    Ban        (server operators) ban an address, 0 minutes: until restart
@@ -47,6 +49,7 @@ from attrs import frozen
 from chatd.core.commands import (
     DEFAULT_BAN_MINUTES,
     Act,
+    Away,
     Ban,
     Bans,
     ChangePassword,
@@ -71,6 +74,7 @@ from chatd.core.commands import (
     Topic,
     Unban,
     Unregister,
+    Whois,
 )
 
 
@@ -160,6 +164,10 @@ def _parse_slash_command(text: str) -> LineCommand:
             return Invalid(f"usage: /{word} [#CHANNEL] NICK ...")
         sign, letter = _RANK_CHANGES[word]
         return Mode(channel, (sign + letter * len(nicks), *nicks))
+    if word == "away":
+        return Away(argument)
+    if word == "whois":
+        return Whois(argument.split()[0]) if argument else Invalid("usage: /whois NICK")
     if word == "invite":
         nick, _, channel = argument.partition(" ")
         return Invite(nick, channel.strip() or None) if nick else Invalid("usage: /invite NICK [#CHANNEL]")

@@ -35,6 +35,9 @@ on them.  The transport adds CR LF to each line.
     *** bob was kicked from #lab by alice (REASON)    a kick out of one channel
     *** Modes of #lab: +knt solder                    /mode #lab (the key only to members)
     *** Bans of #lab: *!*@10.0.0.7 (alice, Dec 05 14:02)   /bans #lab (or: *** #lab has no bans)
+    *** You are marked away: lunch                    /away lunch (or: *** You are back)
+    *** bob is away: lunch                            to whoever sends bob a private message
+    *** bob (bob): in @#lab #lobby; away: lunch; idle 3 min; on since Dec 05 14:02; identified   /whois bob
     *** You invited bob into #lab                     /invite bob #lab; bob sees:
     *** alice invites you into #lab (/join #lab)
     *** Server shutting down                          to everyone, on SIGTERM or SIGINT
@@ -254,6 +257,7 @@ HELP = (
     "***   /kick #NAME NICK [REASON]          put NICK out of #NAME (its operators)",
     "***   /ban #NAME MASK, /unban, /bans     a channel's bans: NICK, *!*@ADDRESS ... (its operators)",
     "***   /invite NICK [#NAME]               invite NICK into #NAME (past +i, a key or a ban)",
+    "***   /away [TEXT], /whois NICK          mark yourself away (or back); what there is to know of NICK",
     "***   /help or help                      this list",
     "***   //TEXT                             say a line that starts with /",
 )
@@ -361,6 +365,30 @@ def history_lines(recent: tuple[Event, ...], current: str | None, lobby: str) ->
     return ["*** Recent messages:", *shown, "*** End of recent messages"]
 
 
+def whois_line(user: replies.UserInfo) -> str:
+    parts = [f"*** {user.nick}" + (f" ({user.realname})" if user.realname else "")]
+    parts.append("in " + " ".join(user.channels) if user.channels else "in no channel")
+    if user.node:
+        parts.append(f"on {user.node}")
+    if user.away:
+        parts.append(f"away: {user.away}")
+    if not user.node:
+        parts.append(f"idle {_duration(user.idle_seconds)}; on since {when(user.signon)}")
+    if user.account:
+        parts.append("identified")
+    if user.operator:
+        parts.append("an operator of the server")
+    return "; ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
 def channel_list(channels: tuple[replies.ChannelInfo, ...]) -> list[str]:
     listed = ", ".join(f"{info.name} ({info.count})" for info in channels)
     count = len(channels)
@@ -401,6 +429,12 @@ def reply_lines(reply: object, lobby: str) -> list[str]:
                 return [f"*** {channel} has no {what}"]
             return [f"*** {what.capitalize()} of {channel}: "
                     + ", ".join(f"{mask} ({by}, {when(at)})" for mask, by, at in entries)]
+        case replies.AwayChanged(away):
+            return ["*** You are marked away" if away else "*** You are back"]
+        case replies.IsAway(nick, text):
+            return [f"*** {nick} is away: {text}"]
+        case replies.UserInfo():
+            return [whois_line(reply)]
         case replies.Inviting(nick, channel):
             return [f"*** You invited {nick} into {channel}"]
         case replies.InvitedTo(by, channel):

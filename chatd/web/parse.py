@@ -184,6 +184,8 @@ _PARSERS: dict[str, Callable[[_Fields], Command | None]] = {
     "msg": _msg,
     "join": lambda fields: commands.Join(fields.text("channel").strip(), (fields.optional("key") or "").strip()),
     "mode": _mode,
+    "away": lambda fields: commands.Away((fields.optional("text") or "").strip()),
+    "whois": lambda fields: commands.Whois(fields.text("nick").strip()),
     "invite": lambda fields: commands.Invite(fields.text("nick").strip(), fields.optional("channel")),
     "part": _part,
     "topic": lambda fields: commands.Topic(fields.optional("channel"), fields.optional("topic")),

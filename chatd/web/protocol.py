@@ -29,6 +29,8 @@ user's current one):
                                                  as IRC writes them: ["+o", "bob"], ["+k", "key"], ["b"] (its bans)
     {"type": "kick", "nick": N, "channel": C, ["reason": R]}   a channel's operator puts N out of C
     {"type": "invite", "nick": N, ["channel": C]}
+    {"type": "away", ["text": T]}               marked away (why: T), or back without it
+    {"type": "whois", "nick": N}                 what there is to know of N
     {"type": "oper", "password": P}              then, as an operator of the server:
     {"type": "kick", "nick": N, ["reason": R]}   (no channel: disconnect N)
     {"type": "ban", "target": NICK_OR_ADDRESS, ["minutes": M]}   60 unless given; 0: until restart
@@ -62,6 +64,10 @@ To the browser:
     {"type": "modes", "channel": C, "modes": "+knt", "arguments": [A ...], "created": TS}
     {"type": "masks", "channel": C, "list": "b" or "e", "entries": [{"mask": M, "by": N, "at": TS} ...]}
     {"type": "inviting", "nick": N, "channel": C}              your invitation went out
+    {"type": "away", "away": BOOL}                             you are marked away (or back)
+    {"type": "is-away", "nick": N, "text": T}                  N, whom you wrote to, is away
+    {"type": "whois", "nick": N, "realname": R, "channels": [C ...], "away": T, "signon": TS, "idle": S,
+     "account": A, "operator": BOOL, "node": NODE}             /whois: channels after N's rank in them
     {"type": "invited", "by": N, "channel": C}                 N invites you into C
     {"type": "users", "nicks": [N ...]}                        names without a channel
     {"type": "channels", "channels": [{"name": C, "count": N, "topic": T} ...]}
@@ -165,7 +171,7 @@ class WebSession:
 
     dialect = JSON
     lists_members = False  # the page asks for a channel's members
-    username = ""  # no user name but the nickname
+    username = realname = ""  # no user name but the nickname, no real name
 
     def __init__(self, factory: WebDoor, request: Request) -> None:
         self.factory = factory

@@ -135,6 +135,13 @@ def reply(answer: object) -> bytes:
         case replies.MaskList(channel, kind, entries):
             return message("masks", channel=channel, list=kind,
                            entries=[{"mask": mask, "by": by, "at": int(at)} for mask, by, at in entries])
+        case replies.AwayChanged(away):
+            return message("away", away=away)
+        case replies.IsAway(nick, text):
+            return message("is-away", nick=nick, text=plain(text))
+        case replies.UserInfo(nick, username, realname, channels, away, signon, idle_seconds, account, operator, node):
+            return message("whois", nick=nick, realname=plain(realname), channels=list(channels), away=plain(away),
+                           signon=int(signon), idle=int(idle_seconds), account=account, operator=operator, node=node)
         case replies.Inviting(nick, channel):
             return message("inviting", nick=nick, channel=channel)
         case replies.InvitedTo(by, channel):

@@ -35,7 +35,7 @@ DEADLINE_SECONDS = 10
 class Session:
     """A user: records what reaches it, and fires waiters whose condition what reached it meets."""
 
-    username = ""
+    username = realname = ""
     dialect = "fake"
     lists_members = True
 

@@ -19,7 +19,7 @@ from chatd.telnet.render import HELP, OPERATOR_HELP
 class Member:
     """A telnet user as the server sees it: records the lines it would show."""
 
-    username = ""
+    username = realname = ""
     lists_members = False
 
     def __init__(self, name, events, address):

@@ -383,3 +383,25 @@ def test_a_node_that_comes_later_adopts_the_modes_ranks_and_bans(log):
     assert replies_to(log, "carol") == [r.ChannelMembers("#lab", ("@alice", "+bob")),
                                         r.ModesShown("#lab", "+knt", ("*",), 1795000000.0),
                                         r.Error("#lab has a key: /join #lab KEY", "bad-channel-key", "#lab")]
+
+
+def test_away_is_told_to_who_writes_and_whois_says_what_is_known(server, log):
+    """/away marks a user; a private message to them is answered with why; /whois shows ranks, away, idle, secrets hidden."""
+    alice, bob = online(server, log, "alice", "bob")
+    server.clock.advance(100)
+    server.handle(alice, c.Join("#lab"))
+    server.handle(alice, c.Join("#hidden"))
+    server.handle(alice, c.Mode("#hidden", ("+s",)))
+    server.handle(alice, c.Away("lunch"))
+    assert replies_to(log, "alice")[-1] == r.AwayChanged(True)
+    log.clear()
+    server.handle(bob, c.Msg("alice", "ping"))
+    assert replies_to(log, "bob") == [r.PrivateSent("alice", "ping"), r.IsAway("alice", "lunch")]
+    server.clock.advance(30)
+    server.handle(bob, c.Whois("ALICE"))
+    assert replies_to(log, "bob")[-1] == r.UserInfo("alice", "alice", "", ("#lobby", "@#lab"), "lunch", 0.0, 130.0)
+    server.handle(bob, c.Whois("zed"))
+    assert replies_to(log, "bob")[-1] == r.Error("no such nick: zed", "no-such-nick", "zed")
+    server.handle(alice, c.Away(""))
+    server.handle(bob, c.Msg("alice", "back?"))
+    assert replies_to(log, "bob")[-1] == r.PrivateSent("alice", "back?")

@@ -27,7 +27,7 @@ CHANNELS = ["#lobby", "#a", "#b", "#c"]
 
 @implementer(ISession)
 class Session:
-    username = ""
+    username = realname = ""
     dialect = "fake"
     lists_members = True
     address = "127.0.0.1"

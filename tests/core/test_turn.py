@@ -21,7 +21,7 @@ from chatd.core.turn import Turn
 class MinimalDoor:
     """The least a door can be: commands in, whatever comes back recorded. It never touches the turn."""
 
-    username = ""
+    username = realname = ""
     dialect = "minimal"
     lists_members = True
 

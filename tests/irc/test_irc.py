@@ -149,9 +149,10 @@ def test_topic_names_list_who_whois_mode_away_and_unknown(factory):
         ":lab 332 alice #lobby :soldering tonight", ":lab 333 alice #lobby alice!alice@chatd 0",
         ":lab 353 alice = #lobby :alice", ":lab 366 alice #lobby :End of /NAMES list",
         ":lab 321 alice Channel :Users  Name", ":lab 322 alice #lobby 1 :soldering tonight", ":lab 323 alice :End of /LIST",
-        ":lab 352 alice #lobby alice chatd lab alice H :0 alice", ":lab 315 alice #lobby :End of /WHO list",
-        ":lab 311 alice alice alice chatd * alice", ":lab 312 alice alice lab chatd",
-        ":lab 318 alice ALICE :End of /WHOIS list",
+        ":lab 352 alice #lobby alice chatd lab alice H :0 alice the tester", ":lab 315 alice #lobby :End of /WHO list",
+        ":lab 311 alice alice alice chatd * :alice the tester", ":lab 319 alice alice :#lobby",
+        ":lab 312 alice alice lab chatd", ":lab 317 alice alice 0 0 :seconds idle, signon time",
+        ":lab 318 alice alice :End of /WHOIS list",
         ":lab 324 alice #lobby +n", ":lab 329 alice #lobby 0", ":lab 221 alice +i",
         ":lab 368 alice #lobby :End of channel ban list",
         ":lab 306 alice :You have been marked as being away", ":lab 305 alice :You are no longer marked as being away",
@@ -381,7 +382,7 @@ def test_channel_operators_modes_kick_and_invite_as_irc_clients_see_them(factory
     assert alice.take()[1:3] == [":lab 353 alice = #lab :@alice", ":lab 366 alice #lab :End of /NAMES list"]
     alice.send("MODE #lab", "WHO #lab")
     assert alice.take() == [":lab 324 alice #lab +nt", ":lab 329 alice #lab 1795000000",
-                            ":lab 352 alice #lab alice chatd lab alice H@ :0 alice",
+                            ":lab 352 alice #lab alice chatd lab alice H@ :0 alice the tester",
                             ":lab 315 alice #lab :End of /WHO list"]
     alice.send("MODE #lab +k solder")
     assert alice.take() == [":alice!alice@chatd MODE #lab +k solder"]
@@ -423,3 +424,38 @@ def test_join_keys_kick_lists_and_kill_parse_as_rfc_2812_has_them():
     assert parse_line("KILL bob :spam") == [commands.Kick("bob", "spam")]
     assert parse_line("MODE #a +o-v bob carol") == [commands.Mode("#a", ("+o-v", "bob", "carol"))]
     assert parse_line("INVITE bob #a") == [commands.Invite("bob", "#a")]
+
+
+def test_who_masks_whox_whois_and_away_as_clients_ask_them(factory, clock):
+    """
+    USER's user name (what is safe of it in a mask) and real name are kept and shown; WHO * and WHO with a
+    mask list who matches (G when away); WHOX answers 354 with the fields
+    asked and its token; a PRIVMSG to someone away gets 301, as does WHOIS
+    (with 319, 317 and 330 where known); USERHOST says - for the away.
+    """
+    clock.advance(1795000000)
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.send("NICK alice", "USER al~ice!@x 0 * :Alice Liddell")
+    bob.register("bob")
+    alice.take()
+    alice.send("AWAY :at lunch")
+    assert alice.take() == [":lab 306 alice :You have been marked as being away"]
+    bob.take()
+    bob.send("WHO *", "WHO AL*", "WHO #lobby %tcuhnfar,42", "PRIVMSG alice :hi", "USERHOST alice bob")
+    assert bob.take() == [
+        ":lab 352 bob * alicex chatd lab alice G :0 Alice Liddell", ":lab 352 bob * bob chatd lab bob H :0 bob the tester",
+        ":lab 315 bob * :End of /WHO list",
+        ":lab 352 bob * alicex chatd lab alice G :0 Alice Liddell", ":lab 315 bob AL* :End of /WHO list",
+        ":lab 354 bob 42 #lobby alicex chatd alice G 0 :Alice Liddell",
+        ":lab 354 bob 42 #lobby bob chatd bob H 0 :bob the tester", ":lab 315 bob #lobby :End of /WHO list",
+        ":lab 301 bob alice :at lunch",
+        ":lab 302 bob :alice=-alicex@chatd bob=+bob@chatd",
+    ]
+    clock.advance(90)
+    bob.send("WHOIS alice", "WHOIS nobody")
+    assert bob.take() == [
+        ":lab 311 bob alice alicex chatd * :Alice Liddell", ":lab 319 bob alice :#lobby", ":lab 312 bob alice lab chatd",
+        ":lab 301 bob alice :at lunch", ":lab 317 bob alice 90 1795000000 :seconds idle, signon time",
+        ":lab 318 bob alice :End of /WHOIS list",
+        ":lab 401 bob nobody :No such nick/channel", ":lab 318 bob nobody :End of /WHOIS list",
+    ]

@@ -28,7 +28,7 @@ from chatd.telnet.render import HELP
 class FakeMember:
     """Records every line sent and every disconnect, in one events list, as a telnet user would see them."""
 
-    username = ""
+    username = realname = ""
     def __init__(self, name, events, charset="utf-8", address="127.0.0.1"):
         self.name, self.events, self.address = name, events, address
         self.dialect = TelnetDialect(charset)
@@ -55,7 +55,7 @@ class FakeMember:
 class BreakableMember(FakeMember):
     """A member whose deliveries fail once `broken` is set."""
 
-    username = ""
+    username = realname = ""
     broken = False
 
     def deliver(self, share):

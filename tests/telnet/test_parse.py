@@ -2,7 +2,7 @@
 
 import pytest
 
-from chatd.core.commands import Ban, Channels, Invite, Join, Kick, KickFrom, Mode, Names, Part, Topic
+from chatd.core.commands import Away, Ban, Channels, Whois, Invite, Join, Kick, KickFrom, Mode, Names, Part, Topic
 from chatd.telnet.parse import (
     Act,
     Charset,
@@ -79,6 +79,10 @@ from chatd.telnet.parse import (
         ("/ban bob 5", Ban("bob", 5.0)),
         ("/invite bob #lab", Invite("bob", "#lab")),
         ("/invite bob", Invite("bob", None)),
+        ("/away gone fishing", Away("gone fishing")),
+        ("/away", Away("")),
+        ("/whois bob", Whois("bob")),
+        ("/whois", Invalid("usage: /whois NICK")),
         ("/part", Part(None, "")),
         ("/part lab", Part("lab", "")),
         ("/part #lab off to eat", Part("#lab", "off to eat")),

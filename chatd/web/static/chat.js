@@ -165,6 +165,19 @@ function receive(data) {
       break;
     }
     case "inviting": notice(`You invited ${data.nick} into ${data.channel}`); break;
+    case "away": notice(data.away ? "You are marked away" : "You are back"); break;
+    case "is-away": notice(`${data.nick} is away: ${data.text}`); break;
+    case "whois": {
+      const parts = [data.nick + (data.realname ? ` (${data.realname})` : ""),
+                     data.channels.length ? `in ${data.channels.join(" ")}` : "in no channel"];
+      if (data.node) parts.push(`on ${data.node}`);
+      if (data.away) parts.push(`away: ${data.away}`);
+      if (!data.node) parts.push(`idle ${Math.floor(data.idle / 60)} min, on since ${new Date(data.signon * 1000).toLocaleString()}`);
+      if (data.account) parts.push("identified");
+      if (data.operator) parts.push("an operator of the server");
+      notice(parts.join("; "));
+      break;
+    }
     case "invited": offerJoin(`${data.by} invites you into ${data.channel}: `, data.channel); break;
     case "users":
       notice(`${data.nicks.length} ${data.nicks.length === 1 ? "user" : "users"} online: ${data.nicks.join(", ")}`);
@@ -804,6 +817,7 @@ const HELP = [
   "/history [N]  older lines of this channel (or scroll up);  /mentions  the lines that named you while away",
   "/register PASSWORD  keep your nickname;  /identify PASSWORD;  /password OLD NEW;  /unregister PASSWORD",
   "/join #NAME KEY  a channel with a key;  /invite NICK [#NAME]  invite someone in",
+  "/away [TEXT]  mark yourself away (or back);  /whois NICK  what there is to know of NICK",
   "Channel operators (@): /mode [#NAME] [+k KEY|+l N|+i|+m|+s|+t ...], /op NICK, /deop NICK, /voice NICK, /devoice NICK,"
     + " /kick #NAME NICK [REASON], /ban #NAME MASK, /unban #NAME MASK, /bans #NAME",
   "Server operators: /oper PASSWORD, /kick NICK [REASON], /ban NICK|ADDRESS [MINUTES], /unban ADDRESS, /bans",
@@ -832,6 +846,8 @@ function command(text) {
       const [sign, letter] = {op: "+o", deop: "-o", voice: "+v", devoice: "-v"}[word.toLowerCase()];
       return {type: "mode", channel, words: [sign + letter.repeat(nicks.length), ...nicks]};
     }
+    case "away": return {type: "away", text: argument};
+    case "whois": return first ? {type: "whois", nick: first} : usage("/whois NICK");
     case "invite":
       return first ? {type: "invite", nick: first, channel: after || state.current || undefined}
                    : usage("/invite NICK [#NAME]");
