@@ -139,9 +139,10 @@ def reply(answer: object) -> bytes:
             return message("away", away=away)
         case replies.IsAway(nick, text):
             return message("is-away", nick=nick, text=plain(text))
-        case replies.UserInfo(nick, username, realname, channels, away, signon, idle_seconds, account, operator, node):
-            return message("whois", nick=nick, realname=plain(realname), channels=list(channels), away=plain(away),
-                           signon=int(signon), idle=int(idle_seconds), account=account, operator=operator, node=node)
+        case replies.UserInfo() as user:
+            return message("whois", nick=user.nick, realname=plain(user.realname), channels=list(user.channels),
+                           away=plain(user.away), signon=int(user.signon), idle=int(user.idle_seconds),
+                           account=user.account, operator=user.operator, node=user.node)
         case replies.Inviting(nick, channel):
             return message("inviting", nick=nick, channel=channel)
         case replies.InvitedTo(by, channel):
