@@ -39,11 +39,20 @@ class Act:
 
 
 @frozen
+class Notice:
+    """A notice to a channel (IRC's NOTICE): shown like a message, not kept, never answered with an error."""
+
+    text: str
+    channel: str | None = None
+
+
+@frozen
 class Msg:
-    """A private message to one user."""
+    """A private message to one user (a notice: never kept for them while away)."""
 
     nick: str
     text: str
+    notice: bool = False
 
 
 @frozen
@@ -215,5 +224,5 @@ class Read:
     channel: str
 
 
-Command = (LogIn | Say | Act | Msg | Join | Part | Topic | Mode | KickFrom | Invite | Away | Whois | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
+Command = (LogIn | Say | Act | Notice | Msg | Join | Part | Topic | Mode | KickFrom | Invite | Away | Whois | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
            | Identify | Register | ChangePassword | Unregister | History | Mentions | Read)

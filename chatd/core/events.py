@@ -45,6 +45,15 @@ class Acted(_Happened):
 
 
 @frozen
+class Noticed(_Happened):
+    """A notice (IRC's NOTICE, what bots send): shown like a message, never kept in history, never answered."""
+
+    channel: str
+    nick: str
+    text: str
+
+
+@frozen
 class Joined(_Happened):
     channel: str
     nick: str
@@ -121,7 +130,7 @@ class Left(_Happened):
     reason: str
 
 
-Event = Said | Acted | Joined | Parted | TopicChanged | ModeChanged | Kicked | Crowd | Renamed | Left
+Event = Said | Acted | Noticed | Joined | Parted | TopicChanged | ModeChanged | Kicked | Crowd | Renamed | Left
 
 
 # -- what only the cluster's bus carries: requests to the node that has a
@@ -135,6 +144,7 @@ class Whispered(_Happened):
     nick: str
     to: str
     text: str
+    notice: bool = False
 
 
 @frozen
@@ -181,7 +191,7 @@ MESSAGES = (Said, Acted)
 # -- the JSON codec: one object per event, one line each
 
 _KINDS: dict[str, type[Any]] = {
-    "said": Said, "acted": Acted, "joined": Joined, "parted": Parted, "topic": TopicChanged,
+    "said": Said, "acted": Acted, "noticed": Noticed, "joined": Joined, "parted": Parted, "topic": TopicChanged,
     "mode": ModeChanged, "kicked": Kicked, "crowd": Crowd, "renamed": Renamed, "left": Left,
     "whispered": Whispered, "invite-sent": InviteSent, "banned": Banned, "unbanned": Unbanned, "kick-ordered": KickOrdered,
 }
@@ -238,7 +248,7 @@ def from_json(line: str, default_channel: str, origin: str = "") -> BusEvent | N
             when = float(stamp)
         except (TypeError, ValueError):
             when = datetime.strptime(stamp, _TIME_FORMAT).replace(tzinfo=timezone.utc).timestamp()
-        if kind in (Said, Acted, Joined, Parted, TopicChanged, Crowd):
+        if kind in (Said, Acted, Noticed, Joined, Parted, TopicChanged, Crowd):
             fields.setdefault("channel", default_channel)
         if kind is Crowd:
             for name in ("joiners", "leavers"):

@@ -31,6 +31,7 @@ from chatd.core.events import (
     KickOrdered,
     Left,
     ModeChanged,
+    Noticed,
     Parted,
     Renamed,
     Said,
@@ -199,10 +200,13 @@ class Mirror:
                 target, where = self._roster.local_member(to), self._roster.channel(name)
                 if target is not None and where is not None:
                     self._operators.invited(target, where, nick)
-            case Whispered(nick, to, text):
+            case Noticed(name):
+                channel = self._roster.known_channel(name)
+                self._fan_out.broadcast(event, channel.key)
+            case Whispered(nick, to, text, notice):
                 recipient = self._roster.local_member(to)
                 if recipient is not None and self._fan_out.caught_up_with(recipient):
-                    self._fan_out.send(recipient, replies.PrivateReceived(nick, text))
+                    self._fan_out.send(recipient, replies.PrivateReceived(nick, text, notice))
             case Banned():
                 self._banned(event)
             case Unbanned(address) if self._moderation is not None:

@@ -174,6 +174,7 @@ class PrivateReceived:
 
     sender: str
     text: str
+    notice: bool = False
 
 
 @frozen

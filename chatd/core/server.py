@@ -46,7 +46,7 @@ from chatd.core.store import MAX_HISTORY, IStore, KeptAccount, NoStore
 from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels, members_for
 from chatd.core.channel import Member, Remote
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
-from chatd.core.events import Acted, BusEvent, Event, Left, Renamed, Said, Whispered
+from chatd.core.events import Acted, BusEvent, Event, Left, Noticed, Renamed, Said, Whispered
 from chatd.core.fanout import FanOut
 from chatd.core.mirror import Mirror
 from chatd.core.moderation import Moderation
@@ -342,8 +342,10 @@ class ChatServer:
         match command:
             case commands.Act(text, channel):
                 self._speak(member, Acted, text, channel)
-            case commands.Msg(to_nick, text):
-                self._private(member, to_nick, text)
+            case commands.Notice(text, channel):
+                self._notice(member, text, channel)
+            case commands.Msg(to_nick, text, notice):
+                self._private(member, to_nick, text, notice)
             case commands.Join(channel, key):
                 self._channels.join(member, channel, key)
             case commands.Part(channel, reason):
@@ -407,6 +409,19 @@ class ChatServer:
         self.messages += 1
         now = member.active_at = self.clock.seconds()
         self._fan_out.broadcast(kind(target.name, member.nick, text, at=now), target.key, member.session, target)
+
+    def _notice(self, member: Member, text: str, channel: str | None) -> None:
+        """A notice: a line like a message, past the same modes, that history does not keep."""
+        target = self._channels.target(member, channel)
+        if target is None:
+            return
+        refusal = self._operators.speech_refusal(member, target)
+        if refusal is not None:
+            self.tell(member.session, refusal)
+            return
+        self.messages += 1
+        now = member.active_at = self.clock.seconds()
+        self._fan_out.broadcast(Noticed(target.name, member.nick, text, at=now), target.key, member.session)
 
     def _log_in(self, session: ISession, wanted: str, password: str | None = None, as_guest: bool = False) -> None:
         nick = self._available_nickname(session, wanted)
@@ -473,27 +488,27 @@ class ChatServer:
             return None
         return nick
 
-    def _private(self, member: Member, to_nick: str, text: str) -> None:
+    def _private(self, member: Member, to_nick: str, text: str, notice: bool = False) -> None:
         fan_out = self._fan_out
         member.active_at = self.clock.seconds()
         remote = self._roster.remote_holder(to_nick)
         if remote is not None:  # their node delivers it
             self.messages += 1
-            fan_out.send_on(Whispered(member.nick, remote, text, at=self.clock.seconds()))
+            fan_out.send_on(Whispered(member.nick, remote, text, notice, at=self.clock.seconds()))
             self.tell(member.session, replies.PrivateSent(remote, text))
             return
         recipient = self._roster.local_member(to_nick)
         if recipient is None:
-            if self._accounts.leave_note(member, to_nick, text):
+            if not notice and self._accounts.leave_note(member, to_nick, text):
                 self.messages += 1
             else:
                 self.tell(member.session, replies.Error(f"no such nick: {to_nick}", "no-such-nick", to_nick))
             return
         self.messages += 1
         if fan_out.caught_up_with(recipient):
-            fan_out.send(recipient, replies.PrivateReceived(member.nick, text))
+            fan_out.send(recipient, replies.PrivateReceived(member.nick, text, notice))
         self.tell(member.session, replies.PrivateSent(recipient.nick, text))
-        if recipient.away:
+        if recipient.away and not notice:
             self.tell(member.session, replies.IsAway(recipient.nick, recipient.away))
 
     def _whois(self, member: Member, nick: str) -> None:

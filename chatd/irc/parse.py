@@ -120,7 +120,7 @@ class Quietly:
     automatic replies must never be sent in answer to a NOTICE, or bots loop.
     """
 
-    command: commands.Say | commands.Act | commands.Msg
+    command: commands.Notice | commands.Msg
 
 
 @frozen
@@ -272,10 +272,13 @@ def _message(command: str, params: list[str]) -> list[Parsed]:
     text = clean(text, keep_formatting=True)  # bold and colours stay for IRC clients (chatd.core.text.plain)
     if not text.strip():
         return []
-    found: list[commands.Say | commands.Act | commands.Msg] = []
+    if notice:
+        return [Quietly(commands.Notice(text, target) if target.startswith("#") else commands.Msg(target, text, True))
+                for target in params[0].split(",") if target]
+    found: list[Parsed] = []
     for target in params[0].split(","):
         if target.startswith("#"):
             found.append(commands.Act(text, target) if action else commands.Say(text, target))
         elif target:
             found.append(commands.Msg(target, f"* {text}" if action else text))
-    return [Quietly(command) for command in found] if notice else list(found)
+    return found

@@ -25,6 +25,7 @@ from chatd.core.events import (
     Kicked,
     Left,
     ModeChanged,
+    Noticed,
     Parted,
     Renamed,
     Said,
@@ -114,6 +115,8 @@ def event(happened: Event) -> list[str]:
             return text_lines(mask(nick), "PRIVMSG", channel, text)
         case Acted(channel, nick, text):
             return text_lines(mask(nick), "PRIVMSG", channel, f"\x01ACTION {text}\x01")
+        case Noticed(channel, nick, text):
+            return text_lines(mask(nick), "NOTICE", channel, text)
         case Joined(channel, nick, rank=rank):
             if rank:  # its founder, back: made operator by the server, as services do it
                 return [line(mask(nick), "JOIN", channel),
@@ -268,8 +271,8 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
             return whois(server, nick, answer)
         case replies.PrivateSent():
             return []  # IRC clients show what they sent themselves
-        case replies.PrivateReceived(sender, text):
-            return text_lines(mask(sender), "PRIVMSG", nick, text)
+        case replies.PrivateReceived(sender, text, notice):
+            return text_lines(mask(sender), "NOTICE" if notice else "PRIVMSG", nick, text)
         case replies.Bye():
             return []  # the ERROR that closes the connection follows
         case replies.OperatorNow():

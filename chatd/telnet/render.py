@@ -21,6 +21,7 @@ on them.  The transport adds CR LF to each line.
     *** Topic of #lab: TEXT                           /topic (or: *** #lab has no topic)
     <alice> TEXT                                      public message
     * alice TEXT                                      action (/me)
+    -alice- TEXT                                      a notice (an IRC client's, a bot's), to a channel or to you
     *alice* TEXT                                      private message, to bob
     -> *bob* TEXT                                     private message, to alice
     *** 3 users online: alice, bob, carol             /list
@@ -77,6 +78,7 @@ from chatd.core.events import (
     Kicked,
     Left,
     ModeChanged,
+    Noticed,
     Parted,
     Renamed,
     Said,
@@ -96,6 +98,8 @@ def event(happened: Event, current: str | None = None, lobby: str = "#lobby") ->
             line = f"<{nick}> {text}"
         case Acted(channel, nick, text):
             line = f"* {nick} {text}"
+        case Noticed(channel, nick, text):
+            line = f"-{nick}- {text}"
         case Joined(channel, nick, count):
             line = f"*** {nick} has joined ({users_online(count) if channel == lobby else users(count)})"
         case Parted(channel, nick, reason):
@@ -441,8 +445,8 @@ def reply_lines(reply: object, lobby: str) -> list[str]:
             return [f"*** {by} invites you into {channel} (/join {channel})"]
         case replies.PrivateSent(to, text):
             return [private_to_sender(to, text)]
-        case replies.PrivateReceived(sender, text):
-            return [private_to_recipient(sender, text)]
+        case replies.PrivateReceived(sender, text, notice):
+            return [f"-{sender}- {text}" if notice else private_to_recipient(sender, text)]
         case replies.Bye():
             return [bye()]
         case replies.OperatorNow():

@@ -72,7 +72,7 @@ To the browser:
     {"type": "users", "nicks": [N ...]}                        names without a channel
     {"type": "channels", "channels": [{"name": C, "count": N, "topic": T} ...]}
     {"type": "topic", "channel": C, "topic": T}                "" when none is set
-    {"type": "private", "sender": N, "text": T}                a private message to you
+    {"type": "private", "sender": N, "text": T, "notice": BOOL}   a private message (or notice) to you
     {"type": "private-sent", "to": N, "text": T}               yours, as sent
     {"type": "operator"}, {"type": "kicked", "by": N, "reason": R},
     {"type": "ban-added", "address": A, "minutes": M}, {"type": "ban-lifted", "address": A},
@@ -101,6 +101,7 @@ the transcript has for it (docs/operations.md, "Transcript and history"), in thi
 
     ["said", TS, CHANNEL, NICK, TEXT]          a message
     ["acted", TS, CHANNEL, NICK, TEXT]         an action (/me)
+    ["noticed", TS, CHANNEL, NICK, TEXT]       a notice (an IRC client's, a bot's)
     ["joined", TS, CHANNEL, NICK, COUNT, RANK] COUNT: members now; RANK: "@" (made it, or its founder) or ""
     ["parted", TS, CHANNEL, NICK, REASON, COUNT]
     ["topic", TS, CHANNEL, NICK, TOPIC]        "" when cleared

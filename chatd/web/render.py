@@ -149,8 +149,8 @@ def reply(answer: object) -> bytes:
             return message("invited", by=by, channel=channel)
         case replies.PrivateSent(to, text):
             return message("private-sent", to=to, text=plain(text))
-        case replies.PrivateReceived(sender, text):
-            return message("private", sender=sender, text=plain(text))
+        case replies.PrivateReceived(sender, text, notice):
+            return message("private", sender=sender, text=plain(text), notice=notice)
         case replies.Bye():
             return message("bye")
         case replies.OperatorNow():

@@ -104,7 +104,7 @@ def test_messages_actions_and_private_messages_both_ways(factory):
     bob.send("PRIVMSG #lobby :hi all", "PRIVMSG #lobby :\x01ACTION waves\x01", "PRIVMSG alice :psst",
              "NOTICE #lobby :a notice")
     assert alice.take() == [":bob!bob@chatd PRIVMSG #lobby :hi all", ":bob!bob@chatd PRIVMSG #lobby :\x01ACTION waves\x01",
-                            ":bob!bob@chatd PRIVMSG alice :psst", ":bob!bob@chatd PRIVMSG #lobby :a notice"]
+                            ":bob!bob@chatd PRIVMSG alice :psst", ":bob!bob@chatd NOTICE #lobby :a notice"]
     assert bob.take() == []  # IRC clients show what they send themselves
     alice.send("JOIN #alices")
     bob.send("PRIVMSG nobody :hello", "PRIVMSG #lab :hello", "PRIVMSG #alices :hello", "PRIVMSG", "PRIVMSG alice",
@@ -354,16 +354,22 @@ def test_time_version_info_and_motd_are_answered(factory):
 
 
 def test_a_notice_reaches_its_channel_and_is_never_answered_with_an_error(factory):
-    """A NOTICE to a channel is said there; one to a channel one is not in gets no 442 back (RFC 2812 3.3.2)."""
+    """
+    A NOTICE to a channel arrives as a NOTICE, and one to a nick too (what
+    bots rely on); one to a channel one is not in gets no 442 back (RFC 2812
+    3.3.2), and a notice to someone away gets no 301.
+    """
     alice, bob = Client(factory, 1), Client(factory, 2)
     alice.register("alice")
     bob.register("bob")
     alice.send("JOIN #lab")
     alice.take()
     bob.take()
-    alice.send("NOTICE #lobby :hello all", "NOTICE #lab,#elsewhere :only some")
+    bob.send("AWAY :out")
+    bob.take()
+    alice.send("NOTICE #lobby :hello all", "NOTICE #lab,#elsewhere :only some", "NOTICE bob :bot here")
     assert alice.take() == []
-    assert bob.take() == [":alice!alice@chatd PRIVMSG #lobby :hello all"]
+    assert bob.take() == [":alice!alice@chatd NOTICE #lobby :hello all", ":alice!alice@chatd NOTICE bob :bot here"]
 
 
 def test_channel_operators_modes_kick_and_invite_as_irc_clients_see_them(factory, clock):

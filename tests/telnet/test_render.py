@@ -40,9 +40,9 @@ def test_event_lines_of_other_channels_carry_the_channel():
 
 
 def test_channel_operators_lines():
-    """Modes, kicks, mode and ban lists and invitations, as telnet users read them; member lists sorted past ranks."""
+    """Modes, kicks, mode and ban lists, invitations and notices, as telnet users read them; member lists sorted past ranks."""
     from chatd.core import replies
-    from chatd.core.events import Kicked, ModeChanged
+    from chatd.core.events import Kicked, ModeChanged, Noticed
 
     assert render.event(ModeChanged("#lab", "alice", (("+o", "bob"), ("-k", "*")))) == (
         "*** alice sets mode +o-k bob * on #lab")
@@ -52,6 +52,8 @@ def test_channel_operators_lines():
     assert render.reply_lines(replies.MaskList("#lab", "b", ()), "#lobby") == ["*** #lab has no bans"]
     assert render.reply_lines(replies.InvitedTo("alice", "#lab"), "#lobby") == [
         "*** alice invites you into #lab (/join #lab)"]
+    assert render.event(Noticed("#lab", "bot", "build passed"), "#lobby") == "[#lab] -bot- build passed"
+    assert render.reply_lines(replies.PrivateReceived("bot", "done", notice=True), "#lobby") == ["-bot- done"]
     assert render.reply_lines(replies.ChannelMembers("#lab", ("carol", "@bob", "+alice")), "#lobby") == [
         "*** 3 users in #lab: +alice, @bob, carol"]
 

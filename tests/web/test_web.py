@@ -132,7 +132,7 @@ def test_replies_render_as_the_protocol_says():
     assert json.loads(render.reply(replies.Error("nope", "no-such-nick"))) == {
         "type": "error", "reason": "nope", "code": "no-such-nick"}
     assert json.loads(render.reply(replies.PrivateReceived("bob", "<b>"))) == {
-        "type": "private", "sender": "bob", "text": "<b>"}
+        "type": "private", "sender": "bob", "text": "<b>", "notice": False}
 
 
 # -- sessions, in memory

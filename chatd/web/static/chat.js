@@ -192,7 +192,8 @@ function receive(data) {
       break;
     }
     case "private":
-      add(state.current, line({kind: "private", nick: `*${data.sender}*`, text: data.text}), true);
+      add(state.current, line({kind: "private", nick: data.notice ? `-${data.sender}-` : `*${data.sender}*`,
+                               text: data.text}), true);
       notify(`${data.sender} (private)`, data.text);
       break;
     case "private-sent":
@@ -330,6 +331,7 @@ function closed(reason) {
 const EVENT_FIELDS = {
   said: ["channel", "nick", "text"],
   acted: ["channel", "nick", "text"],
+  noticed: ["channel", "nick", "text"],
   joined: ["channel", "nick", "count", "rank"],
   parted: ["channel", "nick", "reason", "count"],
   topic: ["channel", "nick", "topic"],
@@ -353,11 +355,13 @@ function happened(array, old) {
   const time = event.ts;
   switch (event.event) {
     case "said":
-    case "acted": {
+    case "acted":
+    case "noticed": {
       if (!channel) return;
       const mention = !old && mentions(event.text) && event.nick !== state.nick;
-      const item = line({kind: event.event === "acted" ? "action" : "said", nick: event.nick, text: event.text, time,
-                         mention, old});
+      const kind = {acted: "action", noticed: "notice-from"}[event.event] || "said";
+      const item = line({kind, nick: event.event === "noticed" ? `-${event.nick}-` : event.nick, text: event.text,
+                         time, mention, old});
       add(channel.name, item, !old, mention);
       if (mention) notify(`${event.nick} in ${channel.name}`, event.text);
       break;
@@ -544,7 +548,7 @@ function line({kind, nick, text, time, mention, old, day, where}) {
                           : when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
   item.append(stamp);
   if (where) item.append(`${where} `);
-  if (kind === "said" || kind === "private") {
+  if (kind === "said" || kind === "private" || kind === "notice-from") {
     const who = document.createElement("span");
     who.className = "nick";
     who.textContent = kind === "said" ? `<${nick}>` : nick;
