@@ -3,8 +3,9 @@ The IRC front door's every line, as text (without its CR LF).  Pure.
 
 Every chat user, whatever their front door, appears to IRC clients as
 `nick!nick@chatd`.  Numerics come from twisted.words.protocols.irc's names.
-A line is at most 512 bytes with its CR LF (RFC 1459): a longer message
-from a telnet or web user reaches IRC clients as several lines.
+A message is cut into lines of what an IRC client may send in one (512
+bytes with CR LF, RFC 1459, not counting the prefix the server adds): a
+longer message from a telnet or web user reaches IRC clients as several lines.
 """
 
 from __future__ import annotations
@@ -89,9 +90,15 @@ def numeric(server: str, code: str, nick: str, *params: str, text: str | None = 
 
 
 def text_lines(prefix: str, command: str, target: str, text: str) -> list[str]:
-    """PRIVMSG or NOTICE of `text`, cut at character boundaries into lines that fit the 512-byte limit."""
+    """
+    PRIVMSG or NOTICE of `text`, cut at character boundaries into lines of
+    what a client may send in one (512 bytes, without the prefix): a line
+    an IRC client sent arrives whole, one line, as Ergo relays it (the
+    prefix makes it longer than 512 bytes, which clients read); a telnet
+    user's longer one, as several.
+    """
     head = f":{prefix} {command} {target} :"
-    room = MAX_LINE_BYTES - len(head.encode())
+    room = MAX_LINE_BYTES - len(f"{command} {target} :".encode())
     if len(text) * 4 <= room or len(text.encode()) <= room:  # the usual case: one line
         return [head + text]
     lines: list[str] = []

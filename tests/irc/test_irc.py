@@ -223,12 +223,18 @@ def test_shutdown_is_a_notice_then_error(factory):
 
 
 def test_events_as_irc_lines():
-    """Events as IRC lines: a crowd summary as PARTs and JOINs, and a long message split within 512 bytes."""
+    """
+    Events as IRC lines: a crowd summary as PARTs and JOINs; a long message
+    split into lines each of what a client may send (512 bytes without the
+    prefix); the longest a client sends, relayed whole on one line.
+    """
     assert render.event(Crowd("#big", 2, 1, 60, ("carol", "dan"), ("bob",))) == [
         ":bob!bob@chatd PART #big", ":carol!carol@chatd JOIN #big", ":dan!dan@chatd JOIN #big"]
     long = render.event(Said("#lobby", "alice", "é" * 400))
-    assert len(long) == 2 and all(len((line + "\r\n").encode()) <= 512 for line in long)
+    assert len(long) == 2 and all(len((line.split(" ", 1)[1] + "\r\n").encode()) <= 512 for line in long)
     assert "".join(line.split(" :", 1)[1] for line in long) == "é" * 400
+    longest = "a" * (510 - len("PRIVMSG #lobby :"))
+    assert render.event(Said("#lobby", "alice", longest)) == [f":alice!alice@chatd PRIVMSG #lobby :{longest}"]
 
 
 def test_history_on_join_is_notices_from_the_server(clock):
