@@ -162,10 +162,11 @@ class UserInfo:
 
 @frozen
 class PrivateSent:
-    """To the sender of a private message."""
+    """To the sender of a private message (or notice)."""
 
     to: str
     text: str
+    notice: bool = False
 
 
 @frozen

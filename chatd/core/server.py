@@ -495,7 +495,7 @@ class ChatServer:
         if remote is not None:  # their node delivers it
             self.messages += 1
             fan_out.send_on(Whispered(member.nick, remote, text, notice, at=self.clock.seconds()))
-            self.tell(member.session, replies.PrivateSent(remote, text))
+            self.tell(member.session, replies.PrivateSent(remote, text, notice))
             return
         recipient = self._roster.local_member(to_nick)
         if recipient is None:
@@ -507,7 +507,7 @@ class ChatServer:
         self.messages += 1
         if fan_out.caught_up_with(recipient):
             fan_out.send(recipient, replies.PrivateReceived(member.nick, text, notice))
-        self.tell(member.session, replies.PrivateSent(recipient.nick, text))
+        self.tell(member.session, replies.PrivateSent(recipient.nick, text, notice))
         if recipient.away and not notice:
             self.tell(member.session, replies.IsAway(recipient.nick, recipient.away))
 

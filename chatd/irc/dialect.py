@@ -2,8 +2,10 @@
 Events -> IRC lines, as bytes.  Pure.
 
 An IRC session's dialect: UTF-8, CR LF, the same from every channel (IRC
-has no current channel).  Fan-out encodes a turn's events once for every
-IRC session (see chatd.core.batch).
+has no current channel), and the IRCv3 capabilities that change how events
+read (`server-time`: each line tagged with when it happened).  Sessions
+that negotiated the same of those share one dialect, so fan-out encodes a
+turn's events once for each such group (see chatd.core.batch).
 """
 
 from __future__ import annotations
@@ -11,20 +13,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import accumulate
 
+from attrs import frozen
+
 from chatd.core.batch import PlainFrames
 from chatd.core.events import Event
 from chatd.irc import render
 
-
+@frozen
 class IrcDialect(PlainFrames):
+    server_time: bool = False
+
     uses_current = False
 
+    @classmethod
+    def of(cls, capabilities: frozenset[str] | set[str]) -> IrcDialect:
+        """The dialect of a session with these capabilities: one of two values, shared."""
+        return SERVER_TIME if "server-time" in capabilities else IRC
+
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
-        parts = [encode(render.event(event)) for event in events]
+        if self.server_time:
+            parts = [encode(render.tagged(render.event(event), {"time": render.server_time(event.at)}))
+                     for event in events]
+        else:
+            parts = [encode(render.event(event)) for event in events]
         return b"".join(parts), [0, *accumulate(map(len, parts))]
 
     def __repr__(self) -> str:
-        return "IRC"
+        return "IRC+server-time" if self.server_time else "IRC"
 
 
 def encode(lines: Sequence[str]) -> bytes:
@@ -33,3 +48,4 @@ def encode(lines: Sequence[str]) -> bytes:
 
 
 IRC = IrcDialect()
+SERVER_TIME = IrcDialect(server_time=True)

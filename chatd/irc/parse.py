@@ -19,6 +19,13 @@ from chatd.core.text import clean
 
 
 @frozen
+class TagMsg:
+    """IRCv3 TAGMSG: tags without a message (typing notices); chatd relays no client tags, and answers none."""
+
+    target: str
+
+
+@frozen
 class Cap:
     subcommand: str  # LS, LIST, REQ, END ... (upper case)
     argument: str = ""
@@ -143,7 +150,7 @@ class Unknown:
     command: str
 
 
-IrcCommand = (Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
+IrcCommand = (TagMsg | Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
               | Ison | Userhost | ServerQuery | Quietly | Away | NeedMoreParams
               | NoRecipient | NoTextToSend | Unknown)
 Parsed = Command | IrcCommand
@@ -152,6 +159,35 @@ Parsed = Command | IrcCommand
 _MINIMUM = {"NICK": 1, "USER": 4, "JOIN": 1, "PART": 1, "TOPIC": 1, "KICK": 2, "KILL": 1, "INVITE": 2, "OPER": 2,
             "PING": 1,
             "WHOIS": 1, "MODE": 1, "CAP": 1, "PASS": 1, "AUTHENTICATE": 1, "ISON": 1, "USERHOST": 1}
+
+
+_TAG_UNESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+
+
+def split_tags(line: str) -> tuple[dict[str, str], str]:
+    """An IRCv3 line's message tags (`@label=1;+draft/reply=x CMD ...`), unescaped, and the line after them."""
+    if not line.startswith("@"):
+        return {}, line
+    head, _, rest = line[1:].partition(" ")
+    tags = {}
+    for tag in head.split(";"):
+        name, _, value = tag.partition("=")
+        if name:
+            tags[name] = _unescape(value)
+    return tags, rest.lstrip(" ")
+
+
+def _unescape(value: str) -> str:
+    out, escaped = [], False
+    for character in value:
+        if escaped:
+            out.append(_TAG_UNESCAPES.get(character, character))
+            escaped = False
+        elif character == "\\":
+            escaped = True
+        else:
+            out.append(character)
+    return "".join(out)
 
 
 def parse_line(line: str) -> list[Parsed]:
@@ -168,6 +204,8 @@ def parse_line(line: str) -> list[Parsed]:
     match command:
         case "PRIVMSG" | "NOTICE":
             return _message(command, params)
+        case "TAGMSG":
+            return [TagMsg(params[0])] if params else [NeedMoreParams(command)]
         case "JOIN":
             if params[0] == "0":
                 return [PartAll()]

@@ -34,12 +34,13 @@ from zope.interface import implementer
 
 from chatd.core import commands, replies
 from chatd.core.batch import Share
+from chatd.core.events import Acted, Noticed, Said
 from chatd.core.modes import MAX_CHANGES, MAX_KEY_CHARS, MAX_MASKS, matches
 from chatd.core.nicknames import MAX_CHANNEL_CHARS, MAX_NICK_CHARS
 from chatd.core.server import MAX_CHANNELS_PER_USER
 from chatd.core.session import ISession
 from chatd.irc import render
-from chatd.irc.dialect import IRC, encode
+from chatd.irc.dialect import IRC, IrcDialect, encode
 from chatd.irc.parse import (
     Authenticate,
     Away,
@@ -57,6 +58,7 @@ from chatd.irc.parse import (
     Pong,
     Quietly,
     ServerQuery,
+    TagMsg,
     Unknown,
     User,
     Userhost,
@@ -64,6 +66,7 @@ from chatd.irc.parse import (
     Whois,
     USERLEN,
     parse_line,
+    split_tags,
 )
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.handshake import login_deadline_of, speaks_tls
@@ -79,13 +82,14 @@ MAX_SASL_BYTES = 1200
 # A PING after this long without a word from the client; as long again
 # without an answer, and it is gone ("Ping timeout").
 PING_INTERVAL_SECONDS = 90.0
+# The IRCv3 capabilities offered (and `sasl` where accounts are kept).
+CAPABILITIES = ("batch", "echo-message", "labeled-response", "message-tags", "multi-prefix", "server-time")
 
 
 @implementer(ISession)
 class IrcSession(Protocol):
     """One IRC client's connection."""
 
-    dialect = IRC
     lists_members = True  # NAMES on joining
     transport: Any
 
@@ -108,6 +112,11 @@ class IrcSession(Protocol):
         self._authenticating = False  # a SASL password is being checked
         self._answering: str | None = None  # the command (NOTICE, PRIVMSG, NAMES) whose refusals are being sent
         self.account: str | None = None  # the account SASL or NickServ identified
+        self.capabilities: set[str] = set()  # IRCv3's, as negotiated (CAP REQ)
+        self.dialect = IRC
+        self._labelled: list[str] | None = None  # the lines answering a labelled line, while it is carried out
+        self._batches = 0
+        self._refused = False  # whether the command being answered (_answering) was refused
         self.username = ""  # USER's
         self.realname = ""
         self.registered = False
@@ -179,10 +188,21 @@ class IrcSession(Protocol):
 
     def let_through(self, text: str) -> None:
         assert self._life is not None
-        for command in parse_line(text):
-            if self._life.closing:
-                return
-            self._carry_out(command)
+        tags, text = split_tags(text)
+        label = tags.get("label") if "labeled-response" in self.capabilities else None
+        if label is not None:  # what answers this line is gathered, and labelled (IRCv3 labeled-response)
+            self._labelled = []
+        try:
+            for command in parse_line(text):
+                if self._life.closing:
+                    break
+                self._carry_out(command)
+        finally:
+            if label is not None:
+                answer, self._labelled = self._labelled or [], None
+                self._life.write(encode(render.labelled(self._server_name, label, answer, self._batches,
+                                                        "batch" in self.capabilities)))
+                self._batches += 1
 
     def refuse(self, reason: str) -> None:
         self.transport.write(encode([f"ERROR :Closing Link: {self.address} ({reason})"]))
@@ -209,14 +229,16 @@ class IrcSession(Protocol):
     def _carry_out(self, command: object) -> None:
         server, name, nick = self._server, self._server_name, self.nick
         match command:
-            case Cap("LS" | "LIST"):
+            case Cap("LS"):
                 if not self.registered:
                     self._negotiating = True
-                offered = self._capabilities(command.subcommand == "LS" and command.argument >= "302")
-                self._tell(render.line(name, "CAP", nick, command.subcommand, offered))
+                self._tell(render.line(name, "CAP", nick, "LS", self._offered(command.argument >= "302")))
+            case Cap("LIST"):
+                self._tell(render.line(name, "CAP", nick, "LIST", " ".join(sorted(self.capabilities))))
             case Cap("REQ", wanted):
-                known = wanted.split() and all(cap in self._capabilities(False).split() for cap in wanted.split())
-                self._tell(render.line(name, "CAP", nick, "ACK" if known else "NAK", wanted))
+                if not self.registered:
+                    self._negotiating = True
+                self._request(wanted)
             case Cap("END"):
                 self._negotiating = False
                 self._try_to_register()
@@ -248,11 +270,24 @@ class IrcSession(Protocol):
             case _:
                 self._carry_out_registered(command)
 
-    def _capabilities(self, with_values: bool) -> str:
-        """What CAP LS offers: SASL PLAIN where accounts are kept."""
-        if not self._server.keeps_accounts:
-            return ""
-        return "sasl=PLAIN" if with_values else "sasl"
+    def _offered(self, with_values: bool) -> str:
+        """What CAP LS offers: CAPABILITIES, and SASL PLAIN where accounts are kept."""
+        offered = list(CAPABILITIES)
+        if self._server.keeps_accounts:
+            offered.append("sasl=PLAIN" if with_values else "sasl")
+        return " ".join(offered)
+
+    def _request(self, wanted: str) -> None:
+        """CAP REQ: every capability asked for (or, after -, off), or none of them (NAK)."""
+        known = set(CAPABILITIES) | ({"sasl"} if self._server.keeps_accounts else set())
+        changes = [(name.startswith("-"), name.lstrip("-")) for name in wanted.split()]
+        if not changes or any(name not in known for _, name in changes):
+            self._tell(render.line(self._server_name, "CAP", self.nick, "NAK", wanted))
+            return
+        for off, name in changes:
+            (self.capabilities.discard if off else self.capabilities.add)(name)
+        self.dialect = IrcDialect.of(self.capabilities)
+        self._tell(render.line(self._server_name, "CAP", self.nick, "ACK", wanted))
 
     def _authenticate(self, argument: str) -> None:
         """One AUTHENTICATE line of a SASL PLAIN exchange (IRCv3 SASL 3.1)."""
@@ -325,6 +360,11 @@ class IrcSession(Protocol):
                 pass  # nobody to hear it, and nothing to say back
             case Quietly(quiet):
                 self._handle_as("NOTICE", quiet)
+                if isinstance(quiet, commands.Notice):
+                    self._echo(Noticed, quiet.channel, quiet.text)
+            case TagMsg(target):
+                if "echo-message" in self.capabilities:
+                    self._tell(render.line(render.mask(nick), "TAGMSG", target))
             case PartAll():
                 for channel in server.channels_of(self):
                     server.handle(self, commands.Part(channel))
@@ -359,8 +399,12 @@ class IrcSession(Protocol):
                 self._tell(render.numeric(name, irc.ERR_NOTEXTTOSEND, nick, "No text to send"))
             case Unknown(verb):
                 self._tell(render.numeric(name, irc.ERR_UNKNOWNCOMMAND, nick, verb, "Unknown command"))
-            case commands.Say() | commands.Act():
+            case commands.Say(text, channel):
                 self._handle_as("PRIVMSG", command)
+                self._echo(Said, channel, text)
+            case commands.Act(text, channel):
+                self._handle_as("PRIVMSG", command)
+                self._echo(Acted, channel, text)
             case commands.Names(str()):
                 self._handle_as("NAMES", command)
             case commands.Mode():
@@ -370,11 +414,19 @@ class IrcSession(Protocol):
 
     def _handle_as(self, verb: str, command: commands.Command) -> None:
         """Carry out `command` for IRC's `verb`, whose refusals IRC answers its own way (render.refusal)."""
-        self._answering = verb
+        self._answering, self._refused = verb, False
         try:
             self._server.handle(self, command)
         finally:
             self._answering = None
+
+    def _echo(self, kind: type[Said] | type[Acted] | type[Noticed], channel: str | None, text: str) -> None:
+        """IRCv3 echo-message: a line said in a channel, back to its sayer too, unless it was refused."""
+        if "echo-message" not in self.capabilities or self._refused or channel is None:
+            return
+        found = self._server.channel(channel)
+        if found is not None:
+            self._tell(*render.event(kind(found.name, self.nick, text, at=self._server.clock.seconds())))
 
     def _online(self, nicks: Sequence[str]) -> list[str]:
         """Those of `nicks` online, as their users have them (ISON, USERHOST)."""
@@ -433,13 +485,15 @@ class IrcSession(Protocol):
         life = self._life
         queue = None if life is None else life.send_queue
         if queue is not None:
-            queue.write_parts(share.parts(IRC))
+            queue.write_parts(share.parts(self.dialect))
 
     def send(self, answers: Sequence[object]) -> None:
         life = self._life
         if life is None or not life.started:
             return
         name, nick, lines = self._server_name, self.nick, []
+        capabilities = self.capabilities
+        multi_prefix = "multi-prefix" in capabilities
         for answer in answers:
             if isinstance(answer, str):  # a line of this door's own
                 lines.append(answer)
@@ -460,15 +514,28 @@ class IrcSession(Protocol):
                 lines += render.welcome(name, answer.nick, self._server.everyone, self._server.count,
                                         self._server.channel_count, self.factory.isupport)
                 lines += render.joined(name, answer.nick, answer.channel, answer.topic, answer.topic_by,
-                                       answer.topic_at, answer.nicks, answer.history)
+                                       answer.topic_at, answer.nicks, answer.history, multi_prefix)
             elif isinstance(answer, replies.Error):
+                if self._answering is not None:
+                    self._refused = True
                 lines += render.refusal(name, nick, answer, self._answering)
             elif isinstance(answer, replies.ChannelJoined):
                 lines += render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
-                                       answer.nicks, answer.history)
+                                       answer.nicks, answer.history, multi_prefix)
+            elif isinstance(answer, replies.ChannelMembers):
+                lines += render.names(name, nick, answer.channel, answer.nicks, multi_prefix)
+            elif isinstance(answer, replies.PrivateSent):
+                if "echo-message" in capabilities:  # as the recipient reads it
+                    lines += render.text_lines(render.mask(nick), "NOTICE" if answer.notice else "PRIVMSG",
+                                               answer.to, answer.text)
             else:
                 lines += render.reply(name, nick, answer)
-        life.write(encode(lines))
+        if "server-time" in capabilities and lines:
+            lines = render.tagged(lines, {"time": render.server_time(self._server.clock.seconds())})
+        if self._labelled is not None:
+            self._labelled += lines
+        else:
+            life.write(encode(lines))
 
     def disconnect(self, reason: str) -> None:
         """ERROR, then close once everything before it has been sent."""

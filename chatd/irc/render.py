@@ -11,7 +11,8 @@ longer message from a telnet or web user reaches IRC clients as several lines.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 
 from twisted.words.protocols import irc
 
@@ -64,6 +65,38 @@ ERROR_NUMERICS = {
     "wrong-password": irc.ERR_PASSWDMISMATCH,
     "not-logged-in": irc.ERR_NOTREGISTERED,
 }
+
+
+def server_time(at: float) -> str:
+    """IRCv3 server-time's value: UTC, to the millisecond."""
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+_TAG_ESCAPES = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"})
+
+
+def tagged(lines: Iterable[str], tags: Mapping[str, str]) -> list[str]:
+    """Lines with these IRCv3 message tags (values escaped as the spec says), after any they have."""
+    added = ";".join(f"{name}={value.translate(_TAG_ESCAPES)}" if value else name for name, value in tags.items())
+    return [f"@{line[1:].split(' ', 1)[0]};{added} {line.split(' ', 1)[1]}" if line.startswith("@")
+            else f"@{added} {line}" for line in lines]
+
+
+def labelled(server: str, label: str, lines: Sequence[str], number: int, batch: bool) -> list[str]:
+    """
+    What answers a line with IRCv3's `label`: ACK for nothing, the one line
+    with the label, or a labeled-response BATCH around several (without
+    `batch` negotiated, the lines as they are).
+    """
+    if not lines:
+        return tagged([f":{server} ACK"], {"label": label})
+    if len(lines) == 1:
+        return tagged(lines, {"label": label})
+    if not batch:
+        return list(lines)
+    reference = f"L{number}"
+    return [*tagged([f":{server} BATCH +{reference} labeled-response"], {"label": label}),
+            *tagged(lines, {"batch": reference}), f":{server} BATCH -{reference}"]
 
 
 def mask(nick: str) -> str:
@@ -187,13 +220,13 @@ def topic_who_time(server: str, nick: str, channel: str, by: str, at: float) -> 
 
 
 def joined(server: str, nick: str, channel: str, topic: str, topic_by: str, topic_at: float, members: Iterable[str],
-           history: Sequence[Event]) -> list[str]:
+           history: Sequence[Event], multi_prefix: bool = False) -> list[str]:
     """Your own JOIN, the topic (332, 333), the names, then the channel's recent messages as NOTICEs from the server."""
     lines = [line(mask(nick), "JOIN", channel)]
     if topic:
         lines.append(numeric(server, irc.RPL_TOPIC, nick, channel, text=topic))
         lines.append(topic_who_time(server, nick, channel, topic_by, topic_at))
-    lines += names(server, nick, channel, members)
+    lines += names(server, nick, channel, members, multi_prefix)
     lines += [text for item in history for text in _history_line(server, channel, item)]
     return lines
 
@@ -206,10 +239,11 @@ def _history_line(server: str, channel: str, item: Event) -> list[str]:
     return []
 
 
-def names(server: str, nick: str, channel: str, members: Iterable[str]) -> list[str]:
+def names(server: str, nick: str, channel: str, members: Iterable[str], multi_prefix: bool = False) -> list[str]:
     """
     353 (as many as it takes, each within 512 bytes) and 366; each member
-    after their highest rank ("@bob": IRC's without multi-prefix).
+    after their highest rank ("@bob"), or every rank with `multi_prefix`
+    (IRCv3's: "@+bob").
     """
     head = f":{server} {irc.RPL_NAMREPLY} {nick} = {channel} :"
     room = MAX_LINE_BYTES - len(head.encode())
@@ -217,7 +251,7 @@ def names(server: str, nick: str, channel: str, members: Iterable[str]) -> list[
     chunk: list[str] = []
     size = -1  # the spaces between names: one fewer than the names
     for member in members:
-        if member[0] in "@+" and member[1:2] in ("@", "+"):
+        if not multi_prefix and member[0] in "@+" and member[1:2] in ("@", "+"):
             member = member[0] + member.lstrip("@+")
         width = len(member) + 1 if member.isascii() else len(member.encode()) + 1
         if chunk and size + width > room:

@@ -60,12 +60,18 @@ def test_a_session_is_a_session(factory):
 
 
 def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lobby(factory):
-    """CAP LS holds registration until CAP END; then the welcome numerics and the lobby's JOIN."""
+    """
+    CAP LS holds registration until CAP END; a REQ is all or nothing (an
+    unknown capability NAKs it), LIST lists what is on; then the welcome
+    numerics and the lobby's JOIN.
+    """
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
-    assert alice.take() == [":lab CAP * LS :"]
-    alice.send("CAP REQ :multi-prefix")
-    assert alice.take() == [":lab CAP * NAK multi-prefix"]
+    assert alice.take() == [":lab CAP * LS :batch echo-message labeled-response message-tags multi-prefix server-time"]
+    alice.send("CAP REQ :multi-prefix frobnicate", "CAP REQ :multi-prefix server-time", "CAP REQ -server-time",
+               "CAP LIST")
+    assert alice.take() == [":lab CAP * NAK :multi-prefix frobnicate", "@time=1970-01-01T00:00:00.000Z :lab CAP * ACK :multi-prefix server-time",
+                            ":lab CAP * ACK -server-time", ":lab CAP * LIST multi-prefix"]
     alice.send("CAP END")
     lines = alice.take()
     assert codes(lines) == ["001", "002", "003", "004", "005", "251", "254", "255", "265", "266", "422", "JOIN", "353",
@@ -471,3 +477,41 @@ def test_who_masks_whox_whois_and_away_as_clients_ask_them(factory, clock):
         ":lab 318 bob alice :End of /WHOIS list",
         ":lab 401 bob nobody :No such nick/channel", ":lab 318 bob nobody :End of /WHOIS list",
     ]
+
+
+def test_ircv3_echo_message_server_time_multi_prefix_and_labeled_response(factory, clock):
+    """
+    echo-message sends a channel line (and a private one) back to its sayer,
+    but not a refused one; server-time tags events and replies with when;
+    multi-prefix lists every rank; a labelled line is answered with its
+    label: on its one reply, as an ACK when there is none, or around several
+    in a labeled-response BATCH.
+    """
+    clock.advance(1795000000.25)
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.send("CAP LS 302", "CAP REQ :echo-message server-time multi-prefix labeled-response batch",
+               "NICK alice", "USER alice 0 * :Alice", "CAP END")
+    bob.register("bob")
+    alice.send("JOIN #lab", "MODE #lab +v alice")
+    alice.take()
+    stamp = "@time=2026-11-18T11:06:40.250Z"
+    alice.send("NAMES #lab", "PRIVMSG #lab :hi", "PRIVMSG #nowhere :hi", "PRIVMSG bob :psst")
+    assert alice.take() == [f"{stamp} :lab 353 alice = #lab :@+alice", f"{stamp} :lab 366 alice #lab :End of /NAMES list",
+                            f"{stamp} :alice!alice@chatd PRIVMSG #lab :hi",
+                            f"{stamp} :lab 403 alice #nowhere :no such channel: #nowhere",
+                            f"{stamp} :alice!alice@chatd PRIVMSG bob :psst"]
+    bob.send("JOIN #lab")
+    bob.take()
+    alice.take()
+    bob.send("PRIVMSG #lab :hello")
+    assert alice.take() == [f"{stamp} :bob!bob@chatd PRIVMSG #lab :hello"]
+    alice.send("@label=a1 PRIVMSG #lab :labelled", "@label=a2 PONG x", "@label=a3 NAMES #lab")
+    assert alice.take() == [
+        f"@time=2026-11-18T11:06:40.250Z;label=a1 :alice!alice@chatd PRIVMSG #lab :labelled",
+        "@label=a2 :lab ACK",
+        "@label=a3 :lab BATCH +L2 labeled-response",
+        f"{stamp};batch=L2 :lab 353 alice = #lab :@+alice bob",
+        f"{stamp};batch=L2 :lab 366 alice #lab :End of /NAMES list",
+        ":lab BATCH -L2",
+    ]
+    assert bob.take() == [":alice!alice@chatd PRIVMSG #lab :labelled"]  # no label, no time: bob asked for neither
