@@ -70,7 +70,7 @@ def apply_change(roster: Roster, channel: Channel, change: Change, by: str, at: 
         if holder is None:
             return replies.Error(f"no such nick: {argument}", "no-such-nick", argument)
         if nick is None:
-            return replies.Error(f"{argument} is not in {channel.name}", "user-not-in-channel", argument, channel.name)
+            return replies.Error(f"{argument} is not in {channel.name}", "user-not-in-channel", argument, (channel.name,))
         return (change[0], nick) if channel.set_rank(holder, RANKS[letter], on) else nothing
     if letter in FLAGS:
         if on == (letter in modes.flags):
@@ -83,9 +83,9 @@ def apply_change(roster: Roster, channel: Channel, change: Change, by: str, at: 
                 return nothing
             modes.key = ""
             return "-k", "*"
-        if not argument or len(argument) > MAX_KEY_CHARS or "," in argument:
+        if not argument or len(argument) > MAX_KEY_CHARS or "," in argument or any(c.isspace() for c in argument):
             return replies.Error(f"a key is one word of at most {MAX_KEY_CHARS} characters, no commas",
-                                 "bad-mode-argument", channel.name)
+                                 "bad-mode-argument", channel.name, ("k", "*"))
         if argument == modes.key:
             return nothing
         modes.key = argument
@@ -98,7 +98,7 @@ def apply_change(roster: Roster, channel: Channel, change: Change, by: str, at: 
             return "-l", ""
         if not argument.isdigit() or not 0 < int(argument) <= 1_000_000:
             return replies.Error(f"a limit is a number of members, not {argument}", "bad-mode-argument",
-                                 channel.name)
+                                 channel.name, ("l", argument or "*"))
         if int(argument) == modes.limit:
             return nothing
         modes.limit = int(argument)
@@ -115,7 +115,7 @@ def apply_change(roster: Roster, channel: Channel, change: Change, by: str, at: 
             return nothing
         if len(kept) >= MAX_MASKS:
             return replies.Error(f"{channel.name} has {MAX_MASKS} of them, the most it keeps", "mask-list-full",
-                                 channel.name, letter)
+                                 channel.name, (letter,))
         kept[mask] = MaskEntry(mask, by, at)
         return change[0], mask
     return replies.Error(f"no such mode: {letter}", "unknown-mode", letter)
@@ -242,7 +242,7 @@ class Operators:
         target = None if holder is None else channel.nick_of(holder)
         if holder is None or target is None:
             self._tell(session, replies.Error(f"{nick} is not in {channel.name}", "user-not-in-channel", nick,
-                                              channel.name))
+                                              (channel.name,)))
             return
         log.info("{nick} kicked {target} from {channel}", nick=member.nick, target=target, channel=channel.name)
         kicked = Kicked(channel.name, target, member.nick, reason, channel.count - 1, at=self._clock.seconds())
@@ -260,7 +260,7 @@ class Operators:
         invited = channel.nick_of(holder)
         if invited is not None:
             self._tell(session, replies.Error(f"{invited} is already in {channel.name}", "already-in-channel",
-                                              invited, channel.name))
+                                              invited, (channel.name,)))
             return
         if isinstance(holder, Remote):  # their node lets them in
             invited = holder.nick

@@ -313,7 +313,9 @@ class Error:
     reason: str
     code: str = "refused"
     subject: str = ""
-    channel: str = ""  # the channel, when the subject is a user or a mode letter in it
+    # What else it is about, that IRC's numerics name after the subject: the channel a user is (not) in, a
+    # mode's letter and the argument refused.
+    more: tuple[str, ...] = ()
 
 
 Reply = (

@@ -31,6 +31,7 @@ departure) what waits for them is delivered first.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 from attrs import define, field
@@ -51,6 +52,7 @@ from chatd.core.fanout import FanOut
 from chatd.core.mirror import Mirror
 from chatd.core.moderation import Moderation
 from chatd.core.moderator import Moderator
+from chatd.core.modes import matches
 from chatd.core.operators import Operators
 from chatd.core.nicknames import check_channel_name, name_key
 from chatd.core.remote import NodeState
@@ -64,6 +66,7 @@ __all__ = ["CROWD_SUMMARY_SECONDS", "DEFAULT_CHANNEL", "DEFAULT_MAX_CHANNELS", "
 log = Logger()
 
 DEFAULT_CHANNEL = "#lobby"
+WHOWAS_KEPT = 1000
 DEFAULT_MAX_CHANNELS = 1000
 
 
@@ -99,6 +102,8 @@ class ChatServer:
     _accounts: Accounts = field(init=False)
     # Messages said (public and private), for /metrics.
     messages: int = field(init=False, default=0)
+    # Who was online, most recent last (WHOWAS): each nickname as its user left it, or renamed from it.
+    _was: deque[replies.UserInfo] = field(init=False, factory=lambda: deque(maxlen=WHOWAS_KEPT))
 
     def __attrs_post_init__(self) -> None:
         self.default_channel = check_channel_name(self.default_channel)
@@ -203,6 +208,17 @@ class ChatServer:
             self.clock.seconds() - found.active_at, self._accounts.account_of(holder),
             self.moderation is not None and self.moderation.is_operator(holder))
 
+    def whowas(self, mask: str, count: int = 0) -> list[replies.UserInfo]:
+        """Who was online as nicknames `mask` matches (`*`, `?`), most recent first; at most `count` (0: all)."""
+        found = [was for was in reversed(self._was) if matches(mask, [was.nick])]
+        return found[:count] if count > 0 else found
+
+    def _remember(self, member: Member) -> None:
+        """`member` is leaving, or leaving their nickname: for WHOWAS."""
+        session = member.session
+        self._was.append(replies.UserInfo(member.nick, session.username or member.nick, session.realname, (),
+                                          signon=self.clock.seconds()))
+
     def channel(self, name: str) -> ChannelView | None:
         """The channel called `name` ("#" optional, any case) as it is now, if there is one."""
         channel = self._roster.channel(name)
@@ -242,9 +258,11 @@ class ChatServer:
         if self.moderation is not None:
             self.moderation.forget(session)
         self._accounts.departed(session, session in roster.members)
-        member = roster.members.pop(session, None)
+        member = roster.members.get(session)
         if member is None:
             return
+        self._remember(member)
+        del roster.members[session]
         roster.nicknames.release(member.nick, session)
         roster.renames.forget(session)
         log.info("{nick} left ({reason})", nick=member.nick, reason=reason)
@@ -467,6 +485,7 @@ class ChatServer:
         self._change_nick(member, new)
 
     def _change_nick(self, member: Member, new: str) -> None:
+        self._remember(member)
         old, session, nicknames = member.nick, member.session, self._roster.nicknames
         nicknames.release(old, session)
         nicknames.claim(new, session)

@@ -83,6 +83,12 @@ class Whois:
 
 
 @frozen
+class Whowas:
+    nick: str  # "": none given
+    count: int = 0  # 0 or less: every one kept
+
+
+@frozen
 class UserMode:
     """MODE of a nickname: a user's own modes (a channel's are the core's commands.Mode)."""
 
@@ -150,7 +156,7 @@ class Unknown:
     command: str
 
 
-IrcCommand = (TagMsg | Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
+IrcCommand = (Whowas | TagMsg | Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
               | Ison | Userhost | ServerQuery | Quietly | Away | NeedMoreParams
               | NoRecipient | NoTextToSend | Unknown)
 Parsed = Command | IrcCommand
@@ -257,6 +263,9 @@ def parse_line(line: str) -> list[Parsed]:
         case "WHO":
             fields = params[1][1:] if len(params) > 1 and params[1].startswith("%") else ""
             return [Who(params[0] if params else "*", fields)]
+        case "WHOWAS":
+            count = params[1] if len(params) > 1 else "0"
+            return [Whowas(params[0] if params else "", int(count) if count.lstrip("-").isdigit() else 0)]
         case "WHOIS":
             return [Whois(params[-1])]  # WHOIS [server] nick
         case "MODE":

@@ -64,6 +64,7 @@ from chatd.irc.parse import (
     Userhost,
     Who,
     Whois,
+    Whowas,
     USERLEN,
     parse_line,
     split_tags,
@@ -83,7 +84,7 @@ MAX_SASL_BYTES = 1200
 # without an answer, and it is gone ("Ping timeout").
 PING_INTERVAL_SECONDS = 90.0
 # The IRCv3 capabilities offered (and `sasl` where accounts are kept).
-CAPABILITIES = ("batch", "echo-message", "labeled-response", "message-tags", "multi-prefix", "server-time")
+CAPABILITIES = ("batch", "echo-message", "labeled-response", "multi-prefix", "server-time", "userhost-in-names")
 
 
 @implementer(ISession)
@@ -199,6 +200,7 @@ class IrcSession(Protocol):
                 self._carry_out(command)
         finally:
             if label is not None:
+                self._server.tell(self)  # what the line made happen to this session (its own NICK ...) is in the answer
                 answer, self._labelled = self._labelled or [], None
                 self._life.write(encode(render.labelled(self._server_name, label, answer, self._batches,
                                                         "batch" in self.capabilities)))
@@ -391,6 +393,11 @@ class IrcSession(Protocol):
                 self._user_mode(target)
             case Who(mask, fields):
                 self._who(mask, fields)
+            case Whowas(target, count):
+                if not target:
+                    self._tell(render.numeric(name, irc.ERR_NONICKNAMEGIVEN, nick, "No nickname given"))
+                else:
+                    self._tell(*render.whowas(name, nick, target, server.whowas(target, count)))
             case Whois(target):
                 self._handle_as("WHOIS", commands.Whois(target))
             case NoRecipient(verb):
@@ -467,8 +474,9 @@ class IrcSession(Protocol):
             bare = member.lstrip("@+")
             user = server.user_info(bare, self)
             if user is not None:
-                rank = member[:len(member) - len(bare)][:1]
-                self._tell(render.who_line(name, nick, where, user, rank, fields))
+                rank = member[:len(member) - len(bare)]
+                rank = rank if "multi-prefix" in self.capabilities else rank[:1]
+                self._tell(render.who_line(name, nick, where, user, rank, fields))  # rank: every one, or the first
         self._tell(render.numeric(name, irc.RPL_ENDOFWHO, nick, mask, "End of /WHO list"))
 
     def _matches_user(self, mask: str, nick: str) -> bool:
@@ -484,7 +492,9 @@ class IrcSession(Protocol):
     def deliver(self, share: Share) -> None:
         life = self._life
         queue = None if life is None else life.send_queue
-        if queue is not None:
+        if self._labelled is not None:  # part of the answer to a labelled line
+            self._labelled += b"".join(share.parts(self.dialect)).decode("utf-8", "replace").split("\r\n")[:-1]
+        elif queue is not None:
             queue.write_parts(share.parts(self.dialect))
 
     def send(self, answers: Sequence[object]) -> None:
@@ -514,16 +524,16 @@ class IrcSession(Protocol):
                 lines += render.welcome(name, answer.nick, self._server.everyone, self._server.count,
                                         self._server.channel_count, self.factory.isupport)
                 lines += render.joined(name, answer.nick, answer.channel, answer.topic, answer.topic_by,
-                                       answer.topic_at, answer.nicks, answer.history, multi_prefix)
+                                       answer.topic_at, self._names(answer.nicks), answer.history, multi_prefix)
             elif isinstance(answer, replies.Error):
                 if self._answering is not None:
                     self._refused = True
                 lines += render.refusal(name, nick, answer, self._answering)
             elif isinstance(answer, replies.ChannelJoined):
                 lines += render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
-                                       answer.nicks, answer.history, multi_prefix)
+                                       self._names(answer.nicks), answer.history, multi_prefix)
             elif isinstance(answer, replies.ChannelMembers):
-                lines += render.names(name, nick, answer.channel, answer.nicks, multi_prefix)
+                lines += render.names(name, nick, answer.channel, self._names(answer.nicks), multi_prefix)
             elif isinstance(answer, replies.PrivateSent):
                 if "echo-message" in capabilities:  # as the recipient reads it
                     lines += render.text_lines(render.mask(nick), "NOTICE" if answer.notice else "PRIVMSG",
@@ -536,6 +546,17 @@ class IrcSession(Protocol):
             self._labelled += lines
         else:
             life.write(encode(lines))
+
+    def _names(self, listed: Sequence[str]) -> Sequence[str]:
+        """A channel's members as NAMES lists them: with IRCv3's userhost-in-names, each as nick!user@host."""
+        if "userhost-in-names" not in self.capabilities:
+            return listed
+        shown = []
+        for member in listed:
+            bare = member.lstrip("@+")
+            user = self._server.user_info(bare)
+            shown.append(f"{member}!{user.username if user is not None else bare}@{render.HOST}")
+        return shown
 
     def disconnect(self, reason: str) -> None:
         """ERROR, then close once everything before it has been sent."""

@@ -61,6 +61,7 @@ ERROR_NUMERICS = {
     "channel-full": irc.ERR_CHANNELISFULL,
     "cannot-send": irc.ERR_CANNOTSENDTOCHAN,
     "mask-list-full": irc.ERR_BANLISTFULL,
+    "bad-mode-argument": "696",
     "no-moderation": irc.ERR_NOPRIVILEGES,
     "wrong-password": irc.ERR_PASSWDMISMATCH,
     "not-logged-in": irc.ERR_NOTREGISTERED,
@@ -131,7 +132,7 @@ def text_lines(prefix: str, command: str, target: str, text: str) -> list[str]:
     user's longer one, as several.
     """
     head = f":{prefix} {command} {target} :"
-    room = MAX_LINE_BYTES - len(f"{command} {target} :".encode())
+    room = MAX_LINE_BYTES - len(f"{command} {target} ".encode())  # the client may have sent no colon
     if len(text) * 4 <= room or len(text.encode()) <= room:  # the usual case: one line
         return [head + text]
     lines: list[str] = []
@@ -327,8 +328,8 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
             return [line(server, "NOTICE", nick, f"Unbanned {address}")]
         case replies.BanList(bans):
             return [line(server, "NOTICE", nick, f"Bans: {', '.join(bans)}" if bans else "No bans")]
-        case replies.Error(reason, code, subject, channel):
-            return [error(server, nick, reason, code, subject, channel)]
+        case replies.Error(reason, code, subject, more):
+            return [error(server, nick, reason, code, subject, more)]
         case replies.ContactLost():
             return [line(server, "NOTICE", nick, "Lost contact with the rest of the chat; retrying")]
         case replies.ContactRestored(gap):
@@ -357,6 +358,18 @@ def whois(server: str, nick: str, user: replies.UserInfo) -> list[str]:
     if user.account:
         lines.append(numeric(server, "330", nick, user.nick, user.account, "is logged in as"))
     return lines + [numeric(server, irc.RPL_ENDOFWHOIS, nick, user.nick, "End of /WHOIS list")]
+
+
+def whowas(server: str, nick: str, asked: str, found: Sequence[replies.UserInfo]) -> list[str]:
+    """WHOWAS: 314 and 312 for each time the nickname was used (406 for none), then 369."""
+    lines = []
+    for was in found:
+        lines.append(numeric(server, irc.RPL_WHOWASUSER, nick, was.nick, was.username, HOST, "*", text=was.realname))
+        lines.append(numeric(server, irc.RPL_WHOISSERVER, nick, was.nick, server, time.strftime(
+            "%a %b %d %H:%M:%S %Y", time.localtime(was.signon))))
+    if not found:
+        lines.append(numeric(server, irc.ERR_WASNOSUCHNICK, nick, asked, "There was no such nickname"))
+    return lines + [numeric(server, irc.RPL_ENDOFWHOWAS, nick, asked, "End of WHOWAS")]
 
 
 def who_line(server: str, nick: str, channel: str, user: replies.UserInfo, rank: str, fields: str) -> str:
@@ -477,7 +490,7 @@ def refusal(server: str, nick: str, answer: replies.Error, verb: str | None) -> 
     3.3.2: automatic replies would make bots loop), 404 to a PRIVMSG to a
     channel one is not in, and NAMES's 366 alone for a channel that is not there.
     """
-    if verb == "NOTICE":
+    if verb == "NOTICE" or answer.code == "same-nickname":  # NICK to one's own nickname: nothing to say
         return []
     if verb == "PRIVMSG" and answer.code == "not-in-channel":
         return [numeric(server, irc.ERR_CANNOTSENDTOCHAN, nick, answer.subject, "Cannot send to channel")]
@@ -486,15 +499,16 @@ def refusal(server: str, nick: str, answer: replies.Error, verb: str | None) -> 
     if verb == "WHOIS" and answer.code == "no-such-nick":
         return [numeric(server, irc.ERR_NOSUCHNICK, nick, answer.subject, "No such nick/channel"),
                 numeric(server, irc.RPL_ENDOFWHOIS, nick, answer.subject, "End of /WHOIS list")]
-    return [error(server, nick, answer.reason, answer.code, answer.subject, answer.channel)]
+    return [error(server, nick, answer.reason, answer.code, answer.subject, answer.more)]
 
 
-def error(server: str, nick: str, reason: str, code: str, subject: str = "", channel: str = "") -> str:
+def error(server: str, nick: str, reason: str, code: str, subject: str = "", more: Sequence[str] = ()) -> str:
     """
     A refusal: its numeric (about `subject`, the nick or channel asked for,
-    and the `channel` a nick is in) where IRC has one, else a NOTICE.
+    and `more`: the channel a nick is in, a mode's letter and argument) where
+    IRC has one, else a NOTICE.
     """
     number = ERROR_NUMERICS.get(code)
     if number is None:
         return line(server, "NOTICE", nick or "*", f"Error: {reason}")
-    return numeric(server, number, nick, *(part for part in (subject, channel) if part), reason)
+    return numeric(server, number, nick, *((subject,) if subject else ()), *more, text=reason)

@@ -121,7 +121,7 @@ def test_a_rank_for_someone_not_in_the_channel_is_refused(server, log):
     log.clear()
     server.handle(alice, c.Mode("#lab", ("+o", "bob")))
     server.handle(alice, c.Mode("#lab", ("+o", "zed")))
-    assert replies_to(log, "alice") == [r.Error("bob is not in #lab", "user-not-in-channel", "bob", "#lab"),
+    assert replies_to(log, "alice") == [r.Error("bob is not in #lab", "user-not-in-channel", "bob", ("#lab",)),
                                         r.Error("no such nick: zed", "no-such-nick", "zed")]
 
 
@@ -176,7 +176,7 @@ def test_a_bad_limit_or_key_is_refused_and_the_rest_made(server, log):
     log.clear()
     server.handle(alice, c.Mode("#lab", ("+lm", "many")))
     assert replies_to(log, "alice") == [r.Error("a limit is a number of members, not many", "bad-mode-argument",
-                                                "#lab")]
+                                                "#lab", ("l", "many"))]
     assert events_to(log, "alice") == [ModeChanged("#lab", "alice", (("+m", ""),))]
 
 
@@ -208,7 +208,7 @@ def test_only_operators_invite_into_an_invite_only_channel(server, log):
     log.clear()
     server.handle(bob, c.Invite("alice", "#lab"))
     server.handle(bob, c.Invite("carol", "#lab"))
-    assert replies_to(log, "bob") == [r.Error("alice is already in #lab", "already-in-channel", "alice", "#lab"),
+    assert replies_to(log, "bob") == [r.Error("alice is already in #lab", "already-in-channel", "alice", ("#lab",)),
                                       r.Inviting("carol", "#lab")]
     server.handle(alice, c.Mode("#lab", ("+i",)))
     log.clear()

@@ -1,5 +1,7 @@
 """The IRC front door in memory (chatd.irc): registration, commands and numerics, and events as IRC lines."""
 
+import time
+
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -67,7 +69,7 @@ def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lob
     """
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
-    assert alice.take() == [":lab CAP * LS :batch echo-message labeled-response message-tags multi-prefix server-time"]
+    assert alice.take() == [":lab CAP * LS :batch echo-message labeled-response multi-prefix server-time userhost-in-names"]
     alice.send("CAP REQ :multi-prefix frobnicate", "CAP REQ :multi-prefix server-time", "CAP REQ -server-time",
                "CAP LIST")
     assert alice.take() == [":lab CAP * NAK :multi-prefix frobnicate", "@time=1970-01-01T00:00:00.000Z :lab CAP * ACK :multi-prefix server-time",
@@ -515,3 +517,29 @@ def test_ircv3_echo_message_server_time_multi_prefix_and_labeled_response(factor
         ":lab BATCH -L2",
     ]
     assert bob.take() == [":alice!alice@chatd PRIVMSG #lab :labelled"]  # no label, no time: bob asked for neither
+
+
+def test_a_labelled_nick_change_is_answered_with_its_nick_line(factory):
+    """labeled-response: the NICK line a labelled NICK makes (an event of the turn) carries the label; a NICK to oneself says nothing."""
+    alice = Client(factory, 1)
+    alice.send("CAP LS 302", "CAP REQ :labeled-response batch", "NICK alice", "USER alice 0 * :Alice", "CAP END")
+    alice.take()
+    alice.send("@label=n1 NICK alicia", "NICK alicia")
+    assert alice.take() == ["@label=n1 :alice!alice@chatd NICK alicia"]
+
+
+def test_whowas_remembers_who_left_and_who_renamed(factory, clock):
+    """WHOWAS: 314 and 312 for each time a nickname was used, latest first (and at most COUNT), 406 for none; 431 without one."""
+    clock.advance(1795000000)
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    bob.send("NICK bob", "USER bobby 0 * :Bob B", "NICK robert", "QUIT")
+    alice.take()
+    alice.send("WHOWAS bob", "WHOWAS b* 1", "WHOWAS zed", "WHOWAS")
+    when = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(1795000000))
+    assert alice.take() == [
+        ":lab 314 alice bob bobby chatd * :Bob B", f":lab 312 alice bob lab :{when}", ":lab 369 alice bob :End of WHOWAS",
+        ":lab 314 alice bob bobby chatd * :Bob B", f":lab 312 alice bob lab :{when}", ":lab 369 alice b* :End of WHOWAS",
+        ":lab 406 alice zed :There was no such nickname", ":lab 369 alice zed :End of WHOWAS",
+        ":lab 431 alice :No nickname given",
+    ]
