@@ -118,6 +118,20 @@ class Whois:
 
 
 @frozen
+class Watch:
+    """Hear when these nicknames come online and go (IRC's MONITOR +); the session is told which are online now."""
+
+    nicks: tuple[str, ...]
+
+
+@frozen
+class Unwatch:
+    """Stop hearing of these nicknames (None: of every one)."""
+
+    nicks: tuple[str, ...] | None = None
+
+
+@frozen
 class Channels:
     """Which channels there are."""
 
@@ -224,5 +238,5 @@ class Read:
     channel: str
 
 
-Command = (LogIn | Say | Act | Notice | Msg | Join | Part | Topic | Mode | KickFrom | Invite | Away | Whois | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
+Command = (LogIn | Say | Act | Notice | Msg | Join | Part | Topic | Mode | KickFrom | Invite | Away | Whois | Watch | Unwatch | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
            | Identify | Register | ChangePassword | Unregister | History | Mentions | Read)

@@ -48,6 +48,7 @@ from chatd.core.modes import MaskEntry
 from chatd.core.remote import ChannelState, NodeState, Topic
 from chatd.core.roster import Roster
 from chatd.core.session import ISession
+from chatd.core.watchers import Watchers
 
 log = Logger()
 
@@ -56,7 +57,7 @@ class Mirror:
     """The rest of the cluster, as this node knows it."""
 
     def __init__(self, clock: IReactorTime, roster: Roster, fan_out: FanOut, crowd: Crowd,
-                 moderation: Moderation | None, operators: Operators, node: Callable[[], str],
+                 moderation: Moderation | None, operators: Operators, watchers: Watchers, node: Callable[[], str],
                  remove: Callable[[ISession, object, str], None], rename: Callable[[Member, str], None]) -> None:
         self._clock = clock
         self._roster = roster
@@ -64,6 +65,7 @@ class Mirror:
         self._crowd = crowd
         self._moderation = moderation
         self._operators = operators
+        self._watchers = watchers  # told of other nodes' users coming and going
         self._node = node  # this node's name (given after the server is made)
         self._remove = remove  # a session taken out: it reads a notice, the others a reason
         self._rename = rename  # a member of this node renamed (their nickname went to another node's user)
@@ -244,6 +246,7 @@ class Mirror:
         if remote is None:
             return
         self._roster.nicknames.release(remote.nick, remote)
+        self._watchers.offline(remote.nick)
         told: set[str] = set()
         for channel in remote.channels.values():
             loud = self._crowd.is_loud(channel)
@@ -261,6 +264,8 @@ class Mirror:
         remote.nick = event.new
         self._roster.remote[event.origin, name_key(event.new)] = remote
         self._claim(remote)
+        self._watchers.offline(event.old)
+        self._watchers.online(event.new)
         self._fan_out.broadcast(event, frozenset(remote.channels))
 
     def _banned(self, event: Banned) -> None:
@@ -288,6 +293,7 @@ class Mirror:
         remote, new = self._roster.remote_user(node, nick)
         if new:
             self._claim(remote)
+            self._watchers.online(remote.nick)
         return remote
 
     def _claim(self, remote: Remote) -> None:

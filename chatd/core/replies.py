@@ -161,6 +161,25 @@ class UserInfo:
 
 
 @frozen
+class WatchedOnline:
+    """Nicknames the session watches that are online (now, or that just came)."""
+
+    nicks: tuple[str, ...]
+
+
+@frozen
+class WatchedOffline:
+    nicks: tuple[str, ...]
+
+
+@frozen
+class WatchListFull:
+    """These nicknames were not added: the session watches the most it may (chatd.core.watchers.MAX_WATCHED)."""
+
+    nicks: tuple[str, ...]
+
+
+@frozen
 class PrivateSent:
     """To the sender of a private message (or notice)."""
 
@@ -320,7 +339,8 @@ class Error:
 
 Reply = (
     LoggedIn | ChannelJoined | NowTalkingIn | ChannelParted | UserList | ChannelMembers | ChannelList
-    | TopicShown | ModesShown | MaskList | Inviting | InvitedTo | AwayChanged | IsAway | UserInfo | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
+    | TopicShown | ModesShown | MaskList | Inviting | InvitedTo | AwayChanged | IsAway | UserInfo | WatchedOnline | WatchedOffline
+    | WatchListFull | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
     | BanList | PasswordWanted | GuestNickname | Identified | Registered | PasswordChanged | Unregistered
     | NoteKept | NotesWhileAway | MentionsWhileAway | MentionList | Unread | HistoryShown | HistoryNotKept | HistoryKeptAgain
     | Error

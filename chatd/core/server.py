@@ -59,6 +59,7 @@ from chatd.core.remote import NodeState
 from chatd.core.roster import ChannelView, Roster
 from chatd.core.session import ISession
 from chatd.core.turn import Turn
+from chatd.core.watchers import Watchers
 
 __all__ = ["CROWD_SUMMARY_SECONDS", "DEFAULT_CHANNEL", "DEFAULT_MAX_CHANNELS", "DEFAULT_QUIET_JOINS",
            "LOGIN_LINES_PER_PERIOD", "MAX_CHANNELS_PER_USER", "ChatServer"]
@@ -100,6 +101,7 @@ class ChatServer:
     _operators: Operators = field(init=False)
     _channels: Channels = field(init=False)
     _accounts: Accounts = field(init=False)
+    _watchers: Watchers = field(init=False)
     # Messages said (public and private), for /metrics.
     messages: int = field(init=False, default=0)
     # Who was online, most recent last (WHOWAS): each nickname as its user left it, or renamed from it.
@@ -112,9 +114,10 @@ class ChatServer:
                                          lambda session: self.depart(session, "Connection lost"),
                                          lambda: self.store)
         crowd = self._crowd = Crowd(self.clock, roster, fan_out, self.quiet_joins, self.default_channel)
+        watchers = self._watchers = Watchers(self.tell)
         operators = self._operators = Operators(self.clock, roster, fan_out, self.moderation, crowd, self.tell)
-        self._mirror = Mirror(self.clock, roster, fan_out, crowd, self.moderation, operators, lambda: self.node,
-                              self._remove, self._change_nick)
+        self._mirror = Mirror(self.clock, roster, fan_out, crowd, self.moderation, operators, watchers,
+                              lambda: self.node, self._remove, self._change_nick)
         self._moderator = Moderator(self.clock, roster, fan_out, self.moderation, self.tell, self._remove)
         self._accounts = Accounts(self.clock, roster, lambda: self.store, Hooks(
             self._begin_turn, self.tell, self._remove, self._log_in, self._enter, self._change_nick,
@@ -255,6 +258,7 @@ class ChatServer:
         self._fan_out.catch_up(session)
         roster = self._roster
         roster.present.discard(session)
+        self._watchers.remove(session)
         if self.moderation is not None:
             self.moderation.forget(session)
         self._accounts.departed(session, session in roster.members)
@@ -264,6 +268,7 @@ class ChatServer:
         self._remember(member)
         del roster.members[session]
         roster.nicknames.release(member.nick, session)
+        self._watchers.offline(member.nick)
         roster.renames.forget(session)
         log.info("{nick} left ({reason})", nick=member.nick, reason=reason)
         told: set[str] = set()
@@ -384,6 +389,10 @@ class ChatServer:
                 self.tell(session, replies.AwayChanged(bool(text)))
             case commands.Whois(nick):
                 self._whois(member, nick)
+            case commands.Watch(nicks):
+                self._watch(session, nicks)
+            case commands.Unwatch(nicks):
+                self._watchers.remove(session, nicks)
             case commands.Channels():
                 self.tell(session, self._channels.listing(session))
             case commands.Names(None):
@@ -464,6 +473,7 @@ class ChatServer:
             self.tell(session, replies.HistoryNotKept())
         self._crowd.announce_join(member, lobby)
         self._accounts.welcome(member)
+        self._watchers.online(nick)
 
     def _rename(self, member: Member, wanted: str) -> None:
         session, old = member.session, member.nick
@@ -491,6 +501,8 @@ class ChatServer:
         nicknames.claim(new, session)
         member.nick = new
         log.info("{old} is now {new}", old=old, new=new)
+        self._watchers.offline(old)
+        self._watchers.online(new)
         renamed = Renamed(old, new, at=self.clock.seconds())
         if member.channels:
             self._fan_out.broadcast(renamed, member.view[0])
@@ -529,6 +541,18 @@ class ChatServer:
         self.tell(member.session, replies.PrivateSent(recipient.nick, text, notice))
         if recipient.away and not notice:
             self.tell(member.session, replies.IsAway(recipient.nick, recipient.away))
+
+    def _watch(self, session: ISession, nicks: tuple[str, ...]) -> None:
+        added, refused = self._watchers.add(session, nicks)
+        online = tuple(found for nick in added if (found := self.online(nick)) is not None)
+        offline = tuple(nick for nick in added if self.online(nick) is None)
+        self.tell(session, *([replies.WatchedOnline(online)] if online else []),
+                  *([replies.WatchedOffline(offline)] if offline else []),
+                  *([replies.WatchListFull(tuple(refused))] if refused else []))
+
+    def watched(self, session: ISession) -> list[str]:
+        """The nicknames `session` watches."""
+        return self._watchers.watched(session)
 
     def _whois(self, member: Member, nick: str) -> None:
         found = self.user_info(nick, member.session)

@@ -83,6 +83,14 @@ class Whois:
 
 
 @frozen
+class Monitor:
+    """IRCv3 MONITOR: + (watch), - (stop), C (clear), L (list) or S (status), and the nicknames."""
+
+    action: str
+    nicks: tuple[str, ...] = ()
+
+
+@frozen
 class Whowas:
     nick: str  # "": none given
     count: int = 0  # 0 or less: every one kept
@@ -156,7 +164,7 @@ class Unknown:
     command: str
 
 
-IrcCommand = (Whowas | TagMsg | Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
+IrcCommand = (Monitor | Whowas | TagMsg | Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
               | Ison | Userhost | ServerQuery | Quietly | Away | NeedMoreParams
               | NoRecipient | NoTextToSend | Unknown)
 Parsed = Command | IrcCommand
@@ -263,6 +271,11 @@ def parse_line(line: str) -> list[Parsed]:
         case "WHO":
             fields = params[1][1:] if len(params) > 1 and params[1].startswith("%") else ""
             return [Who(params[0] if params else "*", fields)]
+        case "MONITOR":
+            if not params or params[0] not in ("+", "-", "C", "c", "L", "l", "S", "s"):
+                return [NeedMoreParams(command)]
+            nicks = tuple(nick for nick in params[1].split(",") if nick) if len(params) > 1 else ()
+            return [Monitor(params[0].upper(), nicks)]
         case "WHOWAS":
             count = params[1] if len(params) > 1 else "0"
             return [Whowas(params[0] if params else "", int(count) if count.lstrip("-").isdigit() else 0)]

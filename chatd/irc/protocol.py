@@ -38,6 +38,7 @@ from chatd.core.events import Acted, Noticed, Said
 from chatd.core.modes import MAX_CHANGES, MAX_KEY_CHARS, MAX_MASKS, matches
 from chatd.core.nicknames import MAX_CHANNEL_CHARS, MAX_NICK_CHARS
 from chatd.core.server import MAX_CHANNELS_PER_USER
+from chatd.core.watchers import MAX_WATCHED
 from chatd.core.session import ISession
 from chatd.irc import render
 from chatd.irc.dialect import IRC, IrcDialect, encode
@@ -65,6 +66,7 @@ from chatd.irc.parse import (
     Who,
     Whois,
     Whowas,
+    Monitor,
     USERLEN,
     parse_line,
     split_tags,
@@ -393,6 +395,20 @@ class IrcSession(Protocol):
                 self._user_mode(target)
             case Who(mask, fields):
                 self._who(mask, fields)
+            case Monitor("+", nicks):
+                server.handle(self, commands.Watch(nicks))
+            case Monitor("-", nicks):
+                server.handle(self, commands.Unwatch(nicks))
+            case Monitor("C"):
+                server.handle(self, commands.Unwatch())
+            case Monitor("L"):
+                self._tell(*render.monitor_list(name, nick, server.watched(self)))
+            case Monitor("S"):
+                watched = server.watched(self)
+                online = tuple(now for watching in watched if (now := server.online(watching)) is not None)
+                offline = tuple(watching for watching in watched if server.online(watching) is None)
+                self._tell(*(render.reply(name, nick, replies.WatchedOnline(online)) if online else []),
+                           *(render.reply(name, nick, replies.WatchedOffline(offline)) if offline else []))
             case Whowas(target, count):
                 if not target:
                     self._tell(render.numeric(name, irc.ERR_NONICKNAMEGIVEN, nick, "No nickname given"))
@@ -590,7 +606,7 @@ class IrcDoor(Door, Factory[IrcSession]):
         return ["CASEMAPPING=ascii", "CHANTYPES=#", f"NICKLEN={MAX_NICK_CHARS}",
                 f"CHANNELLEN={MAX_CHANNEL_CHARS + 1}", "PREFIX=(ov)@+", f"NETWORK={self.server_name}",
                 f"CHANLIMIT=#:{MAX_CHANNELS_PER_USER}", "CHANMODES=be,k,l,imnst", "EXCEPTS=e",
-                f"MODES={MAX_CHANGES}", f"KEYLEN={MAX_KEY_CHARS}", f"MAXLIST=be:{MAX_MASKS}", "WHOX",
+                f"MODES={MAX_CHANGES}", f"KEYLEN={MAX_KEY_CHARS}", f"MAXLIST=be:{MAX_MASKS}", "WHOX", f"MONITOR={MAX_WATCHED}",
                 f"USERLEN={USERLEN}"]
 
     def buildProtocol(self, addr: IAddress | None) -> IrcSession:

@@ -34,6 +34,7 @@ from chatd.core.events import (
     TopicChanged,
 )
 from chatd.core.modes import KNOWN, SHOWN_HOST, spelt
+from chatd.core.watchers import MAX_WATCHED
 
 HOST = SHOWN_HOST
 MAX_LINE_BYTES = 510  # without CR LF
@@ -311,6 +312,12 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
             return [numeric(server, irc.RPL_AWAY, nick, away_nick, text=text)]
         case replies.UserInfo():
             return whois(server, nick, answer)
+        case replies.WatchedOnline(nicks):
+            return [numeric(server, "730", nick, text=",".join(mask(online) for online in nicks))]
+        case replies.WatchedOffline(nicks):
+            return [numeric(server, "731", nick, text=",".join(nicks))]
+        case replies.WatchListFull(nicks):
+            return [numeric(server, "734", nick, str(MAX_WATCHED), ",".join(nicks), "Monitor list is full")]
         case replies.PrivateSent():
             return []  # IRC clients show what they sent themselves
         case replies.PrivateReceived(sender, text, notice):
@@ -358,6 +365,19 @@ def whois(server: str, nick: str, user: replies.UserInfo) -> list[str]:
     if user.account:
         lines.append(numeric(server, "330", nick, user.nick, user.account, "is logged in as"))
     return lines + [numeric(server, irc.RPL_ENDOFWHOIS, nick, user.nick, "End of /WHOIS list")]
+
+
+def monitor_list(server: str, nick: str, watched: Sequence[str]) -> list[str]:
+    """MONITOR L: 732 (as many as it takes) and 733."""
+    lines, chunk = [], []
+    for watching in watched:
+        chunk.append(watching)
+        if len(chunk) == 20:
+            lines.append(numeric(server, "732", nick, text=",".join(chunk)))
+            chunk = []
+    if chunk:
+        lines.append(numeric(server, "732", nick, text=",".join(chunk)))
+    return lines + [numeric(server, "733", nick, "End of MONITOR list")]
 
 
 def whowas(server: str, nick: str, asked: str, found: Sequence[replies.UserInfo]) -> list[str]:

@@ -543,3 +543,20 @@ def test_whowas_remembers_who_left_and_who_renamed(factory, clock):
         ":lab 406 alice zed :There was no such nickname", ":lab 369 alice zed :End of WHOWAS",
         ":lab 431 alice :No nickname given",
     ]
+
+
+def test_monitor_tells_of_nicknames_coming_and_going(factory):
+    """MONITOR + answers 730/731 now and on every change (login, rename, quit); L lists (732, 733); - and C stop it."""
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    alice.send("MONITOR + bob,carol", "MONITOR L")
+    assert alice.take() == [":lab 731 alice :bob,carol", ":lab 732 alice :bob,carol", ":lab 733 alice :End of MONITOR list"]
+    bob.register("bob")
+    assert [line for line in alice.take() if " 73" in line] == [":lab 730 alice :bob!bob@chatd"]
+    bob.send("NICK carol")
+    assert [line for line in alice.take() if " 73" in line] == [":lab 731 alice :bob", ":lab 730 alice :carol!carol@chatd"]
+    alice.send("MONITOR - bob", "MONITOR S")
+    assert alice.take() == [":lab 730 alice :carol!carol@chatd"]
+    alice.send("MONITOR C")
+    bob.send("QUIT")
+    assert [line for line in alice.take() if " 73" in line] == []
