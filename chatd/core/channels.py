@@ -174,7 +174,8 @@ class Channels:
         if channel is None or not self.visible(channel, member.session):
             self._tell(member.session, replies.Error(f"no such channel: {name}", "no-such-channel", name))
             return
-        self._tell(member.session, replies.ChannelMembers(channel.name, tuple(channel.listed())))
+        self._tell(member.session, replies.ChannelMembers(channel.name, tuple(channel.listed()),
+                                                          "s" in channel.modes.flags))
 
     def listing(self, session: ISession | None) -> replies.ChannelList:
         """The channels (a secret one only to its members)."""

@@ -68,7 +68,8 @@ class UserList:
 @frozen
 class ChannelMembers:
     channel: str
-    nicks: tuple[str, ...]
+    nicks: tuple[str, ...]  # each after its rank ("@alice")
+    secret: bool = False  # +s
 
 
 @frozen

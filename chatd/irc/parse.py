@@ -262,6 +262,8 @@ def parse_line(line: str) -> list[Parsed]:
             return [Authenticate(params[0])]
         case "NICKSERV" | "NS":
             return [NickServ(" ".join(params))]
+        case "USER" if not params[3].strip():
+            return [NeedMoreParams(command)]
         case "USER":
             return [User(_username(params[0]), clean(params[3]).strip()[:MAX_REALNAME_CHARS])]
         case "PING":

@@ -549,7 +549,8 @@ class IrcSession(Protocol):
                 lines += render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
                                        self._names(answer.nicks), answer.history, multi_prefix)
             elif isinstance(answer, replies.ChannelMembers):
-                lines += render.names(name, nick, answer.channel, self._names(answer.nicks), multi_prefix)
+                lines += render.names(name, nick, answer.channel, self._names(answer.nicks), multi_prefix,
+                                      answer.secret)
             elif isinstance(answer, replies.PrivateSent):
                 if "echo-message" in capabilities:  # as the recipient reads it
                     lines += render.text_lines(render.mask(nick), "NOTICE" if answer.notice else "PRIVMSG",

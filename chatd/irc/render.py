@@ -195,10 +195,16 @@ def welcome(server: str, nick: str, users: int, local: int, channels: int, isupp
         numeric(server, irc.RPL_YOURHOST, nick, f"Your host is {server}, running chatd"),
         numeric(server, irc.RPL_CREATED, nick, "This server was started for a LAN"),
         numeric(server, irc.RPL_MYINFO, nick, server, f"chatd-{__version__}", "i", KNOWN, "beklov"),
-        numeric(server, irc.RPL_ISUPPORT, nick, *isupport, "are supported by this server"),
+        *isupport_lines(server, nick, isupport),
         *lusers(server, nick, users, local, channels),
         numeric(server, irc.ERR_NOMOTD, nick, "MOTD File is missing"),
     ]
+
+
+def isupport_lines(server: str, nick: str, isupport: Sequence[str]) -> list[str]:
+    """005: at most 13 tokens a line, as RFC 2812's 15 parameters leave room for."""
+    return [numeric(server, irc.RPL_ISUPPORT, nick, *isupport[start:start + 13], "are supported by this server")
+            for start in range(0, len(isupport), 13)]
 
 
 def lusers(server: str, nick: str, users: int, local: int, channels: int) -> list[str]:
@@ -241,13 +247,14 @@ def _history_line(server: str, channel: str, item: Event) -> list[str]:
     return []
 
 
-def names(server: str, nick: str, channel: str, members: Iterable[str], multi_prefix: bool = False) -> list[str]:
+def names(server: str, nick: str, channel: str, members: Iterable[str], multi_prefix: bool = False,
+          secret: bool = False) -> list[str]:
     """
     353 (as many as it takes, each within 512 bytes) and 366; each member
     after their highest rank ("@bob"), or every rank with `multi_prefix`
     (IRCv3's: "@+bob").
     """
-    head = f":{server} {irc.RPL_NAMREPLY} {nick} = {channel} :"
+    head = f":{server} {irc.RPL_NAMREPLY} {nick} {'@' if secret else '='} {channel} :"
     room = MAX_LINE_BYTES - len(head.encode())
     lines: list[str] = []
     chunk: list[str] = []
@@ -280,8 +287,8 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
             return []  # IRC has no current channel
         case replies.UserList(nicks):
             return names(server, nick, "*", nicks)
-        case replies.ChannelMembers(channel, nicks):
-            return names(server, nick, channel, nicks)
+        case replies.ChannelMembers(channel, nicks, secret):
+            return names(server, nick, channel, nicks, secret=secret)
         case replies.ChannelList(channels):
             return [numeric(server, irc.RPL_LISTSTART, nick, "Channel", "Users  Name"),
                     *(numeric(server, irc.RPL_LIST, nick, info.name, str(info.count), text=info.topic) for info in channels),
@@ -325,7 +332,7 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
         case replies.Bye():
             return []  # the ERROR that closes the connection follows
         case replies.OperatorNow():
-            return [numeric(server, irc.RPL_YOUREOPER, nick, "You are now an IRC operator")]
+            return [numeric(server, irc.RPL_YOUREOPER, nick, "You are now an IRC operator"), line(mask(nick), "MODE", nick, "+o")]
         case replies.KickedOut(by, reason):
             return [line(server, "NOTICE", nick, f"You were kicked by {by}" + (f" ({reason})" if reason else ""))]
         case replies.BanAdded(address, minutes):
@@ -426,7 +433,7 @@ def about_server(server: str, nick: str, query: str, isupport: Sequence[str]) ->
         case "VERSION":
             return [numeric(server, irc.RPL_VERSION, nick, f"chatd-{__version__}.", server,
                             "a chat server for a LAN: telnet, the web and IRC into the same channels"),
-                    numeric(server, irc.RPL_ISUPPORT, nick, *isupport, "are supported by this server")]
+                    *isupport_lines(server, nick, isupport)]
         case "INFO":
             return [numeric(server, irc.RPL_INFO, nick, f"chatd {__version__}, a chat server for a LAN"),
                     numeric(server, irc.RPL_INFO, nick, "telnet, the web page and IRC clients share its channels"),
