@@ -127,7 +127,8 @@ class Channels:
         log.info("{nick} joined {channel} ({count} in it)", nick=member.nick, channel=channel.name,
                  count=channel.count)
         self._tell(session, replies.ChannelJoined(channel.name, channel.count, channel.topic, channel.history.recent(),
-                                                 members_for(session, channel), channel.topic_by, channel.topic_at))
+                                                 members_for(session, channel), channel.topic_by, channel.topic_at,
+                                                 "s" in channel.modes.flags))
         self._crowd.announce_join(member, channel)
 
     def part(self, member: Member, name: str | None, reason: str) -> None:

@@ -42,6 +42,7 @@ class ChannelJoined:
     nicks: tuple[str, ...] = ()  # for a session that lists_members (see ISession)
     topic_by: str = ""
     topic_at: float = 0.0
+    secret: bool = False  # +s
 
 
 @frozen

@@ -547,7 +547,7 @@ class IrcSession(Protocol):
                 lines += render.refusal(name, nick, answer, self._answering)
             elif isinstance(answer, replies.ChannelJoined):
                 lines += render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
-                                       self._names(answer.nicks), answer.history, multi_prefix)
+                                       self._names(answer.nicks), answer.history, multi_prefix, answer.secret)
             elif isinstance(answer, replies.ChannelMembers):
                 lines += render.names(name, nick, answer.channel, self._names(answer.nicks), multi_prefix,
                                       answer.secret)
@@ -559,9 +559,9 @@ class IrcSession(Protocol):
                 lines += render.reply(name, nick, answer)
         if "server-time" in capabilities and lines:
             lines = render.tagged(lines, {"time": render.server_time(self._server.clock.seconds())})
-        if self._labelled is not None:
+        if self._labelled is not None and not any(isinstance(answer, replies.PrivateReceived) for answer in answers):
             self._labelled += lines
-        else:
+        else:  # a message received (even from oneself) is no answer to the line being carried out
             life.write(encode(lines))
 
     def _names(self, listed: Sequence[str]) -> Sequence[str]:

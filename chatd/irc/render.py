@@ -228,13 +228,13 @@ def topic_who_time(server: str, nick: str, channel: str, by: str, at: float) -> 
 
 
 def joined(server: str, nick: str, channel: str, topic: str, topic_by: str, topic_at: float, members: Iterable[str],
-           history: Sequence[Event], multi_prefix: bool = False) -> list[str]:
+           history: Sequence[Event], multi_prefix: bool = False, secret: bool = False) -> list[str]:
     """Your own JOIN, the topic (332, 333), the names, then the channel's recent messages as NOTICEs from the server."""
     lines = [line(mask(nick), "JOIN", channel)]
     if topic:
         lines.append(numeric(server, irc.RPL_TOPIC, nick, channel, text=topic))
         lines.append(topic_who_time(server, nick, channel, topic_by, topic_at))
-    lines += names(server, nick, channel, members, multi_prefix)
+    lines += names(server, nick, channel, members, multi_prefix, secret)
     lines += [text for item in history for text in _history_line(server, channel, item)]
     return lines
 

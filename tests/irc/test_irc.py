@@ -561,3 +561,13 @@ def test_monitor_tells_of_nicknames_coming_and_going(factory):
     alice.send("MONITOR C")
     bob.send("QUIT")
     assert [line for line in alice.take() if " 73" in line] == []
+
+
+def test_a_labelled_message_to_oneself_is_labelled_once(factory):
+    """With echo-message, a PRIVMSG to oneself comes back twice, as received and as echoed: only the echo carries the label."""
+    alice = Client(factory, 1)
+    alice.send("CAP LS 302", "CAP REQ :echo-message labeled-response batch", "NICK alice", "USER alice 0 * :A", "CAP END")
+    alice.take()
+    alice.send("@label=s1 PRIVMSG alice :note to self")
+    assert alice.take() == [":alice!alice@chatd PRIVMSG alice :note to self",
+                            "@label=s1 :alice!alice@chatd PRIVMSG alice :note to self"]
