@@ -32,7 +32,7 @@ class IrcDialect(PlainFrames):
 
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
         if self.server_time:
-            parts = [encode(render.tagged(render.event(event), {"time": render.server_time(event.at)}))
+            parts = [encode(render.tagged(render.event(event), {"time": render.time_tag(event.at)}))
                      for event in events]
         else:
             parts = [encode(render.event(event)) for event in events]

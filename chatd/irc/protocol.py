@@ -519,7 +519,7 @@ class IrcSession(Protocol):
             return
         name, nick, lines = self._server_name, self.nick, []
         capabilities = self.capabilities
-        multi_prefix = "multi-prefix" in capabilities
+        multi_prefix, server_time = "multi-prefix" in capabilities, "server-time" in capabilities
         for answer in answers:
             if isinstance(answer, str):  # a line of this door's own
                 lines.append(answer)
@@ -540,14 +540,16 @@ class IrcSession(Protocol):
                 lines += render.welcome(name, answer.nick, self._server.everyone, self._server.count,
                                         self._server.channel_count, self.factory.isupport)
                 lines += render.joined(name, answer.nick, answer.channel, answer.topic, answer.topic_by,
-                                       answer.topic_at, self._names(answer.nicks), answer.history, multi_prefix)
+                                       answer.topic_at, self._names(answer.nicks), answer.history, multi_prefix,
+                                       server_time=server_time)
             elif isinstance(answer, replies.Error):
                 if self._answering is not None:
                     self._refused = True
                 lines += render.refusal(name, nick, answer, self._answering)
             elif isinstance(answer, replies.ChannelJoined):
                 lines += render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
-                                       self._names(answer.nicks), answer.history, multi_prefix, answer.secret)
+                                       self._names(answer.nicks), answer.history, multi_prefix, answer.secret,
+                                       server_time)
             elif isinstance(answer, replies.ChannelMembers):
                 lines += render.names(name, nick, answer.channel, self._names(answer.nicks), multi_prefix,
                                       answer.secret)
@@ -557,8 +559,9 @@ class IrcSession(Protocol):
                                                answer.to, answer.text)
             else:
                 lines += render.reply(name, nick, answer)
-        if "server-time" in capabilities and lines:
-            lines = render.tagged(lines, {"time": render.server_time(self._server.clock.seconds())})
+        if server_time and lines:  # now, for what is not tagged with a time of its own (history)
+            now = {"time": render.time_tag(self._server.clock.seconds())}
+            lines = [line if line.startswith("@time=") else render.tagged([line], now)[0] for line in lines]
         if self._labelled is not None and not any(isinstance(answer, replies.PrivateReceived) for answer in answers):
             self._labelled += lines
         else:  # a message received (even from oneself) is no answer to the line being carried out

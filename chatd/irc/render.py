@@ -69,7 +69,7 @@ ERROR_NUMERICS = {
 }
 
 
-def server_time(at: float) -> str:
+def time_tag(at: float) -> str:
     """IRCv3 server-time's value: UTC, to the millisecond."""
     return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -228,14 +228,17 @@ def topic_who_time(server: str, nick: str, channel: str, by: str, at: float) -> 
 
 
 def joined(server: str, nick: str, channel: str, topic: str, topic_by: str, topic_at: float, members: Iterable[str],
-           history: Sequence[Event], multi_prefix: bool = False, secret: bool = False) -> list[str]:
+           history: Sequence[Event], multi_prefix: bool = False, secret: bool = False,
+           server_time: bool = False) -> list[str]:
     """Your own JOIN, the topic (332, 333), the names, then the channel's recent messages as NOTICEs from the server."""
     lines = [line(mask(nick), "JOIN", channel)]
     if topic:
         lines.append(numeric(server, irc.RPL_TOPIC, nick, channel, text=topic))
         lines.append(topic_who_time(server, nick, channel, topic_by, topic_at))
     lines += names(server, nick, channel, members, multi_prefix, secret)
-    lines += [text for item in history for text in _history_line(server, channel, item)]
+    for item in history:  # with server-time, each at the time it was said
+        said = _history_line(server, channel, item)
+        lines += tagged(said, {"time": time_tag(item.at)}) if server_time else said
     return lines
 
 
