@@ -8,7 +8,7 @@ ARGS   ?=
 # cluster tests start), as COMMAND:DEBIAN-PACKAGES
 # (packages joined by commas).  `make test` installs the missing ones.
 TEST_PROGRAMS := telnet:telnet nc:netcat-openbsd plink:putty-tools cc:gcc,libc6-dev \
-                 chromium:chromium chromedriver:chromium-driver irssi:irssi \
+                 chromium:chromium chromedriver:chromium-driver irssi:irssi weechat-headless:weechat-headless \
                  redis-server:redis-server openssl:openssl socat:socat
 # Headers the benchmarks' C load generator is compiled with (its TLS
 # clients link OpenSSL), as HEADER:DEBIAN-PACKAGES, under /usr/include.
