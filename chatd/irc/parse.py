@@ -242,7 +242,7 @@ def parse_line(line: str) -> list[Parsed]:
             return [Ison(tuple(nick for param in params for nick in param.split() if nick))]
         case "USERHOST":
             return [Userhost(tuple(nick for param in params for nick in param.split() if nick)[:5])]
-        case "TIME" | "VERSION" | "INFO" | "MOTD" | "LUSERS":
+        case "TIME" | "VERSION" | "INFO" | "MOTD" | "LUSERS" | "ADMIN":
             return [ServerQuery(command)]
         case "QUIT":
             return [commands.Quit(clean(params[0], keep_formatting=True) if params and params[0].strip() else "Quit")]

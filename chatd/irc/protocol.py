@@ -388,7 +388,7 @@ class IrcSession(Protocol):
             case ServerQuery("LUSERS"):
                 self._tell(*render.lusers(name, nick, server.everyone, server.count, server.channel_count))
             case ServerQuery(query):
-                self._tell(*render.about_server(name, nick, query, self.factory.isupport))
+                self._tell(*render.about_server(name, nick, query, self.factory.isupport, self._settings.motd))
             case Away(text):
                 server.handle(self, commands.Away(text))
             case UserMode(target, _):
@@ -538,7 +538,7 @@ class IrcSession(Protocol):
                 self.registered = True
                 life.chose_nickname()
                 lines += render.welcome(name, answer.nick, self._server.everyone, self._server.count,
-                                        self._server.channel_count, self.factory.isupport)
+                                        self._server.channel_count, self.factory.isupport, self._settings.motd)
                 lines += render.joined(name, answer.nick, answer.channel, answer.topic, answer.topic_by,
                                        answer.topic_at, self._names(answer.nicks), answer.history, multi_prefix,
                                        server_time=server_time)

@@ -188,8 +188,9 @@ def event(happened: Event) -> list[str]:
 RANK_LETTERS = {"@": "o", "+": "v"}
 
 
-def welcome(server: str, nick: str, users: int, local: int, channels: int, isupport: Sequence[str]) -> list[str]:
-    """001 to 005, LUSERS and the MOTD's absence: what a client waits for before it is registered."""
+def welcome(server: str, nick: str, users: int, local: int, channels: int, isupport: Sequence[str],
+            motd: Sequence[str] = ()) -> list[str]:
+    """001 to 005, LUSERS and the MOTD (or 422): what a client waits for before it is registered."""
     return [
         numeric(server, irc.RPL_WELCOME, nick, f"Welcome to chatd on {server}, {nick}"),
         numeric(server, irc.RPL_YOURHOST, nick, f"Your host is {server}, running chatd"),
@@ -197,8 +198,17 @@ def welcome(server: str, nick: str, users: int, local: int, channels: int, isupp
         numeric(server, irc.RPL_MYINFO, nick, server, f"chatd-{__version__}", "i", KNOWN, "beklov"),
         *isupport_lines(server, nick, isupport),
         *lusers(server, nick, users, local, channels),
-        numeric(server, irc.ERR_NOMOTD, nick, "MOTD File is missing"),
+        *message_of_the_day(server, nick, motd),
     ]
+
+
+def message_of_the_day(server: str, nick: str, motd: Sequence[str]) -> list[str]:
+    """375, a 372 each line, 376; or 422 where there is none."""
+    if not motd:
+        return [numeric(server, irc.ERR_NOMOTD, nick, "MOTD File is missing")]
+    return [numeric(server, irc.RPL_MOTDSTART, nick, f"- {server} Message of the day -"),
+            *(numeric(server, irc.RPL_MOTD, nick, text=f"- {line}") for line in motd),
+            numeric(server, irc.RPL_ENDOFMOTD, nick, "End of /MOTD command")]
 
 
 def isupport_lines(server: str, nick: str, isupport: Sequence[str]) -> list[str]:
@@ -428,8 +438,8 @@ def listing(server: str, nick: str, channels: Sequence[ChannelView]) -> list[str
             numeric(server, irc.RPL_LISTEND, nick, "End of /LIST")]
 
 
-def about_server(server: str, nick: str, query: str, isupport: Sequence[str]) -> list[str]:
-    """TIME, VERSION, INFO and MOTD."""
+def about_server(server: str, nick: str, query: str, isupport: Sequence[str], motd: Sequence[str] = ()) -> list[str]:
+    """TIME, VERSION, INFO, ADMIN and MOTD."""
     match query:
         case "TIME":
             return [numeric(server, irc.RPL_TIME, nick, server, time.strftime("%A %B %d %Y -- %H:%M:%S %z"))]
@@ -441,7 +451,12 @@ def about_server(server: str, nick: str, query: str, isupport: Sequence[str]) ->
             return [numeric(server, irc.RPL_INFO, nick, f"chatd {__version__}, a chat server for a LAN"),
                     numeric(server, irc.RPL_INFO, nick, "telnet, the web page and IRC clients share its channels"),
                     numeric(server, irc.RPL_ENDOFINFO, nick, "End of /INFO list")]
-    return [numeric(server, irc.ERR_NOMOTD, nick, "MOTD File is missing")]
+        case "ADMIN":
+            return [numeric(server, irc.RPL_ADMINME, nick, server, "Administrative info"),
+                    numeric(server, irc.RPL_ADMINLOC1, nick, "A chatd on the local network"),
+                    numeric(server, irc.RPL_ADMINLOC2, nick, "Ask whoever runs it in the room"),
+                    numeric(server, irc.RPL_ADMINEMAIL, nick, "no e-mail: this is a LAN chat")]
+    return message_of_the_day(server, nick, motd)
 
 
 NICKSERV = "NickServ"

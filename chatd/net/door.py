@@ -39,6 +39,7 @@ class Settings:
     rate_burst_lines: int = 20
     flood_queue_lines: int = 100
     send_queue_bytes: int = 1024 * 1024
+    motd: tuple[str, ...] = ()  # the message of the day's lines (--motd-file), shown at login
 
 
 class Connection(Protocol):

@@ -164,6 +164,23 @@ def channel_name(text: str) -> str:
         raise ValueError(str(refusal)) from None
 
 
+# The most of a message of the day that is shown: a screenful.
+MAX_MOTD_LINES = 50
+MAX_MOTD_LINE_CHARS = 400
+
+
+def motd_lines(path: str | None) -> tuple[str, ...]:
+    """The message of the day in the file at `path`, read once at start: cleaned as typed text, a screenful at most."""
+    if path is None:
+        return ()
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            lines = [clean(line.rstrip("\r\n"))[:MAX_MOTD_LINE_CHARS] for _, line in zip(range(MAX_MOTD_LINES), file)]
+    except OSError as problem:
+        raise ValueError(f"cannot read {path}: {problem.strerror or problem}") from None
+    return tuple(lines)
+
+
 def oper_password(path: str | None) -> str | None:
     """The password in the file at `path` (its first line), read once at start."""
     if path is None:
@@ -254,6 +271,8 @@ OPTIONS: tuple[Option, ...] = (
            "every few seconds instead.", count_or_zero, str(DEFAULT_QUIET_JOINS), section=CHAT),
     Option("oper-password-file", "File holding the operators' password (/oper); without it, moderation is off.",
            section=FILES),
+    Option("motd-file", f"File of the message of the day, shown at login (its first {MAX_MOTD_LINES} lines; IRC's "
+           "MOTD).", motd_lines, setting="motd", section=FILES),
     Option("transcript", "Append every public event to this file, one JSON line each (never private messages).",
            transcript, section=FILES),
     Option("transcript-max-bytes", "Size at which the transcript rotates (5 old files are kept).",

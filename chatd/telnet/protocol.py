@@ -384,6 +384,8 @@ class TelnetSession(TelnetServer):
         if type(replies[0]) is CharsetSwitch:
             replies = [self._switch_charset(replies[0].charset)]
         lines = [line for reply in replies for line in render.reply_lines(reply, lobby)]
+        if self._settings.motd and any(type(reply) is core_replies.LoggedIn for reply in replies):
+            lines += render.motd(self._settings.motd)
         if self.factory.tls is not None and any(type(reply) in _PASSWORD_SET for reply in replies):
             life = self._life
             if life is not None and not life.tls:

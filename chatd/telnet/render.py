@@ -6,7 +6,7 @@ on them.  The transport adds CR LF to each line.
 
     *** Welcome to chatd on NAME. 2 users online.     on connect
     *** Choose a nickname:                            on connect, after a refusal
-    *** Hello alice! Type /help for commands.         to a user who joined
+    *** Hello alice! Type /help for commands.         to a user who joined (then the --motd-file, each line after ***)
     *** alice has joined (3 users online)             to everyone else (in the default channel)
     *** alice has joined (3 users)                    ... in any other channel
     [#lab] <bob> hi                                   a line from a channel that is not your current one
@@ -284,6 +284,11 @@ ACCOUNT_HELP = (
     "***   /mentions                          the lines that named you while you were away",
 )
 HISTORY_HELP = "***   /history [N]                       the channel's last N lines (default 50)"
+
+
+def motd(lines: Iterable[str]) -> list[str]:
+    """The message of the day (--motd-file), after the hello."""
+    return [f"*** {line}" for line in lines]
 
 
 def help_lines(moderation: bool, accounts: bool = False) -> tuple[str, ...]:

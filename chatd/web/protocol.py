@@ -66,6 +66,7 @@ To the browser:
     {"type": "inviting", "nick": N, "channel": C}              your invitation went out
     {"type": "away", "away": BOOL}                             you are marked away (or back)
     {"type": "is-away", "nick": N, "text": T}                  N, whom you wrote to, is away
+    {"type": "motd", "lines": [T ...]}                         after logged-in: the message of the day (--motd-file)
     {"type": "whois", "nick": N, "realname": R, "channels": [C ...], "away": T, "signon": TS, "idle": S,
      "account": A, "operator": BOOL, "node": NODE}             /whois: channels after N's rank in them
     {"type": "invited", "by": N, "channel": C}                 N invites you into C
@@ -325,6 +326,8 @@ class WebSession:
                 life.write(text_frame(render.reply(reply)))
                 if type(reply) is core_replies.LoggedIn:
                     life.chose_nickname()
+                    if self._settings.motd:
+                        life.write(text_frame(render.message("motd", lines=list(self._settings.motd))))
 
     def disconnect(self, reason: str) -> None:
         """Close once everything delivered has been sent, with WebSocket's closing handshake."""

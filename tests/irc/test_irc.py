@@ -585,3 +585,18 @@ def test_history_on_join_carries_when_it_was_said_with_server_time(clock):
     alice.send("CAP LS 302", "CAP REQ server-time", "NICK alice", "USER alice 0 * :A", "CAP END", "JOIN #lab")
     history = [line for line in alice.take() if "earlier" in line]
     assert history == ["@time=2026-11-18T11:06:40.000Z :lab NOTICE #lab :<bob> earlier"]
+
+
+def test_the_message_of_the_day_and_admin(clock):
+    """--motd-file's lines: 375, a 372 each and 376 at registration and for MOTD; ADMIN: 256 to 259."""
+    factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", motd=("Soldering at six",)), clock)
+    alice = Client(factory, 1)
+    motd = [":lab 375 alice :- lab Message of the day -", ":lab 372 alice :- Soldering at six",
+            ":lab 376 alice :End of /MOTD command"]
+    lines = alice.register("alice")
+    assert lines[lines.index(motd[0]):lines.index(motd[0]) + 3] == motd
+    alice.send("MOTD", "ADMIN")
+    assert alice.take() == motd + [":lab 256 alice lab :Administrative info",
+                                   ":lab 257 alice :A chatd on the local network",
+                                   ":lab 258 alice :Ask whoever runs it in the room",
+                                   ":lab 259 alice :no e-mail: this is a LAN chat"]

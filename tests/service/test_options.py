@@ -81,3 +81,15 @@ def test_a_config_file_that_cannot_be_read_says_so(tmp_path):
     with pytest.raises(usage.UsageError) as failure:
         parse("--config", str(tmp_path / "missing.toml"))
     assert str(failure.value) == f"{tmp_path / 'missing.toml'}: cannot read it: No such file or directory"
+
+
+def test_motd_file_is_read_once_cleaned_and_bounded(tmp_path):
+    """--motd-file: its lines, control characters cleaned, at most a screenful; an unreadable one is one line."""
+    motd = tmp_path / "motd"
+    motd.write_text("Soldering at six\n\x1b[31mred\x07\n" + "more\n" * 100)
+    options = Options()
+    options.parseOptions(["--motd-file", str(motd), "--no-store"])
+    lines = settings_of(options).motd
+    assert lines[0] == "Soldering at six" and "\x1b" not in lines[1] and "\x07" not in lines[1] and len(lines) == 50
+    with pytest.raises(usage.UsageError, match="--motd-file: cannot read"):
+        Options().parseOptions(["--motd-file", str(tmp_path / "missing")])

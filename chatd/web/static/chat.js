@@ -165,6 +165,7 @@ function receive(data) {
       break;
     }
     case "inviting": notice(`You invited ${data.nick} into ${data.channel}`); break;
+    case "motd": for (const text of data.lines) notice(text); break;
     case "away": notice(data.away ? "You are marked away" : "You are back"); break;
     case "is-away": notice(`${data.nick} is away: ${data.text}`); break;
     case "whois": {
