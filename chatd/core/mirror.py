@@ -44,8 +44,8 @@ from chatd.core.moderation import Moderation
 from chatd.core.moderator import ban_address, kicked_by
 from chatd.core.nicknames import MAX_NICK_CHARS, name_key
 from chatd.core.operators import Operators, apply_change, put_out
-from chatd.core.modes import MaskEntry
-from chatd.core.remote import ChannelState, NodeState, Topic
+from chatd.core.modes import ChannelState, channel_state, restore
+from chatd.core.remote import NodeState, Topic
 from chatd.core.roster import Roster
 from chatd.core.session import ISession
 from chatd.core.watchers import Watchers
@@ -100,13 +100,9 @@ class Mirror:
 
     @staticmethod
     def _channel_state(channel: Channel) -> ChannelState:
-        modes = channel.modes
-        return ChannelState(
-            channel.name, "".join(sorted(modes.flags)), modes.key, modes.limit,
-            tuple((kind, entry.mask, entry.by, entry.at) for kind, kept in modes.masks.items() for entry in kept.values()),
-            modes.founder, modes.created_at, modes.changed_at,
-            tuple((member.nick, channel.ranks[session]) for session, member in channel.members.items()
-                  if session in channel.ranks))
+        return channel_state(channel.name, channel.modes, tuple(
+            (member.nick, channel.ranks[session]) for session, member in channel.members.items()
+            if session in channel.ranks))
 
     def adopt(self, node: str, state: NodeState, reason: str = "Left the chat") -> None:
         """
@@ -149,14 +145,8 @@ class Mirror:
             remote = self._roster.remote.get((node, name_key(nick)))
             if remote is not None and remote in channel.elsewhere:
                 channel.ranks[remote] = rank
-        modes = channel.modes
-        if kept.changed_at <= modes.changed_at:
-            return
-        modes.flags, modes.key, modes.limit = set(kept.flags), kept.key, kept.limit
-        modes.masks = {"b": {}, "e": {}}
-        for kind, mask, by, at in kept.masks:
-            modes.masks[kind][mask] = MaskEntry(mask, by, at)
-        modes.founder, modes.created_at, modes.changed_at = kept.founder, kept.created_at, kept.changed_at
+        if kept.changed_at > channel.modes.changed_at:
+            restore(channel.modes, kept)
 
     def lose_node(self, node: str, reason: str = "Server lost") -> None:
         """`node` is gone: its users leave every channel, and their nicknames are free."""

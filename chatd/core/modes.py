@@ -21,7 +21,12 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
+from typing import Any
+
 from attrs import define, field, frozen
+
+from chatd.core.nicknames import ChannelNameError, NicknameError, check_channel_name, check_nickname
+from chatd.core.text import clean
 
 # Rules a channel has or not; and those with an argument.
 FLAGS = "imnst"
@@ -168,3 +173,73 @@ def spelt(changes: Sequence[Change]) -> tuple[str, ...]:
         if argument:
             arguments.append(argument)
     return ("".join(letters), *arguments)
+
+
+@frozen
+class ChannelState:
+    """
+    A channel's modes as a value: what a node tells the others of a channel
+    (with when an operator last changed them, the latest wins, and the ranks
+    of its users), and what the store keeps of a founder's channel.
+    """
+
+    channel: str
+    flags: str  # "nt"
+    key: str = ""
+    limit: int = 0
+    masks: tuple[tuple[str, str, str, float], ...] = ()  # (list "b" or "e", mask, by, at)
+    founder: str = ""
+    created_at: float = 0.0
+    changed_at: float = 0.0
+    ranks: tuple[tuple[str, str], ...] = ()  # (nickname, "@", "+" or "@+")
+
+
+def channel_state(name: str, modes: ChannelModes, ranks: tuple[tuple[str, str], ...] = ()) -> ChannelState:
+    return ChannelState(
+        name, "".join(sorted(modes.flags)), modes.key, modes.limit,
+        tuple((kind, entry.mask, entry.by, entry.at) for kind, kept in modes.masks.items() for entry in kept.values()),
+        modes.founder, modes.created_at, modes.changed_at, ranks)
+
+
+def restore(modes: ChannelModes, kept: ChannelState) -> None:
+    """`modes` as `kept` has them (not the ranks: they are of members)."""
+    modes.flags, modes.key, modes.limit = set(kept.flags), kept.key, kept.limit
+    modes.masks = {"b": {}, "e": {}}
+    for kind, mask, by, at in kept.masks:
+        modes.masks[kind][mask] = MaskEntry(mask, by, at)
+    modes.founder, modes.created_at, modes.changed_at = kept.founder, kept.created_at, kept.changed_at
+
+
+def channel_state_to_list(state: ChannelState) -> list[Any]:
+    """[CHANNEL, FLAGS, KEY, LIMIT, [[LIST, MASK, BY, AT], ...], FOUNDER, CREATED, CHANGED, [[NICK, RANK], ...]]."""
+    return [state.channel, state.flags, state.key, state.limit, [list(mask) for mask in state.masks], state.founder,
+            state.created_at, state.changed_at, [list(rank) for rank in state.ranks]]
+
+
+def channel_state_from_list(fields: Any) -> ChannelState:
+    """What channel_state_to_list made (TypeError or ValueError if it is not)."""
+    channel, flags, key, limit, masks, founder, created, changed, ranks = fields
+    return ChannelState(str(channel), str(flags), str(key), int(limit),
+                        tuple((str(kind), str(mask), str(by), float(at)) for kind, mask, by, at in masks),
+                        str(founder), float(created), float(changed), tuple((str(nick), str(rank)) for nick, rank in ranks))
+
+
+def is_mode_change(change: object, argument: object) -> bool:
+    """A change as chatd makes them: a sign and a known letter, and one word (a nickname, a key, a mask) or none."""
+    return (type(change) is str and len(change) == 2 and change[0] in "+-" and change[1] in KNOWN
+            and type(argument) is str and len(argument) <= 200 and argument == clean(argument)
+            and not any(character.isspace() for character in argument))
+
+
+def checked_channel_state(state: ChannelState) -> ChannelState | None:
+    """A channel's modes from Redis or from disk, as chatd would have made them; None if its names are not valid."""
+    try:
+        return ChannelState(
+            check_channel_name(state.channel), "".join(flag for flag in state.flags if flag in FLAGS),
+            state.key if is_mode_change("+k", state.key) else "", max(0, min(state.limit, 1_000_000)),
+            tuple(mask for mask in state.masks if mask[0] in LISTS and is_mode_change("+b", mask[1])
+                  and is_mode_change("+b", mask[2])),
+            state.founder if is_mode_change("+o", state.founder) else "", state.created_at, state.changed_at,
+            tuple((check_nickname(nick), rank) for nick, rank in state.ranks if rank in ("@", "+", "@+")))
+    except (NicknameError, ChannelNameError):
+        return None

@@ -18,7 +18,13 @@ from typing import Any
 from attrs import evolve, fields, frozen
 
 from chatd.core.events import BusEvent, ModeChanged
-from chatd.core.modes import FLAGS, KNOWN, LISTS
+from chatd.core.modes import (
+    ChannelState,
+    channel_state_from_list,
+    channel_state_to_list,
+    checked_channel_state,
+    is_mode_change,
+)
 from chatd.core.nicknames import ChannelNameError, NicknameError, check_channel_name, check_nickname
 from chatd.core.text import clean
 
@@ -28,25 +34,6 @@ class Topic:
     text: str
     by: str
     at: float
-
-
-@frozen
-class ChannelState:
-    """
-    A channel's modes as a node has them (chatd.core.modes), with when an
-    operator last changed them (the latest wins), and the ranks of that
-    node's users in it.
-    """
-
-    channel: str
-    flags: str  # "nt"
-    key: str = ""
-    limit: int = 0
-    masks: tuple[tuple[str, str, str, float], ...] = ()  # (list "b" or "e", mask, by, at)
-    founder: str = ""
-    created_at: float = 0.0
-    changed_at: float = 0.0
-    ranks: tuple[tuple[str, str], ...] = ()  # (nickname, "@", "+" or "@+")
 
 
 @frozen
@@ -75,9 +62,7 @@ def state_to_json(state: NodeState) -> str:
         "users": [[nick, list(channels)] for nick, channels in state.users],
         "topics": [[topic.channel, topic.text, topic.by, topic.at] for topic in state.topics],
         "bans": [[address, until] for address, until in state.bans],
-        "channels": [[modes.channel, modes.flags, modes.key, modes.limit, [list(mask) for mask in modes.masks],
-                      modes.founder, modes.created_at, modes.changed_at, [list(rank) for rank in modes.ranks]]
-                     for modes in state.channels],
+        "channels": [channel_state_to_list(modes) for modes in state.channels],
     }, ensure_ascii=False)
 
 
@@ -90,12 +75,7 @@ def state_from_json(text: str) -> NodeState:
             tuple(Topic(str(channel), str(topic), str(by), float(at)) for channel, topic, by, at in fields["topics"]),
             tuple((str(address), None if until is None else float(until))
                   for address, until in fields.get("bans", ())),
-            tuple(ChannelState(str(channel), str(flags), str(key), int(limit),
-                               tuple((str(kind), str(mask), str(by), float(at)) for kind, mask, by, at in masks),
-                               str(founder), float(created), float(changed),
-                               tuple((str(nick), str(rank)) for nick, rank in ranks))
-                  for channel, flags, key, limit, masks, founder, created, changed, ranks
-                  in fields.get("channels", ())))
+            tuple(channel_state_from_list(fields) for fields in fields.get("channels", ())))
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"not a node's state: {error}") from error
 
@@ -130,17 +110,12 @@ def checked(event: BusEvent) -> BusEvent | None:
         return None
     if isinstance(event, ModeChanged):
         kept = tuple((change, argument) for change, argument in event.changes
-                     if _mode_change(change, argument))
+                     if is_mode_change(change, argument))
         if kept != event.changes:
             changes["changes"] = kept
     return evolve(event, **changes) if changes else event
 
 
-def _mode_change(change: object, argument: object) -> bool:
-    """A change as this node makes them: a sign and a known letter, and one word (a nickname, a key, a mask) or none."""
-    return (type(change) is str and len(change) == 2 and change[0] in "+-" and change[1] in KNOWN
-            and type(argument) is str and len(argument) <= 200 and argument == clean(argument)
-            and not any(character.isspace() for character in argument))
 
 
 @lru_cache(maxsize=4096)  # a chat's few names come again and again
@@ -168,16 +143,5 @@ def checked_state(state: NodeState) -> NodeState:
                                 check_nickname(topic.by), topic.at))
         except (NicknameError, ChannelNameError):
             continue
-    kept_modes = []
-    for modes in state.channels:
-        try:
-            kept_modes.append(ChannelState(
-                check_channel_name(modes.channel), "".join(flag for flag in modes.flags if flag in FLAGS),
-                modes.key if _mode_change("+k", modes.key) else "", max(0, min(modes.limit, 1_000_000)),
-                tuple(mask for mask in modes.masks if mask[0] in LISTS and _mode_change("+b", mask[1])
-                      and _mode_change("+b", mask[2])),
-                modes.founder if _mode_change("+o", modes.founder) else "", modes.created_at, modes.changed_at,
-                tuple((check_nickname(nick), rank) for nick, rank in modes.ranks if rank in ("@", "+", "@+"))))
-        except (NicknameError, ChannelNameError):
-            continue
+    kept_modes = [checked for modes in state.channels if (checked := checked_channel_state(modes)) is not None]
     return NodeState(tuple(users), tuple(topics), state.bans, tuple(kept_modes))
