@@ -92,6 +92,7 @@ class MemoryStore(NoStore):
         self.keeps_accounts = True
         self.read_marks = {}
         self.watchers = []
+        self.channels = {}  # key -> the modes kept
         for nick, password in accounts:
             self.passwords[nick.casefold()], self.nicks[nick.casefold()] = password, nick
 
@@ -158,6 +159,12 @@ class MemoryStore(NoStore):
 
     def mark_read(self, nick, channel, at):
         self.read_marks[nick.casefold(), channel.casefold()] = at
+
+    def kept_channels(self):
+        return list(self.channels.values())
+
+    def keep_channel(self, state):
+        self.channels[state.channel.casefold()] = state
 
     def unread(self, nick):
         counts = {}

@@ -48,6 +48,7 @@ from chatd.bus.errors import ErrorReplies, describe
 from chatd.bus.keys import Keys
 from chatd.bus.link import Link
 from chatd.core.events import MESSAGES, BusEvent, Event, to_json
+from chatd.core.modes import ChannelState
 from chatd.core.nicknames import NicknameError, check_nickname, name_key
 from chatd.core.store import (
     CHATD,
@@ -370,6 +371,17 @@ class RedisStore:
 
     def accounts(self) -> list[KeptAccount]:
         return []  # read once the reactor runs, and handed on by accounts_changed
+
+    def kept_channels(self) -> list[ChannelState]:
+        """
+        None: in a cluster, a founder's channel's modes go from node to node
+        (each node's state carries them) for as long as one node runs; they
+        are not kept in Redis across a restart of every node (yet).
+        """
+        return []
+
+    def keep_channel(self, state: ChannelState) -> None:
+        pass
 
     def _look_at_accounts(self) -> None:
         if self._link.connection is None:

@@ -41,7 +41,8 @@ class Channels:
     """Carries out a member's channel commands."""
 
     def __init__(self, clock: IReactorTime, roster: Roster, fan_out: FanOut, crowd: Crowd, operators: Operators,
-                 max_channels: int, tell: Callable[..., None], account_of: Callable[[ISession], str]) -> None:
+                 max_channels: int, tell: Callable[..., None], account_of: Callable[[ISession], str],
+                 keep: Callable[[Channel], None]) -> None:
         self._clock = clock
         self._roster = roster
         self._fan_out = fan_out
@@ -50,6 +51,7 @@ class Channels:
         self._max_channels = max_channels
         self._tell = tell  # replies to the member whose command this is
         self._account_of = account_of  # the account a session identified for ("": none)
+        self._keep = keep  # a founder's channel's modes, to the store
 
     def find(self, member: Member, name: str | None) -> Channel | None:
         """The channel named (the member need not be in it), or their current one; None, and they are told why."""
@@ -108,19 +110,26 @@ class Channels:
                     f"this server has {self._max_channels} channels, its most; join one of them", "too-many-channels",
                     name))
                 return
-        else:
+            if name_key(name) in roster.kept_modes:  # a founder's channel, made again: its modes apply at once
+                channel = roster.create_channel(name)
+        if channel is not None:
             refusal = self._operators.join_refusal(member, channel, key)
             if refusal is not None:
+                self._crowd.close_if_empty(channel)
                 self._tell(session, refusal)
                 return
         if not self._fan_out.caught_up_with(member):
             return
+        account = self._account_of(session)
         if channel is None:
             channel = roster.create_channel(name)
-            channel.modes.created_at = self._clock.seconds()
-            channel.modes.founder = self._account_of(session)
-            channel.ranks[session] = "@"
-        elif channel.modes.founder and channel.modes.founder == self._account_of(session):
+            modes = channel.modes
+            if not modes.founder:  # new: who makes it is its operator, and, identified, its founder (kept)
+                modes.created_at, modes.founder = self._clock.seconds(), account
+                channel.ranks[session] = "@"
+                if account:
+                    self._keep(channel)
+        if channel.modes.founder and channel.modes.founder == account:
             channel.ranks[session] = "@"
         channel.modes.invited.discard(name_key(member.nick))
         roster.add_member(member, channel)

@@ -84,9 +84,13 @@ class Crowd:
             channel.quiet_leaves += 1
             channel.note_turnover(who, nick)
             self._later()
-        if self._roster.close_if_empty(channel, self._default_channel):
+        if self.close_if_empty(channel):
             return False
         return loud
+
+    def close_if_empty(self, channel: Channel) -> bool:
+        """A channel nobody is in (but the default one) goes; True if it went."""
+        return self._roster.close_if_empty(channel, self._default_channel)
 
     def stop(self) -> None:
         """Shutting down: no summary is left waiting, and the log counts every login."""

@@ -152,13 +152,14 @@ class Operators:
     """Carries out a member's MODE, KICK and INVITE, and says what a channel's modes let through."""
 
     def __init__(self, clock: IReactorTime, roster: Roster, fan_out: FanOut, moderation: Moderation | None,
-                 crowd: Crowd, tell: Callable[..., None]) -> None:
+                 crowd: Crowd, tell: Callable[..., None], keep: Callable[[Channel], None]) -> None:
         self._clock = clock
         self._roster = roster
         self._fan_out = fan_out
         self._moderation = moderation
         self._crowd = crowd
         self._tell = tell  # replies to the member whose command this is
+        self._keep = keep  # a founder's channel's modes, to the store
 
     # -- questions
 
@@ -229,6 +230,8 @@ class Operators:
                 made.append(outcome)
         if made:
             modes.changed_at = now
+            if modes.founder:
+                self._keep(channel)
             log.info("{nick} set {channel} {changes}", nick=member.nick, channel=channel.name,
                      changes=" ".join(change + (f" {argument}" if argument else "") for change, argument in made))
             self._fan_out.broadcast(ModeChanged(channel.name, member.nick, tuple(made), at=now), channel.key)

@@ -21,6 +21,7 @@ from chatd.core import replies
 from chatd.core.channel import Channel, Member, Remote
 from chatd.core.events import Event, TopicChanged
 from chatd.core.history import History
+from chatd.core.modes import ChannelState, restore
 from chatd.core.nicknames import NicknameError, Registry, RateWindow, check_nickname, name_key
 from chatd.core.session import ISession
 
@@ -52,7 +53,8 @@ class ChannelView:
 class Roster:
     """Who is where, on this node and (in a cluster) the others."""
 
-    def __init__(self, history_size: int, max_channels: int, recent: Mapping[str, Iterable[Event]]) -> None:
+    def __init__(self, history_size: int, max_channels: int, recent: Mapping[str, Iterable[Event]],
+                 kept_modes: Iterable[ChannelState] = ()) -> None:
         self.history_size = history_size
         self.max_channels = max_channels
         # Every session that arrived and has not departed, logged in or not.
@@ -71,6 +73,8 @@ class Roster:
         # are created again; the most recent max_channels kept.
         self._dormant: OrderedDict[str, tuple[Event, ...]] = OrderedDict(
             (key, tuple(events)) for key, events in recent.items())
+        # The modes of channels their founders registered (from the store), for whenever they are made.
+        self.kept_modes: dict[str, ChannelState] = {name_key(state.channel): state for state in kept_modes}
 
     # -- questions
 
@@ -117,6 +121,9 @@ class Roster:
         key = name_key(name)
         recent = self._dormant.pop(key, ())
         channel = self.channels[key] = Channel(name, History(self.history_size, recent))
+        kept = self.kept_modes.get(key)
+        if kept is not None:  # a founder's channel: its modes, masks and founder as they were
+            restore(channel.modes, kept)
         for event in reversed(recent):  # the topic it had, if it had one
             if isinstance(event, TopicChanged):
                 channel.topic, channel.topic_by, channel.topic_at = event.topic, event.nick, event.at

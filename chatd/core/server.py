@@ -45,14 +45,14 @@ from chatd.core.batch import Batch, Share
 from chatd.core.bus import IBus, LocalBus
 from chatd.core.store import MAX_HISTORY, IStore, KeptAccount, NoStore
 from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels, members_for
-from chatd.core.channel import Member, Remote
+from chatd.core.channel import Channel, Member, Remote
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
 from chatd.core.events import Acted, BusEvent, Event, Left, Noticed, Renamed, Said, Whispered
 from chatd.core.fanout import FanOut
 from chatd.core.mirror import Mirror
 from chatd.core.moderation import Moderation
 from chatd.core.moderator import Moderator
-from chatd.core.modes import matches
+from chatd.core.modes import channel_state, matches
 from chatd.core.operators import Operators
 from chatd.core.nicknames import check_channel_name, name_key
 from chatd.core.remote import NodeState
@@ -109,13 +109,14 @@ class ChatServer:
 
     def __attrs_post_init__(self) -> None:
         self.default_channel = check_channel_name(self.default_channel)
-        roster = self._roster = Roster(self.history_size, self.max_channels, self.recent)
+        roster = self._roster = Roster(self.history_size, self.max_channels, self.recent, self.store.kept_channels())
         fan_out = self._fan_out = FanOut(roster, self.turn, lambda: self.bus, self.observers,
                                          lambda session: self.depart(session, "Connection lost"),
                                          lambda: self.store)
         crowd = self._crowd = Crowd(self.clock, roster, fan_out, self.quiet_joins, self.default_channel)
         watchers = self._watchers = Watchers(self.tell)
-        operators = self._operators = Operators(self.clock, roster, fan_out, self.moderation, crowd, self.tell)
+        operators = self._operators = Operators(self.clock, roster, fan_out, self.moderation, crowd, self.tell,
+                                                self._keep_modes)
         self._mirror = Mirror(self.clock, roster, fan_out, crowd, self.moderation, operators, watchers,
                               lambda: self.node, self._remove, self._change_nick)
         self._moderator = Moderator(self.clock, roster, fan_out, self.moderation, self.tell, self._remove)
@@ -123,7 +124,7 @@ class ChatServer:
             self._begin_turn, self.tell, self._remove, self._log_in, self._enter, self._change_nick,
             roster.members.get))
         self._channels = Channels(self.clock, roster, fan_out, crowd, operators, self.max_channels, self.tell,
-                                  self._accounts.account_of)
+                                  self._accounts.account_of, self._keep_modes)
         self._accounts.load(self.store.accounts())
         self.store.watch(self._store_health)
         # Nobody made the default channel, so nobody is its operator: its topic is anyone's.
@@ -578,6 +579,10 @@ class ChatServer:
                                                  "store-unavailable"))
 
         self.store.history(name, max(1, min(count, MAX_HISTORY)), before).addCallbacks(found, failed)
+
+    def _keep_modes(self, channel: Channel) -> None:
+        """A founder's channel: its modes, kept by the store across restarts."""
+        self.store.keep_channel(channel_state(channel.name, channel.modes))
 
     def _store_health(self, healthy: bool) -> None:
         """The store started (or stopped) failing to write: everyone online hears it once."""

@@ -33,6 +33,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import Attribute, Interface, implementer
 
 from chatd.core.events import Acted, BusEvent, Event, Said, TopicChanged, from_json
+from chatd.core.modes import ChannelState
 from chatd.core.nicknames import ChannelNameError, check_channel_name
 from chatd.core.text import clean
 
@@ -134,6 +135,12 @@ class IStore(Interface):
     def unread(nick: str) -> Deferred[list[tuple[str, int]]]:
         """For each channel `nick` marked read: the messages said there since (the channels with any)."""
 
+    def kept_channels() -> list[ChannelState]:
+        """The modes of every channel a founder registered (read before the chat starts; synchronous; checked)."""
+
+    def keep_channel(state: ChannelState) -> None:
+        """Keep a founder's channel's modes as they are now (with the next write)."""
+
 
 def checked_event(text: str, default_channel: str) -> KeptEvent | None:
     """
@@ -222,3 +229,9 @@ class NoStore:
 
     def unread(self, nick: str) -> Deferred[list[tuple[str, int]]]:
         return succeed([])
+
+    def kept_channels(self) -> list[ChannelState]:
+        return []
+
+    def keep_channel(self, state: ChannelState) -> None:
+        pass

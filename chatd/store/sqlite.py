@@ -27,6 +27,7 @@ file of the state directory (chatd.core.store says what a store does).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.core.events import KIND_NAMES, MESSAGES, BusEvent, Event, TopicChanged, to_json
+from chatd.core.modes import ChannelState, channel_state_from_list, channel_state_to_list, checked_channel_state
 from chatd.core.nicknames import ChannelNameError, NicknameError, check_channel_name, check_nickname, name_key
 from chatd.core.store import (
     CHATD,
@@ -110,6 +112,9 @@ MIGRATIONS: tuple[str, ...] = (
         at REAL NOT NULL,
         PRIMARY KEY (account, channel)
     );
+    """,
+    """
+    ALTER TABLE channels ADD COLUMN modes TEXT;  -- a founder's channel's modes (chatd.core.modes' list, in JSON)
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -422,6 +427,34 @@ class SQLiteStore:
         self._write_now()
         return _answer(self._connection.runInteraction(_unread, name_key(nick)), "count unread lines")
 
+    # -- founders' channels
+
+    def kept_channels(self) -> list[ChannelState]:
+        """Every founder's channel's modes, read at once (before the reactor runs), checked as Redis's are."""
+        connection = sqlite3.connect(self.path)
+        try:
+            rows = connection.execute("SELECT key, modes FROM channels WHERE modes IS NOT NULL").fetchall()
+        finally:
+            connection.close()
+        kept = []
+        for key, text in rows:
+            try:
+                state = checked_channel_state(channel_state_from_list(json.loads(text)))
+            except (TypeError, ValueError):
+                state = None
+            if state is not None and name_key(state.channel) == key:
+                kept.append(state)
+        return kept
+
+    def keep_channel(self, state: ChannelState) -> None:
+        self._connection.runOperation(
+            "INSERT INTO channels (key, name, used_at, modes) VALUES (?, ?, ?, ?) ON CONFLICT (key) "
+            "DO UPDATE SET modes = excluded.modes",
+            (name_key(state.channel), state.channel, self._clock.seconds(),
+             json.dumps(channel_state_to_list(state), ensure_ascii=False))).addErrback(
+            lambda failure: log.warn("the store could not keep the modes of {channel}: {why}", channel=state.channel,
+                                     why=_kind_of(failure)))
+
     # -- housekeeping
 
     def forget_before(self, when: float) -> Deferred[int]:
@@ -485,7 +518,7 @@ def _insert(cursor: Any, batch: list[KeptEvent]) -> None:
 def _forget_before(cursor: Any, when: float) -> int:
     cursor.execute("DELETE FROM events WHERE at < ?", (when,))
     forgotten: int = cursor.rowcount
-    cursor.execute("DELETE FROM channels WHERE used_at < ? AND topic = ''", (when,))
+    cursor.execute("DELETE FROM channels WHERE used_at < ? AND topic = '' AND modes IS NULL", (when,))
     return forgotten
 
 

@@ -405,3 +405,28 @@ def test_away_is_told_to_who_writes_and_whois_says_what_is_known(server, log):
     server.handle(alice, c.Away(""))
     server.handle(bob, c.Msg("alice", "back?"))
     assert replies_to(log, "bob")[-1] == r.PrivateSent("alice", "back?")
+
+
+def test_a_founders_channel_keeps_its_modes_across_a_restart():
+    """An identified user's channel is theirs: its key and bans come back after a restart, and so does their @."""
+    from tests.fakes import MemoryStore
+    store = MemoryStore(accounts=[("alice", "correct horse")])
+    server, log = ChatServer("lab", Clock(), store=store), []
+    alice = Session("alice", log)
+    server.arrive(alice)
+    server.handle(alice, c.LogIn("alice", "correct horse"))
+    server.handle(alice, c.Join("#lab"))
+    server.handle(alice, c.Mode("#lab", ("+kb", "solder", "mallory")))
+    again, log = ChatServer("lab", Clock(), store=store), []
+    bob, alice = Session("bob", log), Session("alice", log)
+    for session in (bob, alice):
+        again.arrive(session)
+    again.handle(bob, c.LogIn("bob"))
+    again.handle(bob, c.Join("#lab"))
+    assert replies_to(log, "bob")[-1].code == "bad-channel-key"
+    again.handle(bob, c.Join("#lab", "solder"))  # bob makes it again, but it is alice's: no @ for him
+    again.handle(alice, c.LogIn("alice", "correct horse"))
+    again.handle(alice, c.Join("#lab", "solder"))
+    assert replies_to(log, "alice")[-1].nicks == ("bob", "@alice")
+    again.handle(alice, c.Mode("#lab", ("b",)))
+    assert [entry[0] for entry in replies_to(log, "alice")[-1].entries] == ["mallory!*@*"]

@@ -321,3 +321,27 @@ def test_a_note_nobody_took_in_time_is_forgotten_and_its_registered_sender_told(
             f"was not delivered: they did not log in within {NOTE_DAYS} days")
     finally:
         yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_founders_channel_keeps_its_modes_across_a_restart(tmp_path):
+    """keep_channel writes a channel's modes; a store opened again reads them back, checked (bad rows left out)."""
+    from chatd.core.modes import ChannelState
+
+    path = tmp_path / "chatd.sqlite3"
+    kept = ChannelState("#Lab", "int", "solder", 12, (("b", "*!*@10.0.0.7", "alice", 5.0),), "alice", 1.0, 2.0)
+    store = cheap_store_at(path)
+    try:
+        store.keep_channel(kept)
+        store.keep_channel(ChannelState("#lab", "int", "solder", 12, kept.masks, "alice", 1.0, 3.0))  # the latest wins
+        yield store.history("#lab", 1)  # after what was written before it, in the store's one connection
+    finally:
+        yield store.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO channels (key, name, used_at, modes) VALUES ('#bad', '#bad', 1, 'nonsense')")
+    connection.close()
+    again = cheap_store_at(path)
+    try:
+        assert again.kept_channels() == [ChannelState("#lab", "int", "solder", 12, kept.masks, "alice", 1.0, 3.0)]
+    finally:
+        yield again.close()
