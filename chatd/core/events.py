@@ -123,6 +123,14 @@ class Renamed(_Happened):
 
 
 @frozen
+class AwayChanged(_Happened):
+    """`nick` is away now, and why (text ""): back; told to whoever shares a channel with them."""
+
+    nick: str
+    text: str
+
+
+@frozen
 class Left(_Happened):
     """`nick` left the chat (quit, lost, kicked, banned ...), and so every channel."""
 
@@ -130,7 +138,7 @@ class Left(_Happened):
     reason: str
 
 
-Event = Said | Acted | Noticed | Joined | Parted | TopicChanged | ModeChanged | Kicked | Crowd | Renamed | Left
+Event = Said | Acted | Noticed | Joined | Parted | TopicChanged | ModeChanged | Kicked | Crowd | Renamed | AwayChanged | Left
 
 
 # -- what only the cluster's bus carries: requests to the node that has a
@@ -192,7 +200,7 @@ MESSAGES = (Said, Acted)
 
 _KINDS: dict[str, type[Any]] = {
     "said": Said, "acted": Acted, "noticed": Noticed, "joined": Joined, "parted": Parted, "topic": TopicChanged,
-    "mode": ModeChanged, "kicked": Kicked, "crowd": Crowd, "renamed": Renamed, "left": Left,
+    "mode": ModeChanged, "kicked": Kicked, "crowd": Crowd, "renamed": Renamed, "away": AwayChanged, "left": Left,
     "whispered": Whispered, "invite-sent": InviteSent, "banned": Banned, "unbanned": Unbanned, "kick-ordered": KickOrdered,
 }
 # Each kind's name, as the transcript (and every front door that names events) calls it.

@@ -23,6 +23,7 @@ from chatd.core.channel import Channel, Member, Remote
 from chatd.core.crowd import Crowd
 from chatd.core.events import (
     Acted,
+    AwayChanged,
     Banned,
     BusEvent,
     InviteSent,
@@ -192,6 +193,10 @@ class Mirror:
                 target, where = self._roster.local_member(to), self._roster.channel(name)
                 if target is not None and where is not None:
                     self._operators.invited(target, where, nick)
+            case AwayChanged(nick):
+                remote = self._roster.remote.get((event.origin, name_key(nick)))
+                if remote is not None:
+                    self._fan_out.broadcast(event, frozenset(remote.channels))
             case Noticed(name):
                 channel = self._roster.known_channel(name)
                 self._fan_out.broadcast(event, channel.key)

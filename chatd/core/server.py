@@ -47,7 +47,7 @@ from chatd.core.store import MAX_HISTORY, IStore, KeptAccount, NoStore
 from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels, members_for
 from chatd.core.channel import Channel, Member, Remote
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
-from chatd.core.events import Acted, BusEvent, Event, Left, Noticed, Renamed, Said, Whispered
+from chatd.core.events import Acted, AwayChanged, BusEvent, Event, Left, Noticed, Renamed, Said, Whispered
 from chatd.core.fanout import FanOut
 from chatd.core.mirror import Mirror
 from chatd.core.moderation import Moderation
@@ -386,8 +386,7 @@ class ChatServer:
                 if (found := self._channels.target(member, name)) is not None:
                     self._operators.invite(member, found, nick)
             case commands.Away(text):
-                member.away = text
-                self.tell(session, replies.AwayChanged(bool(text)))
+                self._away(member, text)
             case commands.Whois(nick):
                 self._whois(member, nick)
             case commands.Watch(nicks):
@@ -542,6 +541,16 @@ class ChatServer:
         self.tell(member.session, replies.PrivateSent(recipient.nick, text, notice))
         if recipient.away and not notice:
             self.tell(member.session, replies.IsAway(recipient.nick, recipient.away))
+
+    def _away(self, member: Member, text: str) -> None:
+        """`member` is away (or back): they are told, and whoever shares a channel with them (IRC's away-notify)."""
+        if text == member.away:
+            self.tell(member.session, replies.AwayChanged(bool(text)))
+            return
+        member.away = text
+        self.tell(member.session, replies.AwayChanged(bool(text)))
+        self._fan_out.broadcast(AwayChanged(member.nick, text, at=self.clock.seconds()), member.view[0],
+                                member.session)
 
     def _watch(self, session: ISession, nicks: tuple[str, ...]) -> None:
         added, refused = self._watchers.add(session, nicks)

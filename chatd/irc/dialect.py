@@ -3,7 +3,8 @@ Events -> IRC lines, as bytes.  Pure.
 
 An IRC session's dialect: UTF-8, CR LF, the same from every channel (IRC
 has no current channel), and the IRCv3 capabilities that change how events
-read (`server-time`: each line tagged with when it happened).  Sessions
+read (`server-time`: each line tagged with when it happened; `away-notify`:
+others' AWAY).  Sessions
 that negotiated the same of those share one dialect, so fan-out encodes a
 turn's events once for each such group (see chatd.core.batch).
 """
@@ -19,27 +20,29 @@ from chatd.core.batch import PlainFrames
 from chatd.core.events import Event
 from chatd.irc import render
 
-@frozen
+@frozen(eq=False)  # compared and hashed by identity: see of()
 class IrcDialect(PlainFrames):
     server_time: bool = False
+    away_notify: bool = False
 
     uses_current = False
 
-    @classmethod
-    def of(cls, capabilities: frozenset[str] | set[str]) -> IrcDialect:
-        """The dialect of a session with these capabilities: one of two values, shared."""
-        return SERVER_TIME if "server-time" in capabilities else IRC
+    @staticmethod
+    def of(capabilities: frozenset[str] | set[str]) -> IrcDialect:
+        """The one dialect of sessions with these capabilities (of those that change how events read), shared."""
+        return DIALECTS["server-time" in capabilities, "away-notify" in capabilities]
 
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
+        away_notify = self.away_notify
         if self.server_time:
-            parts = [encode(render.tagged(render.event(event), {"time": render.time_tag(event.at)}))
+            parts = [encode(render.tagged(render.event(event, away_notify), {"time": render.time_tag(event.at)}))
                      for event in events]
         else:
-            parts = [encode(render.event(event)) for event in events]
+            parts = [encode(render.event(event, away_notify)) for event in events]
         return b"".join(parts), [0, *accumulate(map(len, parts))]
 
     def __repr__(self) -> str:
-        return "IRC+server-time" if self.server_time else "IRC"
+        return "IRC" + "+server-time" * self.server_time + "+away-notify" * self.away_notify
 
 
 def encode(lines: Sequence[str]) -> bytes:
@@ -47,5 +50,5 @@ def encode(lines: Sequence[str]) -> bytes:
     return "".join(text + "\r\n" for text in lines).encode("utf-8", "replace")
 
 
-IRC = IrcDialect()
-SERVER_TIME = IrcDialect(server_time=True)
+DIALECTS = {(time, away): IrcDialect(time, away) for time in (False, True) for away in (False, True)}
+IRC = DIALECTS[False, False]

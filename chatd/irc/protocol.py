@@ -86,7 +86,8 @@ MAX_SASL_BYTES = 1200
 # without an answer, and it is gone ("Ping timeout").
 PING_INTERVAL_SECONDS = 90.0
 # The IRCv3 capabilities offered (and `sasl` where accounts are kept).
-CAPABILITIES = ("batch", "echo-message", "labeled-response", "multi-prefix", "server-time", "userhost-in-names")
+CAPABILITIES = ("away-notify", "batch", "echo-message", "labeled-response", "multi-prefix", "server-time",
+                "userhost-in-names")
 
 
 @implementer(ISession)

@@ -21,6 +21,7 @@ from chatd.core import replies
 from chatd.core.roster import ChannelView
 from chatd.core.events import (
     Acted,
+    AwayChanged,
     Crowd,
     Event,
     Joined,
@@ -150,8 +151,8 @@ def text_lines(prefix: str, command: str, target: str, text: str) -> list[str]:
     return lines
 
 
-def event(happened: Event) -> list[str]:
-    """What an IRC client is told of an event."""
+def event(happened: Event, away_notify: bool = False) -> list[str]:
+    """What an IRC client is told of an event (others' AWAY only with IRCv3's away-notify)."""
     match happened:
         case Said(channel, nick, text):
             return text_lines(mask(nick), "PRIVMSG", channel, text)
@@ -182,6 +183,10 @@ def event(happened: Event) -> list[str]:
             return [line(mask(old), "NICK", new)]
         case Left(nick, reason):
             return [line(mask(nick), "QUIT", text=reason)]
+        case AwayChanged(nick, text):
+            if not away_notify:
+                return []
+            return [line(mask(nick), "AWAY", text=text)] if text else [line(mask(nick), "AWAY")]
     raise TypeError(f"not an event: {happened!r}")
 
 

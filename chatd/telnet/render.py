@@ -27,6 +27,7 @@ on them.  The transport adds CR LF to each line.
     *** 3 users online: alice, bob, carol             /list
     *** alice is now known as al                      rename, to everyone
     *** alice has left (REASON)                       to everyone else
+    *** alice is away: lunch                          /away lunch, to whoever shares a channel (or: *** alice is back)
     *** Bye!                                          to a user who quits
     *** Charset is now gbk                            /charset
     *** Commands: ...                                 /help: one line per command (HELP, OPERATOR_HELP)
@@ -72,6 +73,7 @@ from collections.abc import Iterable
 from chatd.core import replies
 from chatd.core.events import (
     Acted,
+    AwayChanged,
     Crowd,
     Event,
     Joined,
@@ -116,6 +118,8 @@ def event(happened: Event, current: str | None = None, lobby: str = "#lobby") ->
             return f"*** {old} is now known as {new}"
         case Left(nick, reason):
             return f"*** {nick} has left ({reason})"
+        case AwayChanged(nick, text):
+            return f"*** {nick} is away: {text}" if text else f"*** {nick} is back"
         case _:
             raise TypeError(f"not an event: {happened!r}")
     return line if channel == current else f"[{channel}] {line}"

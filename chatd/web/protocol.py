@@ -113,6 +113,7 @@ the transcript has for it (docs/operations.md, "Transcript and history"), in thi
         last one, who of them is in now and who is gone (for member lists)
     ["renamed", TS, OLD, NEW]
     ["left", TS, NICK, REASON]                 left the chat, so every channel
+    ["away", TS, NICK, TEXT]                   NICK is away (why: TEXT), or back (""); to who shares a channel
 
 (Arrays, not objects with keys: every event goes to every member, and with
 chat-sized lines keys made each delivery twice the bytes of telnet's.)

@@ -69,7 +69,7 @@ def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lob
     """
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
-    assert alice.take() == [":lab CAP * LS :batch echo-message labeled-response multi-prefix server-time userhost-in-names"]
+    assert alice.take() == [":lab CAP * LS :away-notify batch echo-message labeled-response multi-prefix server-time userhost-in-names"]
     alice.send("CAP REQ :multi-prefix frobnicate", "CAP REQ :multi-prefix server-time", "CAP REQ -server-time",
                "CAP LIST")
     assert alice.take() == [":lab CAP * NAK :multi-prefix frobnicate", "@time=1970-01-01T00:00:00.000Z :lab CAP * ACK :multi-prefix server-time",
@@ -600,3 +600,16 @@ def test_the_message_of_the_day_and_admin(clock):
                                    ":lab 257 alice :A chatd on the local network",
                                    ":lab 258 alice :Ask whoever runs it in the room",
                                    ":lab 259 alice :no e-mail: this is a LAN chat"]
+
+
+def test_away_notify_tells_who_shares_a_channel_and_only_those_who_asked(factory):
+    """With away-notify, others' AWAY (and back) arrive as AWAY lines; a client that did not ask gets none."""
+    alice, bob, carol = Client(factory, 1), Client(factory, 2), Client(factory, 3)
+    alice.send("CAP LS 302", "CAP REQ away-notify", "NICK alice", "USER alice 0 * :A", "CAP END")
+    bob.register("bob")
+    carol.register("carol")
+    alice.take()
+    carol.take()
+    bob.send("AWAY :lunch", "AWAY")
+    assert alice.take() == [":bob!bob@chatd AWAY :lunch", ":bob!bob@chatd AWAY"]
+    assert carol.take() == []

@@ -18,6 +18,7 @@ const state = {
   current: null,         // the channel shown
   channels: new Map(),   // name -> {name, topic, members: Set, ranks: Map(nick -> "@" "+" "@+"), lines: [li], ...}
   keys: new Map(),       // channel -> the key it was joined with (+k), to join it again after a reconnect
+  away: new Map(),       // nick -> why they are away, for those who share a channel with this user
   rejoin: [],            // channels to join again after a reconnect
   attempt: 0,            // reconnects since the last success
   stayClosed: false,     // the server closed us for good (kicked, bye ...)
@@ -340,6 +341,7 @@ const EVENT_FIELDS = {
   kicked: ["channel", "nick", "by", "reason", "count"],
   crowd: ["channel", "joined", "left", "count", "joiners", "leavers"],
   renamed: ["old", "new"],
+  away: ["nick", "text"],
   left: ["nick", "reason"],
 };
 
@@ -433,7 +435,11 @@ function happened(array, old) {
         }
       }
       break;
+    case "away":
+      if (event.text) state.away.set(event.nick, event.text); else state.away.delete(event.nick);
+      break;
     case "left":
+      state.away.delete(event.nick);
       for (const each of state.channels.values()) {
         if (each.members.delete(event.nick)) {
           each.ranks.delete(event.nick);
@@ -697,6 +703,8 @@ function renderMembers() {
     item.textContent = (channel.ranks.get(nick) || "")[0] ? channel.ranks.get(nick)[0] + nick : nick;
     item.classList.toggle("me", nick === state.nick);
     item.classList.toggle("operator", (channel.ranks.get(nick) || "").includes("@"));
+    item.classList.toggle("away", state.away.has(nick));
+    if (state.away.has(nick)) item.title = `away: ${state.away.get(nick)}`;
     return item;
   }));
 }
