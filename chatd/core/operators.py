@@ -41,12 +41,17 @@ from chatd.core.modes import (
     user_masks,
 )
 from chatd.core.nicknames import name_key
+from chatd.core.text import clean
 from chatd.core.roster import Roster
 from chatd.core.session import ISession
 
 log = Logger()
 
 Who = ISession | Remote
+
+# The longest argument of a mode change (a mask), and the most invitations a channel holds at once.
+MAX_ARGUMENT_CHARS = 200
+MAX_INVITED = 1000
 
 
 def masks_of(member: Member) -> tuple[str, ...]:
@@ -64,6 +69,9 @@ def apply_change(roster: Roster, channel: Channel, change: Change, by: str, at: 
     sign, letter = change[0][0], change[0][1]
     on, argument, modes = sign == "+", change[1], channel.modes
     nothing = ("", "")
+    if argument != clean(argument) or len(argument) > MAX_ARGUMENT_CHARS:  # shown to every member: text, and short
+        return replies.Error("a mode's argument is one short word of text", "bad-mode-argument", channel.name,
+                             (letter, "*"))
     if letter in RANKS:
         holder = roster.nicknames.holder(argument)
         nick = None if holder is None else channel.nick_of(holder)
@@ -277,7 +285,10 @@ class Operators:
 
     def invited(self, target: Member, channel: Channel, by: str) -> None:
         """`target`, a member of this node, may join `channel` once past its modes; they are told."""
-        channel.modes.invited.add(name_key(target.nick))
+        invited = channel.modes.invited
+        if len(invited) >= MAX_INVITED:  # the oldest are as likely as any to have been used: start again
+            invited.clear()
+        invited.add(name_key(target.nick))
         if self._fan_out.caught_up_with(target):
             self._fan_out.send(target, replies.InvitedTo(by, channel.name))
 

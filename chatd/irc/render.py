@@ -427,6 +427,7 @@ def who_line(server: str, nick: str, channel: str, user: replies.UserInfo, rank:
         return numeric(server, irc.RPL_WHOREPLY, nick, channel, user.username, HOST, user.node or server, user.nick,
                        flags, text=f"0 {user.realname}")
     letters, _, token = fields.partition(",")
+    token = token if token.isdigit() and len(token) <= 3 else "0"  # WHOX's: at most three digits
     values = {"t": token or "0", "c": channel, "u": user.username, "i": "255.255.255.255", "h": HOST,
               "s": user.node or server, "n": user.nick, "f": flags, "d": "0", "l": str(int(user.idle_seconds)),
               "a": user.account or "0", "o": "n/a", "r": user.realname}

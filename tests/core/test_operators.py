@@ -430,3 +430,14 @@ def test_a_founders_channel_keeps_its_modes_across_a_restart():
     assert replies_to(log, "alice")[-1].nicks == ("bob", "@alice")
     again.handle(alice, c.Mode("#lab", ("b",)))
     assert [entry[0] for entry in replies_to(log, "alice")[-1].entries] == ["mallory!*@*"]
+
+
+def test_a_mode_argument_with_control_characters_is_refused(server, log):
+    """A ban mask or key reaches every member's screen: one with an escape sequence is refused, not shown."""
+    alice, = online(server, log, "alice")
+    server.handle(alice, c.Join("#lab"))
+    log.clear()
+    server.handle(alice, c.Mode("#lab", ("+b", "\x1b[2J")))
+    assert replies_to(log, "alice") == [r.Error("a mode's argument is one short word of text", "bad-mode-argument",
+                                                "#lab", ("b", "*"))]
+    assert events_to(log, "alice") == []
