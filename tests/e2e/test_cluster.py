@@ -188,7 +188,7 @@ def test_three_nodes_with_every_front_door_are_one_chat(cluster):
         assert "carol" not in line
     alice.send_line("/msg bob and from telnet on one")
     assert bob.receive_until("private") == {"type": "private", "sender": "alice",
-                                             "text": "and from telnet on one"}
+                                             "text": "and from telnet on one", "notice": False}
     metrics = two.metrics()
     assert metrics["chatd_bus_contact"] == 1 and metrics["chatd_bus_reconnects_total"] == 0
     assert metrics["chatd_bus_events_received_total"] >= 2 * (MESSAGES + 1)  # alice's and carol's messages at least

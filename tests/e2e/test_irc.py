@@ -97,7 +97,8 @@ def test_an_irc_client_at_the_chat_port_is_served_as_irc(tmp_path):
         port = int(port_file.read_text())
         client = LineClient(port)
         client.send("CAP LS 302\r\nNICK alice\r\nUSER alice 0 * :Alice\r\n")
-        assert client.read_line() == ":lab CAP * LS sasl=PLAIN"
+        assert client.read_line() == (":lab CAP * LS :away-notify batch echo-message labeled-response multi-prefix "
+                                      "server-time userhost-in-names sasl=PLAIN")
         client.send_line("CAP END")
         assert client.read_line() == ":lab 001 alice :Welcome to chatd on lab, alice"
         bob = LineClient(port).login("bob")
@@ -143,6 +144,7 @@ def test_an_irc_operator_kicks_a_telnet_user(tmp_path):
         assert op.read_line() == ":mallory!mallory@chatd JOIN #lobby"
         op.send_line("OPER op s3cret")
         assert op.read_line() == ":lab 381 op :You are now an IRC operator"
+        assert op.read_line() == ":op!op@chatd MODE op +o"
         op.send_line("KILL mallory :spamming")
         assert mallory.read_until_closed().decode().startswith("*** You were kicked by op (spamming)\r\n")
         assert op.read_line() == ":mallory!mallory@chatd QUIT :Kicked by op: spamming"

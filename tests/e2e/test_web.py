@@ -93,7 +93,8 @@ def test_private_messages_and_names_reach_across_front_doors(chat):
     bob = chat.telnet("bob")
     bob.send_line("/msg alice psst")
     assert bob.read_line() == "-> *alice* psst"
-    assert alice.receive_until("private") == {"type": "private", "sender": "bob", "text": "psst"}
+    assert alice.receive_until("private") == {"type": "private", "sender": "bob", "text": "psst",
+                                                  "notice": False}
     alice.send_json({"type": "msg", "to": "bob", "text": "<b>hi</b>"})
     assert alice.receive_until("private-sent") == {"type": "private-sent", "to": "bob", "text": "<b>hi</b>"}
     assert bob.read_line() == "*alice* <b>hi</b>"
