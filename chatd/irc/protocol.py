@@ -192,8 +192,10 @@ class IrcSession(Protocol):
 
     def let_through(self, text: str) -> None:
         assert self._life is not None
-        tags, text = split_tags(text)
-        label = tags.get("label") if "labeled-response" in self.capabilities else None
+        label = None
+        if text[:1] == "@":  # IRCv3 message tags: read off (most lines have none)
+            tags, text = split_tags(text)
+            label = tags.get("label") if "labeled-response" in self.capabilities else None
         if label is not None:  # what answers this line is gathered, and labelled (IRCv3 labeled-response)
             self._labelled = []
         try:
@@ -423,12 +425,10 @@ class IrcSession(Protocol):
                 self._tell(render.numeric(name, irc.ERR_NOTEXTTOSEND, nick, "No text to send"))
             case Unknown(verb):
                 self._tell(render.numeric(name, irc.ERR_UNKNOWNCOMMAND, nick, verb, "Unknown command"))
-            case commands.Say(text, channel):
+            case commands.Say() | commands.Act():
                 self._handle_as("PRIVMSG", command)
-                self._echo(Said, channel, text)
-            case commands.Act(text, channel):
-                self._handle_as("PRIVMSG", command)
-                self._echo(Acted, channel, text)
+                if "echo-message" in self.capabilities:
+                    self._echo(Said if type(command) is commands.Say else Acted, command.channel, command.text)
             case commands.Names(str()):
                 self._handle_as("NAMES", command)
             case commands.Mode():
