@@ -17,10 +17,7 @@ as by the host IRC shows (`chatd`), so `*!*@192.168.1.7` bans a machine.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
-
 from typing import Any
 
 from attrs import define, field, frozen
@@ -96,15 +93,32 @@ def user_masks(nick: str, user: str, hosts: Iterable[str]) -> tuple[str, ...]:
 
 
 def matches(mask: str, masks: Sequence[str]) -> bool:
-    pattern = _pattern(mask)
-    return any(pattern.fullmatch(known) for known in masks)
+    """Whether `mask` (`*`, `?`; every other character as itself, ignoring case) matches one of `masks`."""
+    pattern = mask.casefold()
+    return any(_glob(pattern, known.casefold()) for known in masks)
 
 
-@lru_cache(maxsize=1024)
-def _pattern(mask: str) -> re.Pattern[str]:
-    """A mask's wildcards (`*`, `?`) as a regular expression; every other character as itself, ignoring case."""
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in mask),
-                      re.IGNORECASE | re.DOTALL)
+def _glob(pattern: str, text: str) -> bool:
+    """
+    Wildcard matching in at most len(pattern) * len(text) steps, whatever
+    the pattern: a mask is anyone's input, and a regular expression of many
+    `*` backtracks for ever on a name it does not match.
+    """
+    p = t = 0
+    star, resume = -1, 0  # the last `*` seen, and where in `text` it next takes one more character from
+    while t < len(text):
+        if p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
+            p += 1
+            t += 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, resume = p, t
+            p += 1
+        elif star >= 0:
+            resume += 1
+            p, t = star + 1, resume
+        else:
+            return False
+    return all(character == "*" for character in pattern[p:])
 
 
 def full_mask(mask: str) -> str:

@@ -441,3 +441,13 @@ def test_a_mode_argument_with_control_characters_is_refused(server, log):
     assert replies_to(log, "alice") == [r.Error("a mode's argument is one short word of text", "bad-mode-argument",
                                                 "#lab", ("b", "*"))]
     assert events_to(log, "alice") == []
+
+
+def test_a_mask_of_many_stars_is_matched_in_time():
+    """Mask matching takes at most pattern x name steps: 60 stars against a name it misses does not backtrack for ever."""
+    import time
+
+    started = time.process_time()
+    assert not matches("*a" * 60 + "b", ["a" * 60 + "!user@chatd"])
+    assert matches("*a*" * 30, ["a" * 60])
+    assert time.process_time() - started < 1.0  # a backtracking regular expression takes years

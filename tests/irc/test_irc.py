@@ -510,7 +510,7 @@ def test_ircv3_echo_message_server_time_multi_prefix_and_labeled_response(factor
     assert alice.take() == [f"{stamp} :bob!bob@chatd PRIVMSG #lab :hello"]
     alice.send("@label=a1 PRIVMSG #lab :labelled", "@label=a2 PONG x", "@label=a3 NAMES #lab")
     assert alice.take() == [
-        f"@time=2026-11-18T11:06:40.250Z;label=a1 :alice!alice@chatd PRIVMSG #lab :labelled",
+        "@time=2026-11-18T11:06:40.250Z;label=a1 :alice!alice@chatd PRIVMSG #lab :labelled",
         "@label=a2 :lab ACK",
         "@label=a3 :lab BATCH +L2 labeled-response",
         f"{stamp};batch=L2 :lab 353 alice = #lab :@+alice bob",
