@@ -367,7 +367,7 @@ class ChatServer:
             case commands.Act(text, channel):
                 self._speak(member, Acted, text, channel)
             case commands.Notice(text, channel):
-                self._notice(member, text, channel)
+                self._speak(member, Noticed, text, channel)
             case commands.Msg(to_nick, text, notice):
                 self._private(member, to_nick, text, notice)
             case commands.Join(channel, key):
@@ -423,7 +423,9 @@ class ChatServer:
             case _:
                 raise TypeError(f"the server does not handle {command!r}")
 
-    def _speak(self, member: Member, kind: type[Said] | type[Acted], text: str, channel: str | None) -> None:
+    def _speak(self, member: Member, kind: type[Said] | type[Acted] | type[Noticed], text: str,
+               channel: str | None) -> None:
+        """A line in a channel, past its modes; history keeps messages and actions, not notices."""
         target = self._channels.target(member, channel)
         if target is None:
             return
@@ -435,20 +437,8 @@ class ChatServer:
                 return
         self.messages += 1
         now = member.active_at = self.clock.seconds()
-        self._fan_out.broadcast(kind(target.name, member.nick, text, at=now), target.key, member.session, target)
-
-    def _notice(self, member: Member, text: str, channel: str | None) -> None:
-        """A notice: a line like a message, past the same modes, that history does not keep."""
-        target = self._channels.target(member, channel)
-        if target is None:
-            return
-        refusal = self._operators.speech_refusal(member, target)
-        if refusal is not None:
-            self.tell(member.session, refusal)
-            return
-        self.messages += 1
-        now = member.active_at = self.clock.seconds()
-        self._fan_out.broadcast(Noticed(target.name, member.nick, text, at=now), target.key, member.session)
+        self._fan_out.broadcast(kind(target.name, member.nick, text, at=now), target.key, member.session,
+                                None if kind is Noticed else target)
 
     def _log_in(self, session: ISession, wanted: str, password: str | None = None, as_guest: bool = False) -> None:
         nick = self._available_nickname(session, wanted)
@@ -554,11 +544,17 @@ class ChatServer:
 
     def _watch(self, session: ISession, nicks: tuple[str, ...]) -> None:
         added, refused = self._watchers.add(session, nicks)
-        online = tuple(found for nick in added if (found := self.online(nick)) is not None)
-        offline = tuple(nick for nick in added if self.online(nick) is None)
-        self.tell(session, *([replies.WatchedOnline(online)] if online else []),
-                  *([replies.WatchedOffline(offline)] if offline else []),
-                  *([replies.WatchListFull(tuple(refused))] if refused else []))
+        self.tell(session, *self.watch_status(added), *([replies.WatchListFull(tuple(refused))] if refused else []))
+
+    def watch_status(self, nicks: Iterable[str]) -> list[replies.WatchedOnline | replies.WatchedOffline]:
+        """Which of `nicks` are online (as their users have them) and which are not: a reply for each, if any."""
+        online: list[str] = []
+        offline: list[str] = []
+        for nick in nicks:
+            found = self.online(nick)
+            (online if found is not None else offline).append(found or nick)
+        return ([replies.WatchedOnline(tuple(online))] if online else []) + (
+            [replies.WatchedOffline(tuple(offline))] if offline else [])
 
     def watched(self, session: ISession) -> list[str]:
         """The nicknames `session` watches."""

@@ -407,11 +407,7 @@ class IrcSession(Protocol):
             case Monitor("L"):
                 self._tell(*render.monitor_list(name, nick, server.watched(self)))
             case Monitor("S"):
-                watched = server.watched(self)
-                online = tuple(now for watching in watched if (now := server.online(watching)) is not None)
-                offline = tuple(watching for watching in watched if server.online(watching) is None)
-                self._tell(*(render.reply(name, nick, replies.WatchedOnline(online)) if online else []),
-                           *(render.reply(name, nick, replies.WatchedOffline(offline)) if offline else []))
+                server.tell(self, *server.watch_status(server.watched(self)))
             case Whowas(target, count):
                 if not target:
                     self._tell(render.numeric(name, irc.ERR_NONICKNAMEGIVEN, nick, "No nickname given"))

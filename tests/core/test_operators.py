@@ -451,3 +451,20 @@ def test_a_mask_of_many_stars_is_matched_in_time():
     assert not matches("*a" * 60 + "b", ["a" * 60 + "!user@chatd"])
     assert matches("*a*" * 30, ["a" * 60])
     assert time.process_time() - started < 1.0  # a backtracking regular expression takes years
+
+
+def test_a_notice_reaches_the_channel_past_its_modes_and_is_not_kept():
+    """A channel notice goes to its members as Noticed, is refused where a line would be (+m), and history keeps none."""
+    from chatd.core.events import Noticed
+
+    server, log = ChatServer("lab", Clock(), history_size=5), []
+    alice, bob = online(server, log, "alice", "bob")
+    server.handle(alice, c.Join("#lab"))
+    server.handle(bob, c.Join("#lab"))
+    log.clear()
+    server.handle(alice, c.Notice("build passed", "#lab"))
+    assert events_to(log, "bob") == [Noticed("#lab", "alice", "build passed")]
+    assert server.channel("#lab").history == ()
+    server.handle(alice, c.Mode("#lab", ("+m",)))
+    server.handle(bob, c.Notice("me too", "#lab"))
+    assert replies_to(log, "bob")[-1].code == "cannot-send"

@@ -17,6 +17,7 @@ import pexpect
 import pytest
 
 from tests.chatd_process import TIMEOUT_SECONDS, ChatdProcess, LineClient, WebClient
+from tests.e2e.test_irssi import irssi_with_sasl
 
 
 @pytest.fixture
@@ -31,26 +32,6 @@ def server(tmp_path):
         yield process, int(port_file.read_text()), irc_port, web_port
     finally:
         process.stop()
-
-
-def irssi_with_sasl(tmp_path, irc_port, nick, password):
-    """
-    Debian's irssi, configured for SASL PLAIN as its documentation says,
-    connecting at once as `nick`.
-    """
-    irssi_path = shutil.which("irssi")
-    if irssi_path is None:
-        pytest.fail("irssi is not installed; make test installs it (see TEST_PROGRAMS in the Makefile)")
-    home = tmp_path / "irssi"
-    home.mkdir()
-    (home / "config").write_text(f"""
-settings = {{ "irc/core" = {{ cmd_queue_speed = "0msec"; max_cmds_at_once = "100"; }}; }};
-chatnets = {{ lab = {{ type = "IRC"; sasl_mechanism = "PLAIN"; sasl_username = "{nick}";
-                       sasl_password = "{password}"; }}; }};
-servers = ( {{ address = "127.0.0.1"; port = "{irc_port}"; chatnet = "lab"; autoconnect = "yes"; }} );
-""")
-    return pexpect.spawn(irssi_path, ["--home", str(home), "-n", nick], timeout=TIMEOUT_SECONDS, encoding="utf-8",
-                         dimensions=(50, 200), env={"TERM": "xterm"})
 
 
 # What irssi draws between the words of a line: colours and cursor moves.
