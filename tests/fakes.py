@@ -54,6 +54,7 @@ class Session:
     username = realname = ""
     dialect = "fake"
     lists_members = True
+    quiet_lobby = False
 
     def __init__(self, name, log, address="127.0.0.1"):
         self.name, self.log, self.address = name, log, address

@@ -9,6 +9,8 @@ these only keep their state.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from attrs import Factory, define, field
 
 from chatd.core.history import History
@@ -34,7 +36,10 @@ class Member:
     active_at: float = 0.0  # when they last said something (for idle times)
 
     def update_view(self) -> None:
-        self.view = (frozenset(self.channels), None if self.current is None else self.current.name)
+        keys = frozenset(self.channels)
+        if not self.session.quiet_lobby:  # it hears every channel's comings and goings
+            keys |= {channel.comings for channel in self.channels.values()}
+        self.view = (keys, None if self.current is None else self.current.name)
 
 
 @define(eq=False)
@@ -45,6 +50,11 @@ class Remote:
     nick: str
     # By key, in the order this node learnt of them.
     channels: dict[str, Channel] = field(factory=dict)
+
+
+def comings_of(channels: Iterable[Channel]) -> frozenset[str]:
+    """The audience of the comings and goings of a user in these channels (see Channel.comings)."""
+    return frozenset(channel.comings for channel in channels)
 
 
 @define(eq=False)
@@ -71,6 +81,15 @@ class Channel:
     turnover: dict[ISession | Remote, str] = field(factory=dict)
     turnover_names: set[str] = field(factory=set)
     key: str = field(init=False, default=Factory(lambda self: name_key(self.name), takes_self=True))
+    # Who hears of its comings and goings (joins, parts, quits, renames, away,
+    # crowd summaries), as an audience of the fan-out: its members, by its
+    # key; in the default channel, only those whose door does not keep it
+    # quiet (see ISession.quiet_lobby), by a key of their own (see make_lobby).
+    comings: str = field(init=False, default=Factory(lambda self: self.key, takes_self=True))
+
+    def make_lobby(self) -> None:
+        """This is the default channel, where everyone is: its comings and goings have their own audience."""
+        self.comings = f"{self.key} comings and goings"  # a space: never a channel's key
 
     def note_turnover(self, who: ISession | Remote, nick: str) -> None:
         """`who`, as `nick`, came or went without being announced."""
@@ -95,6 +114,17 @@ class Channel:
             return self.nicks()
         return ([ranks.get(member.session, "") + member.nick for member in self.members.values()]
                 + [ranks.get(remote, "") + remote.nick for remote in self.elsewhere])
+
+    def listed_for(self, session: ISession) -> list[str]:
+        """
+        The member list `session` is shown: everyone's (see `listed`), or in
+        the lobby of a door that keeps it quiet, the session's own name, as
+        an auditorium shows it (no JOIN or QUIT would keep a longer one right).
+        """
+        if self.comings == self.key or not session.quiet_lobby:
+            return self.listed()
+        member = self.members.get(session)
+        return [] if member is None else [self.ranks.get(session, "") + member.nick]
 
     def rank_of(self, who: ISession | Remote) -> str:
         return self.ranks.get(who, "")

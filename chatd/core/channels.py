@@ -34,7 +34,7 @@ MAX_CHANNELS_PER_USER = 20
 
 def members_for(session: ISession, channel: Channel) -> tuple[str, ...]:
     """A channel's members, for a session whose door shows them on joining (see ISession.lists_members)."""
-    return tuple(channel.listed()) if session.lists_members else ()
+    return tuple(channel.listed_for(session)) if session.lists_members else ()
 
 
 class Channels:
@@ -153,7 +153,7 @@ class Channels:
         self._tell(member.session, replies.ChannelParted(
             channel.name, None if member.current is None else member.current.name, reason))
         parted = Parted(channel.name, member.nick, reason, channel.count - 1, at=self._clock.seconds())
-        self._fan_out.broadcast(parted, channel.key if self.leave(member, channel) else frozenset())
+        self._fan_out.broadcast(parted, channel.comings if self.leave(member, channel) else frozenset())
 
     def leave(self, member: Member, channel: Channel) -> bool:
         """Take `member` out of `channel` (the member keeps its own record); True if its members are told."""
@@ -184,7 +184,7 @@ class Channels:
         if channel is None or not self.visible(channel, member.session):
             self._tell(member.session, replies.Error(f"no such channel: {name}", "no-such-channel", name))
             return
-        self._tell(member.session, replies.ChannelMembers(channel.name, tuple(channel.listed()),
+        self._tell(member.session, replies.ChannelMembers(channel.name, tuple(channel.listed_for(member.session)),
                                                           "s" in channel.modes.flags))
 
     def listing(self, session: ISession | None) -> replies.ChannelList:

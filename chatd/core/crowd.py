@@ -60,7 +60,7 @@ class Crowd:
             self._quiet_join(channel, member.session, member.nick)
             self._fan_out.broadcast(event, frozenset())
         else:
-            self._fan_out.broadcast(event, channel.key, member.session)
+            self._fan_out.broadcast(event, channel.comings, member.session)
 
     def remote_joined(self, remote: Remote, channel: Channel, event: Joined) -> None:
         """A user of another node joined `channel`: announced, or counted if the channel is big."""
@@ -68,7 +68,7 @@ class Crowd:
             self._quiet_join(channel, remote, remote.nick)
             self._fan_out.record(event, None)
         else:
-            self._fan_out.broadcast(event, channel.key)
+            self._fan_out.broadcast(event, channel.comings)
 
     def is_loud(self, channel: Channel) -> bool:
         """Whether a leave of `channel` now is announced one by one (asked before the member is taken out)."""
@@ -124,7 +124,7 @@ class Crowd:
                 channel.turnover, channel.turnover_names = {}, set()
                 summary: Event = CrowdEvent(channel.name, joined, left, channel.count, joiners, leavers,
                                             at=self._clock.seconds())
-                self._fan_out.broadcast(summary, channel.key)
+                self._fan_out.broadcast(summary, channel.comings)
 
     def _log_uncounted_logins(self) -> None:
         if self._logins_unlogged:

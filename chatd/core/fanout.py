@@ -156,10 +156,10 @@ class FanOut:
                 touched.update(audience)
             if sender is not None:
                 sent_by.setdefault(sender, []).append(index)
-        channels = self._roster.channels
+        channels, lobbies = self._roster.channels, self._roster.lobbies
         recipients: list[Member] = []
         for key in touched:
-            channel = channels.get(key)
+            channel = channels.get(key) or lobbies.get(key)
             if channel is not None:
                 recipients.extend(channel.members.values())
         if len(touched) > 1:  # a member of several of them gets one share

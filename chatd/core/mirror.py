@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from chatd.core import replies
-from chatd.core.channel import Channel, Member, Remote
+from chatd.core.channel import Channel, Member, Remote, comings_of
 from chatd.core.crowd import Crowd
 from chatd.core.events import (
     Acted,
@@ -196,7 +196,7 @@ class Mirror:
             case AwayChanged(nick):
                 remote = self._roster.remote.get((event.origin, name_key(nick)))
                 if remote is not None:
-                    self._fan_out.broadcast(event, frozenset(remote.channels))
+                    self._fan_out.broadcast(event, comings_of(remote.channels.values()))
             case Noticed(name):
                 channel = self._roster.known_channel(name)
                 self._fan_out.broadcast(event, channel.key)
@@ -233,7 +233,7 @@ class Mirror:
         loud = self._crowd.is_loud(channel)
         del channel.elsewhere[remote]
         channel.ranks.pop(remote, None)
-        self._fan_out.broadcast(event, channel.key if self._crowd.left(channel, remote, remote.nick, loud)
+        self._fan_out.broadcast(event, channel.comings if self._crowd.left(channel, remote, remote.nick, loud)
                                 else frozenset())
 
     def _left(self, event: Left) -> None:
@@ -248,7 +248,7 @@ class Mirror:
             del channel.elsewhere[remote]
             channel.ranks.pop(remote, None)
             if self._crowd.left(channel, remote, remote.nick, loud):
-                told.add(channel.key)
+                told.add(channel.comings)
         self._fan_out.broadcast(event, frozenset(told))
 
     def _renamed(self, event: Renamed) -> None:
@@ -261,7 +261,7 @@ class Mirror:
         self._claim(remote)
         self._watchers.offline(event.old)
         self._watchers.online(event.new)
-        self._fan_out.broadcast(event, frozenset(remote.channels))
+        self._fan_out.broadcast(event, comings_of(remote.channels.values()))
 
     def _banned(self, event: Banned) -> None:
         moderation = self._moderation

@@ -68,6 +68,8 @@ class Roster:
         # By key.
         self.channels: dict[str, Channel] = {}
         self.channel_names: Registry[Channel] = Registry()
+        # The default channel by the audience key of its comings and goings (see Channel.make_lobby).
+        self.lobbies: dict[str, Channel] = {}
         # The history of channels that emptied (and of those in the store or the
         # transcript), and their topics (their last TopicChanged), for when they
         # are created again; the most recent max_channels kept.
@@ -130,6 +132,11 @@ class Roster:
                 break
         self.channel_names.claim(name, channel)
         return channel
+
+    def make_lobby(self, channel: Channel) -> None:
+        """`channel` is the default one: its comings and goings have an audience of their own (see Channel.comings)."""
+        channel.make_lobby()
+        self.lobbies[channel.comings] = channel
 
     def known_channel(self, name: str) -> Channel:
         """The channel called `name`, made if this node has not had it (another node has)."""

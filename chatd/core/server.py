@@ -45,7 +45,7 @@ from chatd.core.batch import Batch, Share
 from chatd.core.bus import IBus, LocalBus
 from chatd.core.store import MAX_HISTORY, IStore, KeptAccount, NoStore
 from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels, members_for
-from chatd.core.channel import Channel, Member, Remote
+from chatd.core.channel import Channel, Member, Remote, comings_of
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
 from chatd.core.events import Acted, AwayChanged, BusEvent, Event, Left, Noticed, Renamed, Said, Whispered
 from chatd.core.fanout import FanOut
@@ -129,6 +129,7 @@ class ChatServer:
         self.store.watch(self._store_health)
         # Nobody made the default channel, so nobody is its operator: its topic is anyone's.
         lobby = roster.create_channel(self.default_channel)
+        roster.make_lobby(lobby)
         lobby.modes.flags.discard("t")
         lobby.modes.created_at = self.clock.seconds()
         if self.turn is not None:
@@ -275,7 +276,7 @@ class ChatServer:
         told: set[str] = set()
         for channel in member.channels.values():
             if self._channels.leave(member, channel):
-                told.add(channel.key)
+                told.add(channel.comings)
         self._fan_out.broadcast(Left(member.nick, reason, at=self.clock.seconds()), frozenset(told))
 
     def accounts_changed(self, kept: Iterable[KeptAccount]) -> None:
@@ -494,12 +495,11 @@ class ChatServer:
         self._watchers.offline(old)
         self._watchers.online(new)
         renamed = Renamed(old, new, at=self.clock.seconds())
-        if member.channels:
-            self._fan_out.broadcast(renamed, member.view[0])
-        else:  # in no channel: only they hear of it
-            self._fan_out.broadcast(renamed, frozenset())
-            if self._fan_out.caught_up_with(member):
-                self._fan_out.deliver(member, Share(Batch([renamed]), [(0, 1)], None))
+        audience = comings_of(member.channels.values())
+        self._fan_out.broadcast(renamed, audience)
+        if audience.isdisjoint(member.view[0]) and self._fan_out.caught_up_with(member):
+            # In no channel, or only in one whose comings and goings it does not hear: it alone is told.
+            self._fan_out.deliver(member, Share(Batch([renamed]), [(0, 1)], None))
 
     def _available_nickname(self, session: ISession, wanted: str) -> str | None:
         """`wanted` as a valid nickname no one else holds or resembles; else None, and `session` is told why."""
@@ -539,8 +539,8 @@ class ChatServer:
             return
         member.away = text
         self.tell(member.session, replies.AwayChanged(bool(text)))
-        self._fan_out.broadcast(AwayChanged(member.nick, text, at=self.clock.seconds()), member.view[0],
-                                member.session)
+        self._fan_out.broadcast(AwayChanged(member.nick, text, at=self.clock.seconds()),
+                                comings_of(member.channels.values()), member.session)
 
     def _watch(self, session: ISession, nicks: tuple[str, ...]) -> None:
         added, refused = self._watchers.add(session, nicks)

@@ -29,6 +29,12 @@ class ISession(Interface):
         "ChannelJoined replies then carry them.  Others ask (Names) when they want them, so a storm of logins "
         "into a big channel does not list it once per login."
     )
+    quiet_lobby = Attribute(
+        "True if this session's door keeps the default channel quiet, as InspIRCd's auditorium mode does: it "
+        "hears what is said there, not who comes and goes, and is shown itself as its members (IRC: a LAN's lobby "
+        "is everyone, hundreds at a party, and an IRC client would keep its member list from a JOIN and a QUIT "
+        "each).  Every other channel it hears in full."
+    )
 
     def deliver(share: Share) -> None:
         """Send this share of a turn's events.  Must not block."""

@@ -24,7 +24,7 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from attrs import define
+from attrs import define, evolve
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -36,7 +36,7 @@ from chatd.core import commands, replies
 from chatd.core.batch import Share
 from chatd.core.events import Acted, Noticed, Said
 from chatd.core.modes import MAX_CHANGES, MAX_KEY_CHARS, MAX_MASKS, matches
-from chatd.core.nicknames import MAX_CHANNEL_CHARS, MAX_NICK_CHARS
+from chatd.core.nicknames import MAX_CHANNEL_CHARS, MAX_NICK_CHARS, name_key
 from chatd.core.server import MAX_CHANNELS_PER_USER
 from chatd.core.watchers import MAX_WATCHED
 from chatd.core.session import ISession
@@ -95,6 +95,7 @@ class IrcSession(Protocol):
     """One IRC client's connection."""
 
     lists_members = True  # NAMES on joining
+    quiet_lobby = True  # the default channel as an auditorium: see ISession.quiet_lobby
     transport: Any
 
     def __init__(self, factory: IrcDoor, peer: IAddress) -> None:
@@ -480,9 +481,7 @@ class IrcSession(Protocol):
             where = "*" if channel is None else channel.name
             listed = () if channel is None else channel.listed
         else:
-            where, everyone = "*", mask in ("*", "0")
-            listed = tuple(online for online in server.nicks()
-                           if everyone or matches(mask, [online]) or self._matches_user(mask, online))
+            where, listed = "*", self._found_by(mask)
         for member in listed:
             bare = member.lstrip("@+")
             user = server.user_info(bare, self)
@@ -492,10 +491,27 @@ class IrcSession(Protocol):
                 self._tell(render.who_line(name, nick, where, user, rank, fields))  # rank: every one, or the first
         self._tell(render.numeric(name, irc.RPL_ENDOFWHO, nick, mask, "End of /WHO list"))
 
-    def _matches_user(self, mask: str, nick: str) -> bool:
-        user = self._server.user_info(nick, self)
-        return user is not None and (matches(mask, [f"{user.nick}!{user.username}@{render.HOST}"])
-                                     or matches(mask, [user.realname]))
+    def _found_by(self, mask: str) -> tuple[str, ...]:
+        """
+        Whom WHO `mask` finds: the user of that nickname, or, as everyone is
+        +i, those the mask matches (by nickname, nick!user@host or real
+        name; `*` and `0`: all) who are this client or share a channel with
+        it other than the lobby (which everyone shares).
+        """
+        server, everyone = self._server, mask in ("*", "0")
+        me = server.user_info(self.nick, self)
+        mine = set() if me is None else {channel.lstrip("@+") for channel in self._without_lobby(me).channels}
+        found = []
+        for online in server.nicks():
+            if name_key(online) == name_key(mask):
+                found.append(online)
+                continue
+            user = server.user_info(online, self)
+            if user is None or (user.nick != self.nick and mine.isdisjoint(c.lstrip("@+") for c in user.channels)):
+                continue
+            if everyone or matches(mask, [online, f"{user.nick}!{user.username}@{render.HOST}", user.realname]):
+                found.append(online)
+        return tuple(found)
 
     def _tell(self, *lines: str) -> None:
         self._server.tell(self, *lines)
@@ -550,6 +566,8 @@ class IrcSession(Protocol):
             elif isinstance(answer, replies.ChannelMembers):
                 lines += render.names(name, nick, answer.channel, self._names(answer.nicks), multi_prefix,
                                       answer.secret)
+            elif isinstance(answer, replies.UserInfo):  # WHOIS
+                lines += render.whois(name, nick, self._without_lobby(answer))
             elif isinstance(answer, replies.PrivateSent):
                 if "echo-message" in capabilities:  # as the recipient reads it
                     lines += render.text_lines(render.mask(nick), "NOTICE" if answer.notice else "PRIVMSG",
@@ -563,6 +581,11 @@ class IrcSession(Protocol):
             self._labelled += lines
         else:  # a message received (even from oneself) is no answer to the line being carried out
             life.write(encode(lines))
+
+    def _without_lobby(self, user: replies.UserInfo) -> replies.UserInfo:
+        """`user` without the default channel among their channels: everyone is in it, and it is quiet here."""
+        lobby = self._server.default_channel
+        return evolve(user, channels=tuple(channel for channel in user.channels if channel.lstrip("@+") != lobby))
 
     def _names(self, listed: Sequence[str]) -> Sequence[str]:
         """A channel's members as NAMES lists them: with IRCv3's userhost-in-names, each as nick!user@host."""

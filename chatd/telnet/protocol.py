@@ -86,6 +86,7 @@ class TelnetSession(TelnetServer):
     # A TCP transport: ITCPTransport, and an IPushProducer (pause and resume reading).
     transport: Any
     lists_members = False  # /list NAME shows a channel's members
+    quiet_lobby = False
     username = realname = ""  # no user name but the nickname, no real name
 
     def __init__(self, factory: TelnetDoor, peer: IAddress) -> None:

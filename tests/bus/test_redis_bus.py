@@ -38,6 +38,7 @@ class Session:
     username = realname = ""
     dialect = "fake"
     lists_members = True
+    quiet_lobby = False
 
     def __init__(self, name, address="127.0.0.1"):
         self.name, self.address = name, address

@@ -142,6 +142,36 @@ def test_joins_parts_renames_and_quits_reach_the_other_node(wire, log):
     assert b.nicks() == ["bob"] and b.online("alicia") is None
 
 
+def test_a_quiet_lobby_stays_quiet_for_other_nodes_comings_and_goings(wire, log):
+    """
+    A session whose door keeps the lobby quiet (IRC's) hears nothing of a
+    user of another node coming into the lobby, renaming or leaving, and
+    hears what they say; a session of another door on the same node hears all.
+    """
+
+    class QuietLobbySession(Session):
+        quiet_lobby = True
+
+    a, b = wire.node("a"), wire.node("b")
+    quiet = QuietLobbySession("quiet", log)
+    a.arrive(quiet)
+    a.handle(quiet, c.LogIn("quiet"))
+    log_in(a, log, "loud")
+    wire.deliver()
+    log.clear()
+    bob = log_in(b, log, "bob")
+    b.handle(bob, c.Nick("robert"))
+    b.handle(bob, c.Say("hi"))
+    b.handle(bob, c.Quit("bye"))
+    wire.deliver()
+    assert [(name, events) for name, kind, events in log if name != "bob" and kind == "events"] == [
+        ("loud", [Joined("#lobby", "bob", 3, origin="b")]),
+        ("quiet", [Said("#lobby", "robert", "hi", origin="b")]),
+        ("loud", [Renamed("bob", "robert", origin="b"), Said("#lobby", "robert", "hi", origin="b"),
+                  Left("robert", "bye", origin="b")]),
+    ]
+
+
 def test_a_channel_only_other_nodes_use_is_listed_and_goes_when_they_leave(wire, log):
     """A channel made on another node exists here while its members are in it, and goes when they leave."""
     a, b = wire.node("a"), wire.node("b")

@@ -30,6 +30,7 @@ class Session:
     username = realname = ""
     dialect = "fake"
     lists_members = True
+    quiet_lobby = False
     address = "127.0.0.1"
 
     def __init__(self, name, server):

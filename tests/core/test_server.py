@@ -233,6 +233,43 @@ def test_a_rename_reaches_the_renamer_even_in_no_channel(server, log):
     assert log == [("alice", "events", [Renamed("alice", "al")])]
 
 
+class QuietLobbySession(Session):
+    """A session of a door that keeps the default channel quiet (IRC's)."""
+
+    quiet_lobby = True
+
+
+def test_a_door_that_keeps_the_lobby_quiet_hears_its_talk_and_not_its_comings_and_goings(server, log):
+    """
+    alice's door keeps the lobby quiet: she hears what is said there, and of
+    comings and goings only those in a channel she shares beyond the lobby;
+    she is told of her own rename; her lobby's member list is herself.  bob's
+    door hears everything, alice's arrival and rename included.
+    """
+    alice = QuietLobbySession("alice", log)
+    server.arrive(alice)
+    server.handle(alice, c.LogIn("alice"))
+    assert log[-1][2][0].nicks == ("alice",)  # LoggedIn lists the lobby as herself
+    bob, carol = online(server, log, "bob", "carol")
+    assert log == []  # nothing reached alice of bob's and carol's arrivals
+    server.handle(bob, c.Say("hi"))
+    assert log == [("alice", "events", [Said("#lobby", "bob", "hi")]), ("carol", "events", [Said("#lobby", "bob", "hi")])]
+    log.clear()
+    server.handle(alice, c.Nick("al"))
+    assert log == [("bob", "events", [Renamed("alice", "al")]), ("carol", "events", [Renamed("alice", "al")]),
+                   ("alice", "events", [Renamed("alice", "al")])]
+    log.clear()
+    server.handle(alice, c.Names("#lobby"))
+    assert log == [("alice", "replies", [r.ChannelMembers("#lobby", ("al",))])]
+    for session in (alice, bob):
+        server.handle(session, c.Join("#lab"))
+    log.clear()
+    server.handle(carol, c.Quit("bye"))
+    server.handle(bob, c.Quit("bye"))
+    assert [(name, events) for name, kind, events in log if kind == "events"] == [
+        ("bob", [Left("carol", "bye")]), ("alice", [Left("bob", "bye")])]
+
+
 def test_a_turn_is_one_delivery_per_member_and_one_share_per_view(turned, log):
     """In one turn: bob (in #lobby and #lab) gets one delivery for both channels; carol and dave share one share."""
     server = turned

@@ -24,6 +24,7 @@ class MinimalDoor:
     username = realname = ""
     dialect = "minimal"
     lists_members = True
+    quiet_lobby = False
 
     def __init__(self, server, name, log):
         self.server, self.name, self.log = server, name, log

@@ -109,7 +109,7 @@ def test_messages_actions_and_private_messages_both_ways(factory):
     alice, bob = Client(factory, 1), Client(factory, 2)
     alice.register("alice")
     bob.register("bob")
-    assert alice.take() == [":bob!bob@chatd JOIN #lobby"]
+    assert alice.take() == []  # the lobby is quiet for IRC clients: no JOIN
     bob.send("PRIVMSG #lobby :hi all", "PRIVMSG #lobby :\x01ACTION waves\x01", "PRIVMSG alice :psst",
              "NOTICE #lobby :a notice")
     assert alice.take() == [":bob!bob@chatd PRIVMSG #lobby :hi all", ":bob!bob@chatd PRIVMSG #lobby :\x01ACTION waves\x01",
@@ -141,7 +141,7 @@ def test_join_part_and_join_0(factory):
     assert alice.take() == [":bob!bob@chatd PART #a :lunch"]
     bob.send("JOIN 0")
     assert bob.take() == [":bob!bob@chatd PART #lobby", ":bob!bob@chatd PART #b"]
-    assert alice.take() == [":bob!bob@chatd PART #lobby"]
+    assert alice.take() == []  # a PART of the quiet lobby
 
 
 def test_topic_names_list_who_whois_mode_away_and_unknown(factory):
@@ -159,7 +159,7 @@ def test_topic_names_list_who_whois_mode_away_and_unknown(factory):
         ":lab 353 alice = #lobby :alice", ":lab 366 alice #lobby :End of /NAMES list",
         ":lab 321 alice Channel :Users  Name", ":lab 322 alice #lobby 1 :soldering tonight", ":lab 323 alice :End of /LIST",
         ":lab 352 alice #lobby alice chatd lab alice H :0 alice the tester", ":lab 315 alice #lobby :End of /WHO list",
-        ":lab 311 alice alice alice chatd * :alice the tester", ":lab 319 alice alice :#lobby",
+        ":lab 311 alice alice alice chatd * :alice the tester",  # no 319: the lobby, where everyone is, is not named
         ":lab 312 alice alice lab chatd", ":lab 317 alice alice 0 0 :seconds idle, signon time",
         ":lab 318 alice alice :End of /WHOIS list",
         ":lab 324 alice #lobby +n", ":lab 329 alice #lobby 0", ":lab 221 alice +i",
@@ -174,7 +174,9 @@ def test_ping_pong_and_a_silent_client_is_pinged_then_dropped(factory, clock):
     alice, bob = Client(factory, 1), Client(factory, 2)
     alice.register("alice")
     bob.register("bob")
-    alice.take()
+    alice.send("JOIN #lab")
+    bob.send("JOIN #lab")  # where bob sees alice go
+    alice.take(), bob.take()
     alice.send("PING :abc")
     assert alice.take() == [":lab PONG lab abc"]
     clock.advance(PING_INTERVAL_SECONDS)  # both spoke: no ping
@@ -210,11 +212,13 @@ def test_a_line_that_is_not_utf8_is_read_as_latin1(factory):
 
 
 def test_quit_says_error_and_the_others_see_quit(factory):
-    """QUIT closes with ERROR, and the others see the QUIT with its reason."""
+    """QUIT closes with ERROR, and those who share a channel see the QUIT with its reason."""
     alice, bob = Client(factory, 1), Client(factory, 2)
     alice.register("alice")
     bob.register("bob")
-    alice.take()
+    alice.send("JOIN #lab")
+    bob.send("JOIN #lab")
+    alice.take(), bob.take()
     bob.send("QUIT :bye now")
     assert bob.take() == ["ERROR :Closing Link: 127.0.0.3 (quit)"]
     assert bob.transport.disconnecting
@@ -265,7 +269,9 @@ def test_an_operator_kicks_and_the_kicked_user_is_told_then_closed(clock):
     op, bob = Client(factory, 1), Client(factory, 2)
     op.register("op")
     bob.register("bob")
-    op.take()
+    op.send("JOIN #ops")
+    bob.send("JOIN #ops")  # where op sees bob go
+    op.take(), bob.take()
     op.send("KILL bob :spam", "KICK #lobby bob :spam")
     assert op.take() == [":lab 481 op :you are not an operator",
                          ":lab 482 op #lobby :you are not an operator of #lobby"]
@@ -312,6 +318,9 @@ def test_login_and_idle_timeouts_end_with_error(clock):
     lazy, alice, bob = Client(factory, 1), Client(factory, 2), Client(factory, 3)
     alice.register("alice")
     bob.register("bob")
+    alice.send("JOIN #lab")
+    bob.send("JOIN #lab")
+    bob.take()
     clock.advance(10)
     assert lazy.take() == ["ERROR :Closing Link: 127.0.0.2 (no nickname chosen within 10 s)"]
     bob.send("PRIVMSG #lobby :still here")
@@ -449,10 +458,12 @@ def test_join_keys_kick_lists_and_kill_parse_as_rfc_2812_has_them():
 
 def test_who_masks_whox_whois_and_away_as_clients_ask_them(factory, clock):
     """
-    USER's user name (what is safe of it in a mask) and real name are kept and shown; WHO * and WHO with a
-    mask list who matches (G when away); WHOX answers 354 with the fields
-    asked and its token; a PRIVMSG to someone away gets 301, as does WHOIS
-    (with 319, 317 and 330 where known); USERHOST says - for the away.
+    USER's user name (what is safe of it in a mask) and real name are kept
+    and shown; as everyone is +i, WHO with a mask lists who matches among
+    those who share a channel beyond the lobby (G when away), and WHO of a
+    nickname its user; WHOX answers 354 with the fields asked and its token;
+    a PRIVMSG to someone away gets 301, as does WHOIS (with 319, 317 and 330
+    where known); USERHOST says - for the away.
     """
     clock.advance(1795000000)
     alice, bob = Client(factory, 1), Client(factory, 2)
@@ -461,6 +472,12 @@ def test_who_masks_whox_whois_and_away_as_clients_ask_them(factory, clock):
     alice.take()
     alice.send("AWAY :at lunch")
     assert alice.take() == [":lab 306 alice :You have been marked as being away"]
+    bob.take()
+    bob.send("WHO AL*", "WHO ALICE")
+    assert bob.take() == [":lab 315 bob AL* :End of /WHO list",
+                          ":lab 352 bob * alicex chatd lab alice G :0 Alice Liddell", ":lab 315 bob ALICE :End of /WHO list"]
+    bob.send("JOIN #lab")
+    alice.send("JOIN #lab")
     bob.take()
     bob.send("WHO *", "WHO AL*", "WHO #lobby %tcuhnfar,42", "PRIVMSG alice :hi", "USERHOST alice bob")
     assert bob.take() == [
@@ -475,7 +492,7 @@ def test_who_masks_whox_whois_and_away_as_clients_ask_them(factory, clock):
     clock.advance(90)
     bob.send("WHOIS alice", "WHOIS nobody")
     assert bob.take() == [
-        ":lab 311 bob alice alicex chatd * :Alice Liddell", ":lab 319 bob alice :#lobby", ":lab 312 bob alice lab chatd",
+        ":lab 311 bob alice alicex chatd * :Alice Liddell", ":lab 319 bob alice :#lab", ":lab 312 bob alice lab chatd",
         ":lab 301 bob alice :at lunch", ":lab 317 bob alice 90 1795000000 :seconds idle, signon time",
         ":lab 318 bob alice :End of /WHOIS list",
         ":lab 401 bob nobody :No such nick/channel", ":lab 318 bob nobody :End of /WHOIS list",
@@ -603,13 +620,22 @@ def test_the_message_of_the_day_and_admin(clock):
 
 
 def test_away_notify_tells_who_shares_a_channel_and_only_those_who_asked(factory):
-    """With away-notify, others' AWAY (and back) arrive as AWAY lines; a client that did not ask gets none."""
-    alice, bob, carol = Client(factory, 1), Client(factory, 2), Client(factory, 3)
+    """
+    With away-notify, the AWAY (and back) of those who share a channel
+    arrive as AWAY lines; a client that did not ask gets none, nor does one
+    that shares only the (quiet) lobby.
+    """
+    alice, bob, carol, dan = Client(factory, 1), Client(factory, 2), Client(factory, 3), Client(factory, 4)
     alice.send("CAP LS 302", "CAP REQ away-notify", "NICK alice", "USER alice 0 * :A", "CAP END")
+    dan.send("CAP LS 302", "CAP REQ away-notify", "NICK dan", "USER dan 0 * :D", "CAP END")
     bob.register("bob")
     carol.register("carol")
+    for client in (alice, bob, carol):
+        client.send("JOIN #lab")
     alice.take()
     carol.take()
+    dan.take()
     bob.send("AWAY :lunch", "AWAY")
     assert alice.take() == [":bob!bob@chatd AWAY :lunch", ":bob!bob@chatd AWAY"]
     assert carol.take() == []
+    assert dan.take() == []

@@ -33,6 +33,7 @@ class FakeMember:
         self.name, self.events, self.address = name, events, address
         self.dialect = TelnetDialect(charset)
         self.lists_members = False
+        self.quiet_lobby = False
         self.awaits_password = False  # no registered nicknames here: a TelnetSession's, for carry_out
         self.deliveries = 0
 
