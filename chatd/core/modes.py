@@ -1,7 +1,7 @@
 """
 A channel's modes, as IRC named them and every door shows them: its
-rules (`+t`, `+k KEY`, `+l N`, `+i`, `+m`, `+s`, `+n`), its ban and
-exception masks (`+b`, `+e`), and its members' ranks (`@` operator, `+`
+rules (`+t`, `+k KEY`, `+l N`, `+i`, `+m`, `+s`, `+n`), its ban,
+ban exception and invite exception masks (`+b`, `+e`, `+I`), and its members' ranks (`@` operator, `+`
 voiced).  Pure: state and the functions that read and change it; who may
 change it is chatd.core.operators'.
 
@@ -29,10 +29,10 @@ from chatd.core.text import clean
 FLAGS = "imnst"
 # With an argument when set (the key, the limit) and, for lists, when unset too.
 WITH_ARGUMENT_WHEN_SET = "kl"
-LISTS = "be"
+LISTS = "beI"  # bans, ban exceptions, invite exceptions
 RANKS = {"o": "@", "v": "+"}
 # What an operator may change, in one string: how IRC's 004 and CHANMODES name them.
-KNOWN = "beiklmnostv"
+KNOWN = "Ibeiklmnostv"
 
 # The host every user shows (IRC's `nick!user@chatd`): a user's address is theirs to know, and the server's.
 SHOWN_HOST = "chatd"
@@ -61,8 +61,8 @@ class ChannelModes:
     flags: set[str] = field(factory=lambda: {"n", "t"})
     key: str = ""
     limit: int = 0  # 0: none
-    # +b and +e, by mask, in the order set.
-    masks: dict[str, dict[str, MaskEntry]] = field(factory=lambda: {"b": {}, "e": {}})
+    # +b, +e and +I, by mask, in the order set.
+    masks: dict[str, dict[str, MaskEntry]] = field(factory=lambda: {letter: {} for letter in LISTS})
     # Nickname keys invited (INVITE) since they last joined: they pass +i, +k, +l and +b once.
     invited: set[str] = field(factory=set)
     # The account that founded the channel ("" none): it is made operator whenever it joins.
@@ -85,6 +85,10 @@ class ChannelModes:
         """Whether a user known by these `nick!user@host` forms is banned here (and not excepted)."""
         return (any(matches(ban, masks) for ban in self.masks["b"])
                 and not any(matches(exception, masks) for exception in self.masks["e"]))
+
+    def invite_exempt(self, masks: Sequence[str]) -> bool:
+        """Whether a user known by these `nick!user@host` forms joins this +i channel without an invitation (+I)."""
+        return any(matches(exempt, masks) for exempt in self.masks["I"])
 
 
 def user_masks(nick: str, user: str, hosts: Iterable[str]) -> tuple[str, ...]:
@@ -218,7 +222,7 @@ def channel_state(name: str, modes: ChannelModes, ranks: tuple[tuple[str, str], 
 def restore(modes: ChannelModes, kept: ChannelState) -> None:
     """`modes` as `kept` has them (not the ranks: they are of members)."""
     modes.flags, modes.key, modes.limit = set(kept.flags), kept.key, kept.limit
-    modes.masks = {"b": {}, "e": {}}
+    modes.masks = {letter: {} for letter in LISTS}
     for kind, mask, by, at in kept.masks:
         modes.masks[kind][mask] = MaskEntry(mask, by, at)
     modes.founder, modes.created_at, modes.changed_at = kept.founder, kept.created_at, kept.changed_at

@@ -182,9 +182,10 @@ class Operators:
         if invited or (self._moderation is not None and self._moderation.is_operator(member.session)):
             return None
         name = channel.name
-        if modes.banned(masks_of(member)):
+        known_as = masks_of(member)
+        if modes.banned(known_as):
             return replies.Error(f"you are banned from {name}", "banned-from-channel", name)
-        if "i" in modes.flags:
+        if "i" in modes.flags and not modes.invite_exempt(known_as):
             return replies.Error(f"{name} is invite only: an operator of it may /invite you", "invite-only", name)
         if modes.key and key != modes.key:
             return replies.Error(f"{name} has a key: /join {name} KEY", "bad-channel-key", name)

@@ -169,6 +169,18 @@ class ChatServer:
         member = self._roster.members.get(session)
         return [] if member is None else [channel.name for channel in member.channels.values()]
 
+    def channel_list(self, session: ISession | None) -> replies.ChannelList:
+        """The channels `session` may see listed (a secret one only by its members)."""
+        return self._channels.listing(session)
+
+    def invitations(self, session: ISession) -> list[str]:
+        """The names of the channels `session` is invited into (and has not joined since)."""
+        member = self._roster.members.get(session)
+        if member is None:
+            return []
+        key = name_key(member.nick)
+        return [channel.name for channel in self._roster.channels.values() if key in channel.modes.invited]
+
     def online(self, nick: str) -> str | None:
         """The nickname, as its user has it, of whoever is online as `nick` (in any case); None if nobody is."""
         return self._roster.online(nick)

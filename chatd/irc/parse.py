@@ -107,6 +107,8 @@ class UserMode:
 @frozen
 class ListChannels:
     names: tuple[str, ...] = ()  # LIST #a,#b: those only; (): every channel
+    # ELIST's conditions, each to hold: a mask (M), !mask (N), <N or >N members (U).
+    conditions: tuple[str, ...] = ()
 
 
 @frozen
@@ -150,6 +152,33 @@ class NeedMoreParams:
 
 
 @frozen
+class NamesOf:
+    """NAMES of several channels: one 366 ends them all."""
+
+    channels: tuple[str, ...]
+    asked: str  # as the client wrote them, for the 366
+
+
+@frozen
+class TooManyTargets:
+    """A target of PRIVMSG past MAX_TARGETS: not reached."""
+
+    target: str
+
+
+@frozen
+class Invitations:
+    """INVITE alone: the channels one is invited into."""
+
+
+@frozen
+class Help:
+    """HELP or HELPOP, and its subject ("": the index)."""
+
+    subject: str = ""
+
+
+@frozen
 class NoRecipient:
     command: str
 
@@ -164,7 +193,7 @@ class Unknown:
     command: str
 
 
-IrcCommand = (Monitor | Whowas | TagMsg | Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
+IrcCommand = (Invitations | NamesOf | TooManyTargets | Help | Monitor | Whowas | TagMsg | Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
               | Ison | Userhost | ServerQuery | Quietly | Away | NeedMoreParams
               | NoRecipient | NoTextToSend | Unknown)
 Parsed = Command | IrcCommand
@@ -213,6 +242,8 @@ def parse_line(line: str) -> list[Parsed]:
     except (IndexError, ValueError):
         return []
     command = command.upper()
+    if command == "INVITE" and not params:
+        return [Invitations()]
     if len(params) < _MINIMUM.get(command, 0):
         return [NeedMoreParams(command)]
     match command:
@@ -234,10 +265,15 @@ def parse_line(line: str) -> list[Parsed]:
         case "TOPIC":
             return [commands.Topic(params[0], clean(params[1], keep_formatting=True) if len(params) > 1 else None)]
         case "NAMES":
-            return [commands.Names(name) for name in params[0].split(",") if name] if params else [commands.Names()]
+            names = [name for name in params[0].split(",") if name][:MAX_TARGETS] if params else []
+            if len(names) > 1:
+                return [NamesOf(tuple(names), params[0])]
+            return [commands.Names(names[0])] if names else [commands.Names()]
         case "LIST":
-            names = params[0].split(",") if params and params[0].startswith("#") else []
-            return [ListChannels(tuple(name for name in names if name))]
+            asked = [item for item in params[0].split(",") if item] if params else []
+            if any(item[0] in "!<>" or "*" in item or "?" in item for item in asked):
+                return [ListChannels((), tuple(asked))]
+            return [ListChannels(tuple(item for item in asked if item.startswith("#")))]
         case "ISON":
             return [Ison(tuple(nick for param in params for nick in param.split() if nick))]
         case "USERHOST":
@@ -289,9 +325,13 @@ def parse_line(line: str) -> list[Parsed]:
             return [UserMode(params[0], " ".join(params[1:]))]
         case "AWAY":
             return [Away(clean(params[0]) if params else "")]
+        case "HELP" | "HELPOP":
+            return [Help(params[0] if params else "")]
     return [Unknown(command)]
 
 
+# The most targets of one PRIVMSG, NOTICE, KICK or NAMES (005's TARGMAX).
+MAX_TARGETS = 4
 # A user name as servers keep one: letters, digits and a little punctuation, at most USERLEN.
 USERLEN = 10
 MAX_REALNAME_CHARS = 100
@@ -305,7 +345,7 @@ def _username(given: str) -> str:
 
 def _kick(params: list[str]) -> list[Parsed]:
     """KICK #a nick[,nick] [reason], or KICK #a,#b nick1,nick2 (each channel its user), as RFC 2812 3.2.8 has it."""
-    channels, nicks = params[0].split(","), [nick for nick in params[1].split(",") if nick]
+    channels, nicks = params[0].split(","), [nick for nick in params[1].split(",") if nick][:MAX_TARGETS]
     reason = clean(params[2], keep_formatting=True) if len(params) > 2 else ""
     if len(channels) == 1:
         return [commands.KickFrom(channels[0], nick, reason) for nick in nicks]
@@ -334,11 +374,12 @@ def _message(command: str, params: list[str]) -> list[Parsed]:
     text = clean(text, keep_formatting=True)  # bold and colours stay for IRC clients (chatd.core.text.plain)
     if not text.strip():
         return []
-    if notice:
+    targets = [target for target in params[0].split(",") if target]
+    if notice:  # past MAX_TARGETS, silently not reached: a NOTICE is never answered
         return [Quietly(commands.Notice(text, target) if target.startswith("#") else commands.Msg(target, text, True))
-                for target in params[0].split(",") if target]
-    found: list[Parsed] = []
-    for target in params[0].split(","):
+                for target in targets[:MAX_TARGETS]]
+    found: list[Parsed] = [TooManyTargets(target) for target in targets[MAX_TARGETS:]]
+    for target in targets[:MAX_TARGETS]:
         if target.startswith("#"):
             found.append(commands.Act(text, target) if action else commands.Say(text, target))
         elif target:

@@ -46,6 +46,11 @@ from chatd.irc.parse import (
     Authenticate,
     Away,
     Cap,
+    Help,
+    Invitations,
+    NamesOf,
+    TooManyTargets,
+    MAX_TARGETS,
     Ison,
     ListChannels,
     UserMode,
@@ -122,6 +127,7 @@ class IrcSession(Protocol):
         self._labelled: list[str] | None = None  # the lines answering a labelled line, while it is carried out
         self._batches = 0
         self._refused = False  # whether the command being answered (_answering) was refused
+        self._names_ends = True  # False while NAMES of several channels is answered (one 366 ends them)
         self.username = ""  # USER's
         self.realname = ""
         self.registered = False
@@ -376,6 +382,9 @@ class IrcSession(Protocol):
             case PartAll():
                 for channel in server.channels_of(self):
                     server.handle(self, commands.Part(channel))
+            case ListChannels(_, conditions) if conditions:
+                self._tell(*render.listing(name, nick, [
+                    channel for channel in server.channel_list(self).channels if _meets(channel, conditions)]))
             case ListChannels(names) if names:
                 self._tell(*render.listing(name, nick, [
                     view for channel in names if (view := server.channel(channel)) is not None
@@ -422,6 +431,22 @@ class IrcSession(Protocol):
                 self._tell(render.numeric(name, irc.ERR_NOTEXTTOSEND, nick, "No text to send"))
             case Unknown(verb):
                 self._tell(render.numeric(name, irc.ERR_UNKNOWNCOMMAND, nick, verb, "Unknown command"))
+            case NamesOf(channels, asked):
+                self._names_ends = False
+                try:
+                    for channel in channels:
+                        self._handle_as("NAMES", commands.Names(channel))
+                finally:
+                    self._names_ends = True
+                self._tell(render.numeric(name, irc.RPL_ENDOFNAMES, nick, asked, "End of /NAMES list"))
+            case TooManyTargets(target):
+                self._tell(render.numeric(name, irc.ERR_TOOMANYTARGETS, nick, target,
+                                          f"Too many targets: at most {MAX_TARGETS}; not sent to it"))
+            case Invitations():
+                self._tell(*(render.numeric(name, "336", nick, channel) for channel in server.invitations(self)),
+                           render.numeric(name, "337", nick, "End of /INVITE list"))
+            case Help(subject):
+                self._tell(*render.help_reply(name, nick, subject))
             case commands.Say() | commands.Act():
                 self._handle_as("PRIVMSG", command)
                 if "echo-message" in self.capabilities:
@@ -558,14 +583,16 @@ class IrcSession(Protocol):
             elif isinstance(answer, replies.Error):
                 if self._answering is not None:
                     self._refused = True
-                lines += render.refusal(name, nick, answer, self._answering)
+                if self._names_ends or answer.code != "no-such-channel":
+                    lines += render.refusal(name, nick, answer, self._answering)
             elif isinstance(answer, replies.ChannelJoined):
                 lines += render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
                                        self._names(answer.nicks), answer.history, multi_prefix, answer.secret,
                                        server_time)
             elif isinstance(answer, replies.ChannelMembers):
-                lines += render.names(name, nick, answer.channel, self._names(answer.nicks), multi_prefix,
+                listed = render.names(name, nick, answer.channel, self._names(answer.nicks), multi_prefix,
                                       answer.secret)
+                lines += listed if self._names_ends else listed[:-1]
             elif isinstance(answer, replies.UserInfo):  # WHOIS
                 lines += render.whois(name, nick, self._without_lobby(answer))
             elif isinstance(answer, replies.PrivateSent):
@@ -604,6 +631,21 @@ class IrcSession(Protocol):
         self._life.disconnect(reason)
 
 
+def _meets(channel: replies.ChannelInfo, conditions: Sequence[str]) -> bool:
+    """Whether a channel meets every one of LIST's ELIST conditions (a mask, !mask, <N or >N members)."""
+    for condition in conditions:
+        head, rest = condition[0], condition[1:]
+        if head in "<>":
+            if not rest.isdigit() or not (channel.count < int(rest) if head == "<" else channel.count > int(rest)):
+                return False
+        elif head == "!":
+            if matches(rest, [channel.name]):
+                return False
+        elif not matches(condition, [channel.name]):
+            return False
+    return True
+
+
 def _decode(raw: bytes) -> str:
     """UTF-8; a line that is not is latin-1, as IRC servers commonly read it."""
     try:
@@ -629,9 +671,10 @@ class IrcDoor(Door, Factory[IrcSession]):
     def isupport(self) -> list[str]:
         return ["CASEMAPPING=ascii", "CHANTYPES=#", f"NICKLEN={MAX_NICK_CHARS}",
                 f"CHANNELLEN={MAX_CHANNEL_CHARS + 1}", "PREFIX=(ov)@+", f"NETWORK={self.server_name}",
-                f"CHANLIMIT=#:{MAX_CHANNELS_PER_USER}", "CHANMODES=be,k,l,imnst", "EXCEPTS=e",
-                f"MODES={MAX_CHANGES}", f"KEYLEN={MAX_KEY_CHARS}", f"MAXLIST=be:{MAX_MASKS}", "WHOX", f"MONITOR={MAX_WATCHED}",
-                f"USERLEN={USERLEN}"]
+                f"CHANLIMIT=#:{MAX_CHANNELS_PER_USER}", "CHANMODES=Ibe,k,l,imnst", "EXCEPTS=e", "INVEX=I", "ELIST=MNU",
+                f"MODES={MAX_CHANGES}", f"KEYLEN={MAX_KEY_CHARS}", f"MAXLIST=beI:{MAX_MASKS}", "WHOX", f"MONITOR={MAX_WATCHED}",
+                f"USERLEN={USERLEN}", f"TARGMAX=JOIN:,KICK:{MAX_TARGETS},NAMES:{MAX_TARGETS},"
+                f"NOTICE:{MAX_TARGETS},PART:,PRIVMSG:{MAX_TARGETS},WHOIS:1"]
 
     def buildProtocol(self, addr: IAddress | None) -> IrcSession:
         assert addr is not None

@@ -36,6 +36,7 @@ from chatd.core.events import (
 )
 from chatd.core.modes import KNOWN, SHOWN_HOST, spelt
 from chatd.core.watchers import MAX_WATCHED
+from chatd.irc.help import help_lines
 
 HOST = SHOWN_HOST
 MAX_LINE_BYTES = 510  # without CR LF
@@ -200,7 +201,7 @@ def welcome(server: str, nick: str, users: int, local: int, channels: int, isupp
         numeric(server, irc.RPL_WELCOME, nick, f"Welcome to chatd on {server}, {nick}"),
         numeric(server, irc.RPL_YOURHOST, nick, f"Your host is {server}, running chatd"),
         numeric(server, irc.RPL_CREATED, nick, "This server was started for a LAN"),
-        numeric(server, irc.RPL_MYINFO, nick, server, f"chatd-{__version__}", "i", KNOWN, "beklov"),
+        numeric(server, irc.RPL_MYINFO, nick, server, f"chatd-{__version__}", "i", KNOWN, "Ibeklov"),
         *isupport_lines(server, nick, isupport),
         *lusers(server, nick, users, local, channels),
         *message_of_the_day(server, nick, motd),
@@ -308,9 +309,7 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
         case replies.ChannelMembers(channel, nicks, secret):
             return names(server, nick, channel, nicks, secret=secret)
         case replies.ChannelList(channels):
-            return [numeric(server, irc.RPL_LISTSTART, nick, "Channel", "Users  Name"),
-                    *(numeric(server, irc.RPL_LIST, nick, info.name, str(info.count), text=info.topic) for info in channels),
-                    numeric(server, irc.RPL_LISTEND, nick, "End of /LIST")]
+            return listing(server, nick, channels)
         case replies.TopicShown(channel, topic, by, at):
             if topic:
                 return [numeric(server, irc.RPL_TOPIC, nick, channel, text=topic),
@@ -322,10 +321,14 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
         case replies.MaskList(channel, "b", entries):
             return [*(numeric(server, irc.RPL_BANLIST, nick, channel, mask, by, str(int(at))) for mask, by, at in entries),
                     numeric(server, irc.RPL_ENDOFBANLIST, nick, channel, "End of channel ban list")]
-        case replies.MaskList(channel, _, entries):
+        case replies.MaskList(channel, "e", entries):
             return [*(numeric(server, irc.RPL_EXCEPTLIST, nick, channel, mask, by, str(int(at)))
                       for mask, by, at in entries),
                     numeric(server, irc.RPL_ENDOFEXCEPTLIST, nick, channel, "End of channel exception list")]
+        case replies.MaskList(channel, _, entries):
+            return [*(numeric(server, irc.RPL_INVITELIST, nick, channel, mask, by, str(int(at)))
+                      for mask, by, at in entries),
+                    numeric(server, irc.RPL_ENDOFINVITELIST, nick, channel, "End of channel invite exception list")]
         case replies.Inviting(invited, channel):
             return [numeric(server, irc.RPL_INVITING, nick, invited, channel)]
         case replies.InvitedTo(by, channel):
@@ -437,8 +440,8 @@ def who_line(server: str, nick: str, channel: str, user: replies.UserInfo, rank:
     return numeric(server, "354", nick, *asked)
 
 
-def listing(server: str, nick: str, channels: Sequence[ChannelView]) -> list[str]:
-    """LIST #a,#b: those of the channels named that there are (321, 322 each, 323)."""
+def listing(server: str, nick: str, channels: Sequence[ChannelView | replies.ChannelInfo]) -> list[str]:
+    """LIST: these channels (321, 322 each, 323)."""
     return [numeric(server, irc.RPL_LISTSTART, nick, "Channel", "Users  Name"),
             *(numeric(server, irc.RPL_LIST, nick, view.name, str(view.count), text=view.topic) for view in channels),
             numeric(server, irc.RPL_LISTEND, nick, "End of /LIST")]
@@ -563,3 +566,13 @@ def error(server: str, nick: str, reason: str, code: str, subject: str = "", mor
     if number is None:
         return line(server, "NOTICE", nick or "*", f"Error: {reason}")
     return numeric(server, number, nick, *((subject,) if subject else ()), *more, text=reason)
+
+
+def help_reply(server: str, nick: str, subject: str) -> list[str]:
+    """HELP: 704, 705 ..., 706 (each with the subject), or 524 if there is no help on it."""
+    found = help_lines(subject)
+    if found is None:
+        return [numeric(server, "524", nick, subject, "No help available on this topic")]
+    topic, lines = found
+    return [numeric(server, "704" if index == 0 else "705", nick, topic, text=text)
+            for index, text in enumerate(lines)] + [numeric(server, "706", nick, topic, "End of /HELP")]

@@ -89,6 +89,9 @@ from chatd.core.events import (
 from chatd.core.modes import spelt
 from chatd.core.server import MAX_CHANNELS_PER_USER
 
+# What each mask list of a channel is called (chatd.core.modes.LISTS).
+LIST_NAMES = {"b": "bans", "e": "exceptions", "I": "invite exceptions"}
+
 def event(happened: Event, current: str | None = None, lobby: str = "#lobby") -> str:
     """
     The line a member sees for an event: as it is for events of their
@@ -437,7 +440,7 @@ def reply_lines(reply: object, lobby: str) -> list[str]:
         case replies.ModesShown(channel, modes, arguments):
             return [f"*** Modes of {channel}: {' '.join((modes, *arguments))}"]
         case replies.MaskList(channel, kind, entries):
-            what = "bans" if kind == "b" else "exceptions"
+            what = LIST_NAMES[kind]
             if not entries:
                 return [f"*** {channel} has no {what}"]
             return [f"*** {what.capitalize()} of {channel}: "

@@ -62,7 +62,7 @@ To the browser:
     {"type": "members", "channel": C, "nicks": [N ...]}        names of a channel, each after its rank
                                                                ("@alice" operator, "+bob" voiced)
     {"type": "modes", "channel": C, "modes": "+knt", "arguments": [A ...], "created": TS}
-    {"type": "masks", "channel": C, "list": "b" or "e", "entries": [{"mask": M, "by": N, "at": TS} ...]}
+    {"type": "masks", "channel": C, "list": "b", "e" or "I", "entries": [{"mask": M, "by": N, "at": TS} ...]}
     {"type": "inviting", "nick": N, "channel": C}              your invitation went out
     {"type": "away", "away": BOOL}                             you are marked away (or back)
     {"type": "is-away", "nick": N, "text": T}                  N, whom you wrote to, is away

@@ -639,3 +639,79 @@ def test_away_notify_tells_who_shares_a_channel_and_only_those_who_asked(factory
     assert alice.take() == [":bob!bob@chatd AWAY :lunch", ":bob!bob@chatd AWAY"]
     assert carol.take() == []
     assert dan.take() == []
+
+
+def test_help_answers_with_704_705_706_and_524_for_what_has_none(factory):
+    """HELP (and HELPOP) lists the commands, explains one (704, 705, 706), and answers 524 for an unknown subject."""
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("HELP")
+    index = alice.take()
+    assert codes(index)[0] == "704" and codes(index)[-1] == "706" and set(codes(index)[1:-1]) == {"705"}
+    assert any("PRIVMSG" in line for line in index)
+    alice.send("HELPOP privmsg", "HELP FROB")
+    assert alice.take() == [":lab 704 alice PRIVMSG :PRIVMSG TARGET[,TARGET ...] :TEXT",
+                            ":lab 705 alice PRIVMSG :Say TEXT in a channel, or to a nickname privately.",
+                            ":lab 706 alice PRIVMSG :End of /HELP",
+                            ":lab 524 alice FROB :No help available on this topic"]
+
+
+def test_several_targets_as_targmax_says(factory):
+    """
+    005's TARGMAX is kept: NAMES of several channels ends with one 366 for
+    them all; KICK takes up to 4 nicknames; a PRIVMSG reaches 4 targets and
+    answers 407 for each one past them.
+    """
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    assert any("TARGMAX=JOIN:,KICK:4,NAMES:4,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1" in line for line in alice.register("alice"))
+    bob.register("bob")
+    alice.send("JOIN #a,#b")
+    bob.send("JOIN #a")
+    alice.take(), bob.take()
+    alice.send("NAMES #a,#b,#nowhere")
+    assert alice.take() == [":lab 353 alice = #a :@alice bob", ":lab 353 alice = #b :@alice",
+                            ":lab 366 alice #a,#b,#nowhere :End of /NAMES list"]
+    alice.send("PRIVMSG bob,#a,#b,bob,#c :hi")
+    assert alice.take() == [":lab 407 alice #c :Too many targets: at most 4; not sent to it"]
+    assert bob.take() == [":alice!alice@chatd PRIVMSG bob :hi", ":alice!alice@chatd PRIVMSG #a :hi",
+                          ":alice!alice@chatd PRIVMSG bob :hi"]
+    alice.send("KICK #a bob,nobody :out")
+    assert bob.take() == [":alice!alice@chatd KICK #a bob :out"]
+    assert codes(alice.take()) == ["KICK", "441"]
+
+
+def test_invite_alone_lists_ones_invitations_and_plus_i_lets_masks_in(factory):
+    """INVITE without parameters lists the channels one is invited into (336, 337); +I masks join +i unasked."""
+    alice, bob, carol = Client(factory, 1), Client(factory, 2), Client(factory, 3)
+    for client, nick in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+        client.register(nick)
+    alice.send("JOIN #club", "MODE #club +iI carol!*@*", "INVITE bob #club")
+    alice.take()
+    bob.take()
+    bob.send("INVITE")
+    assert bob.take() == [":lab 336 bob #club", ":lab 337 bob :End of /INVITE list"]
+    carol.send("JOIN #club")
+    assert codes(carol.take())[:1] == ["JOIN"]  # past +i by +I
+    alice.take()
+    alice.send("MODE #club I")
+    assert alice.take() == [":lab 346 alice #club carol!*@* alice 0",
+                            ":lab 347 alice #club :End of channel invite exception list"]
+
+
+def test_list_conditions_of_elist(factory):
+    """LIST with ELIST's conditions: a mask, !mask, and <N or >N members (ELIST=MNU)."""
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    assert any("ELIST=MNU" in line for line in alice.register("alice"))
+    bob.register("bob")
+    alice.send("JOIN #chan1,#chan2")
+    bob.send("JOIN #chan2")
+    alice.take(), bob.take()
+
+    def listed(condition):
+        bob.send(f"LIST {condition}")
+        return [line.split()[3] for line in bob.take() if line.split()[1] == "322"]
+
+    assert listed("*an1") == ["#chan1"]
+    assert listed("!#c*n2") == ["#lobby", "#chan1"]
+    assert listed(">1") == ["#lobby", "#chan2"]
+    assert listed("<2,#ch*") == ["#chan1"]

@@ -160,7 +160,7 @@ function receive(data) {
       notice(`Modes of ${data.channel}: ${[data.modes, ...data.arguments].join(" ")}`);
       break;
     case "masks": {
-      const what = data.list === "b" ? "bans" : "exceptions";
+      const what = {b: "bans", e: "exceptions", I: "invite exceptions"}[data.list] || "masks";
       notice(data.entries.length ? `${what[0].toUpperCase()}${what.slice(1)} of ${data.channel}: `
         + data.entries.map((entry) => `${entry.mask} (${entry.by})`).join(", ") : `${data.channel} has no ${what}`);
       break;
