@@ -55,6 +55,7 @@ class Session:
     dialect = "fake"
     lists_members = True
     quiet_lobby = False
+    hears_tags = False
 
     def __init__(self, name, log, address="127.0.0.1"):
         self.name, self.log, self.address = name, log, address

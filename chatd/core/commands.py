@@ -30,12 +30,16 @@ class LogIn:
 class Say:
     text: str
     channel: str | None = None
+    tags: str = field(default="", kw_only=True)  # IRCv3 client tags (see chatd.core.tags)
+    msgid: str = field(default="", kw_only=True)  # given by a door that echoes it (else the core makes one)
 
 
 @frozen
 class Act:
     text: str
     channel: str | None = None
+    tags: str = field(default="", kw_only=True)  # IRCv3 client tags (see chatd.core.tags)
+    msgid: str = field(default="", kw_only=True)  # given by a door that echoes it (else the core makes one)
 
 
 @frozen
@@ -44,6 +48,8 @@ class Notice:
 
     text: str
     channel: str | None = None
+    tags: str = field(default="", kw_only=True)  # IRCv3 client tags (see chatd.core.tags)
+    msgid: str = field(default="", kw_only=True)  # given by a door that echoes it (else the core makes one)
 
 
 @frozen
@@ -53,6 +59,21 @@ class Msg:
     nick: str
     text: str
     notice: bool = False
+    tags: str = field(default="", kw_only=True)  # IRCv3 client tags (see chatd.core.tags)
+    msgid: str = field(default="", kw_only=True)  # given by a door that echoes it (else the core makes one)
+
+
+@frozen
+class Tag:
+    """
+    IRCv3 TAGMSG: client tags without a message (typing notices), to a
+    channel or a user; they reach those whose door hears tags (see
+    ISession.hears_tags), on this node.
+    """
+
+    target: str
+    tags: str
+    msgid: str = ""
 
 
 @frozen
@@ -238,5 +259,5 @@ class Read:
     channel: str
 
 
-Command = (LogIn | Say | Act | Notice | Msg | Join | Part | Topic | Mode | KickFrom | Invite | Away | Whois | Watch | Unwatch | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
+Command = (LogIn | Say | Act | Notice | Msg | Tag | Join | Part | Topic | Mode | KickFrom | Invite | Away | Whois | Watch | Unwatch | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
            | Identify | Register | ChangePassword | Unregister | History | Mentions | Read)

@@ -35,6 +35,11 @@ class Said(_Happened):
     channel: str
     nick: str
     text: str
+    # Its message id (IRCv3's msgid), and the tags its sender's client gave
+    # it (IRCv3 client tags, as one wire string: "+typing=active;+draft/reply=x";
+    # see chatd.core.tags).  Not compared: the same words are the same saying.
+    msgid: str = field(default="", kw_only=True, eq=False)
+    tags: str = field(default="", kw_only=True, eq=False)
 
 
 @frozen
@@ -42,6 +47,11 @@ class Acted(_Happened):
     channel: str
     nick: str
     text: str
+    # Its message id (IRCv3's msgid), and the tags its sender's client gave
+    # it (IRCv3 client tags, as one wire string: "+typing=active;+draft/reply=x";
+    # see chatd.core.tags).  Not compared: the same words are the same saying.
+    msgid: str = field(default="", kw_only=True, eq=False)
+    tags: str = field(default="", kw_only=True, eq=False)
 
 
 @frozen
@@ -51,6 +61,11 @@ class Noticed(_Happened):
     channel: str
     nick: str
     text: str
+    # Its message id (IRCv3's msgid), and the tags its sender's client gave
+    # it (IRCv3 client tags, as one wire string: "+typing=active;+draft/reply=x";
+    # see chatd.core.tags).  Not compared: the same words are the same saying.
+    msgid: str = field(default="", kw_only=True, eq=False)
+    tags: str = field(default="", kw_only=True, eq=False)
 
 
 @frozen
@@ -153,6 +168,11 @@ class Whispered(_Happened):
     to: str
     text: str
     notice: bool = False
+    # Its message id (IRCv3's msgid), and the tags its sender's client gave
+    # it (IRCv3 client tags, as one wire string: "+typing=active;+draft/reply=x";
+    # see chatd.core.tags).  Not compared: the same words are the same saying.
+    msgid: str = field(default="", kw_only=True, eq=False)
+    tags: str = field(default="", kw_only=True, eq=False)
 
 
 @frozen
@@ -208,6 +228,11 @@ KIND_NAMES: dict[type[Any], str] = {kind: name for name, kind in _KINDS.items()}
 # Each kind's own fields, in order (not `at` and `origin`, which every event has).
 FIELDS: dict[type[Any], tuple[str, ...]] = {
     kind: tuple(field.name for field in fields(kind) if field.name not in ("at", "origin")) for kind in KIND_NAMES}
+# What a message carries for IRC clients (IRCv3's msgid and client tags), apart from what it says.
+MESSAGE_META = ("msgid", "tags")
+# Each kind's fields as a reader sees them (the web page): FIELDS without MESSAGE_META.
+SHOWN_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    kind: tuple(name for name in names if name not in MESSAGE_META) for kind, names in FIELDS.items()}
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -228,6 +253,8 @@ def to_json(event: BusEvent, exact_time: bool = False) -> str:
     parts = [f'{{"ts": {stamp}, "event": "{KIND_NAMES[kind]}"']
     for name in FIELDS[kind]:
         value = getattr(event, name)
+        if not value and name in MESSAGE_META:  # none: left out (most messages have no tags)
+            continue
         parts.append(f', "{name}": {_quote(value) if type(value) is str else json.dumps(value, ensure_ascii=False)}')
     if event.origin:
         parts.append(f', "origin": {_quote(event.origin)}')

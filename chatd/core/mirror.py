@@ -203,7 +203,8 @@ class Mirror:
             case Whispered(nick, to, text, notice):
                 recipient = self._roster.local_member(to)
                 if recipient is not None and self._fan_out.caught_up_with(recipient):
-                    self._fan_out.send(recipient, replies.PrivateReceived(nick, text, notice))
+                    self._fan_out.send(recipient, replies.PrivateReceived(nick, text, notice, msgid=event.msgid,
+                                                                          tags=event.tags))
             case Banned():
                 self._banned(event)
             case Unbanned(address) if self._moderation is not None:

@@ -27,6 +27,7 @@ from chatd.core.modes import (
 )
 from chatd.core.nicknames import ChannelNameError, NicknameError, check_channel_name, check_nickname
 from chatd.core.text import clean
+from chatd.core.tags import checked_msgid, checked_tags
 
 @frozen
 class Topic:
@@ -102,6 +103,10 @@ def checked(event: BusEvent) -> BusEvent | None:
                 wanted = _nickname(value)
             elif attribute.name == "channel":
                 wanted = _channel_name(value)
+            elif attribute.name == "tags":
+                wanted = checked_tags(value)
+            elif attribute.name == "msgid":
+                wanted = checked_msgid(value)
             else:
                 wanted = clean(value, keep_formatting=True)
             if wanted != value:

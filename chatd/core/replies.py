@@ -11,7 +11,7 @@ person reads, in no door's syntax.
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import field, frozen
 
 from chatd.core.events import Event
 from chatd.core.store import Note
@@ -188,6 +188,8 @@ class PrivateSent:
     to: str
     text: str
     notice: bool = False
+    msgid: str = field(default="", kw_only=True, eq=False)  # as chatd.core.events' messages have them
+    tags: str = field(default="", kw_only=True, eq=False)
 
 
 @frozen
@@ -197,6 +199,18 @@ class PrivateReceived:
     sender: str
     text: str
     notice: bool = False
+    msgid: str = field(default="", kw_only=True, eq=False)  # as chatd.core.events' messages have them
+    tags: str = field(default="", kw_only=True, eq=False)
+
+
+@frozen
+class Tagged:
+    """Client tags without a message (commands.Tag), to a session that hears tags: `target` is a channel or them."""
+
+    target: str
+    nick: str
+    tags: str
+    msgid: str
 
 
 @frozen

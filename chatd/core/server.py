@@ -58,6 +58,7 @@ from chatd.core.nicknames import check_channel_name, name_key
 from chatd.core.remote import NodeState
 from chatd.core.roster import ChannelView, Roster
 from chatd.core.session import ISession
+from chatd.core.tags import MessageIds
 from chatd.core.turn import Turn
 from chatd.core.watchers import Watchers
 
@@ -106,6 +107,7 @@ class ChatServer:
     messages: int = field(init=False, default=0)
     # Who was online, most recent last (WHOWAS): each nickname as its user left it, or renamed from it.
     _was: deque[replies.UserInfo] = field(init=False, factory=lambda: deque(maxlen=WHOWAS_KEPT))
+    _msgids: MessageIds = field(init=False, factory=MessageIds)
 
     def __attrs_post_init__(self) -> None:
         self.default_channel = check_channel_name(self.default_channel)
@@ -374,15 +376,17 @@ class ChatServer:
     def _handle(self, member: Member, command: commands.Command) -> None:
         session = member.session
         if type(command) is commands.Say:  # most lines: the hot path skips the match's walk through its cases
-            self._speak(member, Said, command.text, command.channel)
+            self._speak(member, Said, command.text, command.channel, command.tags, command.msgid)
             return
         match command:
             case commands.Act(text, channel):
-                self._speak(member, Acted, text, channel)
+                self._speak(member, Acted, text, channel, command.tags, command.msgid)
             case commands.Notice(text, channel):
-                self._speak(member, Noticed, text, channel)
+                self._speak(member, Noticed, text, channel, command.tags, command.msgid)
             case commands.Msg(to_nick, text, notice):
-                self._private(member, to_nick, text, notice)
+                self._private(member, to_nick, text, notice, command.tags, command.msgid)
+            case commands.Tag(target, tags, msgid):
+                self._tag(member, target, tags, msgid)
             case commands.Join(channel, key):
                 self._channels.join(member, channel, key)
             case commands.Part(channel, reason):
@@ -436,8 +440,12 @@ class ChatServer:
             case _:
                 raise TypeError(f"the server does not handle {command!r}")
 
+    def new_msgid(self) -> str:
+        """A message id no other message has (IRCv3's msgid), for a door that must know it before it is said."""
+        return self._msgids.next()
+
     def _speak(self, member: Member, kind: type[Said] | type[Acted] | type[Noticed], text: str,
-               channel: str | None) -> None:
+               channel: str | None, tags: str = "", msgid: str = "") -> None:
         """A line in a channel, past its modes; history keeps messages and actions, not notices."""
         target = self._channels.target(member, channel)
         if target is None:
@@ -450,8 +458,31 @@ class ChatServer:
                 return
         self.messages += 1
         now = member.active_at = self.clock.seconds()
-        self._fan_out.broadcast(kind(target.name, member.nick, text, at=now), target.key, member.session,
-                                None if kind is Noticed else target)
+        said = kind(target.name, member.nick, text, at=now, msgid=msgid or self._msgids.next(), tags=tags)
+        self._fan_out.broadcast(said, target.key, member.session, None if kind is Noticed else target)
+
+    def _tag(self, member: Member, to: str, tags: str, msgid: str) -> None:
+        """Client tags alone (TAGMSG) to a channel's members or to a user, whose doors hear tags, on this node."""
+        msgid = msgid or self._msgids.next()
+        if to.startswith("#"):
+            target = self._channels.target(member, to)
+            if target is None:
+                return
+            if "m" in target.modes.flags or target.modes.masks["b"]:
+                refusal = self._operators.speech_refusal(member, target)
+                if refusal is not None:
+                    self.tell(member.session, refusal)
+                    return
+            tagged = replies.Tagged(target.name, member.nick, tags, msgid)
+            for other in list(target.members.values()):
+                if other is not member and other.session.hears_tags and self._fan_out.caught_up_with(other):
+                    self._fan_out.send(other, tagged)
+            return
+        recipient = self._roster.local_member(to)
+        if recipient is None and self._roster.remote_holder(to) is None:
+            self.tell(member.session, replies.Error(f"no such nick: {to}", "no-such-nick", to))
+        elif recipient is not None and recipient.session.hears_tags and self._fan_out.caught_up_with(recipient):
+            self._fan_out.send(recipient, replies.Tagged(recipient.nick, member.nick, tags, msgid))
 
     def _log_in(self, session: ISession, wanted: str, password: str | None = None, as_guest: bool = False) -> None:
         nick = self._available_nickname(session, wanted)
@@ -521,14 +552,17 @@ class ChatServer:
             return None
         return nick
 
-    def _private(self, member: Member, to_nick: str, text: str, notice: bool = False) -> None:
+    def _private(self, member: Member, to_nick: str, text: str, notice: bool = False, tags: str = "",
+                 msgid: str = "") -> None:
         fan_out = self._fan_out
         member.active_at = self.clock.seconds()
+        msgid = msgid or self._msgids.next()
         remote = self._roster.remote_holder(to_nick)
         if remote is not None:  # their node delivers it
             self.messages += 1
-            fan_out.send_on(Whispered(member.nick, remote, text, notice, at=self.clock.seconds()))
-            self.tell(member.session, replies.PrivateSent(remote, text, notice))
+            fan_out.send_on(Whispered(member.nick, remote, text, notice, at=self.clock.seconds(), msgid=msgid,
+                                      tags=tags))
+            self.tell(member.session, replies.PrivateSent(remote, text, notice, msgid=msgid, tags=tags))
             return
         recipient = self._roster.local_member(to_nick)
         if recipient is None:
@@ -539,8 +573,8 @@ class ChatServer:
             return
         self.messages += 1
         if fan_out.caught_up_with(recipient):
-            fan_out.send(recipient, replies.PrivateReceived(member.nick, text, notice))
-        self.tell(member.session, replies.PrivateSent(recipient.nick, text, notice))
+            fan_out.send(recipient, replies.PrivateReceived(member.nick, text, notice, msgid=msgid, tags=tags))
+        self.tell(member.session, replies.PrivateSent(recipient.nick, text, notice, msgid=msgid, tags=tags))
         if recipient.away and not notice:
             self.tell(member.session, replies.IsAway(recipient.nick, recipient.away))
 

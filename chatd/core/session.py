@@ -35,6 +35,10 @@ class ISession(Interface):
         "is everyone, hundreds at a party, and an IRC client would keep its member list from a JOIN and a QUIT "
         "each).  Every other channel it hears in full."
     )
+    hears_tags = Attribute(
+        "True if this session's door shows IRCv3 client tags (an IRC client that negotiated message-tags): "
+        "TAGMSG's tags (replies.Tagged) are sent to it, and to no other."
+    )
 
     def deliver(share: Share) -> None:
         """Send this share of a turn's events.  Must not block."""

@@ -36,6 +36,7 @@ from chatd.core.events import Acted, BusEvent, Event, Said, TopicChanged, from_j
 from chatd.core.modes import ChannelState
 from chatd.core.nicknames import ChannelNameError, check_channel_name
 from chatd.core.text import clean
+from chatd.core.tags import checked_msgid, checked_tags
 
 # The events a store keeps: a channel's public history.
 KEPT = (Said, Acted, TopicChanged)
@@ -157,7 +158,8 @@ def checked_event(text: str, default_channel: str) -> KeptEvent | None:
         return None
     if isinstance(event, TopicChanged):
         return TopicChanged(channel, clean(event.nick), clean(event.topic), at=event.at)
-    return type(event)(channel, clean(event.nick), clean(event.text), at=event.at)
+    return type(event)(channel, clean(event.nick), clean(event.text), at=event.at, msgid=checked_msgid(event.msgid),
+                       tags=checked_tags(event.tags))
 
 
 def mentioning(events: Sequence[Event], nick: str) -> list[Event]:

@@ -4,9 +4,10 @@ Events -> IRC lines, as bytes.  Pure.
 An IRC session's dialect: UTF-8, CR LF, the same from every channel (IRC
 has no current channel), and the IRCv3 capabilities that change how events
 read (`server-time`: each line tagged with when it happened; `away-notify`:
-others' AWAY).  Sessions
-that negotiated the same of those share one dialect, so fan-out encodes a
-turn's events once for each such group (see chatd.core.batch).
+others' AWAY; `message-tags`: each message with its msgid and its sender's
+client tags).  Sessions that negotiated the same of those share one
+dialect, so fan-out encodes a turn's events once for each such group (see
+chatd.core.batch).
 """
 
 from __future__ import annotations
@@ -17,32 +18,45 @@ from itertools import accumulate
 from attrs import frozen
 
 from chatd.core.batch import PlainFrames
-from chatd.core.events import Event
+from chatd.core.events import Acted, Event, Noticed, Said
 from chatd.irc import render
+
+# What a message is: what message-tags gives its msgid and client tags.
+_MESSAGES = (Said, Acted, Noticed)
+
 
 @frozen(eq=False)  # compared and hashed by identity: see of()
 class IrcDialect(PlainFrames):
     server_time: bool = False
     away_notify: bool = False
+    message_tags: bool = False
 
     uses_current = False
 
     @staticmethod
     def of(capabilities: frozenset[str] | set[str]) -> IrcDialect:
         """The one dialect of sessions with these capabilities (of those that change how events read), shared."""
-        return DIALECTS["server-time" in capabilities, "away-notify" in capabilities]
+        return DIALECTS["server-time" in capabilities, "away-notify" in capabilities, "message-tags" in capabilities]
 
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
         away_notify = self.away_notify
-        if self.server_time:
-            parts = [encode(render.tagged(render.event(event, away_notify), {"time": render.time_tag(event.at)}))
-                     for event in events]
-        else:
+        if not self.server_time and not self.message_tags:  # the usual case
             parts = [encode(render.event(event, away_notify)) for event in events]
+        else:
+            parts = [encode(self._tagged(event)) for event in events]
         return b"".join(parts), [0, *accumulate(map(len, parts))]
 
+    def _tagged(self, event: Event) -> list[str]:
+        lines = render.event(event, self.away_notify)
+        if self.message_tags and isinstance(event, _MESSAGES):
+            lines = render.with_client_tags(lines, event.msgid, event.tags)
+        if self.server_time:
+            lines = render.tagged(lines, {"time": render.time_tag(event.at)})
+        return lines
+
     def __repr__(self) -> str:
-        return "IRC" + "+server-time" * self.server_time + "+away-notify" * self.away_notify
+        return ("IRC" + "+server-time" * self.server_time + "+away-notify" * self.away_notify
+                + "+message-tags" * self.message_tags)
 
 
 def encode(lines: Sequence[str]) -> bytes:
@@ -50,5 +64,6 @@ def encode(lines: Sequence[str]) -> bytes:
     return "".join(text + "\r\n" for text in lines).encode("utf-8", "replace")
 
 
-DIALECTS = {(time, away): IrcDialect(time, away) for time in (False, True) for away in (False, True)}
-IRC = DIALECTS[False, False]
+DIALECTS = {(time, away, tags): IrcDialect(time, away, tags)
+            for time in (False, True) for away in (False, True) for tags in (False, True)}
+IRC = DIALECTS[False, False, False]

@@ -91,8 +91,10 @@ MAX_SASL_BYTES = 1200
 # without an answer, and it is gone ("Ping timeout").
 PING_INTERVAL_SECONDS = 90.0
 # The IRCv3 capabilities offered (and `sasl` where accounts are kept).
-CAPABILITIES = ("away-notify", "batch", "echo-message", "labeled-response", "multi-prefix", "server-time",
-                "userhost-in-names")
+CAPABILITIES = ("away-notify", "batch", "echo-message", "labeled-response", "message-tags", "multi-prefix",
+                "server-time", "userhost-in-names")
+# A line's message tags, "@" and the space after them included, may be this long besides its 512 bytes (IRCv3).
+MAX_TAG_SECTION_BYTES = 4096
 
 
 @implementer(ISession)
@@ -128,11 +130,17 @@ class IrcSession(Protocol):
         self._batches = 0
         self._refused = False  # whether the command being answered (_answering) was refused
         self._names_ends = True  # False while NAMES of several channels is answered (one 366 ends them)
+        self._client_tags = ""  # the client tags of the line being carried out (message-tags), as a wire string
         self.username = ""  # USER's
         self.realname = ""
         self.registered = False
         self._known_nick = "*"
         self._first_data = True  # until the first read, which may be a TLS ClientHello
+
+    @property
+    def hears_tags(self) -> bool:
+        """Whether TAGMSG's tags reach this client (ISession): it negotiated message-tags."""
+        return "message-tags" in self.capabilities
 
     @property
     def nick(self) -> str:
@@ -182,11 +190,11 @@ class IrcSession(Protocol):
                 self._skipping = False
                 continue
             raw = raw.rstrip(b"\r")
-            if len(raw) > MAX_LINE_BYTES:
+            if len(raw) > MAX_LINE_BYTES and not _fits_with_tags(raw):
                 self._too_long()
                 continue
             gate.line(_decode(raw))
-        if len(self._buffer) > MAX_LINE_BYTES:
+        if len(self._buffer) > MAX_LINE_BYTES + MAX_TAG_SECTION_BYTES:
             self._buffer = b""
             if not self._skipping:
                 self._skipping = True
@@ -203,6 +211,8 @@ class IrcSession(Protocol):
         if text[:1] == "@":  # IRCv3 message tags: read off (most lines have none)
             tags, text = split_tags(text)
             label = tags.get("label") if "labeled-response" in self.capabilities else None
+            if "message-tags" in self.capabilities:
+                self._client_tags = render.client_tags(tags)
         if label is not None:  # what answers this line is gathered, and labelled (IRCv3 labeled-response)
             self._labelled = []
         try:
@@ -211,6 +221,7 @@ class IrcSession(Protocol):
                     break
                 self._carry_out(command)
         finally:
+            self._client_tags = ""
             if label is not None:
                 self._server.tell(self)  # what the line made happen to this session (its own NICK ...) is in the answer
                 answer, self._labelled = self._labelled or [], None
@@ -373,12 +384,18 @@ class IrcSession(Protocol):
             case Quietly(commands.Msg(to)) if server.online(to) is None:
                 pass  # nobody to hear it, and nothing to say back
             case Quietly(quiet):
+                quiet = self._tagged(quiet)
                 self._handle_as("NOTICE", quiet)
                 if isinstance(quiet, commands.Notice):
-                    self._echo(Noticed, quiet.channel, quiet.text)
-            case TagMsg(target):
-                if "echo-message" in self.capabilities:
-                    self._tell(render.line(render.mask(nick), "TAGMSG", target))
+                    self._echo(Noticed, quiet)
+            case TagMsg(target) if self._client_tags and "message-tags" in self.capabilities:
+                tag = commands.Tag(target, self._client_tags, server.new_msgid())
+                self._handle_as("TAGMSG", tag)
+                if "echo-message" in self.capabilities and not self._refused:
+                    self._tell(*render.with_client_tags([render.line(render.mask(nick), "TAGMSG", target)],
+                                                        tag.msgid, tag.tags))
+            case TagMsg():
+                pass  # no client tags: nothing to relay
             case PartAll():
                 for channel in server.channels_of(self):
                     server.handle(self, commands.Part(channel))
@@ -448,9 +465,12 @@ class IrcSession(Protocol):
             case Help(subject):
                 self._tell(*render.help_reply(name, nick, subject))
             case commands.Say() | commands.Act():
-                self._handle_as("PRIVMSG", command)
+                said = self._tagged(command)
+                self._handle_as("PRIVMSG", said)
                 if "echo-message" in self.capabilities:
-                    self._echo(Said if type(command) is commands.Say else Acted, command.channel, command.text)
+                    self._echo(Said if type(said) is commands.Say else Acted, said)
+            case commands.Msg():
+                self._handle_as("PRIVMSG", self._tagged(command))
             case commands.Names(str()):
                 self._handle_as("NAMES", command)
             case commands.Mode():
@@ -466,13 +486,30 @@ class IrcSession(Protocol):
         finally:
             self._answering = None
 
-    def _echo(self, kind: type[Said] | type[Acted] | type[Noticed], channel: str | None, text: str) -> None:
+    def _tagged(self, command: Any) -> Any:
+        """
+        A message's command with the line's client tags, and (with
+        echo-message and message-tags) a msgid the echo shares with what
+        the others get.
+        """
+        if "message-tags" not in self.capabilities:
+            return command
+        if isinstance(command, Quietly):
+            return Quietly(self._tagged(command.command))
+        msgid = self._server.new_msgid() if "echo-message" in self.capabilities else ""
+        return evolve(command, tags=self._client_tags, msgid=msgid) if self._client_tags or msgid else command
+
+    def _echo(self, kind: type[Said] | type[Acted] | type[Noticed],
+              command: commands.Say | commands.Act | commands.Notice) -> None:
         """IRCv3 echo-message: a line said in a channel, back to its sayer too, unless it was refused."""
-        if "echo-message" not in self.capabilities or self._refused or channel is None:
+        if "echo-message" not in self.capabilities or self._refused or command.channel is None:
             return
-        found = self._server.channel(channel)
+        found = self._server.channel(command.channel)
         if found is not None:
-            self._tell(*render.event(kind(found.name, self.nick, text, at=self._server.clock.seconds())))
+            lines = render.event(kind(found.name, self.nick, command.text, at=self._server.clock.seconds()))
+            if "message-tags" in self.capabilities:
+                lines = render.with_client_tags(lines, command.msgid, command.tags)
+            self._tell(*lines)
 
     def _online(self, nicks: Sequence[str]) -> list[str]:
         """Those of `nicks` online, as their users have them (ISON, USERHOST)."""
@@ -558,6 +595,7 @@ class IrcSession(Protocol):
         name, nick, lines = self._server_name, self.nick, []
         capabilities = self.capabilities
         multi_prefix, server_time = "multi-prefix" in capabilities, "server-time" in capabilities
+        message_tags = "message-tags" in capabilities
         for answer in answers:
             if isinstance(answer, str):  # a line of this door's own
                 lines.append(answer)
@@ -597,8 +635,15 @@ class IrcSession(Protocol):
                 lines += render.whois(name, nick, self._without_lobby(answer))
             elif isinstance(answer, replies.PrivateSent):
                 if "echo-message" in capabilities:  # as the recipient reads it
-                    lines += render.text_lines(render.mask(nick), "NOTICE" if answer.notice else "PRIVMSG",
-                                               answer.to, answer.text)
+                    echo = render.text_lines(render.mask(nick), "NOTICE" if answer.notice else "PRIVMSG",
+                                             answer.to, answer.text)
+                    lines += render.with_client_tags(echo, answer.msgid, answer.tags) if message_tags else echo
+            elif isinstance(answer, replies.PrivateReceived) and message_tags:
+                lines += render.with_client_tags(render.reply(name, nick, answer), answer.msgid, answer.tags)
+            elif isinstance(answer, replies.Tagged):
+                if message_tags:
+                    lines += render.with_client_tags([render.line(render.mask(answer.nick), "TAGMSG", answer.target)],
+                                                     answer.msgid, answer.tags)
             else:
                 lines += render.reply(name, nick, answer)
         if server_time and lines:  # now, for what is not tagged with a time of its own (history)
@@ -629,6 +674,14 @@ class IrcSession(Protocol):
         """ERROR, then close once everything before it has been sent."""
         assert self._life is not None
         self._life.disconnect(reason)
+
+
+def _fits_with_tags(raw: bytes) -> bool:
+    """Whether a line over 512 bytes is within them besides its message tags (at most 4096 bytes of them)."""
+    if not raw.startswith(b"@"):
+        return False
+    space = raw.find(b" ")
+    return 0 < space < MAX_TAG_SECTION_BYTES and len(raw) - space - 1 <= MAX_LINE_BYTES
 
 
 def _meets(channel: replies.ChannelInfo, conditions: Sequence[str]) -> bool:

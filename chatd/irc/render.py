@@ -35,6 +35,7 @@ from chatd.core.events import (
     TopicChanged,
 )
 from chatd.core.modes import KNOWN, SHOWN_HOST, spelt
+from chatd.core.tags import checked_tags
 from chatd.core.watchers import MAX_WATCHED
 from chatd.irc.help import help_lines
 
@@ -81,7 +82,33 @@ _TAG_ESCAPES = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r",
 
 def tagged(lines: Iterable[str], tags: Mapping[str, str]) -> list[str]:
     """Lines with these IRCv3 message tags (values escaped as the spec says), after any they have."""
-    added = ";".join(f"{name}={value.translate(_TAG_ESCAPES)}" if value else name for name, value in tags.items())
+    return _with_tags(lines, ";".join(f"{name}={value.translate(_TAG_ESCAPES)}" if value else name
+                                      for name, value in tags.items()))
+
+
+def client_tags(tags: Mapping[str, str]) -> str:
+    """
+    The client-only tags ("+name") of a line's tags, as one wire string
+    (values escaped as the specification says), each checked as the core
+    checks them (chatd.core.tags): one that is not is left out.
+    """
+    return ";".join(wire for name, value in tags.items() if name.startswith("+")
+                    and checked_tags(wire := f"{name}={value.translate(_TAG_ESCAPES)}" if value else name))
+
+
+def with_client_tags(lines: Iterable[str], msgid: str, client_tags: str) -> list[str]:
+    """
+    A message's lines with IRCv3 message-tags: its msgid and its sender's
+    client tags (a wire string, escaped and checked: chatd.core.tags), after
+    any tags the lines have.
+    """
+    return _with_tags(lines, ";".join(part for part in (f"msgid={msgid}" if msgid else "", client_tags) if part))
+
+
+def _with_tags(lines: Iterable[str], added: str) -> list[str]:
+    """Lines with the tags `added` (a wire string) after any they have."""
+    if not added:
+        return list(lines)
     return [f"@{line[1:].split(' ', 1)[0]};{added} {line.split(' ', 1)[1]}" if line.startswith("@")
             else f"@{added} {line}" for line in lines]
 
@@ -350,6 +377,8 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
             return []  # IRC clients show what they sent themselves
         case replies.PrivateReceived(sender, text, notice):
             return text_lines(mask(sender), "NOTICE" if notice else "PRIVMSG", nick, text)
+        case replies.Tagged():
+            return []  # only with message-tags (chatd.irc.protocol)
         case replies.Bye():
             return []  # the ERROR that closes the connection follows
         case replies.OperatorNow():

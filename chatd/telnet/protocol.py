@@ -87,6 +87,7 @@ class TelnetSession(TelnetServer):
     transport: Any
     lists_members = False  # /list NAME shows a channel's members
     quiet_lobby = False
+    hears_tags = False
     username = realname = ""  # no user name but the nickname, no real name
 
     def __init__(self, factory: TelnetDoor, peer: IAddress) -> None:

@@ -175,6 +175,7 @@ class WebSession:
     dialect = JSON
     lists_members = False  # the page asks for a channel's members
     quiet_lobby = False
+    hears_tags = False
     username = realname = ""  # no user name but the nickname, no real name
 
     def __init__(self, factory: WebDoor, request: Request) -> None:

@@ -15,7 +15,7 @@ from json.encoder import encode_basestring as _quote  # a JSON string, non-ASCII
 from typing import Any
 
 from chatd.core import replies
-from chatd.core.events import FIELDS, KIND_NAMES, Event
+from chatd.core.events import KIND_NAMES, SHOWN_FIELDS, Event
 from chatd.core.text import plain
 
 
@@ -42,7 +42,7 @@ def event(happened: Event) -> str:
     """
     kind = type(happened)
     values = [_quote(plain(value)) if type(value) is str else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-              for value in map(happened.__getattribute__, FIELDS[kind])]
+              for value in map(happened.__getattribute__, SHOWN_FIELDS[kind])]
     return f'["{KIND_NAMES[kind]}",{int(happened.at)},{",".join(values)}]'
 
 

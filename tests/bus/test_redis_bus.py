@@ -39,6 +39,7 @@ class Session:
     dialect = "fake"
     lists_members = True
     quiet_lobby = False
+    hears_tags = False
 
     def __init__(self, name, address="127.0.0.1"):
         self.name, self.address = name, address

@@ -22,6 +22,7 @@ class Member:
     username = realname = ""
     lists_members = False
     quiet_lobby = False
+    hears_tags = False
 
     def __init__(self, name, events, address):
         self.name, self.events, self.address = name, events, address

@@ -31,6 +31,7 @@ class Session:
     dialect = "fake"
     lists_members = True
     quiet_lobby = False
+    hears_tags = False
     address = "127.0.0.1"
 
     def __init__(self, name, server):

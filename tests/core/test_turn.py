@@ -25,6 +25,7 @@ class MinimalDoor:
     dialect = "minimal"
     lists_members = True
     quiet_lobby = False
+    hears_tags = False
 
     def __init__(self, server, name, log):
         self.server, self.name, self.log = server, name, log

@@ -69,7 +69,7 @@ def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lob
     """
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
-    assert alice.take() == [":lab CAP * LS :away-notify batch echo-message labeled-response multi-prefix server-time userhost-in-names"]
+    assert alice.take() == [":lab CAP * LS :away-notify batch echo-message labeled-response message-tags multi-prefix server-time userhost-in-names"]
     alice.send("CAP REQ :multi-prefix frobnicate", "CAP REQ :multi-prefix server-time", "CAP REQ -server-time",
                "CAP LIST")
     assert alice.take() == [":lab CAP * NAK :multi-prefix frobnicate", "@time=1970-01-01T00:00:00.000Z :lab CAP * ACK :multi-prefix server-time",
@@ -715,3 +715,39 @@ def test_list_conditions_of_elist(factory):
     assert listed("!#c*n2") == ["#lobby", "#chan1"]
     assert listed(">1") == ["#lobby", "#chan2"]
     assert listed("<2,#ch*") == ["#chan1"]
+
+
+def test_message_tags_relay_client_tags_with_a_msgid_the_echo_shares(factory):
+    """
+    With message-tags, a message reaches those who asked for it with its
+    msgid and its sender's client tags ("+name"; other tags are not
+    relayed), the sender's echo with the same msgid; a client without it
+    gets the bare line; TAGMSG reaches only message-tags clients, channel
+    or private; over 4096 bytes of tags is 417.
+    """
+    alice, bob, carol = Client(factory, 1), Client(factory, 2), Client(factory, 3)
+    alice.send("CAP LS 302", "CAP REQ :message-tags echo-message", "NICK alice", "USER alice 0 * :A", "CAP END")
+    bob.send("CAP LS 302", "CAP REQ message-tags", "NICK bob", "USER bob 0 * :B", "CAP END")
+    carol.register("carol")
+    for client in (alice, bob, carol):
+        client.send("JOIN #test")
+    for client in (alice, bob, carol):
+        client.take()
+    alice.send("@+baz=bat\\:x;fizz=buzz PRIVMSG #test hi")
+    (echo,) = alice.take()
+    (relayed,) = bob.take()
+    assert relayed.startswith("@msgid=") and relayed.endswith(";+baz=bat\\:x :alice!alice@chatd PRIVMSG #test :hi")
+    assert echo == relayed
+    assert carol.take() == [":alice!alice@chatd PRIVMSG #test :hi"]
+    alice.send("@+typing=active TAGMSG #test", "@+typing=paused TAGMSG bob", "@+typing=done TAGMSG carol")
+    echoes = alice.take()
+    assert [line.split(" ", 1)[1] for line in echoes] == [":alice!alice@chatd TAGMSG #test",
+                                                          ":alice!alice@chatd TAGMSG bob", ":alice!alice@chatd TAGMSG carol"]
+    assert [line.split(";", 1)[1] for line in bob.take()] == ["+typing=active :alice!alice@chatd TAGMSG #test",
+                                                              "+typing=paused :alice!alice@chatd TAGMSG bob"]
+    assert carol.take() == []
+    bob.send("@+draft/reply=x PRIVMSG alice :psst")
+    (private,) = alice.take()
+    assert private.startswith("@msgid=") and private.endswith(";+draft/reply=x :bob!bob@chatd PRIVMSG alice :psst")
+    alice.send("@+long=" + "a" * 4090 + " TAGMSG #test")
+    assert alice.take() == [":lab 417 alice :Input line was too long"]

@@ -34,6 +34,7 @@ class FakeMember:
         self.dialect = TelnetDialect(charset)
         self.lists_members = False
         self.quiet_lobby = False
+        self.hears_tags = False
         self.awaits_password = False  # no registered nicknames here: a TelnetSession's, for carry_out
         self.deliveries = 0
 

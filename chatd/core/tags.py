@@ -1,0 +1,50 @@
+"""
+Client tags (IRCv3 message-tags) and message ids, as the core carries
+them.  Pure.
+
+A door that reads client tags (IRC's `@+typing=active;+draft/reply=x
+PRIVMSG ...`) hands them to the core as one wire string, their values
+already escaped as the specification says; the core keeps it with the
+message and gives it back, unread, to the doors that show tags.  What
+comes from elsewhere (the bus: Redis is shared) is checked with
+`checked_tags` first, so no tag can carry a space, a line end or a
+control byte onto another user's line.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from itertools import count
+
+# The most bytes of client tags on one message, as the specification
+# bounds them (4094, less the "@" and the space around them).
+MAX_TAG_BYTES = 4094
+# One client tag: "+", a name (an optional vendor "example.com/" before it),
+# and an escaped value without spaces, semicolons, line ends or NUL.
+_TAG = r"\+[A-Za-z0-9.\-/]+(?:=[^\x00-\x20;\x7f]*)?"
+_TAGS = re.compile(f"{_TAG}(?:;{_TAG})*")
+_MSGID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+
+
+def checked_tags(wire: str) -> str:
+    """`wire` if it is client tags as a door would give them, else "" (what is not is dropped whole)."""
+    if not wire or (len(wire.encode()) <= MAX_TAG_BYTES and _TAGS.fullmatch(wire)):
+        return wire
+    return ""
+
+
+def checked_msgid(msgid: str) -> str:
+    """`msgid` if it is one as chatd makes them (letters, digits, "-" and "_"), else ""."""
+    return msgid if not msgid or _MSGID.fullmatch(msgid) else ""
+
+
+class MessageIds:
+    """Message ids unique to this process (and so across a cluster's nodes): a random prefix and a count."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._count = count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}-{next(self._count):x}"
