@@ -132,6 +132,13 @@ class Away:
 
 
 @frozen
+class SetRealName:
+    """Change one's real name (IRCv3 SETNAME), as WHOIS shows it."""
+
+    realname: str
+
+
+@frozen
 class Whois:
     """What there is to know of the user online as `nick`."""
 
@@ -259,5 +266,5 @@ class Read:
     channel: str
 
 
-Command = (LogIn | Say | Act | Notice | Msg | Tag | Join | Part | Topic | Mode | KickFrom | Invite | Away | Whois | Watch | Unwatch | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
+Command = (LogIn | Say | Act | Notice | Msg | Tag | Join | Part | Topic | Mode | KickFrom | Invite | Away | SetRealName | Whois | Watch | Unwatch | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
            | Identify | Register | ChangePassword | Unregister | History | Mentions | Read)

@@ -146,6 +146,14 @@ class AwayChanged(_Happened):
 
 
 @frozen
+class RealNameChanged(_Happened):
+    """`nick` changed their real name (IRCv3 SETNAME); told to whoever shares a channel with them, and them."""
+
+    nick: str
+    realname: str
+
+
+@frozen
 class Left(_Happened):
     """`nick` left the chat (quit, lost, kicked, banned ...), and so every channel."""
 
@@ -153,7 +161,8 @@ class Left(_Happened):
     reason: str
 
 
-Event = Said | Acted | Noticed | Joined | Parted | TopicChanged | ModeChanged | Kicked | Crowd | Renamed | AwayChanged | Left
+Event = (Said | Acted | Noticed | Joined | Parted | TopicChanged | ModeChanged | Kicked | Crowd | Renamed | AwayChanged
+         | RealNameChanged | Left)
 
 
 # -- what only the cluster's bus carries: requests to the node that has a
@@ -220,7 +229,8 @@ MESSAGES = (Said, Acted)
 
 _KINDS: dict[str, type[Any]] = {
     "said": Said, "acted": Acted, "noticed": Noticed, "joined": Joined, "parted": Parted, "topic": TopicChanged,
-    "mode": ModeChanged, "kicked": Kicked, "crowd": Crowd, "renamed": Renamed, "away": AwayChanged, "left": Left,
+    "mode": ModeChanged, "kicked": Kicked, "crowd": Crowd, "renamed": Renamed, "away": AwayChanged,
+    "realname": RealNameChanged, "left": Left,
     "whispered": Whispered, "invite-sent": InviteSent, "banned": Banned, "unbanned": Unbanned, "kick-ordered": KickOrdered,
 }
 # Each kind's name, as the transcript (and every front door that names events) calls it.

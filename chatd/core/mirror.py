@@ -24,6 +24,7 @@ from chatd.core.crowd import Crowd
 from chatd.core.events import (
     Acted,
     AwayChanged,
+    RealNameChanged,
     Banned,
     BusEvent,
     InviteSent,
@@ -193,7 +194,7 @@ class Mirror:
                 target, where = self._roster.local_member(to), self._roster.channel(name)
                 if target is not None and where is not None:
                     self._operators.invited(target, where, nick)
-            case AwayChanged(nick):
+            case AwayChanged(nick) | RealNameChanged(nick):
                 remote = self._roster.remote.get((event.origin, name_key(nick)))
                 if remote is not None:
                     self._fan_out.broadcast(event, comings_of(remote.channels.values()))

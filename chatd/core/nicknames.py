@@ -13,6 +13,8 @@ from importlib import resources
 from typing import Generic, TypeVar
 
 MAX_NICK_CHARS = 24
+# The longest real name (IRC's USER and SETNAME), as servers commonly allow.
+MAX_REALNAME_CHARS = 100
 # "nickserv": IRC clients send it passwords (chatd answers it itself); nobody may pose as it.
 RESERVED_NICKS = frozenset({"server", "chatd", "nickserv"})
 NICK_PUNCTUATION = "_-[]{}|^"

@@ -47,18 +47,30 @@ from chatd.core.store import MAX_HISTORY, IStore, KeptAccount, NoStore
 from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels, members_for
 from chatd.core.channel import Channel, Member, Remote, comings_of
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
-from chatd.core.events import Acted, AwayChanged, BusEvent, Event, Left, Noticed, Renamed, Said, Whispered
+from chatd.core.events import (
+    Acted,
+    AwayChanged,
+    BusEvent,
+    Event,
+    Left,
+    Noticed,
+    RealNameChanged,
+    Renamed,
+    Said,
+    Whispered,
+)
 from chatd.core.fanout import FanOut
 from chatd.core.mirror import Mirror
 from chatd.core.moderation import Moderation
 from chatd.core.moderator import Moderator
 from chatd.core.modes import channel_state, matches
 from chatd.core.operators import Operators
-from chatd.core.nicknames import check_channel_name, name_key
+from chatd.core.nicknames import MAX_REALNAME_CHARS, check_channel_name, name_key
 from chatd.core.remote import NodeState
 from chatd.core.roster import ChannelView, Roster
 from chatd.core.session import ISession
 from chatd.core.tags import MessageIds
+from chatd.core.text import clean
 from chatd.core.turn import Turn
 from chatd.core.watchers import Watchers
 
@@ -223,7 +235,7 @@ class ChatServer:
             return replies.UserInfo(holder.nick, holder.nick, "", channels, node=holder.node)
         found = roster.members[holder]
         return replies.UserInfo(
-            found.nick, holder.username or found.nick, holder.realname, channels, found.away, found.signon,
+            found.nick, holder.username or found.nick, found.realname, channels, found.away, found.signon,
             self.clock.seconds() - found.active_at, self._accounts.account_of(holder),
             self.moderation is not None and self.moderation.is_operator(holder))
 
@@ -235,7 +247,7 @@ class ChatServer:
     def _remember(self, member: Member) -> None:
         """`member` is leaving, or leaving their nickname: for WHOWAS."""
         session = member.session
-        self._was.append(replies.UserInfo(member.nick, session.username or member.nick, session.realname, (),
+        self._was.append(replies.UserInfo(member.nick, session.username or member.nick, member.realname, (),
                                           signon=self.clock.seconds()))
 
     def channel(self, name: str) -> ChannelView | None:
@@ -404,6 +416,8 @@ class ChatServer:
                     self._operators.invite(member, found, nick)
             case commands.Away(text):
                 self._away(member, text)
+            case commands.SetRealName(realname):
+                self._set_realname(member, realname)
             case commands.Whois(nick):
                 self._whois(member, nick)
             case commands.Watch(nicks):
@@ -493,7 +507,7 @@ class ChatServer:
     def _enter(self, session: ISession, nick: str) -> None:
         """`session` logs in as `nick`, which it may have."""
         roster = self._roster
-        member = roster.members[session] = Member(session, nick)
+        member = roster.members[session] = Member(session, nick, realname=session.realname)
         member.signon = member.active_at = self.clock.seconds()
         roster.nicknames.claim(nick, session)
         lobby = roster.channels[name_key(self.default_channel)]
@@ -587,6 +601,20 @@ class ChatServer:
         self.tell(member.session, replies.AwayChanged(bool(text)))
         self._fan_out.broadcast(AwayChanged(member.nick, text, at=self.clock.seconds()),
                                 comings_of(member.channels.values()), member.session)
+
+    def _set_realname(self, member: Member, wanted: str) -> None:
+        """`member`'s real name is now `wanted`: they are told, and whoever shares a channel with them (IRC's SETNAME)."""
+        realname = clean(wanted, keep_formatting=True).strip()
+        if not realname or len(realname) > MAX_REALNAME_CHARS:
+            self.tell(member.session, replies.Error(
+                f"a real name is 1 to {MAX_REALNAME_CHARS} characters", "bad-realname", wanted))
+            return
+        member.realname = realname
+        changed = RealNameChanged(member.nick, realname, at=self.clock.seconds())
+        audience = comings_of(member.channels.values())
+        self._fan_out.broadcast(changed, audience)
+        if audience.isdisjoint(member.view[0]) and self._fan_out.caught_up_with(member):
+            self._fan_out.deliver(member, Share(Batch([changed]), [(0, 1)], None))
 
     def _watch(self, session: ISession, nicks: tuple[str, ...]) -> None:
         added, refused = self._watchers.add(session, nicks)

@@ -5,7 +5,7 @@ An IRC session's dialect: UTF-8, CR LF, the same from every channel (IRC
 has no current channel), and the IRCv3 capabilities that change how events
 read (`server-time`: each line tagged with when it happened; `away-notify`:
 others' AWAY; `message-tags`: each message with its msgid and its sender's
-client tags).  Sessions that negotiated the same of those share one
+client tags; `setname`: others' SETNAME).  Sessions that negotiated the same of those share one
 dialect, so fan-out encodes a turn's events once for each such group (see
 chatd.core.batch).
 """
@@ -13,7 +13,7 @@ chatd.core.batch).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, product
 
 from attrs import frozen
 
@@ -30,24 +30,25 @@ class IrcDialect(PlainFrames):
     server_time: bool = False
     away_notify: bool = False
     message_tags: bool = False
+    setname: bool = False
 
     uses_current = False
 
     @staticmethod
     def of(capabilities: frozenset[str] | set[str]) -> IrcDialect:
         """The one dialect of sessions with these capabilities (of those that change how events read), shared."""
-        return DIALECTS["server-time" in capabilities, "away-notify" in capabilities, "message-tags" in capabilities]
+        return DIALECTS[tuple(name in capabilities for name in READING)]
 
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
-        away_notify = self.away_notify
+        away_notify, setname = self.away_notify, self.setname
         if not self.server_time and not self.message_tags:  # the usual case
-            parts = [encode(render.event(event, away_notify)) for event in events]
+            parts = [encode(render.event(event, away_notify, setname)) for event in events]
         else:
             parts = [encode(self._tagged(event)) for event in events]
         return b"".join(parts), [0, *accumulate(map(len, parts))]
 
     def _tagged(self, event: Event) -> list[str]:
-        lines = render.event(event, self.away_notify)
+        lines = render.event(event, self.away_notify, self.setname)
         if self.message_tags and isinstance(event, _MESSAGES):
             lines = render.with_client_tags(lines, event.msgid, event.tags)
         if self.server_time:
@@ -55,8 +56,10 @@ class IrcDialect(PlainFrames):
         return lines
 
     def __repr__(self) -> str:
-        return ("IRC" + "+server-time" * self.server_time + "+away-notify" * self.away_notify
-                + "+message-tags" * self.message_tags)
+        return "IRC" + "".join(f"+{name}" for name, on in zip(READING, self._flags()) if on)
+
+    def _flags(self) -> tuple[bool, ...]:
+        return self.server_time, self.away_notify, self.message_tags, self.setname
 
 
 def encode(lines: Sequence[str]) -> bytes:
@@ -64,6 +67,7 @@ def encode(lines: Sequence[str]) -> bytes:
     return "".join(text + "\r\n" for text in lines).encode("utf-8", "replace")
 
 
-DIALECTS = {(time, away, tags): IrcDialect(time, away, tags)
-            for time in (False, True) for away in (False, True) for tags in (False, True)}
-IRC = DIALECTS[False, False, False]
+# The capabilities that change how events read, in the order of IrcDialect's fields.
+READING = ("server-time", "away-notify", "message-tags", "setname")
+DIALECTS = {flags: IrcDialect(*flags) for flags in product((False, True), repeat=len(READING))}
+IRC = DIALECTS[(False,) * len(READING)]

@@ -15,6 +15,7 @@ from twisted.words.protocols.irc import parsemsg
 
 from chatd.core import commands
 from chatd.core.commands import Command
+from chatd.core.nicknames import MAX_REALNAME_CHARS
 from chatd.core.text import clean
 
 
@@ -325,6 +326,8 @@ def parse_line(line: str) -> list[Parsed]:
             return [UserMode(params[0], " ".join(params[1:]))]
         case "AWAY":
             return [Away(clean(params[0]) if params else "")]
+        case "SETNAME":
+            return [commands.SetRealName(params[0])] if params else [NeedMoreParams(command)]
         case "HELP" | "HELPOP":
             return [Help(params[0] if params else "")]
     return [Unknown(command)]
@@ -334,7 +337,6 @@ def parse_line(line: str) -> list[Parsed]:
 MAX_TARGETS = 4
 # A user name as servers keep one: letters, digits and a little punctuation, at most USERLEN.
 USERLEN = 10
-MAX_REALNAME_CHARS = 100
 
 
 def _username(given: str) -> str:

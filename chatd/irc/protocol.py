@@ -92,7 +92,7 @@ MAX_SASL_BYTES = 1200
 PING_INTERVAL_SECONDS = 90.0
 # The IRCv3 capabilities offered (and `sasl` where accounts are kept).
 CAPABILITIES = ("away-notify", "batch", "echo-message", "labeled-response", "message-tags", "multi-prefix",
-                "server-time", "userhost-in-names")
+                "server-time", "setname", "userhost-in-names")
 # A line's message tags, "@" and the space after them included, may be this long besides its 512 bytes (IRCv3).
 MAX_TAG_SECTION_BYTES = 4096
 

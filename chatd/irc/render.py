@@ -22,6 +22,7 @@ from chatd.core.roster import ChannelView
 from chatd.core.events import (
     Acted,
     AwayChanged,
+    RealNameChanged,
     Crowd,
     Event,
     Joined,
@@ -179,8 +180,8 @@ def text_lines(prefix: str, command: str, target: str, text: str) -> list[str]:
     return lines
 
 
-def event(happened: Event, away_notify: bool = False) -> list[str]:
-    """What an IRC client is told of an event (others' AWAY only with IRCv3's away-notify)."""
+def event(happened: Event, away_notify: bool = False, setname: bool = False) -> list[str]:
+    """What an IRC client is told of an event (AWAY only with IRCv3's away-notify, SETNAME only with setname)."""
     match happened:
         case Said(channel, nick, text):
             return text_lines(mask(nick), "PRIVMSG", channel, text)
@@ -215,6 +216,8 @@ def event(happened: Event, away_notify: bool = False) -> list[str]:
             if not away_notify:
                 return []
             return [line(mask(nick), "AWAY", text=text)] if text else [line(mask(nick), "AWAY")]
+        case RealNameChanged(nick, realname):
+            return [line(mask(nick), "SETNAME", text=realname)] if setname else []
     raise TypeError(f"not an event: {happened!r}")
 
 
@@ -575,6 +578,8 @@ def refusal(server: str, nick: str, answer: replies.Error, verb: str | None) -> 
     """
     if verb == "NOTICE" or answer.code == "same-nickname":  # NICK to one's own nickname: nothing to say
         return []
+    if answer.code == "bad-realname":  # IRCv3 SETNAME's own refusal
+        return [line(server, "FAIL", "SETNAME", "INVALID_REALNAME", text=answer.reason)]
     if verb == "PRIVMSG" and answer.code == "not-in-channel":
         return [numeric(server, irc.ERR_CANNOTSENDTOCHAN, nick, answer.subject, "Cannot send to channel")]
     if verb == "NAMES" and answer.code == "no-such-channel":

@@ -74,6 +74,7 @@ from chatd.core import replies
 from chatd.core.events import (
     Acted,
     AwayChanged,
+    RealNameChanged,
     Crowd,
     Event,
     Joined,
@@ -123,6 +124,8 @@ def event(happened: Event, current: str | None = None, lobby: str = "#lobby") ->
             return f"*** {nick} has left ({reason})"
         case AwayChanged(nick, text):
             return f"*** {nick} is away: {text}" if text else f"*** {nick} is back"
+        case RealNameChanged(nick, realname):
+            return f"*** {nick}'s real name is now {realname}"
         case _:
             raise TypeError(f"not an event: {happened!r}")
     return line if channel == current else f"[{channel}] {line}"

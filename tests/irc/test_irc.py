@@ -69,7 +69,7 @@ def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lob
     """
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
-    assert alice.take() == [":lab CAP * LS :away-notify batch echo-message labeled-response message-tags multi-prefix server-time userhost-in-names"]
+    assert alice.take() == [":lab CAP * LS :away-notify batch echo-message labeled-response message-tags multi-prefix server-time setname userhost-in-names"]
     alice.send("CAP REQ :multi-prefix frobnicate", "CAP REQ :multi-prefix server-time", "CAP REQ -server-time",
                "CAP LIST")
     assert alice.take() == [":lab CAP * NAK :multi-prefix frobnicate", "@time=1970-01-01T00:00:00.000Z :lab CAP * ACK :multi-prefix server-time",
@@ -751,3 +751,28 @@ def test_message_tags_relay_client_tags_with_a_msgid_the_echo_shares(factory):
     assert private.startswith("@msgid=") and private.endswith(";+draft/reply=x :bob!bob@chatd PRIVMSG alice :psst")
     alice.send("@+long=" + "a" * 4090 + " TAGMSG #test")
     assert alice.take() == [":lab 417 alice :Input line was too long"]
+
+
+def test_setname_changes_the_real_name_and_tells_those_who_asked(factory):
+    """
+    SETNAME changes one's real name (WHOIS shows it), confirmed to the
+    client and sent to channel-mates who negotiated setname only; an empty
+    or over-long one is FAIL SETNAME INVALID_REALNAME.
+    """
+    alice, bob, carol = Client(factory, 1), Client(factory, 2), Client(factory, 3)
+    alice.send("CAP LS 302", "CAP REQ setname", "NICK alice", "USER alice 0 * :Alice", "CAP END")
+    bob.send("CAP LS 302", "CAP REQ setname", "NICK bob", "USER bob 0 * :Bob", "CAP END")
+    carol.register("carol")
+    for client in (alice, bob, carol):
+        client.send("JOIN #chan")
+    for client in (alice, bob, carol):
+        client.take()
+    alice.send("SETNAME :Alice Liddell")
+    assert alice.take() == [":alice!alice@chatd SETNAME :Alice Liddell"]
+    assert bob.take() == [":alice!alice@chatd SETNAME :Alice Liddell"]
+    assert carol.take() == []
+    carol.send("WHOIS alice")
+    assert carol.take()[0] == ":lab 311 carol alice alice chatd * :Alice Liddell"
+    alice.send("SETNAME :" + "x" * 101, "SETNAME")
+    assert alice.take() == [":lab FAIL SETNAME INVALID_REALNAME :a real name is 1 to 100 characters",
+                            ":lab 461 alice SETNAME :Not enough parameters"]

@@ -342,6 +342,7 @@ const EVENT_FIELDS = {
   crowd: ["channel", "joined", "left", "count", "joiners", "leavers"],
   renamed: ["old", "new"],
   away: ["nick", "text"],
+  realname: ["nick", "realname"],
   left: ["nick", "reason"],
 };
 
