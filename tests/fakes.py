@@ -56,6 +56,7 @@ class Session:
     lists_members = True
     quiet_lobby = False
     hears_tags = False
+    hears_watched = False
 
     def __init__(self, name, log, address="127.0.0.1"):
         self.name, self.log, self.address = name, log, address

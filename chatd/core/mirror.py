@@ -197,7 +197,9 @@ class Mirror:
             case AwayChanged(nick) | RealNameChanged(nick):
                 remote = self._roster.remote.get((event.origin, name_key(nick)))
                 if remote is not None:
-                    self._fan_out.broadcast(event, comings_of(remote.channels.values()))
+                    audience = comings_of(remote.channels.values())
+                    self._fan_out.broadcast(event, audience)
+                    self._watchers.changed(remote.nick, event, audience)
             case Noticed(name):
                 channel = self._roster.known_channel(name)
                 self._fan_out.broadcast(event, channel.key)

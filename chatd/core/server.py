@@ -128,7 +128,7 @@ class ChatServer:
                                          lambda session: self.depart(session, "Connection lost"),
                                          lambda: self.store)
         crowd = self._crowd = Crowd(self.clock, roster, fan_out, self.quiet_joins, self.default_channel)
-        watchers = self._watchers = Watchers(self.tell)
+        watchers = self._watchers = Watchers(self.tell, self._share_with_watcher)
         operators = self._operators = Operators(self.clock, roster, fan_out, self.moderation, crowd, self.tell,
                                                 self._keep_modes)
         self._mirror = Mirror(self.clock, roster, fan_out, crowd, self.moderation, operators, watchers,
@@ -599,8 +599,9 @@ class ChatServer:
             return
         member.away = text
         self.tell(member.session, replies.AwayChanged(bool(text)))
-        self._fan_out.broadcast(AwayChanged(member.nick, text, at=self.clock.seconds()),
-                                comings_of(member.channels.values()), member.session)
+        changed, audience = AwayChanged(member.nick, text, at=self.clock.seconds()), comings_of(member.channels.values())
+        self._fan_out.broadcast(changed, audience, member.session)
+        self._watchers.changed(member.nick, changed, audience)
 
     def _set_realname(self, member: Member, wanted: str) -> None:
         """`member`'s real name is now `wanted`: they are told, and whoever shares a channel with them (IRC's SETNAME)."""
@@ -615,6 +616,13 @@ class ChatServer:
         self._fan_out.broadcast(changed, audience)
         if audience.isdisjoint(member.view[0]) and self._fan_out.caught_up_with(member):
             self._fan_out.deliver(member, Share(Batch([changed]), [(0, 1)], None))
+        self._watchers.changed(member.nick, changed, audience)
+
+    def _share_with_watcher(self, session: ISession, event: Event, audience: frozenset[str]) -> None:
+        """`event` of a user `session` watches, to `session` if no channel they share brings it (extended-monitor)."""
+        watcher = self._roster.members.get(session)
+        if watcher is not None and audience.isdisjoint(watcher.view[0]) and self._fan_out.caught_up_with(watcher):
+            self._fan_out.deliver(watcher, Share(Batch([event]), [(0, 1)], None))
 
     def _watch(self, session: ISession, nicks: tuple[str, ...]) -> None:
         added, refused = self._watchers.add(session, nicks)

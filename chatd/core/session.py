@@ -39,6 +39,10 @@ class ISession(Interface):
         "True if this session's door shows IRCv3 client tags (an IRC client that negotiated message-tags): "
         "TAGMSG's tags (replies.Tagged) are sent to it, and to no other."
     )
+    hears_watched = Attribute(
+        "True if this session hears of the users it watches (MONITOR) what it would of its channel-mates: their "
+        "away and real name changes (IRCv3 extended-monitor), when it shares no channel with them."
+    )
 
     def deliver(share: Share) -> None:
         """Send this share of a turn's events.  Must not block."""

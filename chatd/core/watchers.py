@@ -5,7 +5,10 @@ told when such a nickname comes online or goes.  Pure.
 
 The server calls `online` and `offline` wherever a nickname is taken or
 let go (a login, a rename, a departure, another node's user coming or
-going); each watcher is told once per change, as a reply.
+going); each watcher is told once per change, as a reply.  Of a watched
+user's away and real name (`changed`), a watcher hears as a channel-mate
+does, if its door asks for that (IRCv3 extended-monitor, see
+ISession.hears_watched) and it shares no channel with them.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from chatd.core import replies
+from chatd.core.events import Event
 from chatd.core.nicknames import name_key
 from chatd.core.session import ISession
 
@@ -21,8 +25,10 @@ MAX_WATCHED = 100
 
 
 class Watchers:
-    def __init__(self, tell: Callable[..., None]) -> None:
+    def __init__(self, tell: Callable[..., None], share: Callable[[ISession, Event, frozenset[str]], None]) -> None:
         self._tell = tell  # a reply to one session, after what waits for it
+        # An event to one watcher, unless it reaches them anyway (they are in its audience).
+        self._share = share
         self._by_nick: dict[str, set[ISession]] = {}
         self._by_session: dict[ISession, dict[str, str]] = {}  # key -> the nickname as asked
 
@@ -60,6 +66,12 @@ class Watchers:
     def online(self, nick: str) -> None:
         for session in list(self._by_nick.get(name_key(nick), ())):
             self._tell(session, replies.WatchedOnline((nick,)))
+
+    def changed(self, nick: str, event: Event, audience: frozenset[str]) -> None:
+        """`nick`'s away or real name changed (`event`, for the channels `audience`): its watchers hear of it."""
+        for session in list(self._by_nick.get(name_key(nick), ())):
+            if session.hears_watched:
+                self._share(session, event, audience)
 
     def offline(self, nick: str) -> None:
         for session in list(self._by_nick.get(name_key(nick), ())):

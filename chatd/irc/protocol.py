@@ -91,7 +91,7 @@ MAX_SASL_BYTES = 1200
 # without an answer, and it is gone ("Ping timeout").
 PING_INTERVAL_SECONDS = 90.0
 # The IRCv3 capabilities offered (and `sasl` where accounts are kept).
-CAPABILITIES = ("away-notify", "batch", "echo-message", "labeled-response", "message-tags", "multi-prefix",
+CAPABILITIES = ("away-notify", "batch", "echo-message", "extended-monitor", "labeled-response", "message-tags", "multi-prefix",
                 "server-time", "setname", "userhost-in-names")
 # A line's message tags, "@" and the space after them included, may be this long besides its 512 bytes (IRCv3).
 MAX_TAG_SECTION_BYTES = 4096
@@ -141,6 +141,11 @@ class IrcSession(Protocol):
     def hears_tags(self) -> bool:
         """Whether TAGMSG's tags reach this client (ISession): it negotiated message-tags."""
         return "message-tags" in self.capabilities
+
+    @property
+    def hears_watched(self) -> bool:
+        """Whether this client hears of those it MONITORs as of channel-mates (ISession): IRCv3 extended-monitor."""
+        return "extended-monitor" in self.capabilities
 
     @property
     def nick(self) -> str:

@@ -88,6 +88,7 @@ class TelnetSession(TelnetServer):
     lists_members = False  # /list NAME shows a channel's members
     quiet_lobby = False
     hears_tags = False
+    hears_watched = False
     username = realname = ""  # no user name but the nickname, no real name
 
     def __init__(self, factory: TelnetDoor, peer: IAddress) -> None:

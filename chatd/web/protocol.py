@@ -176,6 +176,7 @@ class WebSession:
     lists_members = False  # the page asks for a channel's members
     quiet_lobby = False
     hears_tags = False
+    hears_watched = False
     username = realname = ""  # no user name but the nickname, no real name
 
     def __init__(self, factory: WebDoor, request: Request) -> None:

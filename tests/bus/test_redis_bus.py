@@ -40,6 +40,7 @@ class Session:
     lists_members = True
     quiet_lobby = False
     hears_tags = False
+    hears_watched = False
 
     def __init__(self, name, address="127.0.0.1"):
         self.name, self.address = name, address

@@ -23,6 +23,7 @@ class Member:
     lists_members = False
     quiet_lobby = False
     hears_tags = False
+    hears_watched = False
 
     def __init__(self, name, events, address):
         self.name, self.events, self.address = name, events, address

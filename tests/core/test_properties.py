@@ -32,6 +32,7 @@ class Session:
     lists_members = True
     quiet_lobby = False
     hears_tags = False
+    hears_watched = False
     address = "127.0.0.1"
 
     def __init__(self, name, server):

@@ -26,6 +26,7 @@ class MinimalDoor:
     lists_members = True
     quiet_lobby = False
     hears_tags = False
+    hears_watched = False
 
     def __init__(self, server, name, log):
         self.server, self.name, self.log = server, name, log

@@ -69,7 +69,7 @@ def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lob
     """
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
-    assert alice.take() == [":lab CAP * LS :away-notify batch echo-message labeled-response message-tags multi-prefix server-time setname userhost-in-names"]
+    assert alice.take() == [":lab CAP * LS :away-notify batch echo-message extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names"]
     alice.send("CAP REQ :multi-prefix frobnicate", "CAP REQ :multi-prefix server-time", "CAP REQ -server-time",
                "CAP LIST")
     assert alice.take() == [":lab CAP * NAK :multi-prefix frobnicate", "@time=1970-01-01T00:00:00.000Z :lab CAP * ACK :multi-prefix server-time",
@@ -583,7 +583,7 @@ def test_monitor_tells_of_nicknames_coming_and_going(factory):
 def test_a_labelled_message_to_oneself_is_labelled_once(factory):
     """With echo-message, a PRIVMSG to oneself comes back twice, as received and as echoed: only the echo carries the label."""
     alice = Client(factory, 1)
-    alice.send("CAP LS 302", "CAP REQ :echo-message labeled-response batch", "NICK alice", "USER alice 0 * :A", "CAP END")
+    alice.send("CAP LS 302", "CAP REQ :echo-message extended-monitor labeled-response batch", "NICK alice", "USER alice 0 * :A", "CAP END")
     alice.take()
     alice.send("@label=s1 PRIVMSG alice :note to self")
     assert alice.take() == [":alice!alice@chatd PRIVMSG alice :note to self",
@@ -776,3 +776,26 @@ def test_setname_changes_the_real_name_and_tells_those_who_asked(factory):
     alice.send("SETNAME :" + "x" * 101, "SETNAME")
     assert alice.take() == [":lab FAIL SETNAME INVALID_REALNAME :a real name is 1 to 100 characters",
                             ":lab 461 alice SETNAME :Not enough parameters"]
+
+
+def test_extended_monitor_tells_a_watcher_of_away_and_real_name_as_a_channel_mate_hears_them(factory):
+    """
+    With extended-monitor (and away-notify, setname), a client that
+    MONITORs a nickname hears that user's AWAY and SETNAME though it shares
+    no channel with them, once even when it does; without extended-monitor, nothing.
+    """
+    watcher, plain, bob = Client(factory, 1), Client(factory, 2), Client(factory, 3)
+    watcher.send("CAP LS 302", "CAP REQ :extended-monitor away-notify setname", "NICK watcher", "USER w 0 * :W",
+                 "CAP END", "MONITOR + bob")
+    plain.send("CAP LS 302", "CAP REQ :away-notify setname", "NICK plain", "USER p 0 * :P", "CAP END",
+               "MONITOR + bob")
+    bob.register("bob")
+    watcher.take(), plain.take()
+    bob.send("AWAY :lunch", "SETNAME :Robert")
+    assert watcher.take() == [":bob!bob@chatd AWAY :lunch", ":bob!bob@chatd SETNAME :Robert"]
+    assert plain.take() == []
+    watcher.send("JOIN #lab")
+    bob.send("JOIN #lab")
+    watcher.take()
+    bob.send("AWAY")
+    assert watcher.take() == [":bob!bob@chatd AWAY"]  # once: as a channel-mate

@@ -35,6 +35,7 @@ class FakeMember:
         self.lists_members = False
         self.quiet_lobby = False
         self.hears_tags = False
+        self.hears_watched = False
         self.awaits_password = False  # no registered nicknames here: a TelnetSession's, for carry_out
         self.deliveries = 0
 
