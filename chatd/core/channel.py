@@ -32,6 +32,7 @@ class Member:
     # the same view get the same share of a turn.
     view: tuple[frozenset[str], str | None] = (frozenset(), None)
     away: str = ""  # why they are away ("": here)
+    bot: bool = False  # marked a bot: what it says carries the `bot` tag (chatd.core.tags)
     realname: str = ""  # as the door gave it (IRC's USER), or as they changed it since (SETNAME)
     signon: float = 0.0  # when they logged in (unix time)
     active_at: float = 0.0  # when they last said something (for idle times)

@@ -132,6 +132,13 @@ class Away:
 
 
 @frozen
+class SetBot:
+    """Mark oneself a bot (or not), as IRCv3's bot mode: others see it in WHOIS, WHO and on every message."""
+
+    bot: bool
+
+
+@frozen
 class SetRealName:
     """Change one's real name (IRCv3 SETNAME), as WHOIS shows it."""
 
@@ -266,5 +273,5 @@ class Read:
     channel: str
 
 
-Command = (LogIn | Say | Act | Notice | Msg | Tag | Join | Part | Topic | Mode | KickFrom | Invite | Away | SetRealName | Whois | Watch | Unwatch | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
+Command = (LogIn | Say | Act | Notice | Msg | Tag | Join | Part | Topic | Mode | KickFrom | Invite | Away | SetBot | SetRealName | Whois | Watch | Unwatch | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
            | Identify | Register | ChangePassword | Unregister | History | Mentions | Read)

@@ -136,6 +136,13 @@ class AwayChanged:
 
 
 @frozen
+class BotMarked:
+    """The session is marked a bot now (or not): what it says carries IRCv3's `bot` tag (commands.SetBot)."""
+
+    bot: bool
+
+
+@frozen
 class IsAway:
     """To the sender of a private message: its recipient is marked away, and why."""
 
@@ -160,6 +167,7 @@ class UserInfo:
     account: str = ""
     operator: bool = False  # of the server
     node: str = ""  # "": this one
+    bot: bool = False  # marked a bot (commands.SetBot)
 
 
 @frozen
@@ -355,7 +363,7 @@ class Error:
 
 Reply = (
     LoggedIn | ChannelJoined | NowTalkingIn | ChannelParted | UserList | ChannelMembers | ChannelList
-    | TopicShown | ModesShown | MaskList | Inviting | InvitedTo | AwayChanged | IsAway | UserInfo | WatchedOnline | WatchedOffline
+    | TopicShown | ModesShown | MaskList | Inviting | InvitedTo | AwayChanged | BotMarked | IsAway | UserInfo | WatchedOnline | WatchedOffline
     | WatchListFull | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
     | BanList | PasswordWanted | GuestNickname | Identified | Registered | PasswordChanged | Unregistered
     | NoteKept | NotesWhileAway | MentionsWhileAway | MentionList | Unread | HistoryShown | HistoryNotKept | HistoryKeptAgain

@@ -69,7 +69,7 @@ from chatd.core.nicknames import MAX_REALNAME_CHARS, check_channel_name, name_ke
 from chatd.core.remote import NodeState
 from chatd.core.roster import ChannelView, Roster
 from chatd.core.session import ISession
-from chatd.core.tags import MessageIds
+from chatd.core.tags import MessageIds, as_bots
 from chatd.core.text import clean
 from chatd.core.turn import Turn
 from chatd.core.watchers import Watchers
@@ -237,7 +237,7 @@ class ChatServer:
         return replies.UserInfo(
             found.nick, holder.username or found.nick, found.realname, channels, found.away, found.signon,
             self.clock.seconds() - found.active_at, self._accounts.account_of(holder),
-            self.moderation is not None and self.moderation.is_operator(holder))
+            self.moderation is not None and self.moderation.is_operator(holder), bot=found.bot)
 
     def whowas(self, mask: str, count: int = 0) -> list[replies.UserInfo]:
         """Who was online as nicknames `mask` matches (`*`, `?`), most recent first; at most `count` (0: all)."""
@@ -416,6 +416,9 @@ class ChatServer:
                     self._operators.invite(member, found, nick)
             case commands.Away(text):
                 self._away(member, text)
+            case commands.SetBot(bot):
+                member.bot = bot
+                self.tell(session, replies.BotMarked(bot))
             case commands.SetRealName(realname):
                 self._set_realname(member, realname)
             case commands.Whois(nick):
@@ -472,12 +475,15 @@ class ChatServer:
                 return
         self.messages += 1
         now = member.active_at = self.clock.seconds()
-        said = kind(target.name, member.nick, text, at=now, msgid=msgid or self._msgids.next(), tags=tags)
+        said = kind(target.name, member.nick, text, at=now, msgid=msgid or self._msgids.next(),
+                    tags=as_bots(tags) if member.bot else tags)
         self._fan_out.broadcast(said, target.key, member.session, None if kind is Noticed else target)
 
     def _tag(self, member: Member, to: str, tags: str, msgid: str) -> None:
         """Client tags alone (TAGMSG) to a channel's members or to a user, whose doors hear tags, on this node."""
         msgid = msgid or self._msgids.next()
+        if member.bot:
+            tags = as_bots(tags)
         if to.startswith("#"):
             target = self._channels.target(member, to)
             if target is None:
@@ -571,6 +577,8 @@ class ChatServer:
         fan_out = self._fan_out
         member.active_at = self.clock.seconds()
         msgid = msgid or self._msgids.next()
+        if member.bot:
+            tags = as_bots(tags)
         remote = self._roster.remote_holder(to_nick)
         if remote is not None:  # their node delivers it
             self.messages += 1

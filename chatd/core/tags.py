@@ -22,8 +22,10 @@ from itertools import count
 MAX_TAG_BYTES = 4094
 # One client tag: "+", a name (an optional vendor "example.com/" before it),
 # and an escaped value without spaces, semicolons, line ends or NUL.
+BOT = "bot"
 _TAG = r"\+[A-Za-z0-9.\-/]+(?:=[^\x00-\x20;\x7f]*)?"
-_TAGS = re.compile(f"{_TAG}(?:;{_TAG})*")
+# Before them, the one server tag the core adds: "bot", on what a user marked a bot says (IRCv3 bot mode).
+_TAGS = re.compile(f"(?:{BOT}|{_TAG})(?:;{_TAG})*")
 _MSGID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 
@@ -32,6 +34,11 @@ def checked_tags(wire: str) -> str:
     if not wire or (len(wire.encode()) <= MAX_TAG_BYTES and _TAGS.fullmatch(wire)):
         return wire
     return ""
+
+
+def as_bots(tags: str) -> str:
+    """A bot's message's tags: "bot" before its client tags."""
+    return f"{BOT};{tags}" if tags else BOT
 
 
 def checked_msgid(msgid: str) -> str:

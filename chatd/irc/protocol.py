@@ -40,6 +40,7 @@ from chatd.core.nicknames import MAX_CHANNEL_CHARS, MAX_NICK_CHARS, name_key
 from chatd.core.server import MAX_CHANNELS_PER_USER
 from chatd.core.watchers import MAX_WATCHED
 from chatd.core.session import ISession
+from chatd.core.tags import as_bots
 from chatd.irc import render
 from chatd.irc.dialect import IRC, IrcDialect, encode
 from chatd.irc.parse import (
@@ -93,6 +94,8 @@ PING_INTERVAL_SECONDS = 90.0
 # The IRCv3 capabilities offered (and `sasl` where accounts are kept).
 CAPABILITIES = ("away-notify", "batch", "echo-message", "extended-monitor", "labeled-response", "message-tags", "multi-prefix",
                 "server-time", "setname", "userhost-in-names")
+# The user mode of a bot (IRCv3 bot mode, 005's BOT=).
+BOT_MODE = "B"
 # A line's message tags, "@" and the space after them included, may be this long besides its 512 bytes (IRCv3).
 MAX_TAG_SECTION_BYTES = 4096
 
@@ -131,6 +134,7 @@ class IrcSession(Protocol):
         self._refused = False  # whether the command being answered (_answering) was refused
         self._names_ends = True  # False while NAMES of several channels is answered (one 366 ends them)
         self._client_tags = ""  # the client tags of the line being carried out (message-tags), as a wire string
+        self.bot = False  # marked a bot (MODE +B), as the chat has it
         self.username = ""  # USER's
         self.realname = ""
         self.registered = False
@@ -426,8 +430,8 @@ class IrcSession(Protocol):
                 self._tell(*render.about_server(name, nick, query, self.factory.isupport, self._settings.motd))
             case Away(text):
                 server.handle(self, commands.Away(text))
-            case UserMode(target, _):
-                self._user_mode(target)
+            case UserMode(target, change):
+                self._user_mode(target, change)
             case Who(mask, fields):
                 self._who(mask, fields)
             case Monitor("+", nicks):
@@ -513,7 +517,8 @@ class IrcSession(Protocol):
         if found is not None:
             lines = render.event(kind(found.name, self.nick, command.text, at=self._server.clock.seconds()))
             if "message-tags" in self.capabilities:
-                lines = render.with_client_tags(lines, command.msgid, command.tags)
+                lines = render.with_client_tags(lines, command.msgid,
+                                                as_bots(command.tags) if self.bot else command.tags)
             self._tell(*lines)
 
     def _online(self, nicks: Sequence[str]) -> list[str]:
@@ -526,13 +531,29 @@ class IrcSession(Protocol):
             return
         self._server.handle(self, commands.LogIn(self._wanted_nick, self._password, as_guest=True))
 
-    def _user_mode(self, target: str) -> None:
-        """A user's modes: +i for everyone, and nobody else's to change (502)."""
+    def _user_mode(self, target: str, change: str) -> None:
+        """
+        A user's modes: +i for everyone, +B for a bot (IRCv3 bot mode:
+        changed with MODE NICK +B or -B), and nobody else's to change (502);
+        another letter is 501.
+        """
         name, nick = self._server_name, self.nick
         if self._server.online(target) != nick:
             self._tell(render.numeric(name, irc.ERR_USERSDONTMATCH, nick, "Can't change mode for other users"))
-        else:
-            self._tell(render.numeric(name, irc.RPL_UMODEIS, nick, "+i"))
+            return
+        if not change:
+            self._tell(render.numeric(name, irc.RPL_UMODEIS, nick, "+iB" if self.bot else "+i"))
+            return
+        sign, bot = "+", self.bot
+        for letter in change.split(" ", 1)[0]:
+            if letter in "+-":
+                sign = letter
+            elif letter == BOT_MODE:
+                bot = sign == "+"
+            elif letter != "i":
+                self._tell(render.numeric(name, irc.ERR_UMODEUNKNOWNFLAG, nick, "Unknown MODE flag"))
+        if bot != self.bot:
+            self._server.handle(self, commands.SetBot(bot))
 
     def _who(self, mask: str, fields: str) -> None:
         """
@@ -636,6 +657,9 @@ class IrcSession(Protocol):
                 listed = render.names(name, nick, answer.channel, self._names(answer.nicks), multi_prefix,
                                       answer.secret)
                 lines += listed if self._names_ends else listed[:-1]
+            elif isinstance(answer, replies.BotMarked):
+                self.bot = answer.bot
+                lines.append(render.line(render.mask(nick), "MODE", nick, ("+" if answer.bot else "-") + BOT_MODE))
             elif isinstance(answer, replies.UserInfo):  # WHOIS
                 lines += render.whois(name, nick, self._without_lobby(answer))
             elif isinstance(answer, replies.PrivateSent):
@@ -731,7 +755,7 @@ class IrcDoor(Door, Factory[IrcSession]):
                 f"CHANNELLEN={MAX_CHANNEL_CHARS + 1}", "PREFIX=(ov)@+", f"NETWORK={self.server_name}",
                 f"CHANLIMIT=#:{MAX_CHANNELS_PER_USER}", "CHANMODES=Ibe,k,l,imnst", "EXCEPTS=e", "INVEX=I", "ELIST=MNU",
                 f"MODES={MAX_CHANGES}", f"KEYLEN={MAX_KEY_CHARS}", f"MAXLIST=beI:{MAX_MASKS}", "WHOX", f"MONITOR={MAX_WATCHED}",
-                f"USERLEN={USERLEN}", f"TARGMAX=JOIN:,KICK:{MAX_TARGETS},NAMES:{MAX_TARGETS},"
+                f"USERLEN={USERLEN}", f"BOT={BOT_MODE}", f"TARGMAX=JOIN:,KICK:{MAX_TARGETS},NAMES:{MAX_TARGETS},"
                 f"NOTICE:{MAX_TARGETS},PART:,PRIVMSG:{MAX_TARGETS},WHOIS:1"]
 
     def buildProtocol(self, addr: IAddress | None) -> IrcSession:

@@ -409,7 +409,7 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
 
 
 def whois(server: str, nick: str, user: replies.UserInfo) -> list[str]:
-    """WHOIS: 311, 319, 312, 313, 301, 317, 330 (each where there is something to say), 318."""
+    """WHOIS: 311, 319, 312, 313, 335, 301, 317, 330 (each where there is something to say), 318."""
     lines = [numeric(server, irc.RPL_WHOISUSER, nick, user.nick, user.username, HOST, "*", text=user.realname)]
     if user.channels:
         lines.append(numeric(server, irc.RPL_WHOISCHANNELS, nick, user.nick, text=" ".join(user.channels)))
@@ -417,6 +417,8 @@ def whois(server: str, nick: str, user: replies.UserInfo) -> list[str]:
                          "another server of this chat" if user.node else "chatd"))
     if user.operator:
         lines.append(numeric(server, irc.RPL_WHOISOPERATOR, nick, user.nick, "is an IRC operator"))
+    if user.bot:
+        lines.append(numeric(server, "335", nick, user.nick, "is a bot"))
     if user.away:
         lines.append(numeric(server, irc.RPL_AWAY, nick, user.nick, text=user.away))
     if not user.node:  # this server knows when its own users came and last spoke
@@ -457,7 +459,7 @@ def who_line(server: str, nick: str, channel: str, user: replies.UserInfo, rank:
     352 (`channel user host server nick flags :hops realname`), or, for
     WHOX's `fields` (`cuhnfar,TOKEN`), 354 with those asked, in WHOX's order.
     """
-    flags = ("G" if user.away else "H") + ("*" if user.operator else "") + rank
+    flags = ("G" if user.away else "H") + ("*" if user.operator else "") + rank + ("B" if user.bot else "")
     if not fields:
         return numeric(server, irc.RPL_WHOREPLY, nick, channel, user.username, HOST, user.node or server, user.nick,
                        flags, text=f"0 {user.realname}")

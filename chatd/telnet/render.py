@@ -397,6 +397,8 @@ def whois_line(user: replies.UserInfo) -> str:
         parts.append("identified")
     if user.operator:
         parts.append("an operator of the server")
+    if user.bot:
+        parts.append("a bot")
     return "; ".join(parts)
 
 

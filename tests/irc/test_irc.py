@@ -799,3 +799,32 @@ def test_extended_monitor_tells_a_watcher_of_away_and_real_name_as_a_channel_mat
     watcher.take()
     bob.send("AWAY")
     assert watcher.take() == [":bob!bob@chatd AWAY"]  # once: as a channel-mate
+
+
+def test_bot_mode_marks_a_bot_in_whois_who_and_on_its_messages(factory):
+    """
+    MODE NICK +B marks a bot (005 BOT=B, the MODE line back; 221 +iB):
+    WHOIS says 335, WHO's flags B, and its messages carry the `bot` tag for
+    message-tags clients, its own echo too; -B unmarks; another letter is 501.
+    """
+    bot, user = Client(factory, 1), Client(factory, 2)
+    bot.send("CAP LS 302", "CAP REQ :message-tags echo-message", "NICK beeper", "USER b 0 * :B", "CAP END")
+    assert any("BOT=B" in line for line in bot.take())
+    user.send("CAP LS 302", "CAP REQ message-tags", "NICK user", "USER u 0 * :U", "CAP END")
+    user.take()
+    bot.send("MODE beeper +B", "MODE beeper", "MODE beeper +x")
+    assert bot.take() == [":beeper!beeper@chatd MODE beeper +B", ":lab 221 beeper +iB",
+                          ":lab 501 beeper :Unknown MODE flag"]
+    bot.send("JOIN #chan")
+    user.send("JOIN #chan")
+    bot.take(), user.take()
+    bot.send("PRIVMSG #chan :beep", "PRIVMSG user :boop")
+    assert [line.split(" ", 1)[0].split(";")[1] for line in bot.take()] == ["bot", "bot"]  # the echoes
+    assert [line.split(" ", 1)[0].split(";")[1] for line in user.take()] == ["bot", "bot"]
+    user.send("WHOIS beeper", "WHO #chan")
+    shown = user.take()
+    assert ":lab 335 user beeper :is a bot" in shown
+    assert any(line.startswith(":lab 352 user #chan b chatd lab beeper H@B ") for line in shown)
+    bot.send("MODE beeper -B", "PRIVMSG #chan :plain")
+    assert bot.take()[0] == ":beeper!beeper@chatd MODE beeper -B"
+    assert ";bot" not in user.take()[0]
