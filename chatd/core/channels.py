@@ -63,6 +63,12 @@ class Channels:
             self._tell(member.session, replies.Error(f"no such channel: {shown}", "no-such-channel", shown))
         return channel
 
+    def speech_target(self, member: Member, name: str | None) -> Channel | None:
+        """The channel a message goes to: as `target`, or a -n one the member is not in (external messages)."""
+        if name is not None and (channel := self._roster.channel(name)) is not None and "n" not in channel.modes.flags:
+            return channel
+        return self.target(member, name)
+
     def target(self, member: Member, name: str | None) -> Channel | None:
         """The channel a message goes to: the named one (which the member must be in), or their current one."""
         if name is None:

@@ -54,7 +54,7 @@ class Crowd:
 
     def announce_join(self, member: Member, channel: Channel) -> None:
         """`member` joined `channel`: announced, or counted if the channel is big."""
-        event = Joined(channel.name, member.nick, channel.count, channel.rank_of(member.session),
+        event = Joined(channel.name, member.nick, channel.count, channel.rank_of(member.session), member.away,
                        at=self._clock.seconds())
         if channel.count > self.quiet_joins:
             self._quiet_join(channel, member.session, member.nick)

@@ -74,6 +74,7 @@ class Joined(_Happened):
     nick: str
     count: int  # members of the channel, the joiner included
     rank: str = ""  # "@" for an operator (who made the channel, or its founder), as chatd.core.modes names ranks
+    away: str = ""  # why the joiner is away ("": here): IRC's away-notify tells it after the JOIN
 
 
 @frozen
@@ -240,6 +241,8 @@ FIELDS: dict[type[Any], tuple[str, ...]] = {
     kind: tuple(field.name for field in fields(kind) if field.name not in ("at", "origin")) for kind in KIND_NAMES}
 # What a message carries for IRC clients (IRCv3's msgid and client tags), apart from what it says.
 MESSAGE_META = ("msgid", "tags")
+# Fields the JSON codec leaves out when they are empty (and reads back as empty when left out).
+LEFT_OUT_WHEN_EMPTY = (*MESSAGE_META, "away")
 # Each kind's fields as a reader sees them (the web page): FIELDS without MESSAGE_META.
 SHOWN_FIELDS: dict[type[Any], tuple[str, ...]] = {
     kind: tuple(name for name in names if name not in MESSAGE_META) for kind, names in FIELDS.items()}
@@ -263,7 +266,7 @@ def to_json(event: BusEvent, exact_time: bool = False) -> str:
     parts = [f'{{"ts": {stamp}, "event": "{KIND_NAMES[kind]}"']
     for name in FIELDS[kind]:
         value = getattr(event, name)
-        if not value and name in MESSAGE_META:  # none: left out (most messages have no tags)
+        if not value and name in LEFT_OUT_WHEN_EMPTY:  # most messages have no tags, most joiners are here
             continue
         parts.append(f', "{name}": {_quote(value) if type(value) is str else json.dumps(value, ensure_ascii=False)}')
     if event.origin:

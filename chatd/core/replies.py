@@ -136,6 +136,17 @@ class AwayChanged:
 
 
 @frozen
+class UserCounts:
+    """How many are online (IRC's LUSERS): everywhere (every node), here, the channels, and the most so far."""
+
+    everyone: int
+    here: int
+    channels: int
+    most_everyone: int
+    most_here: int
+
+
+@frozen
 class BotMarked:
     """The session is marked a bot now (or not): what it says carries IRCv3's `bot` tag (commands.SetBot)."""
 

@@ -120,6 +120,9 @@ class ChatServer:
     # Who was online, most recent last (WHOWAS): each nickname as its user left it, or renamed from it.
     _was: deque[replies.UserInfo] = field(init=False, factory=lambda: deque(maxlen=WHOWAS_KEPT))
     _msgids: MessageIds = field(init=False, factory=MessageIds)
+    # The most users online so far, here and everywhere (LUSERS).
+    _most_here: int = field(init=False, default=0)
+    _most_everyone: int = field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         self.default_channel = check_channel_name(self.default_channel)
@@ -164,6 +167,12 @@ class ChatServer:
     @property
     def channel_count(self) -> int:
         return len(self._roster.channels)
+
+    def counts(self) -> replies.UserCounts:
+        """How many are online, here and everywhere, and the most there have been since this node started."""
+        everyone, here = self.everyone, self.count
+        self._most_everyone = max(self._most_everyone, everyone)  # other nodes' logins are counted when asked
+        return replies.UserCounts(everyone, here, self.channel_count, self._most_everyone, self._most_here)
 
     @property
     def deliveries(self) -> int:
@@ -464,7 +473,7 @@ class ChatServer:
     def _speak(self, member: Member, kind: type[Said] | type[Acted] | type[Noticed], text: str,
                channel: str | None, tags: str = "", msgid: str = "") -> None:
         """A line in a channel, past its modes; history keeps messages and actions, not notices."""
-        target = self._channels.target(member, channel)
+        target = self._channels.speech_target(member, channel)
         if target is None:
             return
         modes = target.modes
@@ -485,7 +494,7 @@ class ChatServer:
         if member.bot:
             tags = as_bots(tags)
         if to.startswith("#"):
-            target = self._channels.target(member, to)
+            target = self._channels.speech_target(member, to)
             if target is None:
                 return
             if "m" in target.modes.flags or target.modes.masks["b"]:
@@ -519,6 +528,8 @@ class ChatServer:
         lobby = roster.channels[name_key(self.default_channel)]
         self._fan_out.joined_mid_turn(session)  # what was said before they came is not for them
         roster.add_member(member, lobby)
+        self._most_here = max(self._most_here, len(roster.members))
+        self._most_everyone = max(self._most_everyone, self.everyone)
         self._crowd.logged_in(nick, session.address)
         self.tell(session, replies.LoggedIn(nick, lobby.name, lobby.history.recent(), members_for(session, lobby),
                                             lobby.topic, lobby.topic_by, lobby.topic_at,

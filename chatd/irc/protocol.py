@@ -425,7 +425,7 @@ class IrcSession(Protocol):
                     f"{user.nick}{'*' if user.operator else ''}={'-' if user.away else '+'}{user.username}@{render.HOST}"
                     for user in found)))
             case ServerQuery("LUSERS"):
-                self._tell(*render.lusers(name, nick, server.everyone, server.count, server.channel_count))
+                self._tell(*render.lusers(name, nick, server.counts()))
             case ServerQuery(query):
                 self._tell(*render.about_server(name, nick, query, self.factory.isupport, self._settings.motd))
             case Away(text):
@@ -639,8 +639,8 @@ class IrcSession(Protocol):
             elif isinstance(answer, replies.LoggedIn):
                 self.registered = True
                 life.chose_nickname()
-                lines += render.welcome(name, answer.nick, self._server.everyone, self._server.count,
-                                        self._server.channel_count, self.factory.isupport, self._settings.motd)
+                lines += render.welcome(name, answer.nick, self._server.counts(), self.factory.isupport,
+                                        self._settings.motd)
                 lines += render.joined(name, answer.nick, answer.channel, answer.topic, answer.topic_by,
                                        answer.topic_at, self._names(answer.nicks), answer.history, multi_prefix,
                                        server_time=server_time)
@@ -678,7 +678,8 @@ class IrcSession(Protocol):
         if server_time and lines:  # now, for what is not tagged with a time of its own (history)
             now = {"time": render.time_tag(self._server.clock.seconds())}
             lines = [line if line.startswith("@time=") else render.tagged([line], now)[0] for line in lines]
-        if self._labelled is not None and not any(isinstance(answer, replies.PrivateReceived) for answer in answers):
+        if self._labelled is not None and not any(isinstance(answer, (replies.PrivateReceived, replies.Tagged))
+                                                  for answer in answers):
             self._labelled += lines
         else:  # a message received (even from oneself) is no answer to the line being carried out
             life.write(encode(lines))

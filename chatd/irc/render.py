@@ -189,12 +189,14 @@ def event(happened: Event, away_notify: bool = False, setname: bool = False) -> 
             return text_lines(mask(nick), "PRIVMSG", channel, f"\x01ACTION {text}\x01")
         case Noticed(channel, nick, text):
             return text_lines(mask(nick), "NOTICE", channel, text)
-        case Joined(channel, nick, rank=rank):
+        case Joined(channel, nick, rank=rank, away=away):
+            lines = [line(mask(nick), "JOIN", channel)]
             if rank:  # its founder, back: made operator by the server, as services do it
-                return [line(mask(nick), "JOIN", channel),
-                        line(HOST, "MODE", channel, "+" + "".join(RANK_LETTERS[sign] for sign in rank),
-                             *([nick] * len(rank)))]
-            return [line(mask(nick), "JOIN", channel)]
+                lines.append(line(HOST, "MODE", channel, "+" + "".join(RANK_LETTERS[sign] for sign in rank),
+                                  *([nick] * len(rank))))
+            if away and away_notify:  # away-notify: a joiner who is away says so at once
+                lines.append(line(mask(nick), "AWAY", text=away))
+            return lines
         case Parted(channel, nick, reason):
             return [line(mask(nick), "PART", channel, text=reason) if reason else line(mask(nick), "PART", channel)]
         case TopicChanged(channel, nick, topic):
@@ -224,7 +226,7 @@ def event(happened: Event, away_notify: bool = False, setname: bool = False) -> 
 RANK_LETTERS = {"@": "o", "+": "v"}
 
 
-def welcome(server: str, nick: str, users: int, local: int, channels: int, isupport: Sequence[str],
+def welcome(server: str, nick: str, counts: replies.UserCounts, isupport: Sequence[str],
             motd: Sequence[str] = ()) -> list[str]:
     """001 to 005, LUSERS and the MOTD (or 422): what a client waits for before it is registered."""
     return [
@@ -233,7 +235,7 @@ def welcome(server: str, nick: str, users: int, local: int, channels: int, isupp
         numeric(server, irc.RPL_CREATED, nick, "This server was started for a LAN"),
         numeric(server, irc.RPL_MYINFO, nick, server, f"chatd-{__version__}", "i", KNOWN, "Ibeklov"),
         *isupport_lines(server, nick, isupport),
-        *lusers(server, nick, users, local, channels),
+        *lusers(server, nick, counts),
         *message_of_the_day(server, nick, motd),
     ]
 
@@ -253,18 +255,20 @@ def isupport_lines(server: str, nick: str, isupport: Sequence[str]) -> list[str]
             for start in range(0, len(isupport), 13)]
 
 
-def lusers(server: str, nick: str, users: int, local: int, channels: int) -> list[str]:
+def lusers(server: str, nick: str, counts: replies.UserCounts) -> list[str]:
     """
     LUSERS: everyone online (every node of a cluster) and this server's
-    own users (251, 254, 255, 265, 266; no operators or unknown
-    connections counted: 252 and 253 are left out, as RFC 2812 allows for none).
+    own users (251, 254, 255, 265, 266, with the most so far; no operators
+    or unknown connections counted: 252 and 253 are left out, as RFC 2812
+    allows for none).
     """
+    users, local, most_users, most_local = counts.everyone, counts.here, counts.most_everyone, counts.most_here
     return [
         numeric(server, irc.RPL_LUSERCLIENT, nick, f"There are {users} users and 0 invisible on 1 servers"),
-        numeric(server, irc.RPL_LUSERCHANNELS, nick, str(channels), "channels formed"),
+        numeric(server, irc.RPL_LUSERCHANNELS, nick, str(counts.channels), "channels formed"),
         numeric(server, irc.RPL_LUSERME, nick, f"I have {local} clients and 0 servers"),
-        numeric(server, "265", nick, str(local), str(local), f"Current local users {local}, max {local}"),
-        numeric(server, "266", nick, str(users), str(users), f"Current global users {users}, max {users}"),
+        numeric(server, "265", nick, str(local), str(most_local), f"Current local users {local}, max {most_local}"),
+        numeric(server, "266", nick, str(users), str(most_users), f"Current global users {users}, max {most_users}"),
     ]
 
 

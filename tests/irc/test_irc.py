@@ -828,3 +828,42 @@ def test_bot_mode_marks_a_bot_in_whois_who_and_on_its_messages(factory):
     bot.send("MODE beeper -B", "PRIVMSG #chan :plain")
     assert bot.take()[0] == ":beeper!beeper@chatd MODE beeper -B"
     assert ";bot" not in user.take()[0]
+
+
+def test_away_on_join_external_messages_and_the_most_users_so_far(factory):
+    """
+    With away-notify, a joiner who is away is followed by their AWAY; a -n
+    channel takes messages from outside it; LUSERS's 265 and 266 give the
+    most users so far.
+    """
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.send("CAP LS 302", "CAP REQ away-notify", "NICK alice", "USER a 0 * :A", "CAP END", "JOIN #chan")
+    bob.register("bob")
+    bob.send("AWAY :tea")
+    alice.take(), bob.take()
+    bob.send("JOIN #chan")
+    assert alice.take() == [":bob!bob@chatd JOIN #chan", ":bob!bob@chatd AWAY :tea"]
+    alice.send("MODE #chan -n")
+    carol = Client(factory, 3)
+    carol.register("carol")
+    carol.send("PRIVMSG #chan :from outside")
+    assert ":carol!carol@chatd PRIVMSG #chan :from outside" in alice.take()
+    alice.send("JOIN #chan2")  # +n, as new channels are
+    carol.send("PRIVMSG #chan2 :not here")
+    assert carol.take() == [":lab 404 carol #chan2 :Cannot send to channel"]
+    carol.send("QUIT")
+    alice.send("LUSERS")
+    assert [line for line in alice.take() if line.split()[1] in ("265", "266")] == [
+        ":lab 265 alice 2 3 :Current local users 2, max 3", ":lab 266 alice 2 3 :Current global users 2, max 3"]
+
+
+def test_a_labelled_tagmsg_to_oneself_is_answered_by_its_echo_and_arrives_unlabelled(factory):
+    """A labelled TAGMSG to oneself: the echo carries the label, the one received does not (as for PRIVMSG)."""
+    alice = Client(factory, 1)
+    alice.send("CAP LS 302", "CAP REQ :echo-message batch labeled-response message-tags", "NICK alice",
+               "USER a 0 * :A", "CAP END")
+    alice.take()
+    alice.send("@label=12;+draft/react=x TAGMSG alice")
+    lines = alice.take()
+    assert len(lines) == 2 and all(line.endswith(" :alice!alice@chatd TAGMSG alice") for line in lines)
+    assert ["label=12" in line.split(" ", 1)[0] for line in lines].count(True) == 1

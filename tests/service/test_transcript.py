@@ -8,7 +8,7 @@ from attrs import asdict
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.core.events import MESSAGE_META, Acted, Crowd, Joined, Left, Parted, Renamed, Said, TopicChanged, from_json, to_json
+from chatd.core.events import LEFT_OUT_WHEN_EMPTY, Acted, Crowd, Joined, Left, Parted, Renamed, Said, TopicChanged, from_json, to_json
 from chatd.core.history import History
 from chatd.service.transcript import Transcript, merged_recent, recent_messages
 
@@ -69,7 +69,7 @@ def test_a_line_is_json_dumps_of_the_fields(text, nick, count, origin):
                                                                            at=NOON + 0.9)):
         fields = {"ts": "2026-11-18T11:06:40Z", "event": "said" if isinstance(event, Said) else "crowd",
                   **{name: value for name, value in asdict(event).items()
-                     if name not in ("at", "origin") and (value or name not in MESSAGE_META)}}
+                     if name not in ("at", "origin") and (value or name not in LEFT_OUT_WHEN_EMPTY)}}
         if event.origin:
             fields["origin"] = event.origin
         assert to_json(event) == json.dumps(fields, ensure_ascii=False)

@@ -60,7 +60,7 @@ def test_a_share_is_one_frame_of_its_events_and_members_with_it_share_the_bytes(
     assert every.parts(JSON) is every.parts(JSON)
     [message] = decode_frames(every.encoded(JSON))
     assert message["type"] == "events"
-    assert message["events"] == [["said", 0, "#lobby", "alice", "hi"], ["joined", 0, "#lab", "bob", 2, ""],
+    assert message["events"] == [["said", 0, "#lobby", "alice", "hi"], ["joined", 0, "#lab", "bob", 2, "", ""],
                                  ["said", 0, "#lab", "bob", "привет"]]
     some = Share(batch, [(0, 1), (2, 3)], "#lab")
     [message] = decode_frames(some.encoded(JSON))

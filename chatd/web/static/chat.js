@@ -334,7 +334,7 @@ const EVENT_FIELDS = {
   said: ["channel", "nick", "text"],
   acted: ["channel", "nick", "text"],
   noticed: ["channel", "nick", "text"],
-  joined: ["channel", "nick", "count", "rank"],
+  joined: ["channel", "nick", "count", "rank", "away"],
   parted: ["channel", "nick", "reason", "count"],
   topic: ["channel", "nick", "topic"],
   mode: ["channel", "nick", "changes"],
@@ -374,6 +374,7 @@ function happened(array, old) {
       if (!channel) return;
       channel.members.add(event.nick);
       if (event.rank) channel.ranks.set(event.nick, event.rank);
+      if (event.away) state.away.set(event.nick, event.away);
       add(channel.name, line({kind: "notice", text: `${event.nick} joined (${event.count})`, time}));
       break;
     case "parted":
