@@ -263,8 +263,7 @@ class Mirror:
         remote.nick = event.new
         self._roster.remote[event.origin, name_key(event.new)] = remote
         self._claim(remote)
-        self._watchers.offline(event.old)
-        self._watchers.online(event.new)
+        self._watchers.renamed(event.old, event.new)
         self._fan_out.broadcast(event, comings_of(remote.channels.values()))
 
     def _banned(self, event: Banned) -> None:

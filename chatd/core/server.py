@@ -566,8 +566,7 @@ class ChatServer:
         nicknames.claim(new, session)
         member.nick = new
         log.info("{old} is now {new}", old=old, new=new)
-        self._watchers.offline(old)
-        self._watchers.online(new)
+        self._watchers.renamed(old, new)
         renamed = Renamed(old, new, at=self.clock.seconds())
         audience = comings_of(member.channels.values())
         self._fan_out.broadcast(renamed, audience)

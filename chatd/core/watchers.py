@@ -67,6 +67,12 @@ class Watchers:
         for session in list(self._by_nick.get(name_key(nick), ())):
             self._tell(session, replies.WatchedOnline((nick,)))
 
+    def renamed(self, old: str, new: str) -> None:
+        """`old` is `new` now: its watchers hear it go, `new`'s hear it come (nothing for a change of case)."""
+        if name_key(old) != name_key(new):
+            self.offline(old)
+            self.online(new)
+
     def changed(self, nick: str, event: Event, audience: frozenset[str]) -> None:
         """`nick`'s away or real name changed (`event`, for the channels `audience`): its watchers hear of it."""
         for session in list(self._by_nick.get(name_key(nick), ())):

@@ -12,7 +12,10 @@ def told(log, name):
 
 
 def test_a_watcher_hears_of_logins_renames_and_departures_here_and_on_other_nodes():
-    """Who is online now, then each change: a login on another node, a rename there, a quit; none after Unwatch."""
+    """
+    Who is online now, then each change: a login on another node, a rename
+    there (none for a change of case only), a quit; none after Unwatch.
+    """
     log, wire = [], Wire()
     a, b = wire.node("a"), wire.node("b")
     alice = log_in(a, log, "alice")
@@ -21,11 +24,13 @@ def test_a_watcher_hears_of_logins_renames_and_departures_here_and_on_other_node
     assert told(log, "alice") == [r.WatchedOffline(("bob", "carol"))]
     bob = log_in(b, log, "bob")
     wire.deliver()
+    b.handle(bob, c.Nick("BOB"))
+    wire.deliver()
     b.handle(bob, c.Nick("robert"))
     wire.deliver()
     b.handle(bob, c.Quit())
     wire.deliver()
-    assert told(log, "alice")[1:] == [r.WatchedOnline(("bob",)), r.WatchedOffline(("bob",))]
+    assert told(log, "alice")[1:] == [r.WatchedOnline(("bob",)), r.WatchedOffline(("BOB",))]
     a.handle(alice, c.Unwatch())
     log_in(b, log, "carol")
     wire.deliver()
