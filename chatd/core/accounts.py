@@ -510,6 +510,12 @@ class Accounts:
         if account is not None and name_key(channel) in member.channels:
             self._store().mark_read(account.nick, channel, self._clock.seconds())
 
+    def read_up_to(self, member: Member, target: str, at: float) -> None:
+        """An identified member has read `target` up to `at` (IRCv3 read-marker): kept, as `read` keeps it."""
+        account = self.identified.get(member.session)
+        if account is not None:
+            self._store().mark_read(account.nick, target, at)
+
     def mentions(self, member: Member) -> None:
         """/mentions: the lines that named an identified member since they last left."""
         session = member.session

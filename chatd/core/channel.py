@@ -32,6 +32,8 @@ class Member:
     # the same view get the same share of a turn.
     view: tuple[frozenset[str], str | None] = (frozenset(), None)
     away: str = ""  # why they are away ("": here)
+    # How far they have read each channel or private conversation (by key), as their client said (MarkRead).
+    read_marks: dict[str, float] = field(factory=dict)
     bot: bool = False  # marked a bot: what it says carries the `bot` tag (chatd.core.tags)
     realname: str = ""  # as the door gave it (IRC's USER), or as they changed it since (SETNAME)
     signon: float = 0.0  # when they logged in (unix time)

@@ -132,6 +132,18 @@ class Away:
 
 
 @frozen
+class MarkRead:
+    """
+    How far one has read a channel or a private conversation (IRCv3
+    read-marker): set it to `at` (unix time; it only ever moves on), or,
+    with None, ask for it.
+    """
+
+    target: str
+    at: float | None = None
+
+
+@frozen
 class SetBot:
     """Mark oneself a bot (or not), as IRCv3's bot mode: others see it in WHOIS, WHO and on every message."""
 
@@ -273,5 +285,5 @@ class Read:
     channel: str
 
 
-Command = (LogIn | Say | Act | Notice | Msg | Tag | Join | Part | Topic | Mode | KickFrom | Invite | Away | SetBot | SetRealName | Whois | Watch | Unwatch | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
+Command = (LogIn | Say | Act | Notice | Msg | Tag | Join | Part | Topic | Mode | KickFrom | Invite | Away | MarkRead | SetBot | SetRealName | Whois | Watch | Unwatch | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
            | Identify | Register | ChangePassword | Unregister | History | Mentions | Read)

@@ -147,6 +147,14 @@ class UserCounts:
 
 
 @frozen
+class ReadMarker:
+    """How far the session has read `target` (unix time), or None: not known (commands.MarkRead)."""
+
+    target: str
+    at: float | None
+
+
+@frozen
 class BotMarked:
     """The session is marked a bot now (or not): what it says carries IRCv3's `bot` tag (commands.SetBot)."""
 
@@ -374,7 +382,7 @@ class Error:
 
 Reply = (
     LoggedIn | ChannelJoined | NowTalkingIn | ChannelParted | UserList | ChannelMembers | ChannelList
-    | TopicShown | ModesShown | MaskList | Inviting | InvitedTo | AwayChanged | BotMarked | IsAway | UserInfo | WatchedOnline | WatchedOffline
+    | TopicShown | ModesShown | MaskList | Inviting | InvitedTo | AwayChanged | BotMarked | ReadMarker | IsAway | UserInfo | WatchedOnline | WatchedOffline
     | WatchListFull | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
     | BanList | PasswordWanted | GuestNickname | Identified | Registered | PasswordChanged | Unregistered
     | NoteKept | NotesWhileAway | MentionsWhileAway | MentionList | Unread | HistoryShown | HistoryNotKept | HistoryKeptAgain

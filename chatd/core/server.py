@@ -425,6 +425,8 @@ class ChatServer:
                     self._operators.invite(member, found, nick)
             case commands.Away(text):
                 self._away(member, text)
+            case commands.MarkRead(target, at):
+                self._mark_read(member, target, at)
             case commands.SetBot(bot):
                 member.bot = bot
                 self.tell(session, replies.BotMarked(bot))
@@ -620,6 +622,23 @@ class ChatServer:
         changed, audience = AwayChanged(member.nick, text, at=self.clock.seconds()), comings_of(member.channels.values())
         self._fan_out.broadcast(changed, audience, member.session)
         self._watchers.changed(member.nick, changed, audience)
+
+    def _mark_read(self, member: Member, target: str, at: float | None) -> None:
+        """
+        How far `member` has read `target`: moved on to `at` (never back),
+        and, where they are identified, kept as the web page's read marks
+        are; they are told how far it is now.
+        """
+        key, marks = name_key(target), member.read_marks
+        if at is not None and at > marks.get(key, 0.0):
+            marks[key] = at
+            self._accounts.read_up_to(member, target, at)
+        self.tell(member.session, replies.ReadMarker(target, marks.get(key)))
+
+    def read_mark(self, session: ISession, target: str) -> float | None:
+        """How far `session` has read `target` (None: not known)."""
+        member = self._roster.members.get(session)
+        return None if member is None else member.read_marks.get(name_key(target))
 
     def _set_realname(self, member: Member, wanted: str) -> None:
         """`member`'s real name is now `wanted`: they are told, and whoever shares a channel with them (IRC's SETNAME)."""

@@ -10,6 +10,8 @@ module's own values; the rest are the core's.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from attrs import field, frozen
 from twisted.words.protocols.irc import parsemsg
 
@@ -173,6 +175,14 @@ class Invitations:
 
 
 @frozen
+class MarkReadRefused:
+    """MARKREAD that cannot be carried out: FAIL MARKREAD `code` (NEED_MORE_PARAMS, INVALID_PARAMS)."""
+
+    code: str
+    target: str = ""
+
+
+@frozen
 class Help:
     """HELP or HELPOP, and its subject ("": the index)."""
 
@@ -194,7 +204,7 @@ class Unknown:
     command: str
 
 
-IrcCommand = (Invitations | NamesOf | TooManyTargets | Help | Monitor | Whowas | TagMsg | Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
+IrcCommand = (MarkReadRefused | Invitations | NamesOf | TooManyTargets | Help | Monitor | Whowas | TagMsg | Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
               | Ison | Userhost | ServerQuery | Quietly | Away | NeedMoreParams
               | NoRecipient | NoTextToSend | Unknown)
 Parsed = Command | IrcCommand
@@ -328,6 +338,8 @@ def parse_line(line: str) -> list[Parsed]:
             return [Away(clean(params[0]) if params else "")]
         case "SETNAME":
             return [commands.SetRealName(params[0])] if params else [NeedMoreParams(command)]
+        case "MARKREAD":
+            return [_markread(params)]
         case "HELP" | "HELPOP":
             return [Help(params[0] if params else "")]
     return [Unknown(command)]
@@ -343,6 +355,23 @@ def _username(given: str) -> str:
     """USER's user name, kept to what is safe in a `nick!user@host` mask ("" if nothing is)."""
     return "".join(character for character in given if character.isascii() and (character.isalnum()
                                                                                or character in "-_.[]{}|^"))[:USERLEN]
+
+
+def _markread(params: list[str]) -> Parsed:
+    """IRCv3 read-marker's MARKREAD TARGET [timestamp=YYYY-MM-DDThh:mm:ss.sssZ]."""
+    if not params or not params[0]:
+        return MarkReadRefused("NEED_MORE_PARAMS")
+    if len(params) == 1:
+        return commands.MarkRead(params[0])
+    name, _, value = params[1].partition("=")
+    for form in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            when = datetime.strptime(value, form).replace(tzinfo=timezone.utc) if name == "timestamp" else None
+        except ValueError:
+            continue
+        if when is not None:
+            return commands.MarkRead(params[0], when.timestamp())
+    return MarkReadRefused("INVALID_PARAMS", params[0])
 
 
 def _kick(params: list[str]) -> list[Parsed]:

@@ -49,6 +49,7 @@ from chatd.irc.parse import (
     Cap,
     Help,
     Invitations,
+    MarkReadRefused,
     NamesOf,
     TooManyTargets,
     MAX_TARGETS,
@@ -92,7 +93,7 @@ MAX_SASL_BYTES = 1200
 # without an answer, and it is gone ("Ping timeout").
 PING_INTERVAL_SECONDS = 90.0
 # The IRCv3 capabilities offered (and `sasl` where accounts are kept).
-CAPABILITIES = ("away-notify", "batch", "echo-message", "extended-monitor", "labeled-response", "message-tags", "multi-prefix",
+CAPABILITIES = ("away-notify", "batch", "draft/read-marker", "echo-message", "extended-monitor", "labeled-response", "message-tags", "multi-prefix",
                 "server-time", "setname", "userhost-in-names")
 # The user mode of a bot (IRCv3 bot mode, 005's BOT=).
 BOT_MODE = "B"
@@ -471,6 +472,9 @@ class IrcSession(Protocol):
             case Invitations():
                 self._tell(*(render.numeric(name, "336", nick, channel) for channel in server.invitations(self)),
                            render.numeric(name, "337", nick, "End of /INVITE list"))
+            case MarkReadRefused(code, target):
+                self._tell(render.line(name, "FAIL", "MARKREAD", code, *([target] if target else []),
+                                       text="MARKREAD TARGET [timestamp=YYYY-MM-DDThh:mm:ss.sssZ]"))
             case Help(subject):
                 self._tell(*render.help_reply(name, nick, subject))
             case commands.Say() | commands.Act():
@@ -650,9 +654,15 @@ class IrcSession(Protocol):
                 if self._names_ends or answer.code != "no-such-channel":
                     lines += render.refusal(name, nick, answer, self._answering)
             elif isinstance(answer, replies.ChannelJoined):
-                lines += render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
+                joined = render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
                                        self._names(answer.nicks), answer.history, multi_prefix, answer.secret,
                                        server_time)
+                if "draft/read-marker" in capabilities:  # how far it was read, before the end of the names
+                    end = next((index for index, text in enumerate(joined) if text.split(" ", 2)[1] == "366"),
+                               len(joined))
+                    joined.insert(end, render.read_marker(name, answer.channel,
+                                                          self._server.read_mark(self, answer.channel)))
+                lines += joined
             elif isinstance(answer, replies.ChannelMembers):
                 listed = render.names(name, nick, answer.channel, self._names(answer.nicks), multi_prefix,
                                       answer.secret)

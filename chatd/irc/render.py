@@ -114,6 +114,11 @@ def _with_tags(lines: Iterable[str], added: str) -> list[str]:
             else f"@{added} {line}" for line in lines]
 
 
+def read_marker(server: str, target: str, at: float | None) -> str:
+    """IRCv3 read-marker's MARKREAD: how far `target` was read ("*": not known)."""
+    return line(server, "MARKREAD", target, f"timestamp={time_tag(at)}" if at is not None else "*")
+
+
 def labelled(server: str, label: str, lines: Sequence[str], number: int, batch: bool) -> list[str]:
     """
     What answers a line with IRCv3's `label`: ACK for nothing, the one line
@@ -386,6 +391,8 @@ def reply(server: str, nick: str, answer: object) -> list[str]:
             return text_lines(mask(sender), "NOTICE" if notice else "PRIVMSG", nick, text)
         case replies.Tagged():
             return []  # only with message-tags (chatd.irc.protocol)
+        case replies.ReadMarker(target, at):
+            return [read_marker(server, target, at)]
         case replies.Bye():
             return []  # the ERROR that closes the connection follows
         case replies.OperatorNow():

@@ -328,6 +328,20 @@ def test_unread_counts_follow_an_identified_user_to_their_next_login(server, log
     assert r.Unread((("#lobby", 2),)) in replies_of(log, "bob")
 
 
+def test_a_read_marker_moves_on_only_and_an_identified_users_is_kept_as_read_marks_are(server, log):
+    """MarkRead sets how far one read (never back) and answers it; an identified user's goes to the store too."""
+    bob = log_in(server, log, "bob", "correct horse")
+    alice = log_in(server, log, "alice")
+    log.clear()
+    server.handle(bob, c.MarkRead("#lobby", 20.0))
+    server.handle(bob, c.MarkRead("#lobby", 10.0))
+    server.handle(alice, c.MarkRead("#Lobby", 5.0))
+    server.handle(alice, c.MarkRead("#lobby"))
+    assert replies_of(log, "bob") == [r.ReadMarker("#lobby", 20.0)] * 2
+    assert replies_of(log, "alice") == [r.ReadMarker("#Lobby", 5.0), r.ReadMarker("#lobby", 5.0)]
+    assert server.store.read_marks == {("bob", "#lobby"): 20.0}  # alice is not identified: hers is not kept
+
+
 def test_identifying_for_a_nickname_its_owner_holds_on_another_connection_does_not_take_it(server, log):
     """The owner online twice (the web page and telnet): /identify NICK on the second is told, and nothing breaks."""
     bob = log_in(server, log, "bob", "correct horse")

@@ -69,7 +69,7 @@ def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lob
     """
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
-    assert alice.take() == [":lab CAP * LS :away-notify batch echo-message extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names"]
+    assert alice.take() == [":lab CAP * LS :away-notify batch draft/read-marker echo-message extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names"]
     alice.send("CAP REQ :multi-prefix frobnicate", "CAP REQ :multi-prefix server-time", "CAP REQ -server-time",
                "CAP LIST")
     assert alice.take() == [":lab CAP * NAK :multi-prefix frobnicate", "@time=1970-01-01T00:00:00.000Z :lab CAP * ACK :multi-prefix server-time",
@@ -867,3 +867,28 @@ def test_a_labelled_tagmsg_to_oneself_is_answered_by_its_echo_and_arrives_unlabe
     lines = alice.take()
     assert len(lines) == 2 and all(line.endswith(" :alice!alice@chatd TAGMSG alice") for line in lines)
     assert ["label=12" in line.split(" ", 1)[0] for line in lines].count(True) == 1
+
+
+def test_read_marker_is_kept_only_moves_on_and_comes_on_join(factory):
+    """
+    draft/read-marker: MARKREAD TARGET asks how far one read it ("*": not
+    known), MARKREAD TARGET timestamp=... sets it (an older one leaves it),
+    a JOIN says it before 366, and bad input is FAIL MARKREAD.
+    """
+    alice = Client(factory, 1)
+    alice.send("CAP LS 302", "CAP REQ draft/read-marker", "NICK alice", "USER a 0 * :A", "CAP END")
+    alice.take()
+    alice.send("MARKREAD #test", "JOIN #test")
+    lines = alice.take()
+    assert lines[0] == ":lab MARKREAD #test *"
+    assert [line.split()[1] for line in lines[1:]] == ["JOIN", "353", "MARKREAD", "366"]
+    alice.send("MARKREAD #test timestamp=2019-06-01T12:00:00.123Z", "MARKREAD #test timestamp=2019-01-01T00:00:00.000Z",
+               "MARKREAD bob timestamp=2020-01-01T00:00:00Z")
+    assert alice.take() == [":lab MARKREAD #test timestamp=2019-06-01T12:00:00.123Z"] * 2 + [
+        ":lab MARKREAD bob timestamp=2020-01-01T00:00:00.000Z"]
+    alice.send("PART #test", "JOIN #test")
+    assert ":lab MARKREAD #test timestamp=2019-06-01T12:00:00.123Z" in alice.take()
+    alice.send("MARKREAD", "MARKREAD #test *", "MARKREAD #test timestamp=yesterday")
+    assert [line.split(" :")[0] for line in alice.take()] == [
+        ":lab FAIL MARKREAD NEED_MORE_PARAMS", ":lab FAIL MARKREAD INVALID_PARAMS #test",
+        ":lab FAIL MARKREAD INVALID_PARAMS #test"]
