@@ -90,6 +90,7 @@ class Hooks:
     enter: Callable[[ISession, str], None]  # log in as this (free, unregistered) nickname
     rename: Callable[[Member, str], None]  # the member takes its account's nickname
     member: Callable[[ISession], Member | None]
+    account_changed: Callable[[Member], None]  # a member online identified, or lost their account
 
 
 class Accounts:
@@ -265,6 +266,7 @@ class Accounts:
                                                         "nickname-taken", account.nick))
                 return
             self._hooks.rename(member, account.nick)
+        self._hooks.account_changed(member)
         self.welcome(member)
 
     # -- the password check, off the reactor's thread
@@ -389,6 +391,8 @@ class Accounts:
                 self.registered.claim(nick, account)
                 if session in self._roster.present:
                     self.identified[session] = account
+                    if (member := self._hooks.member(session)) is not None:
+                        self._hooks.account_changed(member)
             log.info("{nick} registered", nick=nick)
             if session in self._roster.present:
                 tell(session, replies.Registered(nick))
@@ -435,6 +439,8 @@ class Accounts:
         for holders in (self.identified, self._wanted):
             for session in [session for session, held in holders.items() if held is account]:
                 del holders[session]
+                if holders is self.identified and (member := self._hooks.member(session)) is not None:
+                    self._hooks.account_changed(member)
 
     def _own_account(self, member: Member, command: str) -> Account | None:
         account = self.identified.get(member.session)

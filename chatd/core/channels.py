@@ -144,7 +144,7 @@ class Channels:
         self._tell(session, replies.ChannelJoined(channel.name, channel.count, channel.topic, channel.history.recent(),
                                                  members_for(session, channel), channel.topic_by, channel.topic_at,
                                                  "s" in channel.modes.flags))
-        self._crowd.announce_join(member, channel)
+        self._crowd.announce_join(member, channel, account)
 
     def part(self, member: Member, name: str | None, reason: str) -> None:
         channel = self.target(member, name)

@@ -52,10 +52,10 @@ class Crowd:
             self._logins_unlogged += 1
         self._later()
 
-    def announce_join(self, member: Member, channel: Channel) -> None:
-        """`member` joined `channel`: announced, or counted if the channel is big."""
+    def announce_join(self, member: Member, channel: Channel, account: str) -> None:
+        """`member` (identified for `account`, or "") joined `channel`: announced, or counted if the channel is big."""
         event = Joined(channel.name, member.nick, channel.count, channel.rank_of(member.session), member.away,
-                       at=self._clock.seconds())
+                       account, member.realname, at=self._clock.seconds())
         if channel.count > self.quiet_joins:
             self._quiet_join(channel, member.session, member.nick)
             self._fan_out.broadcast(event, frozenset())

@@ -75,6 +75,10 @@ class Joined(_Happened):
     count: int  # members of the channel, the joiner included
     rank: str = ""  # "@" for an operator (who made the channel, or its founder), as chatd.core.modes names ranks
     away: str = ""  # why the joiner is away ("": here): IRC's away-notify tells it after the JOIN
+    # The account the joiner identified for ("": none), and their real name:
+    # IRC's extended-join.  Not compared, as a message's msgid is not.
+    account: str = field(default="", eq=False)
+    realname: str = field(default="", eq=False)
 
 
 @frozen
@@ -147,6 +151,14 @@ class AwayChanged(_Happened):
 
 
 @frozen
+class AccountChanged(_Happened):
+    """`nick` identified for `account` ("": no account any more); told to whoever shares a channel (account-notify)."""
+
+    nick: str
+    account: str
+
+
+@frozen
 class RealNameChanged(_Happened):
     """`nick` changed their real name (IRCv3 SETNAME); told to whoever shares a channel with them, and them."""
 
@@ -163,7 +175,7 @@ class Left(_Happened):
 
 
 Event = (Said | Acted | Noticed | Joined | Parted | TopicChanged | ModeChanged | Kicked | Crowd | Renamed | AwayChanged
-         | RealNameChanged | Left)
+         | RealNameChanged | AccountChanged | Left)
 
 
 # -- what only the cluster's bus carries: requests to the node that has a
@@ -231,7 +243,7 @@ MESSAGES = (Said, Acted)
 _KINDS: dict[str, type[Any]] = {
     "said": Said, "acted": Acted, "noticed": Noticed, "joined": Joined, "parted": Parted, "topic": TopicChanged,
     "mode": ModeChanged, "kicked": Kicked, "crowd": Crowd, "renamed": Renamed, "away": AwayChanged,
-    "realname": RealNameChanged, "left": Left,
+    "realname": RealNameChanged, "account": AccountChanged, "left": Left,
     "whispered": Whispered, "invite-sent": InviteSent, "banned": Banned, "unbanned": Unbanned, "kick-ordered": KickOrdered,
 }
 # Each kind's name, as the transcript (and every front door that names events) calls it.
@@ -241,11 +253,14 @@ FIELDS: dict[type[Any], tuple[str, ...]] = {
     kind: tuple(field.name for field in fields(kind) if field.name not in ("at", "origin")) for kind in KIND_NAMES}
 # What a message carries for IRC clients (IRCv3's msgid and client tags), apart from what it says.
 MESSAGE_META = ("msgid", "tags")
+# What a join carries for IRC clients (extended-join), apart from who joined where.
+JOIN_META = ("account", "realname")
 # Fields the JSON codec leaves out when they are empty (and reads back as empty when left out).
-LEFT_OUT_WHEN_EMPTY = (*MESSAGE_META, "away")
-# Each kind's fields as a reader sees them (the web page): FIELDS without MESSAGE_META.
+LEFT_OUT_WHEN_EMPTY = (*MESSAGE_META, *JOIN_META, "away")
+# Each kind's fields as a reader sees them (the web page): FIELDS without MESSAGE_META and JOIN_META.
 SHOWN_FIELDS: dict[type[Any], tuple[str, ...]] = {
-    kind: tuple(name for name in names if name not in MESSAGE_META) for kind, names in FIELDS.items()}
+    kind: tuple(name for name in names if kind is AccountChanged or name not in (*MESSAGE_META, *JOIN_META))
+    for kind, names in FIELDS.items()}
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 

@@ -23,6 +23,7 @@ from chatd.core.channel import Channel, Member, Remote, comings_of
 from chatd.core.crowd import Crowd
 from chatd.core.events import (
     Acted,
+    AccountChanged,
     AwayChanged,
     RealNameChanged,
     Banned,
@@ -194,7 +195,7 @@ class Mirror:
                 target, where = self._roster.local_member(to), self._roster.channel(name)
                 if target is not None and where is not None:
                     self._operators.invited(target, where, nick)
-            case AwayChanged(nick) | RealNameChanged(nick):
+            case AwayChanged(nick) | RealNameChanged(nick) | AccountChanged(nick):
                 remote = self._roster.remote.get((event.origin, name_key(nick)))
                 if remote is not None:
                     audience = comings_of(remote.channels.values())

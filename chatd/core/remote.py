@@ -101,6 +101,8 @@ def checked(event: BusEvent) -> BusEvent | None:
                 continue
             if attribute.name in _NICK_FIELDS:
                 wanted = _nickname(value)
+            elif attribute.name == "account":  # a registered nickname, or "": none
+                wanted = _nickname(value) if value else ""
             elif attribute.name == "channel":
                 wanted = _channel_name(value)
             elif attribute.name == "tags":

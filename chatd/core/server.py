@@ -48,6 +48,7 @@ from chatd.core.channels import MAX_CHANNELS_PER_USER, Channels, members_for
 from chatd.core.channel import Channel, Member, Remote, comings_of
 from chatd.core.crowd import CROWD_SUMMARY_SECONDS, DEFAULT_QUIET_JOINS, LOGIN_LINES_PER_PERIOD, Crowd
 from chatd.core.events import (
+    AccountChanged,
     Acted,
     AwayChanged,
     BusEvent,
@@ -139,7 +140,7 @@ class ChatServer:
         self._moderator = Moderator(self.clock, roster, fan_out, self.moderation, self.tell, self._remove)
         self._accounts = Accounts(self.clock, roster, lambda: self.store, Hooks(
             self._begin_turn, self.tell, self._remove, self._log_in, self._enter, self._change_nick,
-            roster.members.get))
+            roster.members.get, self._account_changed))
         self._channels = Channels(self.clock, roster, fan_out, crowd, operators, self.max_channels, self.tell,
                                   self._accounts.account_of, self._keep_modes)
         self._accounts.load(self.store.accounts())
@@ -538,7 +539,7 @@ class ChatServer:
                                             self._accounts.account_of(session)))
         if not self.store.healthy:
             self.tell(session, replies.HistoryNotKept())
-        self._crowd.announce_join(member, lobby)
+        self._crowd.announce_join(member, lobby, self._accounts.account_of(session))
         self._accounts.welcome(member)
         self._watchers.online(nick)
 
@@ -653,6 +654,13 @@ class ChatServer:
         self._fan_out.broadcast(changed, audience)
         if audience.isdisjoint(member.view[0]) and self._fan_out.caught_up_with(member):
             self._fan_out.deliver(member, Share(Batch([changed]), [(0, 1)], None))
+        self._watchers.changed(member.nick, changed, audience)
+
+    def _account_changed(self, member: Member) -> None:
+        """`member` identified for an account now, or has none any more: whoever shares a channel is told."""
+        changed = AccountChanged(member.nick, self._accounts.account_of(member.session), at=self.clock.seconds())
+        audience = comings_of(member.channels.values())
+        self._fan_out.broadcast(changed, audience, member.session)
         self._watchers.changed(member.nick, changed, audience)
 
     def _share_with_watcher(self, session: ISession, event: Event, audience: frozenset[str]) -> None:

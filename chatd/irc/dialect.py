@@ -5,7 +5,8 @@ An IRC session's dialect: UTF-8, CR LF, the same from every channel (IRC
 has no current channel), and the IRCv3 capabilities that change how events
 read (`server-time`: each line tagged with when it happened; `away-notify`:
 others' AWAY; `message-tags`: each message with its msgid and its sender's
-client tags; `setname`: others' SETNAME).  Sessions that negotiated the same of those share one
+client tags; `setname`: others' SETNAME; `extended-join`: each JOIN with
+the joiner's account and real name; `account-notify`: others' ACCOUNT).  Sessions that negotiated the same of those share one
 dialect, so fan-out encodes a turn's events once for each such group (see
 chatd.core.batch).
 """
@@ -31,6 +32,8 @@ class IrcDialect(PlainFrames):
     away_notify: bool = False
     message_tags: bool = False
     setname: bool = False
+    extended_join: bool = False
+    account_notify: bool = False
 
     uses_current = False
 
@@ -40,15 +43,15 @@ class IrcDialect(PlainFrames):
         return DIALECTS[tuple(name in capabilities for name in READING)]
 
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
-        away_notify, setname = self.away_notify, self.setname
+        reading = self.away_notify, self.setname, self.extended_join, self.account_notify
         if not self.server_time and not self.message_tags:  # the usual case
-            parts = [encode(render.event(event, away_notify, setname)) for event in events]
+            parts = [encode(render.event(event, *reading)) for event in events]
         else:
             parts = [encode(self._tagged(event)) for event in events]
         return b"".join(parts), [0, *accumulate(map(len, parts))]
 
     def _tagged(self, event: Event) -> list[str]:
-        lines = render.event(event, self.away_notify, self.setname)
+        lines = render.event(event, self.away_notify, self.setname, self.extended_join, self.account_notify)
         if self.message_tags and isinstance(event, _MESSAGES):
             lines = render.with_client_tags(lines, event.msgid, event.tags)
         if self.server_time:
@@ -59,7 +62,7 @@ class IrcDialect(PlainFrames):
         return "IRC" + "".join(f"+{name}" for name, on in zip(READING, self._flags()) if on)
 
     def _flags(self) -> tuple[bool, ...]:
-        return self.server_time, self.away_notify, self.message_tags, self.setname
+        return self.server_time, self.away_notify, self.message_tags, self.setname, self.extended_join, self.account_notify
 
 
 def encode(lines: Sequence[str]) -> bytes:
@@ -68,6 +71,6 @@ def encode(lines: Sequence[str]) -> bytes:
 
 
 # The capabilities that change how events read, in the order of IrcDialect's fields.
-READING = ("server-time", "away-notify", "message-tags", "setname")
+READING = ("server-time", "away-notify", "message-tags", "setname", "extended-join", "account-notify")
 DIALECTS = {flags: IrcDialect(*flags) for flags in product((False, True), repeat=len(READING))}
 IRC = DIALECTS[(False,) * len(READING)]

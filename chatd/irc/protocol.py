@@ -93,7 +93,8 @@ MAX_SASL_BYTES = 1200
 # without an answer, and it is gone ("Ping timeout").
 PING_INTERVAL_SECONDS = 90.0
 # The IRCv3 capabilities offered (and `sasl` where accounts are kept).
-CAPABILITIES = ("away-notify", "batch", "draft/read-marker", "echo-message", "extended-monitor", "labeled-response", "message-tags", "multi-prefix",
+CAPABILITIES = ("account-notify", "away-notify", "batch", "draft/read-marker", "echo-message", "extended-join",
+                "extended-monitor", "labeled-response", "message-tags", "multi-prefix",
                 "server-time", "setname", "userhost-in-names")
 # The user mode of a bot (IRCv3 bot mode, 005's BOT=).
 BOT_MODE = "B"
@@ -647,7 +648,7 @@ class IrcSession(Protocol):
                                         self._settings.motd)
                 lines += render.joined(name, answer.nick, answer.channel, answer.topic, answer.topic_by,
                                        answer.topic_at, self._names(answer.nicks), answer.history, multi_prefix,
-                                       server_time=server_time)
+                                       server_time=server_time, extended=self._extended_join())
             elif isinstance(answer, replies.Error):
                 if self._answering is not None:
                     self._refused = True
@@ -656,7 +657,7 @@ class IrcSession(Protocol):
             elif isinstance(answer, replies.ChannelJoined):
                 joined = render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
                                        self._names(answer.nicks), answer.history, multi_prefix, answer.secret,
-                                       server_time)
+                                       server_time, self._extended_join())
                 if "draft/read-marker" in capabilities:  # how far it was read, before the end of the names
                     end = next((index for index, text in enumerate(joined) if text.split(" ", 2)[1] == "366"),
                                len(joined))
@@ -693,6 +694,13 @@ class IrcSession(Protocol):
             self._labelled += lines
         else:  # a message received (even from oneself) is no answer to the line being carried out
             life.write(encode(lines))
+
+    def _extended_join(self) -> tuple[str, str] | None:
+        """With IRCv3 extended-join, what this client's own JOIN carries: its account and real name."""
+        if "extended-join" not in self.capabilities:
+            return None
+        user = self._server.user_info(self.nick)
+        return (user.account, user.realname) if user is not None else (self.account or "", self.realname)
 
     def _without_lobby(self, user: replies.UserInfo) -> replies.UserInfo:
         """`user` without the default channel among their channels: everyone is in it, and it is quiet here."""

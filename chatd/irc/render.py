@@ -21,6 +21,7 @@ from chatd.core import replies
 from chatd.core.roster import ChannelView
 from chatd.core.events import (
     Acted,
+    AccountChanged,
     AwayChanged,
     RealNameChanged,
     Crowd,
@@ -185,8 +186,13 @@ def text_lines(prefix: str, command: str, target: str, text: str) -> list[str]:
     return lines
 
 
-def event(happened: Event, away_notify: bool = False, setname: bool = False) -> list[str]:
-    """What an IRC client is told of an event (AWAY only with IRCv3's away-notify, SETNAME only with setname)."""
+def event(happened: Event, away_notify: bool = False, setname: bool = False, extended_join: bool = False,
+          account_notify: bool = False) -> list[str]:
+    """
+    What an IRC client is told of an event: with IRCv3's away-notify,
+    others' AWAY; with setname, SETNAME; with extended-join, each JOIN with
+    the joiner's account and real name; with account-notify, ACCOUNT.
+    """
     match happened:
         case Said(channel, nick, text):
             return text_lines(mask(nick), "PRIVMSG", channel, text)
@@ -194,8 +200,8 @@ def event(happened: Event, away_notify: bool = False, setname: bool = False) -> 
             return text_lines(mask(nick), "PRIVMSG", channel, f"\x01ACTION {text}\x01")
         case Noticed(channel, nick, text):
             return text_lines(mask(nick), "NOTICE", channel, text)
-        case Joined(channel, nick, rank=rank, away=away):
-            lines = [line(mask(nick), "JOIN", channel)]
+        case Joined(channel, nick, rank=rank, away=away, account=account, realname=realname):
+            lines = [join_line(nick, channel, account, realname) if extended_join else line(mask(nick), "JOIN", channel)]
             if rank:  # its founder, back: made operator by the server, as services do it
                 lines.append(line(HOST, "MODE", channel, "+" + "".join(RANK_LETTERS[sign] for sign in rank),
                                   *([nick] * len(rank))))
@@ -225,6 +231,8 @@ def event(happened: Event, away_notify: bool = False, setname: bool = False) -> 
             return [line(mask(nick), "AWAY", text=text)] if text else [line(mask(nick), "AWAY")]
         case RealNameChanged(nick, realname):
             return [line(mask(nick), "SETNAME", text=realname)] if setname else []
+        case AccountChanged(nick, account):
+            return [line(mask(nick), "ACCOUNT", account or "*")] if account_notify else []
     raise TypeError(f"not an event: {happened!r}")
 
 
@@ -282,11 +290,20 @@ def topic_who_time(server: str, nick: str, channel: str, by: str, at: float) -> 
     return numeric(server, "333", nick, channel, mask(by) if by else server, str(int(at)))
 
 
+def join_line(nick: str, channel: str, account: str, realname: str) -> str:
+    """IRCv3 extended-join's JOIN: with the joiner's account ("*": none) and real name."""
+    return line(mask(nick), "JOIN", channel, account or "*", text=realname)
+
+
 def joined(server: str, nick: str, channel: str, topic: str, topic_by: str, topic_at: float, members: Iterable[str],
            history: Sequence[Event], multi_prefix: bool = False, secret: bool = False,
-           server_time: bool = False) -> list[str]:
-    """Your own JOIN, the topic (332, 333), the names, then the channel's recent messages as NOTICEs from the server."""
-    lines = [line(mask(nick), "JOIN", channel)]
+           server_time: bool = False, extended: tuple[str, str] | None = None) -> list[str]:
+    """
+    Your own JOIN (with extended-join, `extended`: your account and real
+    name), the topic (332, 333), the names, then the channel's recent
+    messages as NOTICEs from the server.
+    """
+    lines = [join_line(nick, channel, *extended) if extended is not None else line(mask(nick), "JOIN", channel)]
     if topic:
         lines.append(numeric(server, irc.RPL_TOPIC, nick, channel, text=topic))
         lines.append(topic_who_time(server, nick, channel, topic_by, topic_at))

@@ -60,10 +60,10 @@ class TelnetDialect(PlainFrames):
         return TelnetDialect(charset, lobby)
 
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
-        texts = [render.event(event, current, self.lobby) + "\r\n" for event in events]
+        texts = [text + "\r\n" if (text := render.event(event, current, self.lobby)) else "" for event in events]
         joined = "".join(texts)
         if has_formatting(joined):  # IRC users' bold and colours: left out
-            texts = [plain(text[:-2]) + "\r\n" for text in texts]
+            texts = [plain(text[:-2]) + "\r\n" if text else "" for text in texts]
             joined = "".join(texts)
         if joined.isascii() and writes_ascii_as_ascii(self.charset):
             # The usual case: the same bytes in every charset, lengths as in characters.

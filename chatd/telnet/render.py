@@ -73,6 +73,7 @@ from collections.abc import Iterable
 from chatd.core import replies
 from chatd.core.events import (
     Acted,
+    AccountChanged,
     AwayChanged,
     RealNameChanged,
     Crowd,
@@ -97,7 +98,7 @@ def event(happened: Event, current: str | None = None, lobby: str = "#lobby") ->
     """
     The line a member sees for an event: as it is for events of their
     `current` channel, with the channel in front for their other channels.
-    In the default channel (`lobby`) a join counts users online.
+    In the default channel (`lobby`) a join counts users online.  "": none.
     """
     match happened:
         case Said(channel, nick, text):
@@ -126,6 +127,8 @@ def event(happened: Event, current: str | None = None, lobby: str = "#lobby") ->
             return f"*** {nick} is away: {text}" if text else f"*** {nick} is back"
         case RealNameChanged(nick, realname):
             return f"*** {nick}'s real name is now {realname}"
+        case AccountChanged():
+            return ""  # /whois says who is identified
         case _:
             raise TypeError(f"not an event: {happened!r}")
     return line if channel == current else f"[{channel}] {line}"

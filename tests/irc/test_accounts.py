@@ -36,7 +36,7 @@ def test_sasl_plain_logs_in_to_the_account_before_registration(factory):
     """CAP LS offers sasl; REQ is ACKed; AUTHENTICATE PLAIN with the right password: 900 and 903, then the welcome."""
     bob = Client(factory, 1)
     bob.send("CAP LS 302", "NICK bob", "USER bob 0 * :Bob")
-    assert bob.take() == [":lab CAP * LS :away-notify batch draft/read-marker echo-message extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names sasl=PLAIN"]
+    assert bob.take() == [":lab CAP * LS :account-notify away-notify batch draft/read-marker echo-message extended-join extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names sasl=PLAIN"]
     bob.send("CAP REQ :sasl")
     assert bob.take() == [":lab CAP * ACK sasl"]
     bob.send("AUTHENTICATE PLAIN")
@@ -100,4 +100,25 @@ def test_cap_ls_offers_nothing_where_no_accounts_are_kept():
     factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock)
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "CAP REQ :sasl")
-    assert alice.take() == [":lab CAP * LS :away-notify batch draft/read-marker echo-message extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names", ":lab CAP * NAK sasl"]
+    assert alice.take() == [":lab CAP * LS :account-notify away-notify batch draft/read-marker echo-message extended-join extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names", ":lab CAP * NAK sasl"]
+
+
+def test_extended_join_and_account_notify_say_who_is_identified(factory):
+    """
+    extended-join: a JOIN (one's own too) carries the account ("*": none)
+    and the real name; account-notify: a channel-mate's ACCOUNT when they
+    identify; a client that asked for neither reads plain JOINs and no ACCOUNT.
+    """
+    alice, plain_client, bob = Client(factory, 1), Client(factory, 2), Client(factory, 3)
+    assert ":alice!alice@chatd JOIN #lobby * :alice the tester" in alice.register("alice", "extended-join",
+                                                                                   "account-notify")
+    plain_client.register("plain")
+    bob.register("bob")  # a guest, bob_1, until he identifies
+    for client in (alice, plain_client, bob):
+        client.send("JOIN #lab")
+    alice.take(), plain_client.take()
+    bob.send("PRIVMSG NickServ :IDENTIFY correct horse", "PART #lab", "JOIN #lab")
+    assert alice.take() == [":bob_1!bob_1@chatd NICK bob", ":bob!bob@chatd ACCOUNT bob",
+                            ":bob!bob@chatd PART #lab", ":bob!bob@chatd JOIN #lab bob :bob the tester"]
+    assert plain_client.take() == [":bob_1!bob_1@chatd NICK bob", ":bob!bob@chatd PART #lab",
+                                   ":bob!bob@chatd JOIN #lab"]
