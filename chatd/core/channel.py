@@ -34,6 +34,7 @@ class Member:
     away: str = ""  # why they are away ("": here)
     # How far they have read each channel or private conversation (by key), as their client said (MarkRead).
     read_marks: dict[str, float] = field(factory=dict)
+    account: str = ""  # the account they identified for ("": none), as the accounts have it
     bot: bool = False  # marked a bot: what it says carries the `bot` tag (chatd.core.tags)
     realname: str = ""  # as the door gave it (IRC's USER), or as they changed it since (SETNAME)
     signon: float = 0.0  # when they logged in (unix time)

@@ -70,7 +70,7 @@ from chatd.core.nicknames import MAX_REALNAME_CHARS, check_channel_name, name_ke
 from chatd.core.remote import NodeState
 from chatd.core.roster import ChannelView, Roster
 from chatd.core.session import ISession
-from chatd.core.tags import MessageIds, as_bots
+from chatd.core.tags import MessageIds, with_server_tags
 from chatd.core.text import clean
 from chatd.core.turn import Turn
 from chatd.core.watchers import Watchers
@@ -487,15 +487,16 @@ class ChatServer:
                 return
         self.messages += 1
         now = member.active_at = self.clock.seconds()
-        said = kind(target.name, member.nick, text, at=now, msgid=msgid or self._msgids.next(),
-                    tags=as_bots(tags) if member.bot else tags)
+        if member.account or member.bot:
+            tags = with_server_tags(tags, member.account, member.bot)
+        said = kind(target.name, member.nick, text, at=now, msgid=msgid or self._msgids.next(), tags=tags)
         self._fan_out.broadcast(said, target.key, member.session, None if kind is Noticed else target)
 
     def _tag(self, member: Member, to: str, tags: str, msgid: str) -> None:
         """Client tags alone (TAGMSG) to a channel's members or to a user, whose doors hear tags, on this node."""
         msgid = msgid or self._msgids.next()
-        if member.bot:
-            tags = as_bots(tags)
+        if member.account or member.bot:
+            tags = with_server_tags(tags, member.account, member.bot)
         if to.startswith("#"):
             target = self._channels.speech_target(member, to)
             if target is None:
@@ -525,7 +526,8 @@ class ChatServer:
     def _enter(self, session: ISession, nick: str) -> None:
         """`session` logs in as `nick`, which it may have."""
         roster = self._roster
-        member = roster.members[session] = Member(session, nick, realname=session.realname)
+        member = roster.members[session] = Member(session, nick, realname=session.realname,
+                                                  account=self._accounts.account_of(session))
         member.signon = member.active_at = self.clock.seconds()
         roster.nicknames.claim(nick, session)
         lobby = roster.channels[name_key(self.default_channel)]
@@ -590,8 +592,8 @@ class ChatServer:
         fan_out = self._fan_out
         member.active_at = self.clock.seconds()
         msgid = msgid or self._msgids.next()
-        if member.bot:
-            tags = as_bots(tags)
+        if member.account or member.bot:
+            tags = with_server_tags(tags, member.account, member.bot)
         remote = self._roster.remote_holder(to_nick)
         if remote is not None:  # their node delivers it
             self.messages += 1
@@ -658,7 +660,8 @@ class ChatServer:
 
     def _account_changed(self, member: Member) -> None:
         """`member` identified for an account now, or has none any more: whoever shares a channel is told."""
-        changed = AccountChanged(member.nick, self._accounts.account_of(member.session), at=self.clock.seconds())
+        member.account = self._accounts.account_of(member.session)
+        changed = AccountChanged(member.nick, member.account, at=self.clock.seconds())
         audience = comings_of(member.channels.values())
         self._fan_out.broadcast(changed, audience, member.session)
         self._watchers.changed(member.nick, changed, audience)

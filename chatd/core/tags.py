@@ -22,10 +22,15 @@ from itertools import count
 MAX_TAG_BYTES = 4094
 # One client tag: "+", a name (an optional vendor "example.com/" before it),
 # and an escaped value without spaces, semicolons, line ends or NUL.
-BOT = "bot"
 _TAG = r"\+[A-Za-z0-9.\-/]+(?:=[^\x00-\x20;\x7f]*)?"
-# Before them, the one server tag the core adds: "bot", on what a user marked a bot says (IRCv3 bot mode).
-_TAGS = re.compile(f"(?:{BOT}|{_TAG})(?:;{_TAG})*")
+# The server tags the core puts before them: the sender's account (IRCv3
+# account-tag) and "bot" for a user marked a bot (IRCv3 bot mode).
+ACCOUNT = "account="
+BOT = "bot"
+_SERVER_TAG = f"(?:{ACCOUNT}[^\\x00-\\x20;\\x7f]+|{BOT})"
+_TAGS = re.compile(f"(?:{_SERVER_TAG}|{_TAG})(?:;(?:{_SERVER_TAG}|{_TAG}))*")
+# A tag value's escapes (IRCv3 message-tags).
+_ESCAPES = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"})
 _MSGID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 
@@ -36,9 +41,15 @@ def checked_tags(wire: str) -> str:
     return ""
 
 
-def as_bots(tags: str) -> str:
-    """A bot's message's tags: "bot" before its client tags."""
-    return f"{BOT};{tags}" if tags else BOT
+def escaped(value: str) -> str:
+    """A tag's value as the wire carries it (`;`, space, `\\`, CR and LF escaped)."""
+    return value.translate(_ESCAPES)
+
+
+def with_server_tags(tags: str, account: str, bot: bool) -> str:
+    """A message's tags: its sender's `account=` (if identified) and `bot` (if a bot), then its client tags."""
+    server = ([f"{ACCOUNT}{escaped(account)}"] if account else []) + ([BOT] if bot else [])
+    return ";".join([*server, tags]) if tags else ";".join(server)
 
 
 def checked_msgid(msgid: str) -> str:

@@ -6,7 +6,8 @@ has no current channel), and the IRCv3 capabilities that change how events
 read (`server-time`: each line tagged with when it happened; `away-notify`:
 others' AWAY; `message-tags`: each message with its msgid and its sender's
 client tags; `setname`: others' SETNAME; `extended-join`: each JOIN with
-the joiner's account and real name; `account-notify`: others' ACCOUNT).  Sessions that negotiated the same of those share one
+the joiner's account and real name; `account-notify`: others' ACCOUNT;
+`account-tag`: each message with its sender's account).  Sessions that negotiated the same of those share one
 dialect, so fan-out encodes a turn's events once for each such group (see
 chatd.core.batch).
 """
@@ -34,6 +35,7 @@ class IrcDialect(PlainFrames):
     setname: bool = False
     extended_join: bool = False
     account_notify: bool = False
+    account_tag: bool = False
 
     uses_current = False
 
@@ -44,7 +46,7 @@ class IrcDialect(PlainFrames):
 
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
         reading = self.away_notify, self.setname, self.extended_join, self.account_notify
-        if not self.server_time and not self.message_tags:  # the usual case
+        if not self.server_time and not self.message_tags and not self.account_tag:  # the usual case
             parts = [encode(render.event(event, *reading)) for event in events]
         else:
             parts = [encode(self._tagged(event)) for event in events]
@@ -52,8 +54,8 @@ class IrcDialect(PlainFrames):
 
     def _tagged(self, event: Event) -> list[str]:
         lines = render.event(event, self.away_notify, self.setname, self.extended_join, self.account_notify)
-        if self.message_tags and isinstance(event, _MESSAGES):
-            lines = render.with_client_tags(lines, event.msgid, event.tags)
+        if (self.message_tags or self.account_tag) and isinstance(event, _MESSAGES):
+            lines = render.with_message_tags(lines, event.msgid, event.tags, self.message_tags, self.account_tag)
         if self.server_time:
             lines = render.tagged(lines, {"time": render.time_tag(event.at)})
         return lines
@@ -62,7 +64,8 @@ class IrcDialect(PlainFrames):
         return "IRC" + "".join(f"+{name}" for name, on in zip(READING, self._flags()) if on)
 
     def _flags(self) -> tuple[bool, ...]:
-        return self.server_time, self.away_notify, self.message_tags, self.setname, self.extended_join, self.account_notify
+        return (self.server_time, self.away_notify, self.message_tags, self.setname, self.extended_join,
+                self.account_notify, self.account_tag)
 
 
 def encode(lines: Sequence[str]) -> bytes:
@@ -71,6 +74,6 @@ def encode(lines: Sequence[str]) -> bytes:
 
 
 # The capabilities that change how events read, in the order of IrcDialect's fields.
-READING = ("server-time", "away-notify", "message-tags", "setname", "extended-join", "account-notify")
+READING = ("server-time", "away-notify", "message-tags", "setname", "extended-join", "account-notify", "account-tag")
 DIALECTS = {flags: IrcDialect(*flags) for flags in product((False, True), repeat=len(READING))}
 IRC = DIALECTS[(False,) * len(READING)]

@@ -40,7 +40,7 @@ from chatd.core.nicknames import MAX_CHANNEL_CHARS, MAX_NICK_CHARS, name_key
 from chatd.core.server import MAX_CHANNELS_PER_USER
 from chatd.core.watchers import MAX_WATCHED
 from chatd.core.session import ISession
-from chatd.core.tags import as_bots
+from chatd.core.tags import with_server_tags
 from chatd.irc import render
 from chatd.irc.dialect import IRC, IrcDialect, encode
 from chatd.irc.parse import (
@@ -93,7 +93,7 @@ MAX_SASL_BYTES = 1200
 # without an answer, and it is gone ("Ping timeout").
 PING_INTERVAL_SECONDS = 90.0
 # The IRCv3 capabilities offered (and `sasl` where accounts are kept).
-CAPABILITIES = ("account-notify", "away-notify", "batch", "draft/read-marker", "echo-message", "extended-join",
+CAPABILITIES = ("account-notify", "account-tag", "away-notify", "batch", "draft/read-marker", "echo-message", "extended-join",
                 "extended-monitor", "labeled-response", "message-tags", "multi-prefix",
                 "server-time", "setname", "userhost-in-names")
 # The user mode of a bot (IRCv3 bot mode, 005's BOT=).
@@ -403,8 +403,9 @@ class IrcSession(Protocol):
                 tag = commands.Tag(target, self._client_tags, server.new_msgid())
                 self._handle_as("TAGMSG", tag)
                 if "echo-message" in self.capabilities and not self._refused:
-                    self._tell(*render.with_client_tags([render.line(render.mask(nick), "TAGMSG", target)],
-                                                        tag.msgid, tag.tags))
+                    self._tell(*render.with_message_tags([render.line(render.mask(nick), "TAGMSG", target)],
+                                                         tag.msgid, self._own_tags(tag.tags), True,
+                                                         "account-tag" in self.capabilities))
             case TagMsg():
                 pass  # no client tags: nothing to relay
             case PartAll():
@@ -513,6 +514,12 @@ class IrcSession(Protocol):
         msgid = self._server.new_msgid() if "echo-message" in self.capabilities else ""
         return evolve(command, tags=self._client_tags, msgid=msgid) if self._client_tags or msgid else command
 
+    def _own_tags(self, client_tags: str) -> str:
+        """The tags the chat gives what this client says: its account and bot mark (as the core adds them), then its own."""
+        user = self._server.user_info(self.nick)
+        account = user.account if user is not None else ""
+        return with_server_tags(client_tags, account, self.bot) if account or self.bot else client_tags
+
     def _echo(self, kind: type[Said] | type[Acted] | type[Noticed],
               command: commands.Say | commands.Act | commands.Notice) -> None:
         """IRCv3 echo-message: a line said in a channel, back to its sayer too, unless it was refused."""
@@ -521,9 +528,10 @@ class IrcSession(Protocol):
         found = self._server.channel(command.channel)
         if found is not None:
             lines = render.event(kind(found.name, self.nick, command.text, at=self._server.clock.seconds()))
-            if "message-tags" in self.capabilities:
-                lines = render.with_client_tags(lines, command.msgid,
-                                                as_bots(command.tags) if self.bot else command.tags)
+            capabilities = self.capabilities
+            if "message-tags" in capabilities or "account-tag" in capabilities:
+                lines = render.with_message_tags(lines, command.msgid, self._own_tags(command.tags),
+                                                 "message-tags" in capabilities, "account-tag" in capabilities)
             self._tell(*lines)
 
     def _online(self, nicks: Sequence[str]) -> list[str]:
@@ -626,7 +634,7 @@ class IrcSession(Protocol):
         name, nick, lines = self._server_name, self.nick, []
         capabilities = self.capabilities
         multi_prefix, server_time = "multi-prefix" in capabilities, "server-time" in capabilities
-        message_tags = "message-tags" in capabilities
+        message_tags, account_tag = "message-tags" in capabilities, "account-tag" in capabilities
         for answer in answers:
             if isinstance(answer, str):  # a line of this door's own
                 lines.append(answer)
@@ -677,13 +685,14 @@ class IrcSession(Protocol):
                 if "echo-message" in capabilities:  # as the recipient reads it
                     echo = render.text_lines(render.mask(nick), "NOTICE" if answer.notice else "PRIVMSG",
                                              answer.to, answer.text)
-                    lines += render.with_client_tags(echo, answer.msgid, answer.tags) if message_tags else echo
-            elif isinstance(answer, replies.PrivateReceived) and message_tags:
-                lines += render.with_client_tags(render.reply(name, nick, answer), answer.msgid, answer.tags)
+                    lines += render.with_message_tags(echo, answer.msgid, answer.tags, message_tags, account_tag)
+            elif isinstance(answer, replies.PrivateReceived) and (message_tags or account_tag):
+                lines += render.with_message_tags(render.reply(name, nick, answer), answer.msgid, answer.tags,
+                                                  message_tags, account_tag)
             elif isinstance(answer, replies.Tagged):
                 if message_tags:
-                    lines += render.with_client_tags([render.line(render.mask(answer.nick), "TAGMSG", answer.target)],
-                                                     answer.msgid, answer.tags)
+                    lines += render.with_message_tags([render.line(render.mask(answer.nick), "TAGMSG", answer.target)],
+                                                      answer.msgid, answer.tags, True, account_tag)
             else:
                 lines += render.reply(name, nick, answer)
         if server_time and lines:  # now, for what is not tagged with a time of its own (history)

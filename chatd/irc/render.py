@@ -37,7 +37,7 @@ from chatd.core.events import (
     TopicChanged,
 )
 from chatd.core.modes import KNOWN, SHOWN_HOST, spelt
-from chatd.core.tags import checked_tags
+from chatd.core.tags import ACCOUNT, checked_tags, escaped
 from chatd.core.watchers import MAX_WATCHED
 from chatd.irc.help import help_lines
 
@@ -79,13 +79,11 @@ def time_tag(at: float) -> str:
     return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-_TAG_ESCAPES = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"})
 
 
 def tagged(lines: Iterable[str], tags: Mapping[str, str]) -> list[str]:
     """Lines with these IRCv3 message tags (values escaped as the spec says), after any they have."""
-    return _with_tags(lines, ";".join(f"{name}={value.translate(_TAG_ESCAPES)}" if value else name
-                                      for name, value in tags.items()))
+    return _with_tags(lines, ";".join(f"{name}={escaped(value)}" if value else name for name, value in tags.items()))
 
 
 def client_tags(tags: Mapping[str, str]) -> str:
@@ -95,16 +93,21 @@ def client_tags(tags: Mapping[str, str]) -> str:
     checks them (chatd.core.tags): one that is not is left out.
     """
     return ";".join(wire for name, value in tags.items() if name.startswith("+")
-                    and checked_tags(wire := f"{name}={value.translate(_TAG_ESCAPES)}" if value else name))
+                    and checked_tags(wire := f"{name}={escaped(value)}" if value else name))
 
 
-def with_client_tags(lines: Iterable[str], msgid: str, client_tags: str) -> list[str]:
+def with_message_tags(lines: Iterable[str], msgid: str, tags: str, message_tags: bool = True,
+                      account_tag: bool = False) -> list[str]:
     """
-    A message's lines with IRCv3 message-tags: its msgid and its sender's
-    client tags (a wire string, escaped and checked: chatd.core.tags), after
-    any tags the lines have.
+    A message's lines with its tags, after any the lines have: with IRCv3
+    message-tags, its msgid, `bot` and its sender's client tags; with
+    account-tag, its sender's `account=`.  `tags` is the core's wire
+    string, escaped and checked (chatd.core.tags).
     """
-    return _with_tags(lines, ";".join(part for part in (f"msgid={msgid}" if msgid else "", client_tags) if part))
+    shown = [f"msgid={msgid}"] if message_tags and msgid else []
+    if tags:
+        shown += [tag for tag in tags.split(";") if (account_tag if tag.startswith(ACCOUNT) else message_tags)]
+    return _with_tags(lines, ";".join(shown))
 
 
 def _with_tags(lines: Iterable[str], added: str) -> list[str]:

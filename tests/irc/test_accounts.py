@@ -36,7 +36,7 @@ def test_sasl_plain_logs_in_to_the_account_before_registration(factory):
     """CAP LS offers sasl; REQ is ACKed; AUTHENTICATE PLAIN with the right password: 900 and 903, then the welcome."""
     bob = Client(factory, 1)
     bob.send("CAP LS 302", "NICK bob", "USER bob 0 * :Bob")
-    assert bob.take() == [":lab CAP * LS :account-notify away-notify batch draft/read-marker echo-message extended-join extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names sasl=PLAIN"]
+    assert bob.take() == [":lab CAP * LS :account-notify account-tag away-notify batch draft/read-marker echo-message extended-join extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names sasl=PLAIN"]
     bob.send("CAP REQ :sasl")
     assert bob.take() == [":lab CAP * ACK sasl"]
     bob.send("AUTHENTICATE PLAIN")
@@ -100,7 +100,7 @@ def test_cap_ls_offers_nothing_where_no_accounts_are_kept():
     factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock)
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "CAP REQ :sasl")
-    assert alice.take() == [":lab CAP * LS :account-notify away-notify batch draft/read-marker echo-message extended-join extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names", ":lab CAP * NAK sasl"]
+    assert alice.take() == [":lab CAP * LS :account-notify account-tag away-notify batch draft/read-marker echo-message extended-join extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names", ":lab CAP * NAK sasl"]
 
 
 def test_extended_join_and_account_notify_say_who_is_identified(factory):
@@ -122,3 +122,27 @@ def test_extended_join_and_account_notify_say_who_is_identified(factory):
                             ":bob!bob@chatd PART #lab", ":bob!bob@chatd JOIN #lab bob :bob the tester"]
     assert plain_client.take() == [":bob_1!bob_1@chatd NICK bob", ":bob!bob@chatd PART #lab",
                                    ":bob!bob@chatd JOIN #lab"]
+
+
+def test_account_tag_marks_what_an_identified_user_says_for_those_who_asked(factory):
+    """
+    account-tag: an identified user's messages (and their echo) carry
+    account=NAME for clients that negotiated it, and no other tag unless
+    they negotiated message-tags too; a guest's carry none.
+    """
+    alice, tagged_too, bob = Client(factory, 1), Client(factory, 2), Client(factory, 3)
+    alice.register("alice", "account-tag")
+    tagged_too.register("tess", "account-tag", "message-tags")
+    bob.send("PASS :correct horse")
+    bob.register("bob", "account-tag", "echo-message")
+    alice.send("JOIN #lab")
+    tagged_too.send("JOIN #lab")
+    bob.send("JOIN #lab")
+    alice.take(), tagged_too.take(), bob.take()
+    bob.send("@+draft/reply=x PRIVMSG #lab :hi")
+    assert alice.take() == ["@account=bob :bob!bob@chatd PRIVMSG #lab :hi"]
+    (line,) = tagged_too.take()
+    assert line.startswith("@msgid=") and line.endswith(";account=bob :bob!bob@chatd PRIVMSG #lab :hi")
+    assert bob.take() == ["@account=bob :bob!bob@chatd PRIVMSG #lab :hi"]  # the echo
+    alice.send("PRIVMSG #lab :from a guest")
+    assert bob.take() == [":alice!alice@chatd PRIVMSG #lab :from a guest"]

@@ -72,7 +72,7 @@ def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lob
     """
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
-    assert alice.take() == [":lab CAP * LS :account-notify away-notify batch draft/read-marker echo-message extended-join extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names"]
+    assert alice.take() == [":lab CAP * LS :account-notify account-tag away-notify batch draft/read-marker echo-message extended-join extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names"]
     alice.send("CAP REQ :multi-prefix frobnicate", "CAP REQ :multi-prefix server-time", "CAP REQ -server-time",
                "CAP LIST")
     assert alice.take() == [":lab CAP * NAK :multi-prefix frobnicate", "@time=1970-01-01T00:00:00.000Z :lab CAP * ACK :multi-prefix server-time",
