@@ -151,6 +151,15 @@ class AwayChanged(_Happened):
 
 
 @frozen
+class Invited(_Happened):
+    """`by` invited `nick` into `channel`; its members are told (IRC's invite-notify)."""
+
+    channel: str
+    nick: str
+    by: str
+
+
+@frozen
 class AccountChanged(_Happened):
     """`nick` identified for `account` ("": no account any more); told to whoever shares a channel (account-notify)."""
 
@@ -174,8 +183,8 @@ class Left(_Happened):
     reason: str
 
 
-Event = (Said | Acted | Noticed | Joined | Parted | TopicChanged | ModeChanged | Kicked | Crowd | Renamed | AwayChanged
-         | RealNameChanged | AccountChanged | Left)
+Event = (Said | Acted | Noticed | Joined | Parted | TopicChanged | ModeChanged | Kicked | Invited | Crowd | Renamed
+         | AwayChanged | RealNameChanged | AccountChanged | Left)
 
 
 # -- what only the cluster's bus carries: requests to the node that has a
@@ -242,7 +251,7 @@ MESSAGES = (Said, Acted)
 
 _KINDS: dict[str, type[Any]] = {
     "said": Said, "acted": Acted, "noticed": Noticed, "joined": Joined, "parted": Parted, "topic": TopicChanged,
-    "mode": ModeChanged, "kicked": Kicked, "crowd": Crowd, "renamed": Renamed, "away": AwayChanged,
+    "mode": ModeChanged, "kicked": Kicked, "invited": Invited, "crowd": Crowd, "renamed": Renamed, "away": AwayChanged,
     "realname": RealNameChanged, "account": AccountChanged, "left": Left,
     "whispered": Whispered, "invite-sent": InviteSent, "banned": Banned, "unbanned": Unbanned, "kick-ordered": KickOrdered,
 }

@@ -25,6 +25,7 @@ from chatd.core.events import (
     Acted,
     AccountChanged,
     AwayChanged,
+    Invited,
     RealNameChanged,
     Banned,
     BusEvent,
@@ -191,6 +192,9 @@ class Mirror:
                 holder = self._roster.nicknames.holder(nick)
                 if where is not None and holder is not None and where.nick_of(holder) is not None:
                     put_out(self._roster, self._fan_out, self._crowd, where, holder, event)
+            case Invited(name):
+                if (invited_into := self._roster.channel(name)) is not None:
+                    self._fan_out.broadcast(event, invited_into.key)
             case InviteSent(nick, to, name):
                 target, where = self._roster.local_member(to), self._roster.channel(name)
                 if target is not None and where is not None:

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from chatd.core import replies
 from chatd.core.channel import Channel, Member, Remote
 from chatd.core.crowd import Crowd
-from chatd.core.events import InviteSent, Kicked, ModeChanged
+from chatd.core.events import Invited, InviteSent, Kicked, ModeChanged
 from chatd.core.fanout import FanOut
 from chatd.core.moderation import Moderation
 from chatd.core.modes import (
@@ -283,6 +283,8 @@ class Operators:
             self.invited(target, channel, member.nick)
         log.info("{nick} invited {target} into {channel}", nick=member.nick, target=invited, channel=channel.name)
         self._tell(session, replies.Inviting(invited, channel.name))
+        self._fan_out.broadcast(Invited(channel.name, invited, member.nick, at=self._clock.seconds()), channel.key,
+                                session)
 
     def invited(self, target: Member, channel: Channel, by: str) -> None:
         """`target`, a member of this node, may join `channel` once past its modes; they are told."""

@@ -7,7 +7,8 @@ read (`server-time`: each line tagged with when it happened; `away-notify`:
 others' AWAY; `message-tags`: each message with its msgid and its sender's
 client tags; `setname`: others' SETNAME; `extended-join`: each JOIN with
 the joiner's account and real name; `account-notify`: others' ACCOUNT;
-`account-tag`: each message with its sender's account).  Sessions that negotiated the same of those share one
+`account-tag`: each message with its sender's account; `invite-notify`:
+the INVITEs into its channels).  Sessions that negotiated the same of those share one
 dialect, so fan-out encodes a turn's events once for each such group (see
 chatd.core.batch).
 """
@@ -36,6 +37,7 @@ class IrcDialect(PlainFrames):
     extended_join: bool = False
     account_notify: bool = False
     account_tag: bool = False
+    invite_notify: bool = False
 
     uses_current = False
 
@@ -45,7 +47,7 @@ class IrcDialect(PlainFrames):
         return DIALECTS[tuple(name in capabilities for name in READING)]
 
     def encode_events(self, events: Sequence[Event], current: str | None) -> tuple[bytes, list[int]]:
-        reading = self.away_notify, self.setname, self.extended_join, self.account_notify
+        reading = self.away_notify, self.setname, self.extended_join, self.account_notify, self.invite_notify
         if not self.server_time and not self.message_tags and not self.account_tag:  # the usual case
             parts = [encode(render.event(event, *reading)) for event in events]
         else:
@@ -53,7 +55,8 @@ class IrcDialect(PlainFrames):
         return b"".join(parts), [0, *accumulate(map(len, parts))]
 
     def _tagged(self, event: Event) -> list[str]:
-        lines = render.event(event, self.away_notify, self.setname, self.extended_join, self.account_notify)
+        lines = render.event(event, self.away_notify, self.setname, self.extended_join, self.account_notify,
+                             self.invite_notify)
         if (self.message_tags or self.account_tag) and isinstance(event, _MESSAGES):
             lines = render.with_message_tags(lines, event.msgid, event.tags, self.message_tags, self.account_tag)
         if self.server_time:
@@ -65,7 +68,7 @@ class IrcDialect(PlainFrames):
 
     def _flags(self) -> tuple[bool, ...]:
         return (self.server_time, self.away_notify, self.message_tags, self.setname, self.extended_join,
-                self.account_notify, self.account_tag)
+                self.account_notify, self.account_tag, self.invite_notify)
 
 
 def encode(lines: Sequence[str]) -> bytes:
@@ -74,6 +77,7 @@ def encode(lines: Sequence[str]) -> bytes:
 
 
 # The capabilities that change how events read, in the order of IrcDialect's fields.
-READING = ("server-time", "away-notify", "message-tags", "setname", "extended-join", "account-notify", "account-tag")
+READING = ("server-time", "away-notify", "message-tags", "setname", "extended-join", "account-notify", "account-tag",
+           "invite-notify")
 DIALECTS = {flags: IrcDialect(*flags) for flags in product((False, True), repeat=len(READING))}
 IRC = DIALECTS[(False,) * len(READING)]

@@ -94,7 +94,7 @@ MAX_SASL_BYTES = 1200
 PING_INTERVAL_SECONDS = 90.0
 # The IRCv3 capabilities offered (and `sasl` where accounts are kept).
 CAPABILITIES = ("account-notify", "account-tag", "away-notify", "batch", "draft/read-marker", "echo-message", "extended-join",
-                "extended-monitor", "labeled-response", "message-tags", "multi-prefix",
+                "extended-monitor", "invite-notify", "labeled-response", "message-tags", "multi-prefix",
                 "server-time", "setname", "userhost-in-names")
 # The user mode of a bot (IRCv3 bot mode, 005's BOT=).
 BOT_MODE = "B"

@@ -23,6 +23,7 @@ from chatd.core.events import (
     Acted,
     AccountChanged,
     AwayChanged,
+    Invited,
     RealNameChanged,
     Crowd,
     Event,
@@ -190,11 +191,12 @@ def text_lines(prefix: str, command: str, target: str, text: str) -> list[str]:
 
 
 def event(happened: Event, away_notify: bool = False, setname: bool = False, extended_join: bool = False,
-          account_notify: bool = False) -> list[str]:
+          account_notify: bool = False, invite_notify: bool = False) -> list[str]:
     """
     What an IRC client is told of an event: with IRCv3's away-notify,
     others' AWAY; with setname, SETNAME; with extended-join, each JOIN with
-    the joiner's account and real name; with account-notify, ACCOUNT.
+    the joiner's account and real name; with account-notify, ACCOUNT; with
+    invite-notify, the INVITEs into its channels.
     """
     match happened:
         case Said(channel, nick, text):
@@ -219,6 +221,8 @@ def event(happened: Event, away_notify: bool = False, setname: bool = False, ext
             return [line(mask(nick), "MODE", channel, *spelt(changes))]
         case Kicked(channel, nick, by, reason):
             return [line(mask(by), "KICK", channel, nick, text=reason or by)]
+        case Invited(channel, nick, by):
+            return [line(mask(by), "INVITE", nick, channel)] if invite_notify else []
         case Crowd(channel, joiners=joiners, leavers=leavers):
             # An IRC client keeps its member list from JOIN and PART: the
             # summary of a big channel tells it who came and who went.

@@ -75,6 +75,7 @@ from chatd.core.events import (
     Acted,
     AccountChanged,
     AwayChanged,
+    Invited,
     RealNameChanged,
     Crowd,
     Event,
@@ -115,6 +116,8 @@ def event(happened: Event, current: str | None = None, lobby: str = "#lobby") ->
             return f"*** {nick} set the topic of {channel}: {topic}" if topic else f"*** {nick} cleared the topic of {channel}"
         case ModeChanged(channel, nick, changes):
             return f"*** {nick} sets mode {' '.join(spelt(changes))} on {channel}"
+        case Invited(channel, nick, by):
+            line = f"*** {by} invited {nick}"
         case Kicked(channel, nick, by, reason):
             return f"*** {nick} was kicked from {channel} by {by}" + (f" ({reason})" if reason else "")
         case Crowd(channel, joined, left, count):

@@ -72,7 +72,7 @@ def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lob
     """
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
-    assert alice.take() == [":lab CAP * LS :account-notify account-tag away-notify batch draft/read-marker echo-message extended-join extended-monitor labeled-response message-tags multi-prefix server-time setname userhost-in-names"]
+    assert alice.take() == [":lab CAP * LS :account-notify account-tag away-notify batch draft/read-marker echo-message extended-join extended-monitor invite-notify labeled-response message-tags multi-prefix server-time setname userhost-in-names"]
     alice.send("CAP REQ :multi-prefix frobnicate", "CAP REQ :multi-prefix server-time", "CAP REQ -server-time",
                "CAP LIST")
     assert alice.take() == [":lab CAP * NAK :multi-prefix frobnicate", "@time=1970-01-01T00:00:00.000Z :lab CAP * ACK :multi-prefix server-time",
@@ -893,3 +893,21 @@ def test_read_marker_is_kept_only_moves_on_and_comes_on_join(factory):
     assert [line.split(" :")[0] for line in alice.take()] == [
         ":lab FAIL MARKREAD NEED_MORE_PARAMS", ":lab FAIL MARKREAD INVALID_PARAMS #test",
         ":lab FAIL MARKREAD INVALID_PARAMS #test"]
+
+
+def test_invite_notify_tells_a_channels_members_who_was_invited(factory):
+    """invite-notify: a channel's members who asked for it see the INVITE an operator sends; others see nothing."""
+    op, watcher, plain, dan = Client(factory, 1), Client(factory, 2), Client(factory, 3), Client(factory, 4)
+    op.register("op")
+    watcher.register("watcher", "invite-notify")
+    plain.register("plain")
+    dan.register("dan")
+    for client in (op, watcher, plain):
+        client.send("JOIN #club")
+    for client in (op, watcher, plain):
+        client.take()
+    op.send("INVITE dan #club")
+    assert op.take() == [":lab 341 op dan #club"]
+    assert watcher.take() == [":op!op@chatd INVITE dan #club"]
+    assert plain.take() == []
+    assert dan.take() == [":op!op@chatd INVITE dan #club"]

@@ -42,11 +42,14 @@ def test_event_lines_of_other_channels_carry_the_channel():
 def test_channel_operators_lines():
     """Modes, kicks, mode and ban lists, invitations and notices, as telnet users read them; member lists sorted past ranks."""
     from chatd.core import replies
-    from chatd.core.events import Kicked, ModeChanged, Noticed
+    from chatd.core.events import AccountChanged, Invited, Kicked, ModeChanged, Noticed, RealNameChanged
 
     assert render.event(ModeChanged("#lab", "alice", (("+o", "bob"), ("-k", "*")))) == (
         "*** alice sets mode +o-k bob * on #lab")
     assert render.event(Kicked("#lab", "bob", "alice", "loud", 2)) == "*** bob was kicked from #lab by alice (loud)"
+    assert render.event(Invited("#lab", "bob", "alice"), "#lobby") == "[#lab] *** alice invited bob"
+    assert render.event(RealNameChanged("bob", "Robert")) == "*** bob's real name is now Robert"
+    assert render.event(AccountChanged("bob", "bob")) == ""  # a line of none: /whois says who is identified
     assert render.reply_lines(replies.ModesShown("#lab", "+knt", ("solder",), 0.0), "#lobby") == [
         "*** Modes of #lab: +knt solder"]
     assert render.reply_lines(replies.MaskList("#lab", "b", ()), "#lobby") == ["*** #lab has no bans"]
@@ -133,3 +136,12 @@ def test_cutting_runs_keeps_exactly_the_events_left(runs, skipped, first):
     cut = without(from_index(ordered, first), sorted(skipped))
     assert [index for start, end in cut for index in range(start, end)] == kept
     assert all(start < end for start, end in cut)
+
+
+def test_an_event_telnet_shows_nothing_of_takes_no_line():
+    """An event with no telnet line (someone identified) takes no bytes, not an empty line, beside one that has one."""
+    from chatd.core.events import AccountChanged, Said
+
+    data, offsets = TelnetDialect("utf-8", "#lobby").encode_events(
+        [AccountChanged("bob", "bob"), Said("#lobby", "bob", "hi")], "#lobby")
+    assert data == b"<bob> hi\r\n" and offsets == [0, 0, len(data)]

@@ -339,6 +339,7 @@ const EVENT_FIELDS = {
   topic: ["channel", "nick", "topic"],
   mode: ["channel", "nick", "changes"],
   kicked: ["channel", "nick", "by", "reason", "count"],
+  invited: ["channel", "nick", "by"],
   crowd: ["channel", "joined", "left", "count", "joiners", "leavers"],
   renamed: ["old", "new"],
   away: ["nick", "text"],
@@ -417,6 +418,10 @@ function happened(array, old) {
         notice(`You were kicked from ${channel.name} by ${event.by}` + (event.reason ? ` (${event.reason})` : ""),
                "error");
       }
+      break;
+    case "invited":
+      if (!channel) return;
+      add(channel.name, line({kind: "notice", text: `${event.by} invited ${event.nick}`, time}));
       break;
     case "topic":
       if (!channel) return;
