@@ -65,7 +65,7 @@ def test_web_and_telnet_users_talk_both_ways_in_two_channels(chat):
     alice = chat.browser("alice")
     bob = chat.telnet("bob")
     [joined] = alice.events()
-    assert joined[0] == "joined" and abs(joined[1] - time.time()) < 60 and joined[2:] == ["#lobby", "bob", 2, ""]
+    assert joined[0] == "joined" and abs(joined[1] - time.time()) < 60 and joined[2:] == ["#lobby", "bob", 2, "", ""]
     alice.send_json({"type": "say", "text": "hello from the web"})
     assert bob.read_line() == "<alice> hello from the web"
     bob.send_line("hi from telnet, Алиса")
