@@ -132,6 +132,30 @@ class Away:
 
 
 @frozen
+class ChatHistory:
+    """
+    A channel's history as IRCv3 chathistory asks for it: `kind` (LATEST,
+    BEFORE, AFTER, AROUND, BETWEEN), its references (chatd.core.history's),
+    at most `limit` lines.
+    """
+
+    kind: str
+    target: str
+    first: tuple[str, float | str | None]
+    second: tuple[str, float | str | None] | None
+    limit: int
+
+
+@frozen
+class ChatHistoryTargets:
+    """IRCv3 chathistory's TARGETS: one's channels that had a message between two times, the latest first."""
+
+    start: float
+    end: float
+    limit: int
+
+
+@frozen
 class MarkRead:
     """
     How far one has read a channel or a private conversation (IRCv3
@@ -285,5 +309,5 @@ class Read:
     channel: str
 
 
-Command = (LogIn | Say | Act | Notice | Msg | Tag | Join | Part | Topic | Mode | KickFrom | Invite | Away | MarkRead | SetBot | SetRealName | Whois | Watch | Unwatch | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
+Command = (LogIn | Say | Act | Notice | Msg | Tag | Join | Part | Topic | Mode | KickFrom | Invite | Away | ChatHistory | ChatHistoryTargets | MarkRead | SetBot | SetRealName | Whois | Watch | Unwatch | Channels | Names | Nick | Quit | Oper | Kick | Ban | Unban | Bans
            | Identify | Register | ChangePassword | Unregister | History | Mentions | Read)

@@ -147,6 +147,21 @@ class UserCounts:
 
 
 @frozen
+class ChatHistoryFound:
+    """What commands.ChatHistory found of `target`'s history (oldest first)."""
+
+    target: str
+    events: tuple[Event, ...]
+
+
+@frozen
+class ChatHistoryTargetsFound:
+    """commands.ChatHistoryTargets' answer: (channel, when its latest message was said), the latest first."""
+
+    targets: tuple[tuple[str, float], ...]
+
+
+@frozen
 class ReadMarker:
     """How far the session has read `target` (unix time), or None: not known (commands.MarkRead)."""
 
@@ -382,7 +397,7 @@ class Error:
 
 Reply = (
     LoggedIn | ChannelJoined | NowTalkingIn | ChannelParted | UserList | ChannelMembers | ChannelList
-    | TopicShown | ModesShown | MaskList | Inviting | InvitedTo | AwayChanged | BotMarked | ReadMarker | IsAway | UserInfo | WatchedOnline | WatchedOffline
+    | TopicShown | ModesShown | MaskList | Inviting | InvitedTo | AwayChanged | BotMarked | ReadMarker | ChatHistoryFound | ChatHistoryTargetsFound | IsAway | UserInfo | WatchedOnline | WatchedOffline
     | WatchListFull | PrivateSent | PrivateReceived | Bye | OperatorNow | KickedOut | BanAdded | BanLifted
     | BanList | PasswordWanted | GuestNickname | Identified | Registered | PasswordChanged | Unregistered
     | NoteKept | NotesWhileAway | MentionsWhileAway | MentionList | Unread | HistoryShown | HistoryNotKept | HistoryKeptAgain

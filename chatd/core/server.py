@@ -61,6 +61,7 @@ from chatd.core.events import (
     Whispered,
 )
 from chatd.core.fanout import FanOut
+from chatd.core.history import Reference, chosen
 from chatd.core.mirror import Mirror
 from chatd.core.moderation import Moderation
 from chatd.core.moderator import Moderator
@@ -426,6 +427,10 @@ class ChatServer:
                     self._operators.invite(member, found, nick)
             case commands.Away(text):
                 self._away(member, text)
+            case commands.ChatHistory(kind, target, first, second, limit):
+                self._chat_history(member, kind, target, first, second, limit)
+            case commands.ChatHistoryTargets(start, end, limit):
+                self._chat_history_targets(member, start, end, limit)
             case commands.MarkRead(target, at):
                 self._mark_read(member, target, at)
             case commands.SetBot(bot):
@@ -714,6 +719,42 @@ class ChatServer:
                                                  "store-unavailable"))
 
         self.store.history(name, max(1, min(count, MAX_HISTORY)), before).addCallbacks(found, failed)
+
+    def _chat_history(self, member: Member, kind: str, target: str, first: Reference, second: Reference | None,
+                      limit: int) -> None:
+        """
+        IRCv3 chathistory: what `kind` chooses of a channel's last
+        MAX_HISTORY lines, from the store (or, with none, from memory).
+        Private messages are not kept, so a nickname's history is empty.
+        """
+        session = member.session
+        if not target.startswith("#"):
+            self.tell(session, replies.ChatHistoryFound(target, ()))
+            return
+        channel = self._channels.target(member, target)
+        if channel is None:
+            return
+        name, recent = channel.name, channel.history.recent()
+
+        def found(events: list[Event]) -> None:
+            self._begin_turn()
+            if session in self._roster.members:
+                lines = chosen(events or recent, kind, first, second, min(limit, MAX_HISTORY))
+                self.tell(session, replies.ChatHistoryFound(name, tuple(lines)))
+
+        def failed(failure: Failure) -> None:
+            log.failure("reading history failed", failure)
+            found([])  # what memory holds
+
+        self.store.history(name, MAX_HISTORY).addCallbacks(found, failed)
+
+    def _chat_history_targets(self, member: Member, start: float, end: float, limit: int) -> None:
+        """IRCv3 chathistory's TARGETS: `member`'s channels whose latest message was said between `start` and `end`."""
+        low, high = min(start, end), max(start, end)
+        latest = [(channel.name, recent[-1].at) for channel in member.channels.values()
+                  if (recent := channel.history.recent()) and low <= recent[-1].at <= high]
+        latest.sort(key=lambda target: target[1], reverse=True)
+        self.tell(member.session, replies.ChatHistoryTargetsFound(tuple(latest[:max(0, limit)])))
 
     def _keep_modes(self, channel: Channel) -> None:
         """A founder's channel: its modes, kept by the store across restarts."""

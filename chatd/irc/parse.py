@@ -175,11 +175,13 @@ class Invitations:
 
 
 @frozen
-class MarkReadRefused:
-    """MARKREAD that cannot be carried out: FAIL MARKREAD `code` (NEED_MORE_PARAMS, INVALID_PARAMS)."""
+class Refused:
+    """A command IRCv3's standard replies refuse: FAIL `command` `code` [`context`] :`text`."""
 
+    command: str
     code: str
-    target: str = ""
+    context: str = ""
+    text: str = ""
 
 
 @frozen
@@ -204,7 +206,7 @@ class Unknown:
     command: str
 
 
-IrcCommand = (MarkReadRefused | Invitations | NamesOf | TooManyTargets | Help | Monitor | Whowas | TagMsg | Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
+IrcCommand = (Refused | Invitations | NamesOf | TooManyTargets | Help | Monitor | Whowas | TagMsg | Cap | Pass | Authenticate | NickServ | User | Ping | Pong | PartAll | Who | Whois | UserMode | ListChannels
               | Ison | Userhost | ServerQuery | Quietly | Away | NeedMoreParams
               | NoRecipient | NoTextToSend | Unknown)
 Parsed = Command | IrcCommand
@@ -340,6 +342,8 @@ def parse_line(line: str) -> list[Parsed]:
             return [commands.SetRealName(params[0])] if params else [NeedMoreParams(command)]
         case "MARKREAD":
             return [_markread(params)]
+        case "CHATHISTORY":
+            return [_chathistory(params)]
         case "HELP" | "HELPOP":
             return [Help(params[0] if params else "")]
     return [Unknown(command)]
@@ -360,18 +364,69 @@ def _username(given: str) -> str:
 def _markread(params: list[str]) -> Parsed:
     """IRCv3 read-marker's MARKREAD TARGET [timestamp=YYYY-MM-DDThh:mm:ss.sssZ]."""
     if not params or not params[0]:
-        return MarkReadRefused("NEED_MORE_PARAMS")
+        return Refused("MARKREAD", "NEED_MORE_PARAMS", "", _MARKREAD_USAGE)
     if len(params) == 1:
         return commands.MarkRead(params[0])
     name, _, value = params[1].partition("=")
+    when = _timestamp(value) if name == "timestamp" else None
+    if when is None:
+        return Refused("MARKREAD", "INVALID_PARAMS", params[0], _MARKREAD_USAGE)
+    return commands.MarkRead(params[0], when)
+
+
+_MARKREAD_USAGE = "MARKREAD TARGET [timestamp=YYYY-MM-DDThh:mm:ss.sssZ]"
+
+
+def _timestamp(value: str) -> float | None:
+    """IRCv3's timestamp (2026-12-07T10:00:00.000Z) as unix time; None if it is not one."""
     for form in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
         try:
-            when = datetime.strptime(value, form).replace(tzinfo=timezone.utc) if name == "timestamp" else None
+            return datetime.strptime(value, form).replace(tzinfo=timezone.utc).timestamp()
         except ValueError:
             continue
-        if when is not None:
-            return commands.MarkRead(params[0], when.timestamp())
-    return MarkReadRefused("INVALID_PARAMS", params[0])
+    return None
+
+
+# The most lines one CHATHISTORY asks for (005's CHATHISTORY=): as many as a channel's history keeps.
+MAX_CHATHISTORY = 1000
+_CHATHISTORY_USAGE = "CHATHISTORY LATEST|BEFORE|AFTER|AROUND TARGET REF LIMIT, BETWEEN TARGET REF REF LIMIT, TARGETS"
+
+
+def _reference(given: str, star: bool = False) -> tuple[str, float | str | None] | None:
+    """A chathistory reference: timestamp=..., msgid=... (or "*" where `star`); None if it is not one."""
+    if star and given == "*":
+        return "*", None
+    kind, _, value = given.partition("=")
+    if kind == "timestamp":
+        when = _timestamp(value)
+        return None if when is None else (kind, when)
+    if kind == "msgid" and value:
+        return kind, value
+    return None
+
+
+def _chathistory(params: list[str]) -> Parsed:
+    """IRCv3 draft/chathistory's CHATHISTORY, or why it is refused (FAIL CHATHISTORY ...)."""
+    kind = params[0].upper() if params else ""
+    wanted = {"LATEST": 3, "BEFORE": 3, "AFTER": 3, "AROUND": 3, "BETWEEN": 4, "TARGETS": 3}.get(kind)
+    if wanted is None:
+        return Refused("CHATHISTORY", "INVALID_PARAMS" if kind else "NEED_MORE_PARAMS", kind, _CHATHISTORY_USAGE)
+    if len(params) < wanted + 1:
+        return Refused("CHATHISTORY", "NEED_MORE_PARAMS", kind, _CHATHISTORY_USAGE)
+    limit = int(params[wanted]) if params[wanted].isdigit() else -1
+    if limit < 0:
+        return Refused("CHATHISTORY", "INVALID_PARAMS", kind, "the limit is a number")
+    limit = min(limit, MAX_CHATHISTORY)
+    if kind == "TARGETS":
+        start, end = _reference(params[1]), _reference(params[2])
+        if start is None or end is None or start[0] != "timestamp" or end[0] != "timestamp":
+            return Refused("CHATHISTORY", "INVALID_PARAMS", kind, "TARGETS takes two timestamps")
+        return commands.ChatHistoryTargets(float(start[1] or 0), float(end[1] or 0), limit)
+    first = _reference(params[2], star=kind == "LATEST")
+    second = _reference(params[3]) if kind == "BETWEEN" else None
+    if first is None or (kind == "BETWEEN" and second is None):
+        return Refused("CHATHISTORY", "INVALID_PARAMS", kind, "a reference is timestamp=... or msgid=...")
+    return commands.ChatHistory(kind, params[1], first, second, limit)
 
 
 def _kick(params: list[str]) -> list[Parsed]:

@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from chatd.core import commands, replies
 from chatd.core.batch import Share
-from chatd.core.events import Acted, Noticed, Said
+from chatd.core.events import Acted, Event, Noticed, Said
 from chatd.core.modes import MAX_CHANGES, MAX_KEY_CHARS, MAX_MASKS, matches
 from chatd.core.nicknames import MAX_CHANNEL_CHARS, MAX_NICK_CHARS, name_key
 from chatd.core.server import MAX_CHANNELS_PER_USER
@@ -49,7 +49,8 @@ from chatd.irc.parse import (
     Cap,
     Help,
     Invitations,
-    MarkReadRefused,
+    Refused,
+    MAX_CHATHISTORY,
     NamesOf,
     TooManyTargets,
     MAX_TARGETS,
@@ -93,7 +94,7 @@ MAX_SASL_BYTES = 1200
 # without an answer, and it is gone ("Ping timeout").
 PING_INTERVAL_SECONDS = 90.0
 # The IRCv3 capabilities offered (and `sasl` where accounts are kept).
-CAPABILITIES = ("account-notify", "account-tag", "away-notify", "batch", "draft/read-marker", "echo-message", "extended-join",
+CAPABILITIES = ("account-notify", "account-tag", "away-notify", "batch", "draft/chathistory", "draft/read-marker", "echo-message", "extended-join",
                 "extended-monitor", "invite-notify", "labeled-response", "message-tags", "multi-prefix",
                 "server-time", "setname", "userhost-in-names")
 # The user mode of a bot (IRCv3 bot mode, 005's BOT=).
@@ -474,9 +475,10 @@ class IrcSession(Protocol):
             case Invitations():
                 self._tell(*(render.numeric(name, "336", nick, channel) for channel in server.invitations(self)),
                            render.numeric(name, "337", nick, "End of /INVITE list"))
-            case MarkReadRefused(code, target):
-                self._tell(render.line(name, "FAIL", "MARKREAD", code, *([target] if target else []),
-                                       text="MARKREAD TARGET [timestamp=YYYY-MM-DDThh:mm:ss.sssZ]"))
+            case Refused(verb, code, context, text):
+                self._tell(render.line(name, "FAIL", verb, code, *([context] if context else []), text=text))
+            case commands.ChatHistory() | commands.ChatHistoryTargets():
+                self._handle_as("CHATHISTORY", command)
             case Help(subject):
                 self._tell(*render.help_reply(name, nick, subject))
             case commands.Say() | commands.Act():
@@ -654,28 +656,25 @@ class IrcSession(Protocol):
                 life.chose_nickname()
                 lines += render.welcome(name, answer.nick, self._server.counts(), self.factory.isupport,
                                         self._settings.motd)
-                lines += render.joined(name, answer.nick, answer.channel, answer.topic, answer.topic_by,
-                                       answer.topic_at, self._names(answer.nicks), answer.history, multi_prefix,
-                                       server_time=server_time, extended=self._extended_join())
+                lines += self._joined(answer.nick, answer)
             elif isinstance(answer, replies.Error):
                 if self._answering is not None:
                     self._refused = True
                 if self._names_ends or answer.code != "no-such-channel":
                     lines += render.refusal(name, nick, answer, self._answering)
             elif isinstance(answer, replies.ChannelJoined):
-                joined = render.joined(name, nick, answer.channel, answer.topic, answer.topic_by, answer.topic_at,
-                                       self._names(answer.nicks), answer.history, multi_prefix, answer.secret,
-                                       server_time, self._extended_join())
-                if "draft/read-marker" in capabilities:  # how far it was read, before the end of the names
-                    end = next((index for index, text in enumerate(joined) if text.split(" ", 2)[1] == "366"),
-                               len(joined))
-                    joined.insert(end, render.read_marker(name, answer.channel,
-                                                          self._server.read_mark(self, answer.channel)))
-                lines += joined
+                lines += self._joined(nick, answer)
             elif isinstance(answer, replies.ChannelMembers):
                 listed = render.names(name, nick, answer.channel, self._names(answer.nicks), multi_prefix,
                                       answer.secret)
                 lines += listed if self._names_ends else listed[:-1]
+            elif isinstance(answer, replies.ChatHistoryFound):
+                lines += self._history_batch("chathistory", answer.target, [
+                    line for event in answer.events for line in self._history_lines(event)])
+            elif isinstance(answer, replies.ChatHistoryTargetsFound):
+                lines += self._history_batch("draft/chathistory-targets", None, [
+                    render.line(name, "CHATHISTORY", "TARGETS", target, f"timestamp={render.time_tag(at)}")
+                    for target, at in answer.targets])
             elif isinstance(answer, replies.BotMarked):
                 self.bot = answer.bot
                 lines.append(render.line(render.mask(nick), "MODE", nick, ("+" if answer.bot else "-") + BOT_MODE))
@@ -697,12 +696,52 @@ class IrcSession(Protocol):
                 lines += render.reply(name, nick, answer)
         if server_time and lines:  # now, for what is not tagged with a time of its own (history)
             now = {"time": render.time_tag(self._server.clock.seconds())}
-            lines = [line if line.startswith("@time=") else render.tagged([line], now)[0] for line in lines]
+            lines = [line if render.has_tag(line, "time") else render.tagged([line], now)[0] for line in lines]
         if self._labelled is not None and not any(isinstance(answer, (replies.PrivateReceived, replies.Tagged))
                                                   for answer in answers):
             self._labelled += lines
         else:  # a message received (even from oneself) is no answer to the line being carried out
             life.write(encode(lines))
+
+    def _joined(self, nick: str, joined: replies.LoggedIn | replies.ChannelJoined) -> list[str]:
+        """
+        What a client reads on joining a channel: its own JOIN, the topic, the
+        names (with draft/read-marker, how far it was read, before 366), and
+        the channel's recent lines: with batch and server-time, a
+        chathistory batch of them as they were said; else NOTICEs.
+        """
+        capabilities, channel = self.capabilities, joined.channel
+        as_batch = "batch" in capabilities and "server-time" in capabilities
+        lines = render.joined(self._server_name, nick, channel, joined.topic, joined.topic_by, joined.topic_at,
+                              self._names(joined.nicks), () if as_batch else joined.history,
+                              "multi-prefix" in capabilities, getattr(joined, "secret", False),
+                              "server-time" in capabilities, self._extended_join())
+        if "draft/read-marker" in capabilities:
+            end = next((index for index, text in enumerate(lines) if text.split(" ", 2)[1] == "366"), len(lines))
+            lines.insert(end, render.read_marker(self._server_name, channel, self._server.read_mark(self, channel)))
+        if as_batch and joined.history:
+            lines += self._history_batch("chathistory", channel, [
+                line for event in joined.history for line in self._history_lines(event)])
+        return lines
+
+    def _history_lines(self, event: Event) -> list[str]:
+        """A line of a channel's history as it was said, with its time and (with message-tags) its msgid and tags."""
+        capabilities = self.capabilities
+        lines = render.event(event)
+        if "message-tags" in capabilities or "account-tag" in capabilities:
+            tags = getattr(event, "tags", "")
+            lines = render.with_message_tags(lines, getattr(event, "msgid", ""), tags, "message-tags" in capabilities,
+                                             "account-tag" in capabilities)
+        return render.tagged(lines, {"time": render.time_tag(event.at)})
+
+    def _history_batch(self, kind: str, target: str | None, lines: list[str]) -> list[str]:
+        """`lines` in an IRCv3 batch of `kind` (with `batch` negotiated; else as they are)."""
+        if "batch" not in self.capabilities:
+            return lines
+        self._batches += 1
+        reference = f"H{self._batches}"
+        return [render.line(self._server_name, "BATCH", f"+{reference}", kind, *([target] if target else [])),
+                *render.tagged(lines, {"batch": reference}), render.line(self._server_name, "BATCH", f"-{reference}")]
 
     def _extended_join(self) -> tuple[str, str] | None:
         """With IRCv3 extended-join, what this client's own JOIN carries: its account and real name."""
@@ -782,6 +821,7 @@ class IrcDoor(Door, Factory[IrcSession]):
         return ["CASEMAPPING=ascii", "CHANTYPES=#", f"NICKLEN={MAX_NICK_CHARS}",
                 f"CHANNELLEN={MAX_CHANNEL_CHARS + 1}", "PREFIX=(ov)@+", f"NETWORK={self.server_name}",
                 f"CHANLIMIT=#:{MAX_CHANNELS_PER_USER}", "CHANMODES=Ibe,k,l,imnst", "EXCEPTS=e", "INVEX=I", "ELIST=MNU",
+                f"CHATHISTORY={MAX_CHATHISTORY}", "MSGREFTYPES=timestamp,msgid",
                 f"MODES={MAX_CHANGES}", f"KEYLEN={MAX_KEY_CHARS}", f"MAXLIST=beI:{MAX_MASKS}", "WHOX", f"MONITOR={MAX_WATCHED}",
                 f"USERLEN={USERLEN}", f"BOT={BOT_MODE}", f"TARGMAX=JOIN:,KICK:{MAX_TARGETS},NAMES:{MAX_TARGETS},"
                 f"NOTICE:{MAX_TARGETS},PART:,PRIVMSG:{MAX_TARGETS},WHOIS:1"]

@@ -138,7 +138,15 @@ def labelled(server: str, label: str, lines: Sequence[str], number: int, batch: 
         return list(lines)
     reference = f"L{number}"
     return [*tagged([f":{server} BATCH +{reference} labeled-response"], {"label": label}),
-            *tagged(lines, {"batch": reference}), f":{server} BATCH -{reference}"]
+            *(line if has_tag(line, "batch") else tagged([line], {"batch": reference})[0] for line in lines),
+            f":{server} BATCH -{reference}"]
+
+
+def has_tag(line: str, name: str) -> bool:
+    """Whether `line` carries the IRCv3 tag `name` (a line in a batch of its own stays in that one)."""
+    if not line.startswith("@"):
+        return False
+    return any(tag.partition("=")[0] == name for tag in line[1:].split(" ", 1)[0].split(";"))
 
 
 def mask(nick: str) -> str:
@@ -619,6 +627,8 @@ def refusal(server: str, nick: str, answer: replies.Error, verb: str | None) -> 
         return [line(server, "FAIL", "SETNAME", "INVALID_REALNAME", text=answer.reason)]
     if verb == "PRIVMSG" and answer.code == "not-in-channel":
         return [numeric(server, irc.ERR_CANNOTSENDTOCHAN, nick, answer.subject, "Cannot send to channel")]
+    if verb == "CHATHISTORY" and answer.code in ("no-such-channel", "not-in-channel"):
+        return [line(server, "FAIL", "CHATHISTORY", "INVALID_TARGET", answer.subject, text=answer.reason)]
     if verb == "NAMES" and answer.code == "no-such-channel":
         return [numeric(server, irc.RPL_ENDOFNAMES, nick, answer.subject, "End of /NAMES list")]
     if verb == "WHOIS" and answer.code == "no-such-nick":

@@ -99,7 +99,7 @@ def test_an_irc_client_at_the_chat_port_is_served_as_irc(tmp_path):
         port = int(port_file.read_text())
         client = LineClient(port)
         client.send("CAP LS 302\r\nNICK alice\r\nUSER alice 0 * :Alice\r\n")
-        assert client.read_line() == (":lab CAP * LS :account-notify account-tag away-notify batch draft/read-marker echo-message extended-join extended-monitor invite-notify labeled-response message-tags multi-prefix "
+        assert client.read_line() == (":lab CAP * LS :account-notify account-tag away-notify batch draft/chathistory draft/read-marker echo-message extended-join extended-monitor invite-notify labeled-response message-tags multi-prefix "
                                       "server-time setname userhost-in-names sasl=PLAIN")
         client.send_line("CAP END")
         assert client.read_line() == ":lab 001 alice :Welcome to chatd on lab, alice"

@@ -36,7 +36,7 @@ def test_sasl_plain_logs_in_to_the_account_before_registration(factory):
     """CAP LS offers sasl; REQ is ACKed; AUTHENTICATE PLAIN with the right password: 900 and 903, then the welcome."""
     bob = Client(factory, 1)
     bob.send("CAP LS 302", "NICK bob", "USER bob 0 * :Bob")
-    assert bob.take() == [":lab CAP * LS :account-notify account-tag away-notify batch draft/read-marker echo-message extended-join extended-monitor invite-notify labeled-response message-tags multi-prefix server-time setname userhost-in-names sasl=PLAIN"]
+    assert bob.take() == [":lab CAP * LS :account-notify account-tag away-notify batch draft/chathistory draft/read-marker echo-message extended-join extended-monitor invite-notify labeled-response message-tags multi-prefix server-time setname userhost-in-names sasl=PLAIN"]
     bob.send("CAP REQ :sasl")
     assert bob.take() == [":lab CAP * ACK sasl"]
     bob.send("AUTHENTICATE PLAIN")
@@ -100,7 +100,7 @@ def test_cap_ls_offers_nothing_where_no_accounts_are_kept():
     factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock)
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "CAP REQ :sasl")
-    assert alice.take() == [":lab CAP * LS :account-notify account-tag away-notify batch draft/read-marker echo-message extended-join extended-monitor invite-notify labeled-response message-tags multi-prefix server-time setname userhost-in-names", ":lab CAP * NAK sasl"]
+    assert alice.take() == [":lab CAP * LS :account-notify account-tag away-notify batch draft/chathistory draft/read-marker echo-message extended-join extended-monitor invite-notify labeled-response message-tags multi-prefix server-time setname userhost-in-names", ":lab CAP * NAK sasl"]
 
 
 def test_extended_join_and_account_notify_say_who_is_identified(factory):

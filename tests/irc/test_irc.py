@@ -72,7 +72,7 @@ def test_registration_with_cap_waits_for_cap_end_then_welcomes_and_joins_the_lob
     """
     alice = Client(factory, 1)
     alice.send("CAP LS 302", "PASS ignored", "NICK alice", "USER alice 0 * :Alice A")
-    assert alice.take() == [":lab CAP * LS :account-notify account-tag away-notify batch draft/read-marker echo-message extended-join extended-monitor invite-notify labeled-response message-tags multi-prefix server-time setname userhost-in-names"]
+    assert alice.take() == [":lab CAP * LS :account-notify account-tag away-notify batch draft/chathistory draft/read-marker echo-message extended-join extended-monitor invite-notify labeled-response message-tags multi-prefix server-time setname userhost-in-names"]
     alice.send("CAP REQ :multi-prefix frobnicate", "CAP REQ :multi-prefix server-time", "CAP REQ -server-time",
                "CAP LIST")
     assert alice.take() == [":lab CAP * NAK :multi-prefix frobnicate", "@time=1970-01-01T00:00:00.000Z :lab CAP * ACK :multi-prefix server-time",
@@ -911,3 +911,41 @@ def test_invite_notify_tells_a_channels_members_who_was_invited(factory):
     assert watcher.take() == [":op!op@chatd INVITE dan #club"]
     assert plain.take() == []
     assert dan.take() == [":op!op@chatd INVITE dan #club"]
+
+
+def test_chathistory_and_the_history_on_join_as_a_batch(clock):
+    """
+    draft/chathistory: CHATHISTORY LATEST/BEFORE answer in a chathistory
+    batch, each line as it was said (its time, its msgid); with batch and
+    server-time, the history on joining is such a batch too; a channel one
+    is not in is FAIL ... INVALID_TARGET, a bad query INVALID_PARAMS; TARGETS
+    names one's channels with their latest line.
+    """
+    clock.advance(1795000000)
+    factory = IrcDoor(ChatServer("lab", clock, turn=Turn(clock), history_size=10), Settings("lab"), clock)
+    alice, bob = Client(factory, 1), Client(factory, 2)
+    alice.register("alice")
+    alice.send("JOIN #lab")
+    for n in range(1, 4):
+        clock.advance(1)
+        alice.send(f"PRIVMSG #lab :line {n}")
+    bob.register("bob", "batch", "server-time", "message-tags", "draft/chathistory")
+    bob.send("JOIN #lab")
+    joined = bob.take()
+    assert [line.split(" ", 1)[1] for line in joined[-5:]] == [
+        ":lab BATCH +H1 chathistory #lab", ":alice!alice@chatd PRIVMSG #lab :line 1", ":alice!alice@chatd PRIVMSG #lab :line 2",
+        ":alice!alice@chatd PRIVMSG #lab :line 3", ":lab BATCH -H1"]
+    assert "time=2026-11-18T11:06:41.000Z" in joined[-4] and "batch=H1" in joined[-4] and "msgid=" in joined[-4]
+    msgid = joined[-3].split("msgid=")[1].split(";")[0]
+    bob.send(f"CHATHISTORY BEFORE #lab msgid={msgid} 10", "CHATHISTORY LATEST #lab * 1")
+    answer = [line.split(" ", 1)[1] for line in bob.take()]
+    assert answer == [":lab BATCH +H2 chathistory #lab", ":alice!alice@chatd PRIVMSG #lab :line 1", ":lab BATCH -H2",
+                      ":lab BATCH +H3 chathistory #lab", ":alice!alice@chatd PRIVMSG #lab :line 3", ":lab BATCH -H3"]
+    bob.send("CHATHISTORY LATEST #elsewhere * 5", "CHATHISTORY SIDEWAYS #lab * 5", "CHATHISTORY BEFORE #lab * 5",
+             "CHATHISTORY TARGETS timestamp=2026-01-01T00:00:00Z timestamp=2027-01-01T00:00:00Z 5")
+    lines = [line.split(" ", 1)[1] for line in bob.take()]
+    assert lines[0] == ":lab FAIL CHATHISTORY INVALID_TARGET #elsewhere :no such channel: #elsewhere"
+    assert [line.split(" :")[0] for line in lines[1:3]] == [":lab FAIL CHATHISTORY INVALID_PARAMS SIDEWAYS",
+                                                            ":lab FAIL CHATHISTORY INVALID_PARAMS BEFORE"]
+    assert lines[3:] == [":lab BATCH +H4 draft/chathistory-targets",
+                         ":lab CHATHISTORY TARGETS #lab timestamp=2026-11-18T11:06:43.000Z", ":lab BATCH -H4"]

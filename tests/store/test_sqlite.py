@@ -30,13 +30,16 @@ def store_at(path):
 
 @pytest_twisted.inlineCallbacks
 def test_a_channels_messages_actions_and_topic_come_back_after_a_restart(tmp_path):
-    """Said, Acted and TopicChanged are kept, in order, per channel; joins and private messages are not."""
+    """
+    Said, Acted and TopicChanged are kept, in order, per channel, a
+    message with its msgid and tags; joins and private messages are not.
+    """
     path = tmp_path / "chatd.sqlite3"
     store = store_at(path)
     store.record([Said("#lobby", "alice", "hi", at=100.0), Joined("#lobby", "bob", 2, at=101.0),
                   Whispered("alice", "bob", "secret", at=102.0)])
     store.record([Acted("#Lab", "bob", "waves", at=103.0), TopicChanged("#lab", "bob", "robots", at=104.0)])
-    store.record([Said("#lobby", "bob", "hello", at=105.0)])
+    store.record([Said("#lobby", "bob", "hello", at=105.0, msgid="ab12-3", tags="account=bob;+draft/reply=x")])
     yield store.close()
 
     again = store_at(path)
@@ -45,7 +48,9 @@ def test_a_channels_messages_actions_and_topic_come_back_after_a_restart(tmp_pat
                                                        Said("#lobby", "bob", "hello", at=105.0)]
         assert (yield again.history("#LAB", 10)) == [Acted("#Lab", "bob", "waves", at=103.0),
                                                      TopicChanged("#lab", "bob", "robots", at=104.0)]
-        assert (yield again.history("#lobby", 1)) == [Said("#lobby", "bob", "hello", at=105.0)]
+        [latest] = yield again.history("#lobby", 1)
+        assert latest == Said("#lobby", "bob", "hello", at=105.0)
+        assert (latest.msgid, latest.tags) == ("ab12-3", "account=bob;+draft/reply=x")
         assert (yield again.history("#lobby", 10, before=105.0)) == [Said("#lobby", "alice", "hi", at=100.0)]
     finally:
         yield again.close()
