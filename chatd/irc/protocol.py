@@ -714,7 +714,8 @@ class IrcSession(Protocol):
         as_batch = "batch" in capabilities and "server-time" in capabilities
         lines = render.joined(self._server_name, nick, channel, joined.topic, joined.topic_by, joined.topic_at,
                               self._names(joined.nicks), () if as_batch else joined.history,
-                              "multi-prefix" in capabilities, getattr(joined, "secret", False),
+                              "multi-prefix" in capabilities,
+                              isinstance(joined, replies.ChannelJoined) and joined.secret,
                               "server-time" in capabilities, self._extended_join())
         if "draft/read-marker" in capabilities:
             end = next((index for index, text in enumerate(lines) if text.split(" ", 2)[1] == "366"), len(lines))
@@ -728,9 +729,8 @@ class IrcSession(Protocol):
         """A line of a channel's history as it was said, with its time and (with message-tags) its msgid and tags."""
         capabilities = self.capabilities
         lines = render.event(event)
-        if "message-tags" in capabilities or "account-tag" in capabilities:
-            tags = getattr(event, "tags", "")
-            lines = render.with_message_tags(lines, getattr(event, "msgid", ""), tags, "message-tags" in capabilities,
+        if isinstance(event, (Said, Acted)) and ("message-tags" in capabilities or "account-tag" in capabilities):
+            lines = render.with_message_tags(lines, event.msgid, event.tags, "message-tags" in capabilities,
                                              "account-tag" in capabilities)
         return render.tagged(lines, {"time": render.time_tag(event.at)})
 
