@@ -65,9 +65,11 @@ class Channels:
 
     def speech_target(self, member: Member, name: str | None) -> Channel | None:
         """The channel a message goes to: as `target`, or a -n one the member is not in (external messages)."""
-        if name is not None and (channel := self._roster.channel(name)) is not None and "n" not in channel.modes.flags:
-            return channel
-        return self.target(member, name)
+        if name is not None:
+            channel = self._roster.channel(name)
+            if channel is not None and (member.session in channel.members or "n" not in channel.modes.flags):
+                return channel
+        return self.target(member, name)  # the current one; or None, and they are told why
 
     def target(self, member: Member, name: str | None) -> Channel | None:
         """The channel a message goes to: the named one (which the member must be in), or their current one."""

@@ -264,6 +264,9 @@ class IrcSession(Protocol):
         self.transport.loseConnection()
 
     def _carry_out(self, command: object) -> None:
+        if type(command) is commands.Say and self.registered:  # most lines: straight to the chat
+            self._say(command)
+            return
         server, name, nick = self._server, self._server_name, self.nick
         match command:
             case Cap("LS"):
@@ -482,10 +485,7 @@ class IrcSession(Protocol):
             case Help(subject):
                 self._tell(*render.help_reply(name, nick, subject))
             case commands.Say() | commands.Act():
-                said = self._tagged(command)
-                self._handle_as("PRIVMSG", said)
-                if "echo-message" in self.capabilities:
-                    self._echo(Said if type(said) is commands.Say else Acted, said)
+                self._say(command)
             case commands.Msg():
                 self._handle_as("PRIVMSG", self._tagged(command))
             case commands.Names(str()):
@@ -502,6 +502,14 @@ class IrcSession(Protocol):
             self._server.handle(self, command)
         finally:
             self._answering = None
+
+    def _say(self, command: commands.Say | commands.Act) -> None:
+        """A PRIVMSG to a channel (or a CTCP ACTION): with its tags, and back to the sayer with echo-message."""
+        if self.capabilities:
+            command = self._tagged(command)
+        self._handle_as("PRIVMSG", command)
+        if "echo-message" in self.capabilities:
+            self._echo(Said if type(command) is commands.Say else Acted, command)
 
     def _tagged(self, command: Any) -> Any:
         """
