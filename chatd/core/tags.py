@@ -61,8 +61,8 @@ class MessageIds:
     """Message ids unique to this process (and so across a cluster's nodes): a random prefix and a count."""
 
     def __init__(self) -> None:
-        self._prefix = secrets.token_hex(4)
+        self._prefix = secrets.token_hex(4) + "-"
         self._count = count(1)
 
     def next(self) -> str:
-        return f"{self._prefix}-{next(self._count):x}"
+        return self._prefix + str(next(self._count))  # one per message: the quickest way there is
