@@ -83,6 +83,8 @@ log = Logger()
 
 DEFAULT_CHANNEL = "#lobby"
 WHOWAS_KEPT = 1000
+# How far one has read: at most this many channels and conversations a member (MARKREAD), in memory.
+MAX_READ_MARKS = 200
 DEFAULT_MAX_CHANNELS = 1000
 
 
@@ -639,6 +641,8 @@ class ChatServer:
         """
         key, marks = name_key(target), member.read_marks
         if at is not None and at > marks.get(key, 0.0):
+            if key not in marks and len(marks) >= MAX_READ_MARKS:  # a bound: the one moved on longest ago goes
+                del marks[min(marks, key=marks.__getitem__)]
             marks[key] = at
             self._accounts.read_up_to(member, target, at)
         self.tell(member.session, replies.ReadMarker(target, marks.get(key)))

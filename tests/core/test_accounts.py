@@ -342,6 +342,20 @@ def test_a_read_marker_moves_on_only_and_an_identified_users_is_kept_as_read_mar
     assert server.store.read_marks == {("bob", "#lobby"): 20.0}  # alice is not identified: hers is not kept
 
 
+def test_read_markers_are_bounded_per_member(server, log):
+    """Past MAX_READ_MARKS targets, the marker moved on longest ago makes room: a client cannot grow them for ever."""
+    from chatd.core.server import MAX_READ_MARKS
+
+    alice = log_in(server, log, "alice")
+    for n in range(MAX_READ_MARKS + 1):
+        server.handle(alice, c.MarkRead(f"nick{n}", 100.0 + n))
+    log.clear()
+    server.handle(alice, c.MarkRead("nick0"))
+    server.handle(alice, c.MarkRead(f"nick{MAX_READ_MARKS}"))
+    assert replies_of(log, "alice") == [r.ReadMarker("nick0", None), r.ReadMarker(f"nick{MAX_READ_MARKS}",
+                                                                                   100.0 + MAX_READ_MARKS)]
+
+
 def test_identifying_for_a_nickname_its_owner_holds_on_another_connection_does_not_take_it(server, log):
     """The owner online twice (the web page and telnet): /identify NICK on the second is told, and nothing breaks."""
     bob = log_in(server, log, "bob", "correct horse")
