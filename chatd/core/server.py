@@ -548,7 +548,7 @@ class ChatServer:
                                             self._accounts.account_of(session)))
         if not self.store.healthy:
             self.tell(session, replies.HistoryNotKept())
-        self._crowd.announce_join(member, lobby, self._accounts.account_of(session))
+        self._crowd.announce_join(member, lobby, member.account)
         self._accounts.welcome(member)
         self._watchers.online(nick)
 
