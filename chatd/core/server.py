@@ -235,15 +235,18 @@ class ChatServer:
     def user_info(self, nick: str, asker: ISession | None = None) -> replies.UserInfo | None:
         """
         What there is to know of whoever is online as `nick` (None: nobody);
-        their secret channels only if `asker` shares them.
+        their secret channels only if `asker` shares them, and not the lobby
+        to an asker whose door keeps it quiet (see ISession.quiet_lobby):
+        everyone is in it.
         """
         roster = self._roster
         holder = roster.nicknames.holder(nick)
         if holder is None:
             return None
         joined = holder.channels.values() if isinstance(holder, Remote) else roster.members[holder].channels.values()
+        quiet = asker is not None and asker.quiet_lobby
         channels = tuple(channel.rank_of(holder)[:1] + channel.name for channel in joined
-                         if self._channels.visible(channel, asker))
+                         if self._channels.visible(channel, asker) and not (quiet and channel.comings != channel.key))
         if isinstance(holder, Remote):
             return replies.UserInfo(holder.nick, holder.nick, "", channels, node=holder.node)
         found = roster.members[holder]

@@ -611,7 +611,7 @@ class IrcSession(Protocol):
         """
         server, everyone = self._server, mask in ("*", "0")
         me = server.user_info(self.nick, self)
-        mine = set() if me is None else {channel.lstrip("@+") for channel in self._without_lobby(me).channels}
+        mine = set() if me is None else {channel.lstrip("@+") for channel in me.channels}  # the lobby is not among them
         found = []
         for online in server.nicks():
             if name_key(online) == name_key(mask):
@@ -686,8 +686,6 @@ class IrcSession(Protocol):
             elif isinstance(answer, replies.BotMarked):
                 self.bot = answer.bot
                 lines.append(render.line(render.mask(nick), "MODE", nick, ("+" if answer.bot else "-") + BOT_MODE))
-            elif isinstance(answer, replies.UserInfo):  # WHOIS
-                lines += render.whois(name, nick, self._without_lobby(answer))
             elif isinstance(answer, replies.PrivateSent):
                 if "echo-message" in capabilities:  # as the recipient reads it
                     echo = render.text_lines(render.mask(nick), "NOTICE" if answer.notice else "PRIVMSG",
@@ -757,11 +755,6 @@ class IrcSession(Protocol):
             return None
         user = self._server.user_info(self.nick)
         return (user.account, user.realname) if user is not None else (self.account or "", self.realname)
-
-    def _without_lobby(self, user: replies.UserInfo) -> replies.UserInfo:
-        """`user` without the default channel among their channels: everyone is in it, and it is quiet here."""
-        lobby = self._server.default_channel
-        return evolve(user, channels=tuple(channel for channel in user.channels if channel.lstrip("@+") != lobby))
 
     def _names(self, listed: Sequence[str]) -> Sequence[str]:
         """A channel's members as NAMES lists them: with IRCv3's userhost-in-names, each as nick!user@host."""

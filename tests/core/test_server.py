@@ -243,8 +243,9 @@ def test_a_door_that_keeps_the_lobby_quiet_hears_its_talk_and_not_its_comings_an
     """
     alice's door keeps the lobby quiet: she hears what is said there, and of
     comings and goings only those in a channel she shares beyond the lobby;
-    she is told of her own rename; her lobby's member list is herself.  bob's
-    door hears everything, alice's arrival and rename included.
+    she is told of her own rename; her lobby's member list is herself, and
+    it is left out of others' channels as she asks.  bob's door hears
+    everything, alice's arrival and rename included.
     """
     alice = QuietLobbySession("alice", log)
     server.arrive(alice)
@@ -263,6 +264,8 @@ def test_a_door_that_keeps_the_lobby_quiet_hears_its_talk_and_not_its_comings_an
     assert log == [("alice", "replies", [r.ChannelMembers("#lobby", ("al",))])]
     for session in (alice, bob):
         server.handle(session, c.Join("#lab"))
+    assert server.user_info("bob", alice).channels == ("#lab",)  # not the lobby, where everyone is
+    assert server.user_info("bob", carol).channels == ("#lobby", "#lab")
     log.clear()
     server.handle(carol, c.Quit("bye"))
     server.handle(bob, c.Quit("bye"))

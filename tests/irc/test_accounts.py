@@ -14,7 +14,7 @@ from chatd.core.turn import Turn
 from chatd.irc.protocol import IrcDoor
 from chatd.net.door import Settings
 from tests.fakes import MemoryStore
-from tests.irc.test_irc import Client, codes
+from tests.irc.test_irc import Client, codes, join_all
 
 
 @pytest.fixture
@@ -114,9 +114,7 @@ def test_extended_join_and_account_notify_say_who_is_identified(factory):
                                                                                    "account-notify")
     plain_client.register("plain")
     bob.register("bob")  # a guest, bob_1, until he identifies
-    for client in (alice, plain_client, bob):
-        client.send("JOIN #lab")
-    alice.take(), plain_client.take()
+    join_all("#lab", alice, plain_client, bob)
     bob.send("PRIVMSG NickServ :IDENTIFY correct horse", "PART #lab", "JOIN #lab")
     assert alice.take() == [":bob_1!bob_1@chatd NICK bob", ":bob!bob@chatd ACCOUNT bob",
                             ":bob!bob@chatd PART #lab", ":bob!bob@chatd JOIN #lab bob :bob the tester"]

@@ -55,6 +55,14 @@ def factory(clock):
     return IrcDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab"), clock)
 
 
+def join_all(channel, *clients):
+    """Each client joins `channel`, in turn; what they were told until then is read and left."""
+    for client in clients:
+        client.send(f"JOIN {channel}")
+    for client in clients:
+        client.take()
+
+
 def codes(lines):
     return [line.split()[1] for line in lines]
 
@@ -633,10 +641,7 @@ def test_away_notify_tells_who_shares_a_channel_and_only_those_who_asked(factory
     dan.register("dan", "away-notify")
     bob.register("bob")
     carol.register("carol")
-    for client in (alice, bob, carol):
-        client.send("JOIN #lab")
-    alice.take()
-    carol.take()
+    join_all("#lab", alice, bob, carol)
     dan.take()
     bob.send("AWAY :lunch", "AWAY")
     assert alice.take() == [":bob!bob@chatd AWAY :lunch", ":bob!bob@chatd AWAY"]
@@ -732,10 +737,7 @@ def test_message_tags_relay_client_tags_with_a_msgid_the_echo_shares(factory):
     alice.register("alice", "message-tags", "echo-message")
     bob.register("bob", "message-tags")
     carol.register("carol")
-    for client in (alice, bob, carol):
-        client.send("JOIN #test")
-    for client in (alice, bob, carol):
-        client.take()
+    join_all("#test", alice, bob, carol)
     alice.send("@+baz=bat\\:x;fizz=buzz PRIVMSG #test hi")
     (echo,) = alice.take()
     (relayed,) = bob.take()
@@ -766,10 +768,7 @@ def test_setname_changes_the_real_name_and_tells_those_who_asked(factory):
     alice.register("alice", "setname")
     bob.register("bob", "setname")
     carol.register("carol")
-    for client in (alice, bob, carol):
-        client.send("JOIN #chan")
-    for client in (alice, bob, carol):
-        client.take()
+    join_all("#chan", alice, bob, carol)
     alice.send("SETNAME :Alice Liddell")
     assert alice.take() == [":alice!alice@chatd SETNAME :Alice Liddell"]
     assert bob.take() == [":alice!alice@chatd SETNAME :Alice Liddell"]
@@ -902,10 +901,7 @@ def test_invite_notify_tells_a_channels_members_who_was_invited(factory):
     watcher.register("watcher", "invite-notify")
     plain.register("plain")
     dan.register("dan")
-    for client in (op, watcher, plain):
-        client.send("JOIN #club")
-    for client in (op, watcher, plain):
-        client.take()
+    join_all("#club", op, watcher, plain)
     op.send("INVITE dan #club")
     assert op.take() == [":lab 341 op dan #club"]
     assert watcher.take() == [":op!op@chatd INVITE dan #club"]
