@@ -134,7 +134,14 @@ def is_query(data: bytes) -> bool:
 
 def decode(data: bytes) -> Announcement:
     """The announcement in `data`, or NotAnAnnouncement saying why not."""
-    fields = _fields(data)
+    return checked(_fields(data))
+
+
+def checked(fields: dict[str, Any]) -> Announcement:
+    """
+    The announcement a datagram's JSON object (or, for chatd/lan/dnssd.py,
+    a TXT record's keys) gives, every field checked; or NotAnAnnouncement.
+    """
     try:
         announcement = Announcement(
             id=_get(fields, "id", str),

@@ -4,7 +4,9 @@ chatd-listen: the LAN side of discovery.
     chatd-listen                      list chatd servers as they announce (multicast)
     chatd-listen --broadcast          the same, from broadcast announcements
     chatd-listen --json               each announcement as one JSON object per line
-    chatd-listen --discover           ask, print "HOST PORT" of the first answer, exit
+    chatd-listen --mdns               the same, and the chatd servers DNS-SD lists (_chatd._tcp)
+    chatd-listen --discover           ask (by the query and by mDNS), print "HOST PORT" of the
+                                      first answer, exit
     telnet -E $(chatd-listen --discover)
 
 What it prints:
@@ -23,6 +25,16 @@ What it prints:
     chatd "lab" at 192.0.2.5:8089 is gone (stopping) its last one, or after three
                                                      missed intervals (silent for 15 s)
     192.0.2.5 8089                                   --discover's answer
+
+With --mdns every line starts with how the server was found:
+
+    multicast  chatd "lab" at 192.0.2.5:8089, 3 users, web page http://192.0.2.5:8080/
+    mdns       chatd "lab" at 192.0.2.5:8089, 3 users, web page http://192.0.2.5:8080/
+    mdns       chatd "lab" at 192.0.2.5:8089 is gone (goodbye)
+
+(and with --json each object has "found": "multicast", "broadcast" or "mdns").
+mDNS browsing sends queries, like --discover; it browses on --interface's
+interface when given, else on every interface, as avahi-browse does.
 
 On stderr it says where it listens once it does, and on exit how many
 datagrams were not chatd announcements.
@@ -50,6 +62,7 @@ from chatd.lan.announcement import (
     NotAnAnnouncement,
 )
 from chatd.core.text import clean
+from chatd.lan.mdns import ChatdBrowser
 from chatd.net.addresses import format_address, ipv4_address, multicast_group
 
 DEFAULT_DISCOVER_TIMEOUT_SECONDS = 5.0
@@ -64,12 +77,16 @@ class Options(usage.Options):
     optFlags = [
         ["broadcast", "b", "Listen for broadcast announcements instead of multicast ones."],
         ["json", "j", "Print each announcement as one JSON object per line."],
-        ["discover", "d", "Ask for servers, print HOST PORT of the first that answers, and exit (1 if none does)."],
+        ["discover", "d", "Ask for servers (by the query and by mDNS), print HOST PORT of the first that answers, "
+         "and exit (1 if none does)."],
+        ["mdns", "m", "Also list the chatd servers that DNS service discovery finds over multicast DNS (_chatd._tcp); "
+         "this sends mDNS queries."],
     ]
     optParameters = [
         ["group", "g", DEFAULT_GROUP, "Multicast group to join."],
         ["port", "p", None, f"UDP port to listen on. [default: {DEFAULT_MULTICAST_PORT}, or {DEFAULT_BROADCAST_PORT} with --broadcast]"],
-        ["interface", "i", None, "Address of the interface to join the group on and to ask from. [default: the system's choice]"],
+        ["interface", "i", None, "Address of the interface to join the group on and to ask from (mDNS too). "
+         "[default: the system's choice; mDNS: every interface]"],
         ["broadcast-address", None, "255.255.255.255", "Where --discover --broadcast sends its query."],
         ["timeout", "t", None, f"Stop after this many seconds (--discover: {DEFAULT_DISCOVER_TIMEOUT_SECONDS:g} s; otherwise never)."],
         ["count", "n", None, "Stop after this many announcements."],
@@ -136,6 +153,9 @@ class Listener(DatagramProtocol):
         self.on_announcement = on_announcement
         self.servers: dict[str, tuple[Announcement, float]] = {}
         self.ignored = 0
+        # With mDNS browsing: the servers DNS-SD lists, by service name, and how each line says it was found.
+        self.published: dict[str, Announcement] = {}
+        self.how: str | None = None
 
     def datagramReceived(self, data: bytes, source: tuple[str, int]) -> None:
         try:
@@ -144,16 +164,39 @@ class Listener(DatagramProtocol):
             if not announcement.is_query(data):  # another listener's query is no junk
                 self.ignored += 1
             return
-        if self.as_json:
-            self.say(json.dumps(found.fields(), ensure_ascii=False))
+        self._print(found, self.how)
         if found.state == "stopping":
             if self.servers.pop(found.id, None) is not None:
-                self._gone(found, "stopping")
+                self._gone(found, "stopping", self.how)
         else:
             self.servers[found.id] = (found, self.clock.seconds())
             if not self.as_json:
-                self.say(describe(found, self._place_in_cluster(found)))
+                self._say(describe(found, self._place_in_cluster(found)), self.how)
         self.on_announcement(found)
+
+    def service_found(self, name: str, found: Announcement) -> None:
+        """A _chatd._tcp service resolved (or changed), as its TXT record tells it."""
+        self._print(found, "mdns")
+        if not self.as_json and self.published.get(name) != found:
+            self._say(describe(found), "mdns")
+        self.published[name] = found
+        self.on_announcement(found)
+
+    def service_gone(self, name: str) -> None:
+        """A _chatd._tcp service said goodbye (or its records expired)."""
+        found = self.published.pop(name, None)
+        if found is not None:
+            self._gone(found, "goodbye", "mdns")
+
+    def _print(self, found: Announcement, how: str | None) -> None:
+        if self.as_json:
+            fields = found.fields()
+            if how is not None:
+                fields["found"] = how
+            self.say(json.dumps(fields, ensure_ascii=False))
+
+    def _say(self, line: str, how: str | None) -> None:
+        self.say(line if how is None else f"{how:<10} {line}")
 
     def _place_in_cluster(self, found: Announcement) -> int | None:
         """Which of the live nodes of `found`'s cluster it is, in the order first heard (1, 2, ...)."""
@@ -168,11 +211,11 @@ class Listener(DatagramProtocol):
         for key, (found, seen) in list(self.servers.items()):
             if now - seen > MISSED_INTERVALS * found.interval:
                 del self.servers[key]
-                self._gone(found, f"silent for {now - seen:.0f} s")
+                self._gone(found, f"silent for {now - seen:.0f} s", self.how)
 
-    def _gone(self, found: Announcement, why: str) -> None:
+    def _gone(self, found: Announcement, why: str, how: str | None) -> None:
         if not self.as_json:
-            self.say(f'chatd "{clean(found.name)}" at {format_address(found.host, found.port)} is gone ({why})')
+            self._say(f'chatd "{clean(found.name)}" at {format_address(found.host, found.port)} is gone ({why})', how)
 
 
 class _Forward(DatagramProtocol):
@@ -219,11 +262,18 @@ def run(reactor: Any, options: Options, out: TextIO = sys.stdout, err: TextIO = 
 
     say = (lambda line: None) if discover else _say_to(out)
     listener = Listener(reactor, say, options["json"], on_announcement)
+    browser = None
+    if options["mdns"] or discover:
+        browser = ChatdBrowser(reactor, options["interface"], listener.service_found, listener.service_gone)
+        listener.how = "broadcast" if options["broadcast"] else "multicast"
 
     def report_ignored() -> None:
         if listener.ignored:
             err.write(f"chatd-listen: ignored {listener.ignored} datagram(s) that were not chatd announcements\n")
-            err.flush()
+        if browser is not None and browser.ignored:
+            err.write(f"chatd-listen: ignored {browser.ignored} _chatd._tcp service(s) whose TXT record was not "
+                      "chatd's\n")
+        err.flush()
 
     # Also on Ctrl-C, which stops the reactor without finishing `done`.
     reactor.addSystemEventTrigger("before", "shutdown", report_ignored)
@@ -269,6 +319,17 @@ def run(reactor: Any, options: Options, out: TextIO = sys.stdout, err: TextIO = 
         asking.clock = reactor
         asking.start(QUERY_REPEAT_SECONDS)
         stopping[:0] = [asking.stop, asker.stopListening]
+
+    if browser is not None:
+        try:
+            yield browser.start()
+        except OSError as failure:
+            err.write(f"chatd-listen: cannot browse by mDNS: {failure.strerror or failure}\n")
+        else:
+            stopping.insert(0, browser.stop)
+            err.write("chatd-listen: browsing _chatd._tcp by mDNS"
+                      + (f" on {options['interface']}" if options["interface"] else " on every interface") + "\n")
+        err.flush()
 
     expiry = task.LoopingCall(listener.forget_silent)
     expiry.clock = reactor

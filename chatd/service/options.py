@@ -90,6 +90,13 @@ def optional_ipv4(text: str | None) -> str | None:
     return None if text is None else ipv4_address(text)
 
 
+def ipv4_addresses(text: str | None) -> list[str]:
+    """--mdns-interface: IPv4 addresses, separated by commas (none given: an empty list)."""
+    if text is None:
+        return []
+    return [ipv4_address(address) for address in text.split(",") if address.strip()]
+
+
 def origins(text: str | None) -> list[str]:
     """--web-origin: scheme://host[:port] of each page allowed to open the chat, or *."""
     if text is None:
@@ -357,6 +364,12 @@ OPTIONS: tuple[Option, ...] = (
            section=LAN),
     Option("announce-interval", "Seconds between announcements (after three at start, 1 s apart).",
            whole(1, 3600, "a number of seconds from 1 to 3600"), "5", section=LAN),
+    Option("mdns", "Publish the server by DNS service discovery over multicast DNS (_http._tcp, _irc._tcp, "
+           "_telnet._tcp, _chatd._tcp, ...), so Bonjour, Avahi and other service browsers list it (puts traffic "
+           "on the LAN, so off by default).", flag=True, section=LAN),
+    Option("mdns-interface", "IPv4 addresses of the interfaces to publish on, separated by commas, each with its "
+           "own address. [default: --interface when concrete, else every interface but loopback]", ipv4_addresses,
+           section=LAN),
 )
 
 BY_NAME = {option.name: option for option in OPTIONS}

@@ -36,6 +36,7 @@ from chatd.lan.udp import (
     listen_udp_with_destinations,
     multicast_setup,
 )
+from chatd.lan.mdns import MdnsService, publish_addresses
 from chatd.net.certificate import load
 from chatd.net.door import Connections
 from chatd.net.flow import FlowCounts, Flusher
@@ -196,8 +197,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if not options["no-echo"]:
         _echo(options, reactor).setServiceParent(top)
 
-    announcing = worker <= 1  # of the workers of --workers, the first one announces
-    if (options["multicast"] or options["broadcast"]) and announcing:
+    announcing = worker <= 1  # of the workers of --workers, the first one announces (and publishes by mDNS)
+    if (options["multicast"] or options["broadcast"] or options["mdns"]) and announcing:
         herald = Herald(
             name=options["name"],
             users=lambda: server.count,
@@ -234,6 +235,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         )
         announcer.setName("broadcast")
         announcer.setServiceParent(top)
+    if options["mdns"] and announcing:  # last of the LAN services: it publishes the ports the listeners got
+        mdns = MdnsService(reactor, herald, publish_addresses(options["interface"], options["mdns-interface"]))
+        mdns.setName("mdns")
+        mdns.setServiceParent(top)
     if store is not None:
         forgetting = _Forgetting(store, server, options["history-days"], options["account-expiry-days"], reactor)
         forgetting.setName("store")

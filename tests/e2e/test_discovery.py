@@ -139,8 +139,9 @@ def test_broadcast_announcements_reach_a_broadcast_listener(announcing, tmp_path
 @pytest.mark.parametrize("mode", ["multicast", "broadcast"])
 def test_discover_prints_host_and_port(announcing, tmp_path, mode):
     """--discover prints HOST PORT of the server and exits 0, ready for `telnet $(...)`."""
-    args = ["--discover", "--port", str(announcing[mode])]
-    args += ["--broadcast", "--broadcast-address", "127.255.255.255"] if mode == "broadcast" else ["--interface", "127.0.0.1"]
+    # --interface keeps --discover's mDNS browsing on loopback too.
+    args = ["--discover", "--port", str(announcing[mode]), "--interface", "127.0.0.1"]
+    args += ["--broadcast", "--broadcast-address", "127.255.255.255"] if mode == "broadcast" else []
     listener = Process(listen_command(*args), tmp_path)
     assert listener.finish() == 0
     assert listener.lines["stdout"] == [f"127.0.0.1 {announcing['chat_port']}"]

@@ -89,3 +89,31 @@ def test_the_nodes_of_a_cluster_are_grouped_by_its_name():
         'chatd "hall" at 127.0.0.1:8091, 1 user, node 2 of cluster "school"',
         'chatd "lab-1" at 127.0.0.1:8089, 4 users, node 1 of cluster "school"',
     ]
+
+
+def test_with_mdns_each_line_says_how_the_server_was_found():
+    """
+    Browsing mDNS too: an announcement's line starts with "multicast", a
+    _chatd._tcp service's with "mdns"; a service listed again unchanged is
+    not printed twice; its goodbye is one "gone" line; JSON says "found".
+    """
+    clock, said = Clock(), []
+    listener = Listener(clock, said.append)
+    listener.how = "multicast"
+    listener.datagramReceived(announcement(), ("127.0.0.1", 41236))
+    published = Announcement(id="def", name="lab", host="192.0.2.5", port=8088, users=0, uptime=0, seq=0, ts=0, web=8080)
+    listener.service_found("chatd on lab._chatd._tcp.local.", published)
+    listener.service_found("chatd on lab._chatd._tcp.local.", published)
+    listener.service_gone("chatd on lab._chatd._tcp.local.")
+    listener.service_gone("chatd on lab._chatd._tcp.local.")
+    assert said == [
+        'multicast  chatd "lab" at 127.0.0.1:8089, 1 user',
+        'mdns       chatd "lab" at 192.0.2.5:8088, 0 users, web page http://192.0.2.5:8080/',
+        'mdns       chatd "lab" at 192.0.2.5:8088 is gone (goodbye)',
+    ]
+    as_json = []
+    json_listener = Listener(clock, as_json.append, as_json=True)
+    json_listener.how = "multicast"
+    json_listener.datagramReceived(announcement(), ("127.0.0.1", 41236))
+    json_listener.service_found("chatd on lab._chatd._tcp.local.", published)
+    assert [json.loads(line)["found"] for line in as_json] == ["multicast", "mdns"]
