@@ -74,9 +74,10 @@ def listen_command(*args: str) -> list[str]:
 class Process:
     """A child process the test started, whose output lines it can wait for."""
 
-    def __init__(self, command: list[str], cwd: Path) -> None:
+    def __init__(self, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        """Start `command` in `cwd`, with chatd on its Python path and `env` added to the environment."""
         self.process = subprocess.Popen(
-            command, cwd=cwd, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            command, cwd=cwd, env={**environment(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._seen = {"stdout": 0, "stderr": 0}
