@@ -30,6 +30,7 @@ from typing import Any
 import ifaddr
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -74,9 +75,13 @@ def publish_addresses(interface: str, mdns_interfaces: Sequence[str]) -> list[st
     address = ipaddress.ip_address(interface)
     if not address.is_unspecified:
         return [interface] if address.version == 4 else []
-    found = {ipaddress.IPv4Address(ip.ip) for adapter in ifaddr.get_adapters() for ip in adapter.ips
-             if ip.is_IPv4 and isinstance(ip.ip, str)}
-    return [str(ip) for ip in sorted(found) if not ip.is_loopback]
+    return [str(ip) for ip in sorted(map(ipaddress.IPv4Address, host_ipv4_addresses()))
+            if not ip.is_loopback]
+
+
+def host_ipv4_addresses() -> set[str]:
+    """Every IPv4 address of this host's interfaces, loopback's included."""
+    return {ip.ip for adapter in ifaddr.get_adapters() for ip in adapter.ips if ip.is_IPv4 and isinstance(ip.ip, str)}
 
 
 def listing_of(herald: Herald) -> Listing:
@@ -182,24 +187,26 @@ class MdnsService(Service):
     Zeroconf, its thread joined, before it reports itself stopped.
     """
 
-    def __init__(self, reactor: Any, herald: Herald, addresses: Sequence[str],
-                 hostname: str | None = None, zeroconf: Callable[[str], Zeroconf] | None = None) -> None:
+    def __init__(self, reactor: Any, herald: Herald, addresses: Sequence[str], hostname: str | None = None,
+                 clock: IReactorTime | None = None) -> None:
+        """`clock` times the updates of the users online (the reactor's unless a test fakes it)."""
         self.reactor = reactor
         self.herald = herald
         self.addresses = list(addresses)
         self.server = f"{host_label(socket.gethostname() if hostname is None else hostname)}.{DOMAIN}"
-        self._zeroconf = zeroconf or _zeroconf_on
         self._publishers: list[_Publisher] = []
-        self._published: Listing | None = None
+        self.listing: Listing | None = None  # what is published now
         self.name: str | None = None  # the instance name chatd got, once it has one
-        self._stopping = False
-        self._starting: Deferred[Any] | None = None
+        self._started = self._stopping = False
+        self.ready: Deferred[Any] = Deferred()  # fires once started: published, or given up
         self._updates = LoopingCall(self._update)
-        self._updates.clock = reactor
+        self._updates.clock = reactor if clock is None else clock
 
     def startService(self) -> None:
         super().startService()
-        self._starting = self._start()
+        self._started = True
+        self._start().chainDeferred(self.ready)
+        self.ready.addErrback(lambda failure: log.failure("mDNS: publishing failed", failure))
 
     @inlineCallbacks
     def _start(self) -> Any:
@@ -207,9 +214,14 @@ class MdnsService(Service):
             log.warn("mDNS: no IPv4 address to publish on (give --mdns-interface); chatd is not published by mDNS")
             return
         pool = self.reactor.getThreadPool()
+        ours = host_ipv4_addresses()
         for address in self.addresses:
+            if address not in ours:
+                log.warn("mDNS: {address} is not an address of this host's interfaces; not published there",
+                         address=address)
+                continue
             try:
-                zeroconf = yield deferToThreadPool(self.reactor, pool, self._zeroconf, address)
+                zeroconf = yield deferToThreadPool(self.reactor, pool, _zeroconf_on, address)
             except OSError as error:
                 log.warn("mDNS: cannot publish on {address}: {why}", address=address, why=error.strerror or str(error))
                 continue
@@ -236,7 +248,7 @@ class MdnsService(Service):
                                    consumeErrors=True)
                 continue
             if self._publishers:
-                self.name, self._published = name, listing
+                self.name, self.listing = name, listing
                 log.info('mDNS: published "{name}" on {addresses} ({services})', name=name,
                          addresses=", ".join(publisher.address for publisher in self._publishers),
                          services=", ".join(f"{offer.type.removesuffix('.' + DOMAIN)} {offer.port}"
@@ -248,9 +260,9 @@ class MdnsService(Service):
 
     def _update(self) -> None:
         listing = listing_of(self.herald)
-        if listing == self._published:
+        if listing == self.listing:
             return
-        self._published = listing
+        self.listing = listing
         for publisher in self._publishers:
             publisher.update(listing).addErrback(self._not_updated, publisher.address)
 
@@ -263,11 +275,21 @@ class MdnsService(Service):
         self._stopping = True
         if self._updates.running:
             self._updates.stop()
-        if self._starting is None:
+        if not self._started:
             return None
         pool = self.reactor.getThreadPool()
-        # A start still probing finishes first (at most a second), so no Zeroconf is left open behind it.
-        return self._starting.addBoth(lambda _: DeferredList([publisher.close(pool) for publisher in self._publishers]))
+        stopped: Deferred[Any] = Deferred()
+
+        def close(result: object) -> object:
+            closed = DeferredList([publisher.close(pool) for publisher in self._publishers])
+            if self.name is not None:
+                closed.addCallback(lambda _: log.info('mDNS: "{name}" withdrawn (goodbyes sent)', name=self.name))
+            closed.chainDeferred(stopped)
+            return result
+
+        # A start still probing finishes first (a few seconds at most), so no Zeroconf is left open behind it.
+        self.ready.addBoth(close)
+        return stopped
 
 
 def _zeroconf_on(address: str) -> Zeroconf:
