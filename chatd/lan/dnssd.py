@@ -39,6 +39,7 @@ CHATD_TYPE = "_chatd._tcp.local."
 TXT_VERSION = "1"
 # RFC 6763 section 4.1.1: an instance name is one DNS label, at most 63 bytes of UTF-8.
 MAX_LABEL_BYTES = 63
+ONE_DOT_LEADER = "\u2024"
 # The _chatd._tcp TXT keys read back as numbers (each the announcement field of its name).
 _NUMBER_KEYS = ("web", "irc", "https", "ircs", "users", "channels")
 
@@ -106,10 +107,13 @@ def instance_name(name: str, attempt: int = 1) -> str:
     """
     "chatd on NAME" at the first attempt, "chatd on NAME (2)" at the second,
     and so on; NAME cut (never inside a character) to fit one DNS label.
+    A dot in NAME (a host name such as pc12.school.lan, the default) would
+    split the label on the wire, as python-zeroconf writes names without
+    escapes, so it becomes U+2024 ONE DOT LEADER, which looks the same.
     """
     suffix = "" if attempt == 1 else f" ({attempt})"
     room = MAX_LABEL_BYTES - len("chatd on ".encode()) - len(suffix.encode())
-    cut = name.encode()[:room].decode("utf-8", errors="ignore")
+    cut = name.replace(".", ONE_DOT_LEADER).encode()[:room].decode("utf-8", errors="ignore")
     return f"chatd on {cut}{suffix}"
 
 

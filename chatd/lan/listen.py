@@ -68,6 +68,8 @@ from chatd.net.addresses import format_address, ipv4_address, multicast_group
 DEFAULT_DISCOVER_TIMEOUT_SECONDS = 5.0
 MISSED_INTERVALS = 3
 QUERY_REPEAT_SECONDS = 1.0
+# At most this many servers are kept (heard, and found by mDNS): a LAN full of forged ones is counted, not kept.
+MAX_SERVERS = 1000
 
 
 class Options(usage.Options):
@@ -153,6 +155,7 @@ class Listener(DatagramProtocol):
         self.on_announcement = on_announcement
         self.servers: dict[str, tuple[Announcement, float]] = {}
         self.ignored = 0
+        self.too_many = 0  # announcements and services of servers past MAX_SERVERS, not listed
         # With mDNS browsing: the servers DNS-SD lists, by service name, and how each line says it was found.
         self.published: dict[str, Announcement] = {}
         self.how: str | None = None
@@ -163,6 +166,9 @@ class Listener(DatagramProtocol):
         except NotAnAnnouncement:
             if not announcement.is_query(data):  # another listener's query is no junk
                 self.ignored += 1
+            return
+        if found.state == "up" and found.id not in self.servers and len(self.servers) >= MAX_SERVERS:
+            self.too_many += 1
             return
         self._print(found, self.how)
         if found.state == "stopping":
@@ -176,6 +182,9 @@ class Listener(DatagramProtocol):
 
     def service_found(self, name: str, found: Announcement) -> None:
         """A _chatd._tcp service resolved (or changed), as its TXT record tells it."""
+        if name not in self.published and len(self.published) >= MAX_SERVERS:
+            self.too_many += 1
+            return
         self._print(found, "mdns")
         if not self.as_json and self.published.get(name) != found:
             self._say(describe(found), "mdns")
@@ -270,6 +279,9 @@ def run(reactor: Any, options: Options, out: TextIO = sys.stdout, err: TextIO = 
     def report_ignored() -> None:
         if listener.ignored:
             err.write(f"chatd-listen: ignored {listener.ignored} datagram(s) that were not chatd announcements\n")
+        if listener.too_many:
+            err.write(f"chatd-listen: {listener.too_many} announcement(s) of servers past the first {MAX_SERVERS} "
+                      "were not listed\n")
         if browser is not None and browser.ignored:
             err.write(f"chatd-listen: ignored {browser.ignored} _chatd._tcp service(s) whose TXT record was not "
                       "chatd's\n")

@@ -100,7 +100,7 @@ def _on_loop(reactor: Any, zeroconf: Zeroconf, coroutine: Coroutine[Any, Any, An
     result: Deferred[Any] = Deferred()
 
     def settle(done: Any) -> None:
-        error = done.exception()
+        error = asyncio.CancelledError() if done.cancelled() else done.exception()
         if error is None:
             result.callback(done.result())
         else:

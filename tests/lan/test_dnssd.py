@@ -52,6 +52,11 @@ def test_a_name_taken_is_numbered_as_bonjour_does():
         "chatd on lab", "chatd on lab (2)", "chatd on lab (10)"]
 
 
+def test_a_dot_in_the_name_does_not_split_the_label():
+    """The default name, the host name, may be pc12.school.lan: its dots become one-dot leaders, which look alike."""
+    assert instance_name("pc12.school.lan") == "chatd on pc12\u2024school\u2024lan"
+
+
 @given(st.text(min_size=1, max_size=64), st.integers(1, 99))
 def test_an_instance_name_always_fits_one_dns_label(name, attempt):
     """However long the name (up to --name's 64 characters, of any script), the label is at most 63 bytes."""
@@ -59,6 +64,7 @@ def test_an_instance_name_always_fits_one_dns_label(name, attempt):
     assert len(label.encode()) <= MAX_LABEL_BYTES
     assert label.startswith("chatd on ")
     assert attempt == 1 or label.endswith(f" ({attempt})")
+    assert "." not in label
 
 
 def test_a_host_name_becomes_one_label_of_letters_digits_and_hyphens():

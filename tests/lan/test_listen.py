@@ -117,3 +117,19 @@ def test_with_mdns_each_line_says_how_the_server_was_found():
     json_listener.datagramReceived(announcement(), ("127.0.0.1", 41236))
     json_listener.service_found("chatd on lab._chatd._tcp.local.", published)
     assert [json.loads(line)["found"] for line in as_json] == ["multicast", "mdns"]
+
+
+def test_servers_past_the_bound_are_counted_not_kept(monkeypatch):
+    """A LAN full of forged servers: past MAX_SERVERS, announcements and mDNS services are counted, not listed."""
+    monkeypatch.setattr("chatd.lan.listen.MAX_SERVERS", 2)
+    clock, said = Clock(), []
+    listener = Listener(clock, said.append)
+    for index in range(3):
+        listener.datagramReceived(announcement(id=f"id{index}", port=8000 + index), ("127.0.0.1", 41236))
+    for index in range(3):
+        found = Announcement(id=f"m{index}", name="lab", host="192.0.2.5", port=9000 + index, users=0, uptime=0, seq=0,
+                             ts=0)
+        listener.service_found(f"chatd on lab ({index})._chatd._tcp.local.", found)
+    assert len(listener.servers) == len(listener.published) == 2
+    assert listener.too_many == 2
+    assert len(said) == 4
