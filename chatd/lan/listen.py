@@ -73,7 +73,7 @@ MAX_SERVERS = 1000
 
 
 class Options(usage.Options):
-    synopsis = "[--broadcast] [--json] [--discover [--timeout S]] [options]"
+    synopsis = "[--broadcast] [--json] [--mdns] [--discover [--timeout S]] [options]"
     longdesc = "Listen for chatd servers on the LAN, or find one (--discover)."
 
     optFlags = [
