@@ -40,6 +40,7 @@ TXT_VERSION = "1"
 # RFC 6763 section 4.1.1: an instance name is one DNS label, at most 63 bytes of UTF-8.
 MAX_LABEL_BYTES = 63
 ONE_DOT_LEADER = "\u2024"
+MAX_TXT_STRING_BYTES = 255
 # The _chatd._tcp TXT keys read back as numbers (each the announcement field of its name).
 _NUMBER_KEYS = ("web", "irc", "https", "ircs", "users", "channels")
 
@@ -89,7 +90,9 @@ def offers(listing: Listing) -> list[Offer]:
 
 def chatd_txt(listing: Listing) -> dict[str, str]:
     """The _chatd._tcp TXT record, txtvers first (RFC 6763 section 6.7)."""
-    txt = {"txtvers": TXT_VERSION, "id": listing.id, "version": listing.version, "name": listing.name}
+    # One TXT string is at most 255 bytes: a name of 64 four-byte characters is cut to fit "name=".
+    name = listing.name.encode()[:MAX_TXT_STRING_BYTES - len("name=")].decode("utf-8", errors="ignore")
+    txt = {"txtvers": TXT_VERSION, "id": listing.id, "version": listing.version, "name": name}
     for key, port in (("chat", listing.chat), ("web", listing.web), ("irc", listing.irc), ("https", listing.https),
                       ("ircs", listing.ircs)):
         if port is not None:

@@ -1,7 +1,7 @@
 """What chatd publishes by DNS-SD, and how chatd-listen reads it back (chatd.lan.dnssd)."""
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from chatd.lan.announcement import NotAnAnnouncement
@@ -44,6 +44,15 @@ def test_the_chatd_txt_record_names_every_port_the_cluster_and_the_fingerprint()
     assert list(chatd_txt(FULL))[0] == "txtvers"
     assert chatd_txt(BARE) == {"txtvers": "1", "id": "9f1c2a4be07d3361", "version": "0.1.0", "name": "lab",
                                "chat": "8088", "users": "0", "channels": "1"}
+
+
+@given(st.text(min_size=1, max_size=64))
+@example("\U0001F600" * 64)
+def test_every_txt_string_fits_its_255_bytes(name):
+    """Any --name (up to 64 characters of any script) keeps each key=value string of the TXT record within 255 bytes."""
+    txt = chatd_txt(Listing(id="9f1c2a4be07d3361", version="0.1.0", name=name, chat=8088, users=0))
+    assert all(len(f"{key}={value}".encode()) <= 255 for key, value in txt.items())
+    assert name.startswith(txt["name"])
 
 
 def test_a_name_taken_is_numbered_as_bonjour_does():
