@@ -32,8 +32,9 @@ class Member:
     # the same view get the same share of a turn.
     view: tuple[frozenset[str], str | None] = (frozenset(), None)
     away: str = ""  # why they are away ("": here)
-    # How far they have read each channel or private conversation (by key), as their client said (MarkRead).
-    read_marks: dict[str, float] = field(factory=dict)
+    # How far they have read each channel or private conversation (by key), as their client said (MarkRead);
+    # None until they say it (most never do: an empty dict for each would be 64 bytes a user).
+    read_marks: dict[str, float] | None = None
     account: str = ""  # the account they identified for ("": none), as the accounts have it
     bot: bool = False  # marked a bot: what it says carries the `bot` tag (chatd.core.tags)
     realname: str = ""  # as the door gave it (IRC's USER), or as they changed it since (SETNAME)
@@ -44,7 +45,16 @@ class Member:
         keys = frozenset(self.channels)
         if not self.session.quiet_lobby:  # it hears every channel's comings and goings
             keys |= {channel.comings for channel in self.channels.values()}
-        self.view = (keys, None if self.current is None else self.current.name)
+        view = (keys, None if self.current is None else self.current.name)
+        # Members in the same channels share one view value: in a lobby of thousands, one frozenset, not thousands.
+        if len(_shared_views) >= MAX_SHARED_VIEWS:
+            _shared_views.clear()
+        self.view = _shared_views.setdefault(view, view)
+
+
+# The views in use, each value kept once (Member.update_view); cleared when full, which only ends some sharing.
+MAX_SHARED_VIEWS = 4096
+_shared_views: dict[tuple[frozenset[str], str | None], tuple[frozenset[str], str | None]] = {}
 
 
 @define(eq=False)

@@ -642,7 +642,10 @@ class ChatServer:
         and, where they are identified, kept as the web page's read marks
         are; they are told how far it is now.
         """
-        key, marks = name_key(target), member.read_marks
+        key = name_key(target)
+        if member.read_marks is None:
+            member.read_marks = {}
+        marks = member.read_marks
         if at is not None and at > marks.get(key, 0.0):
             if key not in marks and len(marks) >= MAX_READ_MARKS:  # a bound: the one moved on longest ago goes
                 del marks[min(marks, key=marks.__getitem__)]
@@ -653,7 +656,7 @@ class ChatServer:
     def read_mark(self, session: ISession, target: str) -> float | None:
         """How far `session` has read `target` (None: not known)."""
         member = self._roster.members.get(session)
-        return None if member is None else member.read_marks.get(name_key(target))
+        return None if member is None or member.read_marks is None else member.read_marks.get(name_key(target))
 
     def _set_realname(self, member: Member, wanted: str) -> None:
         """`member`'s real name is now `wanted`: they are told, and whoever shares a channel with them (IRC's SETNAME)."""

@@ -207,8 +207,8 @@ def unacknowledged_bytes(transport: Any) -> int:
 class FloodGate:
     """Lets a user's lines through at `rate` a second (bursts of `burst`), queueing the rest."""
 
-    __slots__ = ("_clock", "_bucket", "max_queued", "_handle", "_pause_reading", "_resume_reading",
-                 "_queued", "_release", "reading_paused", "_drained", "_counts")
+    __slots__ = ("_clock", "_bucket", "max_queued", "_handle", "_reading", "_queued", "_release", "reading_paused",
+                 "_drained", "_counts")
 
     def __init__(
         self,
@@ -217,17 +217,20 @@ class FloodGate:
         burst: float,
         max_queued: int,
         handle: Callable[[str], None],
-        pause_reading: Callable[[], None],
-        resume_reading: Callable[[], None],
+        reading: IPushProducer,
         counts: FlowCounts | None = None,
     ) -> None:
+        """
+        `handle` takes each line let through; `reading` (the transport) is
+        paused while `max_queued` lines wait, and resumed after.  (The
+        producer itself, not its two bound methods: 128 bytes a connection.)
+        """
         self._clock = clock
         self._counts = FlowCounts() if counts is None else counts
         self._bucket = TokenBucket(rate, burst, burst, clock.seconds())
         self.max_queued = max_queued
         self._handle = handle
-        self._pause_reading = pause_reading
-        self._resume_reading = resume_reading
+        self._reading = reading
         self._queued: deque[str] | None = None  # made when first needed: most users never flood
         self._release: IDelayedCall | None = None
         self.reading_paused = False
@@ -252,7 +255,7 @@ class FloodGate:
         self.queued.append(text)
         if len(self.queued) >= self.max_queued and not self.reading_paused:
             self.reading_paused = True
-            self._pause_reading()
+            self._reading.pauseProducing()
         self._schedule()
 
     def when_drained(self, then: Callable[[], None]) -> None:
@@ -281,7 +284,7 @@ class FloodGate:
             self._handle(queued.popleft())
         if self.reading_paused and len(queued) < self.max_queued:
             self.reading_paused = False
-            self._resume_reading()
+            self._reading.resumeProducing()
         if queued:
             self._schedule()
         elif self._drained is not None:

@@ -147,7 +147,7 @@ class ConnectionLife:
                                     consumer=consumer)
         self.flood_gate = FloodGate(
             door.clock, settings.rate_lines_per_second, settings.rate_burst_lines, settings.flood_queue_lines,
-            self._let_through, transport.pauseProducing, transport.resumeProducing, door.counts)
+            self._let_through, transport, door.counts)
         # Keepalive finds peers that vanished without a word (a laptop closed,
         # Wi-Fi gone).  No Nagle: chat writes are whole messages, and Nagle's
         # algorithm meeting delayed ACKs holds them back about 40 ms.

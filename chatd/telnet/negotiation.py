@@ -106,13 +106,15 @@ class TelnetServer(Telnet):
     # every connection; with thousands of idle users that adds up, so the
     # commands are dispatched from one table for the class instead.
     _COMMANDS = {WILL: Telnet.telnet_WILL, WONT: Telnet.telnet_WONT, DO: Telnet.telnet_DO, DONT: Telnet.telnet_DONT}
+    # In slots, not a __dict__, for the same reason (Protocol's own attributes are the subclass's).
+    __slots__ = ("options", "echoing", "_state", "_verb", "_subnegotiation", "_subnegotiation_overflowed", "_offers")
 
     def __init__(self) -> None:
         self.options: dict[bytes, object] = {}
         self.echoing = False
         self._state = _DATA
         self._verb = b""
-        self._subnegotiation = bytearray()
+        self._subnegotiation = b""  # bytes, not a bytearray of its own: most clients never send IAC SB
         self._subnegotiation_overflowed = False
         self._offers = _NOT_YET
 
@@ -205,7 +207,7 @@ class TelnetServer(Telnet):
                     self._verb = byte
                     self._state = _OPTION
                 elif byte == SB:
-                    self._subnegotiation.clear()
+                    self._subnegotiation = b""
                     self._subnegotiation_overflowed = False
                     self._state = _SB
                 elif byte == EC:  # telnet's own "erase character"
@@ -252,7 +254,7 @@ class TelnetServer(Telnet):
             return
         if len(self._subnegotiation) + len(data) > MAX_SUBNEGOTIATION_BYTES:
             self._subnegotiation_overflowed = True
-            self._subnegotiation.clear()
+            self._subnegotiation = b""
             log.warn(
                 "discarding a telnet subnegotiation over {limit} bytes from {peer}",
                 limit=MAX_SUBNEGOTIATION_BYTES,
@@ -262,8 +264,7 @@ class TelnetServer(Telnet):
         self._subnegotiation += data
 
     def _end_subnegotiation(self) -> None:
-        data = bytes(self._subnegotiation)
-        self._subnegotiation.clear()
+        data, self._subnegotiation = self._subnegotiation, b""
         if self._subnegotiation_overflowed:
             return
         # NAWS: width and height, two bytes each; 0 means unknown.

@@ -90,6 +90,10 @@ class TelnetSession(TelnetServer):
     hears_tags = False
     hears_watched = False
     username = realname = ""  # no user name but the nickname, no real name
+    # In slots, not a __dict__ (as TelnetServer's): Protocol's attributes, then the session's.
+    __slots__ = ("factory", "transport", "connected", "_server", "_settings", "peer", "address", "_editor", "dialect",
+                 "_hinted_charset", "_read_closed", "_write_closed", "_reset_timer", "_first_data",
+                 "_awaiting_greeting", "_life", "awaits_password")
 
     def __init__(self, factory: TelnetDoor, peer: IAddress) -> None:
         super().__init__()

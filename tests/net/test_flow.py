@@ -17,15 +17,20 @@ from tests.fakes import one_connection
 
 
 class Events:
+    """What a flood gate did: the lines it let through, and its pauses and resumes of the reading (a producer)."""
+
     def __init__(self):
         self.handled, self.calls = [], []
 
+    def pauseProducing(self):
+        self.calls.append("pause")
+
+    def resumeProducing(self):
+        self.calls.append("resume")
+
 
 def gate(clock, events, rate=5, burst=20, max_queued=100):
-    return FloodGate(
-        clock, rate, burst, max_queued, events.handled.append,
-        lambda: events.calls.append("pause"), lambda: events.calls.append("resume"),
-    )
+    return FloodGate(clock, rate, burst, max_queued, events.handled.append, events)
 
 
 def test_a_burst_passes_then_lines_wait_and_flow_at_the_rate():
