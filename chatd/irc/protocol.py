@@ -97,6 +97,7 @@ PING_INTERVAL_SECONDS = 90.0
 CAPABILITIES = ("account-notify", "account-tag", "away-notify", "batch", "draft/chathistory", "draft/read-marker", "echo-message", "extended-join",
                 "extended-monitor", "invite-notify", "labeled-response", "message-tags", "multi-prefix",
                 "server-time", "setname", "userhost-in-names")
+NO_CAPABILITIES: frozenset[str] = frozenset()
 # The user mode of a bot (IRCv3 bot mode, 005's BOT=).
 BOT_MODE = "B"
 # A line's message tags, "@" and the space after them included, may be this long besides its 512 bytes (IRCv3).
@@ -137,7 +138,9 @@ class IrcSession(Protocol):
         self._authenticating = False  # a SASL password is being checked
         self._answering: str | None = None  # the command (NOTICE, PRIVMSG, NAMES) whose refusals are being sent
         self.account: str | None = None  # the account SASL or NickServ identified
-        self.capabilities: set[str] = set()  # IRCv3's, as negotiated (CAP REQ)
+        # IRCv3's, as negotiated (CAP REQ): one value, replaced at each change, so that a client that negotiates
+        # nothing shares the empty one (a set of its own was 216 bytes).
+        self.capabilities: frozenset[str] = NO_CAPABILITIES
         self.dialect = IRC
         self._labelled: list[str] | None = None  # the lines answering a labelled line, while it is carried out
         self._batches = 0
@@ -331,8 +334,10 @@ class IrcSession(Protocol):
         if not changes or any(name not in known for _, name in changes):
             self._tell(render.line(self._server_name, "CAP", self.nick, "NAK", wanted))
             return
+        capabilities = set(self.capabilities)
         for off, name in changes:
-            (self.capabilities.discard if off else self.capabilities.add)(name)
+            (capabilities.discard if off else capabilities.add)(name)
+        self.capabilities = frozenset(capabilities)
         self.dialect = IrcDialect.of(self.capabilities)
         self._tell(render.line(self._server_name, "CAP", self.nick, "ACK", wanted))
 

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from chatd.core.server import ChatServer
 from chatd.net.flow import FlowCounts, Flusher
 from chatd.net.handshake import TLSEntrance
+from chatd.net.keepalive import TimerWheel
 from chatd.net.limits import ConnectionLimits
 
 log = Logger()
@@ -136,6 +137,8 @@ class Door:
     flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server.turn), takes_self=True))
     counts: FlowCounts = field(factory=FlowCounts)
     connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
+    # One timer for the keep-alive of every connection of the door.
+    keepalive: TimerWheel = field(default=attrs.Factory(lambda self: TimerWheel(self.clock), takes_self=True))
     # The way in for a connection whose first bytes are a TLS ClientHello (None: --no-tls).
     tls: TLSEntrance | None = None
     # The door's name in the log, after a peer: "" (telnet), " (web)", " (IRC)".

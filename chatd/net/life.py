@@ -160,7 +160,7 @@ class ConnectionLife:
             login_seconds = max(0.0, login_deadline - door.clock.seconds())
         self._login_call = door.clock.callLater(login_seconds, self._login_timed_out)
         if ping_interval is not None:
-            self._keepalive = KeepAlive(door.clock, ping_interval, self._ping, self._ping_timed_out)
+            self._keepalive = KeepAlive(door.keepalive, ping_interval, self)
         # No log line yet: one when a nickname is chosen (the server's), or one
         # when the connection closes without.  A login storm of thousands is
         # then thousands of lines, not twice as many.
@@ -331,11 +331,13 @@ class ConnectionLife:
         self.leave_chat("Idle timeout")
         self.disconnect(self._wire.timed_out(IDLE))
 
-    def _ping(self) -> None:
+    def ping_peer(self) -> None:
+        """Keep-alive: the peer was silent for an interval."""
         if not self.closing:
             self._wire.ping()
 
-    def _ping_timed_out(self) -> None:
+    def peer_silent(self) -> None:
+        """Keep-alive: the peer stayed silent after a ping."""
         if not self.closing:
             self.leave_chat("Ping timeout")
             self.disconnect(self._wire.timed_out(PING))
