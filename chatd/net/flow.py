@@ -20,7 +20,7 @@ import struct
 import termios
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from attrs import define
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -78,29 +78,41 @@ class Flusher:
                 queue.flush()
 
 
+class Overflowing(Protocol):
+    def send_queue_exceeded(self) -> None:
+        """The peer fell more than the send queue's bound behind: what waited is dropped."""
+
+
+class LettingThrough(Protocol):
+    def let_through(self, text: str) -> None:
+        """A line the flood gate lets through."""
+
+
 @implementer(IPushProducer)
 class SendQueue:
     """What is on its way to one connection, bounded."""
 
-    __slots__ = ("_transport", "_consumer", "_socket", "max_bytes", "_overflowed", "_flusher", "_turn", "_pending",
+    __slots__ = ("_transport", "_consumer", "_socket", "max_bytes", "_connection", "_flusher", "_turn", "_pending",
                  "pending_bytes", "_scheduled", "_paused", "_closed")
 
-    def __init__(self, transport: Any, max_bytes: int, overflowed: Callable[[], None], flusher: Flusher,
+    def __init__(self, transport: Any, max_bytes: int, connection: Overflowing, flusher: Flusher,
                  consumer: Any = None) -> None:
         """
         Write to `transport`, whose buffer tells us to pause and resume
         through `consumer` (where we register as its producer): the
         transport itself, unless something already is its producer (a web
-        request's HTTP channel, which passes pauses on).
+        request's HTTP channel, which passes pauses on).  `connection` is
+        told when more than `max_bytes` wait.
         """
         self._transport = transport
         self._consumer = transport if consumer is None else consumer
         self._socket = socket_of(transport)
         self.max_bytes = max_bytes
-        self._overflowed = overflowed
+        self._connection = connection
         self._flusher = flusher
         self._turn = flusher.turn
-        self._pending: list[bytes] = []
+        # What waits, made when something first has to: an idle connection holds no list.
+        self._pending: list[bytes] | None = None
         self.pending_bytes = 0
         self._scheduled = False
         self._paused = False
@@ -113,13 +125,17 @@ class SendQueue:
         if self._turn.ending and not self._pending and not self._paused:
             self._send((data,))  # the turn is ending and nothing waits: no need to queue
             return
-        self._pending.append(data)
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+        else:
+            pending.append(data)
         self.pending_bytes += len(data)
         if self._paused:
             if self.pending_bytes > self.max_bytes:
                 self._closed = True
-                self._pending.clear()
-                self._overflowed()
+                self._pending = None
+                self._connection.send_queue_exceeded()
         elif not self._scheduled:
             self._scheduled = True
             self._flusher.schedule(self)
@@ -161,11 +177,12 @@ class SendQueue:
 
     def stopProducing(self) -> None:
         self._closed = True
-        self._pending.clear()
+        self._pending = None
 
     def _hand_over(self) -> None:
-        pending, self._pending, self.pending_bytes = self._pending, [], 0
-        self._send(pending)
+        pending, self._pending, self.pending_bytes = self._pending, None, 0
+        if pending:
+            self._send(pending)
 
     def _send(self, parts: Sequence[Buffer]) -> None:
         """
@@ -207,8 +224,8 @@ def unacknowledged_bytes(transport: Any) -> int:
 class FloodGate:
     """Lets a user's lines through at `rate` a second (bursts of `burst`), queueing the rest."""
 
-    __slots__ = ("_clock", "_bucket", "max_queued", "_handle", "_reading", "_queued", "_release", "reading_paused",
-                 "_drained", "_counts")
+    __slots__ = ("_clock", "_bucket", "max_queued", "_connection", "_reading", "_queued", "_release",
+                 "reading_paused", "_drained", "_counts")
 
     def __init__(
         self,
@@ -216,20 +233,21 @@ class FloodGate:
         rate: float,
         burst: float,
         max_queued: int,
-        handle: Callable[[str], None],
+        connection: LettingThrough,
         reading: IPushProducer,
         counts: FlowCounts | None = None,
     ) -> None:
         """
-        `handle` takes each line let through; `reading` (the transport) is
-        paused while `max_queued` lines wait, and resumed after.  (The
-        producer itself, not its two bound methods: 128 bytes a connection.)
+        `connection.let_through(line)` takes each line let through;
+        `reading` (the transport) is paused while `max_queued` lines wait,
+        and resumed after.  (Objects, not their bound methods, which would
+        cost each connection 64 bytes apiece.)
         """
         self._clock = clock
         self._counts = FlowCounts() if counts is None else counts
         self._bucket = TokenBucket(rate, burst, burst, clock.seconds())
         self.max_queued = max_queued
-        self._handle = handle
+        self._connection = connection
         self._reading = reading
         self._queued: deque[str] | None = None  # made when first needed: most users never flood
         self._release: IDelayedCall | None = None
@@ -249,7 +267,7 @@ class FloodGate:
 
     def line(self, text: str) -> None:
         if not self._queued and self._bucket.take(self._clock.seconds()):
-            self._handle(text)
+            self._connection.let_through(text)
             return
         self._counts.flood_delayed_lines += 1
         self.queued.append(text)
@@ -281,7 +299,7 @@ class FloodGate:
         now = self._clock.seconds()
         queued = self.queued
         while queued and self._bucket.take(now):
-            self._handle(queued.popleft())
+            self._connection.let_through(queued.popleft())
         if self.reading_paused and len(queued) < self.max_queued:
             self.reading_paused = False
             self._reading.resumeProducing()

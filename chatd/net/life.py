@@ -143,11 +143,11 @@ class ConnectionLife:
         door, settings, transport = self._door, self._door.settings, self._transport
         self.started = True
         door.opened(self)
-        self.send_queue = SendQueue(transport, settings.send_queue_bytes, self._send_queue_exceeded, door.flusher,
+        self.send_queue = SendQueue(transport, settings.send_queue_bytes, self, door.flusher,
                                     consumer=consumer)
         self.flood_gate = FloodGate(
             door.clock, settings.rate_lines_per_second, settings.rate_burst_lines, settings.flood_queue_lines,
-            self._let_through, transport, door.counts)
+            self, transport, door.counts)
         # Keepalive finds peers that vanished without a word (a laptop closed,
         # Wi-Fi gone).  No Nagle: chat writes are whole messages, and Nagle's
         # algorithm meeting delayed ACKs holds them back about 40 ms.
@@ -313,7 +313,7 @@ class ConnectionLife:
 
     # -- the flood gate, the timers and the send queue
 
-    def _let_through(self, text: str) -> None:
+    def let_through(self, text: str) -> None:
         if self.closing:
             return
         if self._idle_call is not None:  # a line let through from the flood queue is activity too
@@ -342,7 +342,7 @@ class ConnectionLife:
             self.leave_chat("Ping timeout")
             self.disconnect(self._wire.timed_out(PING))
 
-    def _send_queue_exceeded(self) -> None:
+    def send_queue_exceeded(self) -> None:
         self._door.counts.send_queue_drops += 1
         log.info("{peer}{what} fell over {limit} bytes behind; dropping it", peer=describe_peer(self.peer),
                  what=self._door.log_name, limit=self._door.settings.send_queue_bytes)

@@ -37,6 +37,7 @@ Step 2 of the data path: bytes from the socket -> application bytes.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from twisted.conch.telnet import (
     DO,
@@ -96,6 +97,10 @@ _SB = "in subnegotiation"
 _SB_IAC = "after IAC in subnegotiation"
 
 
+# Never changed: getOptionState gives a connection a dict of its own before Twisted adds to it.
+_NO_OPTIONS: dict[bytes, object] = {}
+
+
 class TelnetServer(Telnet):
     """
     The telnet side of a chat connection.  Subclasses receive application
@@ -110,13 +115,20 @@ class TelnetServer(Telnet):
     __slots__ = ("options", "echoing", "_state", "_verb", "_subnegotiation", "_subnegotiation_overflowed", "_offers")
 
     def __init__(self) -> None:
-        self.options: dict[bytes, object] = {}
+        # Twisted's state of each option negotiated: the shared empty one until the first (nc negotiates none).
+        self.options: dict[bytes, object] = _NO_OPTIONS
         self.echoing = False
         self._state = _DATA
         self._verb = b""
         self._subnegotiation = b""  # bytes, not a bytearray of its own: most clients never send IAC SB
         self._subnegotiation_overflowed = False
         self._offers = _NOT_YET
+
+    def getOptionState(self, opt: bytes) -> Any:
+        """Twisted's, on a dict of this connection's own from the first option negotiated."""
+        if self.options is _NO_OPTIONS:
+            self.options = {}
+        return super().getOptionState(opt)
 
     def echo_changed(self, echoing: bool) -> None:
         """The client turned server-side echo on or off."""

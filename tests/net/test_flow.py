@@ -22,6 +22,9 @@ class Events:
     def __init__(self):
         self.handled, self.calls = [], []
 
+    def let_through(self, text):
+        self.handled.append(text)
+
     def pauseProducing(self):
         self.calls.append("pause")
 
@@ -29,8 +32,18 @@ class Events:
         self.calls.append("resume")
 
 
+class Overflows:
+    """A connection as its send queue sees it: each overflow it was told of."""
+
+    def __init__(self, overflows):
+        self.overflows = overflows
+
+    def send_queue_exceeded(self):
+        self.overflows.append(True)
+
+
 def gate(clock, events, rate=5, burst=20, max_queued=100):
-    return FloodGate(clock, rate, burst, max_queued, events.handled.append, events)
+    return FloodGate(clock, rate, burst, max_queued, events, events)
 
 
 def test_a_burst_passes_then_lines_wait_and_flow_at_the_rate():
@@ -86,7 +99,7 @@ def test_stop_lets_nothing_more_through():
 def queue(max_bytes=10):
     transport, overflows = StringTransport(), []
     flusher = Flusher(Clock())
-    send = SendQueue(transport, max_bytes, lambda: overflows.append(True), flusher)
+    send = SendQueue(transport, max_bytes, Overflows(overflows), flusher)
     return send, transport, overflows, flusher
 
 
@@ -134,7 +147,7 @@ def test_writes_in_one_turn_reach_the_transport_as_one_write():
     clock, transport, writes = Clock(), StringTransport(), []
     original = transport.write
     transport.write = lambda data: (writes.append(data), original(data))
-    send = SendQueue(transport, 1 << 20, lambda: None, Flusher(clock))
+    send = SendQueue(transport, 1 << 20, Overflows([]), Flusher(clock))
     for index in range(5):
         send.write(b"%d " % index)
     assert writes == []
@@ -148,7 +161,7 @@ def test_with_nothing_buffered_output_is_sent_at_once_and_otherwise_queues_behin
     port, client, server = yield one_connection()
     try:
         flusher = Flusher(reactor)
-        send = SendQueue(server.transport, 1 << 20, lambda: None, flusher)
+        send = SendQueue(server.transport, 1 << 20, Overflows([]), flusher)
         client.setblocking(False)
         send.write(b"at once ")
         flusher.flush()
@@ -174,7 +187,7 @@ def test_parts_go_out_in_one_scatter_gather_send_and_otherwise_in_order_behind_t
     try:
         the_turn = Turn(reactor)
         flusher = Flusher(reactor, the_turn)
-        send = SendQueue(server.transport, 1 << 20, lambda: None, flusher)
+        send = SendQueue(server.transport, 1 << 20, Overflows([]), flusher)
         client.setblocking(False)
         turn = memoryview(b"<a> one\r\n<b> two\r\n<c> three\r\n")
         the_turn.ending = True  # the end of a turn, as Turn.end sets it
@@ -205,7 +218,7 @@ def test_a_peer_that_reset_the_connection_is_lost_not_closed_cleanly():
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         client.close()  # an RST, at once on loopback
         flusher = Flusher(reactor)
-        SendQueue(server.transport, 1 << 20, lambda: None, flusher).write(b"too late")
+        SendQueue(server.transport, 1 << 20, Overflows([]), flusher).write(b"too late")
         flusher.flush()
         reason = yield server.lost
         assert isinstance(reason, ConnectionLost) and not isinstance(reason, ConnectionDone)
