@@ -411,10 +411,10 @@ class CLoadGenerator:
             holder.stdin.close()  # it lets go of its connections and ends
             holder.wait(30)
 
-    def idle_connections(self, port: int, count: int, rss_kib: Any) -> float:
-        """Like `idle_connections`."""
+    def idle_connections(self, port: int, count: int, rss_kib: Any, door: str = "telnet") -> float:
+        """Like `idle_connections` (over IRC or the WebSocket with `door` "irc" or "web": `port` is that door's)."""
         before = rss_kib()
-        with self._logged_in(port, count):
+        with self._logged_in(port, count, door):
             return (rss_kib() - before) / count
 
     def log_in_seconds(self, port: int, count: int, door: str = "telnet",

@@ -151,13 +151,15 @@ QUICK_LOGIN_STORM = 250
 # Servers whose clients join channels (the others are one room).
 WITH_CHANNELS = {"chatd"}
 
+# Memory per idle user, on every door (issue 24).
+IDLE_KIB_TARGET = 3.0
 # The issues' targets: (baseline, comparison, value) for chatd's median.
 TARGETS: dict[str, list[tuple[str | None, str, float]]] = {
     "all send": [("naive twisted", ">=", 4.0), ("chatd before", ">=", 0.9)],
     "20 of 500 send": [("naive twisted", ">=", 4.0), ("chatd before", ">=", 0.9)],
     "latency": [("C", "<=", 1.5), ("chatd before", "<=", 1.1)],
     "10 channels of 50": [],
-    "idle memory": [(None, "<=", 4.0)],
+    "idle memory": [(None, "<=", IDLE_KIB_TARGET)],
     "log in 5000": [("naive twisted", "<=", 2.0)],
     "log in 10000": [("naive twisted", "<=", 2.0)],
     "udp echo": [("C", ">=", 0.9)],
@@ -476,6 +478,20 @@ def print_cluster_table(scenarios: dict, runs: list[dict]) -> None:
     check_correct(runs, scenarios, "cluster")
 
 
+def measure_door_idle(generator: Any, door: str, count: int, chatd: Chatd = ("chatd", "chatd", REPO)) -> dict:
+    """Memory per idle user logged in through one front door (the server's RSS, `count` of them)."""
+    label, plugin, code = chatd
+    port, irc_port, web_port = free_port(), free_port(), free_port()
+    command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", plugin, "--port", str(port),
+               "--interface", "127.0.0.1", "--web-port", str(web_port), "--irc-port", str(irc_port),
+               *CHATD_UNTHROTTLED]
+    door_port = {"irc": irc_port, "web": web_port}.get(door, port)
+    with running(start(command, door_port, code)) as process:
+        per_connection = generator.idle_connections(door_port, count, lambda: rss_kib(process.pid), door)
+        return {"server": f"{label} {door}", "kib_per_connection": per_connection, "connections": count,
+                "lost": 0, "duplicated": 0, "reordered": 0}
+
+
 def measure_door_logins(generator: Any, door: str, count: int, chatd: Chatd = ("chatd", "chatd", REPO)) -> dict:
     """
     A login storm into one chatd on one front door: the seconds until every
@@ -718,6 +734,14 @@ def print_door_table(scenarios: dict, runs: list[dict]) -> None:
             print(f"| {scenario} | {door} | {rates[door] / 1e6:.3f} ({rates['telnet'] / 1e6:.3f}) | "
                   f"{costs[door]:.3f} ({costs['telnet']:.3f}) | {ratio:.2f}x | {p50[door]:.2f} ({p50['telnet']:.2f}) | "
                   f"{p99[door]:.2f} ({p99['telnet']:.2f}) | <= {target:g}x | {'yes' if ratio <= target else 'NO'} |")
+    idle = {door: [run["kib_per_connection"] for run in runs
+                   if run["scenario"] == "doors: idle memory" and run["server"] == f"chatd {door}"]
+            for door in ("web", "irc", "telnet")}
+    if idle["telnet"]:
+        print("\n| idle memory | KiB per user | target | met |\n|---|---|---|---|")
+        for door, values in idle.items():
+            value = statistics.median(values)
+            print(f"| {door} | {value:.2f} | <= {IDLE_KIB_TARGET:g} | {'yes' if value <= IDLE_KIB_TARGET else 'NO'} |")
     storms = {door: [run for run in runs if run["scenario"] == "doors: log in" and run["server"] == f"chatd {door}"]
               for door in ("irc", "telnet")}
     if storms["irc"]:
@@ -843,6 +867,13 @@ def main() -> None:
                       f"latency p50/99/max {run['p50_ms']:.1f}/{run['p99_ms']:.1f}/{run['max_ms']:.1f} ms  "
                       f"lost {run['lost']} dup {run['duplicated']} reord {run['reordered']}  "
                       f"server cpu {run['server_cpu_seconds']:.2f} s in {run['seconds']:.2f} s", flush=True)
+        if c_generator:  # memory per idle user, by the door they came in through
+            for door, chatd in ((door, chatd) for door in ("web", "irc", "telnet") for chatd in chatds):
+                run = measure_door_idle(generator, door, idle, chatd)
+                run.update(scenario="doors: idle memory", repetition=repetition)
+                runs.append(run)
+                print(f"  {'doors: idle memory':>20} {run['server']:>18}: {run['kib_per_connection']:.2f} KiB per "
+                      f"idle user ({idle} logged in)", flush=True)
         storm = QUICK_LOGIN_STORM if args.quick else LOGIN_STORM
         if c_generator:  # IRC clients in a storm, beside telnet ones: their member lists cost NAMES and summaries
             for door, chatd in ((door, chatd) for door in ("irc", "telnet") for chatd in chatds):

@@ -23,8 +23,8 @@
  *       client registers (NICK, USER) and reads up to the end of its default
  *       channel's NAMES (366); a line is "PRIVMSG #lobby :m ..."; each
  *       PRIVMSG that arrives is checked as a telnet line is.
- *   loadgen idle PORT CLIENTS [irc]
- *       Log CLIENTS clients in (over IRC, registered), print "ready", hold
+ *   loadgen idle PORT CLIENTS [irc|web]
+ *       Log CLIENTS clients in (over IRC, registered; over the WebSocket, logged in), print "ready", hold
  *       them until stdin closes.
  *   loadgen udp PORT SECONDS INFLIGHT SIZE
  *       Keep INFLIGHT datagrams at a UDP echo server; print echoes/s.
@@ -687,8 +687,9 @@ int main(int argc, char **argv) {
         return chat(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atoi(argv[6]), atof(argv[7]),
                     atof(argv[8]), atoi(argv[9]), atoi(argv[10]), argc == 13 ? atoi(argv[11]) : 0,
                     argc == 13 ? atoi(argv[12]) : 0);
-    if (argc == 5 && strcmp(argv[1], "idle") == 0 && strcmp(argv[4], "irc") == 0) {
-        irc = 1;
+    if (argc == 5 && strcmp(argv[1], "idle") == 0 && (strcmp(argv[4], "irc") == 0 || strcmp(argv[4], "web") == 0)) {
+        web = strcmp(argv[4], "web") == 0;
+        irc = !web;
         argc = 4;
     }
     if (argc == 4 && strcmp(argv[1], "idle") == 0) return idle(atoi(argv[2]), atoi(argv[3]));

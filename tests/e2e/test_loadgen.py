@@ -60,11 +60,14 @@ def test_the_c_generator_paces_lines_at_the_rate_asked(chatd_port, c_generator):
     assert result.seconds >= 0.45
 
 
-def test_the_c_generator_holds_idle_clients_logged_in(chatd_port, c_generator):
-    """The memory scenario: every client is logged in before the server's memory is read."""
+@pytest.mark.parametrize("door", ["telnet", "irc", "web"])
+def test_the_c_generator_holds_idle_clients_logged_in(chatd_port, c_generator, door):
+    """The memory scenario, on every door: every client is logged in before the server's memory is read."""
     port, server = chatd_port
     readings = []
-    c_generator.idle_connections(port, 50, lambda: readings.append(rss_kib(server.process.pid)) or readings[-1])
+    door_port = {"irc": server.irc_port, "web": server.web_port}.get(door, port)
+    c_generator.idle_connections(door_port, 50, lambda: readings.append(rss_kib(server.process.pid)) or readings[-1],
+                                 door)
     assert len(readings) == 2
     assert server.wait_for_log("c49 joined (50 online)")
 
