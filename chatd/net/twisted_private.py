@@ -69,6 +69,16 @@ Twisted changes what these rely on.
    (what the reactor calls when the socket is readable) at most
    `maxThroughput` bytes a turn, and uses the port's `socket`,
    `addressFamily` and `maxPacketSize`.
+
+8. Smaller TCP connections (chatd.service's listeners, `listen_tcp` and
+   `adopt_stream_port`): Twisted's `tcp.Server.__init__` makes two strings
+   for every connection for its logs and repr, `logstr` and `repstr`,
+   about 150 bytes of each idle user.  `LeanServer` drops them once made
+   and makes them again when asked (`logPrefix`, `__repr__`), as Twisted's
+   `Server` does; it is the `transport` of a `tcp.Port` subclass, which
+   `listen_tcp` builds as the reactor's `listenTCP` does
+   (`Port(...).startListening()`) and `adopt_stream_port` as its
+   `adoptStreamPort` does (`Port._fromListeningDescriptor`).
 """
 
 from __future__ import annotations
@@ -79,6 +89,7 @@ from typing import Any
 
 from twisted.internet import tcp, udp
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.protocols.policies import ProtocolWrapper
 
 from chatd.core.batch import Buffer
@@ -286,3 +297,49 @@ class ReadingUDPPort(udp.Port):
     def read_datagrams(self) -> None:
         """The socket is readable: read what it holds, up to the budget."""
         raise NotImplementedError
+
+
+class LeanServer(tcp.Server):
+    """A TCP server connection without the two strings Twisted keeps for its logs (see 8 above)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.__dict__.pop("logstr", None)
+        self.__dict__.pop("repstr", None)
+
+    def logPrefix(self) -> str:
+        return f"{self._getLogPrefix(self.protocol)},{self.sessionno},{self.hostname}"
+
+    def __repr__(self) -> str:
+        return f"<{self.protocol.__class__.__name__} #{self.sessionno} on {self.server._realPortNumber}>"
+
+
+class _LeanPort(tcp.Port):
+    transport = LeanServer
+
+
+def listen_tcp(reactor: Any) -> Callable[..., IListeningPort]:
+    """
+    `reactor.listenTCP`, for connections that are `LeanServer`s.  (A test's
+    fake reactor, which is no PosixReactorBase, gets its own listenTCP.)
+    """
+    if not isinstance(reactor, PosixReactorBase):
+        listen: Callable[..., IListeningPort] = reactor.listenTCP
+        return listen
+
+    def listen_lean(port: int, factory: Any, backlog: int = 50, interface: str = "") -> IListeningPort:
+        listening = _LeanPort(port, factory, backlog, interface, reactor)
+        listening.startListening()
+        return listening
+
+    return listen_lean
+
+
+def adopt_stream_port(reactor: Any, descriptor: int, family: socket.AddressFamily, factory: Any) -> IListeningPort:
+    """`reactor.adoptStreamPort` for a TCP socket, for connections that are `LeanServer`s."""
+    if not isinstance(reactor, PosixReactorBase):
+        adopted: IListeningPort = reactor.adoptStreamPort(descriptor, family, factory)
+        return adopted
+    listening: IListeningPort = _LeanPort._fromListeningDescriptor(reactor, descriptor, family, factory)
+    listening.startListening()
+    return listening

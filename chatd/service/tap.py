@@ -42,6 +42,7 @@ from chatd.net.door import Connections
 from chatd.net.flow import FlowCounts, Flusher
 from chatd.net.handshake import HandshakeFailures, TLSEntrance
 from chatd.net.tls import ServerTLS
+from chatd.net.twisted_private import listen_tcp
 from chatd.net.limits import ConnectionLimits, raise_open_files_limit
 from chatd.service.metrics import chat_metrics, fan_out_histogram
 from chatd.service.options import Options, settings_of
@@ -276,7 +277,7 @@ def _door_name(what: str, worker: int) -> str:
 
 def _binding(reactor: Any, factory: Any, worker: int) -> TCPBinding:
     """How a front door listens: alone, or (a worker of --workers) on the port its parent holds for all of them."""
-    return SharedPortBinding(reactor, factory) if worker else TCPBinding(reactor.listenTCP, factory)
+    return SharedPortBinding(reactor, factory) if worker else TCPBinding(listen_tcp(reactor), factory)
 
 
 def _echo(options: Options, reactor: Any) -> FallbackListener:

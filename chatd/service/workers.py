@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.net.addresses import format_address
+from chatd.net.twisted_private import adopt_stream_port, listen_tcp
 from chatd.service.listening import (
     LISTEN_BACKLOG,
     ListenError,
@@ -70,7 +71,7 @@ class SharedPortBinding(TCPBinding):
     kind = ""
 
     def __init__(self, reactor: Any, factory: Factory[Any]) -> None:
-        super().__init__(reactor.listenTCP, factory)
+        super().__init__(listen_tcp(reactor), factory)
         self._reactor = reactor
 
     def listen(self, port: int, interface: str) -> IListeningPort:
@@ -82,8 +83,7 @@ class SharedPortBinding(TCPBinding):
             shared.bind((interface, port))
             shared.listen(LISTEN_BACKLOG)
             shared.setblocking(False)
-            listening: IListeningPort = self._reactor.adoptStreamPort(shared.fileno(), family, self._gate)
-            return listening
+            return adopt_stream_port(self._reactor, shared.fileno(), family, self._gate)
         except OSError as error:
             raise CannotListenError(interface, port, error) from None
         finally:

@@ -229,3 +229,39 @@ def test_when_lost_hears_a_txredisapi_connection_close_with_its_reason():
         assert protocol.connected == 0, "then txredisapi's own connectionLost ran"
     finally:
         yield listening.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_lean_tcp_connection_keeps_no_log_strings_and_says_the_same():
+    """
+    A connection accepted by listen_tcp is a LeanServer: Twisted still made
+    logstr and repstr (else this test learns it first), they are not kept,
+    and its log prefix and repr are the ones Twisted's Server gives.
+    """
+    from twisted.internet import tcp
+
+    from chatd.net.twisted_private import LeanServer, listen_tcp
+
+    made = []
+    factory = Factory.forProtocol(Protocol)
+    factory.buildProtocol = lambda address: made.append(Protocol()) or made[-1]
+    listening = listen_tcp(reactor)(0, factory, interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", listening.getHost().port))
+    try:
+        while not made or made[0].transport is None:
+            yield deferLater(reactor, 0.01, lambda: None)
+        transport = made[0].transport
+        assert isinstance(transport, LeanServer)
+        assert "logstr" not in vars(transport) and "repstr" not in vars(transport)
+        plain = tcp.Server.__new__(tcp.Server)
+        vars(plain).update(vars(transport))
+        tcp.Server.__init__(plain, transport.socket, transport.protocol, transport.client, transport.server,
+                            transport.sessionno, reactor)
+        plain.stopReading()  # Twisted's __init__ registered the socket for the copy: it is the connection's again
+        transport.startReading()
+        assert (transport.logPrefix(), repr(transport)) == (plain.logstr, plain.repstr)
+    finally:
+        client.close()
+        if made and made[0].transport is not None:
+            made[0].transport.loseConnection()
+        yield listening.stopListening()
