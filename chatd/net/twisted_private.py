@@ -304,8 +304,12 @@ class LeanServer(tcp.Server):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.__dict__.pop("logstr", None)
-        self.__dict__.pop("repstr", None)
+        # delattr, not __dict__.pop: asking for __dict__ would make one (64 bytes) where Python keeps the values inline.
+        for name in ("logstr", "repstr"):
+            try:
+                delattr(self, name)
+            except AttributeError:  # a Twisted that no longer makes it
+                pass
 
     def logPrefix(self) -> str:
         return f"{self._getLogPrefix(self.protocol)},{self.sessionno},{self.hostname}"
