@@ -5,6 +5,7 @@ print a table of medians, ratios (same run) and the targets.
     .venv/bin/python benchmarks/run.py                 # full run
     .venv/bin/python benchmarks/run.py --quick         # a smaller, faster one
     .venv/bin/python benchmarks/run.py --instructions  # chatd against before, in instructions (valgrind)
+    .venv/bin/python benchmarks/run.py --check         # the gate of a hot-path change (gate.py)
     .venv/bin/python benchmarks/run.py --passwords-only  # a storm of password logins, and others' latency
 
 Servers: chatd (twistd, flood control and send queue set high enough not to
@@ -504,7 +505,7 @@ def measure_door_logins(generator: Any, door: str, count: int, chatd: Chatd = ("
     command = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", plugin, "--port", str(port),
                "--interface", "127.0.0.1", "--web-port", "0", "--irc-port", str(irc_port), *CHATD_UNTHROTTLED]
     with running(start(command, irc_port if door == "irc" else port, code)) as process:  # the door's own port
-        marks: list[float] = []
+        marks: list[float] = [cpu_seconds(process.pid)]
 
         def after() -> None:
             marks.append(cpu_seconds(process.pid))
@@ -512,7 +513,8 @@ def measure_door_logins(generator: Any, door: str, count: int, chatd: Chatd = ("
             marks.append(cpu_seconds(process.pid))
 
         seconds = generator.log_in_seconds(irc_port if door == "irc" else port, count, door, after)
-        return {"server": f"{label} {door}", "login_seconds": seconds, "summary_cpu_seconds": marks[1] - marks[0],
+        return {"server": f"{label} {door}", "login_seconds": seconds, "summary_cpu_seconds": marks[2] - marks[1],
+                "server_cpu_ms_per_login": (marks[1] - marks[0]) / count * 1e3,
                 "connections": count, "lost": 0, "duplicated": 0, "reordered": 0}
 
 
@@ -756,7 +758,8 @@ def print_door_table(scenarios: dict, runs: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller scenarios")
-    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--repetitions", type=int, default=None,
+                        help="rounds of every scenario (default 3; with --check, gate.py's ROUNDS)")
     parser.add_argument("--results", default=str(HERE / "results.json"))
     parser.add_argument("--processes", type=int, default=1, help="load generator processes")
     parser.add_argument("--python-generator", action="store_true", help="use the Python load generator")
@@ -770,6 +773,9 @@ def main() -> None:
                         help=f"git revision of the 'chatd before' column (default {BEFORE}); '' leaves it out")
     parser.add_argument("--passwords-only", action="store_true",
                         help="only the storm of password logins, against the same chat without it")
+    parser.add_argument("--check", action="store_true",
+                        help="the gate of every change on the hot path: a short version of each scenario against "
+                             "chatd before, failing when any figure is more than 10%% worse (see gate.py)")
     parser.add_argument("--instructions", action="store_true",
                         help="only the instruction counts (valgrind): chatd's work per login and per line "
                              "against chatd before's")
@@ -777,6 +783,16 @@ def main() -> None:
     build = Path(tempfile.gettempdir()) / "chatd-benchmarks"
     build.mkdir(exist_ok=True)
     before = build_before(args.before, build) if args.before else None
+    if args.check:
+        import gate
+
+        c_generator = compile_c(HERE / "c" / "loadgen.c", build)
+        if before is None or c_generator is None:
+            raise SystemExit("--check needs a 'chatd before' (--before) and a C compiler (for c/loadgen.c)")
+        passed = gate.check(CLoadGenerator(c_generator), ("chatd", "chatd", REPO),
+                            ("chatd before", "chatd-before", before), args.repetitions or gate.ROUNDS)
+        raise SystemExit(0 if passed else 1)
+    args.repetitions = args.repetitions or 3
     if args.instructions:
         if before is None or not instructions.available():
             raise SystemExit("--instructions needs valgrind and a 'chatd before' (--before)")
