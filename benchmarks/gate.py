@@ -37,7 +37,7 @@ Measure = Callable[[Any, "benchmarks.Chatd"], dict]
 CHECKS: list[tuple[str, Measure, list[tuple[str, str]]]] = [
     ("all send (100 clients)",
      lambda generator, chatd: benchmarks.measure_door(
-         generator, "telnet", dict(clients=100, senders=100, lines=400, size=64), 1, chatd),
+         generator, "telnet", dict(clients=100, senders=100, lines=1000, size=64), 1, chatd),
      [("deliveries_per_second", "higher"), ("server_cpu_us_per_delivery", "lower")]),
     ("latency (200 clients, 10 x 20/s)",
      lambda generator, chatd: benchmarks.measure_door(
