@@ -45,11 +45,11 @@ CHECKS: list[tuple[str, Measure, list[tuple[str, str]]]] = [
      [("p50_ms", "lower"), ("p99_ms", "lower")]),
     ("web: 20 of 500 send",
      lambda generator, chatd: benchmarks.measure_door(
-         generator, "web", dict(clients=500, senders=20, lines=60, size=64), 1, chatd),
+         generator, "web", dict(clients=500, senders=20, lines=200, size=64), 1, chatd),
      [("server_cpu_us_per_delivery", "lower")]),
     ("irc: 20 of 500 send",
      lambda generator, chatd: benchmarks.measure_door(
-         generator, "irc", dict(clients=500, senders=20, lines=60, size=64), 1, chatd),
+         generator, "irc", dict(clients=500, senders=20, lines=200, size=64), 1, chatd),
      [("server_cpu_us_per_delivery", "lower")]),
     ("tls: all send (100 clients)",
      lambda generator, chatd: benchmarks.measure_door(
