@@ -145,7 +145,9 @@ class Registry(Generic[Holder]):
 
     def __init__(self) -> None:
         self._by_key: dict[str, Holder] = {}
-        self._by_skeleton: dict[str, tuple[Holder, str]] = {}
+        # The held name of each skeleton (its holder is the name's, by key): the name itself, not a
+        # (holder, name) pair, which cost every user 56 bytes.  No two holders share a skeleton (clash).
+        self._by_skeleton: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -166,24 +168,25 @@ class Registry(Generic[Holder]):
         if holder is not None and holder is not claimant:
             return name
         for skeleton in skeletons(name):
-            found = self._by_skeleton.get(skeleton)
-            if found is not None and found[0] is not claimant:
-                return found[1]
+            held = self._by_skeleton.get(skeleton)
+            if held is not None and self._by_key.get(name_key(held)) is not claimant:
+                return held
         return None
 
     def claim(self, name: str, holder: Holder) -> None:
         self._by_key[name_key(name)] = holder
         for skeleton in skeletons(name):
-            self._by_skeleton[skeleton] = (holder, name)
+            self._by_skeleton[skeleton] = name
 
     def release(self, name: str, holder: Holder | None = None) -> None:
         """Free `name`; if `holder` is given, only what it holds of it (another may hold a look-alike)."""
+        for skeleton in skeletons(name):  # first: whose each skeleton is, is known by its name's key
+            held = self._by_skeleton.get(skeleton)
+            if held is not None and (holder is None or self._by_key.get(name_key(held)) is holder):
+                del self._by_skeleton[skeleton]
         key = name_key(name)
         if holder is None or self._by_key.get(key) is holder:
             del self._by_key[key]
-        for skeleton in skeletons(name):
-            if holder is None or self._by_skeleton.get(skeleton, (None,))[0] is holder:
-                del self._by_skeleton[skeleton]
 
 
 class RateWindow:

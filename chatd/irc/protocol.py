@@ -113,7 +113,7 @@ class IrcSession(Protocol):
     transport: Any
     # Every attribute, Protocol's included: an IRC session's thirty-odd attributes in a __dict__ took about
     # 1.5 KiB a connection, a quarter of an idle user's memory.
-    __slots__ = ("factory", "transport", "connected", "_server", "_settings", "_server_name", "peer", "address",
+    __slots__ = ("factory", "transport", "connected", "_server", "_settings", "_server_name", "address",
                  "_buffer", "_skipping", "_life", "_wanted_nick", "_user_given", "_negotiating", "_password", "_sasl",
                  "_authenticating", "_answering", "account", "capabilities", "dialect", "_labelled", "_batches",
                  "_refused", "_names_ends", "_client_tags", "bot", "username", "realname", "registered",
@@ -124,7 +124,6 @@ class IrcSession(Protocol):
         self._server = factory.server
         self._settings = factory.settings
         self._server_name = factory.server_name
-        self.peer = peer
         self.address = peer_host(peer)
         self._buffer = b""
         self._skipping = False  # dropping the rest of an over-long line
@@ -153,6 +152,12 @@ class IrcSession(Protocol):
         self.registered = False
         self._known_nick = "*"
         self._first_data = True  # until the first read, which may be a TLS ClientHello
+
+    @property
+    def peer(self) -> IAddress:
+        """The peer's address, asked of the transport (not kept: 96 bytes a connection)."""
+        peer: IAddress = self.transport.getPeer()
+        return peer
 
     @property
     def hears_tags(self) -> bool:

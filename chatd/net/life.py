@@ -83,7 +83,7 @@ class ConnectionLife:
     restarts the idle one, so that is a call less per line.)
     """
 
-    __slots__ = ("_door", "_wire", "session", "_transport", "peer", "address", "_slot", "_counted", "send_queue",
+    __slots__ = ("_door", "_wire", "session", "_transport", "address", "_slot", "_counted", "send_queue",
                  "flood_gate", "_login_call", "_idle_call", "_keepalive", "started", "closing", "lost", "logged_in",
                  "refused")
 
@@ -92,7 +92,6 @@ class ConnectionLife:
         self._wire = wire
         self.session = session
         self._transport = transport
-        self.peer = peer
         self.address = peer_host(peer)
         self._slot: Slot | None = None  # a place in the limits taken by another (the web's HTTP connection)
         self._counted = False  # counted in the limits by this life
@@ -107,6 +106,12 @@ class ConnectionLife:
         self.lost = False  # the transport is closed
         self.logged_in = False
         self.refused = False  # refused at the door: never admitted
+
+    @property
+    def peer(self) -> IAddress:
+        """The peer's address, asked of the transport when the log needs it (kept, 96 bytes a connection)."""
+        peer: IAddress = self._transport.getPeer()
+        return peer
 
     # -- from the door: the life's steps
 

@@ -91,7 +91,7 @@ class TelnetSession(TelnetServer):
     hears_watched = False
     username = realname = ""  # no user name but the nickname, no real name
     # In slots, not a __dict__ (as TelnetServer's): Protocol's attributes, then the session's.
-    __slots__ = ("factory", "transport", "connected", "_server", "_settings", "peer", "address", "_editor", "dialect",
+    __slots__ = ("factory", "transport", "connected", "_server", "_settings", "address", "_editor", "dialect",
                  "_hinted_charset", "_read_closed", "_write_closed", "_reset_timer", "_first_data",
                  "_awaiting_greeting", "_life", "awaits_password")
 
@@ -100,7 +100,6 @@ class TelnetSession(TelnetServer):
         self.factory = factory
         self._server = factory.server
         self._settings = factory.settings
-        self.peer = peer
         self.address = peer_host(peer)
         self._editor = LineEditor(self._settings.max_line_bytes, self._settings.charset)
         self.dialect = TelnetDialect.of(self._settings.charset, self._server.default_channel)
@@ -112,6 +111,12 @@ class TelnetSession(TelnetServer):
         self._awaiting_greeting = False  # until the greeting is sent (or the first bytes make it moot)
         self._life: ConnectionLife | None = None
         self.awaits_password = False  # the next line is a registered nickname's password
+
+    @property
+    def peer(self) -> IAddress:
+        """The peer's address, asked of the transport (not kept: 96 bytes a connection)."""
+        peer: IAddress = self.transport.getPeer()
+        return peer
 
     @property
     def charset(self) -> str:

@@ -24,8 +24,9 @@ class Client:
 
     def __init__(self, factory, port):
         self.factory = factory
-        self.session = factory.buildProtocol(IPv4Address("TCP", f"127.0.0.{port % 250 + 1}", port))
-        self.transport = StringTransport(hostAddress=IPv4Address("TCP", "10.0.0.1", 6667))
+        peer = IPv4Address("TCP", f"127.0.0.{port % 250 + 1}", port)  # the transport's peer, as in Twisted
+        self.session = factory.buildProtocol(peer)
+        self.transport = StringTransport(hostAddress=IPv4Address("TCP", "10.0.0.1", 6667), peerAddress=peer)
         self.session.makeConnection(self.transport)
 
     def send(self, *lines: str) -> None:

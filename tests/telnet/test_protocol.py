@@ -29,8 +29,9 @@ class Client:
     """One in-memory connection: what it was sent, and a way to type."""
 
     def __init__(self, factory, port, host="127.0.0.1", wait_for_greeting=True):
-        self.protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
-        self.transport = StringTransport(hostAddress=IPv4Address("TCP", "10.0.0.1", 8088))
+        peer = IPv4Address("TCP", host, port)  # what buildProtocol is given is the transport's peer, as in Twisted
+        self.protocol = factory.buildProtocol(peer)
+        self.transport = StringTransport(hostAddress=IPv4Address("TCP", "10.0.0.1", 8088), peerAddress=peer)
         self.protocol.makeConnection(self.transport)
         if wait_for_greeting:  # as a telnet user does; a client that types ahead does not
             factory.clock.advance(GREETING_WAIT_SECONDS)
