@@ -212,15 +212,21 @@ class IrcSession(Protocol):
         gate = None if life is None else life.flood_gate
         assert gate is not None
         *lines, self._buffer = (self._buffer + data).split(b"\n")
+        read: list[str] = []  # the lines go through the flood gate together
         for raw in lines:
             if self._skipping:  # the end of an over-long line
                 self._skipping = False
                 continue
             raw = raw.rstrip(b"\r")
             if len(raw) > MAX_LINE_BYTES and not _fits_with_tags(raw):
+                if read:  # the lines before it come first
+                    gate.lines(read)
+                    read = []
                 self._too_long()
                 continue
-            gate.line(_decode(raw))
+            read.append(_decode(raw))
+        if read:
+            gate.lines(read)
         if len(self._buffer) > MAX_LINE_BYTES + MAX_TAG_SECTION_BYTES:
             self._buffer = b""
             if not self._skipping:

@@ -87,6 +87,9 @@ class LettingThrough(Protocol):
     def let_through(self, text: str) -> None:
         """A line the flood gate lets through."""
 
+    def let_through_all(self, texts: Sequence[str]) -> None:
+        """Lines the flood gate lets through together, in order: one read's worth."""
+
 
 @implementer(IPushProducer)
 class SendQueue:
@@ -269,6 +272,21 @@ class FloodGate:
         if not self._queued and self._bucket.take(self._clock.seconds()):
             self._connection.let_through(text)
             return
+        self._hold(text)
+
+    def lines(self, texts: Sequence[str]) -> None:
+        """
+        Several lines read at once, as `line` would take them one by one:
+        those the rate allows now are let through together (one debit, one
+        call), and the rest wait.
+        """
+        now_allowed = 0 if self._queued else self._bucket.take_up_to(len(texts), self._clock.seconds())
+        if now_allowed:
+            self._connection.let_through_all(texts if now_allowed == len(texts) else texts[:now_allowed])
+        for text in texts[now_allowed:]:
+            self._hold(text)
+
+    def _hold(self, text: str) -> None:
         self._counts.flood_delayed_lines += 1
         self.queued.append(text)
         if len(self.queued) >= self.max_queued and not self.reading_paused:

@@ -17,7 +17,7 @@ else is here, once, for every door.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from twisted.internet.error import ConnectionDone
@@ -324,6 +324,18 @@ class ConnectionLife:
         if self._idle_call is not None:  # a line let through from the flood queue is activity too
             self.activity()
         self._wire.let_through(text)
+
+    def let_through_all(self, texts: Sequence[str]) -> None:
+        """One read's lines, let through together: as let_through for each, until one closes the connection."""
+        if self.closing:
+            return
+        if self._idle_call is not None:
+            self.activity()
+        wire = self._wire
+        for text in texts:
+            if self.closing:
+                return
+            wire.let_through(text)
 
     def _login_timed_out(self) -> None:
         self.disconnect(self._wire.timed_out(LOGIN))

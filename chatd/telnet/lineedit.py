@@ -50,6 +50,14 @@ _IN_CSI = "CSI"
 _AFTER_SS3 = "SS3"
 _IN_STRING = "string"
 _AFTER_ESCAPE_IN_STRING = "string ESC"
+# The charsets (codecs' canonical names: UTF-8, and these by prefix) whose
+# decoding keeps no state from one line to the next, so that a read of
+# several lines decodes as its lines would one by one: the one-byte ones and the
+# multibyte ones whose bytes after the first are never a line end (GBK,
+# GB18030, Big5, Shift_JIS, EUC).  Not the stateful ones (ISO-2022-JP,
+# HZ, UTF-7) nor UTF-8 with a BOM, which `feed` alone decodes.
+_DECODES_LINE_BY_LINE = ("ascii", "iso8859", "latin", "cp", "koi8", "mac-", "gb", "big5", "shift_jis",
+                         "euc", "johab", "tis-620", "hp-roman8", "ptcp154", "kz1048")
 _STARTS = {"\x1b": _AFTER_ESCAPE, "\x9b": _IN_CSI, **dict.fromkeys("\x90\x98\x9d\x9e\x9f", _IN_STRING)}
 
 
@@ -80,7 +88,7 @@ class LineEditor:
     """The line a user is typing, and the rules for ending it."""
 
     __slots__ = ("max_line_bytes", "echo", "columns", "_pieces", "_width", "_line_bytes", "_discarding",
-                 "_escape", "charset", "_decoder")
+                 "_escape", "charset", "_decoder", "_decodes_whole")
 
     def __init__(self, max_line_bytes: int, charset: str) -> None:
         self.max_line_bytes = max_line_bytes
@@ -111,6 +119,7 @@ class LineEditor:
         """Decode what comes next in `charset` (a name from text.lookup_charset)."""
         self.charset = charset
         self._decoder = codecs.getincrementaldecoder(charset)("strict")
+        self._decodes_whole = charset == "utf-8" or charset.startswith(_DECODES_LINE_BY_LINE)
 
     def clear_partial(self) -> str:
         """
@@ -133,6 +142,28 @@ class LineEditor:
                 return
             yield from self._end_line()
             start = end + 1
+
+    def whole_lines(self, data: bytes) -> list[str] | None:
+        """
+        Every line of `data` at once, decoded, in the common case: `data` is
+        whole lines (nothing of a line is held, and it ends with a line end)
+        from a client in line mode, each within the limit, valid in the
+        charset, and without a control character, so that no key is to be
+        applied and `feed` would yield just these lines.  None otherwise,
+        and `feed` takes it.  One decode and one split for a read of many
+        lines, instead of a walk through the editor for each.
+        """
+        if self.echo or self._line_bytes or self._discarding or not self._decodes_whole or not data.endswith(b"\n"):
+            return None
+        limit = self.max_line_bytes
+        if len(data) > limit and max(map(len, data.split(b"\n"))) > limit:
+            return None
+        try:
+            lines = data.decode(self.charset).split("\n")
+        except UnicodeDecodeError:
+            return None
+        lines.pop()  # what follows the last line end: nothing
+        return lines if all(map(str.isprintable, lines)) else None
 
     # -- inside a line
 

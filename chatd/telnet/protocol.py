@@ -25,6 +25,7 @@ before the password prompt, and cannot hide the password.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -276,12 +277,19 @@ class TelnetSession(TelnetServer):
         self._editor.columns = columns
 
     def applicationDataReceived(self, data: bytes) -> None:
+        life = self._life
+        gate = None if life is None else life.flood_gate
+        assert gate is not None
+        # Most reads are whole, plain lines: those go through the flood gate
+        # together.  (Unless one may be a /charset, which changes how the
+        # lines after it are decoded: the editor then takes them one by one.)
+        lines = None if _CHARSET_COMMAND.search(data) else self._editor.whole_lines(data)
+        if lines is not None:
+            gate.lines(lines)
+            return
         for item in self._editor.feed(data):
             match item:
                 case Line(text):
-                    life = self._life
-                    gate = None if life is None else life.flood_gate
-                    assert gate is not None
                     gate.line(text)
                 case Echo(text):
                     if not self.awaits_password or text == "\r\n":  # a password shows nothing but its Enter
@@ -445,6 +453,9 @@ class CharsetSwitch:
 
 # Replies to a password just chosen: on a plain connection, the user hears it was not encrypted.
 _PASSWORD_SET = (core_replies.Registered, core_replies.PasswordChanged)
+
+# A line that may be a /charset command (or its start).
+_CHARSET_COMMAND = re.compile(rb"^/charset", re.IGNORECASE | re.MULTILINE)
 
 # The commands this front door answers itself.
 _FRONT_DOOR_COMMANDS = (Help, Invalid, Charset)

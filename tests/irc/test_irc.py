@@ -213,6 +213,14 @@ def test_a_line_over_512_bytes_gets_417_and_the_next_line_goes_through(factory):
                             ":lab PONG lab after"]
 
 
+def test_the_lines_of_one_read_are_answered_in_order_around_a_line_too_long(factory):
+    """One read of a line, a line over 512 bytes and a line: the answers come in the order of the lines."""
+    alice = Client(factory, 1)
+    alice.register("alice")
+    alice.send("PING :before", "PRIVMSG #lobby :" + "x" * 600, "PING :after")
+    assert alice.take() == [":lab PONG lab before", ":lab 417 alice :Input line was too long", ":lab PONG lab after"]
+
+
 def test_a_line_that_is_not_utf8_is_read_as_latin1(factory):
     """A line that is not UTF-8 is read as latin-1, as IRC servers commonly do."""
     alice, bob = Client(factory, 1), Client(factory, 2)

@@ -25,6 +25,10 @@ class Events:
     def let_through(self, text):
         self.handled.append(text)
 
+    def let_through_all(self, texts):
+        self.calls.append(f"{len(texts)} together")
+        self.handled.extend(texts)
+
     def pauseProducing(self):
         self.calls.append("pause")
 
@@ -58,6 +62,32 @@ def test_a_burst_passes_then_lines_wait_and_flow_at_the_rate():
     clock.advance(1.8)
     assert events.handled == [f"line {index}" for index in range(30)]
     assert events.calls == []
+
+
+def test_lines_read_together_pass_together_and_those_over_the_burst_wait_their_turn():
+    """A read of 30 lines: the 20 of the burst are let through in one call, the other 10 at the rate, in order."""
+    clock, events = Clock(), Events()
+    flood = gate(clock, events)
+    flood.lines([f"line {index}" for index in range(30)])
+    assert events.calls == ["20 together"]
+    assert events.handled == [f"line {index}" for index in range(20)]
+    clock.advance(0.2)
+    assert events.handled[-1] == "line 20"
+    clock.advance(1.8)
+    assert events.handled == [f"line {index}" for index in range(30)]
+
+
+def test_lines_read_while_others_wait_wait_behind_them():
+    """Nothing read later overtakes a line already waiting, even when the rate would allow it."""
+    clock, events = Clock(), Events()
+    flood = gate(clock, events, rate=5, burst=1)
+    flood.lines(["a", "b"])
+    clock.advance(0.1)  # half a token: "b" still waits
+    flood.lines(["c"])
+    assert events.handled == ["a"]
+    clock.pump([0.2] * 5)
+    assert events.handled == ["a", "b", "c"]
+    assert events.calls == ["1 together"]
 
 
 def test_a_full_queue_pauses_reading_and_nothing_is_dropped():

@@ -1,7 +1,7 @@
 """Line assembly, limits, decoding and editing (chatd.telnet.lineedit)."""
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from chatd.core.text import clean
@@ -200,3 +200,64 @@ def test_in_echo_mode_the_typist_sees_exactly_the_line_the_others_get(typed):
     (line,) = lines(items)
     assert "".join(item.text for item in items if isinstance(item, Echo)) == line + "\r\n"
     assert clean(line) == line
+
+
+def test_a_read_of_whole_plain_lines_is_decoded_at_once():
+    """A read of whole lines in line mode comes back as its lines, and the editor is left at a fresh line."""
+    editor = LineEditor(64, "utf-8")
+    assert editor.whole_lines("hi\n张三 here\n\nlast\n".encode()) == ["hi", "张三 here", "", "last"]
+    assert lines(fed(editor, b"next\n")) == ["next"]
+
+
+@pytest.mark.parametrize(
+    "before, data, echo, charset",
+    [
+        (b"par", b"tial\n", False, "utf-8"),  # a line started in an earlier read
+        (b"", b"hi\npartial", False, "utf-8"),  # ends inside a line
+        (b"", b"hi\n", True, "utf-8"),  # a client in character mode: echo and keys
+        (b"", b"a\x7fb\n", False, "utf-8"),  # an erase key
+        (b"", b"a\x1b[Db\n", False, "utf-8"),  # an escape sequence
+        (b"", b"ok\n" + b"x" * 65 + b"\n", False, "utf-8"),  # a line over the limit
+        (b"x" * 65, b"\nok\n", False, "utf-8"),  # the end of a line over the limit
+        (b"", b"caf\xe9\n", False, "utf-8"),  # not valid UTF-8
+        (b"", "日本\n".encode("iso2022_jp"), False, "iso2022_jp"),  # a charset that keeps state across lines
+        (b"", b"hi\n", False, "utf-8-sig"),  # and one that drops a BOM only at the start
+    ],
+    ids=["partial-before", "partial-after", "echo", "erase", "escape", "too-long", "discarding", "undecodable",
+         "stateful-charset", "bom"],
+)
+def test_any_other_read_is_left_to_feed(before, data, echo, charset):
+    """A read that the editor has more to do with than split and decode is not taken at once."""
+    editor = LineEditor(64, charset)
+    editor.echo = echo
+    fed(editor, before)
+    assert editor.whole_lines(data) is None
+
+
+# Pieces of lines: plain text in several charsets, bytes invalid in some,
+# control keys, a 40-byte run (two make a line over the limit of 64), and
+# ISO-2022-JP's "日" whole, and cut so that it leaves its two-byte mode open
+# at the end of the line (then "F|" decodes differently after it).
+_PIECES = [b"a", b" ", "张".encode(), "张".encode("gbk"), b"\xe9", b"\x1b", b"\x7f", b"\t", b"x" * 40, b"/",
+           b"\x1b$BF|\x1b(B", b"\x1b$BF|", b"F|"]
+
+
+@given(
+    before=st.sampled_from([b"", b"", b"", b"\xe5", b"\x1b[", b"x" * 70, b"ab"]),
+    read=st.lists(st.lists(st.sampled_from(_PIECES), max_size=4).map(b"".join), min_size=1, max_size=4),
+    charset=st.sampled_from(["utf-8", "gbk", "iso8859-1", "iso2022_jp"]),
+    partial=st.booleans(),
+)
+@example(before=b"", read=[b"x" * 80], charset="utf-8", partial=False)
+@example(before=b"", read=[b"\x1b$BF|", b"F|"], charset="iso2022_jp", partial=False)
+@example(before=b"", read=[b"a", b"b"], charset="utf-8", partial=True)
+def test_lines_read_at_once_are_exactly_the_lines_feed_yields(before, read, charset, partial):
+    """Whenever a read is taken at once, its lines are what feeding it to the editor would have made of it, and nothing else."""
+    data = b"\n".join(read) + (b"" if partial else b"\n")
+    at_once, one_by_one = LineEditor(64, charset), LineEditor(64, charset)
+    fed(at_once, before)
+    fed(one_by_one, before)
+    taken = at_once.whole_lines(data)
+    if taken is not None:
+        assert fed(one_by_one, data) == [Line(text) for text in taken]
+        assert fed(at_once, b"next\n") == fed(one_by_one, b"next\n")  # and each is left where the other is

@@ -112,6 +112,15 @@ def test_what_the_room_has_for_a_user_comes_before_what_their_connection_says_in
         b"*** Error: line too long (max 64 bytes)\r\n*** Charset is now gbk\r\n")
 
 
+def test_lines_after_a_charset_switch_in_the_same_read_are_decoded_in_the_new_charset(factory):
+    """A Latin-1 user's read that switches to UTF-8 and goes on in UTF-8: the line after the switch is UTF-8's."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.send(b"/charset latin-1\n")
+    alice.take(), bob.take()
+    alice.send(b"/charset utf-8\n" + "né\n".encode())  # in Latin-1, "nÃ©": printable too
+    assert bob.take() == "<alice> né\r\n".encode()
+
+
 def test_charset_works_before_choosing_a_nickname(factory):
     """A GBK user can pick a Chinese nickname after /charset gbk."""
     client = Client(factory, 1)
