@@ -395,14 +395,18 @@ class CLoadGenerator:
         return Result.combined([Result(**part) for part in parts])  # the JSON has Result's fields
 
     @contextmanager
-    def _logged_in(self, port: int, count: int, door: str = "telnet", tls: bool = False) -> Iterator[None]:
+    def _logged_in(self, port: int, count: int, door: str = "telnet", tls: bool = False,
+                   greeting_first: bool = False) -> Iterator[None]:
         """
         Like `_logged_in`: c/loadgen.c holds the clients until its stdin
-        closes (IRC clients with `door` "irc"; over TLS with `tls`).
+        closes (IRC clients with `door` "irc"; over TLS with `tls`; telnet
+        clients that wait for the greeting before their nickname with
+        `greeting_first`).
         """
         holder = subprocess.Popen([str(self.binary), "idle", str(port), str(count), *([door] if door != "telnet" else [])],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                  env={**os.environ, "LOADGEN_TLS": str(int(tls))})
+                                  env={**os.environ, "LOADGEN_TLS": str(int(tls)),
+                                       "LOADGEN_GREETING_FIRST": str(int(greeting_first))})
         try:
             if holder.stdout.readline().strip() != "ready":
                 raise RuntimeError("the C load generator failed to log in")
@@ -418,13 +422,16 @@ class CLoadGenerator:
             return (rss_kib() - before) / count
 
     def log_in_seconds(self, port: int, count: int, door: str = "telnet",
-                       after: Callable[[], None] | None = None, tls: bool = False) -> float:
+                       after: Callable[[], None] | None = None, tls: bool = False,
+                       greeting_first: bool = False) -> float:
         """
         Like `log_in_seconds` (over IRC with `door` "irc"; over TLS with
-        `tls`); `after` runs while the clients are still in.
+        `tls`; as people at a telnet prompt, who read the greeting before
+        they type, with `greeting_first`); `after` runs while the clients
+        are still in.
         """
         start = time.monotonic()
-        with self._logged_in(port, count, door, tls):
+        with self._logged_in(port, count, door, tls, greeting_first):
             seconds = time.monotonic() - start
             if after is not None:
                 after()

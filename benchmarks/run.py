@@ -493,12 +493,15 @@ def measure_door_idle(generator: Any, door: str, count: int, chatd: Chatd = ("ch
                 "lost": 0, "duplicated": 0, "reordered": 0}
 
 
-def measure_door_logins(generator: Any, door: str, count: int, chatd: Chatd = ("chatd", "chatd", REPO)) -> dict:
+def measure_door_logins(generator: Any, door: str, count: int, chatd: Chatd = ("chatd", "chatd", REPO),
+                        greeting_first: bool = False) -> dict:
     """
     A login storm into one chatd on one front door: the seconds until every
     client is in, and the server's CPU time in the window after it, when the
     big channel's summary goes out (to IRC clients, as a JOIN line for each
-    who came).
+    who came).  With `greeting_first`, telnet clients read the greeting
+    before they send their nickname, as people do (the load generator's
+    otherwise type at once, as scripts do, and are answered at once).
     """
     label, plugin, code = chatd
     port, irc_port = free_port(), free_port()
@@ -512,8 +515,9 @@ def measure_door_logins(generator: Any, door: str, count: int, chatd: Chatd = ("
             time.sleep(SUMMARY_WINDOW_SECONDS)  # a measurement window, not a wait for something
             marks.append(cpu_seconds(process.pid))
 
-        seconds = generator.log_in_seconds(irc_port if door == "irc" else port, count, door, after)
-        return {"server": f"{label} {door}", "login_seconds": seconds, "summary_cpu_seconds": marks[2] - marks[1],
+        seconds = generator.log_in_seconds(irc_port if door == "irc" else port, count, door, after,
+                                           greeting_first=greeting_first)
+        return {"server": f"{label} {door}{', greeting first' if greeting_first else ''}", "login_seconds": seconds, "summary_cpu_seconds": marks[2] - marks[1],
                 "server_cpu_ms_per_login": (marks[1] - marks[0]) / count * 1e3,
                 "connections": count, "lost": 0, "duplicated": 0, "reordered": 0}
 
@@ -752,6 +756,13 @@ def print_door_table(scenarios: dict, runs: list[dict]) -> None:
         print(f"\nlogin storm of {storms['irc'][0]['connections']}: IRC {irc['login_seconds']:.2f} s, then "
               f"{irc['summary_cpu_seconds']:.2f} s CPU for the summary's JOIN lines; telnet "
               f"{telnet['login_seconds']:.2f} s, then {telnet['summary_cpu_seconds']:.2f} s")
+    waiting = [run for run in runs if run["scenario"] == "doors: log in" and run["server"].endswith("greeting first")]
+    if waiting and storms["telnet"]:
+        print(f"the telnet storm, clients typing at once: "
+              f"{statistics.median(run['login_seconds'] for run in storms['telnet']):.2f} s, "
+              f"{statistics.median(run['server_cpu_ms_per_login'] for run in storms['telnet']):.3f} ms CPU per "
+              f"login; reading the greeting first: {statistics.median(run['login_seconds'] for run in waiting):.2f} s, "
+              f"{statistics.median(run['server_cpu_ms_per_login'] for run in waiting):.3f} ms CPU per login")
     check_correct(runs, scenarios, "door")
 
 
@@ -898,6 +909,12 @@ def main() -> None:
                 runs.append(run)
                 print(f"  {'doors: log in ' + str(storm):>15} {run['server']:>14}: {run['login_seconds']:.2f} s, then "
                       f"{run['summary_cpu_seconds']:.2f} s CPU for the summary", flush=True)
+            # People at a telnet prompt read the greeting, sent after 50 ms of silence, before they type.
+            run = measure_door_logins(generator, "telnet", storm, greeting_first=True)
+            run.update(scenario="doors: log in", repetition=repetition)
+            runs.append(run)
+            print(f"  {'doors: log in ' + str(storm):>15} {run['server']:>14}: {run['login_seconds']:.2f} s, "
+                  f"{run['server_cpu_ms_per_login']:.3f} ms CPU per login", flush=True)
         if args.doors_only:
             continue
         port = free_port()

@@ -38,7 +38,8 @@
  * its handshakes together, then logs in as over plain TCP, and the run
  * reads and writes through TLS.
  *
- * A client logs in by sending "cINDEX" and reading up to "*** Hello".  A
+ * A client logs in by sending "cINDEX" (at once; with LOADGEN_GREETING_FIRST=1,
+ * once it has read the greeting) and reading up to "*** Hello".  A
  * sender's line is "m SENDER SEQ SENT_NS xxx...": every receiver checks that
  * each sender's SEQ arrives exactly once and in order, and every 8th SEQ is a
  * latency sample (CLOCK_MONOTONIC, which Python's time.monotonic_ns reads too).
@@ -67,6 +68,7 @@
 
 /* Over chatd's WebSocket (web mode), or its IRC port (irc mode), rather than telnet lines. */
 static int web, irc;
+static int greeting_first;  /* LOADGEN_GREETING_FIRST=1: telnet clients wait for the greeting before their nickname */
 /* LOADGEN_OTHERS_ONLY: sample only lines from senders of other processes (STEP of them). */
 static int others_only_step;
 /* LOADGEN_TLS: every client over TLS, with this context. */
@@ -281,6 +283,20 @@ static void web_log_in(client_t *c, char *buffer, size_t size) {
     read_until_message(c, buffer, size, rest, "\"type\":\"logged-in\"", "during login");
 }
 
+/* As a person at a telnet prompt: read up to the question before typing a
+ * nickname (chatd asks it after 50 ms of silence; a client that types at once
+ * is answered at once). */
+static void wait_for_greeting(client_t *c, char *buffer, size_t size) {
+    size_t have = 0;
+    buffer[0] = 0;
+    while (!strstr(buffer, "*** Choose a nickname:")) {
+        ssize_t got = client_read(c, buffer + have, size - 1 - have);
+        if (got <= 0) { fprintf(stderr, "client %d: closed before the greeting\n", c->index); exit(2); }
+        have += got;
+        buffer[have] = 0;
+    }
+}
+
 /* Connect and log in clients [0, count) of `clients`, a batch at a time so
  * the server's accept backlog never overflows. */
 static void log_in(client_t *clients, int count, int port) {
@@ -297,6 +313,8 @@ static void log_in(client_t *clients, int count, int port) {
             setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
         if (tls) tls_handshakes(clients, start, end);
+        if (greeting_first && !web && !irc)
+            for (int i = start; i < end; i++) wait_for_greeting(&clients[i], buffer, 65536);
         for (int i = start; i < end; i++) {
             client_t *c = &clients[i];
             char first[256];
@@ -671,6 +689,8 @@ static int udp(int port, double seconds, int in_flight, int size) {
 
 int main(int argc, char **argv) {
     raise_fd_limit();
+    const char *wait_greeting = getenv("LOADGEN_GREETING_FIRST");
+    greeting_first = wait_greeting && strcmp(wait_greeting, "1") == 0;
     const char *over_tls = getenv("LOADGEN_TLS");
     if (over_tls && strcmp(over_tls, "1") == 0) {
         tls = SSL_CTX_new(TLS_client_method());

@@ -109,3 +109,15 @@ def test_the_c_generator_checks_every_line_over_tls_on_every_door(chatd_port, c_
     assert (result.deliveries, result.lost, result.duplicated, result.reordered) == (result.expected, 0, 0, 0)
     if door != "web":  # the storm's clients are telnet or IRC ones; it raises unless each got its welcome
         assert c_generator.log_in_seconds(target, 50, door, tls=True) > 0
+
+
+def test_the_c_generator_can_wait_for_the_greeting_as_people_do(chatd_port, c_generator):
+    """
+    Telnet clients that read the greeting before they send their nickname
+    log in; chatd greets a silent client only after its greeting wait, so
+    such a storm cannot take less than that wait.
+    """
+    from chatd.telnet.protocol import GREETING_WAIT_SECONDS
+
+    port, _ = chatd_port
+    assert c_generator.log_in_seconds(port, 30, greeting_first=True) >= GREETING_WAIT_SECONDS
