@@ -232,6 +232,18 @@ def after_each_read(channel: Any, check: Callable[[], None]) -> None:
     channel.dataReceived = received
 
 
+def compact_upgraded_channel(channel: Any) -> None:
+    """
+    An HTTP channel upgraded to a WebSocket stays the connection's protocol
+    for the WebSocket's life, and the upgrade (twisted.web's
+    `_protocolUpgradeForWebsockets`, and after_each_read) set methods on it
+    as attributes, which grew its attribute table to about twice what its
+    30 attributes need: a copy of the table is compact, 750 bytes less a
+    connection.
+    """
+    channel.__dict__ = dict(channel.__dict__)
+
+
 def hand_over(transport: Any, protocol: Any, first_bytes: bytes) -> None:
     """
     From now on `protocol` is the connection's: it is connected, and gets

@@ -173,6 +173,43 @@ def test_a_websocket_shows_its_tcp_transport_its_partial_message_and_each_read()
     assert reads[-1] == 0
 
 
+def test_twisted_web_sets_methods_on_a_channel_it_upgrades_to_a_websocket_which_a_copy_of_its_attributes_compacts():
+    """
+    The upgrade leaves the HTTP channel as the connection's protocol with its
+    dataReceived and connectionLost set as attributes, growing its table;
+    compact_upgraded_channel's copy is smaller, and the WebSocket still reads.
+    """
+    import sys
+
+    from twisted.web.http import HTTPChannel
+
+    from chatd.net.twisted_private import compact_upgraded_channel
+    from tests.fakes import Browser, make_site
+
+    upgraded = []
+    original = HTTPChannel._protocolUpgradeForWebsockets
+
+    def watch(channel, protocol):
+        original(channel, protocol)
+        upgraded.append((channel, {"dataReceived", "connectionLost"} <= set(vars(channel)),
+                         sys.getsizeof(vars(channel))))
+
+    HTTPChannel._protocolUpgradeForWebsockets = watch
+    try:
+        clock = Clock()
+        site, _ = make_site(clock)
+        browser = Browser(site, clock)
+    finally:
+        HTTPChannel._protocolUpgradeForWebsockets = original
+    [(channel, methods_set, grown)] = upgraded
+    assert methods_set
+    before = dict(vars(channel))
+    compact_upgraded_channel(channel)
+    assert vars(channel) == before and sys.getsizeof(vars(channel)) < grown
+    browser.send({"type": "login", "nick": "alice"})
+    assert [message["type"] for message in browser.messages()] == ["welcome", "logged-in"]
+
+
 @pytest_twisted.inlineCallbacks
 def test_a_reading_udp_port_prepares_its_socket_and_reads_its_own_datagrams():
     """Twisted's udp.Port calls createInternetSocket before binding and doRead when readable, with the state chatd reads."""

@@ -164,6 +164,14 @@ def test_a_session_is_a_session(site, clock):
     assert verifyObject(ISession, session)
 
 
+def test_the_upgrade_request_keeps_no_headers_once_the_websocket_is_open(site, clock):
+    """What the browser's request said is let go once the WebSocket is open: it is never read again."""
+    browser = logged_in(site, clock, "alice")
+    [request] = browser.protocol.requests
+    assert list(request.requestHeaders.getAllRawHeaders()) == []
+    assert list(request.responseHeaders.getAllRawHeaders()) == []
+
+
 def test_welcome_login_and_one_frame_per_turn(site, clock):
     """A browser is welcomed, logs in, and gets one frame for a turn's events from several users."""
     alice = Browser(site, clock)
