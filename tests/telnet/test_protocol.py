@@ -270,6 +270,16 @@ def test_quit_closes_after_bye_and_ignores_what_follows(factory):
     assert alice.take() == b"*** bob has left (Quit)\r\n"
 
 
+def test_lines_read_after_quit_in_the_same_read_are_not_carried_out(factory):
+    """A read of /quit and then more lines: the connection is closing, so a nickname after it logs nobody in."""
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    alice.take()
+    bob.send(b"/quit\ncarol\nhello\n")
+    assert bob.take() == b"*** Bye!\r\n"
+    assert alice.take() == b"*** bob has left (Quit)\r\n"
+    assert factory.server.nick_of(bob.protocol) is None
+
+
 # Bytes a hostile client might send: telnet commands, broken UTF-8, line-end
 # mixtures, escape sequences, and anything else.
 hostile_bytes = st.lists(
