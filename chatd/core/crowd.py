@@ -2,8 +2,8 @@
 Crowds: above --quiet-joins members a channel does not announce each join
 and leave; every CROWD_SUMMARY_SECONDS one `Crowd` event sums them up (how
 many came and went, who of them is in now and who is gone).  The log is
-summed up the same way: past LOGIN_LINES_PER_PERIOD logins a period, one
-line counts the rest.  Pure: time comes from an injected clock.
+summed up the same way: past LOGIN_LINES_PER_PERIOD logins (or departures)
+a period, one line counts the rest.  Pure: time comes from an injected clock.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ log = Logger()
 
 DEFAULT_QUIET_JOINS = 50
 CROWD_SUMMARY_SECONDS = 5.0
-# Logins logged one line each per summary period; past that, the period's
-# summary counts the rest (a login storm of thousands is a few lines).
+# Logins (and departures) logged one line each per summary period; past
+# that, the period's summary counts the rest (a login storm of thousands,
+# or everyone leaving as a network fails, is a few lines).
 LOGIN_LINES_PER_PERIOD = 50
 
 
 class Crowd:
-    """Joins and leaves in big channels, and logins in the log, summed up every few seconds."""
+    """Joins and leaves in big channels, and logins and departures in the log, summed up every few seconds."""
 
     def __init__(self, clock: IReactorTime, roster: Roster, fan_out: FanOut, quiet_joins: int,
                  default_channel: str) -> None:
@@ -38,9 +39,9 @@ class Crowd:
         self.quiet_joins = quiet_joins
         self._default_channel = default_channel
         self._call: IDelayedCall | None = None
-        # Logins this summary period, logged one by one and not.
-        self._logins_logged = 0
-        self._logins_unlogged = 0
+        # Logins and departures this summary period, logged one by one and not.
+        self._logins_logged = self._logins_unlogged = 0
+        self._departures_logged = self._departures_unlogged = 0
 
     def logged_in(self, nick: str, address: str) -> None:
         """A login, for the log: a line of its own, or counted in the period's summary."""
@@ -50,6 +51,15 @@ class Crowd:
                      address=address)
         else:
             self._logins_unlogged += 1
+        self._later()
+
+    def departed(self, nick: str, reason: str) -> None:
+        """A logged-in user left the chat, for the log: a line of its own, or counted in the period's summary."""
+        if self._departures_logged < LOGIN_LINES_PER_PERIOD:
+            self._departures_logged += 1
+            log.info("{nick} left ({reason})", nick=nick, reason=reason)
+        else:
+            self._departures_unlogged += 1
         self._later()
 
     def announce_join(self, member: Member, channel: Channel, account: str) -> None:
@@ -93,11 +103,11 @@ class Crowd:
         return self._roster.close_if_empty(channel, self._default_channel)
 
     def stop(self) -> None:
-        """Shutting down: no summary is left waiting, and the log counts every login."""
+        """Shutting down: no summary is left waiting, and the log counts every login and departure."""
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
-        self._log_uncounted_logins()
+        self._log_uncounted()
 
     def _quiet_join(self, channel: Channel, who: ISession | Remote, nick: str) -> None:
         channel.quiet_joins += 1
@@ -111,7 +121,7 @@ class Crowd:
     def _summarise(self) -> None:
         """One line per busy channel for the joins and leaves not announced one by one; the same for the log."""
         self._call = None
-        self._log_uncounted_logins()
+        self._log_uncounted()
         for channel in list(self._roster.channels.values()):
             if channel.quiet_joins or channel.quiet_leaves:
                 joined, left = channel.quiet_joins, channel.quiet_leaves
@@ -126,9 +136,10 @@ class Crowd:
                                             at=self._clock.seconds())
                 self._fan_out.broadcast(summary, channel.comings)
 
-    def _log_uncounted_logins(self) -> None:
-        if self._logins_unlogged:
-            count = self._logins_unlogged
-            log.info("{more} joined ({online} online)", more=f"{count} more user{'' if count == 1 else 's'}",
-                     online=len(self._roster.members))
+    def _log_uncounted(self) -> None:
+        for count, what in ((self._logins_unlogged, "joined"), (self._departures_unlogged, "left")):
+            if count:
+                log.info("{more} {what} ({online} online)", more=f"{count} more user{'' if count == 1 else 's'}",
+                         what=what, online=len(self._roster.members))
         self._logins_logged = self._logins_unlogged = 0
+        self._departures_logged = self._departures_unlogged = 0

@@ -314,7 +314,7 @@ class ChatServer:
         roster.nicknames.release(member.nick, session)
         self._watchers.offline(member.nick)
         roster.renames.forget(session)
-        log.info("{nick} left ({reason})", nick=member.nick, reason=reason)
+        self._crowd.departed(member.nick, reason)
         told: set[str] = set()
         for channel in member.channels.values():
             if self._channels.leave(member, channel):
@@ -337,7 +337,7 @@ class ChatServer:
             expired, lambda failure: log.failure("expiring accounts failed", failure))
 
     def stop(self) -> None:
-        """The server is shutting down: no summary is left waiting, and the log counts every login."""
+        """The server is shutting down: no summary is left waiting, and the log counts every login and departure."""
         self._crowd.stop()
 
     # -- from the bus: the other nodes of a cluster

@@ -337,8 +337,8 @@ def _shut_down(server: ChatServer, doors: list[Any], grace: float, transcript: T
     (the others have heard of their leaving) and close the transcript,
     which records it.
     """
-    server.stop()
     closed = DeferredList([door.shut_down(grace) for door in doors])
+    server.stop()  # everyone has left by now (shut_down says so at once): the log counts them all
     if bus is not None:
         closed.addBoth(lambda result: bus.leave())
     if transcript is not None:

@@ -384,6 +384,25 @@ def test_a_login_storm_is_logged_one_line_each_then_counted(log, log_lines):
     assert log_lines[-1] == f"1 more user joined ({2 * LOGIN_LINES_PER_PERIOD + 4} online)"
 
 
+def test_everyone_leaving_at_once_is_logged_one_line_each_then_counted(log, log_lines):
+    """The first LOGIN_LINES_PER_PERIOD departures of a period get a line each; the rest one line, at the period's end or at stop."""
+    clock = Clock()
+    server = ChatServer("lab", clock)
+    sessions = online(server, log, *[f"u{index}" for index in range(2 * LOGIN_LINES_PER_PERIOD + 4)])
+    clock.advance(CROWD_SUMMARY_SECONDS)  # the logins' own summary
+    for session in sessions[:LOGIN_LINES_PER_PERIOD + 3]:
+        server.depart(session, "Connection lost")
+    left = [line for line in log_lines if " left (" in line]
+    assert len(left) == LOGIN_LINES_PER_PERIOD and left[0] == "u0 left (Connection lost)"
+    clock.advance(CROWD_SUMMARY_SECONDS)
+    assert log_lines[-1] == f"3 more users left ({LOGIN_LINES_PER_PERIOD + 1} online)"
+    server.depart(sessions[LOGIN_LINES_PER_PERIOD + 3], "Quit")  # a new period: logged on its own
+    assert log_lines[-1] == f"u{LOGIN_LINES_PER_PERIOD + 3} left (Quit)"
+    for session in sessions[LOGIN_LINES_PER_PERIOD + 4:]:
+        server.depart(session, "Server shutting down")
+    server.stop()  # shutting down: the count is not lost
+    assert log_lines[-1] == "1 more user left (0 online)"
+
 def test_history_is_per_channel(log):
     """A joiner gets the recent messages of the channel joined, not of another."""
     server = ChatServer("lab", Clock(), history_size=5)

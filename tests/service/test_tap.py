@@ -4,9 +4,15 @@ import socket
 
 import pytest
 from twisted.application.service import IServiceCollection
+from twisted.internet.task import Clock
 from twisted.python import usage
 
-from chatd.service.tap import Options, makeService
+from chatd.core.server import CROWD_SUMMARY_SECONDS, LOGIN_LINES_PER_PERIOD, ChatServer
+from chatd.core.turn import Turn
+from chatd.net.door import Settings
+from chatd.service.tap import Options, _shut_down, makeService
+from chatd.telnet.protocol import TelnetDoor
+from tests.telnet.test_protocol import Client
 
 
 def parse(*args):
@@ -171,3 +177,16 @@ def test_oper_password_comes_from_the_file(tmp_path):
     with pytest.raises(usage.UsageError) as failure:
         parse("--oper-password-file", str(tmp_path / "missing"))
     assert str(failure.value) == f"--oper-password-file: cannot read {tmp_path / 'missing'}: No such file or directory"
+
+
+def test_shutdown_logs_the_count_of_everyone_it_sent_away(log_lines):
+    """At shutdown, the departures past the log's per-period lines are counted in the log, and no summary is left waiting."""
+    clock = Clock()
+    server = ChatServer("lab", clock, turn=Turn(clock))
+    door = TelnetDoor(server, Settings("lab"), clock)
+    for number in range(LOGIN_LINES_PER_PERIOD + 2):
+        Client(door, 40000 + number, f"127.0.0.{number % 250 + 1}").send(b"u%d\r\n" % number)
+    clock.advance(CROWD_SUMMARY_SECONDS)  # the logins' summary
+    _shut_down(server, [door], 5, None)
+    assert log_lines[-1] == "2 more users left (0 online)"
+    assert [call for call in clock.getDelayedCalls() if call.func.__qualname__ == "Crowd._summarise"] == []
