@@ -296,11 +296,14 @@ def idle_connections(port: int, count: int, rss_kib: Any) -> float:
         return (rss_kib() - before) / count
 
 
-def log_in_seconds(port: int, count: int) -> float:
-    """Seconds to connect and log in `count` clients, who then leave."""
+def log_in_seconds(port: int, count: int, after: Callable[[], None] | None = None) -> float:
+    """Seconds to connect and log in `count` clients, who then leave; `after` runs while they are still in."""
     start = time.monotonic()
     with _logged_in(port, count):
-        return time.monotonic() - start
+        seconds = time.monotonic() - start
+        if after is not None:
+            after()
+        return seconds
 
 
 def udp_echo(port: int, seconds: float = 3.0, in_flight: int = 64, size: int = 64) -> float:

@@ -670,12 +670,15 @@ def print_tls_table(scenarios: dict, runs: list[dict]) -> None:
 
 
 def measure_logins(generator: Any, name: str, command: list[str], code: Path, port: int, count: int) -> dict:
-    """A storm of `count` logins: its seconds, and the server's CPU time per login."""
+    """
+    A storm of `count` logins: its seconds, and the server's CPU time per
+    login, read while the clients are still in (their leaving is not a login).
+    """
     with running(start(command, port, code)) as process:
-        cpu = cpu_seconds(process.pid)
-        seconds = generator.log_in_seconds(port, count)
+        marks = [cpu_seconds(process.pid)]
+        seconds = generator.log_in_seconds(port, count, after=lambda: marks.append(cpu_seconds(process.pid)))
         return {"server": name, "login_seconds": seconds, "connections": count,
-                "server_cpu_ms_per_login": (cpu_seconds(process.pid) - cpu) / count * 1e3,
+                "server_cpu_ms_per_login": (marks[1] - marks[0]) / count * 1e3,
                 "lost": 0, "duplicated": 0, "reordered": 0}
 
 
