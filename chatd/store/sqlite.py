@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,9 @@ PENDING_EVENTS = 100_000  # events waiting to be written, at most; past it the o
 FLUSH_SECONDS = 0.1
 # The messages a search for mentions reads, at most (the most recent).
 MENTION_SCAN = 50_000
+# Events inserted by one statement, at most (4 values each: within the 999
+# a statement may have in every SQLite chatd may meet).
+ROWS_PER_INSERT = 200
 RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
 
@@ -508,11 +513,23 @@ def _insert(cursor: Any, batch: list[KeptEvent]) -> None:
         used[key] = (key, event.channel, event.at)
         if type(event) is TopicChanged:
             topics[key] = (event.topic, event.nick, event.at, key)
-    cursor.executemany("INSERT INTO events (channel, at, kind, event) VALUES (?, ?, ?, ?)", rows)
+    # Many rows a statement: SQLite runs each statement with the GIL let go,
+    # and each time the store's thread wants it back it waits for the
+    # reactor's thread (or makes it wait), so a row at a time (executemany)
+    # was a handover of the GIL, both ways, per message.
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        some = rows[start:start + ROWS_PER_INSERT]
+        cursor.execute(_insert_rows(len(some)), list(chain.from_iterable(some)))
     cursor.executemany("INSERT INTO channels (key, name, used_at) VALUES (?, ?, ?) ON CONFLICT (key) "
                        "DO UPDATE SET name = excluded.name, used_at = excluded.used_at", list(used.values()))
     cursor.executemany("UPDATE channels SET topic = ?, topic_by = ?, topic_at = ? WHERE key = ?",
                        list(topics.values()))
+
+
+@lru_cache(maxsize=8)
+def _insert_rows(count: int) -> str:
+    """The statement that inserts `count` events."""
+    return "INSERT INTO events (channel, at, kind, event) VALUES " + ", ".join(["(?, ?, ?, ?)"] * count)
 
 
 def _forget_before(cursor: Any, when: float) -> int:

@@ -18,8 +18,8 @@ from argon2 import PasswordHasher
 from chatd.core.events import Acted, Joined, Said, TopicChanged, Whispered, to_json
 from chatd.core.store import MAX_NOTES, NOTE_DAYS, KeptAccount, Note, Taken
 from chatd.store.passwords import Passwords
-from chatd.store.sqlite import (APPLICATION_ID, MIGRATIONS, RETRY_SECONDS, SCHEMA_VERSION, SQLiteStore, StoreError,
-                                check, kept_at_start)
+from chatd.store.sqlite import (APPLICATION_ID, MIGRATIONS, RETRY_SECONDS, ROWS_PER_INSERT, SCHEMA_VERSION, SQLiteStore,
+                                StoreError, check, kept_at_start)
 
 
 def store_at(path):
@@ -59,6 +59,23 @@ def test_a_channels_messages_actions_and_topic_come_back_after_a_restart(tmp_pat
         "#lab": [TopicChanged("#lab", "bob", "robots", at=104.0), Acted("#Lab", "bob", "waves", at=103.0)],
         "#lobby": [Said("#lobby", "bob", "hello", at=105.0)]}
     assert list(kept_at_start(path, 1, 1, "#lobby")) == ["#lobby"]  # at most max_channels, the most recent
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_write_of_more_events_than_one_insert_takes_keeps_them_all_in_order(tmp_path):
+    """A write bigger than ROWS_PER_INSERT (one turn of a busy chat) is kept whole, in the order said."""
+    path = tmp_path / "chatd.sqlite3"
+    store = store_at(path)
+    said = [Said("#lobby" if number % 3 else "#lab", f"u{number % 7}", f"line {number}", at=100.0 + number)
+            for number in range(2 * ROWS_PER_INSERT + 1)]
+    store.record(said)
+    yield store.close()
+    again = store_at(path)
+    try:
+        assert (yield again.history("#lobby", len(said))) == [event for event in said if event.channel == "#lobby"]
+        assert (yield again.history("#lab", len(said))) == [event for event in said if event.channel == "#lab"]
+    finally:
+        yield again.close()
 
 
 @pytest_twisted.inlineCallbacks
