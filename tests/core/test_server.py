@@ -403,6 +403,7 @@ def test_everyone_leaving_at_once_is_logged_one_line_each_then_counted(log, log_
     server.stop()  # shutting down: the count is not lost
     assert log_lines[-1] == "1 more user left (0 online)"
 
+
 def test_history_is_per_channel(log):
     """A joiner gets the recent messages of the channel joined, not of another."""
     server = ChatServer("lab", Clock(), history_size=5)
