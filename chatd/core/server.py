@@ -14,7 +14,7 @@ state:
     roster.py     who is where: sessions, members, other nodes' users, nicknames, channels
     channels.py   joining, parting, topics, names and the channel list
     fanout.py     each event to the members it is for, once per turn, in order (the hot path)
-    crowd.py      big channels' joins and leaves, and login storms in the log, summed up
+    crowd.py      big channels' joins and leaves, and storms of logins and departures in the log, summed up
     mirror.py     the other nodes of a cluster: their events and states, this node's state
     moderator.py  /oper, /kick, /ban, /unban, /bans
     operators.py  channel operators: modes, kicks from a channel, invitations, and what modes let through
