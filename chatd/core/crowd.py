@@ -26,6 +26,7 @@ CROWD_SUMMARY_SECONDS = 5.0
 # that, the period's summary counts the rest (a login storm of thousands,
 # or everyone leaving as a network fails, is a few lines).
 LOGIN_LINES_PER_PERIOD = 50
+_COMINGS_AND_GOINGS = ("joined", "left")
 
 
 class Crowd:
@@ -39,28 +40,19 @@ class Crowd:
         self.quiet_joins = quiet_joins
         self._default_channel = default_channel
         self._call: IDelayedCall | None = None
-        # Logins and departures this summary period, logged one by one and not.
-        self._logins_logged = self._logins_unlogged = 0
-        self._departures_logged = self._departures_unlogged = 0
+        # Logins ("joined") and departures ("left") this summary period:
+        # how many were logged one by one, and how many only counted.
+        self._logged = dict.fromkeys(_COMINGS_AND_GOINGS, 0)
+        self._counted = dict.fromkeys(_COMINGS_AND_GOINGS, 0)
 
     def logged_in(self, nick: str, address: str) -> None:
         """A login, for the log: a line of its own, or counted in the period's summary."""
-        if self._logins_logged < LOGIN_LINES_PER_PERIOD:
-            self._logins_logged += 1
-            log.info("{nick} joined ({count} online) from {address}", nick=nick, count=len(self._roster.members),
-                     address=address)
-        else:
-            self._logins_unlogged += 1
-        self._later()
+        self._log_or_count("joined", "{nick} joined ({count} online) from {address}", nick=nick,
+                           count=len(self._roster.members), address=address)
 
     def departed(self, nick: str, reason: str) -> None:
         """A logged-in user left the chat, for the log: a line of its own, or counted in the period's summary."""
-        if self._departures_logged < LOGIN_LINES_PER_PERIOD:
-            self._departures_logged += 1
-            log.info("{nick} left ({reason})", nick=nick, reason=reason)
-        else:
-            self._departures_unlogged += 1
-        self._later()
+        self._log_or_count("left", "{nick} left ({reason})", nick=nick, reason=reason)
 
     def announce_join(self, member: Member, channel: Channel, account: str) -> None:
         """`member` (identified for `account`, or "") joined `channel`: announced, or counted if the channel is big."""
@@ -136,10 +128,18 @@ class Crowd:
                                             at=self._clock.seconds())
                 self._fan_out.broadcast(summary, channel.comings)
 
+    def _log_or_count(self, what: str, line: str, **fields: object) -> None:
+        if self._logged[what] < LOGIN_LINES_PER_PERIOD:
+            self._logged[what] += 1
+            log.info(line, **fields)
+        else:
+            self._counted[what] += 1
+        self._later()
+
     def _log_uncounted(self) -> None:
-        for count, what in ((self._logins_unlogged, "joined"), (self._departures_unlogged, "left")):
+        for what in _COMINGS_AND_GOINGS:
+            count = self._counted[what]
             if count:
                 log.info("{more} {what} ({online} online)", more=f"{count} more user{'' if count == 1 else 's'}",
                          what=what, online=len(self._roster.members))
-        self._logins_logged = self._logins_unlogged = 0
-        self._departures_logged = self._departures_unlogged = 0
+            self._logged[what] = self._counted[what] = 0
