@@ -181,7 +181,11 @@ class FanOut:
                 runs = without(from_index(share.runs, caught_up.get(session, 0)), sent_by.get(session, []))
                 share = Share(batch, runs, view[1])
             if share.runs:
-                self.deliver(member, share)
+                self.deliveries += 1  # deliver(member, share), written out: this runs once per member per turn
+                try:
+                    session.deliver(share)
+                except Exception:
+                    self._failed(member)
 
     def deliver(self, member: Member, share: Share) -> None:
         """
@@ -193,16 +197,19 @@ class FanOut:
         try:
             member.session.deliver(share)
         except Exception:
-            log.failure("delivery to {nick} failed; dropping the connection", nick=member.nick)
-            self._drop(member.session)
+            self._failed(member)
 
     def send(self, member: Member, *answers: object) -> None:
         """Replies to a member other than the one whose command is being handled, as `deliver`."""
         try:
             member.session.send(answers)
         except Exception:
-            log.failure("delivery to {nick} failed; dropping the connection", nick=member.nick)
-            self._drop(member.session)
+            self._failed(member)
+
+    def _failed(self, member: Member) -> None:
+        """A delivery to `member` raised (called in its `except`): log it and drop the member."""
+        log.failure("delivery to {nick} failed; dropping the connection", nick=member.nick)
+        self._drop(member.session)
 
     def _drop(self, session: ISession) -> None:
         self.drops += 1

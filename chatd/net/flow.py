@@ -123,11 +123,24 @@ class SendQueue:
         self._consumer.registerProducer(self, True)
 
     def write(self, data: bytes) -> None:
+        self.write_parts((data,))
+
+    def write_parts(self, parts: Sequence[Buffer]) -> None:
+        """
+        Write these buffers one after another.  At the end of a turn with
+        nothing waiting, they go to the socket as they are, in one
+        scatter-gather send: a share of a turn's events is views into the
+        turn's one buffer, and is not copied for each member.  Otherwise
+        they wait, joined, for the end of the turn (or for the transport to
+        ask for more).
+        """
         if self._closed:
             return
         if self._turn.ending and not self._pending and not self._paused:
-            self._send((data,))  # the turn is ending and nothing waits: no need to queue
+            self._send(parts)  # the turn is ending and nothing waits: no need to queue
             return
+        first = parts[0]
+        data = first if len(parts) == 1 and isinstance(first, bytes) else b"".join(parts)
         pending = self._pending
         if pending is None:
             self._pending = [data]
@@ -142,18 +155,6 @@ class SendQueue:
         elif not self._scheduled:
             self._scheduled = True
             self._flusher.schedule(self)
-
-    def write_parts(self, parts: list[Buffer]) -> None:
-        """
-        Write these buffers one after another.  At the end of a turn with
-        nothing waiting, they go to the socket as they are, in one
-        scatter-gather send: a share of a turn's events is views into the
-        turn's one buffer, and is not copied for each member.
-        """
-        if self._turn.ending and not self._pending and not self._paused and not self._closed:
-            self._send(parts)
-        else:
-            self.write(b"".join(parts))
 
     def flush(self) -> None:
         """Hand what is pending to the transport (unless it asked us to wait)."""
