@@ -30,13 +30,15 @@ Twisted changes what these rely on.
      share gets (chatd.web.dialect), written with the direct send above to
      the TCP transport under the WebSocket: the `transport` of Twisted's
      `_WebSocketWireProtocol`.
-   - A bound on an incoming message: Twisted gathers a message's
-     fragments in the wire protocol's `_textBuffer` and `_bytesBuffer`
-     without limit.  chatd checks their size after each read, which it
-     sees by pointing the HTTP channel's `dataReceived` (which Twisted
-     pointed at the wire protocol's on the upgrade, in
-     `HTTPChannel._protocolUpgradeForWebsockets`) at a function that reads
-     and then checks.
+   - Each read, seen first by chatd, by pointing the HTTP channel's
+     `dataReceived` (which Twisted pointed at the wire protocol's on the
+     upgrade, in `HTTPChannel._protocolUpgradeForWebsockets`) at chatd's
+     own, which hands on to the wire protocol's what wsproto is to read:
+     - whole text messages at the front of a read are read by chatd
+       (chatd.web.frames), and the rest by wsproto;
+     - a bound on an incoming message: Twisted gathers a message's
+       fragments in the wire protocol's `_textBuffer` and `_bytesBuffer`
+       without limit, and chatd checks their size after each read.
 
 4. A browser at the chat port (chatd.telnet.protocol): a connection whose
    first bytes, before the greeting, are an HTTP request is handed to the
@@ -177,7 +179,9 @@ def send_now(transport: Any, sock: socket.socket, parts: Sequence[Buffer]) -> in
     socket's error, so Twisted would next read a plain end of file and
     report a clean close.)
     """
-    if not nothing_buffered(transport):
+    # nothing_buffered, written out: this runs once per member per turn.
+    if (not transport.connected or transport.dataBuffer or transport._tempDataLen
+            or transport._writeDisconnected):
         return 0
     try:
         return sock.send(parts[0]) if len(parts) == 1 else sock.sendmsg(parts)
@@ -221,22 +225,21 @@ def partial_message_size(websocket: Any) -> int:
     return len(websocket._textBuffer.data) + len(websocket._bytesBuffer.data)
 
 
-def after_each_read(channel: Any, check: Callable[[], None]) -> None:
-    """Call `check` after each read of the HTTP channel upgraded to a WebSocket (which handles the read first)."""
+def read_through(channel: Any, read: Callable[[bytes, Callable[[bytes], None]], None]) -> None:
+    """
+    Each read of the HTTP channel upgraded to a WebSocket goes to
+    `read(data, receive)`, where `receive` is what the channel did with a
+    read: the WebSocket's, which reads it through wsproto.
+    """
     receive = channel.dataReceived
-
-    def received(data: bytes) -> None:
-        receive(data)
-        check()
-
-    channel.dataReceived = received
+    channel.dataReceived = lambda data: read(data, receive)
 
 
 def compact_upgraded_channel(channel: Any) -> None:
     """
     An HTTP channel upgraded to a WebSocket stays the connection's protocol
     for the WebSocket's life, and the upgrade (twisted.web's
-    `_protocolUpgradeForWebsockets`, and after_each_read) set methods on it
+    `_protocolUpgradeForWebsockets`, and read_through) set methods on it
     as attributes, which grew its attribute table to about twice what its
     30 attributes need: a copy of the table is compact, 750 bytes less a
     connection.

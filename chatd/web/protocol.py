@@ -148,10 +148,10 @@ from chatd.core.session import ISession
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.door import Door
 from chatd.net.life import IDLE, LOGIN, ConnectionLife
-from chatd.net.twisted_private import (after_each_read, compact_upgraded_channel, partial_message_size,
-                                       tcp_transport_of)
+from chatd.net.twisted_private import compact_upgraded_channel, partial_message_size, read_through, tcp_transport_of
 from chatd.web import render
 from chatd.web.dialect import JSON, text_frame
+from chatd.web.frames import split
 from chatd.web.parse import Invalid, TooLong, Unreadable, parse_message
 
 log = Logger()
@@ -192,6 +192,10 @@ class WebSession:
         self._tcp: Any = None
         self._life: ConnectionLife | None = None
         self._close_code = NORMAL_CLOSURE
+        # The start of a frame chatd.web.frames reads, held until the rest
+        # comes; None once a frame it does not read has gone to wsproto,
+        # which reads everything from then on.
+        self._held: bytes | None = b""
 
     # -- from twisted.web.websocket
 
@@ -209,7 +213,7 @@ class WebSession:
         life = self._life = ConnectionLife(self.factory, self, self, tcp, self._peer)
         life.admit(consumer=self._request, ping_interval=PING_INTERVAL_SECONDS,
                    slot=getattr(self._request.channel, "slot", None))
-        after_each_read(self._request.channel, self._check_partial_message)
+        read_through(self._request.channel, self._read)
         # The upgrade request lives as long as the WebSocket (twisted.web's
         # HTTP channel, which keeps it, stays the connection's protocol), but
         # its headers are never read again: both sets are let go, almost two
@@ -254,8 +258,34 @@ class WebSession:
 
     # -- input
 
-    def _check_partial_message(self) -> None:
+    def _read(self, data: bytes, receive: Callable[[bytes], None]) -> None:
+        """
+        One read of the connection.  The whole text messages at its front
+        are read here (chatd.web.frames), in order with the pings and
+        pongs between them, which go to wsproto (`receive`) as they are;
+        the rest, and from the first frame of any other kind on everything,
+        go to wsproto.  Then a message still in pieces is checked against
+        the limit.
+        """
         limit = max_message_size(self._settings.max_line_bytes)
+        held = self._held
+        if held is None:
+            receive(data)
+        else:
+            if held:
+                data = held + data
+            frames = split(data, limit)
+            for message in frames.messages:
+                if isinstance(message, str):
+                    self.textMessageReceived(message)
+                else:
+                    receive(message)
+            rest = data[frames.end:] if frames.end else data
+            if frames.other:
+                self._held = None
+                receive(rest)
+            else:
+                self._held = rest
         if self._life is not None and not self._life.closing and partial_message_size(self._websocket) > limit:
             self._refuse_input(f"message too long (max {limit} bytes)", MESSAGE_TOO_BIG)
 

@@ -157,7 +157,7 @@ def test_a_websocket_shows_its_tcp_transport_its_partial_message_and_each_read()
     from twisted.internet.task import Clock
     from wsproto.events import TextMessage
 
-    from chatd.net.twisted_private import after_each_read, partial_message_size, tcp_transport_of
+    from chatd.net.twisted_private import partial_message_size, read_through, tcp_transport_of
 
     clock = Clock()
     site, sessions = make_site(clock)
@@ -166,7 +166,7 @@ def test_a_websocket_shows_its_tcp_transport_its_partial_message_and_each_read()
     websocket = life.session._websocket
     assert tcp_transport_of(websocket) is browser.transport
     reads = []
-    after_each_read(browser.protocol, lambda: reads.append(partial_message_size(websocket)))
+    read_through(browser.protocol, lambda data, receive: (receive(data), reads.append(partial_message_size(websocket))))
     browser.send_raw(browser.ws.send(TextMessage("x" * 100, message_finished=False)))
     assert reads == [100]  # the first fragment waits in Twisted's buffer, and the check saw it
     browser.send_raw(browser.ws.send(TextMessage('{"type": "names"}')))
