@@ -2,7 +2,8 @@
 The web front door's WebSocket (`/chat` on the web port): one browser tab
 as a session of the chat server.
 
-    WebSocket message -> FloodGate (service/flow.py) -> parse_message (parse.py)
+    WebSocket frames -> whole text messages (frames.py; any other frame: wsproto)
+          -> FloodGate (net/flow.py) -> parse_message (parse.py)
           -> ChatServer.handle (core/server.py)
     ChatServer -> deliver(Share) -> one text frame per turn (dialect.py)
                -> send(replies) -> one text frame each (render.py) -> socket
