@@ -181,11 +181,7 @@ class FanOut:
                 runs = without(from_index(share.runs, caught_up.get(session, 0)), sent_by.get(session, []))
                 share = Share(batch, runs, view[1])
             if share.runs:
-                self.deliveries += 1  # deliver(member, share), written out: this runs once per member per turn
-                try:
-                    session.deliver(share)
-                except Exception:
-                    self._failed(member)
+                self.deliver(member, share)
 
     def deliver(self, member: Member, share: Share) -> None:
         """

@@ -179,9 +179,7 @@ def send_now(transport: Any, sock: socket.socket, parts: Sequence[Buffer]) -> in
     socket's error, so Twisted would next read a plain end of file and
     report a clean close.)
     """
-    # nothing_buffered, written out: this runs once per member per turn.
-    if (not transport.connected or transport.dataBuffer or transport._tempDataLen
-            or transport._writeDisconnected):
+    if not nothing_buffered(transport):
         return 0
     try:
         return sock.send(parts[0]) if len(parts) == 1 else sock.sendmsg(parts)

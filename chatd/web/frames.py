@@ -66,7 +66,7 @@ def split(data: bytes, max_text: int) -> Frames:
             header = 8
             if length < _LENGTH_16:  # not the shortest form: wsproto refuses it
                 return Frames(messages, position, True)
-        elif length > (_MAX_CONTROL if first != _TEXT else _LENGTH_16 - 1):
+        elif length > _MAX_CONTROL:  # a 64-bit length, or a control frame longer than one may be
             return Frames(messages, position, True)
         if length > max_text:
             return Frames(messages, position, True)

@@ -233,7 +233,7 @@ class WebSession:
         if life.closing:
             return
         limit = max_message_size(self._settings.max_line_bytes)
-        if len(message) > limit:  # whole in one read, so not seen by _check_partial_message: not queued either
+        if len(message) > limit:  # whole in one read, so not seen by _read's check: not queued either
             self._refuse_input(f"message too long (max {limit} bytes)", MESSAGE_TOO_BIG)
             return
         # Whatever goes wrong with one connection's input stays with that

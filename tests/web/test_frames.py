@@ -136,7 +136,7 @@ def test_messages_split_across_reads_anyhow_all_reach_the_chat_in_order_and_ping
     assert [event.payload for event in alice.read() if isinstance(event, Pong)] == [b"are you there"]
 
 
-def test_after_a_frame_of_another_kind_wsproto_reads_everything_and_the_chat_goes_on(clock):
+def test_a_message_sent_in_pieces_is_read_by_wsproto_and_the_chat_goes_on(clock):
     """A message sent in pieces (which browsers do not do) is read by wsproto, and so is all that follows."""
     site, _ = make_site(clock)
     alice, bob = logged_in(site, clock, "alice"), logged_in(site, clock, "bob")
@@ -145,6 +145,21 @@ def test_after_a_frame_of_another_kind_wsproto_reads_everything_and_the_chat_goe
     alice.send_raw(alice.ws.send(TextMessage(say, message_finished=True)))
     alice.send({"type": "say", "text": "whole again"})
     assert said(bob) == ["in two pieces", "whole again"]
+
+
+def test_once_wsproto_reads_a_connection_a_whole_text_frame_is_not_read_past_it(clock):
+    """
+    A whole text frame while a message is still in pieces breaks the
+    protocol: wsproto, which reads the connection from the first piece on,
+    closes it (1002), and the frame's text reaches no one.
+    """
+    site, _ = make_site(clock)
+    alice, bob = logged_in(site, clock, "alice"), logged_in(site, clock, "bob")
+    alice.send_raw(alice.ws.send(TextMessage("", message_finished=False)))
+    alice.send_raw(masked_text_frame(json.dumps({"type": "say", "text": "cutting in"}).encode()))
+    alice.read()
+    assert alice.close_code() == 1002
+    assert "cutting in" not in said(bob)
 
 
 @pytest.mark.parametrize("frame, code", [
