@@ -7,9 +7,11 @@ import socket
 
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 from zope.interface import implementer
@@ -219,6 +221,7 @@ class Browser:
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 50000),
                                          hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
         self.protocol = site.buildProtocol(self.transport.getPeer())
+        self.transport.protocol = self.protocol  # as Twisted's TCP transport holds it (and a hand-over changes it)
         self.protocol.makeConnection(self.transport)
         self.ws = WSConnection(ConnectionType.CLIENT)
         headers = [] if origin is None else [("Origin", origin)]
@@ -253,7 +256,11 @@ class Browser:
         self.send_raw(self.ws.send(TextMessage(json.dumps(message))))
 
     def send_raw(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
+        self.transport.protocol.dataReceived(data)
+
+    def lost(self) -> None:
+        """The connection closed, as the TCP transport tells its protocol."""
+        self.transport.protocol.connectionLost(Failure(ConnectionDone()))
 
     def close_code(self):
         closes = [event.code for event in self.events if isinstance(event, CloseConnection)]

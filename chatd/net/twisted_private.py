@@ -26,19 +26,24 @@ Twisted changes what these rely on.
    port's `doRead` and reads the ports' `socket` and `fileno()`.
 
 3. The web's WebSocket (chatd.web.protocol), on twisted.web.websocket:
+   - Once the upgrade is answered, the connection is the web session's
+     own (`leave_http`): Twisted's upgrade (`HTTPChannel.
+     _protocolUpgradeForWebsockets`) leaves the HTTP channel as the TCP
+     transport's protocol, passing each read to its `_WebSocketWireProtocol`
+     and wsproto connection, about 5 KB a connection that a browser's
+     usual frames never need.  The session takes the channel's place (the
+     hand-over of 4) and reads the usual frames itself (chatd.web.frames).
+   - From the first frame of another kind on, it hands every read to a
+     `_WebSocketWireProtocol` of its own, made then (`websocket_wire`) on a
+     fresh wsproto server connection, which is open from the start: the
+     frames of the connection's rest are read, answered and closed as
+     twisted.web.websocket does.
+   - A bound on an incoming message: Twisted gathers a message's fragments
+     in the wire protocol's `_textBuffer` and `_bytesBuffer` without limit,
+     and chatd checks their size after each read.
    - A turn's share is one text frame whose bytes every member with that
      share gets (chatd.web.dialect), written with the direct send above to
-     the TCP transport under the WebSocket: the `transport` of Twisted's
-     `_WebSocketWireProtocol`.
-   - Each read, seen first by chatd, by pointing the HTTP channel's
-     `dataReceived` (which Twisted pointed at the wire protocol's on the
-     upgrade, in `HTTPChannel._protocolUpgradeForWebsockets`) at chatd's
-     own, which hands on to the wire protocol's what wsproto is to read:
-     - whole text messages at the front of a read are read by chatd
-       (chatd.web.frames), and the rest by wsproto;
-     - a bound on an incoming message: Twisted gathers a message's
-       fragments in the wire protocol's `_textBuffer` and `_bytesBuffer`
-       without limit, and chatd checks their size after each read.
+     the TCP transport.
 
 4. A browser at the chat port (chatd.telnet.protocol): a connection whose
    first bytes, before the greeting, are an HTTP request is handed to the
@@ -93,6 +98,8 @@ from twisted.internet import tcp, udp
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.protocols.policies import ProtocolWrapper
+from twisted.web._websocket_impl import _WebSocketWireProtocol, serverBootstrap
+from wsproto.connection import Connection, ConnectionType
 
 from chatd.core.batch import Buffer
 
@@ -213,36 +220,36 @@ def accept_now(port: IListeningPort) -> None:
     port.doRead()  # type: ignore[attr-defined]
 
 
-def tcp_transport_of(websocket: Any) -> Any:
-    """The TCP transport a twisted.web.websocket connection runs on."""
-    return websocket.transport
-
-
-def partial_message_size(websocket: Any) -> int:
-    """How much of a message the WebSocket holds while its last fragments are still to come (characters or bytes)."""
-    return len(websocket._textBuffer.data) + len(websocket._bytesBuffer.data)
-
-
-def read_through(channel: Any, read: Callable[[bytes, Callable[[bytes], None]], None]) -> None:
+def leave_http(channel: Any, protocol: Any) -> Any:
     """
-    Each read of the HTTP channel upgraded to a WebSocket goes to
-    `read(data, receive)`, where `receive` is what the channel did with a
-    read: the WebSocket's, which reads it through wsproto.
+    The connection of an HTTP channel that twisted.web.websocket has just
+    upgraded is `protocol`'s from now on (see 3): the channel's idle
+    timeout is off, it is no longer the TCP transport's producer, and it,
+    its request and Twisted's wire protocol are let go.  (Its list of
+    requests is emptied: the request's reference back to the channel is
+    their only cycle, so they are freed at once, not by the collector.)
+    Returns the transport.
     """
-    receive = channel.dataReceived
-    channel.dataReceived = lambda data: read(data, receive)
+    transport = channel.transport
+    channel.setTimeout(None)
+    transport.unregisterProducer()
+    del channel.requests[:]
+    hand_over(transport, protocol, b"")
+    return transport
 
 
-def compact_upgraded_channel(channel: Any) -> None:
+def websocket_wire(protocol: Any) -> Any:
     """
-    An HTTP channel upgraded to a WebSocket stays the connection's protocol
-    for the WebSocket's life, and the upgrade (twisted.web's
-    `_protocolUpgradeForWebsockets`, and read_through) set methods on it
-    as attributes, which grew its attribute table to about twice what its
-    30 attributes need: a copy of the table is compact, 750 bytes less a
-    connection.
+    twisted.web.websocket's wire protocol for a WebSocket already open,
+    delivering to `protocol` (a WebSocketProtocol) what it reads: not yet
+    connected to a transport (its `makeConnection`, then `dataReceived`).
     """
-    channel.__dict__ = dict(channel.__dict__)
+    return _WebSocketWireProtocol(Connection(ConnectionType.SERVER), serverBootstrap, protocol)
+
+
+def partial_message_size(wire: Any) -> int:
+    """How much of a message a wire protocol holds while its last fragments are still to come (characters or bytes)."""
+    return len(wire._textBuffer.data) + len(wire._bytesBuffer.data)
 
 
 def hand_over(transport: Any, protocol: Any, first_bytes: bytes) -> None:

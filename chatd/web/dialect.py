@@ -12,10 +12,10 @@ whose bytes are the same for every member with that share, so they are
 framed once, in one buffer, and sent as they are (a server's frames are
 not masked).  The
 frame is RFC 6455's (section 5.2): FIN and the text opcode, the payload
-length in 7, 16 or 64 bits, then the payload.  Messages from the browser,
-pings, pongs and the close handshake are wsproto's, through
-twisted.web.websocket; only these data frames are made here, so that
-fan-out does not frame the same bytes again for every member.
+length in 7, 16 or 64 bits, then the payload.  Messages from the browser
+are read in chatd.web.frames, which also makes the control frames (pings,
+pongs, the close); only these data frames are made here, so that fan-out
+does not frame the same bytes again for every member.
 """
 
 from __future__ import annotations

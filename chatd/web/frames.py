@@ -1,23 +1,29 @@
 """
-A browser's WebSocket frames -> whole text messages, for the usual read.
-Pure.
+A browser's WebSocket frames -> whole text messages, for the usual read;
+and the control frames the web session answers and sends.  Pure.
 
 A browser sends each chat message as one frame: final, text, masked (RFC
 6455, 5.2), a few dozen bytes.  twisted.web.websocket reads frames through
 wsproto, which takes about 25 us a message (its general parser: every
 opcode, fragments, extensions), several times what the rest of a message's
-way through chatd costs.  `split` reads just those frames, and the pings
-and pongs between them, from the front of what was read; the web session
-(chatd.web.protocol) hands each text to the chat at once, each ping or
-pong to wsproto as it is, and everything from the first frame of any other
-kind on (binary, fragmented, a close, one longer than a message may be,
-text that is not UTF-8) to wsproto, as before, for the rest of the
-connection: wsproto then makes every answer and every error.
+way through chatd costs, and keeps about 2 KB of state a connection.
+`split` reads just those frames, and the pings and pongs between them,
+from the front of what was read; the web session (chatd.web.protocol)
+hands each text to the chat at once and answers each ping (`pong_to`).
+Everything from the first frame of any other kind on (binary, fragmented,
+a close, one longer than a message may be, text that is not UTF-8) goes to
+twisted.web.websocket's reader and wsproto, made then, for the rest of the
+connection: they make every answer and every error.
+
+The control frames chatd makes itself (a pong, a ping, a close) are
+wsproto's, made on a wsproto connection of their own.
 """
 
 from __future__ import annotations
 
 from attrs import frozen
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import CloseConnection, Ping
 
 _TEXT = 0x81  # FIN and opcode 1: a whole text message
 _PING, _PONG = 0x89, 0x8A  # FIN and opcode 9 or 10 (a control frame is always final)
@@ -31,7 +37,7 @@ _MAX_CONTROL = 125  # a control frame's payload, at most
 class Frames:
     """What `split` found at the front of a read."""
 
-    # In order: a str is a whole text message; bytes, a whole ping or pong frame (for wsproto).
+    # In order: a str is a whole text message; bytes, a whole ping or pong frame.
     messages: list[str | bytes]
     # Where the frames it took end.
     end: int
@@ -94,3 +100,25 @@ def _text(mask: bytes, payload: bytes) -> str | None:
         return payload.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def is_ping(frame: bytes) -> bool:
+    """Whether a control frame `split` found is a ping (else, a pong)."""
+    return frame[0] == _PING
+
+
+def pong_to(ping: bytes) -> bytes:
+    """The answer to a whole ping frame from the browser: a pong with its payload."""
+    connection = Connection(ConnectionType.SERVER)
+    connection.receive_data(ping)
+    return b"".join(connection.send(event.response()) for event in connection.events() if isinstance(event, Ping))
+
+
+def ping_frame(payload: bytes) -> bytes:
+    """A ping frame from the server."""
+    return Connection(ConnectionType.SERVER).send(Ping(payload))
+
+
+def close_frame(code: int) -> bytes:
+    """A close frame from the server, with its code (the start of WebSocket's closing handshake)."""
+    return Connection(ConnectionType.SERVER).send(CloseConnection(code))

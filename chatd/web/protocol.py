@@ -136,10 +136,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from attrs import define
-from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 from zope.interface import implementer
 
@@ -149,10 +148,10 @@ from chatd.core.session import ISession
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.door import Door
 from chatd.net.life import IDLE, LOGIN, ConnectionLife
-from chatd.net.twisted_private import compact_upgraded_channel, partial_message_size, read_through, tcp_transport_of
+from chatd.net.twisted_private import leave_http, partial_message_size, websocket_wire
 from chatd.web import render
 from chatd.web.dialect import JSON, text_frame
-from chatd.web.frames import split
+from chatd.web.frames import close_frame, is_ping, ping_frame, pong_to, split
 from chatd.web.parse import Invalid, TooLong, Unreadable, parse_message
 
 log = Logger()
@@ -160,6 +159,7 @@ log = Logger()
 # A ping after this long without a word from the browser; another as long
 # without an answer, and the connection is closed ("Ping timeout").
 PING_INTERVAL_SECONDS = 30.0
+PING = ping_frame(b"chatd")
 # WebSocket close codes (RFC 6455, 7.4.1).
 NORMAL_CLOSURE = 1000
 UNSUPPORTED_DATA = 1003
@@ -172,8 +172,12 @@ def max_message_size(max_line_bytes: int) -> int:
 
 
 @implementer(ISession)
-class WebSession:
-    """One browser tab's WebSocket (a twisted.web.websocket WebSocketProtocol) as a chat session."""
+class WebSession(Protocol):
+    """
+    One browser tab's WebSocket as a chat session: a twisted.web.websocket
+    WebSocketProtocol for the upgrade, and from then on the connection's
+    own protocol, which reads the browser's frames (see `_read`).
+    """
 
     dialect = JSON
     lists_members = False  # the page asks for a channel's members
@@ -181,21 +185,23 @@ class WebSession:
     hears_tags = False
     hears_watched = False
     username = realname = ""  # no user name but the nickname, no real name
+    transport: Any
+    # Every attribute, Protocol's included: there is one of these for every browser tab.
+    __slots__ = ("factory", "transport", "connected", "address", "_request", "_websocket", "_life", "_close_code",
+                 "_held")
 
     def __init__(self, factory: WebDoor, request: Request) -> None:
         self.factory = factory
-        self._server = factory.server
-        self._settings = factory.settings
-        self._request = request
-        self._peer: IAddress = request.getClientAddress()
-        self.address = peer_host(self._peer)
+        self.address = peer_host(request.getClientAddress())
+        self._request: Request | None = request  # until the WebSocket is open
+        # twisted.web.websocket's reader (its wire protocol), during the
+        # upgrade and once a frame chatd.web.frames does not read has come:
+        # it then reads everything for the rest of the connection.
         self._websocket: Any = None
-        self._tcp: Any = None
         self._life: ConnectionLife | None = None
         self._close_code = NORMAL_CLOSURE
         # The start of a frame chatd.web.frames reads, held until the rest
-        # comes; None once a frame it does not read has gone to wsproto,
-        # which reads everything from then on.
+        # comes; None once the wire protocol reads everything.
         self._held: bytes | None = b""
 
     # -- from twisted.web.websocket
@@ -204,26 +210,24 @@ class WebSession:
         self._websocket = transport
 
     def negotiationFinished(self) -> None:
-        """The WebSocket is open: the browser is welcomed, and waits for its nickname."""
-        tcp = self._tcp = tcp_transport_of(self._websocket)
-        # The HTTP connection's place in the connection limits, which this
-        # session now holds.  Paused and resumed through the request: the
-        # HTTP channel is the TCP transport's producer and passes pauses on
-        # to the request's.  (The WebSocket's own attachProducer registers
-        # with the TCP transport, which refuses a second producer.)
-        life = self._life = ConnectionLife(self.factory, self, self, tcp, self._peer)
-        life.admit(consumer=self._request, ping_interval=PING_INTERVAL_SECONDS,
-                   slot=getattr(self._request.channel, "slot", None))
-        read_through(self._request.channel, self._read)
-        # The upgrade request lives as long as the WebSocket (twisted.web's
-        # HTTP channel, which keeps it, stays the connection's protocol), but
-        # its headers are never read again: both sets are let go, almost two
-        # kilobytes a connection.
-        self._request.requestHeaders = self._request.responseHeaders = Headers()
-        compact_upgraded_channel(self._request.channel)
+        """
+        The WebSocket is open: the connection is this session's, and the
+        browser is welcomed and waits for its nickname.
+        """
+        request, self._request = self._request, None
+        assert request is not None
+        channel: Any = request.channel
+        self._websocket = None
+        # Twisted's HTTP channel, its request and wire protocol are let go
+        # (twisted_private, 3), and with them the headers.  Its place in the
+        # connection limits is this session's now.
+        slot, channel.slot = getattr(channel, "slot", None), None
+        leave_http(channel, self)
+        life = self._life = ConnectionLife(self.factory, self, self, self.transport, request.getClientAddress())
+        life.admit(ping_interval=PING_INTERVAL_SECONDS, slot=slot)
         https = None if life.tls else self.factory.https()
-        life.write(text_frame(render.welcome(self._server.name, self._server.everyone, https,
-                                             self._server.keeps_accounts)))
+        server = self.factory.server
+        life.write(text_frame(render.welcome(server.name, server.everyone, https, server.keeps_accounts)))
 
     def textMessageReceived(self, message: str) -> None:
         life = self._life
@@ -232,7 +236,7 @@ class WebSession:
         life.heard()
         if life.closing:
             return
-        limit = max_message_size(self._settings.max_line_bytes)
+        limit = max_message_size(self.factory.settings.max_line_bytes)
         if len(message) > limit:  # whole in one read, so not seen by _read's check: not queued either
             self._refuse_input(f"message too long (max {limit} bytes)", MESSAGE_TOO_BIG)
             return
@@ -241,7 +245,7 @@ class WebSession:
         try:
             life.line(message)
         except Exception:
-            log.failure("error handling input from {peer}; closing", peer=describe_peer(self._peer))
+            log.failure("error handling input from {peer}; closing", peer=describe_peer(life.peer))
             life.abort()
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
@@ -253,25 +257,21 @@ class WebSession:
         if self._life is not None:
             self._life.heard()
 
-    def connectionLost(self, reason: Failure) -> None:
-        if self._life is not None:
-            self._life.connection_lost(reason)
+    # -- from the TCP transport, once the WebSocket is open
 
-    # -- input
-
-    def _read(self, data: bytes, receive: Callable[[bytes], None]) -> None:
+    def dataReceived(self, data: bytes) -> None:
         """
         One read of the connection.  The whole text messages at its front
         are read here (chatd.web.frames), in order with the pings and
-        pongs between them, which go to wsproto (`receive`) as they are;
-        the rest, and from the first frame of any other kind on everything,
-        go to wsproto.  Then a message still in pieces is checked against
+        pongs between them; the rest, and from the first frame of any other
+        kind on everything, goes to twisted.web.websocket's wire protocol,
+        made then.  Then a message still in pieces there is checked against
         the limit.
         """
-        limit = max_message_size(self._settings.max_line_bytes)
+        limit = max_message_size(self.factory.settings.max_line_bytes)
         held = self._held
         if held is None:
-            receive(data)
+            self._websocket.dataReceived(data)
         else:
             if held:
                 data = held + data
@@ -280,22 +280,40 @@ class WebSession:
                 if isinstance(message, str):
                     self.textMessageReceived(message)
                 else:
-                    receive(message)
+                    self._control(message)
             rest = data[frames.end:] if frames.end else data
-            if frames.other:
-                self._held = None
-                receive(rest)
-            else:
+            if not frames.other:
                 self._held = rest
+                return
+            self._held = None
+            wire = websocket_wire(self)
+            wire.makeConnection(self.transport)  # as the upgrade did: negotiationStarted(wire)
+            wire.dataReceived(rest)
         if self._life is not None and not self._life.closing and partial_message_size(self._websocket) > limit:
             self._refuse_input(f"message too long (max {limit} bytes)", MESSAGE_TOO_BIG)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.connected = 0
+        if self._life is not None:
+            self._life.connection_lost(reason)
+
+    # -- input
+
+    def _control(self, frame: bytes) -> None:
+        """A ping or a pong from the browser: a word from it (keep-alive); a ping is answered, unless closing."""
+        life = self._life
+        if life is None or life.closing:
+            return
+        life.heard()
+        if is_ping(frame):
+            self.transport.write(pong_to(frame))
 
     def _refuse_input(self, reason: str, close_code: int) -> None:
         """Input this door cannot read: the browser is told, and the connection closes."""
         life = self._life
         if life is None or life.closing:
             return
-        log.info("{peer} (web) sent what chatd cannot read ({reason}); closing", peer=describe_peer(self._peer),
+        log.info("{peer} (web) sent what chatd cannot read ({reason}); closing", peer=describe_peer(life.peer),
                  reason=reason)
         life.leave_chat("Quit")
         self._tell(render.bad_message(reason))
@@ -306,7 +324,7 @@ class WebSession:
 
     def let_through(self, message: str) -> None:
         assert self._life is not None
-        max_line = self._settings.max_line_bytes
+        max_line = self.factory.settings.max_line_bytes
         parsed = parse_message(message, max_line)
         match parsed:
             case None:
@@ -318,25 +336,28 @@ class WebSession:
             case TooLong():
                 self._tell(render.line_too_long(max_line))
             case commands.Nick(nick) if not self._life.logged_in:
-                self._server.handle(self, commands.LogIn(nick))
+                self.factory.server.handle(self, commands.LogIn(nick))
             case _:
-                self._server.handle(self, parsed)
+                self.factory.server.handle(self, parsed)
 
     def refuse(self, reason: str) -> None:
         pass  # admitted (or refused) with the HTTP connection, by the site
 
     def timed_out(self, timeout: str) -> str:
         if timeout == LOGIN:
-            self._tell(render.login_timeout(self._settings.login_timeout_seconds))
+            self._tell(render.login_timeout(self.factory.settings.login_timeout_seconds))
             return "login timeout"
         if timeout == IDLE:
-            self._tell(render.idle_timeout(self._settings.idle_timeout_seconds))
+            self._tell(render.idle_timeout(self.factory.settings.idle_timeout_seconds))
             return "idle timeout"
         self._tell(render.ping_timeout())
         return "ping timeout"
 
     def ping(self) -> None:
-        self._websocket.ping(b"chatd")
+        if self._websocket is not None:
+            self._websocket.ping(b"chatd")
+        else:
+            self.transport.write(PING)
 
     def shutting_down(self) -> None:
         self._tell(render.shutting_down())
@@ -346,13 +367,17 @@ class WebSession:
 
     def close(self) -> None:
         """WebSocket's closing handshake, after everything queued."""
+        if self._websocket is None:
+            self.transport.write(close_frame(self._close_code))
+            self.transport.loseConnection()
+            return
         try:
             self._websocket.loseConnection(self._close_code)
         except Exception:  # the closing handshake had begun from the browser's side: just close
-            self._tcp.loseConnection()
+            self.transport.loseConnection()
 
     def _tell(self, message: bytes) -> None:
-        self._server.tell(self, message)
+        self.factory.server.tell(self, message)
 
     # -- ISession, from the chat server
 
@@ -369,8 +394,9 @@ class WebSession:
                 life.write(text_frame(render.reply(reply)))
                 if type(reply) is core_replies.LoggedIn:
                     life.chose_nickname()
-                    if self._settings.motd:
-                        life.write(text_frame(render.message("motd", lines=list(self._settings.motd))))
+                    motd = self.factory.settings.motd
+                    if motd:
+                        life.write(text_frame(render.message("motd", lines=list(motd))))
 
     def disconnect(self, reason: str) -> None:
         """Close once everything delivered has been sent, with WebSocket's closing handshake."""

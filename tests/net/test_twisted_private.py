@@ -151,39 +151,16 @@ def read_until_end_or(client, expected):
     raise AssertionError(f"only {received!r} in 10 s")
 
 
-def test_a_websocket_shows_its_tcp_transport_its_partial_message_and_each_read():
-    """On twisted.web's real Site and HTTP channel (in memory): what chatd.web.protocol relies on."""
-    from tests.fakes import Browser, make_site
-    from twisted.internet.task import Clock
-    from wsproto.events import TextMessage
-
-    from chatd.net.twisted_private import partial_message_size, read_through, tcp_transport_of
-
-    clock = Clock()
-    site, sessions = make_site(clock)
-    browser = Browser(site, clock)
-    [life] = list(sessions.connections)
-    websocket = life.session._websocket
-    assert tcp_transport_of(websocket) is browser.transport
-    reads = []
-    read_through(browser.protocol, lambda data, receive: (receive(data), reads.append(partial_message_size(websocket))))
-    browser.send_raw(browser.ws.send(TextMessage("x" * 100, message_finished=False)))
-    assert reads == [100]  # the first fragment waits in Twisted's buffer, and the check saw it
-    browser.send_raw(browser.ws.send(TextMessage('{"type": "names"}')))
-    assert reads[-1] == 0
-
-
-def test_twisted_web_sets_methods_on_a_channel_it_upgrades_to_a_websocket_which_a_copy_of_its_attributes_compacts():
+def test_twisted_web_leaves_an_upgraded_channel_the_transports_producer_and_leave_http_takes_its_connection():
     """
-    The upgrade leaves the HTTP channel as the connection's protocol with its
-    dataReceived and connectionLost set as attributes, growing its table;
-    compact_upgraded_channel's copy is smaller, and the WebSocket still reads.
+    On twisted.web's real Site and HTTP channel (in memory): once the
+    WebSocket is open, the HTTP channel is still the TCP transport's
+    producer; leave_http unregisters it, turns its timeout off and makes
+    the given protocol the transport's, connected to it.
     """
-    import sys
-
     from twisted.web.http import HTTPChannel
 
-    from chatd.net.twisted_private import compact_upgraded_channel
+    from chatd.net.twisted_private import leave_http
     from tests.fakes import Browser, make_site
 
     upgraded = []
@@ -191,8 +168,7 @@ def test_twisted_web_sets_methods_on_a_channel_it_upgrades_to_a_websocket_which_
 
     def watch(channel, protocol):
         original(channel, protocol)
-        upgraded.append((channel, {"dataReceived", "connectionLost"} <= set(vars(channel)),
-                         sys.getsizeof(vars(channel))))
+        upgraded.append((channel, channel.transport.producer is channel))
 
     HTTPChannel._protocolUpgradeForWebsockets = watch
     try:
@@ -201,13 +177,52 @@ def test_twisted_web_sets_methods_on_a_channel_it_upgrades_to_a_websocket_which_
         browser = Browser(site, clock)
     finally:
         HTTPChannel._protocolUpgradeForWebsockets = original
-    [(channel, methods_set, grown)] = upgraded
-    assert methods_set
-    before = dict(vars(channel))
-    compact_upgraded_channel(channel)
-    assert vars(channel) == before and sys.getsizeof(vars(channel)) < grown
-    browser.send({"type": "login", "nick": "alice"})
-    assert [message["type"] for message in browser.messages()] == ["welcome", "logged-in"]
+    [(channel, was_producer)] = upgraded
+    assert was_producer and browser.accepted
+    # chatd's session has left that one already: a channel of our own leaves its connection.
+    transport = StringTransport()
+    channel = site.buildProtocol(transport.getPeer())
+    channel.makeConnection(transport)
+    assert transport.producer is channel and channel.timeOut
+    protocol = Protocol()
+    assert leave_http(channel, protocol) is transport
+    assert transport.producer is None and channel.timeOut is None
+    assert transport.protocol is protocol and protocol.transport is transport and protocol.connected
+
+
+def test_a_websocket_wire_reads_an_open_websocket_answers_its_pings_and_shows_a_partial_message():
+    """
+    twisted.web.websocket's wire protocol, made by websocket_wire for a
+    WebSocket already open: connected, it tells its WebSocketProtocol so;
+    it gathers a message's fragments (partial_message_size sees them) and
+    delivers the whole message, and answers a ping.
+    """
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import Ping, Pong, TextMessage
+
+    from chatd.net.twisted_private import partial_message_size, websocket_wire
+
+    heard = []
+
+    class Session:
+        def negotiationStarted(self, transport):
+            heard.append(("started", transport))
+
+        def textMessageReceived(self, message):
+            heard.append(("text", message))
+
+    session = Session()
+    wire = websocket_wire(session)
+    transport = StringTransport()
+    wire.makeConnection(transport)
+    assert heard == [("started", wire)]
+    browser = Connection(ConnectionType.CLIENT)
+    wire.dataReceived(browser.send(TextMessage("x" * 100, message_finished=False)))
+    assert partial_message_size(wire) == 100 and heard[1:] == []
+    wire.dataReceived(browser.send(TextMessage("y")) + browser.send(Ping(b"are you there")))
+    assert partial_message_size(wire) == 0 and heard[1:] == [("text", "x" * 100 + "y")]
+    browser.receive_data(transport.value())
+    assert [(type(event), event.payload) for event in browser.events()] == [(Pong, b"are you there")]
 
 
 @pytest_twisted.inlineCallbacks

@@ -5,7 +5,9 @@ channel over in-memory transports, with a wsproto client on the browser's
 side and a Clock for time.
 """
 
+import gc
 import json
+import weakref
 
 import pytest
 from hypothesis import given, settings
@@ -29,7 +31,7 @@ from chatd.net.limits import ConnectionLimits
 from chatd.web import render
 from chatd.web.dialect import JSON, frame_header
 from chatd.web.parse import Invalid, TooLong, Unreadable, parse_message
-from chatd.web.protocol import PING_INTERVAL_SECONDS, max_message_size
+from chatd.web.protocol import PING_INTERVAL_SECONDS, WebSession, max_message_size
 from chatd.web.site import MAX_REQUEST_BODY_BYTES
 from tests.fakes import Browser, make_site
 
@@ -164,12 +166,27 @@ def test_a_session_is_a_session(site, clock):
     assert verifyObject(ISession, session)
 
 
-def test_the_upgrade_request_keeps_no_headers_once_the_websocket_is_open(site, clock):
-    """What the browser's request said is let go once the WebSocket is open: it is never read again."""
-    browser = logged_in(site, clock, "alice")
-    [request] = browser.protocol.requests
-    assert list(request.requestHeaders.getAllRawHeaders()) == []
-    assert list(request.responseHeaders.getAllRawHeaders()) == []
+def test_once_the_websocket_is_open_the_http_channel_and_its_request_are_freed(clock):
+    """
+    Once the WebSocket is open, the session is the connection's protocol:
+    the upgrade's HTTP channel and its request (headers and all) are freed
+    at once, and the chat goes on.
+    """
+    site, sessions = make_site(clock)
+    gc.disable()  # freed at once, not by the collector
+    try:
+        upgraded = []
+        site.resource.children[b"chat"].factory.buildProtocol = lambda request: (
+            upgraded.append((weakref.ref(request.channel), weakref.ref(request))) or WebSession(sessions, request))
+        browser = logged_in(site, clock, "alice")
+        browser.protocol = None
+        [(channel, request)] = upgraded
+        assert (channel(), request()) == (None, None)
+    finally:
+        gc.enable()
+    assert isinstance(browser.transport.protocol, WebSession)
+    browser.send({"type": "names"})
+    assert browser.messages() == [{"type": "users", "nicks": ["alice"]}]
 
 
 def test_welcome_login_and_one_frame_per_turn(site, clock):
@@ -238,7 +255,7 @@ def test_a_silent_browser_is_pinged_and_one_that_never_answers_is_dropped(site, 
     assert bob.close_code() is None
     assert alice.messages() == [{"type": "closing", "reason": "no answer to pings", "code": "ping-timeout"}]
     assert alice.close_code() == 1000
-    alice.protocol.connectionLost(Failure(ConnectionDone()))
+    alice.lost()
 
 
 def test_login_and_idle_timeouts(clock):
@@ -305,7 +322,7 @@ def test_web_connections_count_against_the_connection_limits(clock):
     assert first.accepted and limits.total == 1
     second = Browser(site, clock)
     assert [event.status_code for event in second.events if isinstance(event, RejectConnection)] == [503]
-    first.protocol.connectionLost(Failure(ConnectionDone()))
+    first.lost()
     assert limits.total == 0
 
 
@@ -338,7 +355,7 @@ def test_shutdown_tells_every_browser(clock):
     done = sessions.shut_down(5)
     assert alice.messages() == [{"type": "closing", "reason": "server shutting down", "code": "shutting-down"}]
     assert alice.close_code() == 1000
-    alice.protocol.connectionLost(Failure(ConnectionDone()))
+    alice.lost()
     assert done.called
 
 
