@@ -233,21 +233,39 @@ def echo_commands(port: int, build: Path) -> dict[str, list[str]]:
     return commands
 
 
-def spawn(command: list[str], code: Path = REPO) -> subprocess.Popen:
+class Server(subprocess.Popen):
+    """A server process with a state directory of its own, removed once the server has stopped."""
+
+    state = ""
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop it (SIGTERM, as an operator would; SIGKILL with `kill`), wait, and remove its state directory."""
+        if kill:
+            self.kill()
+        else:
+            self.terminate()
+        self.wait(30)
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
+def spawn(command: list[str], code: Path = REPO) -> Server:
     """
     A server process running the chatd in `code` (this checkout by default),
     its output discarded, and a state directory of its own (a chatd's
-    certificate and store, which start empty: no history from an earlier run).
+    certificate and store, which start empty: no history from an earlier run),
+    removed when it stops (`Server.stop`).
     """
     states = Path(tempfile.gettempdir()) / "chatd-benchmarks"
     states.mkdir(exist_ok=True)
     state = tempfile.mkdtemp(dir=states, prefix="state-")
     env = dict(os.environ, PYTHONPATH=str(code) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                XDG_STATE_HOME=state)
-    return subprocess.Popen(command, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = Server(command, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process.state = state
+    return process
 
 
-def start_udp(command: list[str], port: int) -> subprocess.Popen:
+def start_udp(command: list[str], port: int) -> Server:
     """Start a UDP echo server and wait until it echoes."""
     process = spawn(command)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -260,18 +278,17 @@ def start_udp(command: list[str], port: int) -> subprocess.Popen:
                 return process
             except OSError:
                 continue  # not listening yet: the probe timed out or was refused
-    process.kill()
+    process.stop(kill=True)
     raise RuntimeError(f"{command[0]} did not echo")
 
 
 @contextmanager
-def running(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
+def running(process: Server) -> Iterator[Server]:
     """A started server, stopped (SIGTERM, as an operator would) when the block ends."""
     try:
         yield process
     finally:
-        process.terminate()
-        process.wait(30)
+        process.stop()
 
 
 def measure_echo(generator: Any, name: str, command: list[str], port: int, seconds: float) -> dict:
@@ -280,7 +297,7 @@ def measure_echo(generator: Any, name: str, command: list[str], port: int, secon
                 "lost": 0, "duplicated": 0, "reordered": 0}
 
 
-def start(command: list[str], port: int, code: Path = REPO) -> subprocess.Popen:
+def start(command: list[str], port: int, code: Path = REPO) -> Server:
     process = spawn(command, code)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -289,7 +306,7 @@ def start(command: list[str], port: int, code: Path = REPO) -> subprocess.Popen:
             return process
         except OSError:
             time.sleep(0.05)  # a polled readiness check: these baselines print nothing we wait on
-    process.kill()
+    process.stop(kill=True)
     raise RuntimeError(f"{command[0]} did not start")
 
 
@@ -389,7 +406,7 @@ def measure_cluster(generator: Any, layout: str, scenario: dict, build: Path, ch
             for process in processes:
                 process.terminate()
             for process in processes:
-                process.wait(30)
+                process.stop()
 
 
 def print_before_table(runs: list[dict]) -> None:
