@@ -2,7 +2,8 @@
 The web front door's WebSocket (`/chat` on the web port): one browser tab
 as a session of the chat server.
 
-    WebSocket frames -> whole text messages (frames.py; any other frame: wsproto)
+    WebSocket frames -> whole text messages (frames.py; from any other frame
+          on: twisted.web.websocket's reader and wsproto, made then)
           -> FloodGate (net/flow.py) -> parse_message (parse.py)
           -> ChatServer.handle (core/server.py)
     ChatServer -> deliver(Share) -> one text frame per turn (dialect.py)
