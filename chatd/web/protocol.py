@@ -177,7 +177,7 @@ class WebSession(Protocol):
     """
     One browser tab's WebSocket as a chat session: a twisted.web.websocket
     WebSocketProtocol for the upgrade, and from then on the connection's
-    own protocol, which reads the browser's frames (see `_read`).
+    own protocol, which reads the browser's frames (see `dataReceived`).
     """
 
     dialect = JSON
@@ -201,9 +201,8 @@ class WebSession(Protocol):
         self._websocket: Any = None
         self._life: ConnectionLife | None = None
         self._close_code = NORMAL_CLOSURE
-        # The start of a frame chatd.web.frames reads, held until the rest
-        # comes; None once the wire protocol reads everything.
-        self._held: bytes | None = b""
+        # The start of a frame chatd.web.frames reads, held until the rest comes.
+        self._held = b""
 
     # -- from twisted.web.websocket
 
@@ -238,7 +237,7 @@ class WebSession(Protocol):
         if life.closing:
             return
         limit = max_message_size(self.factory.settings.max_line_bytes)
-        if len(message) > limit:  # whole in one read, so not seen by _read's check: not queued either
+        if len(message) > limit:  # whole in one read, so not seen by dataReceived's check: not queued either
             self._refuse_input(f"message too long (max {limit} bytes)", MESSAGE_TOO_BIG)
             return
         # Whatever goes wrong with one connection's input stays with that
@@ -270,12 +269,11 @@ class WebSession(Protocol):
         the limit.
         """
         limit = max_message_size(self.factory.settings.max_line_bytes)
-        held = self._held
-        if held is None:
+        if self._websocket is not None:
             self._websocket.dataReceived(data)
         else:
-            if held:
-                data = held + data
+            if self._held:
+                data = self._held + data
             frames = split(data, limit)
             for message in frames.messages:
                 if isinstance(message, str):
@@ -286,7 +284,7 @@ class WebSession(Protocol):
             if not frames.other:
                 self._held = rest
                 return
-            self._held = None
+            self._held = b""
             wire = websocket_wire(self)
             wire.makeConnection(self.transport)  # as the upgrade did: negotiationStarted(wire)
             wire.dataReceived(rest)
