@@ -82,7 +82,14 @@ Twisted changes what these rely on.
    for every connection for its logs and repr, `logstr` and `repstr`,
    about 150 bytes of each idle user.  `LeanServer` drops them once made
    and makes them again when asked (`logPrefix`, `__repr__`), as Twisted's
-   `Server` does; it is the `transport` of a `tcp.Port` subclass, which
+   `Server` does.  It also sets, when it is made, what Twisted sets only
+   later (`dataBuffer` and `offset` in `doWrite`, the producer's state).
+   CPython keeps an object's attributes inline, without a dict, only while
+   their names are among those its class's first few objects set; the
+   first attribute of a new name after that makes a dict of about 800
+   bytes.  Every web user's connection got one in `doWrite` (the
+   WebSocket's 101 goes through Twisted's `write`).  `LeanServer` is the
+   `transport` of a `tcp.Port` subclass, which
    `listen_tcp` builds as the reactor's `listenTCP` does
    (`Port(...).startListening()`) and `adopt_stream_port` as its
    `adoptStreamPort` does (`Port._fromListeningDescriptor`).
@@ -319,8 +326,17 @@ class ReadingUDPPort(udp.Port):
         raise NotImplementedError
 
 
+# What Twisted sets on a TCP connection only later in its life (when a
+# write waits, or a producer registers): set to their class defaults when
+# the connection is made.
+_SET_LATER = ("producer", "streamingProducer", "producerPaused", "dataBuffer", "offset")
+
+
 class LeanServer(tcp.Server):
-    """A TCP server connection without the two strings Twisted keeps for its logs (see 8 above)."""
+    """
+    A TCP server connection without the two strings Twisted keeps for its
+    logs, and whose attributes stay inline (see 8 above).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -330,6 +346,8 @@ class LeanServer(tcp.Server):
                 delattr(self, name)
             except AttributeError:  # a Twisted that no longer makes it
                 pass
+        for name in _SET_LATER:
+            setattr(self, name, getattr(self, name))
 
     def logPrefix(self) -> str:
         return f"{self._getLogPrefix(self.protocol)},{self.sessionno},{self.hostname}"

@@ -16,6 +16,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
+from twisted.internet.threads import deferToThread
 
 from chatd.net.certificate import self_signed
 from chatd.net.handshake import HandshakeFailures, TLSEntrance
@@ -316,4 +317,52 @@ def test_a_lean_tcp_connection_keeps_no_log_strings_and_says_the_same():
         client.close()
         if made and made[0].transport is not None:
             made[0].transport.loseConnection()
+        yield listening.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_lean_tcp_connection_keeps_its_attributes_inline_after_twisted_buffers_a_write():
+    """
+    CPython keeps an object's attributes without a dict only while their
+    names are among those its class's first objects set.  Forty
+    connections of a class of their own (a LeanServer, on fresh names), each
+    then given a write that Twisted buffers and sends (its doWrite sets
+    dataBuffer and offset): none of them grows a dict (without
+    LeanServer's setting those when it is made, every one did: 800 bytes).
+    """
+    import gc
+
+    from twisted.internet import tcp
+
+    from chatd.net.twisted_private import LeanServer
+
+    class Fresh(LeanServer):
+        pass
+
+    class FreshPort(tcp.Port):
+        transport = Fresh
+
+    made = []
+    factory = Factory.forProtocol(Protocol)
+    factory.buildProtocol = lambda address: made.append(Protocol()) or made[-1]
+    listening = FreshPort(0, factory, 50, "127.0.0.1", reactor)
+    listening.startListening()
+    clients = [socket.create_connection(("127.0.0.1", listening.getHost().port)) for _ in range(40)]
+    try:
+        while len(made) < 40 or any(protocol.transport is None for protocol in made):
+            yield deferLater(reactor, 0.01, lambda: None)
+        for protocol in made:
+            protocol.transport.write(b"x")  # buffered: the reactor's doWrite sends it
+        for client in clients:
+            client.settimeout(10)
+            assert (yield deferToThread(client.recv, 1)) == b"x"
+        transports = [protocol.transport for protocol in made]
+        assert all(isinstance(transport, Fresh) and transport.offset == 0 for transport in transports)
+        assert not [transport for transport in transports if any(type(r) is dict for r in gc.get_referents(transport))]
+    finally:
+        for client in clients:
+            client.close()
+        for protocol in made:
+            if protocol.transport is not None:
+                protocol.transport.loseConnection()
         yield listening.stopListening()
