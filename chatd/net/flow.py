@@ -29,7 +29,7 @@ from zope.interface import implementer
 from chatd.core.batch import Buffer
 from chatd.core.turn import Turn
 from chatd.net.limits import TokenBucket
-from chatd.net.twisted_private import send_now, socket_of
+from chatd.net.twisted_private import send_now, socket_of, write_rest
 
 # More buffers than this in one send are joined first (the kernel takes at
 # most IOV_MAX, 1024 on Linux, in one sendmsg).
@@ -191,7 +191,9 @@ class SendQueue:
     def _send(self, parts: Sequence[Buffer]) -> None:
         """
         Send what the socket takes now, if the transport has nothing waiting
-        to be sent, and give the rest to `transport.write`.
+        to be sent, and leave the rest to the transport: a share that is one
+        bytes object waits there uncopied (`write_rest`), so every member
+        whose socket is full holds the same bytes, not a copy each.
 
         Twisted's write buffers the data, asks epoll to watch the socket and
         sends on the next poll: three system calls and a trip through the
@@ -206,7 +208,7 @@ class SendQueue:
             return
         if len(parts) == 1:
             if sent < len(parts[0]):
-                self._transport.write(bytes(parts[0][sent:]))
+                write_rest(self._transport, parts[0], sent)
         elif sent < sum(map(len, parts)):
             self._transport.write(b"".join(parts)[sent:])
 

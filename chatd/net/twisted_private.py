@@ -17,7 +17,10 @@ Twisted changes what these rely on.
    `twisted.internet.tcp.Connection` itself, without TLS, qualifies.  Under
    a TLS connection, the TCP transport's `write` (an instance attribute
    over Twisted's method) sends each record of ciphertext the same way
-   (`send_eagerly`).
+   (`send_eagerly`).  What a direct send leaves of a buffer becomes the
+   TCP transport's `dataBuffer`, from `offset` on, without a copy
+   (`write_rest`), and the transport is told to watch for room
+   (`startWriting`).
 
 2. The listening self-check (chatd.service.listening): right after
    binding, before the reactor runs, chatd connects to its own port (or
@@ -202,6 +205,24 @@ def send_now(transport: Any, sock: socket.socket, parts: Sequence[Buffer]) -> in
     except OSError:
         transport.abortConnection()
         return None
+
+
+def write_rest(transport: Any, data: Buffer, sent: int) -> None:
+    """
+    Leave the rest of `data` (past its first `sent` bytes, which a direct
+    send took: see send_now) for the TCP transport to send when its socket
+    has room, as `transport.write(data[sent:])` would, but without copying
+    it: the transport's buffer, empty since that send, becomes `data` itself
+    from `sent` on (Twisted's `dataBuffer` and `offset`).  A turn's share is
+    one bytes object for all the members it goes to, so members whose
+    sockets are full then hold one copy of a big delivery between them, not
+    one each.  Any other buffer or transport gets a copy through `write`.
+    """
+    if sent and type(data) is bytes and _is_tcp(transport) and nothing_buffered(transport):
+        transport.dataBuffer, transport.offset = data, sent
+        transport.startWriting()
+    else:
+        transport.write(bytes(data[sent:]))
 
 
 def write_out(transport: Any) -> None:

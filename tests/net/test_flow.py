@@ -241,6 +241,45 @@ def test_parts_go_out_in_one_scatter_gather_send_and_otherwise_in_order_behind_t
 
 
 @pytest_twisted.inlineCallbacks
+def test_what_full_sockets_leave_of_a_share_waits_as_one_copy_for_all_its_members():
+    """
+    A share (1 MiB, one bytes object, as a web turn's frame or a whole
+    batch is) sent at the end of a turn to two members whose sockets take
+    only a little of it: the rest waits in each transport as the share's
+    own bytes, one copy for both members rather than a copy each, and each
+    peer still reads all of it, whole and in order.
+    """
+    connections = []
+    for _ in range(2):
+        connections.append((yield one_connection()))
+    try:
+        the_turn = Turn(reactor)
+        flusher = Flusher(reactor, the_turn)
+        share = bytes(range(256)) * 4096
+        queues = []
+        for _, client, server in connections:
+            server.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            queues.append(SendQueue(server.transport, 4 << 20, Overflows([]), flusher))
+        the_turn.ending = True  # the end of a turn, as Turn.end sets it
+        for send in queues:
+            send.write_parts([share])
+        the_turn.ending = False
+        for _, _, server in connections:
+            assert server.transport.dataBuffer is share and 0 < server.transport.offset < len(share)
+        for _, client, _ in connections:
+            client.settimeout(10)
+            received = bytearray()
+            while len(received) < len(share):
+                received += yield deferToThread(client.recv, 1 << 16)
+            assert received == share
+    finally:
+        for port, client, _ in connections:
+            client.close()
+            yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_peer_that_reset_the_connection_is_lost_not_closed_cleanly():
     """Sending at once to a reset peer takes the socket's error; the connection is still reported lost, not done."""
     port, client, server = yield one_connection()

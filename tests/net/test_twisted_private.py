@@ -22,7 +22,8 @@ from chatd.net.certificate import self_signed
 from chatd.net.handshake import HandshakeFailures, TLSEntrance
 from chatd.net.limits import ConnectionLimits
 from chatd.net.tls import ServerTLS
-from chatd.net.twisted_private import input_waiting, accept_now, listening_socket, nothing_buffered, socket_of, write_out
+from chatd.net.twisted_private import (input_waiting, accept_now, listening_socket, nothing_buffered, socket_of,
+                                      write_out, write_rest)
 
 
 @pytest_twisted.inlineCallbacks
@@ -61,6 +62,31 @@ def test_a_tcp_transport_writes_out_what_it_holds_when_told():
         assert client.recv(100) == b"now, not at the next poll"  # no reactor turn in between
         write_out(transport)  # nothing held: nothing happens
         write_out(StringTransport())
+    finally:
+        client.close()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_rest_of_a_direct_send_waits_uncopied_in_the_transport_and_reaches_the_peer():
+    """
+    write_rest: what a send left of a bytes object becomes the TCP
+    transport's own buffer, that very object from the offset on, and the
+    reactor sends exactly that rest; a view, or a transport that already
+    holds something, gets a copy through write, behind what it holds.
+    """
+    port, client, server = yield one_connection()
+    try:
+        transport = server.transport
+        data = b"sent already|left for the reactor"
+        write_rest(transport, data, len(b"sent already|"))
+        assert transport.dataBuffer is data and not nothing_buffered(transport)
+        write_rest(transport, memoryview(b"<a view>"), 0)  # behind it, copied
+        write_rest(transport, b"xx and the end", 2)
+        client.setblocking(False)
+        expected = b"left for the reactor<a view> and the end"
+        assert (yield read_until_end_or(client, expected)) == expected
+        assert nothing_buffered(transport)
     finally:
         client.close()
         yield port.stopListening()
