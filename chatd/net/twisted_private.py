@@ -367,8 +367,10 @@ class LeanServer(tcp.Server):
                 delattr(self, name)
             except AttributeError:  # a Twisted that no longer makes it
                 pass
+        cls = type(self)
         for name in _SET_LATER:
-            setattr(self, name, getattr(self, name))
+            if hasattr(cls, name):  # each has a class default in Twisted 26; a later one may not
+                setattr(self, name, getattr(cls, name))
 
     def logPrefix(self) -> str:
         return f"{self._getLogPrefix(self.protocol)},{self.sessionno},{self.hostname}"
