@@ -351,10 +351,11 @@ def test_a_lean_tcp_connection_keeps_its_attributes_inline_after_twisted_buffers
     """
     CPython keeps an object's attributes without a dict only while their
     names are among those its class's first objects set.  Forty
-    connections of a class of their own (a LeanServer, on fresh names), each
-    then given a write that Twisted buffers and sends (its doWrite sets
-    dataBuffer and offset): none of them grows a dict (without
-    LeanServer's setting those when it is made, every one did: 800 bytes).
+    connections of a LeanServer subclass of their own (whose shared names
+    start empty, whatever other tests made), each then given a write that
+    Twisted buffers and sends (its doWrite sets dataBuffer and offset):
+    none of them grows a dict (without LeanServer's setting those when it
+    is made, every one did: 800 bytes).
     """
     import gc
 
@@ -368,15 +369,19 @@ def test_a_lean_tcp_connection_keeps_its_attributes_inline_after_twisted_buffers
     class FreshPort(tcp.Port):
         transport = Fresh
 
-    made = []
-    factory = Factory.forProtocol(Protocol)
-    factory.buildProtocol = lambda address: made.append(Protocol()) or made[-1]
-    listening = FreshPort(0, factory, 50, "127.0.0.1", reactor)
+    made, all_made = [], defer.Deferred()
+
+    class Counted(Protocol):
+        def connectionMade(self):
+            made.append(self)
+            if len(made) == 40:
+                all_made.callback(None)
+
+    listening = FreshPort(0, Factory.forProtocol(Counted), 50, "127.0.0.1", reactor)
     listening.startListening()
     clients = [socket.create_connection(("127.0.0.1", listening.getHost().port)) for _ in range(40)]
     try:
-        while len(made) < 40 or any(protocol.transport is None for protocol in made):
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield all_made
         for protocol in made:
             protocol.transport.write(b"x")  # buffered: the reactor's doWrite sends it
         for client in clients:
