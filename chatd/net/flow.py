@@ -207,7 +207,7 @@ class SendQueue:
         if sent is None:  # the peer had reset the connection: it is being closed
             return
         if len(parts) == 1:
-            if not sent:  # a TLS or test transport, or a full socket: as it is (a view is copied)
+            if not sent:  # TLS, a test's transport, a full socket or Twisted's buffer in use: as it is (a view is copied)
                 self._transport.write(bytes(parts[0]))
             elif sent < len(parts[0]):
                 write_rest(self._transport, parts[0], sent)
