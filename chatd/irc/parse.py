@@ -248,6 +248,30 @@ def _unescape(value: str) -> str:
 
 def parse_line(line: str) -> list[Parsed]:
     """The commands of one line (without its line end); [] for an empty line."""
+    said = _said(line)
+    return [said] if said is not None else _parsed(line)
+
+
+def _said(line: str) -> commands.Say | None:
+    """
+    Most lines a chat reads, `PRIVMSG #channel :plain text`, read in one
+    step: the Say that parsemsg and `_message` would make of it, or None for
+    any other line (which they read).  Only when the channel is one plain
+    word (no whitespace, no list of targets) and the text is printable (no
+    cleaning to do, and not CTCP, which begins with a control character), so
+    the two ways cannot differ.
+    """
+    if not line.startswith("PRIVMSG #"):
+        return None
+    target, colon, text = line[8:].partition(" :")
+    if (colon and text and not text.isspace() and text.isprintable()
+            and target.isprintable() and " " not in target and "," not in target):
+        return commands.Say(text, target)
+    return None
+
+
+def _parsed(line: str) -> list[Parsed]:
+    """Any line's commands, read by parsemsg."""
     if not line.strip():
         return []
     try:

@@ -3,6 +3,8 @@
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -474,6 +476,32 @@ def test_join_keys_kick_lists_and_kill_parse_as_rfc_2812_has_them():
     assert parse_line("KILL bob :spam") == [commands.Kick("bob", "spam")]
     assert parse_line("MODE #a +o-v bob carol") == [commands.Mode("#a", ("+o-v", "bob", "carol"))]
     assert parse_line("INVITE bob #a") == [commands.Invite("bob", "#a")]
+
+
+# Lines that start as the common PRIVMSG to a channel does, made of what can
+# make them read differently: spaces and other whitespace, lists of targets,
+# colons, CTCP, IRC's formatting codes and control characters.
+_TRICKY = st.lists(st.sampled_from(["a", "#", ",", " ", ":", "\t", "\xa0", "\u3000", "\x01", "\x02", "\x00", "\x1b",
+                                    "é", "ACTION ", "NickServ"]), max_size=8).map("".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(target=_TRICKY, middle=st.sampled_from([" :", " ", "  :", ":"]), text=_TRICKY)
+def test_the_common_message_is_read_in_one_step_as_parsemsg_reads_it(target, middle, text):
+    """
+    `PRIVMSG #channel :text` read in one step (parse._said) makes the same
+    commands as the general reading (parsemsg and _message) of the same
+    line, whatever the line holds; and the plain line does take that step.
+    """
+    from chatd.core import commands
+    from chatd.irc import parse
+
+    line = f"PRIVMSG #{target}{middle}{text}"
+    said = parse._said(line)
+    if said is not None:
+        assert [said] == parse._parsed(line)
+    assert parse.parse_line(line) == parse._parsed(line)
+    assert parse._said("PRIVMSG #lobby :hi: there, all") == commands.Say("hi: there, all", "#lobby")
 
 
 def test_who_masks_whox_whois_and_away_as_clients_ask_them(factory, clock):
