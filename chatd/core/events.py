@@ -285,8 +285,32 @@ def to_json(event: BusEvent, exact_time: bool = False) -> str:
     here from the json module's own string encoder: every event on the web
     is encoded with this, and json.dumps of a dict costs several times more.
     """
-    kind = type(event)
     stamp = repr(event.at) if exact_time else f'"{_stamp(int(event.at))}"'
+    if isinstance(event, _MESSAGE_KINDS):
+        return _message_json(event, stamp)
+    return _fields_json(event, stamp)
+
+
+# The kinds of most events, with the same fields, in this order: written out in one step.
+_MESSAGE_KINDS = (Said, Acted, Noticed)
+
+
+def _message_json(event: Said | Acted | Noticed, stamp: str) -> str:
+    """What `_fields_json` makes of a message, written out: a store or a cluster encodes every line it carries."""
+    line = (f'{{"ts": {stamp}, "event": "{KIND_NAMES[type(event)]}", "channel": {_quote(event.channel)}, '
+            f'"nick": {_quote(event.nick)}, "text": {_quote(event.text)}')
+    if event.msgid:
+        line += f', "msgid": {_quote(event.msgid)}'
+    if event.tags:
+        line += f', "tags": {_quote(event.tags)}'
+    if event.origin:
+        line += f', "origin": {_quote(event.origin)}'
+    return line + "}"
+
+
+def _fields_json(event: BusEvent, stamp: str) -> str:
+    """Any event, field by field, in FIELDS' order (an empty one of LEFT_OUT_WHEN_EMPTY left out)."""
+    kind = type(event)
     parts = [f'{{"ts": {stamp}, "event": "{KIND_NAMES[kind]}"']
     for name in FIELDS[kind]:
         value = getattr(event, name)

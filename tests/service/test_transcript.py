@@ -62,12 +62,19 @@ def test_every_event_round_trips_with_its_exact_time_and_origin_as_the_bus_sends
         assert from_json(line, "#lobby", origin or "node-2") == attrs.evolve(event, origin=origin or "node-2")
 
 
-@given(st.text(), st.text(max_size=8), st.integers(0, 10**6), st.text(max_size=4))
-def test_a_line_is_json_dumps_of_the_fields(text, nick, count, origin):
-    """The hand-built line is exactly what json.dumps makes of the fields (ensure_ascii=False), for any text."""
-    for event in (Said("#lab", nick, text, at=NOON, origin=origin), Crowd("#lab", count, 0, count, (nick, text), (),
-                                                                           at=NOON + 0.9)):
-        fields = {"ts": "2026-11-18T11:06:40Z", "event": "said" if isinstance(event, Said) else "crowd",
+@given(st.text(), st.text(max_size=8), st.integers(0, 10**6), st.text(max_size=4), st.text(max_size=4),
+       st.text(max_size=4))
+def test_a_line_is_json_dumps_of_the_fields(text, nick, count, origin, msgid, tags):
+    """
+    The hand-built line is exactly what json.dumps makes of the fields
+    (ensure_ascii=False), for any text: the messages', written out in one
+    step, with or without their msgid, tags and node, and any other event's.
+    """
+    from chatd.core.events import KIND_NAMES, Noticed
+
+    messages = [kind("#lab", nick, text, at=NOON, origin=origin, msgid=msgid, tags=tags) for kind in (Said, Acted, Noticed)]
+    for event in (*messages, Crowd("#lab", count, 0, count, (nick, text), (), at=NOON + 0.9)):
+        fields = {"ts": "2026-11-18T11:06:40Z", "event": KIND_NAMES[type(event)],
                   **{name: value for name, value in asdict(event).items()
                      if name not in ("at", "origin") and (value or name not in LEFT_OUT_WHEN_EMPTY)}}
         if event.origin:
