@@ -7,6 +7,7 @@ Pure: no I/O, no Twisted.
 
 from __future__ import annotations
 
+import string
 import unicodedata
 from functools import lru_cache
 from importlib import resources
@@ -20,6 +21,7 @@ RESERVED_NICKS = frozenset({"server", "chatd", "nickserv"})
 NICK_PUNCTUATION = "_-[]{}|^"
 MAX_CHANNEL_CHARS = 32  # after the "#"
 CHANNEL_PUNCTUATION = "-_."
+_ASCII_LETTERS_AND_DIGITS = string.ascii_letters + string.digits
 
 
 class NicknameError(ValueError):
@@ -102,6 +104,8 @@ def _disallowed_character(name: str, punctuation: str) -> str | None:
     character (needed for Devanagari, Thai and others), as a user should
     read it; None when all are allowed.
     """
+    if name.isascii() and not name.strip(_ASCII_LETTERS_AND_DIGITS + punctuation):  # most names: all allowed
+        return None
     for position, char in enumerate(name):
         category = unicodedata.category(char)
         if not (category[0] == "L" or category == "Nd" or char in punctuation

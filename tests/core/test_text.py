@@ -86,6 +86,23 @@ def test_invalid_nicknames_are_refused_with_a_reason(nick, reason):
     assert str(refusal.value) == reason
 
 
+@given(st.text(alphabet=st.characters(max_codepoint=0x7f), max_size=30))
+def test_an_ascii_name_is_checked_as_the_rules_say(name):
+    """
+    In an ASCII name (checked in one step), exactly letters, digits and the
+    kind of name's punctuation are allowed, as in any other name: the first
+    one that is not is named.
+    """
+    from chatd.core.nicknames import CHANNEL_PUNCTUATION, NICK_PUNCTUATION, _disallowed_character
+
+    for punctuation in (NICK_PUNCTUATION, CHANNEL_PUNCTUATION):
+        refused = next((char for char in name if not (char.isalnum() or char in punctuation)), None)
+        named = _disallowed_character(name, punctuation)
+        assert (named is None) == (refused is None)
+        if refused is not None and refused.isprintable() and not refused.isspace():
+            assert named == repr(refused)
+
+
 @pytest.mark.parametrize(
     "name, canonical",
     [("utf-8", "utf-8"), ("UTF8", "utf-8"), ("gbk", "gbk"), ("GB18030", "gb18030"),
@@ -180,3 +197,12 @@ def test_irc_formatting_can_be_kept_and_taken_out():
     from chatd.core.text import has_formatting
 
     assert has_formatting("<bob> \x02hi\x02\r\n") and not has_formatting("<bob> hi\r\n<carol> ok\r\n")
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x40)), st.sampled_from([1, 100, 1000]))
+def test_formatting_is_found_in_a_line_and_in_a_turns_many_lines(text, repeat):
+    """has_formatting finds any of IRC's formatting codes, and nothing else, in short text and in long (its two ways)."""
+    from chatd.core.text import _FORMATTING_CODES, has_formatting
+
+    text *= repeat
+    assert has_formatting(text) == any(character in _FORMATTING_CODES for character in text)
