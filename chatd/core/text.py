@@ -48,6 +48,9 @@ def clean(text: str, keep_formatting: bool = False) -> str:
 
 
 _FORMATTING_CODES = "\x02\x03\x04\x0f\x11\x16\x1d\x1e\x1f"
+_FORMATTING_CODE = re.compile(f"[{_FORMATTING_CODES}]")
+# Up to this length (a line or two) one search for any code is quicker; past it, one search for each code.
+_SHORT_TEXT = 256
 
 
 def has_formatting(text: str) -> bool:
@@ -59,10 +62,6 @@ def has_formatting(text: str) -> bool:
     if len(text) < _SHORT_TEXT:
         return _FORMATTING_CODE.search(text) is not None
     return any(code in text for code in _FORMATTING_CODES)
-
-
-_FORMATTING_CODE = re.compile(f"[{_FORMATTING_CODES}]")
-_SHORT_TEXT = 256
 
 
 def plain(text: str) -> str:
