@@ -282,8 +282,9 @@ def to_json(event: BusEvent, exact_time: bool = False) -> str:
     number, to the microsecond, which is also quicker to read back.
 
     What json.dumps(..., ensure_ascii=False) makes of the same fields, built
-    here from the json module's own string encoder: every event on the web
-    is encoded with this, and json.dumps of a dict costs several times more.
+    here from the json module's own string encoder: every event the store,
+    the cluster's bus and the transcript keep is encoded with this, and
+    json.dumps of a dict costs several times more.
     """
     stamp = repr(event.at) if exact_time else f'"{_stamp(int(event.at))}"'
     if isinstance(event, _MESSAGE_KINDS):
@@ -296,7 +297,7 @@ _MESSAGE_KINDS = (Said, Acted, Noticed)
 
 
 def _message_json(event: Said | Acted | Noticed, stamp: str) -> str:
-    """What `_fields_json` makes of a message, written out: a store or a cluster encodes every line it carries."""
+    """What `_fields_json` makes of a message, written out: the store and the cluster encode every line said."""
     line = (f'{{"ts": {stamp}, "event": "{KIND_NAMES[type(event)]}", "channel": {_quote(event.channel)}, '
             f'"nick": {_quote(event.nick)}, "text": {_quote(event.text)}')
     if event.msgid:
