@@ -137,8 +137,8 @@ class Door:
     flusher: Flusher = field(default=attrs.Factory(lambda self: Flusher(self.clock, self.server.turn), takes_self=True))
     counts: FlowCounts = field(factory=FlowCounts)
     connections: Connections = field(default=attrs.Factory(lambda self: Connections(self.clock), takes_self=True))
-    # One timer for the keep-alive of every connection of the door.
-    keepalive: TimerWheel = field(default=attrs.Factory(lambda self: TimerWheel(self.clock), takes_self=True))
+    # One timer for every connection's login timeout and keep-alive (whole seconds, never early).
+    timers: TimerWheel = field(default=attrs.Factory(lambda self: TimerWheel(self.clock), takes_self=True))
     # The way in for a connection whose first bytes are a TLS ClientHello (None: --no-tls).
     tls: TLSEntrance | None = None
     # The door's name in the log, after a peer: "" (telnet), " (web)", " (IRC)".

@@ -6,7 +6,8 @@ One `callLater` per connection, renewed every interval, cost each idle
 connection a DelayedCall, its bound method and its arguments (about 400
 bytes), and kept the reactor's timer heap as long as the connections: a
 door's wheel has one timer for all of them, and a connection is one entry
-in a set of the second it is due.
+in a set of the second it is due.  The same wheel holds each connection's
+login timeout (chatd.net.life), until a nickname is chosen.
 """
 
 from __future__ import annotations

@@ -75,16 +75,16 @@ class ConnectionLife:
     aborts).  Kept small: there is one for every connection, and a storm
     of them.
 
-    Its two timeouts are its own: --login-timeout seconds to choose a
-    nickname, and then, with --idle-timeout, that long without input before
-    it is closed.  A user whose lines are still being let through the flood
+    Its two timeouts: --login-timeout seconds to choose a nickname (on the
+    door's timer wheel, to the whole second), and then, with --idle-timeout,
+    that long without input before it is closed.  A user whose lines are still being let through the flood
     queue is not idle: the time counts from the last line let through.
     (They are fields here, not an object of their own: every line read
     restarts the idle one, so that is a call less per line.)
     """
 
     __slots__ = ("_door", "_wire", "session", "_transport", "address", "_slot", "_counted", "send_queue",
-                 "flood_gate", "_login_call", "_idle_call", "_keepalive", "started", "closing", "lost", "logged_in",
+                 "flood_gate", "_login_second", "_idle_call", "_keepalive", "started", "closing", "lost", "logged_in",
                  "refused")
 
     def __init__(self, door: Door, wire: Wire, session: ISession, transport: Any, peer: IAddress) -> None:
@@ -98,7 +98,8 @@ class ConnectionLife:
         # The door's hot paths write to the send queue and read into the flood gate directly.
         self.send_queue: SendQueue | None = None
         self.flood_gate: FloodGate | None = None
-        self._login_call: IDelayedCall | None = None  # the login timeout, until a nickname is chosen
+        # The login timeout, until a nickname is chosen: its second on the door's timer wheel.
+        self._login_second: int | None = None
         self._idle_call: IDelayedCall | None = None  # the idle timeout, after (with --idle-timeout)
         self._keepalive: KeepAlive | None = None
         self.started = False  # admitted and counted, until it leaves
@@ -163,9 +164,9 @@ class ConnectionLife:
         login_seconds = settings.login_timeout_seconds
         if login_deadline is not None:
             login_seconds = max(0.0, login_deadline - door.clock.seconds())
-        self._login_call = door.clock.callLater(login_seconds, self._login_timed_out)
+        self._login_second = door.timers.schedule(self, login_seconds)  # on the door's one timer: see `due`
         if ping_interval is not None:
-            self._keepalive = KeepAlive(door.keepalive, ping_interval, self)
+            self._keepalive = KeepAlive(door.timers, ping_interval, self)
         # No log line yet: one when a nickname is chosen (the server's), or one
         # when the connection closes without.  A login storm of thousands is
         # then thousands of lines, not twice as many.
@@ -194,8 +195,7 @@ class ConnectionLife:
     def chose_nickname(self) -> None:
         """The user is in the chat: the login timeout is over, the idle one begins."""
         self.logged_in = True
-        _cancel(self._login_call)
-        self._login_call = None
+        self._cancel_login_timeout()
         idle_timeout = self._door.settings.idle_timeout_seconds
         if idle_timeout > 0 and self.started and not self.lost:  # not once its timers are stopped
             self._idle_call = self._door.clock.callLater(idle_timeout, self._idle_over)
@@ -203,8 +203,8 @@ class ConnectionLife:
     @property
     def login_deadline(self) -> float | None:
         """When the login timeout ends (None: logged in, or not started)."""
-        call = self._login_call
-        return call.getTime() if call is not None and call.active() else None
+        second = self._login_second
+        return None if second is None else float(second)
 
     @property
     def tls(self) -> bool:
@@ -310,9 +310,9 @@ class ConnectionLife:
             self._door.closed(self)
 
     def _stop_timers(self) -> None:
-        _cancel(self._login_call)
+        self._cancel_login_timeout()
         _cancel(self._idle_call)
-        self._login_call = self._idle_call = None
+        self._idle_call = None
         if self._keepalive is not None:
             self._keepalive.stop()
 
@@ -337,8 +337,21 @@ class ConnectionLife:
                 return
             wire.let_through(text)
 
-    def _login_timed_out(self) -> None:
+    def due(self) -> None:
+        """
+        The login timeout's second has come (the door's timer wheel).  One
+        timer for every connection still choosing a nickname, not a
+        DelayedCall each: a login storm is thousands of them at once, each
+        made and cancelled within a few milliseconds.
+        """
+        self._login_second = None
         self.disconnect(self._wire.timed_out(LOGIN))
+
+    def _cancel_login_timeout(self) -> None:
+        second = self._login_second
+        if second is not None:
+            self._login_second = None
+            self._door.timers.cancel(self, second)
 
     def _idle_over(self) -> None:
         assert self.flood_gate is not None

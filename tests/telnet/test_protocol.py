@@ -369,6 +369,25 @@ def test_login_timeout_closes_a_connection_without_a_nickname():
     assert client.transport.disconnecting
 
 
+def test_the_login_timeouts_of_many_connections_are_one_timer():
+    """
+    A hundred connections waiting for their nicknames hold no more timers
+    than one does (the door's wheel, not a DelayedCall each), and each is
+    closed when its --login-timeout has passed.
+    """
+    clock = Clock()
+    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", login_timeout_seconds=60), clock)
+    clients = [Client(factory, 1, host="127.0.0.1", wait_for_greeting=False)]
+    timers_for_one = len(clock.getDelayedCalls())
+    clients += [Client(factory, port, host=f"127.0.0.{port}", wait_for_greeting=False) for port in range(2, 101)]
+    assert len(factory.connections) == 100
+    assert len(clock.getDelayedCalls()) == timers_for_one
+    clock.advance(59)
+    assert not any(client.transport.disconnecting for client in clients)
+    clock.advance(1)
+    assert all(client.transport.disconnecting for client in clients)
+
+
 def test_login_timeout_stops_once_joined():
     """A user who chose a nickname is not timed out by the login timer."""
     clock = Clock()
