@@ -154,13 +154,13 @@ class ConnectionLife:
         self.flood_gate = FloodGate(
             door.clock, settings.rate_lines_per_second, settings.rate_burst_lines, settings.flood_queue_lines,
             self, transport, door.counts)
-        # Keepalive finds peers that vanished without a word (a laptop closed,
-        # Wi-Fi gone).  No Nagle: chat writes are whole messages, and Nagle's
-        # algorithm meeting delayed ACKs holds them back about 40 ms.
-        for option in ("setTcpKeepAlive", "setTcpNoDelay"):
-            set_option = getattr(transport, option, None)
-            if set_option is not None:
-                set_option(True)
+        # Keep-alive and no Nagle (chatd.net.twisted_private.CONNECTION_OPTIONS),
+        # unless the connection has them from its listener already.
+        if not getattr(transport, "options_from_listener", False):
+            for option in ("setTcpKeepAlive", "setTcpNoDelay"):
+                set_option = getattr(transport, option, None)
+                if set_option is not None:
+                    set_option(True)
         login_seconds = settings.login_timeout_seconds
         if login_deadline is not None:
             login_seconds = max(0.0, login_deadline - door.clock.seconds())

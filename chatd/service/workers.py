@@ -41,7 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.net.addresses import format_address
-from chatd.net.twisted_private import adopt_stream_port, listen_tcp
+from chatd.net.twisted_private import adopt_stream_port, listen_tcp, set_connection_options
 from chatd.service.listening import (
     LISTEN_BACKLOG,
     ListenError,
@@ -80,6 +80,7 @@ class SharedPortBinding(TCPBinding):
         try:
             shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            set_connection_options(shared)
             shared.bind((interface, port))
             shared.listen(LISTEN_BACKLOG)
             shared.setblocking(False)

@@ -5,8 +5,10 @@ as soon as an upgrade changes it, before anything subtler breaks.
 """
 
 import select
+import sys
 import socket
 
+import pytest
 import pytest_twisted
 from tests.fakes import one_connection
 from twisted.internet import reactor
@@ -396,4 +398,40 @@ def test_a_lean_tcp_connection_keeps_its_attributes_inline_after_twisted_buffers
         for protocol in made:
             if protocol.transport is not None:
                 protocol.transport.loseConnection()
+        yield listening.stopListening()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux gives a listener's options to its connections")
+@pytest.mark.parametrize("listener", ["listen_tcp", "a worker's shared port"])
+@pytest_twisted.inlineCallbacks
+def test_a_connection_has_keepalive_and_no_nagle_from_its_listener(listener):
+    """
+    chatd's listeners (listen_tcp's, and a worker's port shared through
+    SO_REUSEPORT) set keep-alive and no-Nagle on the listening socket, so a
+    connection has them when it is accepted and need not set them itself
+    (options_from_listener: chatd.net.life then makes no system call).
+    """
+    from chatd.net.twisted_private import LeanServer, listen_tcp
+    from chatd.service.workers import SharedPortBinding
+
+    made = defer.Deferred()
+
+    class Made(Protocol):
+        def connectionMade(self):
+            made.callback(self.transport)
+
+    factory = Factory.forProtocol(Made)
+    if listener == "listen_tcp":
+        listening = listen_tcp(reactor)(0, factory, interface="127.0.0.1")
+    else:
+        listening = SharedPortBinding(reactor, factory).listen(0, "127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", listening.getHost().port))
+    try:
+        transport = yield made
+        assert isinstance(transport, LeanServer) and transport.options_from_listener
+        assert transport.socket.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        transport.loseConnection()
+    finally:
+        client.close()
         yield listening.stopListening()
