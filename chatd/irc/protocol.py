@@ -180,9 +180,6 @@ class IrcSession(Protocol):
     # -- from the transport
 
     def connectionMade(self) -> None:
-        entrance = self.factory.tls
-        if entrance is not None and entrance.took_at_accept(self.transport, self.peer):
-            return
         self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer)
         self._life.admit(ping_interval=PING_INTERVAL_SECONDS, login_deadline=login_deadline_of(self.transport))
 

@@ -36,7 +36,7 @@ from zope.interface import implementer
 from chatd.net.addresses import describe_peer, peer_host
 from chatd.net.limits import ConnectionLimits, Slot
 from chatd.net.tls import HTTP_ALPN, ServerTLS
-from chatd.net.twisted_private import hand_over, input_waiting, send_eagerly
+from chatd.net.twisted_private import hand_over, send_eagerly
 
 log = Logger()
 
@@ -262,17 +262,6 @@ class TLSEntrance(TLSMemoryBIOFactory):
         assert isinstance(connection, TLSConnection)
         connection.login_deadline = self.clock.seconds() + self.login_timeout_seconds
         return connection
-
-    def took_at_accept(self, transport: Any, peer: IAddress) -> bool:
-        """
-        A plain port's new connection whose ClientHello came with it (a TLS
-        client sends it at once; in a storm it waits when chatd accepts):
-        TLS from the start, without a plain session's life first (True).
-        """
-        if not speaks_tls(input_waiting(transport, 3)):
-            return False
-        self.unwrap(transport, peer, b"", None)
-        return True
 
     def unwrap(self, transport: Any, peer: IAddress, first_bytes: bytes, login_deadline: float | None) -> None:
         """

@@ -126,9 +126,6 @@ class TelnetSession(TelnetServer):
     # -- from the transport
 
     def connectionMade(self) -> None:
-        entrance = self.factory.tls
-        if entrance is not None and entrance.took_at_accept(self.transport, self.peer):
-            return
         self._life = ConnectionLife(self.factory, self, self, self.transport, self.peer)
         if self._life.admit(login_deadline=login_deadline_of(self.transport)):
             self._awaiting_greeting = True
