@@ -77,10 +77,11 @@ class ConnectionLife:
 
     Its two timeouts: --login-timeout seconds to choose a nickname (on the
     door's timer wheel, to the whole second), and then, with --idle-timeout,
-    that long without input before it is closed.  A user whose lines are still being let through the flood
-    queue is not idle: the time counts from the last line let through.
-    (They are fields here, not an object of their own: every line read
-    restarts the idle one, so that is a call less per line.)
+    that long without input before it is closed.  A user whose lines are
+    still being let through the flood queue is not idle: the time counts
+    from the last line let through.  (They are fields here, not an object
+    of their own: every line read restarts the idle one, so that is a call
+    less per line.)
     """
 
     __slots__ = ("_door", "_wire", "session", "_transport", "address", "_slot", "_counted", "send_queue",
@@ -344,6 +345,8 @@ class ConnectionLife:
         DelayedCall each: a login storm is thousands of them at once, each
         made and cancelled within a few milliseconds.
         """
+        if self._login_second is None:  # cancelled while the wheel told the others of its second
+            return
         self._login_second = None
         self.disconnect(self._wire.timed_out(LOGIN))
 
