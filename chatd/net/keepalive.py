@@ -72,11 +72,17 @@ class TimerWheel:
         self._call = None
         now = self._clock.seconds()
         for second in sorted(second for second in self._seconds if second <= now):
-            for entry in self._seconds.pop(second):
+            entries = self._seconds[second]
+            for entry in list(entries):
+                if entry not in entries:  # cancelled by an entry told before it
+                    continue
+                entries.discard(entry)
                 try:
                     entry.due()
-                except Exception:  # one connection's fault never stops the others' keep-alive
-                    log.failure("keep-alive of a connection failed")
+                except Exception:  # one connection's fault never stops the others' timers
+                    log.failure("a timer of a connection failed")
+            if not entries and self._seconds.get(second) is entries:
+                del self._seconds[second]
         if self._seconds and self._call is None:
             self._wake_at(min(self._seconds))
 

@@ -345,8 +345,6 @@ class ConnectionLife:
         DelayedCall each: a login storm is thousands of them at once, each
         made and cancelled within a few milliseconds.
         """
-        if self._login_second is None:  # cancelled while the wheel told the others of its second
-            return
         self._login_second = None
         self.disconnect(self._wire.timed_out(LOGIN))
 

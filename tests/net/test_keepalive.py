@@ -97,3 +97,33 @@ def test_the_wheel_is_never_early_and_stops_when_empty():
     clock.advance(0.3)
     assert told == [11.0]
     assert clock.getDelayedCalls() == [] and len(wheel) == 0
+
+
+def test_an_entry_cancelled_by_one_told_before_it_in_the_same_second_is_not_told():
+    """
+    The wheel tells a second's entries one by one: one that an entry told
+    before it cancels (a login timeout whose user chose a nickname
+    meanwhile) is not told.  Two entries of one second that each cancel
+    the other: only the first is told.  And one scheduled meanwhile for
+    that same second is told on the next tick, once.
+    """
+    clock, told = Clock(), []
+    wheel = TimerWheel(clock)
+    seconds = {}
+
+    class Entry:
+        def __init__(self, name, then):
+            self.name, self.then = name, then
+
+        def due(self):
+            told.append(self.name)
+            self.then()
+
+    late = Entry("late", lambda: None)
+    a = Entry("a", lambda: (wheel.cancel(b, seconds["b"]), wheel.schedule(late, 0)))
+    b = Entry("b", lambda: (wheel.cancel(a, seconds["a"]), wheel.schedule(late, 0)))
+    seconds["a"], seconds["b"] = wheel.schedule(a, 60), wheel.schedule(b, 60)
+    clock.advance(60)
+    clock.advance(0)
+    assert len([name for name in told if name in ("a", "b")]) == 1
+    assert told.count("late") == 1

@@ -388,20 +388,6 @@ def test_the_login_timeouts_of_many_connections_are_one_timer():
     assert all(client.transport.disconnecting for client in clients)
 
 
-def test_a_login_timeout_cancelled_while_the_wheel_tells_its_second_closes_nothing():
-    """
-    The door's wheel tells every entry of a second in turn: an entry whose
-    login timeout was cancelled meanwhile (the user chose a nickname) is
-    told too, and the connection is not closed for it.
-    """
-    clock = Clock()
-    factory = TelnetDoor(ChatServer("lab", clock, turn=Turn(clock)), Settings("lab", login_timeout_seconds=60), clock)
-    client = Client(factory, 1)
-    client.send(b"alice\r\n")
-    client.protocol._life.due()
-    assert not client.transport.disconnecting
-
-
 def test_login_timeout_stops_once_joined():
     """A user who chose a nickname is not timed out by the login timer."""
     clock = Clock()
