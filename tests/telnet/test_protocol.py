@@ -356,6 +356,19 @@ def test_every_connection_gets_tcp_keepalive_and_no_nagle(factory):
     assert transport.nodelay is True
 
 
+def test_a_connection_with_the_options_from_its_listener_does_not_set_them_again(factory):
+    """A transport that has keep-alive and no-Nagle from its listening socket (LeanServer on Linux) is not asked for them."""
+
+    class FromListener(KeepAliveTransport):
+        options_from_listener = True
+
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    transport = FromListener()
+    protocol.makeConnection(transport)
+    assert protocol._life.started
+    assert transport.keepalive is None and transport.nodelay is None
+
+
 def test_login_timeout_closes_a_connection_without_a_nickname():
     """No nickname within --login-timeout: a notice and the connection closed."""
     clock = Clock()
